@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the project's single test command (CI runs it through .ci/run).
+#
+# On a fresh Debian 12 machine, as root, it
+#   1. installs the missing system packages (docker.io, fuse3, busybox-static),
+#   2. starts dockerd if no daemon answers, and stops that daemon (only that one) at exit,
+#   3. builds the test image osv-test-busybox from scratch (nothing can be pulled),
+#   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test --all-targets,
+#      passing this script's arguments on to cargo test.
+#
+# Environment exported to the tests:
+#   OSV_TEST_IMAGE=osv-test-busybox
+#   OSV_DOCKERD_STARTED_BY_TESTS=1   only when this script started dockerd; then also
+#   OSV_DOCKERD_CMD                  the exact dockerd command line (no quoting inside, so it
+#                                    may be split on whitespace); this script ran it as
+#                                    `setsid $OSV_DOCKERD_CMD >>"$OSV_DOCKERD_LOG" 2>&1 &`
+#   OSV_DOCKERD_LOG                  dockerd's log file
+#   DOCKER_HOST                      unix:///var/run/docker.sock when this script started dockerd
+# A dockerd restarted by a test with OSV_DOCKERD_CMD writes the same pid file, so the exit
+# trap stops it as well.
+#
+# Knobs:
+#   OSV_SETUP_ONLY=1   stop after set-up (packages, dockerd, image, smoke test); for
+#                      checking the machine without building the Rust code.
+set -euo pipefail
+
+readonly TEST_IMAGE=osv-test-busybox
+readonly DOCKER_SOCK=unix:///var/run/docker.sock
+# Own pid file (not dockerd's default /var/run/docker.pid) so we only ever stop daemons
+# started with our command line.
+readonly DOCKERD_PIDFILE=/run/osv-test-dockerd.pid
+readonly DOCKERD_START_TIMEOUT=60
+readonly PLUGIN_DIR=/run/docker/plugins
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+
+# rustup installs cargo in ~/.cargo/bin, which non-login shells (CI) may not have on PATH.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+
+dockerd_pid=""       # set when this script started dockerd
+dockerd_log=""
+
+# ---------------------------------------------------------------------------------------
+# Clean-up helpers (run before the tests and from the exit trap).
+
+# True if some process listens on the unix socket at path $1 (/proc/net/unix lists bound
+# sockets by the path given to bind(2), which may be spelt via the /var/run symlink).
+socket_is_live() {
+    awk -v a="$1" -v b="/var$1" '$8 == a || $8 == b { found = 1 } END { exit !found }' \
+        /proc/net/unix
+}
+
+# Sockets of plugin daemons from earlier test runs. Live ones belong to a running test
+# process (the tests' business); only remove the stale ones, which would otherwise make
+# dockerd and the tests find a dead plugin.
+remove_stale_test_sockets() {
+    local s
+    for s in "$PLUGIN_DIR"/osvtest*.sock; do
+        [ -e "$s" ] || continue # glob matched nothing
+        if [ -S "$s" ] && socket_is_live "$s"; then
+            log "warning: $s is still served by a live process; left in place"
+        else
+            rm -f -- "$s"
+            log "removed stale socket $s"
+        fi
+    done
+}
+
+# Pids of dockerds we started: the original one and any a test restarted via OSV_DOCKERD_CMD.
+our_dockerd_pids() {
+    local p
+    for p in "$dockerd_pid" "$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)"; do
+        [ -n "$p" ] || continue
+        # Check the name so a recycled pid never makes us kill an unrelated process, and
+        # skip zombies: a dockerd restarted by a test is re-parented to PID 1 when it exits,
+        # which in containers may be slow to reap it.
+        if [ "$(cat "/proc/$p/comm" 2>/dev/null || true)" = dockerd ] &&
+            [ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]; then
+            echo "$p"
+        fi
+    done | sort -u
+}
+
+stop_our_dockerd() {
+    [ -n "$dockerd_pid" ] || return 0
+    local pids p i
+    pids=$(our_dockerd_pids)
+    [ -n "$pids" ] || return 0
+    log "stopping the dockerd started by this script (pid $(echo "$pids" | tr '\n' ' '))"
+    for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+    # dockerd stops its containers and its own containerd; give it 30 s, then SIGKILL.
+    for i in $(seq 1 60); do
+        [ -n "$(our_dockerd_pids)" ] || break
+        if [ "$i" -eq 60 ]; then
+            log "dockerd did not exit within 30 s; sending SIGKILL"
+            for p in $(our_dockerd_pids); do kill -KILL "$p" 2>/dev/null || true; done
+        fi
+        sleep 0.5
+    done
+    # Reap it if it is our direct child (it is: setsid execs dockerd in place).
+    wait "$dockerd_pid" 2>/dev/null || true
+}
+
+on_exit() {
+    local rc=$?
+    set +e
+    remove_stale_test_sockets
+    stop_our_dockerd
+    log "total wall-clock time: $((SECONDS / 60))m$((SECONDS % 60))s (exit status $rc)"
+    exit "$rc"
+}
+trap on_exit EXIT
+# Make Ctrl-C / SIGTERM go through the EXIT trap as well.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------
+# 1. System packages. Installed by hand on a dev machine they are not there on CI.
+
+missing=()
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+    missing+=(docker.io) # dockerd 20.10 + containerd + runc (+ a docker client)
+fi
+command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+# The test image needs a static busybox; the dynamic `busybox` package would not run
+# inside a FROM-scratch image. dpkg-query (not dpkg -s) so "removed, config left" counts
+# as missing.
+if [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null || true)" != "install ok installed" ]; then
+    missing+=(busybox-static)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing missing packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # With recommends, as in the verified recipe: docker.io recommends apparmor, whose
+    # apparmor_parser dockerd needs to start containers on kernels with AppArmor enabled.
+    apt-get install -y -q "${missing[@]}"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 2. Docker daemon. A daemon may already run (dev machine); otherwise start our own.
+
+if docker info >/dev/null 2>&1; then
+    log "using the docker daemon that is already running"
+else
+    dockerd_log=$(mktemp /tmp/osv-dockerd.XXXXXX.log)
+    # No quoting inside: tests may split it on whitespace to restart dockerd.
+    dockerd_cmd="dockerd --host $DOCKER_SOCK --pidfile $DOCKERD_PIDFILE"
+    log "starting dockerd (log: $dockerd_log)"
+    start=$SECONDS
+    # setsid: its own session, so a Ctrl-C aimed at the tests does not kill it before the
+    # trap stops it in order. (Without job control setsid execs in place: $! is dockerd.)
+    # shellcheck disable=SC2086 # word splitting of the command line is intended
+    setsid $dockerd_cmd >>"$dockerd_log" 2>&1 </dev/null &
+    dockerd_pid=$!
+    export DOCKER_HOST=$DOCKER_SOCK
+    until docker info >/dev/null 2>&1; do
+        if ! kill -0 "$dockerd_pid" 2>/dev/null; then
+            log "dockerd exited during start-up; its log:"
+            cat "$dockerd_log" >&2
+            exit 1
+        fi
+        if [ $((SECONDS - start)) -ge "$DOCKERD_START_TIMEOUT" ]; then
+            log "dockerd did not answer within ${DOCKERD_START_TIMEOUT}s; its log:"
+            cat "$dockerd_log" >&2
+            exit 1
+        fi
+        sleep 0.5
+    done
+    log "dockerd ready after $((SECONDS - start))s"
+    export OSV_DOCKERD_STARTED_BY_TESTS=1
+    export OSV_DOCKERD_CMD="$dockerd_cmd"
+    export OSV_DOCKERD_LOG="$dockerd_log"
+fi
+# The client (/usr/local/bin/docker may be much newer than Debian's 20.10 daemon) must
+# negotiate an API version the daemon speaks; show both so a mismatch is obvious.
+docker version --format \
+    'docker client {{.Client.Version}} (API {{.Client.APIVersion}}), daemon {{.Server.Version}} (API {{.Server.APIVersion}})' >&2 ||
+    { log "the docker client cannot talk to the daemon"; exit 1; }
+
+# ---------------------------------------------------------------------------------------
+# 3. Test image, built from scratch (no registry reachable). Rebuilt when the Dockerfile
+# changes: the image carries the Dockerfile's hash as a label.
+
+dockerfile="$repo_root/scripts/test-image/Dockerfile"
+want_hash=$(sha256sum "$dockerfile" | cut -d' ' -f1)
+have_hash=$(docker image inspect -f '{{index .Config.Labels "osv.dockerfile.sha256"}}' \
+    "$TEST_IMAGE" 2>/dev/null || true)
+if [ "$have_hash" != "$want_hash" ]; then
+    log "building test image $TEST_IMAGE"
+    ctx=$(mktemp -d /tmp/osv-test-image.XXXXXX)
+    cp "$dockerfile" "$ctx/Dockerfile"
+    cp /bin/busybox "$ctx/busybox"
+    # Legacy builder: works with dockerd 20.10 and needs no buildx plugin.
+    DOCKER_BUILDKIT=0 docker build -q --label "osv.dockerfile.sha256=$want_hash" \
+        -t "$TEST_IMAGE" "$ctx" >/dev/null
+    rm -rf -- "$ctx"
+fi
+export OSV_TEST_IMAGE=$TEST_IMAGE
+
+# Smoke test: a container runs and sees a bind mount. Fails early and clearly if runc,
+# cgroups or the storage driver do not work here, instead of in the middle of the tests.
+probe_dir=$(mktemp -d /tmp/osv-probe.XXXXXX)
+echo ok >"$probe_dir/probe"
+if ! out=$(docker run --rm -v "$probe_dir:/x:ro" "$TEST_IMAGE" cat /x/probe 2>&1) || [ "$out" != ok ]; then
+    rm -rf -- "$probe_dir"
+    log "smoke test failed: docker run with a bind mount printed: $out"
+    [ -n "$dockerd_log" ] && { log "dockerd log:"; tail -n 50 "$dockerd_log" >&2; }
+    exit 1
+fi
+rm -rf -- "$probe_dir"
+log "smoke test ok (container runs, bind mount visible)"
+
+remove_stale_test_sockets
+
+if [ "${OSV_SETUP_ONLY:-}" = 1 ]; then
+    log "OSV_SETUP_ONLY=1: set-up done, skipping cargo"
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------------------
+# 4. The checks. Run all of them (a formatting slip should not hide test results) and
+# fail at the end if any failed.
+
+failed=()
+step() {
+    log "==> $*"
+    if ! "$@"; then
+        failed+=("$*")
+        log "FAILED: $*"
+    fi
+}
+step cargo fmt --all -- --check
+step cargo clippy --all-targets -- -D warnings
+step cargo test --all-targets "$@"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    log "failed steps:"
+    printf '[test.sh]   %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+log "all checks passed"

@@ -1,0 +1,344 @@
+//! The volume registry: what each Docker call does to the plugin's state.
+//!
+//! Locking: a short-lived map lock finds a volume's slot; each slot has an
+//! `op` lock that serialises Create/Remove/Mount/Unmount of that volume
+//! (held across its mount work) and a `record` lock held only to read or
+//! replace the record. Get and List take only record locks, so a slow mount
+//! of one volume never stalls `docker volume ls` or any other volume.
+//!
+//! The methods are blocking (fsync, mount(2)); the protocol layer runs them
+//! on tokio's blocking pool.
+
+pub mod refcount;
+pub mod state;
+
+use crate::backend::{BackendError, Backends};
+use crate::mounts;
+use crate::names::{self, NameError};
+use crate::spec::{self, SpecError};
+use serde_json::{Map, Value, json};
+use state::{RECORD_VERSION, StateStore, VolumeRecord};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// Settings the driver needs; the CLI fills them from flags or `OSV_*`.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub state_dir: PathBuf,
+    pub mount_root: PathBuf,
+    pub allowed_host_paths: Vec<PathBuf>,
+}
+
+/// Every error a Docker call can get, each one sentence naming the volume.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("volume {0:?} does not exist; create it first with `docker volume create -d <driver> -o type=... {0}`")]
+    NotFound(String),
+    #[error("volume {name:?} is refused: {source}")]
+    BadName { name: String, source: NameError },
+    #[error("volume {name:?}: {source}")]
+    Spec { name: String, source: SpecError },
+    #[error("volume {name:?}: {source}")]
+    Backend { name: String, source: BackendError },
+    #[error(
+        "volume {0:?} already exists with different options; remove it first (`docker volume rm {0}`) or choose another name"
+    )]
+    Conflict(String),
+    #[error(
+        "volume {name:?} is in use by {mounts} mount(s); stop the containers that use it, then remove it"
+    )]
+    InUse { name: String, mounts: u32 },
+    #[error(
+        "volume {name:?}: the plugin could not save its state ({source}); check that the state directory is writable and its disk is not full"
+    )]
+    State { name: String, source: io::Error },
+}
+
+/// What Get and List report for one volume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeInfo {
+    pub name: String,
+    /// Set only while the volume is mounted.
+    pub mountpoint: Option<PathBuf>,
+    pub created_at: String,
+    pub status: Map<String, Value>,
+}
+
+#[derive(Default)]
+struct Slot {
+    op: Mutex<()>,
+    record: Mutex<Option<VolumeRecord>>,
+}
+
+pub struct Driver {
+    store: StateStore,
+    backends: Backends,
+    mount_root: PathBuf,
+    volumes: Mutex<BTreeMap<String, Arc<Slot>>>,
+}
+
+/// A poisoned lock means a panic in another request; the data it guards is
+/// still consistent (records are replaced whole), so keep serving.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Driver {
+    /// Loads the registry and reconciles it with the mount table. Runs before
+    /// the socket listens, so the first Get already sees every volume.
+    pub fn open(config: DriverConfig) -> io::Result<Driver> {
+        let store = StateStore::open(&config.state_dir)?;
+        std::fs::create_dir_all(&config.mount_root)?;
+        let (records, unreadable) = store.load_all()?;
+        for bad in &unreadable {
+            tracing::error!(path = %bad.path.display(), reason = %bad.reason,
+                "skipping a state file the plugin cannot read; its volume is not served until the file is repaired");
+        }
+        let driver = Driver {
+            store,
+            backends: Backends::new(config.allowed_host_paths),
+            mount_root: config.mount_root,
+            volumes: Mutex::new(BTreeMap::new()),
+        };
+        for record in records {
+            let record = driver.reconcile(record);
+            let slot = Slot {
+                op: Mutex::new(()),
+                record: Mutex::new(Some(record.clone())),
+            };
+            lock(&driver.volumes).insert(record.name.clone(), Arc::new(slot));
+        }
+        tracing::info!(
+            volumes = lock(&driver.volumes).len(),
+            "registry loaded"
+        );
+        Ok(driver)
+    }
+
+    /// Brings one restored record in line with what is really mounted.
+    ///
+    /// After a plugin restart the mounts are still there and the record is
+    /// right. After a host reboot nothing is mounted and the recorded IDs
+    /// belong to containers that no longer run (Docker sends no Unmount for
+    /// them), so they are dropped; otherwise the volume could never be
+    /// removed. A mount with no recorded ID is left over from a crash
+    /// between mounting and saving, and is undone.
+    fn reconcile(&self, mut record: VolumeRecord) -> VolumeRecord {
+        let target = self.mount_path(&record.name);
+        let mounted = mounts::is_mount_point(&target).unwrap_or(false);
+        if !record.mount_ids.is_empty() && !mounted {
+            tracing::warn!(volume = %record.name, mounts = record.mount_ids.total(),
+                "mounts were recorded but nothing is mounted (host rebooted?); forgetting them");
+            record.mount_ids.clear();
+            if let Err(e) = self.store.save(&record) {
+                tracing::error!(volume = %record.name, error = %e, "could not save reconciled state");
+            }
+        } else if record.mount_ids.is_empty() && mounted {
+            tracing::warn!(volume = %record.name, "unmounting a mount that no container holds");
+            if let Err(e) = self.backends.detach(&record.spec, &target) {
+                tracing::error!(volume = %record.name, error = %e, "could not undo a leftover mount");
+            }
+        }
+        record
+    }
+
+    /// Where a volume is mounted; one component per volume, from a
+    /// sanitised name, so no name can point outside the mount root.
+    pub fn mount_path(&self, name: &str) -> PathBuf {
+        self.mount_root.join(names::file_stem(name))
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<Slot>, DriverError> {
+        lock(&self.volumes)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DriverError::NotFound(name.to_string()))
+    }
+
+    /// Drops a slot whose volume is gone, unless a new one took its place.
+    fn forget_slot(&self, name: &str, slot: &Arc<Slot>) {
+        let mut map = lock(&self.volumes);
+        if let Some(current) = map.get(name)
+            && Arc::ptr_eq(current, slot)
+            && lock(&slot.record).is_none()
+        {
+            map.remove(name);
+        }
+    }
+
+    fn save(&self, record: &VolumeRecord) -> Result<(), DriverError> {
+        self.store.save(record).map_err(|source| DriverError::State {
+            name: record.name.clone(),
+            source,
+        })
+    }
+
+    /// Validates and durably records a volume. Creating a name that exists
+    /// with the same options succeeds (Docker may retry); with other
+    /// options it fails rather than silently returning the old volume.
+    pub fn create(&self, name: &str, opts: Option<&Map<String, Value>>) -> Result<(), DriverError> {
+        names::validate(name).map_err(|source| DriverError::BadName {
+            name: name.into(),
+            source,
+        })?;
+        let spec = spec::parse_options(opts).map_err(|source| DriverError::Spec {
+            name: name.into(),
+            source,
+        })?;
+        self.backends
+            .validate(&spec)
+            .map_err(|source| DriverError::Backend {
+                name: name.into(),
+                source,
+            })?;
+
+        let slot = lock(&self.volumes)
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let _op = lock(&slot.op);
+        if let Some(existing) = lock(&slot.record).as_ref() {
+            return if existing.spec == spec {
+                Ok(())
+            } else {
+                Err(DriverError::Conflict(name.into()))
+            };
+        }
+        let record = VolumeRecord {
+            version: RECORD_VERSION,
+            name: name.to_string(),
+            spec,
+            created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            mount_ids: Default::default(),
+        };
+        if let Err(e) = self.save(&record) {
+            drop(_op);
+            self.forget_slot(name, &slot);
+            return Err(e);
+        }
+        tracing::info!(volume = %name, r#type = record.spec.backend.type_name(), "created");
+        *lock(&slot.record) = Some(record);
+        Ok(())
+    }
+
+    /// Forgets a volume that no container uses. The data stays where it is.
+    pub fn remove(&self, name: &str) -> Result<(), DriverError> {
+        let slot = self.slot(name)?;
+        let op = lock(&slot.op);
+        let record = lock(&slot.record)
+            .clone()
+            .ok_or_else(|| DriverError::NotFound(name.into()))?;
+        let mounts = record.mount_ids.total();
+        if mounts > 0 {
+            return Err(DriverError::InUse {
+                name: name.into(),
+                mounts,
+            });
+        }
+        self.store
+            .delete(name)
+            .map_err(|source| DriverError::State {
+                name: name.into(),
+                source,
+            })?;
+        let _ = std::fs::remove_dir(self.mount_path(name));
+        *lock(&slot.record) = None;
+        drop(op);
+        self.forget_slot(name, &slot);
+        tracing::info!(volume = %name, "removed");
+        Ok(())
+    }
+
+    /// Records mount `id` and returns where the volume is; the first mount
+    /// attaches the backend. The ID is saved only once the mount exists.
+    pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf, DriverError> {
+        let slot = self.slot(name)?;
+        let _op = lock(&slot.op);
+        let mut record = lock(&slot.record)
+            .clone()
+            .ok_or_else(|| DriverError::NotFound(name.into()))?;
+        let target = self.mount_path(name);
+        let first = record.mount_ids.acquire(id);
+        // Re-attach also when the mount vanished under a live record (an
+        // operator's umount, say): Docker believes it is there.
+        let attach = first || !mounts::is_mount_point(&target).unwrap_or(false);
+        if attach {
+            self.backends
+                .attach(&record.spec, &target)
+                .map_err(|source| DriverError::Backend {
+                    name: name.into(),
+                    source,
+                })?;
+        }
+        if let Err(e) = self.save(&record) {
+            if first {
+                let _ = self.backends.detach(&record.spec, &target);
+            }
+            return Err(e);
+        }
+        tracing::info!(volume = %name, mounts = record.mount_ids.total(), "mounted");
+        *lock(&slot.record) = Some(record);
+        Ok(target)
+    }
+
+    /// Drops mount `id`; the last one detaches the backend. An unknown ID
+    /// succeeds: Docker retries Unmounts it believes failed.
+    pub fn unmount(&self, name: &str, id: &str) -> Result<(), DriverError> {
+        let slot = self.slot(name)?;
+        let _op = lock(&slot.op);
+        let mut record = lock(&slot.record)
+            .clone()
+            .ok_or_else(|| DriverError::NotFound(name.into()))?;
+        match record.mount_ids.release(id) {
+            refcount::Release::Unknown => {
+                tracing::debug!(volume = %name, "unmount of an unknown mount ID ignored");
+                return Ok(());
+            }
+            refcount::Release::StillMounted => {}
+            refcount::Release::Last => {
+                self.backends
+                    .detach(&record.spec, &self.mount_path(name))
+                    .map_err(|source| DriverError::Backend {
+                        name: name.into(),
+                        source,
+                    })?;
+            }
+        }
+        self.save(&record)?;
+        tracing::info!(volume = %name, mounts = record.mount_ids.total(), "unmounted");
+        *lock(&slot.record) = Some(record);
+        Ok(())
+    }
+
+    fn info(&self, record: &VolumeRecord) -> VolumeInfo {
+        let mut status = Backends::status(&record.spec);
+        status.insert("mounts".into(), json!(record.mount_ids.total()));
+        VolumeInfo {
+            name: record.name.clone(),
+            mountpoint: (!record.mount_ids.is_empty()).then(|| self.mount_path(&record.name)),
+            created_at: record.created_at.clone(),
+            status,
+        }
+    }
+
+    /// Answers from the registry alone, never from storage.
+    pub fn get(&self, name: &str) -> Result<VolumeInfo, DriverError> {
+        let slot = self.slot(name)?;
+        let record = lock(&slot.record);
+        record
+            .as_ref()
+            .map(|r| self.info(r))
+            .ok_or_else(|| DriverError::NotFound(name.into()))
+    }
+
+    pub fn list(&self) -> Vec<VolumeInfo> {
+        let slots: Vec<Arc<Slot>> = lock(&self.volumes).values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|slot| lock(&slot.record).as_ref().map(|r| self.info(r)))
+            .collect()
+    }
+}

@@ -1,0 +1,15 @@
+//! opensandbox-volume: a Docker volume plugin that turns OpenSandbox volume
+//! descriptions into Docker named volumes.
+//!
+//! Layers, from the wire inwards: `protocol` (Docker's JSON over a unix
+//! socket) → `driver` (durable registry, mount refcounts) → `spec` (options
+//! parsed once) → `backend` (how each storage type is mounted). `names` and
+//! `mounts` are small helpers with one job each.
+
+pub mod backend;
+pub mod cli;
+pub mod driver;
+pub mod mounts;
+pub mod names;
+pub mod protocol;
+pub mod spec;

@@ -1,0 +1,150 @@
+//! The kernel's mount table and the two mount operations the plugin uses.
+//!
+//! Parsing `/proc/self/mountinfo` is pure and unit-tested; the syscalls are
+//! thin wrappers that turn errno into sentences a person can act on.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Mount points listed in a mountinfo text (field 5), unescaped.
+pub fn parse_mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_octal(field)))
+        .collect()
+}
+
+/// The kernel escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 4 <= bytes.len()
+            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether something is mounted exactly at `path` in this mount namespace.
+pub fn is_mount_point(path: &Path) -> io::Result<bool> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(parse_mount_points(&text).iter().any(|p| p == path))
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// Bind-mounts the directory open as `source` onto `target`, read-only when
+/// asked.
+///
+/// The source is an already opened and checked directory (O_PATH), mounted
+/// through `/proc/self/fd/N`: the kernel mounts exactly that inode, so a
+/// symlink swapped in after the check cannot redirect the mount.
+pub fn bind_mount(source: BorrowedFd<'_>, target: &Path, read_only: bool) -> io::Result<()> {
+    let src = cstring(Path::new(&format!("/proc/self/fd/{}", source.as_raw_fd())))?;
+    let dst = cstring(target)?;
+    // SAFETY: both pointers are valid NUL-terminated strings for the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if read_only {
+        // A bind mount inherits the source's flags; read-only needs a remount
+        // of the new mount alone. NOSUID/NODEV stay as they were.
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+        // SAFETY: as above.
+        let rc = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            let _ = unmount(target);
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Detaches whatever is mounted at `target` (lazily, so a process still
+/// inside it does not make Unmount fail); not mounted is success.
+pub fn unmount(target: &Path) -> io::Result<()> {
+    let dst = cstring(target)?;
+    // SAFETY: valid NUL-terminated string.
+    let rc = unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
+        _ => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+36 22 0:31 / /var/lib/osv/mounts/a\\040b rw shared:2 - ext4 /dev/sda1 rw
+37 22 0:32 /data /mnt/back\\134slash rw - ext4 /dev/sda1 rw
+";
+
+    #[test]
+    fn parses_and_unescapes_mount_points() {
+        let points = parse_mount_points(SAMPLE);
+        assert_eq!(
+            points,
+            vec![
+                PathBuf::from("/"),
+                PathBuf::from("/var/lib/osv/mounts/a b"),
+                PathBuf::from("/mnt/back\\slash"),
+            ]
+        );
+    }
+
+    #[test]
+    fn partial_escapes_are_left_alone() {
+        assert_eq!(unescape_octal("a\\04"), "a\\04");
+        assert_eq!(unescape_octal("a\\x41"), "a\\x41");
+        assert_eq!(unescape_octal("\\011"), "\t");
+    }
+
+    #[test]
+    fn root_is_a_mount_point_and_a_temp_dir_is_not() {
+        assert!(is_mount_point(Path::new("/")).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()).unwrap());
+    }
+}
