@@ -64,11 +64,15 @@ pub enum SpecError {
         ty: String,
         accepted: String,
     },
-    #[error("option `{0}` is given more than once (option names are case-insensitive); give it once")]
+    #[error(
+        "option `{0}` is given more than once (option names are case-insensitive); give it once"
+    )]
     Duplicate(String),
     #[error("option `{0}` must be a string, number or boolean")]
     NotAString(String),
-    #[error("option `path` is required for type=host; set it to an absolute host directory, e.g. path=/srv/data")]
+    #[error(
+        "option `path` is required for type=host; set it to an absolute host directory, e.g. path=/srv/data"
+    )]
     MissingHostPath,
     #[error(
         "option `path`={0:?} must be an absolute, normalised path (starting with `/`, without `.`, `..`, `//`, a trailing `/` or NUL)"
@@ -228,7 +232,10 @@ mod tests {
 
     #[test]
     fn host_with_all_options_case_insensitive() {
-        let spec = parse(json!({"TYPE": "Host", "Path": "/srv/data", "subpath": "a/b/", "READONLY": "TRUE"})).unwrap();
+        let spec = parse(
+            json!({"TYPE": "Host", "Path": "/srv/data", "subpath": "a/b/", "READONLY": "TRUE"}),
+        )
+        .unwrap();
         assert_eq!(
             spec,
             VolumeSpec {
@@ -249,7 +256,9 @@ mod tests {
 
     #[test]
     fn unknown_and_unsupported_types_are_distinguished() {
-        assert!(matches!(parse(json!({"type": "ftp"})), Err(SpecError::UnknownType(t)) if t == "ftp"));
+        assert!(
+            matches!(parse(json!({"type": "ftp"})), Err(SpecError::UnknownType(t)) if t == "ftp")
+        );
         for ty in ["pvc", "ossfs", "s3", "nfs"] {
             let err = parse(json!({"type": ty})).unwrap_err();
             assert_eq!(err, SpecError::UnsupportedType(ty.into()));
@@ -273,7 +282,9 @@ mod tests {
 
     #[test]
     fn host_path_must_be_absolute_and_normalised() {
-        for bad in ["rel", "/a/../b", "/a/./b", "/a//b", "/a/", "./a", "/a\0b", ""] {
+        for bad in [
+            "rel", "/a/../b", "/a/./b", "/a//b", "/a/", "./a", "/a\0b", "",
+        ] {
             let err = parse(json!({"type": "host", "path": bad})).unwrap_err();
             assert!(
                 matches!(err, SpecError::BadHostPath(_) | SpecError::MissingHostPath),
@@ -281,14 +292,29 @@ mod tests {
             );
         }
         assert!(parse(json!({"type": "host", "path": "/"})).is_ok());
-        assert_eq!(parse(json!({"type": "host"})), Err(SpecError::MissingHostPath));
+        assert_eq!(
+            parse(json!({"type": "host"})),
+            Err(SpecError::MissingHostPath)
+        );
     }
 
     #[test]
     fn sub_path_must_stay_inside() {
-        for bad in ["/abs", "..", "a/../../b", "a/..", "./a", "a//b", "a/./b", "/"] {
+        for bad in [
+            "/abs",
+            "..",
+            "a/../../b",
+            "a/..",
+            "./a",
+            "a//b",
+            "a/./b",
+            "/",
+        ] {
             let err = parse(json!({"type": "host", "path": "/x", "subPath": bad})).unwrap_err();
-            assert!(matches!(err, SpecError::BadSubPath(_)), "{bad:?} gave {err:?}");
+            assert!(
+                matches!(err, SpecError::BadSubPath(_)),
+                "{bad:?} gave {err:?}"
+            );
         }
         let long = "a".repeat(256);
         assert!(parse(json!({"type": "host", "path": "/x", "subPath": long})).is_err());

@@ -66,10 +66,12 @@ impl HostBackend {
     /// or created after the plugin started); comparison is per component,
     /// so `/data2` is not under `/data`.
     fn is_allowed(&self, resolved: &Path) -> bool {
-        self.allowed.iter().any(|prefix| match fs::canonicalize(prefix) {
-            Ok(p) => resolved.starts_with(p),
-            Err(_) => false,
-        })
+        self.allowed
+            .iter()
+            .any(|prefix| match fs::canonicalize(prefix) {
+                Ok(p) => resolved.starts_with(p),
+                Err(_) => false,
+            })
     }
 
     /// Resolves `path` and checks it against the allow-list.
@@ -125,13 +127,14 @@ impl HostBackend {
         }
         if let Some(sub) = sub_path {
             for component in sub.split('/') {
-                dir = open_or_create_child(&dir, component).map_err(|e| match e.raw_os_error() {
-                    Some(libc::ELOOP) | Some(libc::ENOTDIR) => HostError::SubPathNotDirectory {
-                        sub_path: sub.to_string(),
-                        component: component.to_string(),
-                    },
-                    _ => io_err("create subPath under", e),
-                })?;
+                dir =
+                    open_or_create_child(&dir, component).map_err(|e| match e.raw_os_error() {
+                        Some(libc::ELOOP) | Some(libc::ENOTDIR) => HostError::SubPathNotDirectory {
+                            sub_path: sub.to_string(),
+                            component: component.to_string(),
+                        },
+                        _ => io_err("create subPath under", e),
+                    })?;
             }
             // Defence in depth: the final directory must still be inside.
             let held = fd_path(&dir).map_err(|e| io_err("open", e))?;
@@ -147,7 +150,8 @@ impl HostBackend {
     }
 }
 
-const DIR_FLAGS: libc::c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+const DIR_FLAGS: libc::c_int =
+    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
 fn c_path(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
@@ -219,7 +223,10 @@ mod tests {
     #[test]
     fn empty_allow_list_disables_host_volumes() {
         let b = HostBackend::new(vec![]);
-        assert!(matches!(b.check(Path::new("/tmp")), Err(HostError::Disabled)));
+        assert!(matches!(
+            b.check(Path::new("/tmp")),
+            Err(HostError::Disabled)
+        ));
     }
 
     #[test]
@@ -276,13 +283,19 @@ mod tests {
         let err = b
             .open_source(&f.allowed.join("data"), Some("esc/x"))
             .unwrap_err();
-        assert!(matches!(err, HostError::SubPathNotDirectory { .. }), "{err}");
+        assert!(
+            matches!(err, HostError::SubPathNotDirectory { .. }),
+            "{err}"
+        );
         assert!(!f.outside.join("x").exists());
 
         fs::write(f.allowed.join("data/plain"), b"x").unwrap();
         let err = b
             .open_source(&f.allowed.join("data"), Some("plain"))
             .unwrap_err();
-        assert!(matches!(err, HostError::SubPathNotDirectory { .. }), "{err}");
+        assert!(
+            matches!(err, HostError::SubPathNotDirectory { .. }),
+            "{err}"
+        );
     }
 }

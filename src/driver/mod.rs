@@ -35,7 +35,9 @@ pub struct DriverConfig {
 /// Every error a Docker call can get, each one sentence naming the volume.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("volume {0:?} does not exist; create it first with `docker volume create -d <driver> -o type=... {0}`")]
+    #[error(
+        "volume {0:?} does not exist; create it first with `docker volume create -d <driver> -o type=... {0}`"
+    )]
     NotFound(String),
     #[error("volume {name:?} is refused: {source}")]
     BadName { name: String, source: NameError },
@@ -111,10 +113,7 @@ impl Driver {
             };
             lock(&driver.volumes).insert(record.name.clone(), Arc::new(slot));
         }
-        tracing::info!(
-            volumes = lock(&driver.volumes).len(),
-            "registry loaded"
-        );
+        tracing::info!(volumes = lock(&driver.volumes).len(), "registry loaded");
         Ok(driver)
     }
 
@@ -170,10 +169,12 @@ impl Driver {
     }
 
     fn save(&self, record: &VolumeRecord) -> Result<(), DriverError> {
-        self.store.save(record).map_err(|source| DriverError::State {
-            name: record.name.clone(),
-            source,
-        })
+        self.store
+            .save(record)
+            .map_err(|source| DriverError::State {
+                name: record.name.clone(),
+                source,
+            })
     }
 
     /// Validates and durably records a volume. Creating a name that exists

@@ -164,7 +164,11 @@ mod tests {
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[0], r);
         // The odd name stayed inside the state directory.
-        assert!(dir.path().join("volumes/%2E%2E%2Fevil%2Fname.json").exists());
+        assert!(
+            dir.path()
+                .join("volumes/%2E%2E%2Fevil%2Fname.json")
+                .exists()
+        );
         store.delete("b").unwrap();
         store.delete("b").unwrap();
         assert_eq!(store.load_all().unwrap().0.len(), 1);

@@ -120,7 +120,9 @@ async fn handle(driver: Arc<Driver>, call: Call, body: Bytes) -> Response {
         (true, None) => {
             return error_reply(
                 StatusCode::BAD_REQUEST,
-                format!("the request for volume {name:?} has no mount `ID`; send {{\"Name\": ..., \"ID\": ...}}"),
+                format!(
+                    "the request for volume {name:?} has no mount `ID`; send {{\"Name\": ..., \"ID\": ...}}"
+                ),
             );
         }
         (_, id) => id.unwrap_or_default(),
@@ -128,7 +130,9 @@ async fn handle(driver: Arc<Driver>, call: Call, body: Bytes) -> Response {
     tracing::debug!(?call, volume = %name, "request");
     let result = tokio::task::spawn_blocking(move || -> Result<Value, DriverError> {
         match call {
-            Call::Create => driver.create(&name, request.opts.as_ref()).map(|_| json!({})),
+            Call::Create => driver
+                .create(&name, request.opts.as_ref())
+                .map(|_| json!({})),
             Call::Remove => driver.remove(&name).map(|_| json!({})),
             Call::Mount => driver
                 .mount(&name, &id)
@@ -178,7 +182,9 @@ async fn list(State(driver): State<Arc<Driver>>) -> Response {
 async fn unknown(method: Method, uri: Uri) -> Response {
     error_reply(
         StatusCode::NOT_FOUND,
-        format!("{method} {uri} is not a call of this plugin; it implements Plugin.Activate and VolumeDriver.*"),
+        format!(
+            "{method} {uri} is not a call of this plugin; it implements Plugin.Activate and VolumeDriver.*"
+        ),
     )
 }
 
@@ -223,7 +229,13 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_sentences() {
-        for body in [&b"{"[..], b"[1]", b"\"x\"", br#"{"Name":1}"#, br#"{"Opts":"a"}"#] {
+        for body in [
+            &b"{"[..],
+            b"[1]",
+            b"\"x\"",
+            br#"{"Name":1}"#,
+            br#"{"Opts":"a"}"#,
+        ] {
             let err = parse_request(body).unwrap_err();
             assert!(!err.is_empty() && !err.contains('\n'), "{err}");
         }

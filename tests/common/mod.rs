@@ -1,0 +1,140 @@
+//! Shared test helpers: the real plugin binary in a child process, and a
+//! raw HTTP client for its socket.
+#![allow(dead_code)] // each test crate uses a different subset
+
+pub mod http;
+
+use std::fs;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_opensandbox-volume");
+
+/// The plugin daemon running as a child process with its own directories.
+pub struct Plugin {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub mount_root: PathBuf,
+    pub allowed: Vec<PathBuf>,
+    pub log: PathBuf,
+}
+
+impl Plugin {
+    /// Starts the plugin on `socket`, keeping state and mounts in `base`.
+    pub fn start(socket: &Path, base: &Path, allowed: &[PathBuf]) -> Plugin {
+        let mut plugin = Plugin {
+            child: None,
+            socket: socket.to_path_buf(),
+            state_dir: base.join("state"),
+            mount_root: base.join("mounts"),
+            allowed: allowed.to_vec(),
+            log: base.join("plugin.log"),
+        };
+        plugin.spawn();
+        plugin
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let allowed: Vec<String> = self
+            .allowed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--mount-root")
+            .arg(&self.mount_root)
+            .arg("--allowed-host-paths")
+            .arg(allowed.join(","))
+            .arg("--log-level")
+            .arg("debug")
+            .env_remove("OSV_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting the plugin binary");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the socket accepts connections (10 s at most).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("plugin exited with {status}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "plugin did not listen within 10 s; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would: no cleanup, the socket file stays behind.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait, as systemd or Docker would stop it.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("plugin is running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("plugin is running").id()
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether `path` is a mount point in this mount namespace.
+pub fn is_mounted(path: &Path) -> bool {
+    opensandbox_volume::mounts::is_mount_point(path).unwrap()
+}
+
+/// Unmounts everything under `root` (best effort), for test cleanup.
+pub fn unmount_all_under(root: &Path) {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for mp in opensandbox_volume::mounts::parse_mount_points(&text) {
+        if mp.starts_with(root) {
+            let _ = opensandbox_volume::mounts::unmount(&mp);
+        }
+    }
+}
