@@ -25,7 +25,7 @@ impl Env {
         let plugin = Plugin::start(
             &base.path().join("osv.sock"),
             base.path(),
-            &[allowed.clone()],
+            std::slice::from_ref(&allowed),
         );
         Env {
             plugin,

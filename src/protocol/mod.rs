@@ -127,7 +127,7 @@ async fn handle(driver: Arc<Driver>, call: Call, body: Bytes) -> Response {
         }
         (_, id) => id.unwrap_or_default(),
     };
-    tracing::debug!(?call, volume = %name, "request");
+    tracing::debug!(?call, volume = %name, id = %id, "request");
     let result = tokio::task::spawn_blocking(move || -> Result<Value, DriverError> {
         match call {
             Call::Create => driver
@@ -150,6 +150,15 @@ async fn handle(driver: Arc<Driver>, call: Call, body: Bytes) -> Response {
     .await;
     match result {
         Ok(Ok(body)) => ok_reply(body),
+        // Docker probes with Get before every Create: a miss there is routine.
+        Ok(Err(e @ DriverError::NotFound(_))) if matches!(call, Call::Get) => {
+            tracing::debug!(error = %e, "volume not found");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({ "Err": e.to_string() })),
+            )
+                .into_response()
+        }
         Ok(Err(e)) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(join) => error_reply(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -2,6 +2,7 @@
 //! raw HTTP client for its socket.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod docker;
 pub mod http;
 
 use std::fs;
@@ -48,7 +49,8 @@ impl Plugin {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .arg("serve")
             .arg("--socket")
             .arg(&self.socket)
@@ -63,10 +65,8 @@ impl Plugin {
             .env_remove("OSV_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting the plugin binary");
-        self.child = Some(child);
+            .stderr(log);
+        self.child = Some(spawn_tied_to_test_process(command));
         self.wait_ready();
     }
 
@@ -121,7 +121,40 @@ impl Plugin {
 impl Drop for Plugin {
     fn drop(&mut self) {
         self.kill();
+        // A socket file without a process makes dockerd retry for seconds.
+        let _ = fs::remove_file(&self.socket);
     }
+}
+
+/// Spawns `command` from one long-lived thread with PR_SET_PDEATHSIG, so
+/// the child gets SIGTERM when the test process exits (statics are never
+/// dropped) but not when the test thread that asked for it ends.
+pub fn spawn_tied_to_test_process(mut command: Command) -> Child {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+    use std::sync::{Mutex, OnceLock};
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+            // The channel lives in a static, so this thread never ends.
+        });
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner.lock().unwrap().send((command, tx)).unwrap();
+    rx.recv().unwrap().expect("starting the plugin binary")
 }
 
 /// Whether `path` is a mount point in this mount namespace.

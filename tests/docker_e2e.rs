@@ -1,0 +1,384 @@
+//! End to end against the real dockerd: the plugin binary runs as a legacy
+//! driver (`osvtest-e2e`, socket in /run/docker/plugins) and every step is a
+//! plain docker command, as an operator or the sandbox server would type it.
+
+mod common;
+
+use common::docker::{
+    Cleanup, SharedPlugin, docker, docker_fails, docker_ok, image, inspect_volume, mounts_of, read,
+    unique,
+};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::sync::OnceLock;
+
+static PLUGIN: OnceLock<SharedPlugin> = OnceLock::new();
+fn plugin() -> &'static SharedPlugin {
+    SharedPlugin::get(&PLUGIN, "osvtest-e2e")
+}
+
+#[test]
+fn volume_create_ls_inspect_rm() {
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let dir = p.host_dir("cli");
+    fs::write(dir.join("keep"), "precious").unwrap();
+    let vol = clean.volume(&unique("cli"));
+    let path_opt = format!("path={}", dir.display());
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &p.driver,
+        "-o",
+        "type=host",
+        "-o",
+        &path_opt,
+        &vol,
+    ]);
+
+    let listed = docker_ok(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("driver={}", p.driver),
+    ]);
+    assert!(listed.lines().any(|l| l == vol), "{listed}");
+
+    let v = inspect_volume(&vol);
+    assert_eq!(v["Driver"], p.driver.as_str());
+    assert_eq!(v["Status"]["type"], "host");
+    assert_eq!(v["Status"]["path"], dir.display().to_string());
+    assert_eq!(v["Status"]["mounts"], 0);
+    assert!(
+        v["CreatedAt"].as_str().is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+
+    docker_ok(&["volume", "rm", &vol]);
+    let err = docker_fails(&["volume", "inspect", &vol]);
+    assert!(err.to_lowercase().contains("no such volume"), "{err}");
+    assert_eq!(
+        read(&dir.join("keep")),
+        "precious",
+        "rm never deletes host data"
+    );
+}
+
+#[test]
+fn run_with_v_and_with_mount_volume_opts() {
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let dir = p.host_dir("run");
+
+    // -v with a volume created ahead of time.
+    let vol = clean.volume(&unique("runv"));
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &p.driver,
+        "-o",
+        "type=host",
+        "-o",
+        &format!("path={}", dir.display()),
+        &vol,
+    ]);
+    docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{vol}:/data"),
+        &image(),
+        "sh",
+        "-c",
+        "echo from-v > /data/v.txt",
+    ]);
+    assert_eq!(read(&dir.join("v.txt")), "from-v\n");
+    assert_eq!(mounts_of(&vol), 0, "unmounted after the container exited");
+
+    // --mount with volume-opt: the volume is created on first use.
+    let auto = clean.volume(&unique("runmount"));
+    let mount = format!(
+        "type=volume,src={auto},dst=/work,volume-driver={},volume-opt=type=host,volume-opt=path={},volume-opt=subPath=sub",
+        p.driver,
+        dir.display()
+    );
+    docker_ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        &mount,
+        &image(),
+        "sh",
+        "-c",
+        "echo from-mount > /work/m.txt",
+    ]);
+    assert_eq!(read(&dir.join("sub/m.txt")), "from-mount\n");
+    let v = inspect_volume(&auto);
+    assert_eq!(v["Driver"], p.driver.as_str());
+    assert_eq!(v["Status"]["subPath"], "sub");
+    assert_eq!(v["Status"]["mounts"], 0);
+    assert!(
+        !common::is_mounted(&p.plugin().mount_root.join(&auto)),
+        "no mount left behind"
+    );
+}
+
+#[test]
+fn two_containers_share_a_volume_with_correct_refcounts() {
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let dir = p.host_dir("share");
+    let vol = clean.volume(&unique("share"));
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &p.driver,
+        "-o",
+        "type=host",
+        "-o",
+        &format!("path={}", dir.display()),
+        &vol,
+    ]);
+    let a = clean.container(&unique("share-a"));
+    let b = clean.container(&unique("share-b"));
+    let v = format!("{vol}:/data");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &a,
+        "-v",
+        &v,
+        &image(),
+        "sleep",
+        "300",
+    ]);
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &b,
+        "-v",
+        &v,
+        &image(),
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(mounts_of(&vol), 2);
+
+    docker_ok(&["exec", &a, "sh", "-c", "echo hello-from-a > /data/shared"]);
+    assert_eq!(
+        docker_ok(&["exec", &b, "cat", "/data/shared"]),
+        "hello-from-a"
+    );
+
+    let err = docker_fails(&["volume", "rm", &vol]);
+    assert!(err.contains("in use"), "{err}");
+
+    docker_ok(&["rm", "-f", &a]);
+    assert_eq!(mounts_of(&vol), 1);
+    // The remaining container still sees and writes the volume.
+    docker_ok(&["exec", &b, "sh", "-c", "echo still > /data/after"]);
+    assert_eq!(read(&dir.join("after")), "still\n");
+    docker_ok(&["rm", "-f", &b]);
+    assert_eq!(mounts_of(&vol), 0);
+    docker_ok(&["volume", "rm", &vol]);
+}
+
+#[test]
+fn read_only_volume_refuses_writes_from_a_read_write_container_mount() {
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let dir = p.host_dir("ro");
+    fs::write(dir.join("in"), "readable").unwrap();
+    let vol = clean.volume(&unique("ro"));
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &p.driver,
+        "-o",
+        "type=host",
+        "-o",
+        &format!("path={}", dir.display()),
+        "-o",
+        "readOnly=true",
+        &vol,
+    ]);
+    // The container asks for a read-write mount; the plugin's own mount is
+    // read-only, so the write still fails with EROFS.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{vol}:/data:rw"),
+        &image(),
+        "sh",
+        "-c",
+        "cat /data/in && echo x > /data/out",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("readable"), "{stdout}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert!(!dir.join("out").exists());
+}
+
+#[test]
+fn sub_paths_isolate_two_volumes_on_one_host_path() {
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let dir = p.host_dir("iso");
+    let v1 = clean.volume(&unique("iso1"));
+    let v2 = clean.volume(&unique("iso2"));
+    for (v, sub) in [(&v1, "one"), (&v2, "two")] {
+        docker_ok(&[
+            "volume",
+            "create",
+            "-d",
+            &p.driver,
+            "-o",
+            "type=host",
+            "-o",
+            &format!("path={}", dir.display()),
+            "-o",
+            &format!("subPath={sub}"),
+            v,
+        ]);
+    }
+    docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{v1}:/data"),
+        &image(),
+        "sh",
+        "-c",
+        "echo 1 > /data/mine",
+    ]);
+    let listing = docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{v2}:/data"),
+        &image(),
+        "sh",
+        "-c",
+        "echo 2 > /data/mine; ls -a /data",
+    ]);
+    assert_eq!(
+        listing.split_whitespace().collect::<Vec<_>>(),
+        [".", "..", "mine"]
+    );
+    assert_eq!(read(&dir.join("one/mine")), "1\n");
+    assert_eq!(read(&dir.join("two/mine")), "2\n");
+}
+
+#[test]
+fn allow_list_escapes_are_refused_with_our_sentence() {
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let outside = p.base.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let link = p.allowed.join("escape-link");
+    let _ = fs::remove_file(&link);
+    symlink(&outside, &link).unwrap();
+    let sibling = format!("{}-sibling", p.allowed.display());
+    fs::create_dir_all(&sibling).unwrap();
+
+    let cases = [
+        (
+            format!("path={}", outside.display()),
+            "outside the allowed host paths",
+        ),
+        (format!("path={sibling}"), "outside the allowed host paths"),
+        (
+            format!("path={}", link.display()),
+            "outside the allowed host paths",
+        ),
+        (
+            format!("path={}/../outside", p.allowed.display()),
+            "normalised",
+        ),
+    ];
+    for (i, (opt, expected)) in cases.iter().enumerate() {
+        let vol = clean.volume(&unique(&format!("esc{i}")));
+        let err = docker_fails(&[
+            "volume",
+            "create",
+            "-d",
+            &p.driver,
+            "-o",
+            "type=host",
+            "-o",
+            opt,
+            &vol,
+        ]);
+        assert!(err.contains(expected), "{opt}: {err}");
+    }
+    // The same refusal reaches `docker run --mount` users.
+    let vol = clean.volume(&unique("escrun"));
+    let mount = format!(
+        "type=volume,src={vol},dst=/x,volume-driver={},volume-opt=type=host,volume-opt=path={},volume-opt=subPath=../up",
+        p.driver,
+        p.allowed.display()
+    );
+    let err = docker_fails(&["run", "--rm", "--mount", &mount, &image(), "true"]);
+    assert!(err.contains("option `subPath`"), "{err}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+#[test]
+fn docker_cp_out_of_a_running_container() {
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let dir = p.host_dir("cp");
+    let vol = clean.volume(&unique("cp"));
+    docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &p.driver,
+        "-o",
+        "type=host",
+        "-o",
+        &format!("path={}", dir.display()),
+        &vol,
+    ]);
+    let c = clean.container(&unique("cp"));
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &c,
+        "-v",
+        &format!("{vol}:/data"),
+        &image(),
+        "sh",
+        "-c",
+        "echo copied > /data/f; sleep 300",
+    ]);
+    // Wait for the file rather than sleeping a fixed time.
+    for _ in 0..100 {
+        if dir.join("f").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = out_dir.path().join("f");
+    docker_ok(&["cp", &format!("{c}:/data/f"), dest.to_str().unwrap()]);
+    assert_eq!(read(&dest), "copied\n");
+    // docker cp mounted and unmounted the container's own mount ID: the
+    // running container must still hold its mount.
+    assert_eq!(mounts_of(&vol), 1);
+    docker_ok(&["exec", &c, "sh", "-c", "echo after-cp > /data/g"]);
+    assert_eq!(read(&dir.join("g")), "after-cp\n");
+    docker_ok(&["rm", "-f", &c]);
+    assert_eq!(mounts_of(&vol), 0);
+}
