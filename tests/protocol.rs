@@ -509,4 +509,25 @@ fn help_documents_every_setting_and_its_variable() {
     ] {
         assert!(help.contains(needle), "missing {needle} in:\n{help}");
     }
+    // The README's settings table must list the same flags and variables.
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for line in help.lines().map(str::trim) {
+        if let Some(flag) = line
+            .strip_prefix("--")
+            .and_then(|l| l.split([' ', '=']).next())
+            && !["help", "version"].contains(&flag)
+        {
+            assert!(
+                readme.contains(&format!("`--{flag}")),
+                "README lacks --{flag}"
+            );
+        }
+        if let Some(var) = line
+            .split("[env: ")
+            .nth(1)
+            .and_then(|v| v.split('=').next())
+        {
+            assert!(readme.contains(var), "README lacks {var}");
+        }
+    }
 }
