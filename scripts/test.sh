@@ -6,7 +6,8 @@
 #   2. starts dockerd if no daemon answers, and stops that daemon (only that one) at exit,
 #   3. builds the test image osv-test-busybox from scratch (nothing can be pulled),
 #   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test --all-targets,
-#      passing this script's arguments on to cargo test.
+#      passing this script's arguments on to cargo test, then scripts/check-install.sh
+#      (the legacy install end to end).
 #
 # Environment exported to the tests:
 #   OSV_TEST_IMAGE=osv-test-busybox
@@ -238,6 +239,8 @@ step() {
 step cargo fmt --all -- --check
 step cargo clippy --all-targets -- -D warnings
 step cargo test --all-targets "$@"
+# The legacy install path as an operator runs it (builds the release binary).
+step scripts/check-install.sh
 
 if [ "${#failed[@]}" -gt 0 ]; then
     log "failed steps:"

@@ -395,7 +395,9 @@ fn state_survives_sigkill_and_mounts_are_adopted() {
     assert_eq!(env.create("idle", json!({"type": "host", "path": dir})), "");
     let mp = env.mount("keep", "c1").unwrap();
 
-    env.plugin.restart(); // SIGKILL: the stale socket file is left behind
+    env.plugin.kill(); // SIGKILL: no cleanup, the socket file stays behind
+    assert!(env.socket().exists(), "a crash leaves a stale socket file");
+    env.plugin.restart(); // and the new process replaces it
     assert!(is_mounted(&mp), "the mount outlives the plugin");
     let r = call(env.socket(), "VolumeDriver.List", "{}");
     let names: Vec<&str> = r.body["Volumes"]
