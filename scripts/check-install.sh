@@ -5,12 +5,14 @@
 # and keeps the state. Run by scripts/test.sh after cargo test; needs a running dockerd
 # and the image in $OSV_TEST_IMAGE.
 #
-# It uses its own driver name (osvtest-install) and directories, and refuses to run where
+# It uses the tests' driver name (osvtest), its own directories, and refuses to run where
 # it could disturb a real installation: under systemd, or when the binary is already
 # installed in /usr/local/bin.
 set -euo pipefail
 
-readonly DRIVER=osvtest-install
+# The tests' driver name: dockerd waits ~15 s on every dead legacy driver it has met
+# whenever it lists volumes, so all tests share one name.
+readonly DRIVER=osvtest
 readonly BIN=/usr/local/bin/opensandbox-volume
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 image=${OSV_TEST_IMAGE:-osv-test-busybox}

@@ -1,12 +1,12 @@
 //! End to end against the real dockerd: the plugin binary runs as a legacy
-//! driver (`osvtest-e2e`, socket in /run/docker/plugins) and every step is a
+//! driver (`osvtest`, socket in /run/docker/plugins) and every step is a
 //! plain docker command, as an operator or the sandbox server would type it.
 
 mod common;
 
 use common::docker::{
-    Cleanup, SharedPlugin, docker, docker_fails, docker_ok, image, inspect_volume, mounts_of, read,
-    unique,
+    Cleanup, SharedPlugin, TEST_DRIVER, dk, docker_fails, docker_words, inspect_volume, mounts_of,
+    read, run_detached, run_sh, unique,
 };
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -14,36 +14,17 @@ use std::sync::OnceLock;
 
 static PLUGIN: OnceLock<SharedPlugin> = OnceLock::new();
 fn plugin() -> &'static SharedPlugin {
-    SharedPlugin::get(&PLUGIN, "osvtest-e2e")
+    SharedPlugin::get(&PLUGIN, TEST_DRIVER)
 }
 
 #[test]
 fn volume_create_ls_inspect_rm() {
     let p = plugin();
     let mut clean = Cleanup::default();
-    let dir = p.host_dir("cli");
+    let (vol, dir) = p.create_host_volume(&mut clean, "cli", "");
     fs::write(dir.join("keep"), "precious").unwrap();
-    let vol = clean.volume(&unique("cli"));
-    let path_opt = format!("path={}", dir.display());
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        &p.driver,
-        "-o",
-        "type=host",
-        "-o",
-        &path_opt,
-        &vol,
-    ]);
 
-    let listed = docker_ok(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("driver={}", p.driver),
-    ]);
+    let listed = dk(&format!("volume ls -q --filter driver={}", p.driver), &[]);
     assert!(listed.lines().any(|l| l == vol), "{listed}");
 
     let v = inspect_volume(&vol);
@@ -56,7 +37,7 @@ fn volume_create_ls_inspect_rm() {
         "{v}"
     );
 
-    docker_ok(&["volume", "rm", &vol]);
+    dk(&format!("volume rm {vol}"), &[]);
     let err = docker_fails(&["volume", "inspect", &vol]);
     assert!(err.to_lowercase().contains("no such volume"), "{err}");
     assert_eq!(
@@ -70,51 +51,21 @@ fn volume_create_ls_inspect_rm() {
 fn run_with_v_and_with_mount_volume_opts() {
     let p = plugin();
     let mut clean = Cleanup::default();
-    let dir = p.host_dir("run");
 
     // -v with a volume created ahead of time.
-    let vol = clean.volume(&unique("runv"));
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        &p.driver,
-        "-o",
-        "type=host",
-        "-o",
-        &format!("path={}", dir.display()),
-        &vol,
-    ]);
-    docker_ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{vol}:/data"),
-        &image(),
-        "sh",
-        "-c",
-        "echo from-v > /data/v.txt",
-    ]);
+    let (vol, dir) = p.create_host_volume(&mut clean, "runv", "");
+    run_sh(&format!("-v {vol}:/data"), "echo from-v > /data/v.txt");
     assert_eq!(read(&dir.join("v.txt")), "from-v\n");
     assert_eq!(mounts_of(&vol), 0, "unmounted after the container exited");
 
     // --mount with volume-opt: the volume is created on first use.
     let auto = clean.volume(&unique("runmount"));
     let mount = format!(
-        "type=volume,src={auto},dst=/work,volume-driver={},volume-opt=type=host,volume-opt=path={},volume-opt=subPath=sub",
+        "--mount type=volume,src={auto},dst=/work,volume-driver={},volume-opt=type=host,volume-opt=path={},volume-opt=subPath=sub",
         p.driver,
         dir.display()
     );
-    docker_ok(&[
-        "run",
-        "--rm",
-        "--mount",
-        &mount,
-        &image(),
-        "sh",
-        "-c",
-        "echo from-mount > /work/m.txt",
-    ]);
+    run_sh(&mount, "echo from-mount > /work/m.txt");
     assert_eq!(read(&dir.join("sub/m.txt")), "from-mount\n");
     let v = inspect_volume(&auto);
     assert_eq!(v["Driver"], p.driver.as_str());
@@ -130,97 +81,47 @@ fn run_with_v_and_with_mount_volume_opts() {
 fn two_containers_share_a_volume_with_correct_refcounts() {
     let p = plugin();
     let mut clean = Cleanup::default();
-    let dir = p.host_dir("share");
-    let vol = clean.volume(&unique("share"));
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        &p.driver,
-        "-o",
-        "type=host",
-        "-o",
-        &format!("path={}", dir.display()),
-        &vol,
-    ]);
+    let (vol, dir) = p.create_host_volume(&mut clean, "share", "");
     let a = clean.container(&unique("share-a"));
     let b = clean.container(&unique("share-b"));
-    let v = format!("{vol}:/data");
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &a,
-        "-v",
-        &v,
-        &image(),
-        "sleep",
-        "300",
-    ]);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &b,
-        "-v",
-        &v,
-        &image(),
-        "sleep",
-        "300",
-    ]);
+    run_detached(&a, &format!("-v {vol}:/data"), "sleep 300");
+    run_detached(&b, &format!("-v {vol}:/data"), "sleep 300");
     assert_eq!(mounts_of(&vol), 2);
 
-    docker_ok(&["exec", &a, "sh", "-c", "echo hello-from-a > /data/shared"]);
+    dk(
+        &format!("exec {a} sh -c"),
+        &["echo hello-from-a > /data/shared"],
+    );
     assert_eq!(
-        docker_ok(&["exec", &b, "cat", "/data/shared"]),
+        dk(&format!("exec {b} cat /data/shared"), &[]),
         "hello-from-a"
     );
 
     let err = docker_fails(&["volume", "rm", &vol]);
     assert!(err.contains("in use"), "{err}");
 
-    docker_ok(&["rm", "-f", &a]);
+    dk(&format!("rm -f {a}"), &[]);
     assert_eq!(mounts_of(&vol), 1);
     // The remaining container still sees and writes the volume.
-    docker_ok(&["exec", &b, "sh", "-c", "echo still > /data/after"]);
+    dk(&format!("exec {b} sh -c"), &["echo still > /data/after"]);
     assert_eq!(read(&dir.join("after")), "still\n");
-    docker_ok(&["rm", "-f", &b]);
+    dk(&format!("rm -f {b}"), &[]);
     assert_eq!(mounts_of(&vol), 0);
-    docker_ok(&["volume", "rm", &vol]);
+    dk(&format!("volume rm {vol}"), &[]);
 }
 
 #[test]
 fn read_only_volume_refuses_writes_from_a_read_write_container_mount() {
     let p = plugin();
     let mut clean = Cleanup::default();
-    let dir = p.host_dir("ro");
+    let (vol, dir) = p.create_host_volume(&mut clean, "ro", "-o readOnly=true");
     fs::write(dir.join("in"), "readable").unwrap();
-    let vol = clean.volume(&unique("ro"));
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        &p.driver,
-        "-o",
-        "type=host",
-        "-o",
-        &format!("path={}", dir.display()),
-        "-o",
-        "readOnly=true",
-        &vol,
-    ]);
     // The container asks for a read-write mount; the plugin's own mount is
     // read-only, so the write still fails with EROFS.
-    let out = docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{vol}:/data:rw"),
-        &image(),
-        "sh",
-        "-c",
-        "cat /data/in && echo x > /data/out",
-    ]);
+    let out = docker_words(
+        &format!("run --rm -v {vol}:/data:rw {}", common::docker::image()),
+        &["sh", "-c", "cat /data/in && echo x > /data/out"],
+    );
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -233,44 +134,17 @@ fn read_only_volume_refuses_writes_from_a_read_write_container_mount() {
 fn sub_paths_isolate_two_volumes_on_one_host_path() {
     let p = plugin();
     let mut clean = Cleanup::default();
-    let dir = p.host_dir("iso");
-    let v1 = clean.volume(&unique("iso1"));
+    let (v1, dir) = p.create_host_volume(&mut clean, "iso1", "-o subPath=one");
+    // A second volume on the same host directory, another subPath.
     let v2 = clean.volume(&unique("iso2"));
-    for (v, sub) in [(&v1, "one"), (&v2, "two")] {
-        docker_ok(&[
-            "volume",
-            "create",
-            "-d",
-            &p.driver,
-            "-o",
-            "type=host",
-            "-o",
-            &format!("path={}", dir.display()),
-            "-o",
-            &format!("subPath={sub}"),
-            v,
-        ]);
-    }
-    docker_ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{v1}:/data"),
-        &image(),
-        "sh",
-        "-c",
-        "echo 1 > /data/mine",
-    ]);
-    let listing = docker_ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{v2}:/data"),
-        &image(),
-        "sh",
-        "-c",
+    let opts = format!("-o type=host -o path={} -o subPath=two", dir.display());
+    dk(&format!("volume create -d {} {opts} {v2}", p.driver), &[]);
+
+    run_sh(&format!("-v {v1}:/data"), "echo 1 > /data/mine");
+    let listing = run_sh(
+        &format!("-v {v2}:/data"),
         "echo 2 > /data/mine; ls -a /data",
-    ]);
+    );
     assert_eq!(
         listing.split_whitespace().collect::<Vec<_>>(),
         [".", "..", "mine"]
@@ -282,7 +156,9 @@ fn sub_paths_isolate_two_volumes_on_one_host_path() {
 #[test]
 fn allow_list_escapes_are_refused_with_our_sentence() {
     let p = plugin();
-    let mut clean = Cleanup::default();
+    // No Cleanup here: these volumes must never exist, and removing a name
+    // that no driver knows makes dockerd ask every driver it ever saw,
+    // waiting ~15 s on each dead one.
     let outside = p.base.join("outside");
     fs::create_dir_all(&outside).unwrap();
     let link = p.allowed.join("escape-link");
@@ -307,7 +183,7 @@ fn allow_list_escapes_are_refused_with_our_sentence() {
         ),
     ];
     for (i, (opt, expected)) in cases.iter().enumerate() {
-        let vol = clean.volume(&unique(&format!("esc{i}")));
+        let vol = unique(&format!("esc{i}"));
         let err = docker_fails(&[
             "volume",
             "create",
@@ -322,63 +198,45 @@ fn allow_list_escapes_are_refused_with_our_sentence() {
         assert!(err.contains(expected), "{opt}: {err}");
     }
     // The same refusal reaches `docker run --mount` users.
-    let vol = clean.volume(&unique("escrun"));
+    let vol = unique("escrun");
     let mount = format!(
         "type=volume,src={vol},dst=/x,volume-driver={},volume-opt=type=host,volume-opt=path={},volume-opt=subPath=../up",
         p.driver,
         p.allowed.display()
     );
-    let err = docker_fails(&["run", "--rm", "--mount", &mount, &image(), "true"]);
+    let image = common::docker::image();
+    let err = docker_fails(&["run", "--rm", "--mount", &mount, &image, "true"]);
     assert!(err.contains("option `subPath`"), "{err}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    let listed = dk(&format!("volume ls -q --filter driver={}", p.driver), &[]);
+    assert!(
+        !listed.contains("esc"),
+        "a refused volume was recorded: {listed}"
+    );
 }
 
 #[test]
 fn docker_cp_out_of_a_running_container() {
     let p = plugin();
     let mut clean = Cleanup::default();
-    let dir = p.host_dir("cp");
-    let vol = clean.volume(&unique("cp"));
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        &p.driver,
-        "-o",
-        "type=host",
-        "-o",
-        &format!("path={}", dir.display()),
-        &vol,
-    ]);
+    let (vol, dir) = p.create_host_volume(&mut clean, "cp", "");
     let c = clean.container(&unique("cp"));
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    run_detached(
         &c,
-        "-v",
-        &format!("{vol}:/data"),
-        &image(),
-        "sh",
-        "-c",
+        &format!("-v {vol}:/data"),
         "echo copied > /data/f; sleep 300",
-    ]);
-    // Wait for the file rather than sleeping a fixed time.
-    for _ in 0..100 {
-        if dir.join("f").exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    );
+    common::wait_for("the container's file", || dir.join("f").exists());
+
     let out_dir = tempfile::tempdir().unwrap();
     let dest = out_dir.path().join("f");
-    docker_ok(&["cp", &format!("{c}:/data/f"), dest.to_str().unwrap()]);
+    dk(&format!("cp {c}:/data/f {}", dest.display()), &[]);
     assert_eq!(read(&dest), "copied\n");
     // docker cp mounted and unmounted the container's own mount ID: the
     // running container must still hold its mount.
     assert_eq!(mounts_of(&vol), 1);
-    docker_ok(&["exec", &c, "sh", "-c", "echo after-cp > /data/g"]);
+    dk(&format!("exec {c} sh -c"), &["echo after-cp > /data/g"]);
     assert_eq!(read(&dir.join("g")), "after-cp\n");
-    docker_ok(&["rm", "-f", &c]);
+    dk(&format!("rm -f {c}"), &[]);
     assert_eq!(mounts_of(&vol), 0);
 }

@@ -7,40 +7,21 @@
 mod common;
 
 use common::docker::{
-    Cleanup, SharedPlugin, docker, docker_ok, image, inspect_volume, mounts_of, unique,
+    Cleanup, SharedPlugin, TEST_DRIVER, dk, docker, inspect_volume, mounts_of, run_detached,
+    run_sh, unique,
 };
+use common::{wait_for, wait_for_within};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 static PLUGIN: OnceLock<SharedPlugin> = OnceLock::new();
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn plugin() -> &'static SharedPlugin {
-    SharedPlugin::get(&PLUGIN, "osvtest-restart")
-}
-
-fn create_host_volume(
-    p: &SharedPlugin,
-    clean: &mut Cleanup,
-    tag: &str,
-) -> (String, std::path::PathBuf) {
-    let dir = p.host_dir(tag);
-    let vol = clean.volume(&unique(tag));
-    docker_ok(&[
-        "volume",
-        "create",
-        "-d",
-        &p.driver,
-        "-o",
-        "type=host",
-        "-o",
-        &format!("path={}", dir.display()),
-        &vol,
-    ]);
-    (vol, dir)
+    SharedPlugin::get(&PLUGIN, TEST_DRIVER)
 }
 
 fn line_count(path: &Path) -> usize {
@@ -49,12 +30,8 @@ fn line_count(path: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn listed_volumes(p: &SharedPlugin) -> String {
+    dk(&format!("volume ls -q --filter driver={}", p.driver), &[])
 }
 
 #[test]
@@ -62,46 +39,27 @@ fn plugin_sigkill_while_a_container_writes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let p = plugin();
     let mut clean = Cleanup::default();
-    let (busy, busy_dir) = create_host_volume(p, &mut clean, "busy");
-    let (idle, idle_dir) = create_host_volume(p, &mut clean, "idle");
+    let (busy, busy_dir) = p.create_host_volume(&mut clean, "busy", "");
+    let (idle, idle_dir) = p.create_host_volume(&mut clean, "idle", "");
     fs::write(idle_dir.join("kept"), "idle data").unwrap();
 
     let c = clean.container(&unique("writer"));
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    run_detached(
         &c,
-        "-v",
-        &format!("{busy}:/data"),
-        &image(),
-        "sh",
-        "-c",
+        &format!("-v {busy}:/data"),
         "while true; do echo tick >> /data/log; sleep 0.05; done",
-    ]);
-    let log = busy_dir.join("log");
-    wait_for(
-        "the container's first writes",
-        Duration::from_secs(10),
-        || line_count(&log) > 3,
     );
+    let log = busy_dir.join("log");
+    wait_for("the container's first writes", || line_count(&log) > 3);
 
     p.plugin().restart(); // SIGKILL, then a fresh process on the same state
 
     // The container never noticed: its writes go on.
     let before = line_count(&log);
-    wait_for(
-        "writes after the plugin restart",
-        Duration::from_secs(10),
-        || line_count(&log) > before + 5,
-    );
-    let listed = docker_ok(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("driver={}", p.driver),
-    ]);
+    wait_for("writes after the plugin restart", || {
+        line_count(&log) > before + 5
+    });
+    let listed = listed_volumes(p);
     for v in [&busy, &idle] {
         assert!(
             listed.lines().any(|l| l == v),
@@ -112,22 +70,14 @@ fn plugin_sigkill_while_a_container_writes() {
     assert_eq!(inspect_volume(&idle)["Status"]["type"], "host");
 
     // New containers mount both volumes through the restarted plugin.
-    let out = docker_ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{busy}:/b"),
-        "-v",
-        &format!("{idle}:/i"),
-        &image(),
-        "sh",
-        "-c",
+    let out = run_sh(
+        &format!("-v {busy}:/b -v {idle}:/i"),
         "cat /i/kept; echo; test -s /b/log && echo busy-ok",
-    ]);
+    );
     assert_eq!(out, "idle data\nbusy-ok");
     assert_eq!(mounts_of(&busy), 1);
 
-    docker_ok(&["rm", "-f", &c]);
+    dk(&format!("rm -f {c}"), &[]);
     assert_eq!(mounts_of(&busy), 0);
     assert!(!common::is_mounted(&p.plugin().mount_root.join(&busy)));
 }
@@ -184,7 +134,7 @@ fn restart_dockerd() {
         let (pid, argv) = running_dockerd();
         // SAFETY: plain kill(2).
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        wait_for("dockerd to stop", Duration::from_secs(60), || is_gone(pid));
+        wait_for_within("dockerd to stop", Duration::from_secs(60), || is_gone(pid));
         let log_path = std::env::var("OSV_DOCKERD_LOG")
             .unwrap_or_else(|_| "/tmp/osv-dockerd-restarted.log".into());
         let log = fs::OpenOptions::new()
@@ -204,7 +154,7 @@ fn restart_dockerd() {
             .expect("starting dockerd again");
         assert!(status.success(), "setsid dockerd: {status}");
     }
-    wait_for("dockerd to answer", Duration::from_secs(60), || {
+    wait_for_within("dockerd to answer", Duration::from_secs(60), || {
         docker(&["info"]).status.success()
     });
 }
@@ -214,34 +164,18 @@ fn dockerd_restart_keeps_every_volume() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let p = plugin();
     let mut clean = Cleanup::default();
-    let (a, a_dir) = create_host_volume(p, &mut clean, "dra");
-    let (b, _) = create_host_volume(p, &mut clean, "drb");
+    let (a, a_dir) = p.create_host_volume(&mut clean, "dra", "");
+    let (b, _) = p.create_host_volume(&mut clean, "drb", "");
     fs::write(a_dir.join("f"), "survives").unwrap();
     // One volume is in use by a running container when dockerd goes down.
     let c = clean.container(&unique("dr-running"));
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &c,
-        "-v",
-        &format!("{b}:/data"),
-        &image(),
-        "sleep",
-        "300",
-    ]);
+    run_detached(&c, &format!("-v {b}:/data"), "sleep 300");
     assert_eq!(mounts_of(&b), 1);
 
     restart_dockerd();
 
     // dockerd restored its volumes by calling Get; none was dropped.
-    let listed = docker_ok(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("driver={}", p.driver),
-    ]);
+    let listed = listed_volumes(p);
     for v in [&a, &b] {
         assert!(
             listed.lines().any(|l| l == v),
@@ -253,25 +187,14 @@ fn dockerd_restart_keeps_every_volume() {
         log.matches(&format!("call=Get volume={a}")).count() >= 2,
         "dockerd asked the plugin for {a} at restore"
     );
-    let out = docker_ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{a}:/data"),
-        &image(),
-        "cat",
-        "/data/f",
-    ]);
-    assert_eq!(out, "survives");
+    assert_eq!(run_sh(&format!("-v {a}:/data"), "cat /data/f"), "survives");
     assert_eq!(mounts_of(&a), 0);
 
     // The container that ran across the restart is stopped now; once it is
     // removed its volume must be free again.
-    docker_ok(&["rm", "-f", &c]);
-    wait_for(
-        "the volume of the dead container to be released",
-        Duration::from_secs(10),
-        || mounts_of(&b) == 0,
-    );
-    docker_ok(&["volume", "rm", &a, &b]);
+    dk(&format!("rm -f {c}"), &[]);
+    wait_for("the dead container's volume to be released", || {
+        mounts_of(&b) == 0
+    });
+    dk(&format!("volume rm {a} {b}"), &[]);
 }

@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+/// One driver name for every test binary and scripts/check-install.sh.
+/// dockerd keeps every legacy driver it has met and, for calls that touch
+/// all drivers (`volume ls`, a lookup of an unknown name), waits ~15 s on
+/// each one whose socket is gone; reusing one name leaves no dead ones.
+pub const TEST_DRIVER: &str = "osvtest";
+
 pub fn image() -> String {
     std::env::var("OSV_TEST_IMAGE").unwrap_or_else(|_| "osv-test-busybox".into())
 }
@@ -106,6 +112,8 @@ impl SharedPlugin {
 
 /// Removes containers and volumes a test made, even when it fails midway,
 /// so a failed test does not leave dockerd holding volumes of a dead driver.
+/// Register only volumes that exist (or will once the test goes well):
+/// removing an unknown name makes dockerd query every driver it has seen.
 #[derive(Default)]
 pub struct Cleanup {
     containers: Vec<String>,
@@ -141,4 +149,58 @@ pub fn unique(test: &str) -> String {
 
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"))
+}
+
+/// `docker` with `words` split on whitespace (no quoting needed for the
+/// names and paths tests use) and `tail` passed whole (a shell script, say).
+pub fn docker_words(words: &str, tail: &[&str]) -> Output {
+    let mut args: Vec<&str> = words.split_whitespace().collect();
+    args.extend_from_slice(tail);
+    docker(&args)
+}
+
+/// [`docker_words`] that must succeed; returns trimmed stdout.
+pub fn dk(words: &str, tail: &[&str]) -> String {
+    let mut args: Vec<&str> = words.split_whitespace().collect();
+    args.extend_from_slice(tail);
+    docker_ok(&args)
+}
+
+/// `docker run --rm ARGS IMAGE sh -c SCRIPT`, which must succeed.
+pub fn run_sh(args: &str, script: &str) -> String {
+    dk(
+        &format!("run --rm {args} {}", image()),
+        &["sh", "-c", script],
+    )
+}
+
+/// `docker run -d --name NAME ARGS IMAGE sh -c SCRIPT`.
+pub fn run_detached(name: &str, args: &str, script: &str) {
+    dk(
+        &format!("run -d --name {name} {args} {}", image()),
+        &["sh", "-c", script],
+    );
+}
+
+impl SharedPlugin {
+    /// `docker volume create -d DRIVER -o type=host -o path=DIR EXTRA… NAME`
+    /// on a fresh host directory named after `tag`; returns (volume, dir).
+    pub fn create_host_volume(
+        &self,
+        clean: &mut Cleanup,
+        tag: &str,
+        extra_opts: &str,
+    ) -> (String, PathBuf) {
+        let dir = self.host_dir(tag);
+        let vol = clean.volume(&unique(tag));
+        dk(
+            &format!(
+                "volume create -d {} -o type=host -o path={} {extra_opts} {vol}",
+                self.driver,
+                dir.display()
+            ),
+            &[],
+        );
+        (vol, dir)
+    }
 }

@@ -171,3 +171,17 @@ pub fn unmount_all_under(root: &Path) {
         }
     }
 }
+
+/// Polls `ok` every 100 ms until it holds; panics after `timeout`.
+pub fn wait_for_within(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`wait_for_within`] ten seconds.
+pub fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_for_within(what, Duration::from_secs(10), ok)
+}
