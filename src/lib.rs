@@ -13,3 +13,4 @@ pub mod mounts;
 pub mod names;
 pub mod protocol;
 pub mod spec;
+pub mod store;

@@ -1,0 +1,355 @@
+//! An in-process object store for fast tests of the filesystem core, with
+//! fault injection: fail the next N calls, or be "down" until told
+//! otherwise. It follows S3's semantics where objectfs relies on them
+//! (lexicographic listing, delimiter folding, idempotent delete).
+
+use super::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone)]
+struct Object {
+    data: Bytes,
+    meta: PutMeta,
+    modified: SystemTime,
+}
+
+#[derive(Default)]
+struct Upload {
+    key: String,
+    meta: PutMeta,
+    parts: BTreeMap<i32, Bytes>,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Errors returned by the next calls, one each, in order.
+    queued: std::collections::VecDeque<StoreError>,
+    down: bool,
+}
+
+/// Counters a test can assert on.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub gets: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub puts: AtomicU64,
+    pub heads: AtomicU64,
+    pub lists: AtomicU64,
+    pub parts: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, Object>>,
+    uploads: Mutex<HashMap<String, Upload>>,
+    next_upload: AtomicU64,
+    faults: Mutex<Faults>,
+    pub counters: Counters,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` calls fail with `err`.
+    pub fn fail_next(&self, n: usize, err: StoreError) {
+        let mut f = self.faults.lock().unwrap();
+        f.queued.extend(std::iter::repeat_n(err, n));
+    }
+
+    /// While down, every call fails as a refused connection would.
+    pub fn set_down(&self, down: bool) {
+        self.faults.lock().unwrap().down = down;
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        let mut f = self.faults.lock().unwrap();
+        if f.down {
+            return Err(StoreError::Transient("connection refused (store is down)".into()));
+        }
+        match f.queued.pop_front() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Test helper: the bytes of an object, bypassing faults.
+    pub fn object(&self, key: &str) -> Option<Bytes> {
+        self.objects.lock().unwrap().get(key).map(|o| o.data.clone())
+    }
+
+    /// Test helper: the metadata of an object, bypassing faults.
+    pub fn object_meta(&self, key: &str) -> Option<PutMeta> {
+        self.objects.lock().unwrap().get(key).map(|o| o.meta.clone())
+    }
+
+    /// Test helper: every key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Test helper: writes an object as another tool would (no faults).
+    pub fn insert(&self, key: &str, data: impl Into<Bytes>, meta: PutMeta) {
+        self.objects.lock().unwrap().insert(
+            key.to_string(),
+            Object {
+                data: data.into(),
+                meta,
+                modified: SystemTime::now(),
+            },
+        );
+    }
+
+    fn meta_of(key: &str, o: &Object, with_user_meta: bool) -> ObjectMeta {
+        ObjectMeta {
+            key: key.to_string(),
+            size: o.data.len() as u64,
+            last_modified: Some(o.modified),
+            etag: Some(format!("\"{:x}\"", o.data.len())),
+            content_type: o.meta.content_type.clone(),
+            metadata: if with_user_meta {
+                o.meta.metadata.clone()
+            } else {
+                BTreeMap::new()
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        self.check()?;
+        self.counters.heads.fetch_add(1, Ordering::Relaxed);
+        let objects = self.objects.lock().unwrap();
+        Ok(objects.get(key).map(|o| Self::meta_of(key, o, true)))
+    }
+
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes> {
+        self.check()?;
+        let objects = self.objects.lock().unwrap();
+        let o = objects.get(key).ok_or(StoreError::NotFound)?;
+        let size = o.data.len() as u64;
+        let start = start.min(size);
+        let end = start.saturating_add(len).min(size);
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(end - start, Ordering::Relaxed);
+        Ok(o.data.slice(start as usize..end as usize))
+    }
+
+    async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<()> {
+        self.check()?;
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.insert(key, body, meta.clone());
+        Ok(())
+    }
+
+    async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
+        self.check()?;
+        let id = format!("upload-{}", self.next_upload.fetch_add(1, Ordering::Relaxed));
+        self.uploads.lock().unwrap().insert(
+            id.clone(),
+            Upload {
+                key: key.to_string(),
+                meta: meta.clone(),
+                parts: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        _key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+    ) -> StoreResult<String> {
+        self.check()?;
+        self.counters.parts.fetch_add(1, Ordering::Relaxed);
+        let mut uploads = self.uploads.lock().unwrap();
+        let u = uploads.get_mut(upload_id).ok_or(StoreError::NotFound)?;
+        let etag = format!("\"part-{part_number}-{}\"", body.len());
+        u.parts.insert(part_number, body);
+        Ok(etag)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> StoreResult<()> {
+        self.check()?;
+        let u = self
+            .uploads
+            .lock()
+            .unwrap()
+            .remove(upload_id)
+            .ok_or(StoreError::NotFound)?;
+        if u.key != key {
+            return Err(StoreError::Permanent("upload belongs to another key".into()));
+        }
+        let mut data = Vec::new();
+        for (i, (n, _)) in parts.iter().enumerate() {
+            let part = u
+                .parts
+                .get(n)
+                .ok_or_else(|| StoreError::Permanent(format!("part {n} was never uploaded")))?;
+            if i + 1 < parts.len() && (part.len() as u64) < MIN_PART_SIZE {
+                return Err(StoreError::Permanent(format!(
+                    "part {n} is smaller than 5 MiB and not the last"
+                )));
+            }
+            data.extend_from_slice(part);
+        }
+        self.insert(key, data, u.meta);
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
+        self.check()?;
+        self.uploads.lock().unwrap().remove(upload_id);
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: i32,
+    ) -> StoreResult<ListPage> {
+        self.check()?;
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        let objects = self.objects.lock().unwrap();
+        let max = max_keys.max(1) as usize;
+        let mut page = ListPage::default();
+        let mut count = 0;
+        // The token is the last key or prefix returned: resume after it.
+        let after = token.unwrap_or_default();
+        for (key, o) in objects.range(prefix.to_string()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if !after.is_empty() && key.as_str() <= after.as_str() {
+                continue;
+            }
+            if let Some(d) = delimiter
+                && let Some(pos) = key[prefix.len()..].find(d)
+            {
+                let cp = &key[..prefix.len() + pos + d.len()];
+                if page.common_prefixes.last().map(String::as_str) == Some(cp)
+                    || (!after.is_empty() && cp <= after.as_str())
+                {
+                    continue;
+                }
+                if count == max {
+                    page.next_token = Some(last_returned(&page));
+                    break;
+                }
+                page.common_prefixes.push(cp.to_string());
+                count += 1;
+                continue;
+            }
+            if count == max {
+                page.next_token = Some(last_returned(&page));
+                break;
+            }
+            page.objects.push(Self::meta_of(key, o, false));
+            count += 1;
+        }
+        Ok(page)
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.check()?;
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
+        self.check()?;
+        let mut objects = self.objects.lock().unwrap();
+        let o = objects.get(src).ok_or(StoreError::NotFound)?.clone();
+        let meta = meta.cloned().unwrap_or(o.meta);
+        objects.insert(
+            dst.to_string(),
+            Object {
+                data: o.data,
+                meta,
+                modified: SystemTime::now(),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// The greatest key or prefix in a page, where the next page resumes.
+fn last_returned(page: &ListPage) -> String {
+    let k = page.objects.last().map(|o| o.key.as_str()).unwrap_or("");
+    let p = page.common_prefixes.last().map(String::as_str).unwrap_or("");
+    if k > p { k.to_string() } else { p.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn list_all(s: &MemoryStore, prefix: &str, max: i32) -> (Vec<String>, Vec<String>) {
+        let (mut keys, mut prefixes, mut token) = (vec![], vec![], None);
+        loop {
+            let page = s.list(prefix, Some("/"), token, max).await.unwrap();
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            prefixes.extend(page.common_prefixes);
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return (keys, prefixes),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_folds_prefixes_and_pages() {
+        let s = MemoryStore::new();
+        for k in ["p/a", "p/b/1", "p/b/2", "p/c", "p/d/x/y", "q/z", "p/"] {
+            s.insert(k, "x", PutMeta::default());
+        }
+        for max in [1, 2, 1000] {
+            let (keys, prefixes) = list_all(&s, "p/", max).await;
+            assert_eq!(keys, ["p/", "p/a", "p/c"], "max {max}");
+            assert_eq!(prefixes, ["p/b/", "p/d/"], "max {max}");
+        }
+    }
+
+    #[tokio::test]
+    async fn faults_are_injected_then_cleared() {
+        let s = MemoryStore::new();
+        s.fail_next(2, StoreError::Transient("503".into()));
+        assert!(s.head("k").await.unwrap_err().is_transient());
+        assert!(s.head("k").await.is_err());
+        assert_eq!(s.head("k").await.unwrap(), None);
+        s.set_down(true);
+        assert!(s.put("k", Bytes::new(), &PutMeta::default()).await.is_err());
+        s.set_down(false);
+        assert!(s.put("k", Bytes::new(), &PutMeta::default()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn multipart_enforces_part_sizes() {
+        let s = MemoryStore::new();
+        let id = s.create_multipart("k", &PutMeta::default()).await.unwrap();
+        let e1 = s.upload_part("k", &id, 1, Bytes::from(vec![1u8; 10])).await.unwrap();
+        let e2 = s.upload_part("k", &id, 2, Bytes::from(vec![2u8; 10])).await.unwrap();
+        let err = s
+            .complete_multipart("k", &id, vec![(1, e1), (2, e2)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Permanent(_)));
+    }
+}
