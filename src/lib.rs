@@ -11,6 +11,7 @@ pub mod cli;
 pub mod driver;
 pub mod mounts;
 pub mod names;
+pub mod objectfs;
 pub mod protocol;
 pub mod spec;
 pub mod store;

@@ -1,0 +1,249 @@
+//! The bucket layout objectfs shares with s3fs and ossfs 1.0.
+//!
+//! A file is an object at `prefix + path`; a directory is a zero-byte
+//! `path/` marker (or only implied by deeper keys); a symlink is an object
+//! whose body is its target. POSIX attributes travel as user metadata
+//! (`x-amz-meta-mode` in decimal with the file-type bits, `-uid`, `-gid`,
+//! `-mtime` in seconds). Objects other tools wrote without them get the
+//! mount's defaults.
+
+use crate::store::PutMeta;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const S_IFMT: u32 = libc::S_IFMT;
+pub const S_IFREG: u32 = libc::S_IFREG;
+pub const S_IFDIR: u32 = libc::S_IFDIR;
+pub const S_IFLNK: u32 = libc::S_IFLNK;
+
+/// Content type s3fs gives directory markers.
+pub const DIR_CONTENT_TYPE: &str = "application/x-directory";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl Kind {
+    pub fn type_bits(self) -> u32 {
+        match self {
+            Kind::File => S_IFREG,
+            Kind::Dir => S_IFDIR,
+            Kind::Symlink => S_IFLNK,
+        }
+    }
+}
+
+/// Owner and permissions given to objects without metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    pub uid: u32,
+    pub gid: u32,
+    /// Applied to 0666 for files and 0777 for directories.
+    pub umask: u32,
+}
+
+impl Defaults {
+    pub fn perm(&self, kind: Kind) -> u32 {
+        match kind {
+            Kind::File => 0o666 & !self.umask,
+            Kind::Dir => 0o777 & !self.umask,
+            Kind::Symlink => 0o777,
+        }
+    }
+}
+
+/// POSIX attributes as stored in (or derived for) one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posix {
+    pub kind: Kind,
+    /// Permission bits only (no type bits).
+    pub perm: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: SystemTime,
+}
+
+/// Reads attributes from user metadata, falling back to `defaults` field by
+/// field. `kind_hint` is what the key says (a `/` marker is a directory);
+/// a mode with the symlink or directory type bits overrides it for plain
+/// keys, as s3fs writes them.
+pub fn decode(
+    metadata: &BTreeMap<String, String>,
+    kind_hint: Kind,
+    last_modified: Option<SystemTime>,
+    defaults: &Defaults,
+) -> Posix {
+    let mode = metadata
+        .get("mode")
+        .and_then(|m| m.trim().parse::<u32>().ok());
+    let kind = match (kind_hint, mode.map(|m| m & S_IFMT)) {
+        (Kind::File, Some(S_IFLNK)) => Kind::Symlink,
+        (Kind::File, Some(S_IFDIR)) => Kind::Dir,
+        (hint, _) => hint,
+    };
+    let perm = mode
+        .map(|m| m & 0o7777)
+        .filter(|_| kind != Kind::Symlink)
+        .unwrap_or_else(|| defaults.perm(kind));
+    let num = |k: &str| metadata.get(k).and_then(|v| v.trim().parse::<u32>().ok());
+    let mtime = metadata
+        .get("mtime")
+        .and_then(|v| parse_seconds(v))
+        .or(last_modified)
+        .unwrap_or(UNIX_EPOCH);
+    Posix {
+        kind,
+        perm,
+        uid: num("uid").unwrap_or(defaults.uid),
+        gid: num("gid").unwrap_or(defaults.gid),
+        mtime,
+    }
+}
+
+/// s3fs writes whole seconds; other tools write fractions. Both are read.
+fn parse_seconds(v: &str) -> Option<SystemTime> {
+    let secs: f64 = v.trim().parse().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+}
+
+/// The headers of an object that stores `posix`.
+pub fn encode(posix: &Posix) -> PutMeta {
+    let mut metadata = BTreeMap::new();
+    metadata.insert(
+        "mode".to_string(),
+        (posix.kind.type_bits() | posix.perm).to_string(),
+    );
+    metadata.insert("uid".to_string(), posix.uid.to_string());
+    metadata.insert("gid".to_string(), posix.gid.to_string());
+    let secs = posix
+        .mtime
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    metadata.insert("mtime".to_string(), secs.to_string());
+    PutMeta {
+        content_type: match posix.kind {
+            Kind::Dir => Some(DIR_CONTENT_TYPE.to_string()),
+            _ => Some("application/octet-stream".to_string()),
+        },
+        metadata,
+    }
+}
+
+/// The object key of `path` (relative, `/`-separated, "" for the root)
+/// under `prefix` (empty or ending in `/`).
+pub fn object_key(prefix: &str, path: &str) -> String {
+    format!("{prefix}{path}")
+}
+
+/// The key prefix that lists a directory's children (ends in `/`, except
+/// the root of an unprefixed mount, which is "").
+pub fn dir_prefix(prefix: &str, path: &str) -> String {
+    if path.is_empty() {
+        prefix.to_string()
+    } else {
+        format!("{prefix}{path}/")
+    }
+}
+
+/// Normalises a user-given prefix: no leading `/`, exactly one trailing `/`
+/// (or empty). Refuses `.`/`..` components, which S3 would keep literally
+/// and s3fs would not show.
+pub fn normalise_prefix(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    if trimmed
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'))
+    {
+        return Err(format!(
+            "prefix {raw:?} must be a relative key prefix without empty, `.` or `..` components"
+        ));
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Defaults = Defaults {
+        uid: 1000,
+        gid: 100,
+        umask: 0o022,
+    };
+
+    #[test]
+    fn objects_without_metadata_get_defaults() {
+        let t = UNIX_EPOCH + Duration::from_secs(42);
+        let p = decode(&BTreeMap::new(), Kind::File, Some(t), &D);
+        assert_eq!(
+            p,
+            Posix {
+                kind: Kind::File,
+                perm: 0o644,
+                uid: 1000,
+                gid: 100,
+                mtime: t
+            }
+        );
+        assert_eq!(decode(&BTreeMap::new(), Kind::Dir, None, &D).perm, 0o755);
+    }
+
+    #[test]
+    fn round_trip_through_s3fs_headers() {
+        let p = Posix {
+            kind: Kind::File,
+            perm: 0o4750,
+            uid: 7,
+            gid: 8,
+            mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        };
+        let meta = encode(&p);
+        assert_eq!(meta.metadata["mode"], (0o100000 | 0o4750).to_string());
+        assert_eq!(meta.metadata["mtime"], "1700000000");
+        assert_eq!(decode(&meta.metadata, Kind::File, None, &D), p);
+    }
+
+    #[test]
+    fn s3fs_symlink_and_directory_modes_are_recognised() {
+        let mut m = BTreeMap::new();
+        m.insert("mode".to_string(), (S_IFLNK | 0o777).to_string());
+        assert_eq!(decode(&m, Kind::File, None, &D).kind, Kind::Symlink);
+        m.insert("mode".to_string(), (S_IFDIR | 0o700).to_string());
+        let p = decode(&m, Kind::File, None, &D);
+        assert_eq!((p.kind, p.perm), (Kind::Dir, 0o700));
+    }
+
+    #[test]
+    fn garbage_metadata_falls_back_field_by_field() {
+        let mut m = BTreeMap::new();
+        m.insert("mode".to_string(), "rwx".to_string());
+        m.insert("uid".to_string(), "-1".to_string());
+        m.insert("gid".to_string(), "5".to_string());
+        m.insert("mtime".to_string(), "12.5".to_string());
+        let p = decode(&m, Kind::File, None, &D);
+        assert_eq!((p.perm, p.uid, p.gid), (0o644, 1000, 5));
+        assert_eq!(p.mtime, UNIX_EPOCH + Duration::from_millis(12_500));
+    }
+
+    #[test]
+    fn keys_and_prefixes() {
+        assert_eq!(normalise_prefix("").unwrap(), "");
+        assert_eq!(normalise_prefix("/a/b/").unwrap(), "a/b/");
+        assert!(normalise_prefix("a/../b").is_err());
+        assert!(normalise_prefix("a//b").is_err());
+        assert_eq!(object_key("p/", "d/f"), "p/d/f");
+        assert_eq!(dir_prefix("p/", ""), "p/");
+        assert_eq!(dir_prefix("p/", "d"), "p/d/");
+        assert_eq!(dir_prefix("", ""), "");
+    }
+}

@@ -1,0 +1,112 @@
+//! objectfs: a POSIX-enough filesystem over an object store.
+//!
+//! The core ([`ObjectFs`]) speaks inode numbers, errnos and byte buffers and
+//! knows nothing of FUSE, so it is tested in process against the in-memory
+//! store; `fuse` adapts it to fuser. See docs/SEMANTICS.md for what each
+//! operation does on object storage and what other clients see, when.
+
+pub mod core;
+pub mod fuse;
+pub mod layout;
+pub mod reader;
+pub mod staging;
+pub mod transfer;
+
+pub use self::core::ObjectFs;
+pub use layout::Kind;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// The root directory's inode number (FUSE's convention).
+pub const ROOT_INO: u64 = 1;
+
+/// A failed operation, as the errno the caller sees.
+pub type Errno = i32;
+pub type FsResult<T> = Result<T, Errno>;
+
+/// When close(2) returns relative to the upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadMode {
+    /// close returns at once; the upload runs in the background.
+    Async,
+    /// close waits until the data is in the bucket and reports failures.
+    Sync,
+}
+
+impl std::str::FromStr for UploadMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "async" => Ok(UploadMode::Async),
+            "sync" => Ok(UploadMode::Sync),
+            _ => Err(format!("upload mode {s:?} must be async or sync")),
+        }
+    }
+}
+
+/// Everything that shapes one mount.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// Key prefix the mount is confined to: empty or ending in `/`.
+    pub prefix: String,
+    pub defaults: layout::Defaults,
+    pub read_only: bool,
+    pub upload: UploadMode,
+    /// Staging files and their journal.
+    pub cache_dir: PathBuf,
+    /// How long attributes and negative lookups are trusted.
+    pub metadata_ttl: Duration,
+    /// How long unmount waits for background uploads before giving up
+    /// (the data stays journalled in the cache directory).
+    pub flush_timeout: Duration,
+}
+
+/// File attributes as the kernel wants them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    /// Permission bits only.
+    pub perm: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// What setattr may change; `None` leaves a field alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub perm: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Open flags objectfs cares about.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenFlags {
+    pub write: bool,
+    pub truncate: bool,
+}
+
+impl OpenFlags {
+    pub fn from_libc(flags: i32) -> OpenFlags {
+        let acc = flags & libc::O_ACCMODE;
+        OpenFlags {
+            write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+            truncate: flags & libc::O_TRUNC != 0,
+        }
+    }
+}

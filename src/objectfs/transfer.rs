@@ -1,0 +1,296 @@
+//! Moving whole files between a local staging file and the store, with
+//! retries: one PutObject for small files, parallel multipart for large ones
+//! (part size grown so any size up to 5 TiB fits in 10,000 parts), and
+//! parallel ranged GETs to fill a staging file.
+
+use crate::store::{MAX_PARTS, MIN_PART_SIZE, ObjectStore, PutMeta, StoreError, StoreResult};
+use bytes::Bytes;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How hard to retry transient failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// For calls a process is waiting on (read, fsync, sync close):
+    /// 6 attempts over about 6 s, then EIO.
+    pub const INTERACTIVE: RetryPolicy = RetryPolicy {
+        attempts: 6,
+        first_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(2),
+    };
+
+    /// Delay before attempt `n` (1-based, n ≥ 2): doubling, capped.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(2).min(16);
+        (self.first_delay * factor).min(self.max_delay)
+    }
+}
+
+/// Runs `op` until it succeeds, fails permanently, or runs out of attempts.
+pub async fn retry<T, F, Fut>(policy: RetryPolicy, what: &str, mut op: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && attempt < policy.attempts => {
+                attempt += 1;
+                let delay = policy.delay(attempt);
+                tracing::debug!(what, error = %e, attempt, ?delay, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Files up to this size go up in one PutObject.
+pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+/// Smallest part we use (S3 needs ≥ 5 MiB; larger parts mean fewer calls).
+const BASE_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Bytes of parts in memory at once for one upload: the upload memory bound.
+pub const UPLOAD_BUFFER: u64 = 128 * 1024 * 1024;
+
+/// The part size for a file of `size` bytes: 8 MiB, or larger (whole MiB)
+/// when 10,000 such parts would not hold the file.
+pub fn part_size(size: u64) -> u64 {
+    let needed = size.div_ceil(MAX_PARTS);
+    let mib = 1024 * 1024;
+    BASE_PART_SIZE
+        .max(needed.div_ceil(mib) * mib)
+        .max(MIN_PART_SIZE)
+}
+
+/// How many parts of `part` bytes may be in flight within UPLOAD_BUFFER.
+pub fn parallel_parts(part: u64) -> usize {
+    (UPLOAD_BUFFER / part).clamp(1, 16) as usize
+}
+
+fn read_exact_at(file: &File, offset: u64, len: u64) -> StoreResult<Bytes> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|e| StoreError::Permanent(format!("reading the staged file failed: {e}")))?;
+    Ok(Bytes::from(buf))
+}
+
+/// Uploads the first `size` bytes of `file` to `key`.
+pub async fn upload_file(
+    store: &Arc<dyn ObjectStore>,
+    policy: RetryPolicy,
+    key: &str,
+    file: Arc<File>,
+    size: u64,
+    meta: &PutMeta,
+) -> StoreResult<()> {
+    if size <= SINGLE_PUT_MAX {
+        let body = read_exact_at(&file, 0, size)?;
+        return retry(policy, "put", || store.put(key, body.clone(), meta)).await;
+    }
+    let part = part_size(size);
+    let upload_id = retry(policy, "create multipart", || {
+        store.create_multipart(key, meta)
+    })
+    .await?;
+    let result = upload_parts(store, policy, key, &upload_id, file, size, part).await;
+    match result {
+        Ok(parts) => {
+            retry(policy, "complete multipart", || {
+                store.complete_multipart(key, &upload_id, parts.clone())
+            })
+            .await
+        }
+        Err(e) => {
+            // Best effort: an orphaned upload only costs storage until the
+            // bucket's lifecycle rule (if any) removes it.
+            let _ = store.abort_multipart(key, &upload_id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn upload_parts(
+    store: &Arc<dyn ObjectStore>,
+    policy: RetryPolicy,
+    key: &str,
+    upload_id: &str,
+    file: Arc<File>,
+    size: u64,
+    part: u64,
+) -> StoreResult<Vec<(i32, String)>> {
+    let count = size.div_ceil(part);
+    let window = parallel_parts(part);
+    let mut tasks: JoinSet<StoreResult<(i32, String)>> = JoinSet::new();
+    let mut done = Vec::with_capacity(count as usize);
+    let mut next = 0u64;
+    while next < count || !tasks.is_empty() {
+        while next < count && tasks.len() < window {
+            let (store, file) = (store.clone(), file.clone());
+            let (key, id) = (key.to_string(), upload_id.to_string());
+            let offset = next * part;
+            let len = part.min(size - offset);
+            let number = (next + 1) as i32;
+            tasks.spawn(async move {
+                let body = tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len))
+                    .await
+                    .map_err(|e| StoreError::Permanent(e.to_string()))??;
+                let etag = retry(policy, "upload part", || {
+                    store.upload_part(&key, &id, number, body.clone())
+                })
+                .await?;
+                Ok((number, etag))
+            });
+            next += 1;
+        }
+        if let Some(joined) = tasks.join_next().await {
+            let finished = joined.map_err(|e| StoreError::Permanent(e.to_string()))?;
+            done.push(finished?);
+        }
+    }
+    done.sort_by_key(|(n, _)| *n);
+    Ok(done)
+}
+
+/// Chunk size for filling a staging file from the store.
+const DOWNLOAD_CHUNK: u64 = 8 * 1024 * 1024;
+const DOWNLOAD_PARALLEL: usize = 8;
+
+/// Copies object `key` (`size` bytes) into `file` with parallel ranged GETs.
+pub async fn download_to_file(
+    store: &Arc<dyn ObjectStore>,
+    policy: RetryPolicy,
+    key: &str,
+    file: Arc<File>,
+    size: u64,
+) -> StoreResult<()> {
+    let count = size.div_ceil(DOWNLOAD_CHUNK);
+    let mut tasks: JoinSet<StoreResult<()>> = JoinSet::new();
+    let mut next = 0;
+    while next < count || !tasks.is_empty() {
+        while next < count && tasks.len() < DOWNLOAD_PARALLEL {
+            let (store, file, key) = (store.clone(), file.clone(), key.to_string());
+            let offset = next * DOWNLOAD_CHUNK;
+            let len = DOWNLOAD_CHUNK.min(size - offset);
+            tasks.spawn(async move {
+                let data = retry(policy, "get", || store.get_range(&key, offset, len)).await?;
+                if data.len() as u64 != len {
+                    return Err(StoreError::Transient(format!(
+                        "object changed while reading: got {} of {len} bytes",
+                        data.len()
+                    )));
+                }
+                tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
+                    .await
+                    .map_err(|e| StoreError::Permanent(e.to_string()))?
+                    .map_err(|e| StoreError::Permanent(format!("writing the cache failed: {e}")))
+            });
+            next += 1;
+        }
+        if let Some(joined) = tasks.join_next().await {
+            joined.map_err(|e| StoreError::Permanent(e.to_string()))??;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[test]
+    fn part_sizes_cover_five_tebibytes() {
+        assert_eq!(part_size(1), 8 << 20);
+        assert_eq!(part_size(80_000 << 20), 8 << 20);
+        let five_tib = 5u64 << 40;
+        let p = part_size(five_tib);
+        assert!(five_tib.div_ceil(p) <= MAX_PARTS, "{p}");
+        assert_eq!(p % (1 << 20), 0);
+        assert!(parallel_parts(p) as u64 * p <= UPLOAD_BUFFER.max(p));
+        assert_eq!(parallel_parts(8 << 20), 16);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy::INTERACTIVE;
+        assert_eq!(p.delay(2), Duration::from_millis(100));
+        assert_eq!(p.delay(3), Duration::from_millis(200));
+        assert_eq!(p.delay(30), Duration::from_secs(2));
+    }
+
+    fn temp_file_with(data: &[u8]) -> Arc<File> {
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(data, 0).unwrap();
+        Arc::new(f)
+    }
+
+    #[tokio::test]
+    async fn multipart_upload_survives_transient_failures() {
+        let mem = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let data: Vec<u8> = (0..(SINGLE_PUT_MAX + 3 * 1024 * 1024))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        mem.fail_next(3, StoreError::Transient("503 Slow Down".into()));
+        let fast = RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        };
+        upload_file(
+            &store,
+            fast,
+            "big",
+            temp_file_with(&data),
+            data.len() as u64,
+            &PutMeta::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mem.object("big").unwrap(), data);
+        assert!(
+            mem.counters
+                .parts
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 3
+        );
+
+        // And back down into a file.
+        let out = Arc::new(tempfile::tempfile().unwrap());
+        download_to_file(&store, fast, "big", out.clone(), data.len() as u64)
+            .await
+            .unwrap();
+        let mut back = vec![0u8; data.len()];
+        out.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_not_retried() {
+        let mem = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        mem.fail_next(1, StoreError::Permanent("AccessDenied".into()));
+        let err = upload_file(
+            &store,
+            RetryPolicy::INTERACTIVE,
+            "k",
+            temp_file_with(b"x"),
+            1,
+            &PutMeta::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err, StoreError::Permanent("AccessDenied".into()));
+        assert_eq!(mem.object("k"), None);
+    }
+}
