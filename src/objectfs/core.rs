@@ -88,6 +88,9 @@ struct Node {
     staged: Option<Staged>,
     open_handles: u32,
     unlinked: bool,
+    /// Claimed by a namespace operation (rename, unlink) that is changing
+    /// this node's key: no upload may start until it is done.
+    busy: bool,
     link_target: Option<Bytes>,
 }
 
@@ -194,6 +197,7 @@ impl ObjectFs {
             staged: None,
             open_handles: 0,
             unlinked: false,
+            busy: false,
             link_target: None,
         };
         let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -344,6 +348,7 @@ impl ObjectFs {
                 staged: None,
                 open_handles: 0,
                 unlinked: false,
+                busy: false,
                 link_target: None,
             },
         );
@@ -670,8 +675,7 @@ impl ObjectFs {
             let busy = inos.iter().any(|i| {
                 st.nodes
                     .get(i)
-                    .and_then(|n| n.staged.as_ref())
-                    .is_some_and(|s| s.uploading)
+                    .is_some_and(|n| n.busy || n.staged.as_ref().is_some_and(|s| s.uploading))
             });
             if !busy {
                 return st;
@@ -684,6 +688,20 @@ impl ObjectFs {
         }
     }
 
+    /// Waits until `inos` are idle, then marks them busy until the guard is
+    /// dropped: uploads of them wait, so none can land at a key the caller
+    /// is about to change or delete.
+    fn claim(&self, inos: Vec<u64>) -> BusyGuard<'_> {
+        let st = self.lock();
+        let mut st = self.wait_uploads(st, &inos);
+        for i in &inos {
+            if let Some(n) = st.nodes.get_mut(i) {
+                n.busy = true;
+            }
+        }
+        BusyGuard { fs: self, inos }
+    }
+
     /// Forgets a node's staged data (it was deleted or replaced).
     fn discard_staged(&self, node: &mut Node) {
         if let Some(s) = node.staged.take() {
@@ -694,9 +712,9 @@ impl ObjectFs {
     pub fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
         self.check_writable()?;
         let ino = self.resolve(parent, name)?;
+        let _claim = self.claim(vec![ino]);
         let (key, remote) = {
             let st = self.lock();
-            let st = self.wait_uploads(st, &[ino]);
             let n = Self::node(&st, ino)?;
             if n.kind == Kind::Dir {
                 return Err(libc::EISDIR);
@@ -871,10 +889,9 @@ impl ObjectFs {
         new_name: &str,
         dst: Option<u64>,
     ) -> FsResult<()> {
+        let _claim = self.claim(std::iter::once(src).chain(dst).collect());
         let (old_key, new_key, dirty, remote) = {
             let st = self.lock();
-            let inos: Vec<u64> = std::iter::once(src).chain(dst).collect();
-            let st = self.wait_uploads(st, &inos);
             let n = Self::node(&st, src)?;
             let dirty = n.staged.as_ref().is_some_and(|s| s.dirty());
             (
@@ -964,10 +981,16 @@ impl ObjectFs {
         new_name: &str,
         dst: Option<u64>,
     ) -> FsResult<()> {
+        let subtree = {
+            let st = self.lock();
+            let mut all = Self::descendants(&st, src);
+            all.push(src);
+            all.extend(dst);
+            all
+        };
+        let _claim = self.claim(subtree);
         let (old_prefix, new_prefix) = {
             let st = self.lock();
-            let subtree = Self::descendants(&st, src);
-            let st = self.wait_uploads(st, &subtree);
             let new_path = {
                 let base = Self::path_of(&st, new_parent);
                 if base.is_empty() {
@@ -1223,15 +1246,19 @@ impl ObjectFs {
 
     // ----- files ------------------------------------------------------------
 
-    /// Gives `ino` a staging file holding its current content.
+    /// Gives `ino` a staging file holding its current content, and pins it
+    /// (counts as an open handle) so a finishing upload cannot drop it; the
+    /// caller unpins with `release` or `unpin`.
     fn ensure_staged(&self, ino: u64, truncate: bool) -> FsResult<()> {
         let (key, size, remote) = {
-            let st = self.lock();
-            let n = Self::node(&st, ino)?;
+            let mut st = self.lock();
+            let key = self.key_of(&st, ino);
+            let n = Self::node_mut(&mut st, ino)?;
             if n.staged.is_some() {
+                n.open_handles += 1;
                 return Ok(());
             }
-            (self.key_of(&st, ino), n.size, n.remote)
+            (key, n.size, n.remote)
         };
         let (id, file) = self.inner.staging.create().map_err(|_| libc::EIO)?;
         let file = Arc::new(file);
@@ -1251,6 +1278,7 @@ impl ObjectFs {
         }
         let mut st = self.lock();
         let n = Self::node_mut(&mut st, ino)?;
+        n.open_handles += 1;
         if n.staged.is_some() {
             // Another opener won the race; use theirs.
             self.inner.staging.remove(id);
@@ -1390,7 +1418,6 @@ impl ObjectFs {
                 }
                 self.mark_dirty(&mut st, ino);
             }
-            Self::node_mut(&mut st, ino)?.open_handles += 1;
         } else {
             let mut st = self.lock();
             Self::node_mut(&mut st, ino)?.open_handles += 1;
@@ -1644,7 +1671,9 @@ impl ObjectFs {
             let mut st = self.wait_uploads(st, &[ino]);
             let n = Self::node_mut(&mut st, ino)?;
             let s = n.staged.as_ref().expect("staged above");
-            s.file.set_len(size).map_err(|_| libc::EIO)?;
+            let resized = s.file.set_len(size);
+            n.open_handles -= 1; // unpin (ensure_staged pinned it)
+            resized.map_err(|_| libc::EIO)?;
             n.size = size;
             n.mtime = set.mtime.unwrap_or_else(SystemTime::now);
             self.mark_dirty(&mut st, ino);
@@ -1768,5 +1797,26 @@ impl ObjectFs {
             .filter(|n| !n.unlinked && n.staged.as_ref().is_some_and(|s| s.dirty()))
             .map(|n| n.size)
             .sum()
+    }
+}
+
+/// Releases the nodes a namespace operation claimed, whatever its outcome.
+struct BusyGuard<'a> {
+    fs: &'a ObjectFs,
+    inos: Vec<u64>,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.fs.lock();
+        for i in &self.inos {
+            if let Some(n) = st.nodes.get_mut(i) {
+                n.busy = false;
+            }
+        }
+        self.fs.inner.changed.notify_all();
+        for i in &self.inos {
+            self.fs.maybe_prune(&mut st, *i);
+        }
     }
 }

@@ -68,7 +68,9 @@ impl MemoryStore {
     fn check(&self) -> StoreResult<()> {
         let mut f = self.faults.lock().unwrap();
         if f.down {
-            return Err(StoreError::Transient("connection refused (store is down)".into()));
+            return Err(StoreError::Transient(
+                "connection refused (store is down)".into(),
+            ));
         }
         match f.queued.pop_front() {
             Some(e) => Err(e),
@@ -78,12 +80,20 @@ impl MemoryStore {
 
     /// Test helper: the bytes of an object, bypassing faults.
     pub fn object(&self, key: &str) -> Option<Bytes> {
-        self.objects.lock().unwrap().get(key).map(|o| o.data.clone())
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.data.clone())
     }
 
     /// Test helper: the metadata of an object, bypassing faults.
     pub fn object_meta(&self, key: &str) -> Option<PutMeta> {
-        self.objects.lock().unwrap().get(key).map(|o| o.meta.clone())
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.meta.clone())
     }
 
     /// Test helper: every key, sorted.
@@ -151,7 +161,10 @@ impl ObjectStore for MemoryStore {
 
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
         self.check()?;
-        let id = format!("upload-{}", self.next_upload.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "upload-{}",
+            self.next_upload.fetch_add(1, Ordering::Relaxed)
+        );
         self.uploads.lock().unwrap().insert(
             id.clone(),
             Upload {
@@ -193,7 +206,9 @@ impl ObjectStore for MemoryStore {
             .remove(upload_id)
             .ok_or(StoreError::NotFound)?;
         if u.key != key {
-            return Err(StoreError::Permanent("upload belongs to another key".into()));
+            return Err(StoreError::Permanent(
+                "upload belongs to another key".into(),
+            ));
         }
         let mut data = Vec::new();
         for (i, (n, _)) in parts.iter().enumerate() {
@@ -293,7 +308,11 @@ impl ObjectStore for MemoryStore {
 /// The greatest key or prefix in a page, where the next page resumes.
 fn last_returned(page: &ListPage) -> String {
     let k = page.objects.last().map(|o| o.key.as_str()).unwrap_or("");
-    let p = page.common_prefixes.last().map(String::as_str).unwrap_or("");
+    let p = page
+        .common_prefixes
+        .last()
+        .map(String::as_str)
+        .unwrap_or("");
     if k > p { k.to_string() } else { p.to_string() }
 }
 
@@ -344,8 +363,14 @@ mod tests {
     async fn multipart_enforces_part_sizes() {
         let s = MemoryStore::new();
         let id = s.create_multipart("k", &PutMeta::default()).await.unwrap();
-        let e1 = s.upload_part("k", &id, 1, Bytes::from(vec![1u8; 10])).await.unwrap();
-        let e2 = s.upload_part("k", &id, 2, Bytes::from(vec![2u8; 10])).await.unwrap();
+        let e1 = s
+            .upload_part("k", &id, 1, Bytes::from(vec![1u8; 10]))
+            .await
+            .unwrap();
+        let e2 = s
+            .upload_part("k", &id, 2, Bytes::from(vec![2u8; 10]))
+            .await
+            .unwrap();
         let err = s
             .complete_multipart("k", &id, vec![(1, e1), (2, e2)])
             .await
