@@ -26,6 +26,164 @@ pub struct Cli {
 pub enum Command {
     /// Serve the volume plugin protocol (the daemon Docker talks to).
     Serve(ServeArgs),
+    /// Mount a bucket (or a prefix of it) with objectfs, in the foreground
+    /// until unmounted or signalled; then every write is uploaded.
+    Mount(MountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Directory to mount on.
+    pub mountpoint: PathBuf,
+
+    /// Bucket name.
+    #[arg(long, env = "OSV_BUCKET")]
+    pub bucket: String,
+
+    /// Endpoint: `http://127.0.0.1:9000`, `oss-cn-hangzhou.aliyuncs.com`
+    /// (Alibaba OSS, mapped to its S3-compatible host), or any S3 URL;
+    /// https when no scheme is given; AWS when absent.
+    #[arg(long, env = "OSV_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// Region (default: from an OSS endpoint, else us-east-1).
+    #[arg(long, env = "OSV_REGION")]
+    pub region: Option<String>,
+
+    /// Key prefix to mount instead of the whole bucket; nothing outside it
+    /// is ever listed, read, written or deleted.
+    #[arg(long, env = "OSV_PREFIX", default_value = "")]
+    pub prefix: String,
+
+    /// Access key id (prefer the variable: arguments are visible in ps).
+    #[arg(long, env = "OSV_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<String>,
+
+    /// Access key secret (prefer the variable: arguments are visible in ps).
+    #[arg(long, env = "OSV_ACCESS_KEY_SECRET", hide_env_values = true)]
+    pub access_key_secret: Option<String>,
+
+    /// Session token for temporary credentials.
+    #[arg(long, env = "OSV_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
+
+    /// Force path-style (true) or virtual-hosted (false) addressing;
+    /// default: path style for IP and localhost endpoints only.
+    #[arg(long, env = "OSV_PATH_STYLE")]
+    pub path_style: Option<bool>,
+
+    /// Refuse every change with EROFS.
+    #[arg(long, env = "OSV_READ_ONLY")]
+    pub read_only: bool,
+
+    /// Owner of objects that carry no uid metadata (default: caller's uid).
+    #[arg(long, env = "OSV_UID")]
+    pub uid: Option<u32>,
+
+    /// Group of objects that carry no gid metadata (default: caller's gid).
+    #[arg(long, env = "OSV_GID")]
+    pub gid: Option<u32>,
+
+    /// Octal umask for objects without mode metadata (files 0666, dirs 0777).
+    #[arg(long, env = "OSV_UMASK", default_value = "022", value_parser = parse_octal)]
+    pub umask: u32,
+
+    /// `async`: close returns at once and uploads run in the background;
+    /// `sync`: close waits until the data is in the bucket. Unmount always
+    /// waits for every upload.
+    #[arg(long, env = "OSV_UPLOAD", default_value = "async")]
+    pub upload: crate::objectfs::UploadMode,
+
+    /// Staging files and their crash journal; reuse the same directory to
+    /// recover writes of a mount that died (default: derived from the
+    /// bucket and prefix under /var/cache/opensandbox-volume).
+    #[arg(long, env = "OSV_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Let other users (e.g. a container's non-root user) use the mount.
+    #[arg(long, env = "OSV_ALLOW_OTHER")]
+    pub allow_other: bool,
+
+    /// Seconds attributes and negative lookups are cached (fractions allowed).
+    #[arg(long, env = "OSV_METADATA_TTL", default_value = "1")]
+    pub metadata_ttl: f64,
+
+    /// Seconds unmount waits for uploads before giving up; what is left
+    /// stays journalled and is uploaded at the next mount.
+    #[arg(long, env = "OSV_FLUSH_TIMEOUT", default_value = "600")]
+    pub flush_timeout: u64,
+
+    /// Log filter (error, warn, info, debug, trace); logs go to stderr.
+    #[arg(long, env = "OSV_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+fn parse_octal(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode such as 022"))
+}
+
+/// Mounts a bucket and runs until unmounted or signalled.
+pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
+    use crate::objectfs::{FsOptions, layout};
+    use crate::store::s3::{S3Config, S3Store};
+    init_logging(&args.log_level)?;
+    let prefix =
+        layout::normalise_prefix(&args.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
+    let config = S3Config {
+        bucket: args.bucket.clone(),
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        access_key_id: args.access_key_id.clone(),
+        access_key_secret: args.access_key_secret.clone(),
+        session_token: args.session_token.clone(),
+        path_style: args.path_style,
+    };
+    let store = Arc::new(S3Store::new(&config)?);
+    if !(args.metadata_ttl.is_finite() && args.metadata_ttl >= 0.0) {
+        anyhow::bail!("--metadata-ttl must be a number of seconds ≥ 0");
+    }
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
+        let id = format!(
+            "{}/{}/{}",
+            args.endpoint.as_deref().unwrap_or("aws"),
+            args.bucket,
+            prefix
+        );
+        PathBuf::from("/var/cache/opensandbox-volume").join(crate::names::file_stem(&id))
+    });
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let opts = FsOptions {
+        prefix,
+        defaults: layout::Defaults {
+            uid: args.uid.unwrap_or(uid),
+            gid: args.gid.unwrap_or(gid),
+            umask: args.umask,
+        },
+        read_only: args.read_only,
+        upload: args.upload,
+        cache_dir,
+        metadata_ttl: std::time::Duration::from_secs_f64(args.metadata_ttl),
+        flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
+    };
+    tracing::info!(bucket = %args.bucket, endpoint = ?args.endpoint, prefix = %opts.prefix,
+        cache_dir = %opts.cache_dir.display(), upload = ?opts.upload, "mounting");
+    let settings = crate::objectfs::mount::MountSettings {
+        mountpoint: args.mountpoint.clone(),
+        allow_other: args.allow_other,
+        fs_name: format!("osv:{}", args.bucket),
+        threads: 8,
+    };
+    let pending = crate::objectfs::mount::run(store, opts, settings).await?;
+    if pending > 0 {
+        anyhow::bail!(
+            "{pending} file(s) were not uploaded before the flush timeout; they stay in the cache directory and are uploaded by the next mount of it"
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]

@@ -362,6 +362,23 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
+        // No extended attributes on objects; ENOSYS makes the kernel stop
+        // asking (instead of one request per exec for security.capability).
+        reply.error(errno(libc::ENOSYS));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(errno(libc::ENOSYS));
+    }
+
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         // Buckets have no fixed size: report a large, mostly free volume so
         // tools that check free space proceed.

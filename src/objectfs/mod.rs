@@ -8,6 +8,7 @@
 pub mod core;
 pub mod fuse;
 pub mod layout;
+pub mod mount;
 pub mod reader;
 pub mod staging;
 pub mod transfer;

@@ -1,0 +1,129 @@
+//! Running one objectfs mount in the foreground: check the bucket, recover
+//! staged data, mount with fuser, and on SIGTERM/SIGINT or an external
+//! unmount, unmount and upload everything before exiting.
+
+use super::fuse::FuseAdapter;
+use super::{FsOptions, ObjectFs};
+use crate::mounts;
+use crate::store::ObjectStore;
+use fuser::{Config, MountOption, SessionACL};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the kernel side of the mount is set up.
+#[derive(Debug, Clone)]
+pub struct MountSettings {
+    pub mountpoint: PathBuf,
+    /// Let users other than the mounting one in (containers' users).
+    pub allow_other: bool,
+    /// Shown as the mount's source in /proc/mounts.
+    pub fs_name: String,
+    /// FUSE request threads.
+    pub threads: usize,
+}
+
+/// A FUSE mount whose server died leaves "Transport endpoint is not
+/// connected" behind; detach it so the mount point can be used again.
+fn clear_stale_mount(path: &Path) {
+    if let Err(e) = std::fs::metadata(path)
+        && e.raw_os_error() == Some(libc::ENOTCONN)
+    {
+        tracing::warn!(mountpoint = %path.display(), "detaching a dead FUSE mount");
+        let _ = mounts::unmount(path);
+    }
+}
+
+/// Runs the mount until it is unmounted or the process is told to stop.
+/// Returns the number of files that could not be uploaded in time (they
+/// stay journalled in the cache directory for the next mount).
+pub async fn run(
+    store: Arc<dyn ObjectStore>,
+    opts: FsOptions,
+    settings: MountSettings,
+) -> anyhow::Result<usize> {
+    // Fail early, with the storage's own reason, if the bucket is unusable.
+    store
+        .list(&opts.prefix, Some("/"), None, 1)
+        .await
+        .map_err(|e| anyhow::anyhow!("the bucket cannot be listed: {e}"))?;
+
+    clear_stale_mount(&settings.mountpoint);
+    let rt = tokio::runtime::Handle::current();
+    let ttl = opts.metadata_ttl;
+    let read_only = opts.read_only;
+    // ObjectFs::new blocks on the runtime (recovery uploads): not on a
+    // runtime thread.
+    let fs = tokio::task::spawn_blocking(move || ObjectFs::new(store, rt, opts)).await??;
+
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(settings.fs_name.clone()),
+        MountOption::Subtype("objectfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    config.acl = if settings.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(settings.threads.max(1));
+    config.clone_fd = true;
+
+    let adapter = FuseAdapter::new(fs.clone(), ttl);
+    let session = fuser::spawn_mount(adapter, &settings.mountpoint, &config).map_err(|e| {
+        anyhow::anyhow!("could not mount at {}: {e}", settings.mountpoint.display())
+    })?;
+    tracing::info!(mountpoint = %settings.mountpoint.display(), "mounted");
+
+    let stopped_by_signal = wait_for_stop(&session).await;
+    if stopped_by_signal {
+        tracing::info!("unmounting");
+        let mountpoint = settings.mountpoint.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = session.umount_and_join() {
+                // Busy (a process still inside): detach lazily instead.
+                tracing::warn!(error = %e, "unmount failed; detaching lazily");
+                let _ = mounts::unmount(&mountpoint);
+            }
+        })
+        .await?;
+    } else {
+        tracing::info!("unmounted from outside");
+        let _ = tokio::task::spawn_blocking(move || session.join()).await;
+    }
+    let pending = tokio::task::spawn_blocking(move || fs.flush_all()).await?;
+    if pending > 0 {
+        tracing::error!(
+            files = pending,
+            "uploads did not finish in time; the data stays in the cache directory and is uploaded at the next mount"
+        );
+    } else {
+        tracing::info!("every write is in the bucket");
+    }
+    Ok(pending)
+}
+
+/// True on SIGTERM/SIGINT, false when the session ended on its own.
+async fn wait_for_stop(session: &fuser::BackgroundSession) -> bool {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return true,
+            _ = int.recv() => return true,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if session.guard.is_finished() {
+                    return false;
+                }
+            }
+        }
+    }
+}
