@@ -217,6 +217,46 @@ fi
 rm -rf -- "$probe_dir"
 log "smoke test ok (container runs, bind mount visible)"
 
+# ---------------------------------------------------------------------------------------
+# 3b. S3 test server (begin). tests/store_s3.rs runs moto_server (PyPI moto[server]), the
+# most compatible S3 API available here. It lives in its own venv, created when missing;
+# the tests find it through OSV_MOTO_SERVER.
+readonly MOTO_VENV=/opt/osv-test-venv
+
+# A python3 that can make a venv with pip: the one on PATH, else Debian's once
+# python3-venv is installed (Debian's python3 lacks ensurepip without it).
+venv_python() {
+    local py
+    for py in "$(command -v python3 || true)" /usr/bin/python3; do
+        [ -n "$py" ] && [ -x "$py" ] && "$py" -c 'import venv, ensurepip' >/dev/null 2>&1 &&
+            { echo "$py"; return 0; }
+    done
+    return 1
+}
+
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+    if ! python=$(venv_python); then
+        log "installing python3-venv (needed to create $MOTO_VENV)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q python3 python3-venv
+        python=$(venv_python) || { log "no python3 can create a venv, even after installing python3-venv"; exit 1; }
+    fi
+    log "installing moto[server] into $MOTO_VENV (with $python)"
+    rm -rf -- "$MOTO_VENV" # a half-made venv from an interrupted run
+    "$python" -m venv "$MOTO_VENV"
+    if ! "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6'; then
+        rm -rf -- "$MOTO_VENV"
+        log "pip could not install moto[server]"
+        exit 1
+    fi
+fi
+"$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1 ||
+    { log "$MOTO_VENV/bin/moto_server does not run; remove $MOTO_VENV to reinstall it"; exit 1; }
+export OSV_MOTO_SERVER=$MOTO_VENV/bin/moto_server
+# 3b. S3 test server (end).
+# ---------------------------------------------------------------------------------------
+
 remove_stale_test_sockets
 
 if [ "${OSV_SETUP_ONLY:-}" = 1 ]; then

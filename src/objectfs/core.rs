@@ -865,11 +865,10 @@ impl ObjectFs {
                 Self::node(&st, d)?.kind
             };
             match (src_kind, dst_kind) {
-                (Kind::Dir, Kind::Dir) => {
-                    if self.dir_has_entries(d)? {
-                        return Err(libc::ENOTEMPTY);
-                    }
+                (Kind::Dir, Kind::Dir) if self.dir_has_entries(d)? => {
+                    return Err(libc::ENOTEMPTY);
                 }
+                (Kind::Dir, Kind::Dir) => {}
                 (Kind::Dir, _) => return Err(libc::ENOTDIR),
                 (_, Kind::Dir) => return Err(libc::EISDIR),
                 _ => {}
@@ -1090,7 +1089,7 @@ impl ObjectFs {
         self.block_on(delete_all).map_err(|e| errno_of(&e))?;
         // The new name exists even when the old directory was only implied
         // by keys that are now gone: give it a marker.
-        if !keys.iter().any(|k| *k == old_prefix) {
+        if !keys.contains(&old_prefix) {
             let meta = {
                 let st = self.lock();
                 layout::encode(&Self::node(&st, src)?.posix())

@@ -4,6 +4,8 @@
 
 pub mod docker;
 pub mod http;
+pub mod objectfs_mount;
+pub mod s3server;
 
 use std::fs;
 use std::os::unix::net::UnixStream;

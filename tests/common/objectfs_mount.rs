@@ -1,0 +1,178 @@
+//! `opensandbox-volume mount` as a child process over a bucket of the test
+//! S3 server, and an independent client to check what reached the bucket.
+
+use super::{BIN, is_mounted, spawn_tied_to_test_process, wait_for_within};
+use opensandbox_volume::store::ObjectStore;
+use opensandbox_volume::store::s3::{S3Config, S3Store};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Mounted {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub cache: PathBuf,
+    pub log: PathBuf,
+    pub config: S3Config,
+    pub prefix: String,
+    extra: Vec<String>,
+}
+
+impl Mounted {
+    /// Mounts `config`'s bucket under a fresh directory in `base`.
+    pub fn start(base: &Path, config: &S3Config, prefix: &str, extra: &[&str]) -> Mounted {
+        let mut m = Mounted {
+            child: None,
+            dir: base.join("mnt"),
+            cache: base.join("cache"),
+            log: base.join("mount.log"),
+            config: config.clone(),
+            prefix: prefix.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        std::fs::create_dir_all(&m.dir).unwrap();
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("mount")
+            .arg(&self.dir)
+            .arg("--bucket")
+            .arg(&self.config.bucket)
+            .arg("--endpoint")
+            .arg(self.config.endpoint.as_deref().unwrap())
+            .arg("--prefix")
+            .arg(&self.prefix)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .arg("--log-level")
+            .arg("info")
+            .args(&self.extra)
+            .env("OSV_ACCESS_KEY_ID", "test")
+            .env("OSV_ACCESS_KEY_SECRET", "test")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(spawn_tied_to_test_process(cmd));
+        let dir = self.dir.clone();
+        let log = self.log.clone();
+        let child = self.child.as_mut().unwrap();
+        wait_for_within("the FUSE mount", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "mount exited with {status}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            // A dead mount is still listed but answers ENOTCONN: wait for
+            // the live one.
+            is_mounted(&dir) && std::fs::metadata(&dir).is_ok()
+        });
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// SIGTERM, as an operator or the plugin would: unmount and upload.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("mounted");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "mount exited with {status}:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        assert!(!is_mounted(&self.dir));
+    }
+
+    /// SIGKILL: the mount dies with whatever it had staged.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("mounted");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Mounts again with the same cache directory.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = opensandbox_volume::mounts::unmount(&self.dir);
+    }
+}
+
+/// An S3 client independent of any mount, for checking the bucket.
+pub struct Bucket {
+    store: Arc<S3Store>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Bucket {
+    pub fn new(config: &S3Config) -> Bucket {
+        Bucket {
+            store: Arc::new(S3Store::new(config).unwrap()),
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    /// Every key under `prefix`, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .rt
+                .block_on(self.store.list(prefix, None, token, 1000))
+                .unwrap();
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return keys,
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let meta = self.rt.block_on(self.store.head(key)).unwrap()?;
+        let data = self
+            .rt
+            .block_on(self.store.get_range(key, 0, meta.size.max(1)))
+            .unwrap();
+        Some(data.to_vec())
+    }
+
+    pub fn metadata(&self, key: &str) -> std::collections::BTreeMap<String, String> {
+        self.rt
+            .block_on(self.store.head(key))
+            .unwrap()
+            .expect("object exists")
+            .metadata
+    }
+
+    pub fn put(&self, key: &str, data: &[u8]) {
+        self.rt
+            .block_on(
+                self.store
+                    .put(key, data.to_vec().into(), &Default::default()),
+            )
+            .unwrap();
+    }
+}

@@ -1,0 +1,333 @@
+//! objectfs through the kernel: `opensandbox-volume mount` over a real S3
+//! API (moto on loopback), driven by ordinary tools, and the bucket checked
+//! with an independent client after unmount.
+
+mod common;
+
+use common::objectfs_mount::{Bucket, Mounted};
+use common::s3server::moto;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+use std::process::Command;
+
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
+    r.err().and_then(|e| e.raw_os_error()).unwrap_or(0)
+}
+
+#[test]
+fn every_operation_through_the_kernel() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("ops");
+    let bucket = Bucket::new(&config);
+    bucket.put("outside-the-prefix", b"never touched");
+    let mut m = Mounted::start(base.path(), &config, "vol", &["--upload", "sync"]);
+    let p = |r: &str| m.path(r);
+
+    // create, write, read, O_APPEND, O_TRUNC, O_RDWR random writes.
+    fs::write(p("a.txt"), b"hello").unwrap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(p("a.txt"))
+        .unwrap();
+    f.write_all(b" world").unwrap();
+    drop(f);
+    assert_eq!(fs::read(p("a.txt")).unwrap(), b"hello world");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p("a.txt"))
+        .unwrap();
+    f.seek(SeekFrom::Start(6)).unwrap();
+    f.write_all(b"W").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "hello World");
+    drop(f);
+    fs::write(p("t.txt"), b"0123456789").unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(p("t.txt"))
+        .unwrap()
+        .write_all(b"ab")
+        .unwrap();
+    assert_eq!(fs::read(p("t.txt")).unwrap(), b"ab");
+    // truncate to a larger and a smaller size.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(p("t.txt"))
+        .unwrap()
+        .set_len(5)
+        .unwrap();
+    assert_eq!(fs::read(p("t.txt")).unwrap(), b"ab\0\0\0");
+    sh(&m.dir, "truncate -s 1 t.txt");
+    assert_eq!(fs::read(p("t.txt")).unwrap(), b"a");
+    // dd into the middle of a file without truncating it.
+    fs::write(p("r.bin"), vec![b'.'; 100]).unwrap();
+    sh(
+        &m.dir,
+        "printf XYZ | dd of=r.bin bs=1 seek=50 conv=notrunc 2>/dev/null",
+    );
+    let r = fs::read(p("r.bin")).unwrap();
+    assert_eq!((&r[49..54], r.len()), (&b".XYZ."[..], 100));
+
+    // directories
+    fs::create_dir(p("d")).unwrap();
+    fs::create_dir_all(p("d/e/f")).unwrap();
+    fs::write(p("d/e/f/deep"), b"deep").unwrap();
+    assert_eq!(errno_of(fs::remove_dir(p("d"))), libc::ENOTEMPTY);
+    assert_eq!(errno_of(fs::create_dir(p("d"))), libc::EEXIST);
+    let mut names: Vec<String> = fs::read_dir(p(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "d", "r.bin", "t.txt"]);
+
+    // rename of a file, over a file, and of a non-empty directory
+    fs::rename(p("a.txt"), p("b.txt")).unwrap();
+    fs::write(p("victim"), b"old").unwrap();
+    fs::rename(p("b.txt"), p("victim")).unwrap();
+    assert_eq!(fs::read(p("victim")).unwrap(), b"hello World");
+    fs::rename(p("d"), p("renamed")).unwrap();
+    assert_eq!(fs::read(p("renamed/e/f/deep")).unwrap(), b"deep");
+    assert!(!p("d").exists());
+
+    // symlinks, chmod, chown, utimens, unlink, hard links, statfs
+    symlink("victim", p("link")).unwrap();
+    assert_eq!(fs::read_link(p("link")).unwrap(), Path::new("victim"));
+    assert_eq!(fs::read(p("link")).unwrap(), b"hello World");
+    fs::set_permissions(p("victim"), fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(p("victim"), Some(1234), Some(5678)).unwrap();
+    sh(&m.dir, "touch -d @1600000000 victim");
+    let md = fs::metadata(p("victim")).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid(), md.mtime()),
+        (0o750, 1234, 5678, 1_600_000_000)
+    );
+    assert_eq!(errno_of(fs::hard_link(p("victim"), p("hard"))), libc::EPERM);
+    fs::remove_file(p("r.bin")).unwrap();
+    assert!(!p("r.bin").exists());
+    fs::remove_dir(p("renamed/e/f")).unwrap_err(); // not empty
+    fs::remove_file(p("renamed/e/f/deep")).unwrap();
+    fs::remove_dir(p("renamed/e/f")).unwrap();
+    let df = sh(&m.dir, "df -k . | tail -1");
+    assert!(
+        df.split_whitespace()
+            .nth(3)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 1 << 30,
+        "{df}"
+    );
+
+    m.stop();
+    // An independent client sees exactly this, and nothing outside the prefix moved.
+    assert_eq!(
+        bucket.keys(""),
+        [
+            "outside-the-prefix",
+            "vol/link",
+            "vol/renamed/",
+            "vol/renamed/e/",
+            "vol/t.txt",
+            "vol/victim"
+        ]
+    );
+    assert_eq!(bucket.get("outside-the-prefix").unwrap(), b"never touched");
+    assert_eq!(bucket.get("vol/victim").unwrap(), b"hello World");
+    assert_eq!(bucket.get("vol/link").unwrap(), b"victim");
+    let meta = bucket.metadata("vol/victim");
+    assert_eq!(meta["mode"], (libc::S_IFREG | 0o750).to_string());
+    assert_eq!(
+        (
+            meta["uid"].as_str(),
+            meta["gid"].as_str(),
+            meta["mtime"].as_str()
+        ),
+        ("1234", "5678", "1600000000")
+    );
+}
+
+#[test]
+fn read_only_mounts_refuse_writes_with_erofs() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("ro");
+    Bucket::new(&config).put("f", b"data");
+    let m = Mounted::start(base.path(), &config, "", &["--read-only"]);
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"data");
+    assert_eq!(errno_of(fs::write(m.path("g"), b"x")), libc::EROFS);
+    assert_eq!(
+        errno_of(fs::OpenOptions::new().write(true).open(m.path("f"))),
+        libc::EROFS
+    );
+    assert_eq!(errno_of(fs::create_dir(m.path("d"))), libc::EROFS);
+    assert_eq!(errno_of(fs::remove_file(m.path("f"))), libc::EROFS);
+}
+
+#[test]
+fn git_workflow_on_a_300_file_tree() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("git");
+    let mut m = Mounted::start(base.path(), &config, "work", &[]);
+    let repo = m.path("repo");
+    fs::create_dir(&repo).unwrap();
+    for i in 0..300 {
+        let dir = repo.join(format!("pkg{}", i % 12));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("mod{i}.py")), format!("print({i})\n")).unwrap();
+    }
+    fs::set_permissions(repo.join("pkg0/mod0.py"), fs::Permissions::from_mode(0o755)).unwrap();
+    let git = "git -c user.email=t@example.com -c user.name=t";
+    sh(
+        &repo,
+        &format!("git init -q && git add -A && {git} commit -qm first"),
+    );
+    fs::write(repo.join("pkg1/mod1.py"), "print('changed')\n").unwrap();
+    sh(&repo, &format!("{git} commit -qam second"));
+    assert_eq!(sh(&repo, "git log --oneline | wc -l").trim(), "2");
+    assert_eq!(sh(&repo, "git status --porcelain"), "");
+    assert_eq!(sh(&repo, "git ls-files | wc -l").trim(), "300");
+
+    // After a remount (a new sandbox on the same volume) the work tree is
+    // still clean: contents, modes and index all survived in the bucket.
+    m.stop();
+    m.restart();
+    assert_eq!(sh(&repo, "git status --porcelain"), "");
+    assert_eq!(
+        sh(
+            &repo,
+            "git fsck --no-progress 2>&1 | grep -v dangling | wc -l"
+        )
+        .trim(),
+        "0"
+    );
+    assert!(sh(&repo, "git log --format=%s").starts_with("second"));
+}
+
+#[test]
+fn sqlite_ten_thousand_inserts_then_integrity_check() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("sqlite");
+    let mut m = Mounted::start(base.path(), &config, "", &[]);
+    let script = r#"
+import sqlite3
+c = sqlite3.connect('app.db')
+c.execute('create table t (id integer primary key, v text)')
+for batch in range(100):
+    with c:
+        c.executemany('insert into t (v) values (?)', [('row %d' % (batch * 100 + i),) for i in range(100)])
+print(c.execute('pragma integrity_check').fetchone()[0], c.execute('select count(*) from t').fetchone()[0])
+"#;
+    assert_eq!(
+        sh(&m.dir, &format!("python3 -c \"{script}\"")).trim(),
+        "ok 10000"
+    );
+    m.stop();
+    m.restart();
+    let check = "import sqlite3; c = sqlite3.connect('app.db'); print(c.execute('pragma integrity_check').fetchone()[0], c.execute('select count(*) from t').fetchone()[0])";
+    assert_eq!(
+        sh(&m.dir, &format!("python3 -c \"{check}\"")).trim(),
+        "ok 10000"
+    );
+}
+
+#[test]
+fn tar_extract_matches_the_source_tree() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("tar");
+    let m = Mounted::start(base.path(), &config, "t", &[]);
+    // A source tree with nested dirs, empty files, a symlink, odd names.
+    let src = base.path().join("src");
+    for i in 0..120 {
+        let d = src.join(format!("dir {}/sub-{}", i % 6, i % 4));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("file+{i}.txt")), "x".repeat(i * 37)).unwrap();
+    }
+    fs::write(src.join("empty"), b"").unwrap();
+    symlink("empty", src.join("to-empty")).unwrap();
+    fs::create_dir(src.join("empty dir")).unwrap();
+    sh(base.path(), "tar cf tree.tar -C src .");
+    sh(
+        &m.dir,
+        &format!("tar xf {}/tree.tar", base.path().display()),
+    );
+    sh(
+        base.path(),
+        &format!("diff -r --no-dereference src {}", m.dir.display()),
+    );
+}
+
+/// MiB of the large-file round trip: `OSV_BIG_FILE_MIB`, default 256.
+/// moto (Python) assembles multipart uploads too slowly for 1 GiB within
+/// CI's time; the 1 GiB run needs a fast server (see docs/SEMANTICS.md).
+fn big_file_mib() -> u64 {
+    std::env::var("OSV_BIG_FILE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+#[test]
+fn a_large_file_round_trips_with_the_same_checksum() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("big");
+    let mut m = Mounted::start(base.path(), &config, "", &[]);
+    let src = base.path().join("src.bin");
+    let mib = big_file_mib();
+    sh(
+        base.path(),
+        &format!("head -c {}M /dev/urandom > src.bin", mib),
+    );
+    let want = sh(base.path(), "sha256sum < src.bin");
+    sh(
+        base.path(),
+        &format!("cp src.bin {}/big.bin", m.dir.display()),
+    );
+    m.stop();
+    fs::remove_file(&src).unwrap();
+    m.restart();
+    assert_eq!(fs::metadata(m.path("big.bin")).unwrap().len(), mib << 20);
+    assert_eq!(sh(&m.dir, "sha256sum < big.bin"), want);
+}
+
+#[test]
+fn kill_9_with_staged_data_then_remount_uploads_it() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("crash");
+    let bucket = Bucket::new(&config);
+    let mut m = Mounted::start(base.path(), &config, "c", &[]);
+    // Written but never closed: nothing has been uploaded yet.
+    let mut f = fs::File::create(m.path("unsaved.log")).unwrap();
+    f.write_all(b"line 1\nline 2\n").unwrap();
+    assert!(bucket.get("c/unsaved.log").is_none());
+    m.kill9();
+    drop(f); // the dead mount answers nothing any more
+    assert!(bucket.get("c/unsaved.log").is_none());
+    m.restart(); // same cache directory; the dead mount point is detached first
+    assert_eq!(bucket.get("c/unsaved.log").unwrap(), b"line 1\nline 2\n");
+    assert_eq!(
+        fs::read(m.path("unsaved.log")).unwrap(),
+        b"line 1\nline 2\n"
+    );
+}
