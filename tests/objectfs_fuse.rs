@@ -331,3 +331,57 @@ fn kill_9_with_staged_data_then_remount_uploads_it() {
         b"line 1\nline 2\n"
     );
 }
+
+#[test]
+fn mount_help_and_readme_agree() {
+    let out = Command::new(common::BIN)
+        .args(["mount", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut flags = 0;
+    for line in help.lines().map(str::trim) {
+        if let Some(flag) = line
+            .strip_prefix("--")
+            .and_then(|l| l.split([' ', '=']).next())
+            && !["help", "version"].contains(&flag)
+        {
+            flags += 1;
+            assert!(
+                readme.contains(&format!("`--{flag}")),
+                "README lacks --{flag}"
+            );
+            assert!(
+                line.contains("[env: OSV_") || help.contains(&format!("--{flag} <")),
+                "{line}"
+            );
+        }
+    }
+    assert!(flags >= 18, "{help}");
+}
+
+#[test]
+fn a_missing_bucket_is_refused_with_the_storage_reason() {
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().config_for("no-such-bucket-here");
+    let out = Command::new(common::BIN)
+        .arg("mount")
+        .arg(base.path())
+        .args([
+            "--bucket",
+            &config.bucket,
+            "--endpoint",
+            config.endpoint.as_deref().unwrap(),
+        ])
+        .args(["--cache-dir", base.path().join("c").to_str().unwrap()])
+        .env("OSV_ACCESS_KEY_ID", "test")
+        .env("OSV_ACCESS_KEY_SECRET", "secret-value-123")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(!stderr.contains("secret-value-123"), "{stderr}");
+    assert!(!common::is_mounted(base.path()));
+}
