@@ -36,6 +36,10 @@ fn options(cache: &std::path::Path, upload: UploadMode) -> FsOptions {
 }
 
 fn fixture(upload: UploadMode) -> Fixture {
+    fixture_with_ttl(upload, Duration::ZERO)
+}
+
+fn fixture_with_ttl(upload: UploadMode, ttl: Duration) -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,7 +48,9 @@ fn fixture(upload: UploadMode) -> Fixture {
     let mem = Arc::new(MemoryStore::new());
     let cache = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = mem.clone();
-    let fs = ObjectFs::new(store, rt.handle().clone(), options(cache.path(), upload)).unwrap();
+    let mut opts = options(cache.path(), upload);
+    opts.metadata_ttl = ttl;
+    let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
     Fixture {
         fs,
         mem,
@@ -643,8 +649,15 @@ fn expected_keys(model: &Model) -> BTreeMap<String, Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
-    fn behaves_like_the_reference_model(ops in proptest::collection::vec(op(), 1..25), sync in any::<bool>()) {
-        let f = fixture(if sync { UploadMode::Sync } else { UploadMode::Async });
+    fn behaves_like_the_reference_model(
+        ops in proptest::collection::vec(op(), 1..25),
+        sync in any::<bool>(),
+        cached in any::<bool>(),
+    ) {
+        // With a TTL the caches (attributes, misses, directory listings) are
+        // in play: our own changes must still be seen at once.
+        let ttl = if cached { Duration::from_secs(5) } else { Duration::ZERO };
+        let f = fixture_with_ttl(if sync { UploadMode::Sync } else { UploadMode::Async }, ttl);
         let mut model = Model::default();
         for op in &ops {
             let want = model.apply(op);

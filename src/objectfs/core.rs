@@ -131,6 +131,9 @@ struct State {
     nodes: HashMap<u64, Node>,
     children: HashMap<(u64, String), u64>,
     negative: HashMap<(u64, String), Instant>,
+    /// Directories whose complete listing is in the table, and since when:
+    /// within the TTL a name not in the table does not exist.
+    listed: HashMap<u64, Instant>,
     next_ino: u64,
 }
 
@@ -211,6 +214,7 @@ impl ObjectFs {
                     nodes: HashMap::from([(ROOT_INO, root)]),
                     children: HashMap::new(),
                     negative: HashMap::new(),
+                    listed: HashMap::new(),
                     next_ino: ROOT_INO + 1,
                 }),
                 changed: Condvar::new(),
@@ -385,6 +389,7 @@ impl ObjectFs {
             let parent = n.parent;
             Self::detach_name(st, ino);
             st.nodes.remove(&ino);
+            st.listed.remove(&ino);
             ino = parent;
         }
     }
@@ -494,9 +499,30 @@ impl ObjectFs {
                 && self.ttl_fresh(at)
             {
                 return Err(libc::ENOENT);
+            } else if st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t)) {
+                return Err(libc::ENOENT);
             }
-            self.child_key(&st, parent, name)
+            (
+                self.child_key(&st, parent, name),
+                self.dir_prefix_of(&st, parent),
+                st.children.contains_key(&entry),
+            )
         };
+        let (key, parent_prefix, known) = key;
+        if !known && self.list_small_dir(parent, &parent_prefix)? {
+            let mut st = self.lock();
+            let entry = (parent, name.to_string());
+            match st.children.get(&entry).copied() {
+                None => {
+                    st.negative.insert(entry, Instant::now());
+                    return Err(libc::ENOENT);
+                }
+                // Directories come complete from the listing; files still
+                // need their metadata (below).
+                Some(ino) if st.nodes[&ino].kind == Kind::Dir => return Ok(ino),
+                Some(_) => {}
+            }
+        }
         let found = self.probe(&key)?;
         let mut st = self.lock();
         let entry = (parent, name.to_string());
@@ -592,6 +618,8 @@ impl ObjectFs {
         .map_err(|e| errno_of(&e))?;
         let mut st = self.lock();
         let ino = Self::new_node(&mut st, parent, name, Kind::Dir, posix);
+        // Just created: its complete listing is "empty".
+        st.listed.insert(ino, Instant::now());
         let node = Self::node_mut(&mut st, ino)?;
         node.remote = true;
         node.lookups += 1;
@@ -1130,7 +1158,7 @@ impl ObjectFs {
             }
         }
         let mut st = self.lock();
-        let (parent_ino, defaults) = (Self::node(&st, ino)?.parent, self.opts().defaults);
+        let parent_ino = Self::node(&st, ino)?.parent;
         let mut entries = vec![
             DirEntry {
                 ino,
@@ -1144,33 +1172,8 @@ impl ObjectFs {
             },
         ];
         let mut seen = HashSet::new();
-        for d in &dirs {
-            let name = d[prefix.len()..].trim_end_matches('/');
-            if name.is_empty() || !seen.insert(name.to_string()) {
-                continue;
-            }
-            let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
-            let child = self.listed_child(&mut st, ino, name, Kind::Dir, 0, posix);
-            entries.push(DirEntry {
-                ino: child,
-                kind: Kind::Dir,
-                name: name.to_string(),
-            });
-        }
-        for o in &objects {
-            let name = &o.key[prefix.len()..];
-            if name.is_empty() || name.contains('/') || !seen.insert(name.to_string()) {
-                continue;
-            }
-            let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
-            let child = self.listed_child(&mut st, ino, name, Kind::File, o.size, posix);
-            let kind = Self::node(&st, child)?.kind;
-            entries.push(DirEntry {
-                ino: child,
-                kind,
-                name: name.to_string(),
-            });
-        }
+        entries.extend(self.apply_listing(&mut st, ino, &prefix, &objects, &dirs, &mut seen));
+        st.listed.insert(ino, Instant::now());
         // Files created here and not uploaded yet exist only in the table.
         let local: Vec<(String, u64)> = st
             .children
@@ -1189,6 +1192,14 @@ impl ObjectFs {
                 });
             }
         }
+        let unknown: Vec<(u64, String)> = entries
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .filter(|e| st.nodes.get(&e.ino).is_some_and(|n| !n.meta_known))
+            .map(|e| (e.ino, format!("{prefix}{}", e.name)))
+            .collect();
+        drop(st);
+        self.prefetch_metadata(unknown);
         let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
         self.inner
             .handles
@@ -1196,6 +1207,120 @@ impl ObjectFs {
             .unwrap()
             .insert(fh, Arc::new(HandleKind::Dir { entries }));
         Ok(fh)
+    }
+
+    /// Listings carry no user metadata, and `ls -l` looks up every entry
+    /// right after readdir: fetch the entries' metadata in the background,
+    /// 32 HEADs at a time, so those lookups find it cached instead of each
+    /// waiting for its own HEAD.
+    fn prefetch_metadata(&self, targets: Vec<(u64, String)>) {
+        if targets.is_empty() {
+            return;
+        }
+        let fs = self.clone();
+        self.inner.rt.spawn(async move {
+            use futures_util::StreamExt;
+            let store = fs.inner.store.clone();
+            let mut heads = futures_util::stream::iter(targets)
+                .map(|(ino, key)| {
+                    let store = store.clone();
+                    async move { (ino, store.head(&key).await) }
+                })
+                .buffer_unordered(32);
+            let defaults = fs.opts().defaults;
+            while let Some((ino, result)) = heads.next().await {
+                let Ok(Some(meta)) = result else { continue };
+                let posix =
+                    layout::decode(&meta.metadata, Kind::File, meta.last_modified, &defaults);
+                let mut st = fs.lock();
+                if let Some(n) = st.nodes.get_mut(&ino)
+                    && !n.authoritative()
+                    && !n.meta_known
+                {
+                    let found = Found {
+                        kind: posix.kind,
+                        size: meta.size,
+                        posix,
+                        marker: false,
+                        meta_known: true,
+                    };
+                    Self::apply_found(n, &found);
+                }
+            }
+        });
+    }
+
+    /// Brings a directory's listing into the table; returns its entries.
+    fn apply_listing(
+        &self,
+        st: &mut State,
+        ino: u64,
+        prefix: &str,
+        objects: &[ObjectMeta],
+        dirs: &[String],
+        seen: &mut HashSet<String>,
+    ) -> Vec<DirEntry> {
+        let defaults = self.opts().defaults;
+        let mut entries = Vec::new();
+        for d in dirs {
+            let name = d[prefix.len()..].trim_end_matches('/');
+            if name.is_empty() || !seen.insert(name.to_string()) {
+                continue;
+            }
+            let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
+            let child = self.listed_child(st, ino, name, Kind::Dir, 0, posix);
+            entries.push(DirEntry {
+                ino: child,
+                kind: Kind::Dir,
+                name: name.to_string(),
+            });
+        }
+        for o in objects {
+            let name = &o.key[prefix.len()..];
+            if name.is_empty() || name.contains('/') || !seen.insert(name.to_string()) {
+                continue;
+            }
+            let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
+            let child = self.listed_child(st, ino, name, Kind::File, o.size, posix);
+            let kind = st.nodes.get(&child).map_or(Kind::File, |n| n.kind);
+            entries.push(DirEntry {
+                ino: child,
+                kind,
+                name: name.to_string(),
+            });
+        }
+        entries
+    }
+
+    /// One LIST of a directory instead of a probe per name: when the
+    /// directory fits in one page, its whole listing answers this lookup and
+    /// every other one for the TTL (creating many files costs one LIST per
+    /// TTL instead of two requests per file). False for larger directories.
+    fn list_small_dir(&self, ino: u64, prefix: &str) -> FsResult<bool> {
+        let store = &self.inner.store;
+        let page = self
+            .block_on(retry(RetryPolicy::INTERACTIVE, "list", || {
+                store.list(prefix, Some("/"), None, 1000)
+            }))
+            .map_err(|e| errno_of(&e))?;
+        if page.next_token.is_some() {
+            return Ok(false);
+        }
+        let mut st = self.lock();
+        if !st.nodes.contains_key(&ino) {
+            return Ok(false);
+        }
+        let mut seen = HashSet::new();
+        self.apply_listing(
+            &mut st,
+            ino,
+            prefix,
+            &page.objects,
+            &page.common_prefixes,
+            &mut seen,
+        );
+        st.listed.insert(ino, Instant::now());
+        Ok(true)
     }
 
     /// The node for a listed entry: the existing one (its size and mtime

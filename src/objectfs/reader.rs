@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 
 pub const CHUNK: u64 = 4 * 1024 * 1024;
 pub const MAX_WINDOW: u64 = 16;
+/// Reads this close to the previous one count as sequential.
+const NEAR: u64 = 1024 * 1024;
 
 enum Chunk {
     Pending(JoinHandle<StoreResult<Bytes>>),
@@ -24,6 +26,8 @@ enum Chunk {
 
 #[derive(Default)]
 pub struct Reader {
+    /// Whether any read happened yet (a first read is never sequential).
+    streak_started: bool,
     next_offset: u64,
     streak: u32,
     chunks: BTreeMap<u64, Chunk>,
@@ -54,9 +58,17 @@ impl Reader {
             return Ok(Bytes::new());
         }
         let end = (offset + len).min(size);
-        let sequential = offset == self.next_offset && offset != 0;
-        self.next_offset = end;
+        // The kernel's own read-ahead issues 128 KiB reads slightly out of
+        // order: a read near the last one, or inside a chunk already fetched
+        // or in flight, continues the sequential run instead of resetting it
+        // (which would throw away, and fetch again, what is already here).
+        let near = self.streak_started && offset.abs_diff(self.next_offset) <= NEAR;
+        self.streak_started = true;
+        let in_window = self.chunks.contains_key(&(offset / CHUNK));
+        let sequential = offset != 0 && (near || in_window);
+        self.next_offset = self.next_offset.max(end);
         if !sequential {
+            self.next_offset = end;
             self.streak = 0;
             self.chunks.clear();
             return rt.block_on(retry(RetryPolicy::INTERACTIVE, "read", || {
@@ -149,6 +161,29 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn slightly_out_of_order_reads_fetch_each_byte_once() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mem = Arc::new(MemoryStore::new());
+        let data: Vec<u8> = (0..(8 * CHUNK)).map(|i| (i % 239) as u8).collect();
+        mem.insert("k", data.clone(), PutMeta::default());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let size = data.len() as u64;
+        let step = 128 * 1024;
+        // Pairs of 128 KiB reads swapped, as the kernel's read-ahead does.
+        let mut offsets: Vec<u64> = (0..size / step).map(|i| i * step).collect();
+        for pair in offsets.chunks_mut(2) {
+            pair.reverse();
+        }
+        let mut r = Reader::default();
+        for off in offsets {
+            let b = r.read(rt.handle(), &store, "k", size, off, step).unwrap();
+            assert_eq!(&b[..], &data[off as usize..(off + step) as usize]);
+        }
+        let fetched = mem.counters.bytes_read.load(Ordering::Relaxed);
+        assert!(fetched <= size + 2 * step, "fetched {fetched} of {size}");
     }
 
     #[test]
