@@ -278,7 +278,7 @@ step() {
 }
 step cargo fmt --all -- --check
 step cargo clippy --all-targets -- -D warnings
-step cargo test --all-targets "$@"
+step cargo test --all-targets --no-fail-fast "$@"
 # The legacy install path as an operator runs it (builds the release binary).
 step scripts/check-install.sh
 

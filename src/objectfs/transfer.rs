@@ -72,6 +72,22 @@ pub fn part_size(size: u64) -> u64 {
         .max(MIN_PART_SIZE)
 }
 
+/// Upload bytes held in memory by the whole process, in MiB permits: all
+/// uploads together (single PUT bodies and multipart parts) stay within
+/// UPLOAD_BUFFER however many files are being uploaded at once.
+static UPLOAD_MEMORY: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new((UPLOAD_BUFFER >> 20) as usize);
+
+/// Reserves memory for `bytes` of upload body (at least 1 MiB, at most the
+/// whole budget, so one oversized part can still proceed alone).
+async fn reserve(bytes: u64) -> tokio::sync::SemaphorePermit<'static> {
+    let mib = bytes.div_ceil(1 << 20).clamp(1, UPLOAD_BUFFER >> 20) as u32;
+    UPLOAD_MEMORY
+        .acquire_many(mib)
+        .await
+        .expect("the upload memory semaphore is never closed")
+}
+
 /// How many parts of `part` bytes may be in flight within UPLOAD_BUFFER.
 pub fn parallel_parts(part: u64) -> usize {
     (UPLOAD_BUFFER / part).clamp(1, 16) as usize
@@ -94,6 +110,7 @@ pub async fn upload_file(
     meta: &PutMeta,
 ) -> StoreResult<()> {
     if size <= SINGLE_PUT_MAX {
+        let _memory = reserve(size).await;
         let body = read_exact_at(&file, 0, size)?;
         return retry(policy, "put", || store.put(key, body.clone(), meta)).await;
     }
@@ -141,6 +158,7 @@ async fn upload_parts(
             let len = part.min(size - offset);
             let number = (next + 1) as i32;
             tasks.spawn(async move {
+                let _memory = reserve(len).await;
                 let body = tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len))
                     .await
                     .map_err(|e| StoreError::Permanent(e.to_string()))??;
