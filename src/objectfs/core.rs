@@ -737,6 +737,20 @@ impl ObjectFs {
         }
     }
 
+    /// A file's name is gone (unlinked or replaced by a rename). Its staged
+    /// data is dropped, or, while still open, kept for the open handles but
+    /// never uploaded again.
+    fn mark_unlinked(&self, node: &mut Node) {
+        node.unlinked = true;
+        node.remote = false;
+        if node.open_handles == 0 {
+            self.discard_staged(node);
+        } else if let Some(s) = node.staged.as_mut() {
+            s.clean_gen = s.dirty_gen;
+            self.inner.staging.clear_journal(s.id);
+        }
+    }
+
     pub fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
         self.check_writable()?;
         let ino = self.resolve(parent, name)?;
@@ -758,16 +772,7 @@ impl ObjectFs {
         }
         let mut st = self.lock();
         if let Some(node) = st.nodes.get_mut(&ino) {
-            node.unlinked = true;
-            node.remote = false;
-            if node.open_handles == 0 {
-                self.discard_staged(node);
-            } else if let Some(s) = node.staged.as_mut() {
-                // Still open: keep the data for the open handles, but it
-                // must never be uploaded again.
-                s.clean_gen = s.dirty_gen;
-                self.inner.staging.clear_journal(s.id);
-            }
+            self.mark_unlinked(node);
         }
         Self::detach_name(&mut st, ino);
         st.negative
@@ -941,14 +946,7 @@ impl ObjectFs {
         if let Some(d) = dst
             && let Some(dn) = st.nodes.get_mut(&d)
         {
-            dn.unlinked = true;
-            dn.remote = false;
-            if dn.open_handles == 0 {
-                self.discard_staged(dn);
-            } else if let Some(s) = dn.staged.as_mut() {
-                s.clean_gen = s.dirty_gen;
-                self.inner.staging.clear_journal(s.id);
-            }
+            self.mark_unlinked(dn);
             Self::detach_name(&mut st, d);
         }
         self.move_node(&mut st, src, new_parent, new_name);

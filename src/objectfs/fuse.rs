@@ -76,6 +76,20 @@ impl FuseAdapter {
     }
 }
 
+fn data(reply: ReplyData, r: FsResult<bytes::Bytes>) {
+    match r {
+        Ok(d) => reply.data(&d),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn opened(reply: ReplyOpen, r: FsResult<u64>) {
+    match r {
+        Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
 fn empty(reply: ReplyEmpty, r: FsResult<()>) {
     match r {
         Ok(()) => reply.ok(),
@@ -132,10 +146,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno(e)),
-        }
+        data(reply, self.fs.readlink(ino.0));
     }
 
     fn mknod(
@@ -233,10 +244,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, FsOpenFlags::from_libc(flags.0)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
-        }
+        opened(reply, self.fs.open(ino.0, FsOpenFlags::from_libc(flags.0)));
     }
 
     fn read(
@@ -250,10 +258,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno(e)),
-        }
+        data(reply, self.fs.read(fh.0, offset, size));
     }
 
     fn write(
@@ -310,10 +315,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
-        }
+        opened(reply, self.fs.opendir(ino.0));
     }
 
     fn readdir(
