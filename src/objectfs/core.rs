@@ -91,6 +91,9 @@ struct Node {
     /// Claimed by a namespace operation (rename, unlink) that is changing
     /// this node's key: no upload may start until it is done.
     busy: bool,
+    /// A readdir's background HEAD for this node is in flight; a lookup
+    /// waits for it instead of sending its own.
+    prefetching: bool,
     link_target: Option<Bytes>,
 }
 
@@ -201,6 +204,7 @@ impl ObjectFs {
             open_handles: 0,
             unlinked: false,
             busy: false,
+            prefetching: false,
             link_target: None,
         };
         let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -353,6 +357,7 @@ impl ObjectFs {
                 open_handles: 0,
                 unlinked: false,
                 busy: false,
+                prefetching: false,
                 link_target: None,
             },
         );
@@ -484,12 +489,28 @@ impl ObjectFs {
     /// store. Does not change lookup counts.
     fn resolve(&self, parent: u64, name: &str) -> FsResult<u64> {
         let key = {
-            let st = self.lock();
+            let mut st = self.lock();
             let p = Self::node(&st, parent)?;
             if p.kind != Kind::Dir {
                 return Err(libc::ENOTDIR);
             }
             let entry = (parent, name.to_string());
+            // `ls -l` looks up entries one by one right after readdir: wait
+            // for the parallel prefetch of this one rather than racing it.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while let Some(&ino) = st.children.get(&entry) {
+                let waiting = st.nodes.get(&ino).is_some_and(|n| n.prefetching);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !waiting || left.is_zero() {
+                    break;
+                }
+                st = self
+                    .inner
+                    .changed
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
             if let Some(&ino) = st.children.get(&entry) {
                 let n = &st.nodes[&ino];
                 if n.authoritative() || (n.meta_known && self.ttl_fresh(n.validated)) {
@@ -1196,6 +1217,11 @@ impl ObjectFs {
             .filter(|e| st.nodes.get(&e.ino).is_some_and(|n| !n.meta_known))
             .map(|e| (e.ino, format!("{prefix}{}", e.name)))
             .collect();
+        for (ino, _) in &unknown {
+            if let Some(n) = st.nodes.get_mut(ino) {
+                n.prefetching = true;
+            }
+        }
         drop(st);
         self.prefetch_metadata(unknown);
         let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -1227,10 +1253,14 @@ impl ObjectFs {
                 .buffer_unordered(32);
             let defaults = fs.opts().defaults;
             while let Some((ino, result)) = heads.next().await {
+                let mut st = fs.lock();
+                if let Some(n) = st.nodes.get_mut(&ino) {
+                    n.prefetching = false;
+                }
+                fs.inner.changed.notify_all();
                 let Ok(Some(meta)) = result else { continue };
                 let posix =
                     layout::decode(&meta.metadata, Kind::File, meta.last_modified, &defaults);
-                let mut st = fs.lock();
                 if let Some(n) = st.nodes.get_mut(&ino)
                     && !n.authoritative()
                     && !n.meta_known
