@@ -613,13 +613,18 @@ impl ObjectFs {
         Ok(Self::node(&st, ino)?.attr(ino))
     }
 
+    /// EEXIST when `name` exists in `parent`, locally or in the store.
+    fn ensure_absent(&self, parent: u64, name: &str) -> FsResult<()> {
+        match self.resolve(parent, name) {
+            Ok(_) => Err(libc::EEXIST),
+            Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn mkdir(&self, parent: u64, name: &str, perm: u32, uid: u32, gid: u32) -> FsResult<Attr> {
         self.check_writable()?;
-        match self.resolve(parent, name) {
-            Ok(_) => return Err(libc::EEXIST),
-            Err(libc::ENOENT) => {}
-            Err(e) => return Err(e),
-        }
+        self.ensure_absent(parent, name)?;
         let posix = Posix {
             kind: Kind::Dir,
             perm: perm & 0o7777,
@@ -656,11 +661,7 @@ impl ObjectFs {
         gid: u32,
     ) -> FsResult<Attr> {
         self.check_writable()?;
-        match self.resolve(parent, name) {
-            Ok(_) => return Err(libc::EEXIST),
-            Err(libc::ENOENT) => {}
-            Err(e) => return Err(e),
-        }
+        self.ensure_absent(parent, name)?;
         let posix = Posix {
             kind: Kind::Symlink,
             perm: 0o777,
