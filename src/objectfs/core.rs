@@ -399,6 +399,26 @@ impl ObjectFs {
         }
     }
 
+    /// A store call a process is waiting on: retried with the interactive
+    /// policy, a final failure turned into the errno the caller sees.
+    fn call<T, F, Fut>(&self, what: &str, op: F) -> FsResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = crate::store::StoreResult<T>>,
+    {
+        self.block_on(retry(RetryPolicy::INTERACTIVE, what, op))
+            .map_err(|e| errno_of(&e))
+    }
+
+    /// `name` is gone from `parent` (unlinked, removed): later lookups miss
+    /// without asking the store, and the node goes once unreferenced.
+    fn forget_name(&self, st: &mut State, parent: u64, name: &str, ino: u64) {
+        Self::detach_name(st, ino);
+        st.negative
+            .insert((parent, name.to_string()), Instant::now());
+        self.maybe_prune(st, ino);
+    }
+
     fn ttl_fresh(&self, at: Instant) -> bool {
         at.elapsed() < self.opts().metadata_ttl
     }
@@ -443,8 +463,7 @@ impl ObjectFs {
         // A marker sorts first under its own prefix: read its attributes.
         if first.key == dir_prefix {
             let meta = self
-                .block_on(retry(policy, "head", || store.head(&dir_prefix)))
-                .map_err(|e| errno_of(&e))?
+                .call("head", || store.head(&dir_prefix))?
                 .unwrap_or_default();
             let posix = layout::decode(&meta.metadata, Kind::Dir, meta.last_modified, defaults);
             return Ok(Some(Found {
@@ -605,7 +624,6 @@ impl ObjectFs {
         // Re-validate through the parent; a node that vanished remotely
         // keeps its last attributes for the kernel's sake.
         match self.resolve(parent, &name) {
-            Ok(found) if found == ino => {}
             Ok(_) | Err(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
@@ -638,10 +656,7 @@ impl ObjectFs {
         };
         let meta = layout::encode(&posix);
         let store = &self.inner.store;
-        self.block_on(retry(RetryPolicy::INTERACTIVE, "mkdir", || {
-            store.put(&key, Bytes::new(), &meta)
-        }))
-        .map_err(|e| errno_of(&e))?;
+        self.call("mkdir", || store.put(&key, Bytes::new(), &meta))?;
         let mut st = self.lock();
         let ino = Self::new_node(&mut st, parent, name, Kind::Dir, posix);
         // Just created: its complete listing is "empty".
@@ -676,10 +691,7 @@ impl ObjectFs {
         let body = Bytes::copy_from_slice(target);
         let meta = layout::encode(&posix);
         let store = &self.inner.store;
-        self.block_on(retry(RetryPolicy::INTERACTIVE, "symlink", || {
-            store.put(&key, body.clone(), &meta)
-        }))
-        .map_err(|e| errno_of(&e))?;
+        self.call("symlink", || store.put(&key, body.clone(), &meta))?;
         let mut st = self.lock();
         let ino = Self::new_node(&mut st, parent, name, Kind::Symlink, posix);
         let node = Self::node_mut(&mut st, ino)?;
@@ -703,11 +715,7 @@ impl ObjectFs {
             self.key_of(&st, ino)
         };
         let store = &self.inner.store;
-        let body = self
-            .block_on(retry(RetryPolicy::INTERACTIVE, "readlink", || {
-                store.get_range(&key, 0, 4096)
-            }))
-            .map_err(|e| errno_of(&e))?;
+        let body = self.call("readlink", || store.get_range(&key, 0, 4096))?;
         let mut st = self.lock();
         if let Ok(n) = Self::node_mut(&mut st, ino) {
             n.link_target = Some(body.clone());
@@ -787,19 +795,13 @@ impl ObjectFs {
         };
         if remote {
             let store = &self.inner.store;
-            self.block_on(retry(RetryPolicy::INTERACTIVE, "delete", || {
-                store.delete(&key)
-            }))
-            .map_err(|e| errno_of(&e))?;
+            self.call("delete", || store.delete(&key))?;
         }
         let mut st = self.lock();
         if let Some(node) = st.nodes.get_mut(&ino) {
             self.mark_unlinked(node);
         }
-        Self::detach_name(&mut st, ino);
-        st.negative
-            .insert((parent, name.to_string()), Instant::now());
-        self.maybe_prune(&mut st, ino);
+        self.forget_name(&mut st, parent, name, ino);
         Ok(())
     }
 
@@ -820,11 +822,7 @@ impl ObjectFs {
             self.dir_prefix_of(&st, ino)
         };
         let store = &self.inner.store;
-        let page = self
-            .block_on(retry(RetryPolicy::INTERACTIVE, "list", || {
-                store.list(&prefix, Some("/"), None, 2)
-            }))
-            .map_err(|e| errno_of(&e))?;
+        let page = self.call("list", || store.list(&prefix, Some("/"), None, 2))?;
         let others =
             page.objects.iter().any(|o| o.key != prefix) || !page.common_prefixes.is_empty();
         Ok(others)
@@ -847,19 +845,13 @@ impl ObjectFs {
             self.dir_prefix_of(&st, ino)
         };
         let store = &self.inner.store;
-        self.block_on(retry(RetryPolicy::INTERACTIVE, "rmdir", || {
-            store.delete(&marker)
-        }))
-        .map_err(|e| errno_of(&e))?;
+        self.call("rmdir", || store.delete(&marker))?;
         let mut st = self.lock();
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.unlinked = true;
             n.remote = false;
         }
-        Self::detach_name(&mut st, ino);
-        st.negative
-            .insert((parent, name.to_string()), Instant::now());
-        self.maybe_prune(&mut st, ino);
+        self.forget_name(&mut st, parent, name, ino);
         Ok(())
     }
 
@@ -956,13 +948,9 @@ impl ObjectFs {
             )
         };
         let store = &self.inner.store;
-        let policy = RetryPolicy::INTERACTIVE;
         if !dirty && remote {
             // Server-side copy keeps data and metadata; then drop the old key.
-            self.block_on(retry(policy, "copy", || {
-                store.copy(&old_key, &new_key, None)
-            }))
-            .map_err(|e| errno_of(&e))?;
+            self.call("copy", || store.copy(&old_key, &new_key, None))?;
         }
         let mut st = self.lock();
         if let Some(d) = dst
@@ -995,8 +983,7 @@ impl ObjectFs {
         }
         drop(st);
         if remote {
-            self.block_on(retry(policy, "delete", || store.delete(&old_key)))
-                .map_err(|e| errno_of(&e))?;
+            self.call("delete", || store.delete(&old_key))?;
         }
         Ok(())
     }
@@ -1057,11 +1044,9 @@ impl ObjectFs {
         let mut keys = Vec::new();
         let mut token = None;
         loop {
-            let page = self
-                .block_on(retry(policy, "list", || {
-                    store.list(&old_prefix, None, token.clone(), 1000)
-                }))
-                .map_err(|e| errno_of(&e))?;
+            let page = self.call("list", || {
+                store.list(&old_prefix, None, token.clone(), 1000)
+            })?;
             keys.extend(page.objects.into_iter().map(|o| o.key));
             match page.next_token {
                 Some(t) => token = Some(t),
@@ -1072,8 +1057,7 @@ impl ObjectFs {
             let st = self.lock();
             let marker = self.dir_prefix_of(&st, d);
             drop(st);
-            self.block_on(retry(policy, "delete", || store.delete(&marker)))
-                .map_err(|e| errno_of(&e))?;
+            self.call("delete", || store.delete(&marker))?;
         }
         let copy_all = async {
             use futures_util::StreamExt;
@@ -1142,10 +1126,7 @@ impl ObjectFs {
                 let st = self.lock();
                 layout::encode(&Self::node(&st, src)?.posix())
             };
-            self.block_on(retry(policy, "mkdir", || {
-                store.put(&new_prefix, Bytes::new(), &meta)
-            }))
-            .map_err(|e| errno_of(&e))?;
+            self.call("mkdir", || store.put(&new_prefix, Bytes::new(), &meta))?;
         }
         Ok(())
     }
@@ -1165,11 +1146,9 @@ impl ObjectFs {
         let mut dirs: Vec<String> = Vec::new();
         let mut token = None;
         loop {
-            let page = self
-                .block_on(retry(RetryPolicy::INTERACTIVE, "list", || {
-                    store.list(&prefix, Some("/"), token.clone(), 1000)
-                }))
-                .map_err(|e| errno_of(&e))?;
+            let page = self.call("list", || {
+                store.list(&prefix, Some("/"), token.clone(), 1000)
+            })?;
             objects.extend(page.objects);
             dirs.extend(page.common_prefixes);
             match page.next_token {
@@ -1327,11 +1306,7 @@ impl ObjectFs {
     /// TTL instead of two requests per file). False for larger directories.
     fn list_small_dir(&self, ino: u64, prefix: &str) -> FsResult<bool> {
         let store = &self.inner.store;
-        let page = self
-            .block_on(retry(RetryPolicy::INTERACTIVE, "list", || {
-                store.list(prefix, Some("/"), None, 1000)
-            }))
-            .map_err(|e| errno_of(&e))?;
+        let page = self.call("list", || store.list(prefix, Some("/"), None, 1000))?;
         if page.next_token.is_some() {
             return Ok(false);
         }
