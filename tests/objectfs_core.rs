@@ -355,16 +355,17 @@ fn staged_data_of_a_dead_mount_is_uploaded_at_the_next_mount() {
         // The "process" dies here: the fs is leaked, never flushed.
         std::mem::forget(fs);
     }
-    mem.set_down(false);
     assert!(mem.object("pre/late").is_none());
     // The lock of the dead mount is released with its file descriptor; a
     // leaked fs in this process still holds it, so simulate the new process
-    // by copying the cache directory.
+    // by copying the cache directory (while the store is still down, so the
+    // leaked fs's background retries cannot empty it under the copy).
     let cache2 = tempfile::tempdir().unwrap();
     copy_dir(
         &cache.path().join("staging"),
         &cache2.path().join("staging"),
     );
+    mem.set_down(false);
     let store: Arc<dyn ObjectStore> = mem.clone();
     let _fs = ObjectFs::new(
         store,
