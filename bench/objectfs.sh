@@ -438,7 +438,8 @@ drop_caches
 r=$(base --bucket src count --prefix list/)
 VAL[list,raw]=$(field ops_per_s "$r" | awk '{ printf "%.0f", $1 }')
 SHOW[list,raw]="$(field seconds "$r") s (${VAL[list,raw]} entries/s)"
-NOTE[list,raw]="$(field objects "$r") keys, LIST only (no stat)"
+r2=$(base --bucket src stat --prefix list/ --jobs 32)
+NOTE[list,raw]="$(field objects "$r") keys, LIST only (no stat); LIST + a HEAD per key (32 in flight, what \`ls -l\` needs when modes live in headers): $(field seconds "$r2") s"
 
 read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async osv-sync s3fs rclone}"
 for c in "${CLIENTS[@]}"; do

@@ -16,6 +16,8 @@
 //!              --prefix, --jobs in flight (default 32)
 //!   head       prints the object's size, or `missing`
 //!   count      counts the objects under --prefix (paginated ListObjectsV2)
+//!   stat       lists --prefix (with delimiter) and HEADs every object,
+//!              --jobs in flight (default 32): what `ls -l` costs over S3
 //! ```
 //!
 //! Each mode prints one machine-readable line on stdout, e.g.
@@ -50,7 +52,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: s3_baseline --endpoint URL --bucket B [--region R] \
-         (seq-write|seq-read|small|head|count) [--key K] [--prefix P] [--size BYTES] \
+         (seq-write|seq-read|small|head|count|stat) [--key K] [--prefix P] [--size BYTES] \
          [--part-size BYTES] [--jobs N] [--count N]\n\
          credentials: OSV_ACCESS_KEY_ID / OSV_ACCESS_KEY_SECRET"
     );
@@ -264,6 +266,38 @@ async fn count(store: Arc<S3Store>, o: &Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `ls -l` needs from S3 when metadata lives in headers: one LIST of
+/// the prefix, then a HEAD of every key, --jobs in flight.
+async fn stat(store: Arc<S3Store>, o: &Opts) -> anyhow::Result<()> {
+    let jobs = o.jobs.unwrap_or(32);
+    let start = Instant::now();
+    let mut keys = Vec::new();
+    let mut token = None;
+    for _ in 0..100_000 {
+        let page = store.list(&o.prefix, Some("/"), token, 1000).await?;
+        keys.extend(page.objects.into_iter().map(|m| m.key));
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    let found: u64 = stream::iter(keys.clone())
+        .map(|k| {
+            let store = store.clone();
+            async move { store.head(&k).await.map(|m| m.is_some() as u64) }
+        })
+        .buffer_unordered(jobs)
+        .try_fold(0, |a, b| async move { Ok(a + b) })
+        .await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT mode=stat prefix={} objects={found} seconds={secs:.3} ops_per_s={:.1}",
+        o.prefix,
+        keys.len() as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = parse_args()?;
@@ -289,6 +323,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         "count" => count(store, &o).await,
+        "stat" => stat(store, &o).await,
         m => bail!("unknown mode {m:?}"),
     }
 }

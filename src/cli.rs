@@ -108,6 +108,13 @@ pub struct MountArgs {
     #[arg(long, env = "OSV_METADATA_TTL", default_value = "1")]
     pub metadata_ttl: f64,
 
+    /// With --upload async: how long a closed file waits before its upload
+    /// starts (e.g. 500ms, 0 for at once). A file replaced, renamed or
+    /// deleted meanwhile is uploaded once at its final name, or not at all;
+    /// unmount and fsync do not wait for the delay.
+    #[arg(long, env = "OSV_UPLOAD_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub upload_delay: std::time::Duration,
+
     /// Seconds unmount waits for uploads before giving up; what is left
     /// stays journalled and is uploaded at the next mount.
     #[arg(long, env = "OSV_FLUSH_TIMEOUT", default_value = "600")]
@@ -168,6 +175,7 @@ pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
         cache_dir,
         metadata_ttl: std::time::Duration::from_secs_f64(args.metadata_ttl),
         flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
+        upload_delay: args.upload_delay,
     };
     tracing::info!(bucket = %args.bucket, endpoint = ?args.endpoint, prefix = %opts.prefix,
         cache_dir = %opts.cache_dir.display(), upload = ?opts.upload, "mounting");

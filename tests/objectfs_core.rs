@@ -32,6 +32,7 @@ fn options(cache: &std::path::Path, upload: UploadMode) -> FsOptions {
         cache_dir: cache.to_path_buf(),
         metadata_ttl: Duration::from_millis(0),
         flush_timeout: Duration::from_secs(30),
+        upload_delay: Duration::ZERO,
     }
 }
 
@@ -383,12 +384,15 @@ fn staged_data_of_a_dead_mount_is_uploaded_at_the_next_mount() {
     );
 }
 
+/// Copies a staging directory with its extended attributes (the journal).
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a failed");
 }
 
 #[test]

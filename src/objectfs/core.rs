@@ -171,6 +171,8 @@ struct Inner {
     handles: Mutex<HashMap<u64, Arc<HandleKind>>>,
     next_fh: AtomicU64,
     upload_tx: tokio::sync::mpsc::UnboundedSender<u64>,
+    /// Set by unmount: queued uploads skip what is left of their delay.
+    hurry: tokio::sync::watch::Sender<bool>,
 }
 
 /// The filesystem; cheap to clone (one shared core).
@@ -225,6 +227,7 @@ impl ObjectFs {
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 upload_tx,
+                hurry: tokio::sync::watch::Sender::new(false),
             }),
         };
         fs.recover()?;
@@ -261,32 +264,49 @@ impl ObjectFs {
             let size = file.metadata()?.len();
             let meta = layout::encode(&entry.posix());
             let store = &self.inner.store;
-            self.block_on(upload_file(store, BACKGROUND, &entry.key, file, size, &meta))
+            self.block_on(upload_file(store, BACKGROUND, &entry.key, file.clone(), size, &meta))
                 .map_err(|e| {
                     anyhow::anyhow!(
                         "could not upload {:?}, staged by an earlier mount ({e}); it stays in the cache directory and is retried at the next mount",
                         entry.key
                     )
                 })?;
-            self.inner.staging.remove(id);
+            self.inner.staging.discard(id, file);
             tracing::info!(key = %entry.key, bytes = size, "recovered staged file");
         }
         Ok(())
     }
 
+    /// Runs queued uploads, `UPLOAD_WORKERS` at a time, each once its
+    /// `upload_delay` has passed (or at once when unmount hurries them).
     fn start_uploader(&self, mut rx: tokio::sync::mpsc::UnboundedReceiver<u64>) {
         let weak = Arc::downgrade(&self.inner);
         let permits = Arc::new(tokio::sync::Semaphore::new(UPLOAD_WORKERS));
+        let delay = match self.opts().upload {
+            UploadMode::Async => self.opts().upload_delay,
+            UploadMode::Sync => Duration::ZERO,
+        };
+        let hurry = self.inner.hurry.subscribe();
         self.inner.rt.spawn(async move {
             while let Some(ino) = rx.recv().await {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let Some(inner) = weak.upgrade() else { return };
-                let fs = ObjectFs { inner };
-                tokio::task::spawn_blocking(move || {
-                    fs.background_upload(ino);
-                    drop(permit);
+                let (weak, permits, mut hurry) = (weak.clone(), permits.clone(), hurry.clone());
+                tokio::spawn(async move {
+                    if !delay.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = hurry.wait_for(|h| *h) => {}
+                        }
+                    }
+                    // The semaphore is fair: uploads start in queue order.
+                    let Ok(permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    let Some(inner) = weak.upgrade() else { return };
+                    let fs = ObjectFs { inner };
+                    tokio::task::spawn_blocking(move || {
+                        fs.background_upload(ino);
+                        drop(permit);
+                    });
                 });
             }
         });
@@ -763,7 +783,7 @@ impl ObjectFs {
     /// Forgets a node's staged data (it was deleted or replaced).
     fn discard_staged(&self, node: &mut Node) {
         if let Some(s) = node.staged.take() {
-            self.inner.staging.remove(s.id);
+            self.inner.staging.discard(s.id, s.file);
         }
     }
 
@@ -777,7 +797,7 @@ impl ObjectFs {
             self.discard_staged(node);
         } else if let Some(s) = node.staged.as_mut() {
             s.clean_gen = s.dirty_gen;
-            self.inner.staging.clear_journal(s.id);
+            self.inner.staging.clear_journal(s.id, &s.file);
         }
     }
 
@@ -1400,7 +1420,7 @@ impl ObjectFs {
                 file.clone(),
                 size,
             )) {
-                self.inner.staging.remove(id);
+                self.inner.staging.discard(id, file);
                 return Err(errno_of(&e));
             }
         }
@@ -1409,7 +1429,7 @@ impl ObjectFs {
         n.open_handles += 1;
         if n.staged.is_some() {
             // Another opener won the race; use theirs.
-            self.inner.staging.remove(id);
+            self.inner.staging.discard(id, file);
             return Ok(());
         }
         n.staged = Some(Staged {
@@ -1674,7 +1694,7 @@ impl ObjectFs {
                             n.meta_known = true;
                             let s = n.staged.as_mut().expect("still staged");
                             if !s.dirty() {
-                                self.inner.staging.clear_journal(s.id);
+                                self.inner.staging.clear_journal(s.id, &s.file);
                                 s.journaled = false;
                                 if n.open_handles == 0 {
                                     self.discard_staged(n);
@@ -1741,6 +1761,15 @@ impl ObjectFs {
             return Ok(());
         }
         match self.opts().upload {
+            UploadMode::Sync if self.new_and_empty(*ino) => {
+                // Shells open a redirect target, dup it and close the
+                // original before writing, so the first close of a new file
+                // usually comes before its data. Uploading the empty object
+                // then would double the cost of every file; the data's own
+                // close uploads it, and the last close (release) uploads a
+                // file that stayed empty.
+                Ok(())
+            }
             UploadMode::Sync => self.upload_now(*ino, RetryPolicy::INTERACTIVE),
             UploadMode::Async => {
                 let mut st = self.lock();
@@ -1748,6 +1777,14 @@ impl ObjectFs {
                 Ok(())
             }
         }
+    }
+
+    /// Never uploaded and still without content.
+    fn new_and_empty(&self, ino: u64) -> bool {
+        let st = self.lock();
+        st.nodes
+            .get(&ino)
+            .is_some_and(|n| !n.remote && n.size == 0 && n.staged.is_some())
     }
 
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
@@ -1886,6 +1923,7 @@ impl ObjectFs {
     /// how many files are still not in the bucket (they stay journalled).
     pub fn flush_all(&self) -> usize {
         let deadline = Instant::now() + self.opts().flush_timeout;
+        self.inner.hurry.send_replace(true);
         {
             let mut st = self.lock();
             let dirty: Vec<u64> = st

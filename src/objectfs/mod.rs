@@ -62,6 +62,9 @@ pub struct FsOptions {
     /// How long unmount waits for background uploads before giving up
     /// (the data stays journalled in the cache directory).
     pub flush_timeout: Duration,
+    /// How long a closed file waits before its background upload starts
+    /// (`upload=async` only; unmount and fsync never wait for it).
+    pub upload_delay: Duration,
 }
 
 /// File attributes as the kernel wants them.

@@ -1,11 +1,18 @@
 //! Local staging files and their journal, in the mount's cache directory.
 //!
 //! Every file being written lives in `staging/N.data`. While it holds data
-//! the bucket does not have yet, `staging/N.json` records where it belongs
-//! (key and attributes). The journal is what makes "never lose a byte"
+//! the bucket does not have yet, its journal entry records where it belongs
+//! (key and attributes): an extended attribute `user.osv.journal` on the
+//! data file itself, or, where the file system has no user xattrs, a
+//! sidecar `staging/N.json`. The journal is what makes "never lose a byte"
 //! survive a crash: the next mount with the same cache directory uploads
 //! every journalled file before anything else touches it. A lock file keeps
 //! two mounts from sharing one cache directory.
+//!
+//! Data files are recycled (truncated and kept open in a small pool) rather
+//! than deleted: creating thousands of small files, ext4 spends more time
+//! allocating inodes for new staging files than everything else together,
+//! and an xattr journal costs no inode at all.
 
 use crate::objectfs::layout::{Kind, Posix};
 use serde::{Deserialize, Serialize};
@@ -14,7 +21,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Where a staged file's data belongs, as written to its journal entry.
@@ -55,16 +63,56 @@ impl JournalEntry {
     }
 }
 
+/// The extended attribute holding a data file's journal entry.
+const JOURNAL_XATTR: &std::ffi::CStr = c"user.osv.journal";
+/// Clean data files kept open for reuse; beyond this they are deleted.
+const POOL_MAX: usize = 64;
+
 pub struct StagingArea {
     dir: PathBuf,
     next_id: AtomicU64,
-    // Held for the mount's lifetime: the flock is released when it closes.
+    /// False once the file system refused a user xattr: sidecar files then.
+    xattrs: AtomicBool,
+    pool: Mutex<Vec<(u64, File)>>,
     _lock: File,
 }
 
+fn cvt(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn xattr_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM))
+}
+
+fn read_xattr_journal(file: &File) -> io::Result<Option<JournalEntry>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            JOURNAL_XATTR.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    buf.truncate(n as usize);
+    serde_json::from_slice(&buf)
+        .map(Some)
+        .map_err(io::Error::other)
+}
+
 impl StagingArea {
-    /// Opens `cache_dir/staging`, refusing a cache directory another live
-    /// mount holds.
     pub fn open(cache_dir: &Path) -> io::Result<StagingArea> {
         let dir = cache_dir.join("staging");
         fs::create_dir_all(&dir)?;
@@ -73,7 +121,6 @@ impl StagingArea {
             .truncate(false)
             .write(true)
             .open(cache_dir.join("lock"))?;
-        // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -97,6 +144,8 @@ impl StagingArea {
         Ok(StagingArea {
             dir,
             next_id: AtomicU64::new(max + 1),
+            xattrs: AtomicBool::new(true),
+            pool: Mutex::new(Vec::new()),
             _lock: lock,
         })
     }
@@ -109,8 +158,11 @@ impl StagingArea {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// A new, empty staging file.
+    /// An empty data file: a recycled one when the pool has one.
     pub fn create(&self) -> io::Result<(u64, File)> {
+        if let Some(reused) = self.pool.lock().unwrap().pop() {
+            return Ok(reused);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let file = OpenOptions::new()
             .read(true)
@@ -121,35 +173,66 @@ impl StagingArea {
         Ok((id, file))
     }
 
-    /// Records that staging file `id` holds data for `entry`.
-    ///
-    /// Written with a rename (never half a file) but not fsynced: the
-    /// journal protects against the mount process dying, and the page cache
-    /// outlives the process. Against power loss the guarantee is fsync(2),
-    /// which puts the data in the bucket. Three fsyncs per created file
-    /// would cap small-file throughput at the local disk's flush rate.
-    pub fn journal(&self, id: u64, _file: &File, entry: &JournalEntry) -> io::Result<()> {
+    /// Records (or updates) where `id`'s data belongs.
+    pub fn journal(&self, id: u64, file: &File, entry: &JournalEntry) -> io::Result<()> {
+        let json = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        if self.xattrs.load(Ordering::Relaxed) {
+            let rc = unsafe {
+                libc::fsetxattr(
+                    file.as_raw_fd(),
+                    JOURNAL_XATTR.as_ptr(),
+                    json.as_ptr().cast(),
+                    json.len(),
+                    0,
+                )
+            };
+            match cvt(rc) {
+                Ok(()) => return Ok(()),
+                Err(e) if xattr_unsupported(&e) => {
+                    tracing::info!(dir = %self.dir.display(),
+                        "the cache directory has no user xattrs; journalling in sidecar files");
+                    self.xattrs.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let path = self.journal_path(id);
         let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec(entry).map_err(io::Error::other)?)?;
+        fs::write(&tmp, json)?;
         fs::rename(&tmp, &path)
     }
 
-    /// The data is in the bucket (or was deleted): forget the journal entry.
-    pub fn clear_journal(&self, id: u64) {
-        let _ = fs::remove_file(self.journal_path(id));
+    /// `id`'s data is in the bucket: forget where it belongs.
+    pub fn clear_journal(&self, id: u64, file: &File) {
+        if self.xattrs.load(Ordering::Relaxed) {
+            unsafe { libc::fremovexattr(file.as_raw_fd(), JOURNAL_XATTR.as_ptr()) };
+        } else {
+            let _ = fs::remove_file(self.journal_path(id));
+        }
     }
 
-    /// Deletes staging file `id` and its journal entry.
-    pub fn remove(&self, id: u64) {
-        self.clear_journal(id);
+    /// Done with `id`: recycled when nobody else holds the file (an upload
+    /// still reading it keeps it), deleted otherwise.
+    pub fn discard(&self, id: u64, file: Arc<File>) {
+        if let Ok(file) = Arc::try_unwrap(file) {
+            let mut pool = self.pool.lock().unwrap();
+            // Journal first: a crash between the two must never leave an
+            // emptied file journalled for upload.
+            self.clear_journal(id, &file);
+            if pool.len() < POOL_MAX && file.set_len(0).is_ok() {
+                pool.push((id, file));
+                return;
+            }
+        }
+        let _ = fs::remove_file(self.journal_path(id));
         let _ = fs::remove_file(self.data_path(id));
     }
 
-    /// Journalled files left by an earlier mount, oldest first. Data files
+    /// Journal entries left by an earlier mount, oldest first. Data files
     /// without a journal entry held nothing unsaved and are deleted.
     pub fn leftovers(&self) -> io::Result<Vec<(u64, JournalEntry)>> {
         let mut found = Vec::new();
+        let mut sidecars = Vec::new();
         let mut data_ids = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
@@ -163,7 +246,7 @@ impl StagingArea {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<JournalEntry>(&b).ok())
                 {
-                    Some(j) => found.push((id, j)),
+                    Some(j) => sidecars.push((id, j)),
                     None => tracing::error!(path = %path.display(),
                         "unreadable staging journal entry left in place for inspection"),
                 },
@@ -174,9 +257,24 @@ impl StagingArea {
             }
         }
         for id in data_ids {
-            if !found.iter().any(|(j, _)| *j == id) {
-                let _ = fs::remove_file(self.data_path(id));
+            let path = self.data_path(id);
+            // The sidecar wins: it is only written where xattrs failed.
+            if let Some(i) = sidecars.iter().position(|(j, _)| *j == id) {
+                found.push(sidecars.swap_remove(i));
+                continue;
             }
+            match File::open(&path).and_then(|f| read_xattr_journal(&f)) {
+                Ok(Some(j)) => found.push((id, j)),
+                Ok(None) => {
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => tracing::error!(path = %path.display(), error = %e,
+                    "unreadable staging journal entry left in place for inspection"),
+            }
+        }
+        // A sidecar without data: nothing to upload.
+        for (id, _) in sidecars {
+            let _ = fs::remove_file(self.journal_path(id));
         }
         found.sort_by_key(|(id, _)| *id);
         Ok(found)
@@ -213,9 +311,63 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].1, entry);
         assert_eq!(fs::read(area.data_path(left[0].0)).unwrap(), b"unsaved");
-        assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 2);
+        // Only the journalled data file is left; the journal is its xattr.
+        assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 1);
         // New ids never collide with leftovers.
         let (id, _) = area.create().unwrap();
         assert!(id > left[0].0);
+    }
+
+    fn entry(key: &str) -> JournalEntry {
+        JournalEntry {
+            key: key.into(),
+            perm: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime: 9,
+        }
+    }
+
+    #[test]
+    fn discarded_files_are_recycled_empty_and_unjournalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = StagingArea::open(dir.path()).unwrap();
+        let (id, mut f) = area.create().unwrap();
+        f.write_all(b"old bytes").unwrap();
+        area.journal(id, &f, &entry("k")).unwrap();
+        area.discard(id, Arc::new(f));
+        let (again, f) = area.create().unwrap();
+        assert_eq!(again, id, "the pooled file is handed out again");
+        assert_eq!(f.metadata().unwrap().len(), 0);
+        assert_eq!(read_xattr_journal(&f).unwrap(), None);
+        // A file still held elsewhere (an upload reading it) is deleted, not reused.
+        let shared = Arc::new(f);
+        let _reader = shared.clone();
+        area.discard(again, shared);
+        assert!(!area.data_path(again).exists());
+        let (fresh, _) = area.create().unwrap();
+        assert_ne!(fresh, again);
+    }
+
+    #[test]
+    fn sidecar_journal_where_xattrs_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let area = StagingArea::open(dir.path()).unwrap();
+            area.xattrs.store(false, Ordering::Relaxed);
+            let (id, mut f) = area.create().unwrap();
+            f.write_all(b"kept").unwrap();
+            area.journal(id, &f, &entry("a")).unwrap();
+            assert!(area.journal_path(id).exists());
+            let (id2, f2) = area.create().unwrap();
+            area.journal(id2, &f2, &entry("b")).unwrap();
+            area.clear_journal(id2, &f2);
+            assert!(!area.journal_path(id2).exists());
+        }
+        let area = StagingArea::open(dir.path()).unwrap();
+        let left = area.leftovers().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1, entry("a"));
+        assert_eq!(fs::read(area.data_path(left[0].0)).unwrap(), b"kept");
     }
 }

@@ -60,7 +60,7 @@ pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 /// Smallest part we use (S3 needs ≥ 5 MiB; larger parts mean fewer calls).
 const BASE_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Bytes of parts in memory at once for one upload: the upload memory bound.
-pub const UPLOAD_BUFFER: u64 = 128 * 1024 * 1024;
+pub const UPLOAD_BUFFER: u64 = 64 * 1024 * 1024;
 
 /// The part size for a file of `size` bytes: 8 MiB, or larger (whole MiB)
 /// when 10,000 such parts would not hold the file.
@@ -235,7 +235,7 @@ mod tests {
         assert!(five_tib.div_ceil(p) <= MAX_PARTS, "{p}");
         assert_eq!(p % (1 << 20), 0);
         assert!(parallel_parts(p) as u64 * p <= UPLOAD_BUFFER.max(p));
-        assert_eq!(parallel_parts(8 << 20), 16);
+        assert_eq!(parallel_parts(8 << 20), 8);
     }
 
     #[test]
