@@ -228,6 +228,16 @@ pub struct ServeArgs {
     )]
     pub allowed_host_paths: Vec<String>,
 
+    /// Directory of credential profiles for object-storage volumes: a
+    /// volume with `credentials=NAME` uses the keys in NAME.json there
+    /// (mode 0600), so secrets need not pass through Docker.
+    #[arg(
+        long,
+        env = "OSV_CREDENTIALS_DIR",
+        default_value = "/etc/opensandbox-volume/credentials"
+    )]
+    pub credentials_dir: PathBuf,
+
     /// Log filter: error, warn, info, debug or trace (or a tracing filter
     /// such as `opensandbox_volume=debug`). Logs go to stderr.
     #[arg(long, env = "OSV_LOG_LEVEL", default_value = "info")]
@@ -256,6 +266,9 @@ impl ServeArgs {
                 .clone()
                 .unwrap_or_else(|| self.state_dir.join("mounts")),
             allowed_host_paths: allowed,
+            credentials_dir: self.credentials_dir.clone(),
+            // Object-storage volumes are served by this binary's `mount`.
+            mount_exe: std::env::current_exe()?,
         })
     }
 }

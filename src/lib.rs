@@ -3,11 +3,13 @@
 //!
 //! Layers, from the wire inwards: `protocol` (Docker's JSON over a unix
 //! socket) → `driver` (durable registry, mount refcounts) → `spec` (options
-//! parsed once) → `backend` (how each storage type is mounted). `names` and
-//! `mounts` are small helpers with one job each.
+//! parsed once) → `backend` (how each storage type is mounted). `names`,
+//! `mounts` and `credentials` (plugin-side key profiles) are small helpers
+//! with one job each.
 
 pub mod backend;
 pub mod cli;
+pub mod credentials;
 pub mod driver;
 pub mod mounts;
 pub mod names;

@@ -6,10 +6,12 @@
 //! A backend never deletes the user's data: Remove only forgets the volume.
 
 pub mod host;
+pub mod object;
 
 use crate::mounts;
-use crate::spec::{BackendSpec, VolumeSpec};
+use crate::spec::{BackendSpec, Credentials, VolumeSpec};
 use host::{HostBackend, HostError};
+use object::{ObjectBackend, ObjectError, ObjectSettings};
 use serde_json::{Map, Value, json};
 use std::io;
 use std::os::fd::AsFd;
@@ -19,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub enum BackendError {
     #[error(transparent)]
     Host(#[from] HostError),
+    #[error(transparent)]
+    Object(#[from] ObjectError),
     #[error(
         "could not mount at {target:?}: {source}{hint}",
         hint = if source.raw_os_error() == Some(libc::EPERM) { " (the plugin must run as root with CAP_SYS_ADMIN)" } else { "" }
@@ -30,12 +34,23 @@ pub enum BackendError {
 
 pub struct Backends {
     host: HostBackend,
+    object: ObjectBackend,
 }
 
 impl Backends {
-    pub fn new(allowed_host_paths: Vec<PathBuf>) -> Self {
+    pub fn new(allowed_host_paths: Vec<PathBuf>, object: ObjectSettings) -> Self {
         Backends {
             host: HostBackend::new(allowed_host_paths),
+            object: ObjectBackend::new(object),
+        }
+    }
+
+    /// True when the volume's mount at `target` is there and answering, so
+    /// a later Mount can share it.
+    pub fn is_healthy(&self, spec: &VolumeSpec, target: &Path) -> bool {
+        match &spec.backend {
+            BackendSpec::Host { .. } => mounts::is_mount_point(target).unwrap_or(false),
+            BackendSpec::S3(_) | BackendSpec::Ossfs(_) => self.object.is_healthy(target),
         }
     }
 
@@ -46,6 +61,7 @@ impl Backends {
             BackendSpec::Host { path } => {
                 self.host.check(path)?;
             }
+            BackendSpec::S3(obj) | BackendSpec::Ossfs(obj) => self.object.validate(obj)?,
         }
         Ok(())
     }
@@ -67,6 +83,9 @@ impl Backends {
                 }
                 mounts::bind_mount(source.as_fd(), target, spec.read_only).map_err(mount_err)
             }
+            BackendSpec::S3(obj) | BackendSpec::Ossfs(obj) => {
+                Ok(self.object.attach(spec, obj, target)?)
+            }
         }
     }
 
@@ -83,16 +102,49 @@ impl Backends {
                 let _ = std::fs::remove_dir(target);
                 Ok(())
             }
+            BackendSpec::S3(_) | BackendSpec::Ossfs(_) => {
+                self.object
+                    .detach(target)
+                    .map_err(|source| BackendError::Unmount {
+                        target: target.into(),
+                        source,
+                    })
+            }
         }
     }
 
     /// What `docker volume inspect` shows under Status (never a secret).
-    pub fn status(spec: &VolumeSpec) -> Map<String, Value> {
+    pub fn status(&self, spec: &VolumeSpec, target: &Path) -> Map<String, Value> {
         let mut status = Map::new();
         status.insert("type".into(), json!(spec.backend.type_name()));
         match &spec.backend {
             BackendSpec::Host { path } => {
                 status.insert("path".into(), json!(path));
+            }
+            BackendSpec::S3(obj) | BackendSpec::Ossfs(obj) => {
+                status.insert("bucket".into(), json!(obj.bucket));
+                if let Some(e) = &obj.endpoint {
+                    status.insert("endpoint".into(), json!(e));
+                }
+                if let Some(r) = &obj.region {
+                    status.insert("region".into(), json!(r));
+                }
+                if let Some(v) = &obj.version {
+                    status.insert("version".into(), json!(v));
+                }
+                let prefix = object::mount_prefix(obj, spec.sub_path.as_deref());
+                status.insert("prefix".into(), json!(prefix));
+                let credentials = match &obj.credentials {
+                    Credentials::Default => "none (anonymous requests)".to_string(),
+                    Credentials::Profile { name } => format!("profile {name}"),
+                    Credentials::Inline { .. } => "inline keys (hidden)".to_string(),
+                };
+                status.insert("credentials".into(), json!(credentials));
+                let (state, reported) = self.object.mount_status(target);
+                status.insert("mount".into(), json!(state));
+                if let Some(r) = reported {
+                    status.insert("pendingUploadBytes".into(), json!(r.pending_bytes));
+                }
             }
         }
         if let Some(sub) = &spec.sub_path {

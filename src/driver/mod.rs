@@ -12,6 +12,7 @@
 pub mod refcount;
 pub mod state;
 
+use crate::backend::object::ObjectSettings;
 use crate::backend::{BackendError, Backends};
 use crate::mounts;
 use crate::names::{self, NameError};
@@ -30,6 +31,10 @@ pub struct DriverConfig {
     pub state_dir: PathBuf,
     pub mount_root: PathBuf,
     pub allowed_host_paths: Vec<PathBuf>,
+    /// Credential profiles of object-storage volumes (`NAME.json`).
+    pub credentials_dir: PathBuf,
+    /// The binary that serves object-storage mounts (`… mount`).
+    pub mount_exe: PathBuf,
 }
 
 /// Every error a Docker call can get, each one sentence naming the volume.
@@ -101,7 +106,15 @@ impl Driver {
         }
         let driver = Driver {
             store,
-            backends: Backends::new(config.allowed_host_paths),
+            backends: Backends::new(
+                config.allowed_host_paths,
+                ObjectSettings {
+                    exe: config.mount_exe,
+                    cache_root: config.state_dir.join("cache"),
+                    log_root: config.state_dir.join("logs"),
+                    credentials_dir: config.credentials_dir,
+                },
+            ),
             mount_root: config.mount_root,
             volumes: Mutex::new(BTreeMap::new()),
         };
@@ -264,8 +277,9 @@ impl Driver {
         let target = self.mount_path(name);
         let first = record.mount_ids.acquire(id);
         // Re-attach also when the mount vanished under a live record (an
-        // operator's umount, say): Docker believes it is there.
-        let attach = first || !mounts::is_mount_point(&target).unwrap_or(false);
+        // operator's umount, say) or its mount process died: Docker
+        // believes it is there.
+        let attach = first || !self.backends.is_healthy(&record.spec, &target);
         if attach {
             self.backends
                 .attach(&record.spec, &target)
@@ -315,7 +329,9 @@ impl Driver {
     }
 
     fn info(&self, record: &VolumeRecord) -> VolumeInfo {
-        let mut status = Backends::status(&record.spec);
+        let mut status = self
+            .backends
+            .status(&record.spec, &self.mount_path(&record.name));
         status.insert("mounts".into(), json!(record.mount_ids.total()));
         VolumeInfo {
             name: record.name.clone(),

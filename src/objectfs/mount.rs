@@ -52,6 +52,7 @@ pub async fn run(
     let rt = tokio::runtime::Handle::current();
     let ttl = opts.metadata_ttl;
     let read_only = opts.read_only;
+    let status_path = opts.cache_dir.join(STATUS_FILE);
     // ObjectFs::new blocks on the runtime (recovery uploads): not on a
     // runtime thread.
     let fs = tokio::task::spawn_blocking(move || ObjectFs::new(store, rt, opts)).await??;
@@ -81,8 +82,11 @@ pub async fn run(
         anyhow::anyhow!("could not mount at {}: {e}", settings.mountpoint.display())
     })?;
     tracing::info!(mountpoint = %settings.mountpoint.display(), "mounted");
+    let reporter = tokio::spawn(report_status(fs.clone(), status_path.clone()));
 
     let stopped_by_signal = wait_for_stop(&session).await;
+    reporter.abort();
+    write_status(&status_path, "flushing", fs.pending_bytes());
     if stopped_by_signal {
         tracing::info!("unmounting");
         let mountpoint = settings.mountpoint.clone();
@@ -98,7 +102,9 @@ pub async fn run(
         tracing::info!("unmounted from outside");
         let _ = tokio::task::spawn_blocking(move || session.join()).await;
     }
-    let pending = tokio::task::spawn_blocking(move || fs.flush_all()).await?;
+    let flushing = fs.clone();
+    let pending = tokio::task::spawn_blocking(move || flushing.flush_all()).await?;
+    write_status(&status_path, "stopped", fs.pending_bytes());
     if pending > 0 {
         tracing::error!(
             files = pending,
@@ -108,6 +114,58 @@ pub async fn run(
         tracing::info!("every write is in the bucket");
     }
     Ok(pending)
+}
+
+/// The file in the cache directory where a running mount reports itself,
+/// so the plugin can show it in `docker volume inspect` without talking to
+/// the mount (or to storage).
+pub const STATUS_FILE: &str = "status.json";
+
+/// What a mount process reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountStatus {
+    pub pid: u32,
+    /// `mounted`, `flushing` (unmounted, uploading what is left) or `stopped`.
+    pub state: String,
+    /// Bytes written but not yet in the bucket.
+    pub pending_bytes: u64,
+}
+
+fn write_status(path: &Path, state: &str, pending_bytes: u64) {
+    let status = MountStatus {
+        pid: std::process::id(),
+        state: state.into(),
+        pending_bytes,
+    };
+    let tmp = path.with_extension("json.tmp");
+    let written = serde_json::to_vec(&status)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "could not write the status file");
+    }
+}
+
+/// Rewrites the status file whenever the pending byte count changes
+/// (checked once a second).
+async fn report_status(fs: ObjectFs, path: PathBuf) {
+    let mut last = None;
+    loop {
+        let pending = fs.pending_bytes();
+        if last != Some(pending) {
+            write_status(&path, "mounted", pending);
+            last = Some(pending);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Reads a mount's status file; `None` when absent or unreadable.
+pub fn read_status(cache_dir: &Path) -> Option<MountStatus> {
+    let bytes = std::fs::read(cache_dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// True on SIGTERM/SIGINT, false when the session ended on its own.

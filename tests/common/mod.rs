@@ -23,6 +23,8 @@ pub struct Plugin {
     pub mount_root: PathBuf,
     pub allowed: Vec<PathBuf>,
     pub log: PathBuf,
+    /// Credential profiles of object-storage volumes.
+    pub credentials_dir: PathBuf,
 }
 
 impl Plugin {
@@ -35,6 +37,7 @@ impl Plugin {
             mount_root: base.join("mounts"),
             allowed: allowed.to_vec(),
             log: base.join("plugin.log"),
+            credentials_dir: base.join("credentials"),
         };
         plugin.spawn();
         plugin
@@ -62,6 +65,8 @@ impl Plugin {
             .arg(&self.mount_root)
             .arg("--allowed-host-paths")
             .arg(allowed.join(","))
+            .arg("--credentials-dir")
+            .arg(&self.credentials_dir)
             .arg("--log-level")
             .arg("debug")
             .env_remove("OSV_SOCKET")

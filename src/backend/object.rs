@@ -1,0 +1,480 @@
+//! Object-storage volumes (`s3`, `ossfs`): each mounted volume is served by
+//! its own `opensandbox-volume mount` process, started here.
+//!
+//! The mount process runs in its own session, so a crash, restart or
+//! SIGKILL of the plugin daemon does not touch it: containers keep reading
+//! and writing, and the restarted daemon finds the mount where it left it.
+//! What the daemon needs to find it again lives in the volume's cache
+//! directory: `mount.pid` (written here) and `status.json` (written by the
+//! mount process: state and bytes not yet uploaded). Secrets reach the mount
+//! process through its environment, never its arguments (which `ps` shows).
+
+use crate::objectfs::mount::{MountStatus, read_status};
+use crate::spec::{Credentials, ObjectSpec, VolumeSpec};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a new mount may take to appear (the mount process lists the
+/// bucket first, so an unreachable store fails within its retries).
+const START_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long the last Unmount waits for the mount process to upload
+/// everything and exit: under Docker's one-minute Unmount timeout.
+const STOP_TIMEOUT: Duration = Duration::from_secs(50);
+/// How long a Mount waits for the previous mount process of the same
+/// volume to finish uploading before giving up.
+const PREVIOUS_TIMEOUT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(25);
+const PID_FILE: &str = "mount.pid";
+
+/// Where the daemon keeps what object-storage mounts need.
+#[derive(Debug, Clone)]
+pub struct ObjectSettings {
+    /// The binary whose `mount` command serves a volume (normally this one).
+    pub exe: PathBuf,
+    /// One cache directory per volume (staged uploads and their journal).
+    pub cache_root: PathBuf,
+    /// One log file per volume, for the mount process's output.
+    pub log_root: PathBuf,
+    /// Credential profiles (`NAME.json`).
+    pub credentials_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
+    #[error("could not start the mount process: {0}")]
+    Spawn(io::Error),
+    #[error("could not prepare {path:?}: {source}")]
+    Prepare { path: PathBuf, source: io::Error },
+    #[error("bucket {bucket:?} could not be mounted: {reason}")]
+    MountFailed { bucket: String, reason: String },
+    #[error(
+        "bucket {bucket:?} was not mounted within {secs} s (the storage may be slow or unreachable); details in {log:?}"
+    )]
+    StartTimeout {
+        bucket: String,
+        secs: u64,
+        log: PathBuf,
+    },
+    #[error(
+        "the previous mount of this volume is still uploading ({pending} bytes left); retry when it is done"
+    )]
+    StillFlushing { pending: u64 },
+}
+
+/// Starts, adopts, checks and stops the mount processes.
+pub struct ObjectBackend {
+    settings: ObjectSettings,
+}
+
+/// The key prefix a volume mounts: the backend's prefix, then `subPath`.
+pub fn mount_prefix(obj: &ObjectSpec, sub_path: Option<&str>) -> String {
+    match sub_path {
+        Some(sub) => format!("{}{}/", obj.prefix, sub.trim_matches('/')),
+        None => obj.prefix.clone(),
+    }
+}
+
+/// The `mount` command line for a volume (secrets excluded: see `keys_env`).
+pub fn mount_args(
+    spec: &VolumeSpec,
+    obj: &ObjectSpec,
+    target: &Path,
+    cache_dir: &Path,
+) -> Vec<String> {
+    let mut args = vec![
+        "mount".to_string(),
+        target.display().to_string(),
+        "--bucket".into(),
+        obj.bucket.clone(),
+        "--cache-dir".into(),
+        cache_dir.display().to_string(),
+        // Containers run as any user; the kernel still checks the modes.
+        "--allow-other".into(),
+    ];
+    let mut opt = |flag: &str, value: Option<String>| {
+        if let Some(v) = value {
+            args.push(flag.to_string());
+            args.push(v);
+        }
+    };
+    opt("--endpoint", obj.endpoint.clone());
+    opt("--region", obj.region.clone());
+    let prefix = mount_prefix(obj, spec.sub_path.as_deref());
+    opt("--prefix", (!prefix.is_empty()).then_some(prefix));
+    opt("--path-style", obj.path_style.map(|b| b.to_string()));
+    opt("--uid", obj.tuning.uid.map(|v| v.to_string()));
+    opt("--gid", obj.tuning.gid.map(|v| v.to_string()));
+    opt("--umask", obj.tuning.umask.map(|v| format!("{v:03o}")));
+    opt("--upload", obj.tuning.upload.clone());
+    opt(
+        "--metadata-ttl",
+        obj.tuning
+            .metadata_ttl_ms
+            .map(|ms| format!("{}", ms as f64 / 1000.0)),
+    );
+    if spec.read_only {
+        args.push("--read-only".into());
+    }
+    args
+}
+
+/// The process exists and has not exited. A zombie counts as gone: once
+/// the daemon that started a mount process is restarted, nobody may reap it.
+fn pid_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    pid > 0 && !state.starts_with('Z') && !state.starts_with('X')
+}
+
+/// True if `pid` is a mount process serving `target` (not a recycled pid).
+fn serves(pid: u32, target: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let want = target.as_os_str().as_encoded_bytes();
+    let mut args = cmdline.split(|b| *b == 0);
+    args.any(|a| a == b"mount") && cmdline.split(|b| *b == 0).any(|a| a == want)
+}
+
+/// The last non-empty line the mount process wrote after `from`.
+fn last_log_line(log: &Path, from: u64) -> Option<String> {
+    let mut f = File::open(log).ok()?;
+    f.seek(SeekFrom::Start(from)).ok()?;
+    let mut text = String::new();
+    f.take(64 * 1024).read_to_string(&mut text).ok()?;
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches("opensandbox-volume: ").to_string())
+}
+
+impl ObjectBackend {
+    pub fn new(settings: ObjectSettings) -> Self {
+        ObjectBackend { settings }
+    }
+
+    /// One cache directory per mount point, so per volume.
+    fn cache_dir(&self, target: &Path) -> PathBuf {
+        self.settings
+            .cache_root
+            .join(target.file_name().unwrap_or_default())
+    }
+
+    fn log_path(&self, target: &Path) -> PathBuf {
+        let mut name = target.file_name().unwrap_or_default().to_os_string();
+        name.push(".log");
+        self.settings.log_root.join(name)
+    }
+
+    /// The pid of the live mount process serving `target`, if any.
+    fn running(&self, target: &Path) -> Option<u32> {
+        let text = std::fs::read_to_string(self.cache_dir(target).join(PID_FILE)).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        (pid_alive(pid) && serves(pid, target)).then_some(pid)
+    }
+
+    /// Mounted and answering: a mount whose process died fails `stat` with
+    /// ENOTCONN, and one not mounted at all is just a directory.
+    pub fn is_healthy(&self, target: &Path) -> bool {
+        crate::mounts::is_mount_point(target).unwrap_or(false) && std::fs::metadata(target).is_ok()
+    }
+
+    /// Checks at Create what can be checked locally: the profile exists.
+    pub fn validate(&self, obj: &ObjectSpec) -> Result<(), ObjectError> {
+        if let Credentials::Profile { name } = &obj.credentials {
+            crate::credentials::profile_exists(&self.settings.credentials_dir, name)?;
+        }
+        Ok(())
+    }
+
+    /// The mount process's environment: keys only, never the daemon's own
+    /// settings (an inherited `OSV_*` would silently change the mount).
+    fn keys_env(&self, obj: &ObjectSpec) -> Result<Vec<(&'static str, String)>, ObjectError> {
+        let mut env = Vec::new();
+        match &obj.credentials {
+            Credentials::Default => {}
+            Credentials::Inline {
+                access_key_id,
+                access_key_secret,
+                session_token,
+            } => {
+                env.push(("OSV_ACCESS_KEY_ID", access_key_id.clone()));
+                env.push(("OSV_ACCESS_KEY_SECRET", access_key_secret.clone()));
+                if let Some(t) = session_token {
+                    env.push(("OSV_SESSION_TOKEN", t.clone()));
+                }
+            }
+            Credentials::Profile { name } => {
+                let keys = crate::credentials::load_profile(&self.settings.credentials_dir, name)?;
+                env.push(("OSV_ACCESS_KEY_ID", keys.access_key_id));
+                env.push(("OSV_ACCESS_KEY_SECRET", keys.access_key_secret));
+                if let Some(t) = keys.session_token {
+                    env.push(("OSV_SESSION_TOKEN", t));
+                }
+            }
+        }
+        Ok(env)
+    }
+
+    /// Mounts the volume at `target` with a new mount process, or adopts
+    /// the live one already there.
+    pub fn attach(
+        &self,
+        spec: &VolumeSpec,
+        obj: &ObjectSpec,
+        target: &Path,
+    ) -> Result<(), ObjectError> {
+        let prepare = |path: &Path| {
+            std::fs::create_dir_all(path).map_err(|source| ObjectError::Prepare {
+                path: path.into(),
+                source,
+            })
+        };
+        prepare(target)?;
+        if self.is_healthy(target) && self.running(target).is_some() {
+            tracing::info!(target = %target.display(), "adopting a running object-storage mount");
+            return Ok(());
+        }
+        // A dead mount (ENOTCONN) or one with no process behind it.
+        if crate::mounts::is_mount_point(target).unwrap_or(false) {
+            tracing::warn!(target = %target.display(), "detaching a mount whose process is gone");
+            let _ = crate::mounts::unmount(target);
+        }
+        let cache_dir = self.cache_dir(target);
+        prepare(&cache_dir)?;
+        prepare(&self.settings.log_root)?;
+        self.wait_for_previous(target)?;
+        let env = self.keys_env(obj)?;
+        let log_path = self.log_path(target);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .map_err(|source| ObjectError::Prepare {
+                path: log_path.clone(),
+                source,
+            })?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut command = Command::new(&self.settings.exe);
+        command
+            .args(mount_args(spec, obj, target, &cache_dir))
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(ObjectError::Spawn)?)
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe; it detaches the child from the
+        // daemon's session so signals to the daemon never reach the mount.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(ObjectError::Spawn)?;
+        let pid = child.id();
+        let pid_file = cache_dir.join(PID_FILE);
+        std::fs::write(&pid_file, pid.to_string()).map_err(|source| ObjectError::Prepare {
+            path: pid_file,
+            source,
+        })?;
+        tracing::info!(target = %target.display(), pid, bucket = %obj.bucket, "mount process started");
+        self.wait_until_mounted(child, obj, target, &log_path, log_start)
+    }
+
+    /// Waits for the mount to appear; on failure, the process's own last
+    /// words (e.g. "the bucket cannot be listed: NoSuchBucket …") become
+    /// the error.
+    fn wait_until_mounted(
+        &self,
+        mut child: Child,
+        obj: &ObjectSpec,
+        target: &Path,
+        log: &Path,
+        log_start: u64,
+    ) -> Result<(), ObjectError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let reason = last_log_line(log, log_start)
+                    .unwrap_or_else(|| format!("the mount process exited with {status}"));
+                return Err(ObjectError::MountFailed {
+                    bucket: obj.bucket.clone(),
+                    reason,
+                });
+            }
+            if crate::mounts::is_mount_point(target).unwrap_or(false) {
+                // Reap it whenever it exits; after a daemon restart the
+                // orphan is reaped by init instead.
+                std::thread::spawn(move || child.wait());
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = crate::mounts::unmount(target);
+                return Err(ObjectError::StartTimeout {
+                    bucket: obj.bucket.clone(),
+                    secs: START_TIMEOUT.as_secs(),
+                    log: log.into(),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// A mount process from an earlier use of this volume may still be
+    /// uploading after its Unmount returned; it holds the cache directory.
+    fn wait_for_previous(&self, target: &Path) -> Result<(), ObjectError> {
+        let deadline = Instant::now() + PREVIOUS_TIMEOUT;
+        while let Some(pid) = self.running(target) {
+            if Instant::now() >= deadline {
+                let pending = read_status(&self.cache_dir(target))
+                    .filter(|s| s.pid == pid)
+                    .map_or(0, |s| s.pending_bytes);
+                return Err(ObjectError::StillFlushing { pending });
+            }
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
+    /// The last Unmount: the mount process unmounts, uploads everything and
+    /// exits on SIGTERM. Waits for that within Docker's Unmount timeout;
+    /// beyond it the process keeps uploading on its own (the data is
+    /// journalled) and the next Mount waits for it.
+    pub fn detach(&self, target: &Path) -> io::Result<()> {
+        if let Some(pid) = self.running(target) {
+            // SAFETY: plain kill(2) of a process verified to be our mount.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while pid_alive(pid) && serves(pid, target) && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+            if pid_alive(pid) && serves(pid, target) {
+                tracing::warn!(target = %target.display(), pid,
+                    "the mount process is still uploading after {} s; it finishes in the background",
+                    STOP_TIMEOUT.as_secs());
+            }
+        }
+        // Not mounted by then (process gone, or never unmounted): detach.
+        crate::mounts::unmount(target)?;
+        let _ = std::fs::remove_dir(target);
+        Ok(())
+    }
+
+    /// The mount as `docker volume inspect` shows it (no storage contacted).
+    pub fn mount_status(&self, target: &Path) -> (String, Option<MountStatus>) {
+        let status = read_status(&self.cache_dir(target));
+        let state = match self.running(target) {
+            Some(pid) => status
+                .as_ref()
+                .filter(|s| s.pid == pid)
+                .map_or_else(|| "starting".to_string(), |s| s.state.clone()),
+            None if crate::mounts::is_mount_point(target).unwrap_or(false) => {
+                "dead (the next Mount starts a new mount process)".to_string()
+            }
+            None => "not mounted".to_string(),
+        };
+        (state, status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::MountTuning;
+
+    fn obj() -> ObjectSpec {
+        ObjectSpec {
+            bucket: "b".into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: None,
+            prefix: "agents/".into(),
+            path_style: None,
+            credentials: Credentials::Inline {
+                access_key_id: "AKIDSECRET".into(),
+                access_key_secret: "TOPSECRET".into(),
+                session_token: None,
+            },
+            version: None,
+            tuning: MountTuning {
+                uid: Some(1000),
+                umask: Some(0o22),
+                upload: Some("sync".into()),
+                metadata_ttl_ms: Some(1500),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn mount_args_carry_every_setting_but_no_secret() {
+        let o = obj();
+        let spec = VolumeSpec {
+            backend: crate::spec::BackendSpec::S3(o.clone()),
+            sub_path: Some("run1".into()),
+            read_only: true,
+        };
+        let args = mount_args(&spec, &o, Path::new("/m/v"), Path::new("/c/v"));
+        let line = args.join(" ");
+        assert_eq!(
+            line,
+            "mount /m/v --bucket b --cache-dir /c/v --allow-other --endpoint http://127.0.0.1:9000 \
+             --prefix agents/run1/ --uid 1000 --umask 022 --upload sync --metadata-ttl 1.5 --read-only"
+        );
+        assert!(!line.contains("SECRET"));
+    }
+
+    #[test]
+    fn prefix_joins_sub_path() {
+        let mut o = obj();
+        assert_eq!(mount_prefix(&o, None), "agents/");
+        assert_eq!(mount_prefix(&o, Some("a/b")), "agents/a/b/");
+        o.prefix = String::new();
+        assert_eq!(mount_prefix(&o, Some("x")), "x/");
+        assert_eq!(mount_prefix(&o, None), "");
+    }
+
+    #[test]
+    fn last_log_line_reads_only_this_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("v.log");
+        std::fs::write(&log, "old failure\n").unwrap();
+        let start = std::fs::metadata(&log).unwrap().len();
+        std::fs::write(&log, "old failure\nINFO mounting\nopensandbox-volume: the bucket cannot be listed: NoSuchBucket\n\n").unwrap();
+        assert_eq!(
+            last_log_line(&log, start).unwrap(),
+            "the bucket cannot be listed: NoSuchBucket"
+        );
+        assert_eq!(
+            last_log_line(&log, std::fs::metadata(&log).unwrap().len()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_recycled_pid_is_not_taken_for_a_mount() {
+        // Our own pid is alive but is not a mount process serving /m/v.
+        assert!(pid_alive(std::process::id()));
+        assert!(!serves(std::process::id(), Path::new("/m/v")));
+        assert!(!pid_alive(0));
+    }
+}
