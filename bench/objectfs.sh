@@ -233,6 +233,10 @@ mount_client() {
         "$BIN" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
             --upload "${kind#osv-}" --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
         ;;
+    osv-listing)
+        "$BIN" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
+            --attrs-from-listing --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
+        ;;
     s3fs)
         s3fs "$bucket" "$MNT_DIR" -f -o url="$ENDPOINT" -o use_path_request_style \
             -o endpoint=us-east-1 -o passwd_file="$WORK/s3fs.passwd" -o dbglevel=warn \
@@ -441,8 +445,14 @@ SHOW[list,raw]="$(field seconds "$r") s (${VAL[list,raw]} entries/s)"
 r2=$(base --bucket src stat --prefix list/ --jobs 32)
 NOTE[list,raw]="$(field objects "$r") keys, LIST only (no stat); LIST + a HEAD per key (32 in flight, what \`ls -l\` needs when modes live in headers): $(field seconds "$r2") s"
 
-read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async osv-sync s3fs rclone}"
+read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async osv-sync osv-listing s3fs rclone}"
 for c in "${CLIENTS[@]}"; do
+    if [[ $c == osv-listing ]]; then # only listings depend on where attributes come from
+        log "$c: ls -l of $LIST_N entries"
+        w_list "$c"
+        log "$c: ${SHOW[list,$c]}"
+        continue
+    fi
     log "$c: write ${SIZE_MIB} MiB"
     w_write "$c" "$c"
     log "$c: ${SHOW[write,$c]}; ${NOTE[write,$c]:-}"
@@ -483,6 +493,9 @@ VERDICT[small,osv-sync]=$(verdict $ok)
 TARGET[list,osv-async]="≥ 5× s3fs"
 ok=0; ge "${VAL[list,osv-async]:-}" "$(calc "5 * ${VAL[list,s3fs]:-999999999}" %.3f)" && ok=1
 VERDICT[list,osv-async]=$(verdict $ok)
+TARGET[list,osv-listing]="≥ 5× s3fs"
+ok=0; ge "${VAL[list,osv-listing]:-}" "$(calc "5 * ${VAL[list,s3fs]:-999999999}" %.3f)" && ok=1
+VERDICT[list,osv-listing]=$(verdict $ok)
 TARGET[rss-write,osv-async]="≤ 256 MiB"
 ok=0; isnum "${VAL[rss-write,osv-async]:-}" && ((${VAL[rss-write,osv-async]} > 0 && ${VAL[rss-write,osv-async]} <= 256)) && ok=1
 VERDICT[rss-write,osv-async]=$(verdict $ok)
@@ -495,7 +508,8 @@ declare -A WNAME=(
     [rss-write]="peak RSS (VmHWM) during the ${SIZE_MIB} MiB write"
 )
 declare -A CNAME=([raw]="raw S3 (s3_baseline)" [osv-async]="objectfs --upload async"
-    [osv-sync]="objectfs --upload sync" [s3fs]="s3fs 1.90" [rclone]="rclone 1.60 mount")
+    [osv-sync]="objectfs --upload sync" [osv-listing]="objectfs --attrs-from-listing"
+    [s3fs]="s3fs 1.90" [rclone]="rclone 1.60 mount")
 # "read" and "list" rows of objectfs do not depend on the upload mode.
 label() { if [[ $2 == osv-async && ($1 == read || $1 == list) ]]; then echo "objectfs"; else echo "${CNAME[$2]}"; fi; }
 
@@ -504,7 +518,7 @@ table() {
     echo "| Workload | Client | Result | × raw | × s3fs | In bucket after unmount / notes | Target | Verdict |"
     echo "|---|---|---|---|---|---|---|---|"
     for w in write read small list; do
-        for c in raw osv-async osv-sync s3fs rclone; do
+        for c in raw osv-async osv-sync osv-listing s3fs rclone; do
             [[ -n ${SHOW[$w,$c]:-} ]] || continue
             echo "| ${WNAME[$w]} | $(label "$w" "$c") | ${SHOW[$w,$c]} | $(ratio "${VAL[$w,$c]:-}" "${VAL[$w,raw]:-}") | $(ratio "${VAL[$w,$c]:-}" "${VAL[$w,s3fs]:-}") | ${NOTE[$w,$c]:-} | ${TARGET[$w,$c]:-} | ${VERDICT[$w,$c]:-} |"
         done

@@ -115,6 +115,14 @@ pub struct MountArgs {
     #[arg(long, env = "OSV_UPLOAD_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
     pub upload_delay: std::time::Duration,
 
+    /// Faster listings, less exact attributes: files seen through a
+    /// directory listing get size and mtime from the listing and the mount's
+    /// default owner and mode (--uid, --gid, --umask), without the HEAD per
+    /// file that reads their stored mode, owner and mtime. Objects up to
+    /// 1 KiB are still HEADed (they may be symlinks).
+    #[arg(long, env = "OSV_ATTRS_FROM_LISTING")]
+    pub attrs_from_listing: bool,
+
     /// Seconds unmount waits for uploads before giving up; what is left
     /// stays journalled and is uploaded at the next mount.
     #[arg(long, env = "OSV_FLUSH_TIMEOUT", default_value = "600")]
@@ -176,6 +184,7 @@ pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
         metadata_ttl: std::time::Duration::from_secs_f64(args.metadata_ttl),
         flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
         upload_delay: args.upload_delay,
+        attrs_from_listing: args.attrs_from_listing,
     };
     tracing::info!(bucket = %args.bucket, endpoint = ?args.endpoint, prefix = %opts.prefix,
         cache_dir = %opts.cache_dir.display(), upload = ?opts.upload, "mounting");

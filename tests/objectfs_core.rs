@@ -33,6 +33,7 @@ fn options(cache: &std::path::Path, upload: UploadMode) -> FsOptions {
         metadata_ttl: Duration::from_millis(0),
         flush_timeout: Duration::from_secs(30),
         upload_delay: Duration::ZERO,
+        attrs_from_listing: false,
     }
 }
 
@@ -682,6 +683,47 @@ proptest! {
             if let Entry::File(d) = entry {
                 prop_assert_eq!(&f.read_file(path).unwrap(), d);
             }
+        }
+    }
+}
+
+/// `attrs_from_listing`: a listed file's attributes come from the listing
+/// (no HEAD, the mount's defaults); small objects, which may be symlinks,
+/// are still HEADed; without the option the stored metadata wins.
+#[test]
+fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
+    use std::sync::atomic::Ordering;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mem = Arc::new(MemoryStore::new());
+    let meta = |mode: u32, uid: u32| PutMeta {
+        content_type: None,
+        metadata: BTreeMap::from([
+            ("mode".to_string(), mode.to_string()),
+            ("uid".to_string(), uid.to_string()),
+        ]),
+    };
+    mem.insert("pre/big", vec![7u8; 2000], meta(libc::S_IFREG | 0o755, 7));
+    mem.insert("pre/link", "big", meta(libc::S_IFLNK | 0o777, 7));
+    for from_listing in [true, false] {
+        let cache = tempfile::tempdir().unwrap();
+        let mut opts = options(cache.path(), UploadMode::Async);
+        opts.metadata_ttl = Duration::from_secs(30);
+        opts.attrs_from_listing = from_listing;
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
+        let fh = fs.opendir(ROOT_INO).unwrap();
+        assert_eq!(fs.readdir(fh, 2).unwrap().len(), 2);
+        fs.releasedir(fh);
+        let link = fs.lookup(ROOT_INO, "link").unwrap();
+        assert_eq!(link.kind, Kind::Symlink, "from_listing={from_listing}");
+        let heads = mem.counters.heads.load(Ordering::Relaxed);
+        let big = fs.lookup(ROOT_INO, "big").unwrap();
+        assert_eq!(big.size, 2000);
+        if from_listing {
+            assert_eq!((big.perm, big.uid), (0o644, 1000), "the mount's defaults");
+            assert_eq!(mem.counters.heads.load(Ordering::Relaxed), heads, "no HEAD");
+        } else {
+            assert_eq!((big.perm, big.uid), (0o755, 7), "the stored metadata");
         }
     }
 }

@@ -36,6 +36,9 @@ const BACKGROUND: RetryPolicy = RetryPolicy {
 /// Between rounds of background retries after a round failed.
 const BACKGROUND_ROUND_PAUSE: Duration = Duration::from_secs(2);
 /// Parallel background uploads.
+/// With `attrs_from_listing`, listed objects up to this size are still
+/// HEADed: they may be symlinks, whose type lives in metadata.
+const SYMLINK_PROBE_MAX: u64 = 1024;
 const UPLOAD_WORKERS: usize = 8;
 
 /// Maps a store failure to what a syscall can say.
@@ -1368,16 +1371,25 @@ impl ObjectFs {
             {
                 n.size = size;
                 n.mtime = posix.mtime;
-                n.meta_known = false;
+                n.meta_known = self.listing_is_enough(kind, size);
             }
             return c;
         }
         let c = Self::new_node(st, parent, name, kind, posix);
+        let known = self.listing_is_enough(kind, size);
         let n = st.nodes.get_mut(&c).expect("just inserted");
         n.size = size;
         n.remote = kind != Kind::Dir;
-        n.meta_known = kind == Kind::Dir;
+        n.meta_known = known;
         c
+    }
+
+    /// Whether a listed entry's attributes may come from the listing alone:
+    /// always for directories; for files only with `attrs_from_listing`,
+    /// and not for objects small enough to be s3fs symlinks (their type is
+    /// in metadata only).
+    fn listing_is_enough(&self, kind: Kind, size: u64) -> bool {
+        kind == Kind::Dir || (self.opts().attrs_from_listing && size > SYMLINK_PROBE_MAX)
     }
 
     pub fn readdir(&self, fh: u64, offset: usize) -> FsResult<Vec<DirEntry>> {

@@ -65,6 +65,9 @@ pub struct FsOptions {
     /// How long a closed file waits before its background upload starts
     /// (`upload=async` only; unmount and fsync never wait for it).
     pub upload_delay: Duration,
+    /// Take listed files' attributes from the listing (size, LastModified,
+    /// the mount's default owner and mode) instead of a HEAD per file.
+    pub attrs_from_listing: bool,
 }
 
 /// File attributes as the kernel wants them.
