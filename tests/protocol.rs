@@ -323,7 +323,10 @@ fn option_errors_name_the_option_and_what_is_accepted() {
     let e = env.create("t", json!({"type": "s3"}));
     assert!(e.contains("`bucket` is required"), "{e}");
     let e = env.create("p", json!({"type": "pvc"}));
-    assert!(e.contains("not supported") && e.contains("host, s3, ossfs"), "{e}");
+    assert!(
+        e.contains("not supported") && e.contains("host, s3, ossfs"),
+        "{e}"
+    );
     let e = env.create(
         "n",
         json!({"type": "host", "path": env.allowed.join("missing")}),

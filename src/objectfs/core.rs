@@ -15,7 +15,9 @@ use super::layout::{self, Kind, Posix};
 use super::reader::Reader;
 use super::staging::{JournalEntry, StagingArea};
 use super::transfer::{RetryPolicy, download_to_file, retry, upload_file};
-use super::{Attr, DirEntry, Errno, FsOptions, FsResult, OpenFlags, ROOT_INO, SetAttr, UploadMode};
+use super::{
+    Attr, DirEntry, Errno, FsOptions, FsResult, OpenFlags, PlusEntry, ROOT_INO, SetAttr, UploadMode,
+};
 use crate::store::{ObjectMeta, ObjectStore, PutMeta, StoreError};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -150,6 +152,7 @@ enum HandleKind {
         reader: Mutex<Reader>,
     },
     Dir {
+        dir: u64,
         entries: Vec<DirEntry>,
     },
 }
@@ -1232,7 +1235,7 @@ impl ObjectFs {
             .handles
             .lock()
             .unwrap()
-            .insert(fh, Arc::new(HandleKind::Dir { entries }));
+            .insert(fh, Arc::new(HandleKind::Dir { dir: ino, entries }));
         Ok(fh)
     }
 
@@ -1395,8 +1398,67 @@ impl ObjectFs {
     pub fn readdir(&self, fh: u64, offset: usize) -> FsResult<Vec<DirEntry>> {
         let handles = self.inner.handles.lock().unwrap();
         match handles.get(&fh).map(|h| h.as_ref()) {
-            Some(HandleKind::Dir { entries }) => Ok(entries.iter().skip(offset).cloned().collect()),
+            Some(HandleKind::Dir { entries, .. }) => {
+                Ok(entries.iter().skip(offset).cloned().collect())
+            }
             _ => Err(libc::EBADF),
+        }
+    }
+
+    /// readdirplus: the entries from `offset`, each with its attributes and
+    /// whether those are exact (an entry whose metadata is still being
+    /// fetched gets the listing's attributes, which the kernel must not
+    /// cache). `None` for an entry whose node is gone and cannot be found
+    /// again: the caller sends it without attributes.
+    pub fn readdir_plus(&self, fh: u64, offset: usize) -> FsResult<Vec<PlusEntry>> {
+        let (dir, entries) = {
+            let handles = self.inner.handles.lock().unwrap();
+            match handles.get(&fh).map(|h| h.as_ref()) {
+                Some(HandleKind::Dir { dir, entries }) => (
+                    *dir,
+                    entries.iter().skip(offset).cloned().collect::<Vec<_>>(),
+                ),
+                _ => return Err(libc::EBADF),
+            }
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for mut entry in entries {
+            let known = self.lock().nodes.contains_key(&entry.ino);
+            if !known && entry.name != "." && entry.name != ".." {
+                // Pruned since opendir: find the name again.
+                match self.resolve(dir, &entry.name) {
+                    Ok(ino) => entry.ino = ino,
+                    Err(_) => {
+                        out.push(PlusEntry {
+                            entry,
+                            attr: None,
+                            exact: false,
+                        });
+                        continue;
+                    }
+                }
+            }
+            let st = self.lock();
+            let (attr, exact) = match st.nodes.get(&entry.ino) {
+                Some(n) => (
+                    Some(n.attr(entry.ino)),
+                    entry.ino == ROOT_INO
+                        || n.authoritative()
+                        || n.unlinked
+                        || (n.meta_known && self.ttl_fresh(n.validated)),
+                ),
+                None => (None, false),
+            };
+            out.push(PlusEntry { entry, attr, exact });
+        }
+        Ok(out)
+    }
+
+    /// The kernel took a reference to `ino` (an entry of a readdirplus
+    /// reply counts as a lookup); `forget` gives it back.
+    pub fn note_lookup(&self, ino: u64) {
+        if let Some(n) = self.lock().nodes.get_mut(&ino) {
+            n.lookups += 1;
         }
     }
 

@@ -3,9 +3,10 @@
 
 use super::{Attr, Errno, FsResult, Kind, ObjectFs, OpenFlags as FsOpenFlags, SetAttr};
 use fuser::{
-    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -45,6 +46,22 @@ fn file_attr(a: &Attr) -> FileAttr {
         blksize: 1024 * 1024,
         flags: 0,
     }
+}
+
+/// Attributes for a readdirplus entry sent without a node (id 0).
+fn unlinked_attr(kind: Kind) -> FileAttr {
+    let mut attr = file_attr(&Attr {
+        ino: 0,
+        kind,
+        size: 0,
+        perm: 0,
+        uid: 0,
+        gid: 0,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+    });
+    attr.ino = INodeNo(0);
+    attr
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -98,6 +115,18 @@ fn empty(reply: ReplyEmpty, r: FsResult<()>) {
 }
 
 impl Filesystem for FuseAdapter {
+    /// readdirplus hands the kernel every entry's attributes with the
+    /// listing, so `ls -l` needs no LOOKUP per entry afterwards.
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS) {
+            tracing::info!(
+                ?missing,
+                "the kernel has no readdirplus; plain readdir it is"
+            );
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let r = name_str(name).and_then(|n| self.fs.lookup(parent.0, n));
         self.entry(reply, r);
@@ -332,6 +361,44 @@ impl Filesystem for FuseAdapter {
                     let next = offset + i as u64 + 1;
                     if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
                         break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.fs.readdir_plus(fh.0, offset as usize) {
+            Ok(entries) => {
+                for (i, p) in entries.iter().enumerate() {
+                    let next = offset + i as u64 + 1;
+                    let e = &p.entry;
+                    // The kernel never links "." and "..".
+                    let linked = e.name != "." && e.name != "..";
+                    let (attr, ttl) = match &p.attr {
+                        Some(a) if p.exact && linked => (file_attr(a), self.ttl),
+                        Some(a) => (file_attr(a), Duration::ZERO),
+                        // Node id 0: listed without being linked; the name
+                        // is looked up when used.
+                        None => (unlinked_attr(e.kind), Duration::ZERO),
+                    };
+                    let ino = attr.ino;
+                    if reply.add(ino, next, &e.name, &ttl, &attr, Generation(0)) {
+                        break;
+                    }
+                    // Every linked entry counts as a lookup the kernel
+                    // will forget.
+                    if linked && ino.0 != 0 {
+                        self.fs.note_lookup(ino.0);
                     }
                 }
                 reply.ok();

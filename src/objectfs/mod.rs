@@ -91,6 +91,15 @@ pub struct DirEntry {
     pub name: String,
 }
 
+/// One readdirplus entry: the name, and its attributes when the node is
+/// known; `exact` when they may be cached for the metadata TTL.
+#[derive(Debug, Clone)]
+pub struct PlusEntry {
+    pub entry: DirEntry,
+    pub attr: Option<Attr>,
+    pub exact: bool,
+}
+
 /// What setattr may change; `None` leaves a field alone.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SetAttr {
