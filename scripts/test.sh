@@ -2,7 +2,7 @@
 # scripts/test.sh: the project's single test command (CI runs it through .ci/run).
 #
 # On a fresh Debian 12 machine, as root, it
-#   1. installs the missing system packages (docker.io, fuse3, busybox-static),
+#   1. installs the missing system packages (docker.io, fuse3, busybox-static, s3fs),
 #   2. starts dockerd if no daemon answers, and stops that daemon (only that one) at exit,
 #   3. builds the test image osv-test-busybox from scratch (nothing can be pulled),
 #   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test --all-targets,
@@ -17,12 +17,15 @@
 #                                    `setsid $OSV_DOCKERD_CMD >>"$OSV_DOCKERD_LOG" 2>&1 &`
 #   OSV_DOCKERD_LOG                  dockerd's log file
 #   DOCKER_HOST                      unix:///var/run/docker.sock when this script started dockerd
+#   OSV_MOTO_SERVER                  moto_server (PyPI moto[server], in /opt/osv-test-venv)
+#   OSV_FAST_S3_SERVER               s3s-fs (crates.io, in /opt/osv-s3s-fs-VERSION), for the
+#                                    1 GiB round trip
 # A dockerd restarted by a test with OSV_DOCKERD_CMD writes the same pid file, so the exit
 # trap stops it as well.
 #
 # Knobs:
-#   OSV_SETUP_ONLY=1   stop after set-up (packages, dockerd, image, smoke test); for
-#                      checking the machine without building the Rust code.
+#   OSV_SETUP_ONLY=1   stop after set-up (packages, dockerd, image, smoke test, S3 servers);
+#                      for checking the machine without building the project's Rust code.
 set -euo pipefail
 
 readonly TEST_IMAGE=osv-test-busybox
@@ -134,6 +137,8 @@ command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null || true)" != "install ok installed" ]; then
     missing+=(busybox-static)
 fi
+# tests/objectfs_interop.rs mounts the same bucket with s3fs (1.90 on Debian 12).
+command -v s3fs >/dev/null 2>&1 || missing+=(s3fs)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing missing packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -255,6 +260,36 @@ fi
     { log "$MOTO_VENV/bin/moto_server does not run; remove $MOTO_VENV to reinstall it"; exit 1; }
 export OSV_MOTO_SERVER=$MOTO_VENV/bin/moto_server
 # 3b. S3 test server (end).
+
+# 3c. Fast S3 test server. The 1 GiB round trip in tests/objectfs_fuse.rs runs against
+# s3s-fs (crates.io: an S3 server in Rust keeping objects as files), since moto needs
+# about five minutes for it. Built once into its own directory (about 2.5 minutes on
+# 2 cores), reused when present; the tests find it through OSV_FAST_S3_SERVER.
+# 0.14.1: later versions need rustc 1.96.
+readonly S3S_FS_VERSION=0.14.1
+readonly S3S_FS_ROOT=/opt/osv-s3s-fs-$S3S_FS_VERSION
+if [ ! -x "$S3S_FS_ROOT/bin/s3s-fs" ]; then
+    log "building s3s-fs $S3S_FS_VERSION into $S3S_FS_ROOT"
+    start=$SECONDS
+    # Unoptimised but for the hashes it computes over every byte it stores (MD5 ETags,
+    # SHA-256 of signed payloads): half the build time of a release build, and the
+    # 1 GiB test runs about as fast.
+    if ! cargo install --quiet --locked --features binary --root "$S3S_FS_ROOT" \
+        --config profile.release.opt-level=0 \
+        --config profile.release.package.md-5.opt-level=3 \
+        --config profile.release.package.sha2.opt-level=3 \
+        --config profile.release.package.crc32c.opt-level=3 \
+        --config profile.release.package.crc-fast.opt-level=3 \
+        "s3s-fs@$S3S_FS_VERSION"; then
+        rm -rf -- "$S3S_FS_ROOT"
+        log "cargo could not install s3s-fs $S3S_FS_VERSION"
+        exit 1
+    fi
+    log "s3s-fs built in $((SECONDS - start))s"
+fi
+"$S3S_FS_ROOT/bin/s3s-fs" --help >/dev/null 2>&1 ||
+    { log "$S3S_FS_ROOT/bin/s3s-fs does not run; remove $S3S_FS_ROOT to rebuild it"; exit 1; }
+export OSV_FAST_S3_SERVER=$S3S_FS_ROOT/bin/s3s-fs
 # ---------------------------------------------------------------------------------------
 
 remove_stale_test_sockets

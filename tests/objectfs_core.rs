@@ -704,6 +704,8 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
     };
     mem.insert("pre/big", vec![7u8; 2000], meta(libc::S_IFREG | 0o755, 7));
     mem.insert("pre/link", "big", meta(libc::S_IFLNK | 0o777, 7));
+    mem.insert("pre/private/", "", meta(libc::S_IFDIR | 0o700, 7));
+    mem.insert("pre/private/x", "x", PutMeta::default());
     for from_listing in [true, false] {
         let cache = tempfile::tempdir().unwrap();
         let mut opts = options(cache.path(), UploadMode::Async);
@@ -712,18 +714,22 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
         let store: Arc<dyn ObjectStore> = mem.clone();
         let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
         let fh = fs.opendir(ROOT_INO).unwrap();
-        assert_eq!(fs.readdir(fh, 2).unwrap().len(), 2);
+        assert_eq!(fs.readdir(fh, 2).unwrap().len(), 3);
         fs.releasedir(fh);
         let link = fs.lookup(ROOT_INO, "link").unwrap();
         assert_eq!(link.kind, Kind::Symlink, "from_listing={from_listing}");
         let heads = mem.counters.heads.load(Ordering::Relaxed);
         let big = fs.lookup(ROOT_INO, "big").unwrap();
         assert_eq!(big.size, 2000);
+        let private = fs.lookup(ROOT_INO, "private").unwrap();
         if from_listing {
             assert_eq!((big.perm, big.uid), (0o644, 1000), "the mount's defaults");
+            assert_eq!((private.perm, private.uid), (0o755, 1000));
             assert_eq!(mem.counters.heads.load(Ordering::Relaxed), heads, "no HEAD");
         } else {
             assert_eq!((big.perm, big.uid), (0o755, 7), "the stored metadata");
+            // A listed directory shows its marker's mode, never the default.
+            assert_eq!((private.perm, private.uid), (0o700, 7));
         }
     }
 }

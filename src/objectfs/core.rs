@@ -515,6 +515,29 @@ impl ObjectFs {
         }))
     }
 
+    /// A directory known to exist (listed): its marker's attributes, or
+    /// the defaults when it has no marker.
+    fn probe_marker(&self, key: &str) -> FsResult<Found> {
+        let store = &self.inner.store;
+        let marker = format!("{key}/");
+        let meta = self.call("head", || store.head(&marker))?;
+        let exists = meta.is_some();
+        let meta = meta.unwrap_or_default();
+        let posix = layout::decode(
+            &meta.metadata,
+            Kind::Dir,
+            meta.last_modified,
+            &self.opts().defaults,
+        );
+        Ok(Found {
+            kind: Kind::Dir,
+            size: 0,
+            posix,
+            marker: exists,
+            meta_known: true,
+        })
+    }
+
     fn apply_found(node: &mut Node, found: &Found) {
         node.kind = found.kind;
         if !node.authoritative() {
@@ -583,9 +606,15 @@ impl ObjectFs {
                     st.negative.insert(entry, Instant::now());
                     return Err(libc::ENOENT);
                 }
-                // Directories come complete from the listing; files still
-                // need their metadata (below).
-                Some(ino) if st.nodes[&ino].kind == Kind::Dir => return Ok(ino),
+                Some(ino) if st.nodes[&ino].meta_known => return Ok(ino),
+                // A listed directory's attributes are on its marker.
+                Some(ino) if st.nodes[&ino].kind == Kind::Dir => {
+                    drop(st);
+                    let found = self.probe_marker(&key)?;
+                    let mut st = self.lock();
+                    Self::apply_found(Self::node_mut(&mut st, ino)?, &found);
+                    return Ok(ino);
+                }
                 Some(_) => {}
             }
         }
@@ -1217,11 +1246,15 @@ impl ObjectFs {
                 });
             }
         }
+        // Files' metadata is on their object, directories' on their marker.
         let unknown: Vec<(u64, String)> = entries
             .iter()
-            .filter(|e| e.kind == Kind::File)
+            .filter(|e| e.name != "." && e.name != "..")
             .filter(|e| st.nodes.get(&e.ino).is_some_and(|n| !n.meta_known))
-            .map(|e| (e.ino, format!("{prefix}{}", e.name)))
+            .map(|e| match e.kind {
+                Kind::Dir => (e.ino, format!("{prefix}{}/", e.name)),
+                _ => (e.ino, format!("{prefix}{}", e.name)),
+            })
             .collect();
         for (ino, _) in &unknown {
             if let Some(n) = st.nodes.get_mut(ino) {
@@ -1264,22 +1297,49 @@ impl ObjectFs {
                     n.prefetching = false;
                 }
                 fs.inner.changed.notify_all();
-                let Ok(Some(meta)) = result else { continue };
-                let posix =
-                    layout::decode(&meta.metadata, Kind::File, meta.last_modified, &defaults);
-                if let Some(n) = st.nodes.get_mut(&ino)
-                    && !n.authoritative()
-                    && !n.meta_known
-                {
-                    let found = Found {
-                        kind: posix.kind,
-                        size: meta.size,
-                        posix,
-                        marker: false,
-                        meta_known: true,
-                    };
-                    Self::apply_found(n, &found);
+                let Ok(meta) = result else { continue };
+                let Some(n) = st.nodes.get_mut(&ino) else {
+                    continue;
+                };
+                if n.authoritative() || n.meta_known {
+                    continue;
                 }
+                let found = match (n.kind, meta) {
+                    // A directory without a marker keeps the defaults.
+                    (Kind::Dir, meta) => {
+                        let marker = meta.is_some();
+                        let meta = meta.unwrap_or_default();
+                        Found {
+                            kind: Kind::Dir,
+                            size: 0,
+                            posix: layout::decode(
+                                &meta.metadata,
+                                Kind::Dir,
+                                meta.last_modified.or(Some(n.mtime)),
+                                &defaults,
+                            ),
+                            marker,
+                            meta_known: true,
+                        }
+                    }
+                    (_, Some(meta)) => {
+                        let posix = layout::decode(
+                            &meta.metadata,
+                            Kind::File,
+                            meta.last_modified,
+                            &defaults,
+                        );
+                        Found {
+                            kind: posix.kind,
+                            size: meta.size,
+                            posix,
+                            marker: false,
+                            meta_known: true,
+                        }
+                    }
+                    (_, None) => continue, // gone; the next lookup says so
+                };
+                Self::apply_found(n, &found);
             }
         });
     }
@@ -1388,11 +1448,11 @@ impl ObjectFs {
     }
 
     /// Whether a listed entry's attributes may come from the listing alone:
-    /// always for directories; for files only with `attrs_from_listing`,
-    /// and not for objects small enough to be s3fs symlinks (their type is
-    /// in metadata only).
+    /// only with `attrs_from_listing`, and then not for objects small enough
+    /// to be s3fs symlinks (their type is in metadata only). Otherwise a
+    /// file's metadata is its object's, a directory's its marker's.
     fn listing_is_enough(&self, kind: Kind, size: u64) -> bool {
-        kind == Kind::Dir || (self.opts().attrs_from_listing && size > SYMLINK_PROBE_MAX)
+        self.opts().attrs_from_listing && (kind == Kind::Dir || size > SYMLINK_PROBE_MAX)
     }
 
     pub fn readdir(&self, fh: u64, offset: usize) -> FsResult<Vec<DirEntry>> {

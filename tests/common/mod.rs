@@ -3,9 +3,12 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod docker;
+pub mod fast_s3;
 pub mod http;
 pub mod objectfs_mount;
+pub mod s3fs;
 pub mod s3server;
+pub mod sha256;
 
 use std::fs;
 use std::os::unix::net::UnixStream;

@@ -167,6 +167,43 @@ impl Bucket {
             .metadata
     }
 
+    /// HEAD: size, content type and user metadata; `None` if absent.
+    pub fn head(&self, key: &str) -> Option<opensandbox_volume::store::ObjectMeta> {
+        self.rt.block_on(self.store.head(key)).unwrap()
+    }
+
+    /// The object's size and the SHA-256 of its bytes (lower-case hex),
+    /// read with 64 MiB ranged GETs so a large object never sits in memory
+    /// whole. Panics if it does not exist.
+    pub fn size_and_sha256(&self, key: &str) -> (u64, String) {
+        const CHUNK: u64 = 64 << 20;
+        let size = self.head(key).expect("object exists").size;
+        let mut hash = super::sha256::Sha256Pipe::new();
+        // The next chunk downloads while the last one is hashed.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(1);
+        std::thread::scope(|s| {
+            let hashing = s.spawn(move || {
+                for data in rx {
+                    hash.write(&data);
+                }
+                hash.finish()
+            });
+            let mut read = 0;
+            while read < size {
+                let len = CHUNK.min(size - read);
+                let data = self
+                    .rt
+                    .block_on(self.store.get_range(key, read, len))
+                    .unwrap();
+                assert_eq!(data.len() as u64, len, "GET {key} bytes {read}+{len}");
+                tx.send(data).unwrap();
+                read += len;
+            }
+            drop(tx);
+            (size, hashing.join().unwrap())
+        })
+    }
+
     pub fn put(&self, key: &str, data: &[u8]) {
         self.rt
             .block_on(

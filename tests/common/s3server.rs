@@ -177,7 +177,7 @@ fn spawn(command: Command, binary: &std::path::Path) -> Child {
 }
 
 /// Whether an HTTP server answers on `addr`.
-fn answers(addr: SocketAddr) -> bool {
+pub fn answers(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
         return false;
     };
