@@ -82,7 +82,6 @@ pub async fn run(
         anyhow::anyhow!("could not mount at {}: {e}", settings.mountpoint.display())
     })?;
     tracing::info!(mountpoint = %settings.mountpoint.display(), "mounted");
-    raise_readahead(&settings.mountpoint);
     let reporter = tokio::spawn(report_status(fs.clone(), status_path.clone()));
 
     let stopped_by_signal = wait_for_stop(&session).await;
@@ -115,31 +114,6 @@ pub async fn run(
         tracing::info!("every write is in the bucket");
     }
     Ok(pending)
-}
-
-/// Kernel read-ahead for this mount, in KiB. FUSE starts at the VM default
-/// (128 KiB), so a sequential read reaches us as 128 KiB requests; 1 MiB
-/// cuts the round trips eightfold (requests are still capped at the
-/// connection's max_pages).
-const READ_AHEAD_KB: u32 = 1024;
-
-/// Raises the mount's read-ahead through sysfs; best effort (a read-only
-/// /sys, as in some containers, leaves the default).
-fn raise_readahead(mountpoint: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(mountpoint) else {
-        return;
-    };
-    let dev = meta.dev();
-    let path = format!(
-        "/sys/class/bdi/{}:{}/read_ahead_kb",
-        libc::major(dev),
-        libc::minor(dev)
-    );
-    match std::fs::write(&path, READ_AHEAD_KB.to_string()) {
-        Ok(()) => tracing::debug!(path, kb = READ_AHEAD_KB, "read-ahead raised"),
-        Err(e) => tracing::debug!(path, error = %e, "read-ahead left at the default"),
-    }
 }
 
 /// The file in the cache directory where a running mount reports itself,
