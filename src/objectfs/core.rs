@@ -1197,6 +1197,7 @@ impl ObjectFs {
             self.dir_prefix_of(&st, ino)
         };
         let store = &self.inner.store;
+        let list_started = Instant::now();
         let mut objects: Vec<ObjectMeta> = Vec::new();
         let mut dirs: Vec<String> = Vec::new();
         let mut token = None;
@@ -1228,7 +1229,9 @@ impl ObjectFs {
         let mut seen = HashSet::new();
         entries.extend(self.apply_listing(&mut st, ino, &prefix, &objects, &dirs, &mut seen));
         st.listed.insert(ino, Instant::now());
-        // Files created here and not uploaded yet exist only in the table.
+        // Files created here and not uploaded yet exist only in the table;
+        // so, for this listing, do those whose upload finished while the
+        // LIST was under way (their staged copy may be gone already).
         let local: Vec<(String, u64)> = st
             .children
             .iter()
@@ -1237,7 +1240,9 @@ impl ObjectFs {
             .collect();
         for (name, child) in local {
             let n = &st.nodes[&child];
-            if n.authoritative() || (n.kind == Kind::Dir && n.remote && self.ttl_fresh(n.validated))
+            if n.authoritative()
+                || (n.remote && n.validated >= list_started)
+                || (n.kind == Kind::Dir && n.remote && self.ttl_fresh(n.validated))
             {
                 entries.push(DirEntry {
                     ino: child,
