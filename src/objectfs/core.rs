@@ -1486,6 +1486,7 @@ impl ObjectFs {
                 _ => return Err(libc::EBADF),
             }
         };
+        self.wait_for_small_prefetches(&entries);
         let mut out = Vec::with_capacity(entries.len());
         for mut entry in entries {
             let known = self.lock().nodes.contains_key(&entry.ino);
@@ -1517,6 +1518,31 @@ impl ObjectFs {
             out.push(PlusEntry { entry, attr, exact });
         }
         Ok(out)
+    }
+
+    /// A small listed object may turn out to be a symlink, and the kernel
+    /// must not get an inode of the wrong type: wait (2 s at most) for the
+    /// metadata prefetch of such entries before handing out attributes.
+    fn wait_for_small_prefetches(&self, entries: &[DirEntry]) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut st = self.lock();
+        loop {
+            let pending = entries.iter().any(|e| {
+                st.nodes.get(&e.ino).is_some_and(|n| {
+                    n.prefetching && n.kind == Kind::File && n.size <= SYMLINK_PROBE_MAX
+                })
+            });
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !pending || left.is_zero() {
+                return;
+            }
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// The kernel took a reference to `ino` (an entry of a readdirplus
