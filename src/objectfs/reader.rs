@@ -95,6 +95,14 @@ impl Reader {
                 }))
             });
         }
+        // Within one chunk (the common case: the kernel's reads are aligned
+        // and far smaller than a chunk) the reply is a slice of it, no copy.
+        if first == last {
+            let data = self.ready(rt, first)?;
+            let from = ((offset - first * CHUNK) as usize).min(data.len());
+            let to = ((end - first * CHUNK) as usize).min(data.len());
+            return Ok(data.slice(from..to));
+        }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for i in first..=last {
             let data = self.ready(rt, i)?;
