@@ -11,6 +11,7 @@
 #   --quick     256 MiB instead of 1 GiB, 200 small files, 500 listed objects
 #   --out FILE  also write the table (Markdown) to FILE
 #   --keep      keep the work directory (Garage data, caches, logs)
+#   (OSV_BENCH_RUNS=N: reads and listings are run N times, median compared; default 3)
 #   --no-build  do not run cargo build (use the binaries already in target/release)
 #
 # Needs root (FUSE mounts, drop_caches), /dev/fuse, and Garage in
@@ -57,6 +58,11 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 # calc EXPR [FORMAT]: floating-point arithmetic with awk.
 calc() { awk "BEGIN { printf \"${2:-%.1f}\", $1 }"; }
+# median of the numbers given as arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Reads and listings are short and noisy on 2 cores: each is run RUNS times
+# and the median is compared.
+RUNS=${OSV_BENCH_RUNS:-3}
 isnum() { [[ ${1:-} =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 # field NAME LINE: value of NAME=… in a `RESULT …` line of s3_baseline.
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -1; }
@@ -333,13 +339,18 @@ w_write() {
 
 # Sequential read of src/big through a fresh mount, page cache dropped.
 w_read() {
-    local kind=$1 t0 secs rc=0 got
+    local kind=$1 t0 secs rc=0 got r
+    local -a rates=()
     mount_client "$kind" src "read-$kind" || { SHOW[read,$kind]="mount failed"; return 0; }
-    drop_caches
-    t0=$(now)
-    timeout -k 10 "$STEP_TIMEOUT" dd if="$MNT_DIR/big" of=/dev/null bs=8M 2>"$LOGS/read-$kind.dd" || rc=$?
-    secs=$(since "$t0")
-    got=$(awk '/bytes/ { print $1; exit }' "$LOGS/read-$kind.dd")
+    for ((r = 0; r < RUNS; r++)); do
+        drop_caches
+        t0=$(now)
+        timeout -k 10 "$STEP_TIMEOUT" dd if="$MNT_DIR/big" of=/dev/null bs=8M 2>"$LOGS/read-$kind.dd" || rc=$?
+        secs=$(since "$t0")
+        got=$(awk '/bytes/ { print $1; exit }' "$LOGS/read-$kind.dd")
+        ((rc == 0)) && [[ $got == "$SIZE" ]] || break
+        rates+=("$(calc "$SIZE_MIB / $secs")")
+    done
     VAL[rss-read,$kind]=$(calc "$(vmhwm "$MNT_PID") / 1024" %.0f)
     unmount_client
     if ((rc != 0)) || [[ $got != "$SIZE" ]]; then
@@ -347,8 +358,8 @@ w_read() {
         SHOW[read,$kind]="ERROR (${got:-?} of $SIZE bytes)"
         return 0
     fi
-    VAL[read,$kind]=$(calc "$SIZE_MIB / $secs")
-    SHOW[read,$kind]="${VAL[read,$kind]} MiB/s (${secs} s)"
+    VAL[read,$kind]=$(median "${rates[@]}")
+    SHOW[read,$kind]="${VAL[read,$kind]} MiB/s (median of ${rates[*]})"
     NOTE[read,$kind]="$got bytes"
 }
 
@@ -388,21 +399,27 @@ w_small() {
 
 # Cold `ls -l` of src/list/ ($LIST_N objects) on a fresh mount.
 w_list() {
-    local kind=$1 t0 secs rc=0 n
-    mount_client "$kind" src "list-$kind" || { SHOW[list,$kind]="mount failed"; return 0; }
-    drop_caches
-    t0=$(now)
-    timeout -k 10 "$STEP_TIMEOUT" ls -l "$MNT_DIR/list" >/dev/null 2>"$LOGS/list-$kind.err" || rc=$?
-    secs=$(since "$t0")
-    n=$(timeout -k 10 "$STEP_TIMEOUT" ls "$MNT_DIR/list" 2>/dev/null | wc -l) || true
-    unmount_client
+    local kind=$1 t0 secs rc=0 n r
+    local -a times=()
+    for ((r = 0; r < RUNS; r++)); do
+        mount_client "$kind" src "list-$kind-$r" || { SHOW[list,$kind]="mount failed"; return 0; }
+        drop_caches
+        t0=$(now)
+        timeout -k 10 "$STEP_TIMEOUT" ls -l "$MNT_DIR/list" >/dev/null 2>"$LOGS/list-$kind.err" || rc=$?
+        secs=$(since "$t0")
+        n=$(timeout -k 10 "$STEP_TIMEOUT" ls "$MNT_DIR/list" 2>/dev/null | wc -l) || true
+        unmount_client
+        ((rc == 0)) || break
+        times+=("$secs")
+    done
     if ((rc != 0)); then
         problem "$kind: 'ls -l MNT/list' status $rc: $(head -3 "$LOGS/list-$kind.err" | tr '\n' ' ')"
         SHOW[list,$kind]="ERROR (ls status $rc)"
         return 0
     fi
+    secs=$(median "${times[@]}")
     VAL[list,$kind]=$(calc "$LIST_N / $secs" %.0f)
-    SHOW[list,$kind]="${secs} s (${VAL[list,$kind]} entries/s)"
+    SHOW[list,$kind]="${secs} s (${VAL[list,$kind]} entries/s; median of ${times[*]} s, each on a fresh mount)"
     NOTE[list,$kind]="$n entries listed"
     [[ $n == "$LIST_N" ]] || problem "$kind: ls of MNT/list shows $n entries, want $LIST_N"
 }
@@ -430,11 +447,15 @@ VAL[small,raw]=$(field ops_per_s "$r")
 SHOW[small,raw]="${VAL[small,raw]} files/s ($(field seconds "$r") s)"
 NOTE[small,raw]="$(field objects "$(base --bucket raw count --prefix f)")/$SMALL_N in bucket"
 
-log "raw: seq-read (8 MiB ranges, 8 in flight), page cache dropped"
-drop_caches
-r=$(base --bucket src seq-read --key big --part-size 8M --jobs 8)
-VAL[read,raw]=$(field mib_per_s "$r")
-SHOW[read,raw]="${VAL[read,raw]} MiB/s ($(field seconds "$r") s)"
+log "raw: seq-read (8 MiB ranges, 8 in flight), page cache dropped, $RUNS runs"
+rates=()
+for ((i = 0; i < RUNS; i++)); do
+    drop_caches
+    r=$(base --bucket src seq-read --key big --part-size 8M --jobs 8)
+    rates+=("$(field mib_per_s "$r")")
+done
+VAL[read,raw]=$(median "${rates[@]}")
+SHOW[read,raw]="${VAL[read,raw]} MiB/s (median of ${rates[*]})"
 NOTE[read,raw]="$(field bytes "$r") bytes"
 
 log "raw: ListObjectsV2 of src/list/"
