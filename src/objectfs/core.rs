@@ -38,6 +38,8 @@ const BACKGROUND: RetryPolicy = RetryPolicy {
 /// Between rounds of background retries after a round failed.
 const BACKGROUND_ROUND_PAUSE: Duration = Duration::from_secs(2);
 /// Parallel background uploads.
+/// How long a lookup or readdirplus waits for a readdir's metadata prefetch.
+const PREFETCH_WAIT: Duration = Duration::from_secs(2);
 /// With `attrs_from_listing`, listed objects up to this size are still
 /// HEADed: they may be symlinks, whose type lives in metadata.
 const SYMLINK_PROBE_MAX: u64 = 1024;
@@ -565,23 +567,15 @@ impl ObjectFs {
             let entry = (parent, name.to_string());
             // `ls -l` looks up entries one by one right after readdir: wait
             // for the parallel prefetch of this one rather than racing it.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while let Some(&ino) = st.children.get(&entry) {
-                let waiting = st.nodes.get(&ino).is_some_and(|n| n.prefetching);
-                let left = deadline.saturating_duration_since(Instant::now());
-                if !waiting || left.is_zero() {
-                    break;
-                }
-                st = self
-                    .inner
-                    .changed
-                    .wait_timeout(st, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
+            st = self.wait_while(st, |st| {
+                st.children
+                    .get(&entry)
+                    .and_then(|ino| st.nodes.get(ino))
+                    .is_some_and(|n| n.prefetching)
+            });
             if let Some(&ino) = st.children.get(&entry) {
                 let n = &st.nodes[&ino];
-                if n.authoritative() || (n.meta_known && self.ttl_fresh(n.validated)) {
+                if self.attrs_current(ino, n) {
                     return Ok(ino);
                 }
             } else if let Some(&at) = st.negative.get(&entry)
@@ -667,11 +661,7 @@ impl ObjectFs {
         let (parent, name) = {
             let st = self.lock();
             let n = Self::node(&st, ino)?;
-            if ino == ROOT_INO
-                || n.authoritative()
-                || n.unlinked
-                || (n.meta_known && self.ttl_fresh(n.validated))
-            {
+            if self.attrs_current(ino, n) {
                 return Ok(n.attr(ino));
             }
             (n.parent, n.name.clone())
@@ -1506,13 +1496,7 @@ impl ObjectFs {
             }
             let st = self.lock();
             let (attr, exact) = match st.nodes.get(&entry.ino) {
-                Some(n) => (
-                    Some(n.attr(entry.ino)),
-                    entry.ino == ROOT_INO
-                        || n.authoritative()
-                        || n.unlinked
-                        || (n.meta_known && self.ttl_fresh(n.validated)),
-                ),
+                Some(n) => (Some(n.attr(entry.ino)), self.attrs_current(entry.ino, n)),
                 None => (None, false),
             };
             out.push(PlusEntry { entry, attr, exact });
@@ -1524,17 +1508,28 @@ impl ObjectFs {
     /// must not get an inode of the wrong type: wait (2 s at most) for the
     /// metadata prefetch of such entries before handing out attributes.
     fn wait_for_small_prefetches(&self, entries: &[DirEntry]) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut st = self.lock();
-        loop {
-            let pending = entries.iter().any(|e| {
+        let st = self.lock();
+        drop(self.wait_while(st, |st| {
+            entries.iter().any(|e| {
                 st.nodes.get(&e.ino).is_some_and(|n| {
                     n.prefetching && n.kind == Kind::File && n.size <= SYMLINK_PROBE_MAX
                 })
-            });
+            })
+        }));
+    }
+
+    /// Waits on `changed` while `pending` holds, [`PREFETCH_WAIT`] at most
+    /// (a prefetch that never reports must not hang a caller).
+    fn wait_while<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        pending: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        let deadline = Instant::now() + PREFETCH_WAIT;
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if !pending || left.is_zero() {
-                return;
+            if !pending(&st) || left.is_zero() {
+                return st;
             }
             st = self
                 .inner
@@ -1543,6 +1538,15 @@ impl ObjectFs {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Whether a node's attributes may be served without asking the store:
+    /// local state is the truth, or its metadata is known and fresh.
+    fn attrs_current(&self, ino: u64, n: &Node) -> bool {
+        ino == ROOT_INO
+            || n.authoritative()
+            || n.unlinked
+            || (n.meta_known && self.ttl_fresh(n.validated))
     }
 
     /// The kernel took a reference to `ino` (an entry of a readdirplus
