@@ -7,6 +7,7 @@ mod common;
 use common::fast_s3::FastS3Server;
 use common::objectfs_mount::{Bucket, Mounted};
 use common::s3server::moto;
+use common::sh;
 use common::sha256::{Sha256Pipe, sha256_of_file};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,22 +15,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
     r.err().and_then(|e| e.raw_os_error()).unwrap_or(0)

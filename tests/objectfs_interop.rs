@@ -8,10 +8,10 @@ mod common;
 use common::objectfs_mount::{Bucket, Mounted};
 use common::s3fs::S3fsMount;
 use common::s3server::moto;
+use common::sh;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
-use std::process::Command;
 
 /// `touch -d` of dated.txt: 2021-02-03 04:05:06 UTC.
 const DATED: &str = "2021-02-03 04:05:06 UTC";
@@ -23,21 +23,6 @@ fn big_content() -> Vec<u8> {
     (0..(20u32 << 20) + 12345)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect()
-}
-
-fn run(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -69,10 +54,10 @@ fn write_tree(root: &Path) {
     fs::set_permissions(p("private"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::write(p("private/key"), b"secret").unwrap();
     std::os::unix::fs::chown(p("private"), Some(1234), Some(5678)).unwrap();
-    run(root, &format!("touch -d '{DATED}' private"));
+    sh(root, &format!("touch -d '{DATED}' private"));
 
     fs::write(p("dated.txt"), b"old news").unwrap();
-    run(root, &format!("touch -d '{DATED}' dated.txt"));
+    sh(root, &format!("touch -d '{DATED}' dated.txt"));
     fs::write(p("owned.txt"), b"not root's").unwrap();
     std::os::unix::fs::chown(p("owned.txt"), Some(1234), Some(5678)).unwrap();
 }
@@ -135,7 +120,7 @@ fn check_tree(root: &Path) {
         "docs/readme.txt"
     );
     assert_eq!(mode("bin/run.sh"), libc::S_IFREG | 0o755, "bin/run.sh");
-    run(root, "test \"$(./bin/run.sh)\" = hi");
+    sh(root, "test \"$(./bin/run.sh)\" = hi");
     assert_eq!(mode("docs"), libc::S_IFDIR | 0o755, "docs");
     assert_eq!(mode("docs/deep/er"), libc::S_IFDIR | 0o755, "docs/deep/er");
     assert_eq!(mode("private"), libc::S_IFDIR | 0o700, "private");

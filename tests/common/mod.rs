@@ -195,3 +195,20 @@ pub fn wait_for_within(what: &str, timeout: Duration, mut ok: impl FnMut() -> bo
 pub fn wait_for(what: &str, ok: impl FnMut() -> bool) {
     wait_for_within(what, Duration::from_secs(10), ok)
 }
+
+/// Runs `script` with `sh -c` in `dir`; it must succeed. Returns stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
