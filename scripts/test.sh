@@ -2,7 +2,8 @@
 # scripts/test.sh: the project's single test command (CI runs it through .ci/run).
 #
 # On a fresh Debian 12 machine, as root, it
-#   1. installs the missing system packages (docker.io, fuse3, busybox-static, s3fs),
+#   1. installs the missing system packages (docker.io, fuse3, busybox-static, s3fs,
+#      docker-registry, ca-certificates),
 #   2. starts dockerd if no daemon answers, and stops that daemon (only that one) at exit,
 #   3. builds the test image osv-test-busybox from scratch (nothing can be pulled),
 #   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test --all-targets,
@@ -139,6 +140,10 @@ if [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null || true)" != "in
 fi
 # tests/objectfs_interop.rs mounts the same bucket with s3fs (1.90 on Debian 12).
 command -v s3fs >/dev/null 2>&1 || missing+=(s3fs)
+# tests/docker_plugin.rs pushes the managed plugin to, and installs it from, a registry
+# on loopback; plugin/build.sh puts the CA bundle into the plugin's rootfs.
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing missing packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

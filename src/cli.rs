@@ -29,6 +29,10 @@ pub enum Command {
     /// Mount a bucket (or a prefix of it) with objectfs, in the foreground
     /// until unmounted or signalled; then every write is uploaded.
     Mount(MountArgs),
+    /// The managed plugin's entrypoint (PID 1 of its container): runs
+    /// `serve` with the same environment and restarts it when it dies, so
+    /// the mounts live on; on SIGTERM every process gets 9 s to finish.
+    Supervise,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +241,17 @@ pub struct ServeArgs {
     )]
     pub allowed_host_paths: Vec<String>,
 
+    /// Where this process sees the host's `/`. Host paths (volume options,
+    /// --allowed-host-paths) are resolved below it, symlinks included, as
+    /// if it were `/`; the managed plugin sets /host, its `hostfs` mount.
+    #[arg(long, env = "OSV_HOST_ROOT", default_value = "/")]
+    pub host_root: PathBuf,
+
+    /// Upload mode of s3/ossfs volumes that set no `upload` option: async
+    /// (close returns at once) or sync (close waits for the bucket).
+    #[arg(long, env = "OSV_DEFAULT_UPLOAD", default_value = "async")]
+    pub default_upload: crate::objectfs::UploadMode,
+
     /// Directory of credential profiles for object-storage volumes: a
     /// volume with `credentials=NAME` uses the keys in NAME.json there
     /// (mode 0600), so secrets need not pass through Docker.
@@ -275,6 +290,14 @@ impl ServeArgs {
                 .clone()
                 .unwrap_or_else(|| self.state_dir.join("mounts")),
             allowed_host_paths: allowed,
+            // Canonical, since resolved paths are compared against it.
+            host_root: std::fs::canonicalize(&self.host_root).map_err(|e| {
+                anyhow::anyhow!(
+                    "--host-root {:?} cannot be used ({e}); give the directory where the host's / is mounted, or / itself",
+                    self.host_root
+                )
+            })?,
+            default_upload: self.default_upload,
             credentials_dir: self.credentials_dir.clone(),
             // Object-storage volumes are served by this binary's `mount`.
             mount_exe: std::env::current_exe()?,
@@ -302,10 +325,15 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.driver_config()?;
     tracing::info!(socket = %args.socket.display(), state_dir = %config.state_dir.display(),
         mount_root = %config.mount_root.display(), allowed_host_paths = ?config.allowed_host_paths,
-        "starting");
-    let driver = Arc::new(Driver::open(config)?);
+        host_root = %config.host_root.display(), "starting");
+    // Listen first: Docker gives a managed plugin ~9 s to answer before it
+    // disables it, and checking the existing mounts may take a while.
+    // Calls made meanwhile wait in the socket's backlog and are answered
+    // once the registry is loaded, so none sees a volume missing.
     let listener = protocol::server::bind_socket(&args.socket).await?;
     tracing::info!(socket = %args.socket.display(), "listening");
+    let driver = Arc::new(tokio::task::spawn_blocking(move || Driver::open(config)).await??);
+    tracing::info!("volumes loaded");
     protocol::server::serve(
         listener,
         &args.socket,

@@ -17,3 +17,4 @@ pub mod objectfs;
 pub mod protocol;
 pub mod spec;
 pub mod store;
+pub mod supervisor;

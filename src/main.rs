@@ -16,22 +16,30 @@ fn bound_malloc() {
 }
 
 fn main() {
-    bound_malloc();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the tokio runtime starts")
-        .block_on(run());
-}
-
-async fn run() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => opensandbox_volume::cli::run_serve(args).await,
-        Command::Mount(args) => opensandbox_volume::cli::run_mount(args).await,
+        // Single-threaded on purpose, no runtime: it blocks signals to wait
+        // for them, which only holds for a process with one thread.
+        Command::Supervise => opensandbox_volume::supervisor::run(),
+        command => {
+            bound_malloc();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("the tokio runtime starts")
+                .block_on(run(command))
+        }
     };
     if let Err(e) = result {
         eprintln!("opensandbox-volume: {e:#}");
         std::process::exit(1);
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => opensandbox_volume::cli::run_serve(args).await,
+        Command::Mount(args) => opensandbox_volume::cli::run_mount(args).await,
+        Command::Supervise => unreachable!("handled before the runtime starts"),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -55,10 +55,99 @@ fn cstring(path: &Path) -> io::Result<CString> {
 /// Bind-mounts the directory open as `source` onto `target`, read-only when
 /// asked.
 ///
-/// The source is an already opened and checked directory (O_PATH), mounted
-/// through `/proc/self/fd/N`: the kernel mounts exactly that inode, so a
-/// symlink swapped in after the check cannot redirect the mount.
+/// The source is an already opened and checked directory (O_PATH): the
+/// kernel mounts exactly that inode, so a symlink swapped in after the check
+/// cannot redirect the mount.
+///
+/// Read-only is set on the new mount *before* it is attached. Under a
+/// shared mount (the managed plugin's propagated mount) the copies Docker
+/// sees on the host are made when the mount is attached and keep the flags
+/// it has then; a remount afterwards would change the plugin's copy alone,
+/// leaving the host's, the one containers get, writable.
 pub fn bind_mount(source: BorrowedFd<'_>, target: &Path, read_only: bool) -> io::Result<()> {
+    match bind_mount_detached(source, target, read_only) {
+        // Kernels before 5.12 lack the new mount API.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            bind_mount_remount(source, target, read_only)
+        }
+        other => other,
+    }
+}
+
+/// `struct mount_attr` of mount_setattr(2) (not in the libc crate).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// open_tree(OPEN_TREE_CLONE) → mount_setattr(RDONLY) → move_mount: the
+/// mount is complete, flags included, when it appears at `target`.
+fn bind_mount_detached(source: BorrowedFd<'_>, target: &Path, read_only: bool) -> io::Result<()> {
+    let empty = c"";
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: valid fd and C string; the result is a new fd we own.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            source.as_raw_fd(),
+            empty.as_ptr(),
+            flags,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh, valid descriptor.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    if read_only {
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: valid fd, C string and attr of the size passed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let dst = cstring(target)?;
+    // SAFETY: valid fds and C strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The classic way, through `/proc/self/fd/N` and a remount for read-only.
+fn bind_mount_remount(source: BorrowedFd<'_>, target: &Path, read_only: bool) -> io::Result<()> {
     let src = cstring(Path::new(&format!("/proc/self/fd/{}", source.as_raw_fd())))?;
     let dst = cstring(target)?;
     // SAFETY: both pointers are valid NUL-terminated strings for the call.

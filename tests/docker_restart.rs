@@ -7,15 +7,13 @@
 mod common;
 
 use common::docker::{
-    Cleanup, SharedPlugin, TEST_DRIVER, dk, docker, inspect_volume, mounts_of, run_detached,
-    run_sh, unique,
+    Cleanup, SharedPlugin, TEST_DRIVER, dk, inspect_volume, mounts_of, restart_dockerd,
+    run_detached, run_sh, unique,
 };
-use common::{wait_for, wait_for_within};
+use common::wait_for;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 static PLUGIN: OnceLock<SharedPlugin> = OnceLock::new();
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -80,83 +78,6 @@ fn plugin_sigkill_while_a_container_writes() {
     dk(&format!("rm -f {c}"), &[]);
     assert_eq!(mounts_of(&busy), 0);
     assert!(!common::is_mounted(&p.plugin().mount_root.join(&busy)));
-}
-
-/// The running dockerd's pid and argv, read from /proc.
-fn running_dockerd() -> (i32, Vec<String>) {
-    let out = Command::new("pidof").arg("dockerd").output().unwrap();
-    let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    assert_eq!(
-        pids.len(),
-        1,
-        "expected exactly one dockerd, found {pids:?}"
-    );
-    let raw = fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap();
-    let argv = raw
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    (pids[0], argv)
-}
-
-fn is_gone(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie has exited; only its parent's reaping is pending.
-        Ok(stat) => stat
-            .rsplit(") ")
-            .next()
-            .is_some_and(|rest| rest.starts_with('Z')),
-    }
-}
-
-/// Stops dockerd with SIGTERM and starts it again with the same argv,
-/// detached from the test process (it must outlive it).
-fn restart_dockerd() {
-    if Path::new("/run/systemd/system").exists()
-        && Command::new("systemctl")
-            .args(["is-active", "--quiet", "docker"])
-            .status()
-            .is_ok_and(|s| s.success())
-    {
-        assert!(
-            Command::new("systemctl")
-                .args(["restart", "docker"])
-                .status()
-                .unwrap()
-                .success()
-        );
-    } else {
-        let (pid, argv) = running_dockerd();
-        // SAFETY: plain kill(2).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        wait_for_within("dockerd to stop", Duration::from_secs(60), || is_gone(pid));
-        let log_path = std::env::var("OSV_DOCKERD_LOG")
-            .unwrap_or_else(|_| "/tmp/osv-dockerd-restarted.log".into());
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .unwrap();
-        // `setsid --fork` detaches dockerd into its own session and returns
-        // at once, so it is not our child and outlives the test process.
-        let status = Command::new("setsid")
-            .arg("--fork")
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .status()
-            .expect("starting dockerd again");
-        assert!(status.success(), "setsid dockerd: {status}");
-    }
-    wait_for_within("dockerd to answer", Duration::from_secs(60), || {
-        docker(&["info"]).status.success()
-    });
 }
 
 #[test]

@@ -45,11 +45,23 @@ pub enum HostError {
 
 pub struct HostBackend {
     allowed: Vec<PathBuf>,
+    /// Where this process sees the host's `/`: `/` for the legacy daemon,
+    /// the `hostfs` mount (e.g. `/host`) inside the managed plugin. Paths
+    /// in options and in the allow-list are host paths; they are resolved
+    /// below this root, symlinks included, as if it were `/`.
+    root: PathBuf,
+}
+
+/// A host directory, opened (`O_PATH`) and checked against the allow-list.
+struct Resolved {
+    fd: OwnedFd,
+    /// The directory's host path, symlinks resolved.
+    host_path: PathBuf,
 }
 
 impl HostBackend {
-    pub fn new(allowed: Vec<PathBuf>) -> Self {
-        HostBackend { allowed }
+    pub fn new(allowed: Vec<PathBuf>, root: PathBuf) -> Self {
+        HostBackend { allowed, root }
     }
 
     fn allowed_list(&self) -> String {
@@ -61,28 +73,51 @@ impl HostBackend {
         list.join(", ")
     }
 
-    /// Whether the fully resolved `resolved` lies under an allowed prefix.
-    /// Prefixes are resolved at each check (they may be symlinks themselves,
-    /// or created after the plugin started); comparison is per component,
-    /// so `/data2` is not under `/data`.
+    /// Opens host path `path` below the root, resolving every symlink as
+    /// if the root were `/` (an absolute link target, or `..` past the
+    /// top, stays inside it), and returns the descriptor and the host path
+    /// it resolved to.
+    fn open_in_root(&self, path: &Path) -> io::Result<(OwnedFd, PathBuf)> {
+        let root = open_dir(None, &self.root)?;
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        let fd = if relative.as_os_str().is_empty() {
+            root
+        } else {
+            open_in_root(&root, relative)?
+        };
+        let seen = fd_path(&fd)?;
+        let host_path = match seen.strip_prefix(&self.root) {
+            Ok(rest) => Path::new("/").join(rest),
+            // Cannot happen with RESOLVE_IN_ROOT; refuse rather than guess.
+            Err(_) => return Err(io::Error::from_raw_os_error(libc::EXDEV)),
+        };
+        Ok((fd, host_path))
+    }
+
+    /// Whether host path `resolved` lies under an allowed prefix. Prefixes
+    /// are resolved at each check (they may be symlinks themselves, or
+    /// created after the plugin started); comparison is per component, so
+    /// `/data2` is not under `/data`.
     fn is_allowed(&self, resolved: &Path) -> bool {
         self.allowed
             .iter()
-            .any(|prefix| match fs::canonicalize(prefix) {
-                Ok(p) => resolved.starts_with(p),
+            .any(|prefix| match self.open_in_root(prefix) {
+                Ok((_, p)) => resolved.starts_with(p),
                 Err(_) => false,
             })
     }
 
-    /// Resolves `path` and checks it against the allow-list.
-    pub fn check(&self, path: &Path) -> Result<PathBuf, HostError> {
+    fn resolve(&self, path: &Path) -> Result<Resolved, HostError> {
         if self.allowed.is_empty() {
             return Err(HostError::Disabled);
         }
-        let resolved = match fs::canonicalize(path) {
-            Ok(p) => p,
+        let (fd, host_path) = match self.open_in_root(path) {
+            Ok(found) => found,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(HostError::NotFound { path: path.into() });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Err(HostError::NotADirectory { path: path.into() });
             }
             Err(source) => {
                 return Err(HostError::Io {
@@ -92,53 +127,55 @@ impl HostBackend {
                 });
             }
         };
-        if !self.is_allowed(&resolved) {
+        // The allow-list first: whether something outside it is a
+        // directory is none of the caller's business.
+        if !self.is_allowed(&host_path) {
             return Err(HostError::NotAllowed {
                 path: path.into(),
-                resolved,
+                resolved: host_path,
                 allowed: self.allowed_list(),
             });
         }
-        if !resolved.is_dir() {
+        if !is_dir(&fd) {
             return Err(HostError::NotADirectory { path: path.into() });
         }
-        Ok(resolved)
+        Ok(Resolved { fd, host_path })
+    }
+
+    /// Resolves `path` and checks it against the allow-list; returns the
+    /// host path it resolves to.
+    pub fn check(&self, path: &Path) -> Result<PathBuf, HostError> {
+        self.resolve(path).map(|r| r.host_path)
     }
 
     /// Opens the directory to mount: `path` (checked) and then `sub_path`
-    /// below it, creating missing components, following no symlink.
+    /// below it, creating missing components, following no symlink. The
+    /// descriptor checked is the one returned, so nothing can be swapped in
+    /// between.
     pub fn open_source(&self, path: &Path, sub_path: Option<&str>) -> Result<OwnedFd, HostError> {
-        let resolved = self.check(path)?;
+        let Resolved { mut fd, host_path } = self.resolve(path)?;
         let io_err = |action, source| HostError::Io {
             action,
             path: path.into(),
             source,
         };
-        let mut dir = open_dir(None, &resolved).map_err(|e| io_err("open", e))?;
-        // The path was resolved before the open: make sure the directory we
-        // now hold is still the one that was allowed.
-        let held = fd_path(&dir).map_err(|e| io_err("open", e))?;
-        if !self.is_allowed(&held) {
-            return Err(HostError::NotAllowed {
-                path: path.into(),
-                resolved: held,
-                allowed: self.allowed_list(),
-            });
-        }
         if let Some(sub) = sub_path {
             for component in sub.split('/') {
-                dir =
-                    open_or_create_child(&dir, component).map_err(|e| match e.raw_os_error() {
-                        Some(libc::ELOOP) | Some(libc::ENOTDIR) => HostError::SubPathNotDirectory {
-                            sub_path: sub.to_string(),
-                            component: component.to_string(),
-                        },
-                        _ => io_err("create subPath under", e),
-                    })?;
+                fd = open_or_create_child(&fd, component).map_err(|e| match e.raw_os_error() {
+                    Some(libc::ELOOP) | Some(libc::ENOTDIR) => HostError::SubPathNotDirectory {
+                        sub_path: sub.to_string(),
+                        component: component.to_string(),
+                    },
+                    _ => io_err("create subPath under", e),
+                })?;
             }
             // Defence in depth: the final directory must still be inside.
-            let held = fd_path(&dir).map_err(|e| io_err("open", e))?;
-            if !held.starts_with(&resolved) || !self.is_allowed(&held) {
+            let seen = fd_path(&fd).map_err(|e| io_err("open", e))?;
+            let held = seen
+                .strip_prefix(&self.root)
+                .map(|rest| Path::new("/").join(rest))
+                .unwrap_or(seen);
+            if !held.starts_with(&host_path) || !self.is_allowed(&held) {
                 return Err(HostError::NotAllowed {
                     path: path.into(),
                     resolved: held,
@@ -146,7 +183,7 @@ impl HostBackend {
                 });
             }
         }
-        Ok(dir)
+        Ok(fd)
     }
 }
 
@@ -169,6 +206,39 @@ fn open_dir(parent: Option<&OwnedFd>, name: &Path) -> io::Result<OwnedFd> {
     }
     // SAFETY: fd is a fresh, valid descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2(root, relative, O_PATH, RESOLVE_IN_ROOT)`: symlinks and `..`
+/// are resolved as if `root` were the filesystem's root.
+fn open_in_root(root: &OwnedFd, relative: &Path) -> io::Result<OwnedFd> {
+    let c = c_path(relative)?;
+    // SAFETY: open_how is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid fd, C string and open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+fn is_dir(fd: &OwnedFd) -> bool {
+    // SAFETY: an all-zero stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    let rc = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
+    rc == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFDIR
 }
 
 fn open_or_create_child(parent: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
@@ -222,7 +292,7 @@ mod tests {
 
     #[test]
     fn empty_allow_list_disables_host_volumes() {
-        let b = HostBackend::new(vec![]);
+        let b = HostBackend::new(vec![], "/".into());
         assert!(matches!(
             b.check(Path::new("/tmp")),
             Err(HostError::Disabled)
@@ -232,7 +302,7 @@ mod tests {
     #[test]
     fn prefix_is_per_component() {
         let f = fixture();
-        let b = HostBackend::new(vec![f.allowed.clone()]);
+        let b = HostBackend::new(vec![f.allowed.clone()], "/".into());
         assert!(b.check(&f.allowed.join("data")).is_ok());
         assert!(b.check(&f.allowed).is_ok());
         let err = b.check(&f.outside).unwrap_err();
@@ -245,7 +315,7 @@ mod tests {
         let f = fixture();
         symlink(&f.outside, f.allowed.join("link")).unwrap();
         symlink("data", f.allowed.join("inside-link")).unwrap();
-        let b = HostBackend::new(vec![f.allowed.clone()]);
+        let b = HostBackend::new(vec![f.allowed.clone()], "/".into());
         assert!(matches!(
             b.check(&f.allowed.join("link")),
             Err(HostError::NotAllowed { .. })
@@ -260,7 +330,7 @@ mod tests {
     fn missing_and_non_directory_paths() {
         let f = fixture();
         fs::write(f.allowed.join("file"), b"x").unwrap();
-        let b = HostBackend::new(vec![f.allowed.clone()]);
+        let b = HostBackend::new(vec![f.allowed.clone()], "/".into());
         assert!(matches!(
             b.check(&f.allowed.join("nope")),
             Err(HostError::NotFound { .. })
@@ -274,7 +344,7 @@ mod tests {
     #[test]
     fn sub_path_is_created_and_symlinks_in_it_are_refused() {
         let f = fixture();
-        let b = HostBackend::new(vec![f.allowed.clone()]);
+        let b = HostBackend::new(vec![f.allowed.clone()], "/".into());
         let fd = b.open_source(&f.allowed.join("data"), Some("a/b")).unwrap();
         assert!(f.allowed.join("data/a/b").is_dir());
         assert_eq!(fd_path(&fd).unwrap(), f.allowed.join("data/a/b"));
@@ -297,5 +367,44 @@ mod tests {
             matches!(err, HostError::SubPathNotDirectory { .. }),
             "{err}"
         );
+    }
+
+    /// Inside the managed plugin the host's `/` is a directory: host paths,
+    /// the allow-list and absolute symlink targets are all read below it,
+    /// and nothing resolves to the plugin's own files.
+    #[test]
+    fn paths_resolve_inside_the_host_root() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = fs::canonicalize(root.path()).unwrap();
+        fs::create_dir_all(root_path.join("srv/data/sub")).unwrap();
+        fs::create_dir_all(root_path.join("etc")).unwrap();
+        symlink("/srv/data", root_path.join("srv/abs-link")).unwrap();
+        symlink("../../../../etc", root_path.join("srv/climb")).unwrap();
+        let b = HostBackend::new(vec!["/srv".into()], root_path.clone());
+
+        assert_eq!(
+            b.check(Path::new("/srv/data")).unwrap(),
+            Path::new("/srv/data")
+        );
+        // An absolute target means the host's /srv/data, not the plugin's.
+        assert_eq!(
+            b.check(Path::new("/srv/abs-link")).unwrap(),
+            Path::new("/srv/data")
+        );
+        // `..` past the top stops at the root: /etc, outside the allow-list.
+        let err = b.check(Path::new("/srv/climb")).unwrap_err();
+        assert!(
+            matches!(&err, HostError::NotAllowed { resolved, .. } if resolved == Path::new("/etc")),
+            "{err}"
+        );
+        let fd = b
+            .open_source(Path::new("/srv/abs-link"), Some("sub"))
+            .unwrap();
+        assert_eq!(fd_path(&fd).unwrap(), root_path.join("srv/data/sub"));
+        // /srv of the machine running the test is not what gets checked.
+        assert!(matches!(
+            b.check(Path::new("/srv/nope")),
+            Err(HostError::NotFound { .. })
+        ));
     }
 }

@@ -38,9 +38,13 @@ pub struct Backends {
 }
 
 impl Backends {
-    pub fn new(allowed_host_paths: Vec<PathBuf>, object: ObjectSettings) -> Self {
+    pub fn new(
+        allowed_host_paths: Vec<PathBuf>,
+        host_root: PathBuf,
+        object: ObjectSettings,
+    ) -> Self {
         Backends {
-            host: HostBackend::new(allowed_host_paths),
+            host: HostBackend::new(allowed_host_paths, host_root),
             object: ObjectBackend::new(object),
         }
     }

@@ -9,6 +9,7 @@
 //! mount process: state and bytes not yet uploaded). Secrets reach the mount
 //! process through its environment, never its arguments (which `ps` shows).
 
+use crate::objectfs::UploadMode;
 use crate::objectfs::mount::{MountStatus, read_status};
 use crate::spec::{Credentials, ObjectSpec, VolumeSpec};
 use std::fs::{File, OpenOptions};
@@ -42,6 +43,8 @@ pub struct ObjectSettings {
     pub log_root: PathBuf,
     /// Credential profiles (`NAME.json`).
     pub credentials_dir: PathBuf,
+    /// Upload mode of volumes whose options name none.
+    pub default_upload: UploadMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +149,9 @@ fn serves(pid: u32, target: &Path) -> bool {
     args.any(|a| a == b"mount") && cmdline.split(|b| *b == 0).any(|a| a == want)
 }
 
-/// The last non-empty line the mount process wrote after `from`.
+/// The last non-empty line the mount process wrote after `from`, skipping
+/// the `note: run with RUST_BACKTRACE…` hint a panic ends with (the line
+/// before it says what went wrong).
 fn last_log_line(log: &Path, from: u64) -> Option<String> {
     let mut f = File::open(log).ok()?;
     f.seek(SeekFrom::Start(from)).ok()?;
@@ -154,7 +159,7 @@ fn last_log_line(log: &Path, from: u64) -> Option<String> {
     f.take(64 * 1024).read_to_string(&mut text).ok()?;
     text.lines()
         .map(str::trim)
-        .rfind(|l| !l.is_empty())
+        .rfind(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
         .map(|l| l.trim_start_matches("opensandbox-volume: ").to_string())
 }
 
@@ -275,6 +280,9 @@ impl ObjectBackend {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
             .envs(env)
+            // The default only: a volume's own `upload` option is an
+            // argument, which clap prefers over the variable.
+            .env("OSV_UPLOAD", self.settings.default_upload.as_str())
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(ObjectError::Spawn)?)
             .stderr(log);
@@ -285,7 +293,8 @@ impl ObjectBackend {
                 if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
                 }
-                Ok(())
+                // Whatever the daemon blocks, the mount must get SIGTERM.
+                crate::supervisor::unblock_all_signals()
             });
         }
         let child = command.spawn().map_err(ObjectError::Spawn)?;
@@ -468,6 +477,9 @@ mod tests {
             last_log_line(&log, std::fs::metadata(&log).unwrap().len()),
             None
         );
+        // A panic: its message, not the hint that follows it.
+        std::fs::write(&log, "thread 'main' panicked at x.rs:1:2:\nno root certificates\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n").unwrap();
+        assert_eq!(last_log_line(&log, 0).unwrap(), "no root certificates");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct DriverConfig {
     pub state_dir: PathBuf,
     pub mount_root: PathBuf,
     pub allowed_host_paths: Vec<PathBuf>,
+    /// Where the host's `/` is seen (`/` but in the managed plugin).
+    pub host_root: PathBuf,
+    /// Upload mode of object-storage volumes that set none.
+    pub default_upload: crate::objectfs::UploadMode,
     /// Credential profiles of object-storage volumes (`NAME.json`).
     pub credentials_dir: PathBuf,
     /// The binary that serves object-storage mounts (`… mount`).
@@ -108,11 +112,13 @@ impl Driver {
             store,
             backends: Backends::new(
                 config.allowed_host_paths,
+                config.host_root,
                 ObjectSettings {
                     exe: config.mount_exe,
                     cache_root: config.state_dir.join("cache"),
                     log_root: config.state_dir.join("logs"),
                     credentials_dir: config.credentials_dir,
+                    default_upload: config.default_upload,
                 },
             ),
             mount_root: config.mount_root,

@@ -47,6 +47,16 @@ impl std::str::FromStr for UploadMode {
     }
 }
 
+impl UploadMode {
+    /// The spelling the command line and the options use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadMode::Async => "async",
+            UploadMode::Sync => "sync",
+        }
+    }
+}
+
 /// Everything that shapes one mount.
 #[derive(Debug, Clone)]
 pub struct FsOptions {

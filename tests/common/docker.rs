@@ -4,8 +4,9 @@
 use super::Plugin;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 /// One driver name for every test binary and scripts/check-install.sh.
 /// dockerd keeps every legacy driver it has met and, for calls that touch
@@ -203,4 +204,81 @@ impl SharedPlugin {
         );
         (vol, dir)
     }
+}
+
+/// The running dockerd's pid and argv, read from /proc.
+pub fn running_dockerd() -> (i32, Vec<String>) {
+    let out = Command::new("pidof").arg("dockerd").output().unwrap();
+    let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected exactly one dockerd, found {pids:?}"
+    );
+    let raw = fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap();
+    let argv = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (pids[0], argv)
+}
+
+pub fn is_gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // A zombie has exited; only its parent's reaping is pending.
+        Ok(stat) => stat
+            .rsplit(") ")
+            .next()
+            .is_some_and(|rest| rest.starts_with('Z')),
+    }
+}
+
+/// Stops dockerd with SIGTERM and starts it again with the same argv,
+/// detached from the test process (it must outlive it).
+pub fn restart_dockerd() {
+    if Path::new("/run/systemd/system").exists()
+        && Command::new("systemctl")
+            .args(["is-active", "--quiet", "docker"])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        assert!(
+            Command::new("systemctl")
+                .args(["restart", "docker"])
+                .status()
+                .unwrap()
+                .success()
+        );
+    } else {
+        let (pid, argv) = running_dockerd();
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        super::wait_for_within("dockerd to stop", Duration::from_secs(60), || is_gone(pid));
+        let log_path = std::env::var("OSV_DOCKERD_LOG")
+            .unwrap_or_else(|_| "/tmp/osv-dockerd-restarted.log".into());
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap();
+        // `setsid --fork` detaches dockerd into its own session and returns
+        // at once, so it is not our child and outlives the test process.
+        let status = Command::new("setsid")
+            .arg("--fork")
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .expect("starting dockerd again");
+        assert!(status.success(), "setsid dockerd: {status}");
+    }
+    super::wait_for_within("dockerd to answer", Duration::from_secs(60), || {
+        docker(&["info"]).status.success()
+    });
 }
