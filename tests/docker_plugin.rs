@@ -314,6 +314,22 @@ fn built_pushed_installed_and_used() {
     // In the bucket as soon as `docker run` returned.
     let objects = Bucket::new(&bucket);
     assert_eq!(objects.get("dir/obj").as_deref(), Some(&b"to-bucket\n"[..]));
+    // An ossfs volume (OpenSandbox's OSS description) on the same bucket,
+    // confined to its path.
+    let ossfs_vol = clean.volume(&unique("inst-ossfs"));
+    dk(
+        &format!(
+            "volume create -d {name} -o type=ossfs -o bucket={} -o endpoint={} -o accessKeyId=k -o accessKeySecret=s -o path=/agents -o version=1.0 {ossfs_vol}",
+            bucket.bucket,
+            bucket.endpoint.as_deref().unwrap()
+        ),
+        &[],
+    );
+    run_sh(&format!("-v {ossfs_vol}:/o"), "echo via-ossfs > /o/note");
+    assert_eq!(
+        objects.get("agents/note").as_deref(),
+        Some(&b"via-ossfs\n"[..])
+    );
     // readOnly holds as in legacy mode: the bind is read-only.
     let ro_vol = clean.volume(&unique("inst-ro"));
     dk(
