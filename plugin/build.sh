@@ -52,8 +52,8 @@ work=$(mktemp -d /tmp/osv-plugin.XXXXXX)
 trap 'rm -rf -- "$work"' EXIT
 rootfs=$work/rootfs
 # Mount points: Docker's own (dev, proc, sys, tmp, etc for hosts/resolv.conf, the plugin
-# socket directory) and config.json's (propagatedMount and the three mounts).
-mkdir -p "$rootfs"/{dev,proc,sys,tmp,etc,run/docker/plugins,mounts,state,credentials,host}
+# socket directory) and config.json's (propagatedMount and its mounts).
+mkdir -p "$rootfs"/{dev,proc,sys,tmp,etc,run/docker/plugins,mounts,state,credentials,host,var/run}
 chmod 1777 "$rootfs/tmp"
 install -m 0755 "$binary" "$rootfs/opensandbox-volume"
 # Debug symbols are most of a binary's size (a debug build: 270 MB, 40 MB stripped), and

@@ -263,6 +263,13 @@ if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
 fi
 "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1 ||
     { log "$MOTO_VENV/bin/moto_server does not run; remove $MOTO_VENV to reinstall it"; exit 1; }
+# The Docker SDK for Python, for examples/sandbox_sdk.py (tests/sandbox_server.rs), checked
+# on its own so that an existing venv gets it too.
+if ! "$MOTO_VENV/bin/python" -c 'import docker' >/dev/null 2>&1; then
+    log "installing the Docker SDK for Python (docker) into $MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check 'docker>=7,<8' ||
+        { log "pip could not install docker (the Docker SDK for Python)"; exit 1; }
+fi
 export OSV_MOTO_SERVER=$MOTO_VENV/bin/moto_server
 # 3b. S3 test server (end).
 

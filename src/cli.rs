@@ -33,6 +33,12 @@ pub enum Command {
     /// `serve` with the same environment and restarts it when it dies, so
     /// the mounts live on; on SIGTERM every process gets 9 s to finish.
     Supervise,
+    /// Print what to pass to Docker for OpenSandbox API volumes.
+    ///
+    /// Reads Lifecycle API volume entries and prints `docker run --mount`
+    /// arguments or Engine API `HostConfig.Mounts` JSON; exit status 2 and
+    /// every problem on stderr when an entry breaks the API's rules.
+    Translate(crate::translate::TranslateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +253,15 @@ pub struct ServeArgs {
     #[arg(long, env = "OSV_HOST_ROOT", default_value = "/")]
     pub host_root: PathBuf,
 
+    /// The Docker Engine API socket, where `pvc` volumes look up their
+    /// claim (an existing named volume) at Mount.
+    #[arg(
+        long,
+        env = "OSV_DOCKER_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub docker_socket: PathBuf,
+
     /// Upload mode of s3/ossfs volumes that set no `upload` option: async
     /// (close returns at once) or sync (close waits for the bucket).
     #[arg(long, env = "OSV_DEFAULT_UPLOAD", default_value = "async")]
@@ -298,6 +313,7 @@ impl ServeArgs {
                 )
             })?,
             default_upload: self.default_upload,
+            docker_socket: self.docker_socket.clone(),
             credentials_dir: self.credentials_dir.clone(),
             // Object-storage volumes are served by this binary's `mount`.
             mount_exe: std::env::current_exe()?,
@@ -330,29 +346,30 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     // disables it, and checking the existing mounts may take a while.
     // Calls made meanwhile wait in the socket's backlog and are answered
     // once the registry is loaded, so none sees a volume missing.
+    // Handlers first: a SIGTERM that arrives while the registry loads is
+    // then a clean stop, not the default action (death, socket left behind).
+    let stop = shutdown_signal()?;
     let listener = protocol::server::bind_socket(&args.socket).await?;
     tracing::info!(socket = %args.socket.display(), "listening");
     let driver = Arc::new(tokio::task::spawn_blocking(move || Driver::open(config)).await??);
     tracing::info!("volumes loaded");
-    protocol::server::serve(
-        listener,
-        &args.socket,
-        protocol::router(driver),
-        shutdown_signal(),
-    )
-    .await?;
+    protocol::server::serve(listener, &args.socket, protocol::router(driver), stop).await?;
     // Mounts are left in place on purpose: containers may still use them,
     // and the next start adopts them from the registry.
     tracing::info!("stopped; mounts stay in place for running containers");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now; the future completes at the
+/// first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

@@ -21,6 +21,10 @@ fn main() {
         // Single-threaded on purpose, no runtime: it blocks signals to wait
         // for them, which only holds for a process with one thread.
         Command::Supervise => opensandbox_volume::supervisor::run(),
+        // Pure and quick: no runtime; its own exit status (2: invalid input).
+        Command::Translate(args) => {
+            std::process::exit(opensandbox_volume::translate::run_translate(args))
+        }
         command => {
             bound_malloc();
             tokio::runtime::Builder::new_multi_thread()
@@ -40,6 +44,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => opensandbox_volume::cli::run_serve(args).await,
         Command::Mount(args) => opensandbox_volume::cli::run_mount(args).await,
-        Command::Supervise => unreachable!("handled before the runtime starts"),
+        Command::Supervise | Command::Translate(_) => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }

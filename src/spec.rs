@@ -15,12 +15,55 @@ use std::path::PathBuf;
 /// Every backend type the OpenSandbox volume model names.
 pub const ALL_TYPES: &[&str] = &["host", "pvc", "ossfs", "s3", "nfs"];
 /// The types this build can serve.
-pub const SERVED_TYPES: &[&str] = &["host", "s3", "ossfs"];
+pub const SERVED_TYPES: &[&str] = &["host", "pvc", "ossfs", "s3", "nfs"];
 
 /// Options every type accepts, in the spelling the documentation uses.
 const COMMON_OPTIONS: &[&str] = &["type", "subPath", "readOnly"];
 /// Options of `type=host`, besides the common ones.
 const HOST_OPTIONS: &[&str] = &["path"];
+/// Options of `type=pvc`, besides the common ones.
+const PVC_OPTIONS: &[&str] = &["claimName"];
+/// Options of `type=nfs`, besides the common ones.
+const NFS_OPTIONS: &[&str] = &["server", "path", "options"];
+/// NFS mount options `options` may hold: the client-side tuning an agent's
+/// volume may need. Anything else (e.g. `mountproto`, `fsc`, `local_lock`)
+/// is refused by name.
+pub const NFS_MOUNT_OPTIONS: &[&str] = &[
+    "vers",
+    "nfsvers",
+    "minorversion",
+    "hard",
+    "soft",
+    "softreval",
+    "timeo",
+    "retrans",
+    "rsize",
+    "wsize",
+    "ac",
+    "noac",
+    "actimeo",
+    "acregmin",
+    "acregmax",
+    "acdirmin",
+    "acdirmax",
+    "lookupcache",
+    "proto",
+    "port",
+    "nconnect",
+    "sec",
+    "lock",
+    "nolock",
+    "cto",
+    "nocto",
+    "ro",
+    "rw",
+    "noatime",
+    "nodiratime",
+    "relatime",
+    "nosuid",
+    "nodev",
+    "noexec",
+];
 /// Options of `type=s3`, besides the common ones.
 const S3_OPTIONS: &[&str] = &[
     "bucket",
@@ -92,6 +135,26 @@ pub enum BackendSpec {
     /// An Alibaba Cloud OSS bucket, as OpenSandbox's `ossfs` volume
     /// describes it; mounted with objectfs through OSS's S3-compatible API.
     Ossfs(ObjectSpec),
+    /// An existing Docker named volume (OpenSandbox's `pvc`), looked up at
+    /// Mount; `subPath` selects a directory inside it.
+    Pvc {
+        /// A DNS label (≤ 63 characters), so also a valid Docker volume name.
+        claim_name: String,
+    },
+    /// An NFS export, mounted by the kernel.
+    Nfs(NfsSpec),
+}
+
+/// An NFS volume, validated at Create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NfsSpec {
+    /// Host name, IPv4 address or bracketed IPv6 address.
+    pub server: String,
+    /// The export: absolute and normalised.
+    pub path: String,
+    /// Mount options, each from [`NFS_MOUNT_OPTIONS`], in the given order.
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 impl BackendSpec {
@@ -100,6 +163,8 @@ impl BackendSpec {
             BackendSpec::Host { .. } => "host",
             BackendSpec::S3(_) => "s3",
             BackendSpec::Ossfs(_) => "ossfs",
+            BackendSpec::Pvc { .. } => "pvc",
+            BackendSpec::Nfs(_) => "nfs",
         }
     }
 
@@ -107,7 +172,7 @@ impl BackendSpec {
     pub fn object(&self) -> Option<&ObjectSpec> {
         match self {
             BackendSpec::S3(o) | BackendSpec::Ossfs(o) => Some(o),
-            BackendSpec::Host { .. } => None,
+            BackendSpec::Host { .. } | BackendSpec::Pvc { .. } | BackendSpec::Nfs(_) => None,
         }
     }
 }
@@ -309,6 +374,27 @@ pub enum SpecError {
         value: String,
         item: String,
     },
+    #[error(
+        "option `claimName`={0:?} is not a DNS label; use 1–63 lowercase letters, digits and `-`, starting and ending with a letter or digit, e.g. claimName=team-data"
+    )]
+    BadClaimName(String),
+    #[error(
+        "option `server`={0:?} is not an NFS server; give a host name, an IPv4 address or an IPv6 address in brackets, e.g. server=nfs.example.com"
+    )]
+    BadNfsServer(String),
+    #[error(
+        "option `path`={0:?} must be the export's absolute, normalised path, e.g. path=/exports/team"
+    )]
+    BadNfsPath(String),
+    #[error(
+        "NFS option `{0}` in `options` is not supported; supported: {supported}",
+        supported = NFS_MOUNT_OPTIONS.join(", ")
+    )]
+    UnsupportedNfsOption(String),
+    #[error(
+        "NFS option `{0}` in `options` is malformed; give name or name=value with letters, digits, `.`, `_` or `-` only"
+    )]
+    BadNfsOption(String),
 }
 
 /// Longest path we accept in an option; PATH_MAX on Linux.
@@ -361,6 +447,11 @@ pub fn parse_options(opts: Option<&Map<String, Value>>) -> Result<VolumeSpec, Sp
             let (object, read_only) = parse_ossfs(&opts, read_only)?;
             (BackendSpec::Ossfs(object), read_only)
         }
+        "pvc" => (parse_pvc(&opts)?, read_only.unwrap_or(false)),
+        "nfs" => (
+            BackendSpec::Nfs(parse_nfs(&opts)?),
+            read_only.unwrap_or(false),
+        ),
         _ => unreachable!("checked against SERVED_TYPES by parse_type"),
     };
     Ok(VolumeSpec {
@@ -433,6 +524,8 @@ fn type_options(ty: &str) -> &'static [&'static str] {
         "host" => HOST_OPTIONS,
         "s3" => S3_OPTIONS,
         "ossfs" => OSSFS_OPTIONS,
+        "pvc" => PVC_OPTIONS,
+        "nfs" => NFS_OPTIONS,
         _ => &[],
     }
 }
@@ -464,6 +557,80 @@ fn parse_host(opts: &Opts) -> Result<BackendSpec, SpecError> {
     Ok(BackendSpec::Host {
         path: PathBuf::from(path),
     })
+}
+
+fn parse_pvc(opts: &Opts) -> Result<BackendSpec, SpecError> {
+    let claim = required(opts, "claimName", "pvc", "claimName=team-data")?;
+    if !is_dns_label(claim) {
+        return Err(SpecError::BadClaimName(claim.to_string()));
+    }
+    Ok(BackendSpec::Pvc {
+        claim_name: claim.to_string(),
+    })
+}
+
+/// RFC 1123 label, as Kubernetes names claims: 1–63 of `[a-z0-9-]`,
+/// alphanumeric at both ends.
+pub fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && starts_and_ends_alphanumeric(name)
+}
+
+fn parse_nfs(opts: &Opts) -> Result<NfsSpec, SpecError> {
+    let server = required(opts, "server", "nfs", "server=nfs.example.com")?;
+    if !is_nfs_server(server) {
+        return Err(SpecError::BadNfsServer(server.to_string()));
+    }
+    let path = required(opts, "path", "nfs", "path=/exports/team")?;
+    if !is_normalised_absolute(path) {
+        return Err(SpecError::BadNfsPath(path.to_string()));
+    }
+    let mut options = Vec::new();
+    for item in opts.get("options").unwrap_or("").split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let (name, value) = item.split_once('=').unwrap_or((item, ""));
+        let plain = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if name.is_empty() || !plain(name) || !plain(value) || item.ends_with('=') {
+            return Err(SpecError::BadNfsOption(item.to_string()));
+        }
+        if !NFS_MOUNT_OPTIONS.contains(&name) {
+            return Err(SpecError::UnsupportedNfsOption(name.to_string()));
+        }
+        options.push(item.to_string());
+    }
+    Ok(NfsSpec {
+        server: server.to_string(),
+        path: path.to_string(),
+        options,
+    })
+}
+
+/// A host name (labels of letters, digits and `-`), an IPv4 address, or an
+/// IPv6 address in brackets: nothing that could smuggle options or paths
+/// into the mount source `server:/path`.
+fn is_nfs_server(server: &str) -> bool {
+    if let Some(inner) = server.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    server.len() <= 253
+        && server.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 fn parse_s3(opts: &Opts) -> Result<ObjectSpec, SpecError> {
@@ -1085,17 +1252,98 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unsupported_types_are_distinguished() {
+    fn unknown_types_are_refused_and_every_known_one_is_served() {
         assert!(
             matches!(parse(json!({"type": "ftp"})), Err(SpecError::UnknownType(t)) if t == "ftp")
         );
-        for ty in ["pvc", "nfs", "PVC"] {
-            let err = parse(json!({"type": ty})).unwrap_err();
-            assert_eq!(err, SpecError::UnsupportedType(ty.to_ascii_lowercase()));
+        assert_eq!(ALL_TYPES.len(), SERVED_TYPES.len());
+    }
+
+    #[test]
+    fn pvc_claims_are_dns_labels() {
+        let spec = parse(
+            json!({"type": "PVC", "claimName": "team-data", "subPath": "a/b", "readOnly": "true"}),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.backend,
+            BackendSpec::Pvc {
+                claim_name: "team-data".into()
+            }
+        );
+        assert_eq!(spec.sub_path.as_deref(), Some("a/b"));
+        assert!(spec.read_only);
+        for bad in [
+            "Team",
+            "-a",
+            "a-",
+            "a_b",
+            "a.b",
+            &"a".repeat(64),
+            "../x",
+            "",
+        ] {
+            let err = parse(json!({"type": "pvc", "claimName": bad})).unwrap_err();
             assert!(
-                err.to_string().contains("supported types: host, s3, ossfs"),
-                "{err}"
+                matches!(
+                    err,
+                    SpecError::BadClaimName(_) | SpecError::MissingOption { .. }
+                ),
+                "{bad}: {err}"
             );
+        }
+        assert!(parse(json!({"type": "pvc", "claimName": "a".repeat(63)})).is_ok());
+        assert!(matches!(
+            parse(json!({"type": "pvc"})).unwrap_err(),
+            SpecError::MissingOption {
+                option: "claimName",
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(json!({"type": "pvc", "claimName": "x", "path": "/x"})).unwrap_err(),
+            SpecError::UnknownOption { .. }
+        ));
+    }
+
+    #[test]
+    fn nfs_server_path_and_options_are_checked() {
+        let spec = parse(
+            json!({"type": "nfs", "server": "nfs.example.com", "path": "/exports/team",
+            "options": "nfsvers=4.1, hard,timeo=600"}),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.backend,
+            BackendSpec::Nfs(NfsSpec {
+                server: "nfs.example.com".into(),
+                path: "/exports/team".into(),
+                options: vec!["nfsvers=4.1".into(), "hard".into(), "timeo=600".into()],
+            })
+        );
+        assert!(parse(json!({"type": "nfs", "server": "[fd00::1]", "path": "/x"})).is_ok());
+        assert!(parse(json!({"type": "nfs", "server": "10.0.0.2", "path": "/"})).is_ok());
+        for server in ["a b", "x:/y", "-o", "host,ro", "[zz]", "a..b", ""] {
+            let err = parse(json!({"type": "nfs", "server": server, "path": "/x"})).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    SpecError::BadNfsServer(_) | SpecError::MissingOption { .. }
+                ),
+                "{server}: {err}"
+            );
+        }
+        for path in ["exports", "/a/../b", "/a//b", "/a/"] {
+            let err = parse(json!({"type": "nfs", "server": "s", "path": path})).unwrap_err();
+            assert!(matches!(err, SpecError::BadNfsPath(_)), "{path}: {err}");
+        }
+        let err = parse(json!({"type": "nfs", "server": "s", "path": "/x", "options": "hard,fsc"}))
+            .unwrap_err();
+        assert_eq!(err, SpecError::UnsupportedNfsOption("fsc".into()));
+        for bad in ["vers=4 x", "sec=sys;rm", "timeo=", "=1"] {
+            let err = parse(json!({"type": "nfs", "server": "s", "path": "/x", "options": bad}))
+                .unwrap_err();
+            assert!(matches!(err, SpecError::BadNfsOption(_)), "{bad}: {err}");
         }
     }
 

@@ -311,6 +311,17 @@ fn credential_profiles_keep_secrets_out_of_docker_and_logs() {
     ]);
     assert!(err.contains("nobody"), "{err}");
 
+    // A volume with inline keys, whose state file must hold them sealed.
+    let inline = clean.volume(&unique("inline-sealed"));
+    dk(
+        &format!(
+            "volume create -d {} {} {inline}",
+            p.driver,
+            s3_opts(&config)
+        ),
+        &[],
+    );
+
     // Neither the daemon's debug log, its state files, the mount logs nor
     // inspect show a secret (inline keys of the other tests included).
     let plugin = p.plugin();
@@ -333,6 +344,16 @@ fn credential_profiles_keep_secrets_out_of_docker_and_logs() {
         .find(|path| fs::read_to_string(path).unwrap().contains("team-a"))
         .expect("the profile volume's state file");
     places.push(("state file".into(), fs::read_to_string(&record).unwrap()));
+    let sealed = plugin
+        .state_dir
+        .join("volumes")
+        .join(format!("{inline}.json"));
+    let text = fs::read_to_string(&sealed).unwrap();
+    assert!(
+        text.contains("\"sealed\""),
+        "inline keys are sealed:\n{text}"
+    );
+    places.push(("state file".into(), text));
     for (what, text) in places {
         assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
         if what == "state file" {

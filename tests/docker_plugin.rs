@@ -330,6 +330,29 @@ fn built_pushed_installed_and_used() {
         objects.get("agents/note").as_deref(),
         Some(&b"via-ossfs\n"[..])
     );
+    // A pvc claim of a local volume: looked up through the Engine API
+    // socket (docker-socket mount), reached through the hostfs mount.
+    let claim = clean.volume(&unique("inst-claim"));
+    dk(&format!("volume create {claim}"), &[]);
+    let claim_data = PathBuf::from(docker_ok(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Mountpoint}}",
+        &claim,
+    ]));
+    let pvc_vol = clean.volume(&unique("inst-pvc"));
+    dk(
+        &format!(
+            "volume create -d {name} -o type=pvc -o claimName={claim} -o subPath=sandbox {pvc_vol}"
+        ),
+        &[],
+    );
+    run_sh(&format!("-v {pvc_vol}:/p"), "echo via-pvc > /p/f");
+    assert_eq!(
+        fs::read_to_string(claim_data.join("sandbox/f")).unwrap(),
+        "via-pvc\n"
+    );
     // readOnly holds as in legacy mode: the bind is read-only.
     let ro_vol = clean.volume(&unique("inst-ro"));
     dk(

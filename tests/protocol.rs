@@ -323,10 +323,7 @@ fn option_errors_name_the_option_and_what_is_accepted() {
     let e = env.create("t", json!({"type": "s3"}));
     assert!(e.contains("`bucket` is required"), "{e}");
     let e = env.create("p", json!({"type": "pvc"}));
-    assert!(
-        e.contains("not supported") && e.contains("host, s3, ossfs"),
-        "{e}"
-    );
+    assert!(e.contains("`claimName` is required for type=pvc"), "{e}");
     let e = env.create(
         "n",
         json!({"type": "host", "path": env.allowed.join("missing")}),

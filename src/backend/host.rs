@@ -153,22 +153,14 @@ impl HostBackend {
     /// descriptor checked is the one returned, so nothing can be swapped in
     /// between.
     pub fn open_source(&self, path: &Path, sub_path: Option<&str>) -> Result<OwnedFd, HostError> {
-        let Resolved { mut fd, host_path } = self.resolve(path)?;
+        let Resolved { fd, host_path } = self.resolve(path)?;
         let io_err = |action, source| HostError::Io {
             action,
             path: path.into(),
             source,
         };
         if let Some(sub) = sub_path {
-            for component in sub.split('/') {
-                fd = open_or_create_child(&fd, component).map_err(|e| match e.raw_os_error() {
-                    Some(libc::ELOOP) | Some(libc::ENOTDIR) => HostError::SubPathNotDirectory {
-                        sub_path: sub.to_string(),
-                        component: component.to_string(),
-                    },
-                    _ => io_err("create subPath under", e),
-                })?;
-            }
+            let fd = descend(fd, path, sub)?;
             // Defence in depth: the final directory must still be inside.
             let seen = fd_path(&fd).map_err(|e| io_err("open", e))?;
             let held = seen
@@ -182,9 +174,66 @@ impl HostBackend {
                     allowed: self.allowed_list(),
                 });
             }
+            return Ok(fd);
         }
         Ok(fd)
     }
+
+    /// Opens the directory of a `pvc` claim (Docker told us where it is, so
+    /// no allow-list applies) and then `sub_path` below it, creating missing
+    /// components and following no symlink: a link inside the claimed
+    /// volume cannot lead out of it. `in_host_root`: `path` is a host path
+    /// (a local volume's `_data`), else a path of this process (a volume of
+    /// this plugin, mounted by it).
+    pub fn open_claim(
+        &self,
+        path: &Path,
+        in_host_root: bool,
+        sub_path: Option<&str>,
+    ) -> Result<OwnedFd, HostError> {
+        let opened = if in_host_root {
+            self.open_in_root(path).map(|(fd, _)| fd)
+        } else {
+            open_dir(None, path)
+        };
+        let fd = match opened {
+            Ok(fd) if is_dir(&fd) => fd,
+            Ok(_) => return Err(HostError::NotADirectory { path: path.into() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(HostError::NotFound { path: path.into() });
+            }
+            Err(source) => {
+                return Err(HostError::Io {
+                    action: "open",
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        match sub_path {
+            Some(sub) => descend(fd, path, sub),
+            None => Ok(fd),
+        }
+    }
+}
+
+/// Walks `sub` down from `fd` one component at a time, creating missing
+/// directories, refusing symlinks and files (`O_NOFOLLOW|O_DIRECTORY`).
+fn descend(mut fd: OwnedFd, path: &Path, sub: &str) -> Result<OwnedFd, HostError> {
+    for component in sub.split('/') {
+        fd = open_or_create_child(&fd, component).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => HostError::SubPathNotDirectory {
+                sub_path: sub.to_string(),
+                component: component.to_string(),
+            },
+            _ => HostError::Io {
+                action: "create subPath under",
+                path: path.into(),
+                source: e,
+            },
+        })?;
+    }
+    Ok(fd)
 }
 
 const DIR_FLAGS: libc::c_int =

@@ -6,12 +6,16 @@
 //! A backend never deletes the user's data: Remove only forgets the volume.
 
 pub mod host;
+pub mod nfs;
 pub mod object;
+pub mod pvc;
 
 use crate::mounts;
 use crate::spec::{BackendSpec, Credentials, VolumeSpec};
 use host::{HostBackend, HostError};
+use nfs::{NfsBackend, NfsError};
 use object::{ObjectBackend, ObjectError, ObjectSettings};
+use pvc::{ClaimError, ClaimSource};
 use serde_json::{Map, Value, json};
 use std::io;
 use std::os::fd::AsFd;
@@ -23,6 +27,12 @@ pub enum BackendError {
     Host(#[from] HostError),
     #[error(transparent)]
     Object(#[from] ObjectError),
+    #[error(transparent)]
+    Nfs(#[from] NfsError),
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error("claim {claim:?} could not be mounted: {reason}")]
+    ClaimMount { claim: String, reason: String },
     #[error(
         "could not mount at {target:?}: {source}{hint}",
         hint = if source.raw_os_error() == Some(libc::EPERM) { " (the plugin must run as root with CAP_SYS_ADMIN)" } else { "" }
@@ -35,6 +45,7 @@ pub enum BackendError {
 pub struct Backends {
     host: HostBackend,
     object: ObjectBackend,
+    nfs: NfsBackend,
 }
 
 impl Backends {
@@ -46,6 +57,7 @@ impl Backends {
         Backends {
             host: HostBackend::new(allowed_host_paths, host_root),
             object: ObjectBackend::new(object),
+            nfs: NfsBackend,
         }
     }
 
@@ -53,7 +65,9 @@ impl Backends {
     /// a later Mount can share it.
     pub fn is_healthy(&self, spec: &VolumeSpec, target: &Path) -> bool {
         match &spec.backend {
-            BackendSpec::Host { .. } => mounts::is_mount_point(target).unwrap_or(false),
+            BackendSpec::Host { .. } | BackendSpec::Pvc { .. } | BackendSpec::Nfs(_) => {
+                mounts::is_mount_point(target).unwrap_or(false)
+            }
             BackendSpec::S3(_) | BackendSpec::Ossfs(_) => self.object.is_healthy(target),
         }
     }
@@ -66,26 +80,39 @@ impl Backends {
                 self.host.check(path)?;
             }
             BackendSpec::S3(obj) | BackendSpec::Ossfs(obj) => self.object.validate(obj)?,
+            // Whether the claim exists is asked at Mount: it may be created
+            // after this volume, and may be removed again before it is used.
+            BackendSpec::Pvc { .. } => {}
+            BackendSpec::Nfs(_) => self.nfs.validate()?,
         }
         Ok(())
     }
 
     /// Makes the volume's data appear at `target` (created if missing).
-    pub fn attach(&self, spec: &VolumeSpec, target: &Path) -> Result<(), BackendError> {
+    /// `claim` is where a pvc volume's claim is (the driver looks it up).
+    pub fn attach(
+        &self,
+        spec: &VolumeSpec,
+        claim: Option<&ClaimSource>,
+        target: &Path,
+    ) -> Result<(), BackendError> {
+        let sub_path = spec.sub_path.as_deref();
         match &spec.backend {
             BackendSpec::Host { path } => {
-                let source = self.host.open_source(path, spec.sub_path.as_deref())?;
-                let mount_err = |source| BackendError::Mount {
-                    target: target.into(),
-                    source,
+                let source = self.host.open_source(path, sub_path)?;
+                bind(&source, target, spec.read_only)
+            }
+            BackendSpec::Pvc { claim_name } => {
+                let source = match claim {
+                    Some(ClaimSource::Host(p)) => self.host.open_claim(p, true, sub_path)?,
+                    Some(ClaimSource::Plugin(p)) => self.host.open_claim(p, false, sub_path)?,
+                    None => return Err(ClaimError::NoMountpoint(claim_name.clone()).into()),
                 };
-                std::fs::create_dir_all(target).map_err(mount_err)?;
-                // A mount left by a crash before its state was saved would
-                // otherwise be stacked under the new one.
-                if mounts::is_mount_point(target).map_err(mount_err)? {
-                    mounts::unmount(target).map_err(mount_err)?;
-                }
-                mounts::bind_mount(source.as_fd(), target, spec.read_only).map_err(mount_err)
+                bind(&source, target, spec.read_only)
+            }
+            BackendSpec::Nfs(nfs) => {
+                clear_stale(target)?;
+                Ok(self.nfs.attach(nfs, target, spec.read_only)?)
             }
             BackendSpec::S3(obj) | BackendSpec::Ossfs(obj) => {
                 Ok(self.object.attach(spec, obj, target)?)
@@ -96,7 +123,7 @@ impl Backends {
     /// Undoes `attach`; detaching what is not mounted succeeds.
     pub fn detach(&self, spec: &VolumeSpec, target: &Path) -> Result<(), BackendError> {
         match &spec.backend {
-            BackendSpec::Host { .. } => {
+            BackendSpec::Host { .. } | BackendSpec::Pvc { .. } | BackendSpec::Nfs(_) => {
                 mounts::unmount(target).map_err(|source| BackendError::Unmount {
                     target: target.into(),
                     source,
@@ -124,6 +151,14 @@ impl Backends {
         match &spec.backend {
             BackendSpec::Host { path } => {
                 status.insert("path".into(), json!(path));
+            }
+            BackendSpec::Pvc { claim_name } => {
+                status.insert("claimName".into(), json!(claim_name));
+            }
+            BackendSpec::Nfs(nfs) => {
+                status.insert("server".into(), json!(nfs.server));
+                status.insert("path".into(), json!(nfs.path));
+                status.insert("options".into(), json!(nfs.options.join(",")));
             }
             BackendSpec::S3(obj) | BackendSpec::Ossfs(obj) => {
                 status.insert("bucket".into(), json!(obj.bucket));
@@ -157,4 +192,28 @@ impl Backends {
         status.insert("readOnly".into(), json!(spec.read_only));
         status
     }
+}
+
+/// Creates `target` and detaches whatever a crash left mounted there (a
+/// mount made before its state was saved), so nothing stacks under the new
+/// mount.
+fn clear_stale(target: &Path) -> Result<(), BackendError> {
+    let mount_err = |source| BackendError::Mount {
+        target: target.into(),
+        source,
+    };
+    std::fs::create_dir_all(target).map_err(mount_err)?;
+    if mounts::is_mount_point(target).map_err(mount_err)? {
+        mounts::unmount(target).map_err(mount_err)?;
+    }
+    Ok(())
+}
+
+/// Bind-mounts the opened, checked directory `source` at `target`.
+fn bind(source: &std::os::fd::OwnedFd, target: &Path, read_only: bool) -> Result<(), BackendError> {
+    clear_stale(target)?;
+    mounts::bind_mount(source.as_fd(), target, read_only).map_err(|source| BackendError::Mount {
+        target: target.into(),
+        source,
+    })
 }

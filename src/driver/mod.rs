@@ -10,13 +10,16 @@
 //! on tokio's blocking pool.
 
 pub mod refcount;
+mod sealing;
 pub mod state;
 
 use crate::backend::object::ObjectSettings;
+use crate::backend::pvc::{self, ClaimError, ClaimSource, claim_mount_id};
 use crate::backend::{BackendError, Backends};
+use crate::engine::Engine;
 use crate::mounts;
 use crate::names::{self, NameError};
-use crate::spec::{self, SpecError};
+use crate::spec::{self, BackendSpec, SpecError, VolumeSpec};
 use serde_json::{Map, Value, json};
 use state::{RECORD_VERSION, StateStore, VolumeRecord};
 use std::collections::BTreeMap;
@@ -35,6 +38,8 @@ pub struct DriverConfig {
     pub host_root: PathBuf,
     /// Upload mode of object-storage volumes that set none.
     pub default_upload: crate::objectfs::UploadMode,
+    /// The Docker Engine API socket, where `pvc` claims are looked up.
+    pub docker_socket: PathBuf,
     /// Credential profiles of object-storage volumes (`NAME.json`).
     pub credentials_dir: PathBuf,
     /// The binary that serves object-storage mounts (`… mount`).
@@ -87,6 +92,7 @@ struct Slot {
 pub struct Driver {
     store: StateStore,
     backends: Backends,
+    engine: Engine,
     mount_root: PathBuf,
     volumes: Mutex<BTreeMap<String, Arc<Slot>>>,
 }
@@ -121,6 +127,7 @@ impl Driver {
                     default_upload: config.default_upload,
                 },
             ),
+            engine: Engine::new(config.docker_socket),
             mount_root: config.mount_root,
             volumes: Mutex::new(BTreeMap::new()),
         };
@@ -208,6 +215,14 @@ impl Driver {
             name: name.into(),
             source,
         })?;
+        if let BackendSpec::Pvc { claim_name } = &spec.backend
+            && claim_name == name
+        {
+            return Err(DriverError::Backend {
+                name: name.into(),
+                source: ClaimError::ItSelf(claim_name.clone()).into(),
+            });
+        }
         self.backends
             .validate(&spec)
             .map_err(|source| DriverError::Backend {
@@ -287,22 +302,86 @@ impl Driver {
         // believes it is there.
         let attach = first || !self.backends.is_healthy(&record.spec, &target);
         if attach {
-            self.backends
-                .attach(&record.spec, &target)
-                .map_err(|source| DriverError::Backend {
-                    name: name.into(),
-                    source,
-                })?;
+            if !first {
+                // Re-attaching: the claim mount held so far is taken anew.
+                self.release_claim(name, &record.spec);
+            }
+            let backend_err = |source| DriverError::Backend {
+                name: name.into(),
+                source,
+            };
+            let claim = self.claim_source(name, &record.spec).map_err(backend_err)?;
+            if let Err(e) = self.backends.attach(&record.spec, claim.as_ref(), &target) {
+                self.release_claim(name, &record.spec);
+                return Err(backend_err(e));
+            }
         }
         if let Err(e) = self.save(&record) {
             if first {
                 let _ = self.backends.detach(&record.spec, &target);
+                self.release_claim(name, &record.spec);
             }
             return Err(e);
         }
         tracing::info!(volume = %name, mounts = record.mount_ids.total(), "mounted");
         *lock(&slot.record) = Some(record);
         Ok(target)
+    }
+
+    /// The spec of a volume this plugin serves, if it does.
+    fn own_spec(&self, name: &str) -> Option<VolumeSpec> {
+        let slot = lock(&self.volumes).get(name).cloned()?;
+        let record = lock(&slot.record);
+        record.as_ref().map(|r| r.spec.clone())
+    }
+
+    /// Where the claim of pvc volume `name` is; `None` for other types. A
+    /// claim served by this plugin is mounted through it, held under
+    /// [`claim_mount_id`] until [`Self::release_claim`]; a local volume is
+    /// looked up through the Engine API (never under a lock other volumes
+    /// wait on: only this volume's own lock is held).
+    fn claim_source(
+        &self,
+        name: &str,
+        spec: &VolumeSpec,
+    ) -> Result<Option<ClaimSource>, BackendError> {
+        let BackendSpec::Pvc { claim_name } = &spec.backend else {
+            return Ok(None);
+        };
+        if claim_name == name {
+            return Err(ClaimError::ItSelf(claim_name.clone()).into());
+        }
+        if let Some(claim_spec) = self.own_spec(claim_name) {
+            if matches!(claim_spec.backend, BackendSpec::Pvc { .. }) {
+                return Err(ClaimError::Chained(claim_name.clone()).into());
+            }
+            let path = self.mount(claim_name, &claim_mount_id(name)).map_err(|e| {
+                BackendError::ClaimMount {
+                    claim: claim_name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            return Ok(Some(ClaimSource::Plugin(path)));
+        }
+        let volume = self
+            .engine
+            .volume(claim_name)
+            .map_err(|source| ClaimError::Engine {
+                claim: claim_name.clone(),
+                source,
+            })?;
+        Ok(Some(pvc::local_claim(claim_name, &volume)?))
+    }
+
+    /// Gives back the mount a pvc volume held of a claim this plugin serves.
+    fn release_claim(&self, name: &str, spec: &VolumeSpec) {
+        if let BackendSpec::Pvc { claim_name } = &spec.backend
+            && self.own_spec(claim_name).is_some()
+            && let Err(e) = self.unmount(claim_name, &claim_mount_id(name))
+        {
+            tracing::warn!(volume = %name, claim = %claim_name, error = %e,
+                "could not release the claim's mount");
+        }
     }
 
     /// Drops mount `id`; the last one detaches the backend. An unknown ID
@@ -326,6 +405,7 @@ impl Driver {
                         name: name.into(),
                         source,
                     })?;
+                self.release_claim(name, &record.spec);
             }
         }
         self.save(&record)?;

@@ -6,6 +6,7 @@
 //! after a crash a volume's file is either the old or the new version, whole.
 
 use super::refcount::MountIds;
+use super::sealing::Sealer;
 use crate::names;
 use crate::spec::VolumeSpec;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,8 @@ pub struct VolumeRecord {
 
 pub struct StateStore {
     dir: PathBuf,
+    /// Seals inline keys before they reach a file (see `sealing`).
+    sealer: Sealer,
 }
 
 /// A state file that could not be read; the plugin logs it and goes on, so
@@ -50,7 +53,8 @@ impl StateStore {
             .recursive(true)
             .mode(0o700)
             .create(&dir)?;
-        Ok(StateStore { dir })
+        let sealer = Sealer::open_or_create(&state_dir.join("secret.key"))?;
+        Ok(StateStore { dir, sealer })
     }
 
     fn path_for(&self, name: &str) -> PathBuf {
@@ -71,7 +75,7 @@ impl StateStore {
                 }
                 continue;
             }
-            match read_record(&path) {
+            match self.read_record(&path) {
                 Ok(r) if r.version > RECORD_VERSION => bad.push(UnreadableRecord {
                     path,
                     reason: format!("record version {} is newer than this plugin's", r.version),
@@ -95,7 +99,9 @@ impl StateStore {
     pub fn save(&self, record: &VolumeRecord) -> io::Result<()> {
         let path = self.path_for(&record.name);
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        let mut value = serde_json::to_value(record).map_err(io::Error::other)?;
+        self.sealer.seal_record(&record.name, &mut value)?;
+        let bytes = serde_json::to_vec_pretty(&value).map_err(io::Error::other)?;
         {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -120,9 +126,19 @@ impl StateStore {
     }
 }
 
-fn read_record(path: &Path) -> io::Result<VolumeRecord> {
-    let bytes = fs::read(path)?;
-    serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+impl StateStore {
+    fn read_record(&self, path: &Path) -> io::Result<VolumeRecord> {
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, e);
+        let bytes = fs::read(path)?;
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+        let name = value
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default()
+            .to_string();
+        self.sealer.unseal_record(&name, &mut value)?;
+        serde_json::from_value(value).map_err(invalid)
+    }
 }
 
 /// A rename is durable only once its directory is synced.
