@@ -321,10 +321,31 @@ impl ServeArgs {
     }
 }
 
+/// The AWS SDK's debug and trace output prints request headers and the
+/// resolved credentials (the key id in both); whatever level is asked for,
+/// these targets stay at info.
+const SDK_CAP: &[&str] = &[
+    "aws_smithy_runtime=info",
+    "aws_smithy_runtime_api=info",
+    "aws_smithy_http_client=info",
+    "aws_smithy_types=info",
+    "aws_sigv4=info",
+    "aws_sdk_s3=info",
+    "aws_credential_types=info",
+    "aws_runtime=info",
+    "aws_config=info",
+    "aws_types=info",
+];
+
 fn init_logging(filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
         anyhow::anyhow!("--log-level {filter:?} is not a log filter ({e}); use error, warn, info, debug or trace")
     })?;
+    if filter.max_level_hint() > Some(tracing_subscriber::filter::LevelFilter::INFO) {
+        for cap in SDK_CAP {
+            filter = filter.add_directive(cap.parse()?);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

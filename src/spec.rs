@@ -264,17 +264,18 @@ pub enum SpecError {
         served = SERVED_TYPES.join(", ")
     )]
     UnsupportedType(String),
-    #[error("option `{key}` is not accepted for type={ty}; accepted options: {accepted}")]
+    #[error("option `{}` is not accepted for type={ty}; accepted options: {accepted}", printable(.key))]
     UnknownOption {
         key: String,
         ty: String,
         accepted: String,
     },
     #[error(
-        "option `{0}` is given more than once (option names are case-insensitive); give it once"
+        "option `{}` is given more than once (option names are case-insensitive); give it once",
+        printable(.0)
     )]
     Duplicate(String),
-    #[error("option `{0}` must be a string, number or boolean")]
+    #[error("option `{}` must be a string, number or boolean", printable(.0))]
     NotAString(String),
     #[error(
         "option `path` is required for type=host; set it to an absolute host directory, e.g. path=/srv/data"
@@ -355,11 +356,12 @@ pub enum SpecError {
     )]
     BadKey(&'static str),
     #[error(
-        "ossfs option `{0}` in `options` is not supported; supported: {supported}",
+        "ossfs option `{}` in `options` is not supported; supported: {supported}",
+        printable(.0),
         supported = OSSFS_MOUNT_OPTIONS.join(", ")
     )]
     UnsupportedOssfsOption(String),
-    #[error("ossfs option `{item}` in `options` is not valid; {expected}")]
+    #[error("ossfs option `{}` in `options` is not valid; {expected}", printable(.item))]
     BadOssfsOption {
         item: String,
         expected: &'static str,
@@ -367,7 +369,8 @@ pub enum SpecError {
     #[error("ossfs option `{0}` is given twice in `options` with different values; give it once")]
     DuplicateOssfsOption(String),
     #[error(
-        "option `{option}`={value:?} conflicts with `{item}` in `options`; give the setting in one place or make the two agree"
+        "option `{option}`={value:?} conflicts with `{}` in `options`; give the setting in one place or make the two agree",
+        printable(.item)
     )]
     OptionsConflict {
         option: &'static str,
@@ -392,9 +395,25 @@ pub enum SpecError {
     )]
     UnsupportedNfsOption(String),
     #[error(
-        "NFS option `{0}` in `options` is malformed; give name or name=value with letters, digits, `.`, `_` or `-` only"
+        "NFS option `{}` in `options` is malformed; give name or name=value with letters, digits, `.`, `_` or `-` only",
+        printable(.0)
     )]
     BadNfsOption(String),
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), for errors that
+/// quote an option name or an item of `options` between backticks: an
+/// error is one line, and a terminal shows it without escape sequences.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Longest path we accept in an option; PATH_MAX on Linux.

@@ -8,7 +8,7 @@ mod common;
 
 use common::docker::{
     Cleanup, SharedPlugin, TEST_DRIVER, dk, inspect_volume, mounts_of, restart_dockerd,
-    run_detached, run_sh, unique,
+    run_detached, run_sh, start_dockerd, stop_dockerd, unique, wait_for_dockerd,
 };
 use common::wait_for;
 use std::fs;
@@ -117,5 +117,36 @@ fn dockerd_restart_keeps_every_volume() {
     wait_for("the dead container's volume to be released", || {
         mounts_of(&b) == 0
     });
+    dk(&format!("volume rm {a} {b}"), &[]);
+}
+
+#[test]
+fn plugin_coming_back_while_dockerd_restores_keeps_every_volume() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = plugin();
+    let mut clean = Cleanup::default();
+    let (a, a_dir) = p.create_host_volume(&mut clean, "rra", "");
+    let (b, _) = p.create_host_volume(&mut clean, "rrb", "");
+    fs::write(a_dir.join("f"), "restored").unwrap();
+
+    // dockerd goes down, and so does the plugin; dockerd starts its restore
+    // (a Get per volume) with the plugin still gone, and the plugin comes
+    // back in the middle of it.
+    let argv = stop_dockerd();
+    p.plugin().kill();
+    start_dockerd(&argv);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    p.plugin().start_again();
+    wait_for_dockerd();
+
+    let listed = listed_volumes(p);
+    for v in [&a, &b] {
+        assert!(
+            listed.lines().any(|l| l == v),
+            "{v} missing after the restore:\n{listed}"
+        );
+    }
+    assert_eq!(run_sh(&format!("-v {a}:/data"), "cat /data/f"), "restored");
+    assert_eq!(mounts_of(&a), 0);
     dk(&format!("volume rm {a} {b}"), &[]);
 }

@@ -535,3 +535,12 @@ fn help_documents_every_setting_and_its_variable() {
         }
     }
 }
+
+#[test]
+fn the_socket_is_for_root_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    let meta = std::fs::metadata(env.socket()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0, "owned by root (the plugin runs as root)");
+}

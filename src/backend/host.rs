@@ -113,19 +113,7 @@ impl HostBackend {
         }
         let (fd, host_path) = match self.open_in_root(path) {
             Ok(found) => found,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(HostError::NotFound { path: path.into() });
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                return Err(HostError::NotADirectory { path: path.into() });
-            }
-            Err(source) => {
-                return Err(HostError::Io {
-                    action: "resolve",
-                    path: path.into(),
-                    source,
-                });
-            }
+            Err(e) => return Err(self.unopenable(path, e)),
         };
         // The allow-list first: whether something outside it is a
         // directory is none of the caller's business.
@@ -140,6 +128,45 @@ impl HostBackend {
             return Err(HostError::NotADirectory { path: path.into() });
         }
         Ok(Resolved { fd, host_path })
+    }
+
+    /// The error for a `path` that cannot be opened. Whether a path outside
+    /// the allow-list exists, or what it is, is none of the caller's
+    /// business either: it is refused as outside, like one that exists.
+    fn unopenable(&self, path: &Path, e: io::Error) -> HostError {
+        if let Some(resolved) = self.outside_when_missing(path) {
+            return HostError::NotAllowed {
+                path: path.into(),
+                resolved,
+                allowed: self.allowed_list(),
+            };
+        }
+        if e.kind() == io::ErrorKind::NotFound {
+            HostError::NotFound { path: path.into() }
+        } else if e.raw_os_error() == Some(libc::ENOTDIR) {
+            HostError::NotADirectory { path: path.into() }
+        } else {
+            HostError::Io {
+                action: "resolve",
+                path: path.into(),
+                source: e,
+            }
+        }
+    }
+
+    /// Where a `path` that cannot be opened would be (its deepest ancestor
+    /// that opens, resolved, with the rest of `path` appended), when that
+    /// is outside the allow-list.
+    fn outside_when_missing(&self, path: &Path) -> Option<PathBuf> {
+        let mut ancestor = path.parent();
+        while let Some(dir) = ancestor {
+            if let Ok((_, resolved)) = self.open_in_root(dir) {
+                let would_be = resolved.join(path.strip_prefix(dir).ok()?);
+                return (!self.is_allowed(&would_be)).then_some(would_be);
+            }
+            ancestor = dir.parent();
+        }
+        None
     }
 
     /// Resolves `path` and checks it against the allow-list; returns the
@@ -257,29 +284,45 @@ fn open_dir(parent: Option<&OwnedFd>, name: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// How often openat2 is retried when it fails with EAGAIN.
+const OPENAT2_ATTEMPTS: u32 = 200;
+
 /// `openat2(root, relative, O_PATH, RESOLVE_IN_ROOT)`: symlinks and `..`
 /// are resolved as if `root` were the filesystem's root.
+///
+/// The kernel fails a lookup that crossed `..` with EAGAIN when any rename
+/// or mount happened on the host meanwhile (it cannot then prove that the
+/// `..` stayed inside) and asks the caller to retry: a busy host makes
+/// that common, so it is retried rather than reported.
 fn open_in_root(root: &OwnedFd, relative: &Path) -> io::Result<OwnedFd> {
     let c = c_path(relative)?;
     // SAFETY: open_how is plain data; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: valid fd, C string and open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        // SAFETY: valid fd, C string and open_how of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: fd is a fresh, valid descriptor.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EAGAIN) || attempts >= OPENAT2_ATTEMPTS {
+            return Err(err);
+        }
+        std::thread::yield_now();
     }
-    // SAFETY: fd is a fresh, valid descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
 fn is_dir(fd: &OwnedFd) -> bool {

@@ -11,6 +11,7 @@ use crate::driver::{Driver, DriverError, VolumeInfo};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -65,9 +66,29 @@ fn string_field(field: &str, value: Value) -> Result<String, String> {
 
 /// A reply that Docker reads as an error: non-200 status and `Err`.
 fn error_reply(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
+    let message = one_line(&message.into());
     tracing::warn!(error = %message, "request refused");
     (status, axum::Json(json!({ "Err": message }))).into_response()
+}
+
+/// `message` with every control character escaped (`\n`, `\u{1b}`): an
+/// error quotes what the caller sent (a volume name, an option), and Docker
+/// prints `Err` to a terminal, so it must stay one line without escape
+/// sequences.
+fn one_line(message: &str) -> String {
+    if !message.chars().any(char::is_control) {
+        return message.to_string();
+    }
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn ok_reply(body: Value) -> Response {
@@ -155,7 +176,7 @@ async fn handle(driver: Arc<Driver>, call: Call, body: Bytes) -> Response {
             tracing::debug!(error = %e, "volume not found");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "Err": e.to_string() })),
+                axum::Json(json!({ "Err": one_line(&e.to_string()) })),
             )
                 .into_response()
         }
@@ -188,6 +209,24 @@ async fn list(State(driver): State<Arc<Driver>>) -> Response {
     }
 }
 
+/// A body that could not be read, e.g. one over axum's 2 MB limit (413).
+fn unreadable_body(rejection: BytesRejection) -> Response {
+    error_reply(
+        rejection.status(),
+        format!(
+            "the request body could not be read ({}); send a JSON object of at most 2 MB",
+            rejection.body_text()
+        ),
+    )
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    error_reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} {uri} is not a call of this plugin; its calls are POST requests"),
+    )
+}
+
 async fn unknown(method: Method, uri: Uri) -> Response {
     error_reply(
         StatusCode::NOT_FOUND,
@@ -200,7 +239,14 @@ async fn unknown(method: Method, uri: Uri) -> Response {
 /// The nine calls of the volume plugin protocol.
 pub fn router(driver: Arc<Driver>) -> Router {
     fn route(call: Call) -> axum::routing::MethodRouter<Arc<Driver>> {
-        post(move |State(d): State<Arc<Driver>>, body: Bytes| handle(d, call, body))
+        post(
+            move |State(d): State<Arc<Driver>>, body: Result<Bytes, BytesRejection>| async move {
+                match body {
+                    Ok(body) => handle(d, call, body).await,
+                    Err(rejection) => unreadable_body(rejection),
+                }
+            },
+        )
     }
     Router::new()
         .route("/Plugin.Activate", post(activate))
@@ -213,6 +259,7 @@ pub fn router(driver: Arc<Driver>) -> Router {
         .route("/VolumeDriver.Path", route(Call::Path))
         .route("/VolumeDriver.Get", route(Call::Get))
         .fallback(unknown)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(driver)
 }
 
@@ -234,6 +281,12 @@ mod tests {
         assert_eq!(r.name.as_deref(), Some("v"));
         assert_eq!(r.id.as_deref(), Some("x"));
         assert_eq!(r.opts, None);
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        assert_eq!(one_line("plain `x`"), "plain `x`");
+        assert_eq!(one_line("a\nb\u{1b}[2J\0"), "a\\nb\\u{1b}[2J\\u{0}");
     }
 
     #[test]

@@ -255,29 +255,46 @@ pub fn restart_dockerd() {
                 .success()
         );
     } else {
-        let (pid, argv) = running_dockerd();
-        // SAFETY: plain kill(2).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        super::wait_for_within("dockerd to stop", Duration::from_secs(60), || is_gone(pid));
-        let log_path = std::env::var("OSV_DOCKERD_LOG")
-            .unwrap_or_else(|_| "/tmp/osv-dockerd-restarted.log".into());
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .unwrap();
-        // `setsid --fork` detaches dockerd into its own session and returns
-        // at once, so it is not our child and outlives the test process.
-        let status = Command::new("setsid")
-            .arg("--fork")
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .status()
-            .expect("starting dockerd again");
-        assert!(status.success(), "setsid dockerd: {status}");
+        let argv = stop_dockerd();
+        start_dockerd(&argv);
     }
+    wait_for_dockerd();
+}
+
+/// Stops the running dockerd (SIGTERM, then waits); returns its argv.
+pub fn stop_dockerd() -> Vec<String> {
+    let (pid, argv) = running_dockerd();
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    super::wait_for_within("dockerd to stop", Duration::from_secs(60), || is_gone(pid));
+    argv
+}
+
+/// Starts dockerd with `argv`, detached from the test process (it must
+/// outlive it); returns at once, before it answers.
+pub fn start_dockerd(argv: &[String]) {
+    let log_path = std::env::var("OSV_DOCKERD_LOG")
+        .unwrap_or_else(|_| "/tmp/osv-dockerd-restarted.log".into());
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap();
+    // `setsid --fork` detaches dockerd into its own session and returns at
+    // once, so it is not our child and outlives the test process.
+    let status = Command::new("setsid")
+        .arg("--fork")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .expect("starting dockerd again");
+    assert!(status.success(), "setsid dockerd: {status}");
+}
+
+/// Waits until dockerd answers.
+pub fn wait_for_dockerd() {
     super::wait_for_within("dockerd to answer", Duration::from_secs(60), || {
         docker(&["info"]).status.success()
     });

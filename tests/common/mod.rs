@@ -71,7 +71,7 @@ impl Plugin {
             .arg("--credentials-dir")
             .arg(&self.credentials_dir)
             .arg("--log-level")
-            .arg("debug")
+            .arg("trace")
             .env_remove("OSV_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -120,6 +120,12 @@ impl Plugin {
 
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Starts it again after [`Self::kill`], on the same state.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the plugin is still running");
         self.spawn();
     }
 
