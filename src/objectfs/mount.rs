@@ -90,14 +90,27 @@ pub async fn run(
     if stopped_by_signal {
         tracing::info!("unmounting");
         let mountpoint = settings.mountpoint.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = session.umount_and_join() {
+        // The session ends once the kernel drops the last copy of the mount;
+        // a copy in another mount namespace (a container or plugin that
+        // rbinds the host's /) may never go. Upload after a grace period
+        // regardless: the copies fail with ENOTCONN once this process exits.
+        let (ended_tx, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = ended_tx.send(session.umount_and_join());
+        });
+        let outcome =
+            tokio::task::spawn_blocking(move || ended.recv_timeout(SESSION_END_GRACE)).await?;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 // Busy (a process still inside): detach lazily instead.
                 tracing::warn!(error = %e, "unmount failed; detaching lazily");
                 let _ = mounts::unmount(&mountpoint);
             }
-        })
-        .await?;
+            Err(_) => tracing::warn!(
+                "the filesystem is still mounted elsewhere (a copy in another mount namespace); uploading now, the copies stop working when this process exits"
+            ),
+        }
     } else {
         tracing::info!("unmounted from outside");
         let _ = tokio::task::spawn_blocking(move || session.join()).await;
@@ -115,6 +128,10 @@ pub async fn run(
     }
     Ok(pending)
 }
+
+/// How long a stopping mount waits for the kernel to end the FUSE session
+/// before it uploads anyway.
+const SESSION_END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The file in the cache directory where a running mount reports itself,
 /// so the plugin can show it in `docker volume inspect` without talking to

@@ -27,6 +27,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Server-side copies and completions of large uploads take longer.
 const SLOW_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// HEAD, LIST and GET up to its answer's head, the SDK's retries included:
+/// a store that accepts connections but never answers must not hold a
+/// reader for minutes (objectfs tries a read 6 times: EIO within ~63 s).
+/// GET bodies are bounded by the SDK's stalled-stream protection instead.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The SDK's own retries; our layer retries again above it.
 const SDK_MAX_ATTEMPTS: u32 = 3;
 /// Parts of a multipart server-side copy: at least this, and enough to stay
@@ -494,6 +499,17 @@ fn slow_attempts() -> aws_sdk_s3::config::Builder {
     )
 }
 
+/// A config override bounding a read request as a whole, see READ_TIMEOUT.
+fn read_timeouts() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(READ_TIMEOUT)
+            .operation_timeout(READ_TIMEOUT)
+            .build(),
+    )
+}
+
 /// Classifies an SDK error; `context` names the request in the message.
 fn classify<E>(context: &str, err: &SdkError<E>) -> StoreError
 where
@@ -674,6 +690,8 @@ impl ObjectStore for S3Store {
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .customize()
+            .config_override(read_timeouts())
             .send()
             .await
         {
@@ -714,6 +732,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes={start}-{last}"))
+            .customize()
+            .config_override(read_timeouts())
             .send()
             .await
         {
@@ -883,6 +903,8 @@ impl ObjectStore for S3Store {
             .set_max_keys((max_keys > 0).then_some(max_keys))
             // Keys may hold characters XML 1.0 cannot carry.
             .encoding_type(EncodingType::Url)
+            .customize()
+            .config_override(read_timeouts())
             .send()
             .await
             .map_err(|e| self.error("ListObjectsV2", prefix, e))?;

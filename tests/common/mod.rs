@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod fast_s3;
+pub mod fault_proxy;
 pub mod http;
 pub mod objectfs_mount;
 pub mod s3fs;
