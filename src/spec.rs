@@ -636,7 +636,7 @@ fn parse_nfs(opts: &Opts) -> Result<NfsSpec, SpecError> {
 /// A host name (labels of letters, digits and `-`), an IPv4 address, or an
 /// IPv6 address in brackets: nothing that could smuggle options or paths
 /// into the mount source `server:/path`.
-fn is_nfs_server(server: &str) -> bool {
+pub fn is_nfs_server(server: &str) -> bool {
     if let Some(inner) = server.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
         return inner.parse::<std::net::Ipv6Addr>().is_ok();
     }

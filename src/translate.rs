@@ -766,7 +766,7 @@ fn name_problem(name: &str) -> Option<String> {
         Some(format!(
             "Volume name '{name}' exceeds maximum length of 63 characters."
         ))
-    } else if !is_dns_label(name) {
+    } else if !crate::spec::is_dns_label(name) {
         Some(format!(
             "Volume name '{name}' is not a valid DNS label. Must be lowercase alphanumeric with \
              optional hyphens."
@@ -774,16 +774,6 @@ fn name_problem(name: &str) -> Option<String> {
     } else {
         None
     }
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !b.is_empty()
-        && b.iter().all(|c| alnum(c) || *c == b'-')
-        && alnum(&b[0])
-        && alnum(&b[b.len() - 1])
 }
 
 /// Checks a backend struct; returns its options in table order.
@@ -868,7 +858,7 @@ fn check_backend(
                     Some(format!(
                         "PVC claim name '{claim}' exceeds maximum length of 63 characters."
                     ))
-                } else if !is_dns_label(&claim) {
+                } else if !crate::spec::is_dns_label(&claim) {
                     Some(format!(
                         "PVC claim name '{claim}' is not a valid Kubernetes resource name."
                     ))
@@ -929,7 +919,7 @@ fn check_backend(
             if let Some(server) = get_str("server") {
                 if server.trim().is_empty() {
                     say("server", "NFS server cannot be empty.".into());
-                } else if !is_host_or_ip(&server) {
+                } else if !crate::spec::is_nfs_server(&server) {
                     say(
                         "server",
                         format!(
@@ -1020,25 +1010,6 @@ fn host_path_problem(path: &str, allowed: Option<&[String]>) -> Option<String> {
         }
     }
     None
-}
-
-/// A host name (dot-separated labels of letters, digits and `-`, at most
-/// 63 each), an IPv4 address, or an IPv6 address in brackets (the mount
-/// source is `server:/path`, so a bare IPv6 address would be ambiguous).
-fn is_host_or_ip(s: &str) -> bool {
-    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return inner.parse::<std::net::Ipv6Addr>().is_ok();
-    }
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// The plugin's refusal of the options this entry becomes, if any. Only for
@@ -1220,25 +1191,6 @@ mod tests {
         assert_eq!(volume_name("sb 1/", "work"), "sb-1-work");
         assert_eq!(volume_name("_x.", "work"), "x.work");
         assert_eq!(volume_name("", "work"), "work");
-    }
-
-    #[test]
-    fn dns_labels() {
-        assert!(is_dns_label("a"));
-        assert!(is_dns_label("a-1"));
-        assert!(!is_dns_label("-a"));
-        assert!(!is_dns_label("A"));
-        assert!(!is_dns_label("a_b"));
-    }
-
-    #[test]
-    fn hosts_and_ips() {
-        assert!(is_host_or_ip("nfs.example.com"));
-        assert!(is_host_or_ip("10.0.0.1"));
-        assert!(!is_host_or_ip("fd00::1"));
-        assert!(is_host_or_ip("[fd00::1]"));
-        assert!(!is_host_or_ip("nfs server"));
-        assert!(!is_host_or_ip("-x.example"));
     }
 
     #[test]
