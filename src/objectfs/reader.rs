@@ -7,7 +7,7 @@
 //! thus bounded by `MAX_WINDOW * CHUNK` (64 MiB).
 
 use crate::objectfs::transfer::{RetryPolicy, retry};
-use crate::store::{ObjectStore, StoreError, StoreResult};
+use crate::store::{ObjectStore, Segments, StoreError, StoreResult};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,8 +20,8 @@ pub const MAX_WINDOW: u64 = 16;
 const NEAR: u64 = 1024 * 1024;
 
 enum Chunk {
-    Pending(JoinHandle<StoreResult<Bytes>>),
-    Ready(Bytes),
+    Pending(JoinHandle<StoreResult<Segments>>),
+    Ready(Segments),
 }
 
 #[derive(Default)]
@@ -89,44 +89,55 @@ impl Reader {
                 let len = CHUNK.min(size - start);
                 Chunk::Pending(rt.spawn(async move {
                     retry(RetryPolicy::INTERACTIVE, "read ahead", || {
-                        store.get_range(&key, start, len)
+                        store.get_range_segments(&key, start, len)
                     })
                     .await
                 }))
             });
         }
         // Within one chunk (the common case: the kernel's reads are aligned
-        // and far smaller than a chunk) the reply is a slice of it, no copy.
+        // and far smaller than a chunk) the reply is a slice of the buffers
+        // the chunk arrived in, copied only where it spans two of them.
         if first == last {
+            let base = first * CHUNK;
             let data = self.ready(rt, first)?;
-            let from = ((offset - first * CHUNK) as usize).min(data.len());
-            let to = ((end - first * CHUNK) as usize).min(data.len());
-            return Ok(data.slice(from..to));
+            return Ok(data.slice((offset - base) as usize, (end - base) as usize));
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for i in first..=last {
-            let data = self.ready(rt, i)?;
             let chunk_start = i * CHUNK;
-            let from = offset.max(chunk_start) - chunk_start;
-            let to = (end.min(chunk_start + CHUNK) - chunk_start).min(data.len() as u64);
-            if from >= to {
+            let data = self.ready(rt, i)?;
+            let from = (offset.max(chunk_start) - chunk_start) as usize;
+            let to = (end.min(chunk_start + CHUNK) - chunk_start) as usize;
+            if from >= data.len() {
                 break; // the object is shorter than it was said to be
             }
-            out.extend_from_slice(&data[from as usize..to as usize]);
+            data.copy_into(from, to, &mut out);
         }
         Ok(out.freeze())
     }
 
-    fn ready(&mut self, rt: &Handle, i: u64) -> StoreResult<Bytes> {
-        let chunk = self.chunks.remove(&i).expect("chunk was scheduled");
-        let data = match chunk {
-            Chunk::Ready(b) => b,
-            Chunk::Pending(task) => rt
+    /// Chunk `i`, waited for if still in flight. A chunk that failed is
+    /// forgotten, so the next read asks for it again.
+    fn ready(&mut self, rt: &Handle, i: u64) -> StoreResult<&Segments> {
+        let slot = self.chunks.get_mut(&i).expect("chunk was scheduled");
+        if let Chunk::Pending(task) = slot {
+            let fetched = rt
                 .block_on(task)
-                .map_err(|e| StoreError::Transient(format!("read task failed: {e}")))??,
-        };
-        self.chunks.insert(i, Chunk::Ready(data.clone()));
-        Ok(data)
+                .map_err(|e| StoreError::Transient(format!("read task failed: {e}")))
+                .and_then(|r| r);
+            match fetched {
+                Ok(data) => *slot = Chunk::Ready(data),
+                Err(e) => {
+                    self.chunks.remove(&i);
+                    return Err(e);
+                }
+            }
+        }
+        match self.chunks.get(&i) {
+            Some(Chunk::Ready(data)) => Ok(data),
+            _ => unreachable!("chunk {i} was just made ready"),
+        }
     }
 }
 

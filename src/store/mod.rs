@@ -8,6 +8,9 @@
 
 pub mod memory;
 pub mod s3;
+mod segments;
+
+pub use segments::Segments;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -78,6 +81,12 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Bytes `[start, start+len)`; shorter at the end of the object.
     async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes>;
+
+    /// As `get_range`, but the bytes stay in the buffers they arrived in
+    /// (see [`Segments`]): what sequential read-ahead uses.
+    async fn get_range_segments(&self, key: &str, start: u64, len: u64) -> StoreResult<Segments> {
+        self.get_range(key, start, len).await.map(Segments::from)
+    }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<()>;
 

@@ -722,8 +722,13 @@ impl ObjectStore for S3Store {
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes> {
+        let body = self.get_range_segments(key, start, len).await?;
+        Ok(body.slice(0, body.len()))
+    }
+
+    async fn get_range_segments(&self, key: &str, start: u64, len: u64) -> StoreResult<Segments> {
         if len == 0 {
-            return Ok(Bytes::new());
+            return Ok(Segments::default());
         }
         let last = start.saturating_add(len - 1);
         let out = match self
@@ -740,7 +745,7 @@ impl ObjectStore for S3Store {
             Ok(out) => out,
             // A range starting at or after the end of the object.
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 416 => {
-                return Ok(Bytes::new());
+                return Ok(Segments::default());
             }
             Err(e) => return Err(self.error("GetObject", key, e)),
         };
@@ -752,14 +757,14 @@ impl ObjectStore for S3Store {
                 DisplayErrorContext(&e)
             )))
         })?;
-        let mut bytes = body.into_bytes();
+        let body = Segments::new(body.into_segments());
         // A server that ignores Range sends the whole object.
-        if !ranged && bytes.len() as u64 > len {
-            let from = (start as usize).min(bytes.len());
-            let to = (start.saturating_add(len) as usize).min(bytes.len());
-            bytes = bytes.slice(from..to);
+        if !ranged && body.len() as u64 > len {
+            let from = start.min(body.len() as u64) as usize;
+            let to = start.saturating_add(len).min(body.len() as u64) as usize;
+            return Ok(Segments::from(body.slice(from, to)));
         }
-        Ok(bytes)
+        Ok(body)
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<()> {
