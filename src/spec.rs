@@ -12,10 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
-/// Every backend type the OpenSandbox volume model names.
+/// Every backend type the OpenSandbox volume model names; the plugin
+/// serves them all.
 pub const ALL_TYPES: &[&str] = &["host", "pvc", "ossfs", "s3", "nfs"];
-/// The types this build can serve.
-pub const SERVED_TYPES: &[&str] = &["host", "pvc", "ossfs", "s3", "nfs"];
 
 /// Options every type accepts, in the spelling the documentation uses.
 const COMMON_OPTIONS: &[&str] = &["type", "subPath", "readOnly"];
@@ -259,11 +258,6 @@ pub enum SpecError {
     MissingType,
     #[error("type={0:?} is not a volume type; use one of: {types}", types = ALL_TYPES.join(", "))]
     UnknownType(String),
-    #[error(
-        "type={0} is not supported by this build of the plugin yet; supported types: {served}",
-        served = SERVED_TYPES.join(", ")
-    )]
-    UnsupportedType(String),
     #[error("option `{}` is not accepted for type={ty}; accepted options: {accepted}", printable(.key))]
     UnknownOption {
         key: String,
@@ -471,7 +465,7 @@ pub fn parse_options(opts: Option<&Map<String, Value>>) -> Result<VolumeSpec, Sp
             BackendSpec::Nfs(parse_nfs(&opts)?),
             read_only.unwrap_or(false),
         ),
-        _ => unreachable!("checked against SERVED_TYPES by parse_type"),
+        _ => unreachable!("checked against ALL_TYPES by parse_type"),
     };
     Ok(VolumeSpec {
         backend,
@@ -549,20 +543,18 @@ fn type_options(ty: &str) -> &'static [&'static str] {
     }
 }
 
-/// The volume type, as one of the [`SERVED_TYPES`].
+/// The volume type, as one of the [`ALL_TYPES`].
 fn parse_type(opts: &Opts) -> Result<&'static str, SpecError> {
     let ty = opts
         .get("type")
         .ok_or(SpecError::MissingType)?
         .trim()
         .to_ascii_lowercase();
-    let Some(known) = ALL_TYPES.iter().find(|t| **t == ty) else {
-        return Err(SpecError::UnknownType(ty));
-    };
-    if !SERVED_TYPES.contains(known) {
-        return Err(SpecError::UnsupportedType(ty));
-    }
-    Ok(known)
+    ALL_TYPES
+        .iter()
+        .find(|t| **t == ty)
+        .copied()
+        .ok_or(SpecError::UnknownType(ty))
 }
 
 fn parse_host(opts: &Opts) -> Result<BackendSpec, SpecError> {
@@ -1271,11 +1263,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_types_are_refused_and_every_known_one_is_served() {
+    fn unknown_types_are_refused() {
         assert!(
             matches!(parse(json!({"type": "ftp"})), Err(SpecError::UnknownType(t)) if t == "ftp")
         );
-        assert_eq!(ALL_TYPES.len(), SERVED_TYPES.len());
     }
 
     #[test]

@@ -1012,13 +1012,8 @@ fn host_path_problem(path: &str, allowed: Option<&[String]>) -> Option<String> {
     None
 }
 
-/// The plugin's refusal of the options this entry becomes, if any. Only for
-/// the types this build of the plugin serves: the others are checked by
-/// the plugin that serves them, at Create.
+/// The plugin's refusal of the options this entry becomes, if any.
 fn plugin_refusal(v: &Checked) -> Option<String> {
-    if !crate::spec::SERVED_TYPES.contains(&v.backend) {
-        return None;
-    }
     let map: Map<String, Value> = volume_options(v)
         .into_iter()
         .map(|(k, val)| (k, Value::String(val)))
