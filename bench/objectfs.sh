@@ -11,7 +11,9 @@
 #   --quick     256 MiB instead of 1 GiB, 200 small files, 500 listed objects
 #   --out FILE  also write the table (Markdown) to FILE
 #   --keep      keep the work directory (Garage data, caches, logs)
-#   (OSV_BENCH_RUNS=N: reads and listings are run N times, median compared; default 3)
+#   (OSV_BENCH_RUNS=N: reads, small files and listings are run N times, median
+#   compared; default 3. Reads are interleaved: raw, then each mount, per round.
+#   Every timed step waits first until Garage is idle.)
 #   --no-build  do not run cargo build (use the binaries already in target/release)
 #
 # Needs root (FUSE mounts, drop_caches), /dev/fuse, and Garage in
@@ -218,6 +220,20 @@ drop_caches() {
     fi
 }
 
+# Garage's CPU time in clock ticks (utime + stime).
+garage_ticks() { awk '{ print $14 + $15 }' "/proc/$GARAGE_PID/stat" 2>/dev/null || echo 0; }
+# settle: waits (at most 20 s) until Garage has been idle (≤ 1 tick in
+# 0.5 s) so that work left over from the previous step (block GC after an
+# upload, a multipart completion) is not charged to the next measurement.
+settle() {
+    local i a b
+    for ((i = 0; i < 40; i++)); do
+        a=$(garage_ticks); sleep 0.5; b=$(garage_ticks)
+        ((b - a <= 1)) && return 0
+    done
+    log "Garage still busy after 20 s; measuring anyway"
+}
+
 # ---------------------------------------------------------------- results
 declare -A VAL=()   # [workload,client] number (MiB/s, files/s, entries/s, MiB)
 declare -A SHOW=()  # [workload,client] text shown in the Result column
@@ -315,6 +331,7 @@ w_write() {
     local kind=$1 bucket=$2 t0 secs rc=0 size
     cat "$SRC" >/dev/null # source in the page cache, as for the raw client
     mount_client "$kind" "$bucket" "write-$kind" || { SHOW[write,$kind]="mount failed"; return 0; }
+    settle
     t0=$(now)
     timeout -k 10 "$STEP_TIMEOUT" dd if="$SRC" of="$MNT_DIR/big" bs=8M status=none 2>>"$LOGS/write-$kind.dd" || rc=$?
     secs=$(since "$t0")
@@ -337,62 +354,105 @@ w_write() {
     VAL[rss-write,$kind]=$(calc "$PEAK_KB / 1024" %.0f)
 }
 
-# Sequential read of src/big through a fresh mount, page cache dropped.
-w_read() {
-    local kind=$1 t0 secs rc=0 got r
-    local -a rates=()
-    mount_client "$kind" src "read-$kind" || { SHOW[read,$kind]="mount failed"; return 0; }
-    for ((r = 0; r < RUNS; r++)); do
-        drop_caches
-        t0=$(now)
-        timeout -k 10 "$STEP_TIMEOUT" dd if="$MNT_DIR/big" of=/dev/null bs=8M 2>"$LOGS/read-$kind.dd" || rc=$?
-        secs=$(since "$t0")
-        got=$(awk '/bytes/ { print $1; exit }' "$LOGS/read-$kind.dd")
-        ((rc == 0)) && [[ $got == "$SIZE" ]] || break
-        rates+=("$(calc "$SIZE_MIB / $secs")")
-    done
-    VAL[rss-read,$kind]=$(calc "$(vmhwm "$MNT_PID") / 1024" %.0f)
-    unmount_client
-    if ((rc != 0)) || [[ $got != "$SIZE" ]]; then
-        problem "$kind: 'dd if=MNT/big of=/dev/null bs=8M' status $rc, ${got:-?} of $SIZE bytes: $(tr '\n' ' ' <"$LOGS/read-$kind.dd")"
-        SHOW[read,$kind]="ERROR (${got:-?} of $SIZE bytes)"
+# Sequential reads of src/big, interleaved: every client's read mount is
+# opened first, then each round reads once through the raw client and once
+# through every mount (page cache dropped and Garage idle before each), so a
+# change in the machine's speed during the run hits every client alike.
+# Medians of RUNS rounds are compared.
+declare -A RMNT=() RPID=() RLOG=() RRATES=() RFAIL=()
+read_once() { # read_once CLIENT: one timed read; appends to RRATES[CLIENT]
+    local c=$1 t0 secs rc=0 got r
+    drop_caches
+    settle
+    if [[ $c == raw ]]; then
+        r=$(base --bucket src seq-read --key big --part-size 8M --jobs 8) || rc=$?
+        got=$(field bytes "$r")
+        [[ $rc == 0 && $got == "$SIZE" ]] || { RFAIL[$c]="seq-read status $rc, ${got:-?} of $SIZE bytes"; return 0; }
+        RRATES[$c]+=" $(field mib_per_s "$r")"
         return 0
     fi
-    VAL[read,$kind]=$(median "${rates[@]}")
-    SHOW[read,$kind]="${VAL[read,$kind]} MiB/s (median of ${rates[*]})"
-    NOTE[read,$kind]="$got bytes"
+    t0=$(now)
+    timeout -k 10 "$STEP_TIMEOUT" dd if="${RMNT[$c]}/big" of=/dev/null bs=8M 2>"$LOGS/read-$c.dd" || rc=$?
+    secs=$(since "$t0")
+    got=$(awk '/bytes/ { print $1; exit }' "$LOGS/read-$c.dd")
+    if ((rc != 0)) || [[ $got != "$SIZE" ]]; then
+        RFAIL[$c]="'dd if=MNT/big of=/dev/null bs=8M' status $rc, ${got:-?} of $SIZE bytes: $(tr '\n' ' ' <"$LOGS/read-$c.dd")"
+        return 0
+    fi
+    RRATES[$c]+=" $(calc "$SIZE_MIB / $secs")"
+}
+w_reads() { # w_reads CLIENT...: the interleaved read phase for raw and CLIENTS
+    local c r
+    local -a cs=()
+    for c in "$@"; do
+        if mount_client "$c" src "read-$c"; then
+            RMNT[$c]=$MNT_DIR RPID[$c]=$MNT_PID RLOG[$c]=$MNT_LOG cs+=("$c")
+        else
+            SHOW[read,$c]="mount failed"
+        fi
+    done
+    for ((r = 0; r < RUNS; r++)); do
+        for c in raw "${cs[@]}"; do
+            [[ -z ${RFAIL[$c]:-} ]] && read_once "$c"
+        done
+        log "read round $((r + 1)): $(for c in raw "${cs[@]}"; do printf '%s=%s ' "$c" "${RRATES[$c]##* }"; done)"
+    done
+    for c in raw "${cs[@]}"; do
+        if [[ -n ${RFAIL[$c]:-} ]]; then
+            problem "$c: ${RFAIL[$c]}"
+            SHOW[read,$c]="ERROR (${RFAIL[$c]%%:*})"
+        else
+            read -r -a rates <<<"${RRATES[$c]}"
+            VAL[read,$c]=$(median "${rates[@]}")
+            SHOW[read,$c]="${VAL[read,$c]} MiB/s (median of ${rates[*]})"
+            NOTE[read,$c]="$SIZE bytes"
+        fi
+        [[ $c == raw ]] && continue
+        VAL[rss-read,$c]=$(calc "$(vmhwm "${RPID[$c]}") / 1024" %.0f)
+        MNT_DIR=${RMNT[$c]} MNT_PID=${RPID[$c]} MNT_LOG=${RLOG[$c]} MNT_KIND=$c
+        unmount_client
+    done
 }
 
-# $SMALL_N files of 4 KiB created and closed by one shell loop, then unmount
-# and count the objects.
+# $SMALL_N files of 4 KiB created and closed by one shell loop in a new
+# directory run$R/, then unmount and count the objects; RUNS times, each on
+# a fresh mount, median compared. Every run must leave all its files.
 w_small() {
-    local kind=$1 bucket=$2 t0 secs rc=0 fails objects
-    mount_client "$kind" "$bucket" "small-$kind" || { SHOW[small,$kind]="mount failed"; return 0; }
-    t0=$(now)
-    fails=$(timeout -k 10 "$STEP_TIMEOUT" bash -c '
-        dir=$1 n=$2 data=$3 fails=0
-        for ((i = 0; i < n; i++)); do
-            printf -v f "%s/f%05d" "$dir" "$i"
-            { printf "%s" "$data" >"$f"; } 2>/dev/null || fails=$((fails + 1))
-        done
-        echo "$fails"' _ "$MNT_DIR" "$SMALL_N" "$SMALL_DATA") || rc=$?
-    secs=$(since "$t0")
-    unmount_client
-    objects=$(field objects "$(base --bucket "$bucket" count --prefix f 2>>"$LOGS/baseline.err")")
-    if ((rc != 0)) || [[ ${fails:-x} != 0 ]]; then
-        problem "$kind: small-file loop status $rc, ${fails:-?} failed writes"
-        SHOW[small,$kind]="ERROR (status $rc, ${fails:-?} failed)"
-    else
-        VAL[small,$kind]=$(calc "$SMALL_N / $secs")
-        SHOW[small,$kind]="${VAL[small,$kind]} files/s (${secs} s)"
-    fi
-    if [[ $objects == "$SMALL_N" ]]; then
+    local kind=$1 bucket=$2 t0 secs rc=0 fails objects r complete=1 counts=""
+    local -a rates=()
+    for ((r = 0; r < RUNS; r++)); do
+        mount_client "$kind" "$bucket" "small-$kind-$r" || { SHOW[small,$kind]="mount failed"; return 0; }
+        mkdir "$MNT_DIR/run$r" 2>/dev/null || { problem "$kind: mkdir run$r failed"; }
+        settle
+        t0=$(now)
+        fails=$(timeout -k 10 "$STEP_TIMEOUT" bash -c '
+            dir=$1 n=$2 data=$3 fails=0
+            for ((i = 0; i < n; i++)); do
+                printf -v f "%s/f%05d" "$dir" "$i"
+                { printf "%s" "$data" >"$f"; } 2>/dev/null || fails=$((fails + 1))
+            done
+            echo "$fails"' _ "$MNT_DIR/run$r" "$SMALL_N" "$SMALL_DATA") || rc=$?
+        secs=$(since "$t0")
+        unmount_client
+        objects=$(field objects "$(base --bucket "$bucket" count --prefix "run$r/f" 2>>"$LOGS/baseline.err")")
+        counts+="${counts:+, }${objects:-?}"
+        [[ $objects == "$SMALL_N" ]] || complete=0
+        if ((rc != 0)) || [[ ${fails:-x} != 0 ]]; then
+            problem "$kind: small-file loop status $rc, ${fails:-?} failed writes"
+            SHOW[small,$kind]="ERROR (status $rc, ${fails:-?} failed)"
+            return 0
+        fi
+        rates+=("$(calc "$SMALL_N / $secs")")
+    done
+    VAL[small,$kind]=$(median "${rates[@]}")
+    SHOW[small,$kind]="${VAL[small,$kind]} files/s (median of ${rates[*]})"
+    if ((complete)); then
         GOOD[small,$kind]=1
-        NOTE[small,$kind]="$objects/$SMALL_N in bucket; unmount ${UNMOUNT_S} s"
+        NOTE[small,$kind]="$SMALL_N/$SMALL_N in bucket after each of $RUNS unmounts (last unmount ${UNMOUNT_S} s)"
     else
-        NOTE[small,$kind]="**${objects:-?}/$SMALL_N in bucket**; unmount ${UNMOUNT_S} s"
+        NOTE[small,$kind]="**in bucket after unmount: $counts of $SMALL_N**"
         if [[ $kind == osv-* ]]; then
-            problem "$kind: only ${objects:-?} of $SMALL_N small files in bucket $bucket right after unmount"
+            problem "$kind: in bucket $bucket right after unmount: $counts of $SMALL_N small files"
         fi
     fi
 }
@@ -404,6 +464,7 @@ w_list() {
     for ((r = 0; r < RUNS; r++)); do
         mount_client "$kind" src "list-$kind-$r" || { SHOW[list,$kind]="mount failed"; return 0; }
         drop_caches
+        settle
         t0=$(now)
         timeout -k 10 "$STEP_TIMEOUT" ls -l "$MNT_DIR/list" >/dev/null 2>"$LOGS/list-$kind.err" || rc=$?
         secs=$(since "$t0")
@@ -432,6 +493,7 @@ head -c "$SIZE" /dev/urandom >"$SRC"
 SMALL_DATA=$(head -c 3072 /dev/urandom | base64 -w0) # 4096 bytes
 
 log "raw: seq-write ${SIZE_MIB} MiB (8 MiB parts, 8 in flight) -> src/big"
+settle
 r=$(base --bucket src seq-write --key big --size "$SIZE" --part-size 8M --jobs 8)
 VAL[write,raw]=$(field mib_per_s "$r")
 SHOW[write,raw]="${VAL[write,raw]} MiB/s ($(field seconds "$r") s)"
@@ -442,24 +504,15 @@ log "raw: $LIST_N PutObjects -> src/list/ (listing fixture)"
 base --bucket src small --prefix list/ --count "$LIST_N" --jobs 32 >/dev/null
 
 log "raw: small ($SMALL_N × 4 KiB, 32 in flight)"
+settle
 r=$(base --bucket raw small --count "$SMALL_N" --size 4096 --jobs 32)
 VAL[small,raw]=$(field ops_per_s "$r")
 SHOW[small,raw]="${VAL[small,raw]} files/s ($(field seconds "$r") s)"
 NOTE[small,raw]="$(field objects "$(base --bucket raw count --prefix f)")/$SMALL_N in bucket"
 
-log "raw: seq-read (8 MiB ranges, 8 in flight), page cache dropped, $RUNS runs"
-rates=()
-for ((i = 0; i < RUNS; i++)); do
-    drop_caches
-    r=$(base --bucket src seq-read --key big --part-size 8M --jobs 8)
-    rates+=("$(field mib_per_s "$r")")
-done
-VAL[read,raw]=$(median "${rates[@]}")
-SHOW[read,raw]="${VAL[read,raw]} MiB/s (median of ${rates[*]})"
-NOTE[read,raw]="$(field bytes "$r") bytes"
-
 log "raw: ListObjectsV2 of src/list/"
 drop_caches
+settle
 r=$(base --bucket src count --prefix list/)
 VAL[list,raw]=$(field ops_per_s "$r" | awk '{ printf "%.0f", $1 }')
 SHOW[list,raw]="$(field seconds "$r") s (${VAL[list,raw]} entries/s)"
@@ -481,13 +534,15 @@ for c in "${CLIENTS[@]}"; do
     w_small "$c" "$c"
     log "$c: ${SHOW[small,$c]}; ${NOTE[small,$c]:-}"
     [[ $c == osv-sync ]] && continue # reads and listings do not depend on the upload mode
-    log "$c: read ${SIZE_MIB} MiB"
-    w_read "$c"
-    log "$c: ${SHOW[read,$c]}"
     log "$c: ls -l of $LIST_N entries"
     w_list "$c"
     log "$c: ${SHOW[list,$c]}"
 done
+READERS=()
+for c in "${CLIENTS[@]}"; do [[ $c == osv-sync || $c == osv-listing ]] || READERS+=("$c"); done
+log "reads of ${SIZE_MIB} MiB, $RUNS interleaved rounds: raw ${READERS[*]}"
+w_reads "${READERS[@]}"
+for c in raw "${READERS[@]}"; do log "$c: read ${SHOW[read,$c]:-}"; done
 TOTAL_S=$(since "$T_START")
 
 # ---------------------------------------------------------------- table
