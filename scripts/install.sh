@@ -21,6 +21,9 @@
 #   OSV_ALLOWED_HOST_PATHS  comma-separated host path prefixes type=host volumes may use
 #                           (default empty: host volumes refused)
 #   OSV_LOG_LEVEL           error|warn|info|debug|trace (default info)
+#
+# OSV_INSTALL_BINARY=PATH installs that already built binary instead of running
+# `cargo build --release` (scripts/check-install.sh uses the tests' build).
 set -euo pipefail
 
 readonly NAME=opensandbox-volume
@@ -167,15 +170,22 @@ uninstall() {
 }
 
 build_and_install_binary() {
-    # rustup puts cargo in ~/.cargo/bin, which non-login shells may not have on PATH.
-    if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-        export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+    local built
+    if [ -n "${OSV_INSTALL_BINARY:-}" ]; then
+        built=$OSV_INSTALL_BINARY
+        [ -x "$built" ] || die "OSV_INSTALL_BINARY=$built is not an executable file"
+        log "installing the binary already built at $built (no cargo build)"
+    else
+        # rustup puts cargo in ~/.cargo/bin, which non-login shells may not have on PATH.
+        if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+            export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+        fi
+        command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust with rustup)"
+        log "building (cargo build --release)"
+        (cd "$repo_root" && cargo build --release)
+        built="${CARGO_TARGET_DIR:-$repo_root/target}/release/$NAME"
+        [ -x "$built" ] || die "build produced no $built"
     fi
-    command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust with rustup)"
-    log "building (cargo build --release)"
-    (cd "$repo_root" && cargo build --release)
-    local built="${CARGO_TARGET_DIR:-$repo_root/target}/release/$NAME"
-    [ -x "$built" ] || die "build produced no $built"
     # Copy, then rename over the old binary: a running daemon keeps its (old) file, and
     # writing into a running executable in place would fail with ETXTBSY.
     install -m 0755 "$built" "$BIN.new"

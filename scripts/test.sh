@@ -8,7 +8,7 @@
 #   3. builds the test image osv-test-busybox from scratch (nothing can be pulled),
 #   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test --all-targets,
 #      passing this script's arguments on to cargo test, then scripts/check-install.sh
-#      (the legacy install end to end).
+#      (the legacy install end to end, with the binary cargo test built).
 #
 # Environment exported to the tests:
 #   OSV_TEST_IMAGE=osv-test-busybox
