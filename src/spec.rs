@@ -76,6 +76,7 @@ const S3_OPTIONS: &[&str] = &[
     "sessionToken",
     "upload",
     "metadataTtl",
+    "attrsFromListing",
     "uid",
     "gid",
     "umask",
@@ -95,6 +96,7 @@ const OSSFS_OPTIONS: &[&str] = &[
     "region",
     "upload",
     "metadataTtl",
+    "attrsFromListing",
     "uid",
     "gid",
     "umask",
@@ -247,6 +249,10 @@ pub struct MountTuning {
     /// Attribute and negative-lookup cache, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_ttl_ms: Option<u64>,
+    /// Listed files take their attributes from the listing (no HEAD each):
+    /// `mount --attrs-from-listing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs_from_listing: Option<bool>,
 }
 
 /// Every error a user can cause with `-o key=value`, each one sentence
@@ -751,6 +757,10 @@ fn parse_tuning(opts: &Opts) -> Result<MountTuning, SpecError> {
         umask: parse_with(opts, "umask", EXPECT_UMASK, parse_umask)?,
         upload: parse_with(opts, "upload", EXPECT_UPLOAD, parse_upload)?,
         metadata_ttl_ms: parse_with(opts, "metadataTtl", EXPECT_SECONDS, parse_seconds_ms)?,
+        attrs_from_listing: opts
+            .get("attrsFromListing")
+            .map(|v| parse_bool("attrsFromListing", v))
+            .transpose()?,
     })
 }
 
@@ -1126,6 +1136,7 @@ fn merge_ossfs_tuning(
         umask: merge_setting(opts, "umask", direct.umask, mount.umask.take())?,
         upload: direct.upload,
         metadata_ttl_ms: merge_setting(opts, "metadataTtl", direct.metadata_ttl_ms, ttl)?,
+        attrs_from_listing: direct.attrs_from_listing,
     })
 }
 
@@ -1480,7 +1491,7 @@ mod tests {
             "Region": "eu-west-1", "prefix": "/agents/run1/", "pathstyle": "true",
             "accesskeyid": "AKID", "ACCESSKEYSECRET": "s3cr3t/+=", "sessionToken": "tok",
             "upload": "SYNC", "metadatattl": "2.5", "uid": "1000", "gid": 100, "umask": "027",
-            "subPath": "work", "readOnly": "yes",
+            "attrsFromListing": "true", "subPath": "work", "readOnly": "yes",
         }))
         .unwrap();
         assert_eq!(
@@ -1504,6 +1515,7 @@ mod tests {
                         umask: Some(0o027),
                         upload: Some("sync".into()),
                         metadata_ttl_ms: Some(2500),
+                        attrs_from_listing: Some(true),
                     },
                 }),
                 sub_path: Some("work".into()),
@@ -1519,7 +1531,7 @@ mod tests {
             e.to_string(),
             "option `version` is not accepted for type=s3; accepted options: type, subPath, readOnly, \
              bucket, endpoint, region, prefix, pathStyle, credentials, accessKeyId, accessKeySecret, \
-             sessionToken, upload, metadataTtl, uid, gid, umask"
+             sessionToken, upload, metadataTtl, attrsFromListing, uid, gid, umask"
         );
         assert!(matches!(
             err(with(&s3(), json!({"options": "ro"}))),
@@ -2094,7 +2106,7 @@ mod tests {
             e.to_string(),
             "option `prefix` is not accepted for type=ossfs; accepted options: type, subPath, readOnly, \
              bucket, endpoint, path, version, options, accessKeyId, accessKeySecret, sessionToken, \
-             credentials, region, upload, metadataTtl, uid, gid, umask"
+             credentials, region, upload, metadataTtl, attrsFromListing, uid, gid, umask"
         );
         assert!(matches!(
             err(with(&ossfs(), json!({"pathStyle": "true"}))),
@@ -2119,6 +2131,7 @@ mod tests {
                 umask: Some(0o022),
                 upload: None,
                 metadata_ttl_ms: Some(5000),
+                attrs_from_listing: None,
             }
         );
         for (options, read_only) in [

@@ -473,6 +473,7 @@ const BACKENDS: &[Backend] = &[
             opt("credentials", Kind::Str),
             opt("upload", Kind::Str),
             opt("metadataTtl", Kind::Number),
+            opt("attrsFromListing", Kind::Bool),
             opt("uid", Kind::Integer),
             opt("gid", Kind::Integer),
             opt("umask", Kind::Str),

@@ -212,6 +212,51 @@ fn two_containers_share_one_mount_and_read_only_and_sub_path_hold() {
     let _ = p;
 }
 
+/// `attrsFromListing=true` reaches the mount process: a listing shows the
+/// listing's attributes (the default mode) where a default volume shows the
+/// mode kept in the object's metadata.
+#[test]
+fn attrs_from_listing_is_passed_to_the_mount() {
+    let _shared = shared_daemon();
+    let config = moto().new_bucket("listattrs");
+    let bucket = Bucket::new(&config);
+    let mut clean = Cleanup::default();
+    let exact = create(&mut clean, "s3exact", &s3_opts(&config));
+    // Over 1 KiB: smaller objects are HEADed anyway (they may be symlinks).
+    run_sh(
+        &format!("-v {exact}:/data"),
+        "head -c 4096 /dev/zero > /data/tool.sh && chmod 755 /data/tool.sh",
+    );
+    assert!(bucket.head("tool.sh").is_some());
+    let mode_in = |vol: &str| {
+        run_sh(
+            &format!("-v {vol}:/data"),
+            "ls -l /data | awk '$NF == \"tool.sh\" { print $1 }'",
+        )
+    };
+    assert_eq!(mode_in(&exact), "-rwxr-xr-x");
+    let listed = create(
+        &mut clean,
+        "s3listed",
+        &format!("{} -o attrsFromListing=true", s3_opts(&config)),
+    );
+    assert_eq!(mode_in(&listed), "-rw-r--r--");
+
+    let bad = clean.volume(&unique("s3badbool"));
+    let create = format!(
+        "volume create -d {} {} -o attrsFromListing=maybe {bad}",
+        plugin().driver,
+        s3_opts(&config)
+    );
+    let out = docker(&create.split_whitespace().collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(r#"option `attrsFromListing`="maybe" must be true or false"#),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn ossfs_options_map_and_unknown_ones_are_refused_by_name() {
     let _shared = shared_daemon();

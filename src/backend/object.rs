@@ -122,6 +122,9 @@ pub fn mount_args(
             .metadata_ttl_ms
             .map(|ms| format!("{}", ms as f64 / 1000.0)),
     );
+    if obj.tuning.attrs_from_listing == Some(true) {
+        args.push("--attrs-from-listing".into());
+    }
     if spec.read_only {
         args.push("--read-only".into());
     }
@@ -429,6 +432,7 @@ mod tests {
                 umask: Some(0o22),
                 upload: Some("sync".into()),
                 metadata_ttl_ms: Some(1500),
+                attrs_from_listing: Some(true),
                 ..Default::default()
             },
         }
@@ -447,7 +451,7 @@ mod tests {
         assert_eq!(
             line,
             "mount /m/v --bucket b --cache-dir /c/v --allow-other --endpoint http://127.0.0.1:9000 \
-             --prefix agents/run1/ --uid 1000 --umask 022 --upload sync --metadata-ttl 1.5 --read-only"
+             --prefix agents/run1/ --uid 1000 --umask 022 --upload sync --metadata-ttl 1.5 --attrs-from-listing --read-only"
         );
         assert!(!line.contains("SECRET"));
     }
