@@ -402,9 +402,13 @@ pub enum SpecError {
 }
 
 /// `s` with control characters escaped (`\n`, `\u{1b}`), for errors that
-/// quote an option name or an item of `options` between backticks: an
-/// error is one line, and a terminal shows it without escape sequences.
-fn printable(s: &str) -> String {
+/// quote what a caller sent (an option name, an item of `options`, a volume
+/// name): an error is one line, and a terminal shows it without escape
+/// sequences.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
     s.chars()
         .map(|c| {
             if c.is_control() {
@@ -536,6 +540,20 @@ impl Opts {
             }),
         }
     }
+}
+
+/// Every option name of every type, in its documented spelling, once each.
+pub fn option_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for name in ALL_TYPES
+        .iter()
+        .flat_map(|ty| COMMON_OPTIONS.iter().chain(type_options(ty)))
+    {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 fn type_options(ty: &str) -> &'static [&'static str] {

@@ -66,29 +66,9 @@ fn string_field(field: &str, value: Value) -> Result<String, String> {
 
 /// A reply that Docker reads as an error: non-200 status and `Err`.
 fn error_reply(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = one_line(&message.into());
+    let message = crate::spec::printable(&message.into());
     tracing::warn!(error = %message, "request refused");
     (status, axum::Json(json!({ "Err": message }))).into_response()
-}
-
-/// `message` with every control character escaped (`\n`, `\u{1b}`): an
-/// error quotes what the caller sent (a volume name, an option), and Docker
-/// prints `Err` to a terminal, so it must stay one line without escape
-/// sequences.
-fn one_line(message: &str) -> String {
-    if !message.chars().any(char::is_control) {
-        return message.to_string();
-    }
-    message
-        .chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn ok_reply(body: Value) -> Response {
@@ -176,7 +156,7 @@ async fn handle(driver: Arc<Driver>, call: Call, body: Bytes) -> Response {
             tracing::debug!(error = %e, "volume not found");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "Err": one_line(&e.to_string()) })),
+                axum::Json(json!({ "Err": crate::spec::printable(&e.to_string()) })),
             )
                 .into_response()
         }
@@ -285,8 +265,11 @@ mod tests {
 
     #[test]
     fn errors_are_one_line() {
-        assert_eq!(one_line("plain `x`"), "plain `x`");
-        assert_eq!(one_line("a\nb\u{1b}[2J\0"), "a\\nb\\u{1b}[2J\\u{0}");
+        assert_eq!(crate::spec::printable("plain `x`"), "plain `x`");
+        assert_eq!(
+            crate::spec::printable("a\nb\u{1b}[2J\0"),
+            "a\\nb\\u{1b}[2J\\u{0}"
+        );
     }
 
     #[test]
