@@ -28,8 +28,8 @@
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use opensandbox_volume::store::s3::{S3Config, S3Store};
-use opensandbox_volume::store::{ObjectStore, PutMeta};
+use objectfs::store::s3::{S3Config, S3Store};
+use objectfs::store::{ObjectStore, PutMeta};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -108,7 +108,7 @@ fn parse_args() -> anyhow::Result<Opts> {
     if o.mode.is_empty() || o.endpoint.is_empty() || o.bucket.is_empty() {
         usage();
     }
-    if o.part_size < opensandbox_volume::store::MIN_PART_SIZE {
+    if o.part_size < objectfs::store::MIN_PART_SIZE {
         bail!("--part-size must be at least 5 MiB");
     }
     Ok(o)

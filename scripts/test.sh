@@ -324,8 +324,8 @@ step() {
     fi
 }
 step cargo fmt --all -- --check
-step cargo clippy --all-targets -- -D warnings
-step cargo test --all-targets --no-fail-fast "$@"
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo test --workspace --all-targets --no-fail-fast "$@"
 # The legacy install path as an operator runs it (builds the release binary).
 step scripts/check-install.sh
 

@@ -102,7 +102,7 @@ pub struct MountArgs {
     /// `sync`: close waits until the data is in the bucket. Unmount always
     /// waits for every upload.
     #[arg(long, env = "OSV_UPLOAD", default_value = "async")]
-    pub upload: crate::objectfs::UploadMode,
+    pub upload: objectfs::UploadMode,
 
     /// Staging files and their crash journal; reuse the same directory to
     /// recover writes of a mount that died (default: derived from the
@@ -152,8 +152,8 @@ fn parse_octal(s: &str) -> Result<u32, String> {
 
 /// Mounts a bucket and runs until unmounted or signalled.
 pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
-    use crate::objectfs::{FsOptions, layout};
-    use crate::store::s3::{S3Config, S3Store};
+    use objectfs::store::s3::{S3Config, S3Store};
+    use objectfs::{FsOptions, layout};
     init_logging(&args.log_level)?;
     let prefix =
         layout::normalise_prefix(&args.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
@@ -198,13 +198,13 @@ pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
     };
     tracing::info!(bucket = %args.bucket, endpoint = ?args.endpoint, prefix = %opts.prefix,
         cache_dir = %opts.cache_dir.display(), upload = ?opts.upload, "mounting");
-    let settings = crate::objectfs::mount::MountSettings {
+    let settings = objectfs::mount::MountSettings {
         mountpoint: args.mountpoint.clone(),
         allow_other: args.allow_other,
         fs_name: format!("osv:{}", args.bucket),
         threads: 8,
     };
-    let pending = crate::objectfs::mount::run(store, opts, settings).await?;
+    let pending = objectfs::mount::run(store, opts, settings).await?;
     if pending > 0 {
         anyhow::bail!(
             "{pending} file(s) were not uploaded before the flush timeout; they stay in the cache directory and are uploaded by the next mount of it"
@@ -265,7 +265,7 @@ pub struct ServeArgs {
     /// Upload mode of s3/ossfs volumes that set no `upload` option: async
     /// (close returns at once) or sync (close waits for the bucket).
     #[arg(long, env = "OSV_DEFAULT_UPLOAD", default_value = "async")]
-    pub default_upload: crate::objectfs::UploadMode,
+    pub default_upload: objectfs::UploadMode,
 
     /// Directory of credential profiles for object-storage volumes: a
     /// volume with `credentials=NAME` uses the keys in NAME.json there

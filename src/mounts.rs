@@ -187,20 +187,9 @@ fn bind_mount_remount(source: BorrowedFd<'_>, target: &Path, read_only: bool) ->
 }
 
 /// Detaches whatever is mounted at `target` (lazily, so a process still
-/// inside it does not make Unmount fail); not mounted is success.
-pub fn unmount(target: &Path) -> io::Result<()> {
-    let dst = cstring(target)?;
-    // SAFETY: valid NUL-terminated string.
-    let rc = unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
-        _ => Err(err),
-    }
-}
+/// inside it does not make Unmount fail); not mounted is success. One
+/// implementation, shared with objectfs's own unmount.
+pub use objectfs::mount::detach as unmount;
 
 #[cfg(test)]
 mod tests {

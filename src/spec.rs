@@ -792,11 +792,11 @@ fn parse_endpoint(value: &str) -> Result<String, SpecError> {
     if endpoint.contains('@') {
         return Err(SpecError::EndpointUserInfo);
     }
-    let config = crate::store::s3::S3Config {
+    let config = objectfs::store::s3::S3Config {
         endpoint: Some(endpoint.to_string()),
         ..Default::default()
     };
-    match crate::store::s3::resolve_endpoint(&config) {
+    match objectfs::store::s3::resolve_endpoint(&config) {
         Ok(_) => Ok(endpoint.to_string()),
         Err(e) => Err(SpecError::BadEndpoint {
             value: endpoint.to_string(),

@@ -12,7 +12,7 @@ use common::docker::{
 use common::objectfs_mount::Bucket;
 use common::s3server::{free_port, moto};
 use common::wait_for_within;
-use opensandbox_volume::store::s3::S3Config;
+use objectfs::store::s3::S3Config;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

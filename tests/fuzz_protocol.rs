@@ -19,8 +19,8 @@
 //! the defaults below; the number of inputs tried is printed (see it with
 //! `--nocapture`).
 
+use objectfs::UploadMode;
 use opensandbox_volume::driver::{Driver, DriverConfig};
-use opensandbox_volume::objectfs::UploadMode;
 use opensandbox_volume::protocol::{self, parse_request};
 use opensandbox_volume::spec::{BackendSpec, Credentials, VolumeSpec, parse_options};
 use proptest::prelude::*;

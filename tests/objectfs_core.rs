@@ -1,12 +1,10 @@
 //! The filesystem core against the in-memory store: operations by path, a
 //! reference model of a directory tree driven by proptest, and faults.
 
-use opensandbox_volume::objectfs::layout::Defaults;
-use opensandbox_volume::objectfs::{
-    FsOptions, Kind, ObjectFs, OpenFlags, ROOT_INO, SetAttr, UploadMode,
-};
-use opensandbox_volume::store::memory::MemoryStore;
-use opensandbox_volume::store::{ObjectStore, PutMeta, StoreError};
+use objectfs::layout::Defaults;
+use objectfs::store::memory::MemoryStore;
+use objectfs::store::{ObjectStore, PutMeta, StoreError};
+use objectfs::{FsOptions, Kind, ObjectFs, OpenFlags, ROOT_INO, SetAttr, UploadMode};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;

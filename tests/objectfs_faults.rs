@@ -16,9 +16,9 @@ use common::fast_s3::FastS3Server;
 use common::fault_proxy::{FaultProxy, Mode, Stats};
 use common::objectfs_mount::{Bucket, Mounted};
 use common::wait_for_within;
-use opensandbox_volume::objectfs::mount::read_status;
-use opensandbox_volume::objectfs::transfer::RetryPolicy;
-use opensandbox_volume::store::s3::S3Config;
+use objectfs::mount::read_status;
+use objectfs::store::s3::S3Config;
+use objectfs::transfer::RetryPolicy;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::IntoRawFd;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 const PREFIX: &str = "vol";
 
-/// src/store/s3.rs READ_TIMEOUT: one HEAD, LIST or GET (up to its answer's
+/// crates/objectfs/src/store/s3.rs READ_TIMEOUT: one HEAD, LIST or GET (up to its answer's
 /// head), the SDK's own retries included.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most the SDK's backoff sleeps between its 3 attempts of one request

@@ -4,8 +4,8 @@ mod common;
 
 use bytes::Bytes;
 use common::s3server::{free_port, moto};
-use opensandbox_volume::store::s3::{S3Config, S3Store};
-use opensandbox_volume::store::{MIN_PART_SIZE, ObjectStore, PutMeta, StoreError};
+use objectfs::store::s3::{S3Config, S3Store};
+use objectfs::store::{MIN_PART_SIZE, ObjectStore, PutMeta, StoreError};
 use std::collections::BTreeMap;
 
 /// Keys that need escaping somewhere: in the URL path, the copy source

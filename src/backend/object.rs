@@ -9,9 +9,9 @@
 //! mount process: state and bytes not yet uploaded). Secrets reach the mount
 //! process through its environment, never its arguments (which `ps` shows).
 
-use crate::objectfs::UploadMode;
-use crate::objectfs::mount::{MountStatus, read_status};
 use crate::spec::{Credentials, ObjectSpec, VolumeSpec};
+use objectfs::UploadMode;
+use objectfs::mount::{MountStatus, read_status};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;

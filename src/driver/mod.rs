@@ -37,7 +37,7 @@ pub struct DriverConfig {
     /// Where the host's `/` is seen (`/` but in the managed plugin).
     pub host_root: PathBuf,
     /// Upload mode of object-storage volumes that set none.
-    pub default_upload: crate::objectfs::UploadMode,
+    pub default_upload: objectfs::UploadMode,
     /// The Docker Engine API socket, where `pvc` claims are looked up.
     pub docker_socket: PathBuf,
     /// Credential profiles of object-storage volumes (`NAME.json`).

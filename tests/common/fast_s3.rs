@@ -15,7 +15,7 @@
 //! SigV4 signatures, with the keys "test"/"test".
 
 use super::s3server::{answers, free_port};
-use opensandbox_volume::store::s3::S3Config;
+use objectfs::store::s3::S3Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

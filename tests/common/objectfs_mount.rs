@@ -2,8 +2,8 @@
 //! S3 server, and an independent client to check what reached the bucket.
 
 use super::{BIN, is_mounted, spawn_tied_to_test_process, wait_for_within};
-use opensandbox_volume::store::ObjectStore;
-use opensandbox_volume::store::s3::{S3Config, S3Store};
+use objectfs::store::ObjectStore;
+use objectfs::store::s3::{S3Config, S3Store};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -168,7 +168,7 @@ impl Bucket {
     }
 
     /// HEAD: size, content type and user metadata; `None` if absent.
-    pub fn head(&self, key: &str) -> Option<opensandbox_volume::store::ObjectMeta> {
+    pub fn head(&self, key: &str) -> Option<objectfs::store::ObjectMeta> {
         self.rt.block_on(self.store.head(key)).unwrap()
     }
 

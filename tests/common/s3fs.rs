@@ -3,7 +3,7 @@
 //! server, for interoperability tests.
 
 use super::{is_mounted, spawn_tied_to_test_process, wait_for_within};
-use opensandbox_volume::store::s3::S3Config;
+use objectfs::store::s3::S3Config;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -5,7 +5,7 @@
 //! and sets it), else `moto_server` on PATH. moto checks no signatures, so
 //! the dummy keys "test"/"test" do.
 
-use opensandbox_volume::store::s3::S3Config;
+use objectfs::store::s3::S3Config;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

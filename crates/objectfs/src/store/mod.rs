@@ -6,6 +6,7 @@
 //! (the mount's prefix already applied); user metadata keys are given
 //! without the `x-amz-meta-` prefix, in lower case.
 
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod s3;
 mod segments;

@@ -11,6 +11,7 @@ pub mod layout;
 pub mod mount;
 pub mod reader;
 pub mod staging;
+pub mod store;
 pub mod transfer;
 
 pub use self::core::ObjectFs;

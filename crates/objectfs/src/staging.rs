@@ -14,7 +14,7 @@
 //! allocating inodes for new staging files than everything else together,
 //! and an xattr journal costs no inode at all.
 
-use crate::objectfs::layout::{Kind, Posix};
+use crate::layout::{Kind, Posix};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io;

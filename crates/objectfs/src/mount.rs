@@ -4,7 +4,7 @@
 
 use super::fuse::FuseAdapter;
 use super::{FsOptions, ObjectFs};
-use crate::mounts;
+
 use crate::store::ObjectStore;
 use fuser::{Config, MountOption, SessionACL};
 use std::path::{Path, PathBuf};
@@ -30,7 +30,26 @@ fn clear_stale_mount(path: &Path) {
         && e.raw_os_error() == Some(libc::ENOTCONN)
     {
         tracing::warn!(mountpoint = %path.display(), "detaching a dead FUSE mount");
-        let _ = mounts::unmount(path);
+        let _ = detach(path);
+    }
+}
+
+/// Detaches the mount at `target` lazily (MNT_DETACH); a path that is not
+/// a mount point, or is gone, counts as done. The plugin's bind mounts use
+/// the same call.
+pub fn detach(target: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let dst = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `dst` is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
+        _ => Err(err),
     }
 }
 
@@ -105,7 +124,7 @@ pub async fn run(
             Ok(Err(e)) => {
                 // Busy (a process still inside): detach lazily instead.
                 tracing::warn!(error = %e, "unmount failed; detaching lazily");
-                let _ = mounts::unmount(&mountpoint);
+                let _ = detach(&mountpoint);
             }
             Err(_) => tracing::warn!(
                 "the filesystem is still mounted elsewhere (a copy in another mount namespace); uploading now, the copies stop working when this process exits"

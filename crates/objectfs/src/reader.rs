@@ -6,8 +6,8 @@
 //! sequential read up to [`MAX_WINDOW`] chunks. Memory per open file is
 //! thus bounded by `MAX_WINDOW * CHUNK` (64 MiB).
 
-use crate::objectfs::transfer::{RetryPolicy, retry};
 use crate::store::{ObjectStore, Segments, StoreError, StoreResult};
+use crate::transfer::{RetryPolicy, retry};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::sync::Arc;
