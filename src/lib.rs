@@ -7,6 +7,8 @@
 //! `mounts` and `credentials` (plugin-side key profiles) are small helpers
 //! with one job each.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod backend;
 pub mod cli;
 pub mod credentials;

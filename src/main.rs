@@ -1,3 +1,7 @@
+//! The `opensandbox-volume` binary: bounds the allocator, parses the command
+//! line and runs the chosen command (serve, mount, translate, supervise).
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::Parser;
 use opensandbox_volume::cli::{Cli, Command};
 
