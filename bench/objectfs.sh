@@ -6,7 +6,7 @@
 # PASS/FAIL. Figures are ratios measured in the same run: they are meant to be
 # compared with each other, not with figures from another machine.
 #
-#   bench/objectfs.sh [--quick] [--out FILE] [--keep] [--no-build]
+#   bench/objectfs.sh [--quick] [--out FILE] [--keep] [--no-build] [--before BIN]
 #
 #   --quick     256 MiB instead of 1 GiB, 200 small files, 500 listed objects
 #   --out FILE  also write the table (Markdown) to FILE
@@ -15,6 +15,9 @@
 #   compared; default 3. Reads are interleaved: raw, then each mount, per round.
 #   Every timed step waits first until Garage is idle.)
 #   --no-build  do not run cargo build (use the binaries already in target/release)
+#   --before BIN  also run every objectfs workload with BIN, an opensandbox-volume
+#               binary of another commit (clients old-async, old-sync, old-listing,
+#               interleaved with today's), to compare two commits in one run
 #
 # Needs root (FUSE mounts, drop_caches), /dev/fuse, and Garage in
 # /opt/osv-garage/bin/garage (built here with cargo install if missing, ~12 min;
@@ -27,7 +30,7 @@ set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
-QUICK=0 OUT="" KEEP=0 NO_BUILD=0
+QUICK=0 OUT="" KEEP=0 NO_BUILD=0 BEFORE=""
 while (($#)); do
     case $1 in
     --quick) QUICK=1 ;;
@@ -35,12 +38,18 @@ while (($#)); do
     --out=*) OUT=${1#--out=} ;;
     --keep) KEEP=1 ;;
     --no-build) NO_BUILD=1 ;;
+    --before) BEFORE=${2:?--before needs a binary}; shift ;;
+    --before=*) BEFORE=${1#--before=} ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
 [[ -n $OUT ]] && OUT=$(realpath -m -- "$OUT")
+if [[ -n $BEFORE ]]; then
+    BEFORE=$(realpath -- "$BEFORE")
+    [[ -x $BEFORE ]] || { echo "--before $BEFORE: not an executable" >&2; exit 2; }
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GARAGE_ROOT=${OSV_GARAGE_ROOT:-/opt/osv-garage}
@@ -251,6 +260,14 @@ mount_client() {
     MNT_DIR=$WORK/mnt/$tag MNT_LOG=$LOGS/$tag.log MNT_KIND=$kind
     mkdir -p "$MNT_DIR"
     case $kind in
+    old-async | old-sync)
+        "$BEFORE" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
+            --upload "${kind#old-}" --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
+        ;;
+    old-listing)
+        "$BEFORE" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
+            --attrs-from-listing --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
+        ;;
     osv-async | osv-sync)
         "$BIN" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
             --upload "${kind#osv-}" --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
@@ -292,7 +309,7 @@ unmount_client() {
     t0=$(now)
     PEAK_KB=$(vmhwm "$MNT_PID")
     case $MNT_KIND in
-    osv-*) kill -TERM "$MNT_PID" 2>/dev/null || true ;; # documented stop: SIGTERM
+    osv-* | old-*) kill -TERM "$MNT_PID" 2>/dev/null || true ;; # documented stop: SIGTERM
     *) umount "$MNT_DIR" 2>/dev/null || fusermount3 -u "$MNT_DIR" 2>/dev/null || true ;;
     esac
     for ((i = 0; i < 6000; i++)); do
@@ -318,7 +335,7 @@ unmount_client() {
     if ((MNT_RC != 0)); then
         problem "$MNT_KIND: mount process exited with status $MNT_RC; log tail: $(tail -5 "$MNT_LOG" | tr '\n' ' ')"
     fi
-    if [[ $MNT_KIND == osv-* ]] && grep -qE ' (ERROR|WARN) ' "$MNT_LOG"; then
+    if [[ $MNT_KIND == osv-* || $MNT_KIND == old-* ]] && grep -qE ' (ERROR|WARN) ' "$MNT_LOG"; then
         problem "$MNT_KIND: $(grep -cE ' (ERROR|WARN) ' "$MNT_LOG") ERROR/WARN line(s) in ${MNT_LOG#"$WORK"/}, first: $(grep -m1 -E ' (ERROR|WARN) ' "$MNT_LOG")"
     fi
 }
@@ -451,7 +468,7 @@ w_small() {
         NOTE[small,$kind]="$SMALL_N/$SMALL_N in bucket after each of $RUNS unmounts (last unmount ${UNMOUNT_S} s)"
     else
         NOTE[small,$kind]="**in bucket after unmount: $counts of $SMALL_N**"
-        if [[ $kind == osv-* ]]; then
+        if [[ $kind == osv-* || $kind == old-* ]]; then
             problem "$kind: in bucket $bucket right after unmount: $counts of $SMALL_N small files"
         fi
     fi
@@ -519,9 +536,11 @@ SHOW[list,raw]="$(field seconds "$r") s (${VAL[list,raw]} entries/s)"
 r2=$(base --bucket src stat --prefix list/ --jobs 32)
 NOTE[list,raw]="$(field objects "$r") keys, LIST only (no stat); LIST + a HEAD per key (32 in flight, what \`ls -l\` needs when modes live in headers): $(field seconds "$r2") s"
 
-read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async osv-sync osv-listing s3fs rclone}"
+DEFAULT_CLIENTS="osv-async osv-sync osv-listing s3fs rclone"
+[[ -n $BEFORE ]] && DEFAULT_CLIENTS="osv-async old-async osv-sync old-sync osv-listing old-listing s3fs rclone"
+read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-$DEFAULT_CLIENTS}"
 for c in "${CLIENTS[@]}"; do
-    if [[ $c == osv-listing ]]; then # only listings depend on where attributes come from
+    if [[ $c == osv-listing || $c == old-listing ]]; then # only listings depend on where attributes come from
         log "$c: ls -l of $LIST_N entries"
         w_list "$c"
         log "$c: ${SHOW[list,$c]}"
@@ -533,13 +552,13 @@ for c in "${CLIENTS[@]}"; do
     log "$c: $SMALL_N small files"
     w_small "$c" "$c"
     log "$c: ${SHOW[small,$c]}; ${NOTE[small,$c]:-}"
-    [[ $c == osv-sync ]] && continue # reads and listings do not depend on the upload mode
+    [[ $c == osv-sync || $c == old-sync ]] && continue # reads and listings do not depend on the upload mode
     log "$c: ls -l of $LIST_N entries"
     w_list "$c"
     log "$c: ${SHOW[list,$c]}"
 done
 READERS=()
-for c in "${CLIENTS[@]}"; do [[ $c == osv-sync || $c == osv-listing ]] || READERS+=("$c"); done
+for c in "${CLIENTS[@]}"; do [[ $c == *-sync || $c == *-listing ]] || READERS+=("$c"); done
 log "reads of ${SIZE_MIB} MiB, $RUNS interleaved rounds: raw ${READERS[*]}"
 w_reads "${READERS[@]}"
 for c in raw "${READERS[@]}"; do log "$c: read ${SHOW[read,$c]:-}"; done
@@ -585,21 +604,27 @@ declare -A WNAME=(
 )
 declare -A CNAME=([raw]="raw S3 (s3_baseline)" [osv-async]="objectfs --upload async"
     [osv-sync]="objectfs --upload sync" [osv-listing]="objectfs --attrs-from-listing"
-    [s3fs]="s3fs 1.90" [rclone]="rclone 1.60 mount")
+    [s3fs]="s3fs 1.90" [rclone]="rclone 1.60 mount"
+    [old-async]="objectfs --upload async (--before)" [old-sync]="objectfs --upload sync (--before)"
+    [old-listing]="objectfs --attrs-from-listing (--before)")
 # "read" and "list" rows of objectfs do not depend on the upload mode.
-label() { if [[ $2 == osv-async && ($1 == read || $1 == list) ]]; then echo "objectfs"; else echo "${CNAME[$2]}"; fi; }
+label() {
+    if [[ $2 == osv-async && ($1 == read || $1 == list) ]]; then echo "objectfs"
+    elif [[ $2 == old-async && ($1 == read || $1 == list) ]]; then echo "objectfs (--before)"
+    else echo "${CNAME[$2]}"; fi
+}
 
 table() {
     local w c
     echo "| Workload | Client | Result | × raw | × s3fs | In bucket after unmount / notes | Target | Verdict |"
     echo "|---|---|---|---|---|---|---|---|"
     for w in write read small list; do
-        for c in raw osv-async osv-sync osv-listing s3fs rclone; do
+        for c in raw osv-async old-async osv-sync old-sync osv-listing old-listing s3fs rclone; do
             [[ -n ${SHOW[$w,$c]:-} ]] || continue
             echo "| ${WNAME[$w]} | $(label "$w" "$c") | ${SHOW[$w,$c]} | $(ratio "${VAL[$w,$c]:-}" "${VAL[$w,raw]:-}") | $(ratio "${VAL[$w,$c]:-}" "${VAL[$w,s3fs]:-}") | ${NOTE[$w,$c]:-} | ${TARGET[$w,$c]:-} | ${VERDICT[$w,$c]:-} |"
         done
     done
-    for c in osv-async osv-sync s3fs rclone; do
+    for c in osv-async old-async osv-sync old-sync s3fs rclone; do
         [[ -n ${VAL[rss-write,$c]:-} ]] || continue
         local extra=""
         [[ -n ${VAL[rss-read,$c]:-} ]] && extra="read mount: ${VAL[rss-read,$c]} MiB before unmount"
@@ -610,6 +635,7 @@ table() {
 header() {
     echo "objectfs benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
     echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && echo ' (working tree has uncommitted changes)'), server: Garage $("$GARAGE" --version 2>/dev/null | awk '{ sub(/^cargo:/, "", $2); print $2 }') on $ENDPOINT (lmdb, 1 node, no compression)"
+    [[ -n $BEFORE ]] && echo "--before: $BEFORE ($("$BEFORE" --version 2>/dev/null || echo 'no version')), mounted as the old-* clients"
     echo "sizes: ${SIZE_MIB} MiB, $SMALL_N small files, $LIST_N listed; page cache dropped before reads: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
