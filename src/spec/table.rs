@@ -206,7 +206,7 @@ pub const OPTIONS: &[VolumeOption] = &[
             "absolute, a `.` or `..` component, `//`, NUL, a component over 255 bytes",
             "../x",
         )],
-        more: "For `host`, at Mount, a component that is a symlink or a file: ``option `subPath`=\"a\" is refused: \"a\" is a symlink or not a directory, …``",
+        more: "for `host`, at Mount, a component that is a symlink or a file: ``option `subPath`=\"a\" is refused: \"a\" is a symlink or not a directory, …``",
         ..ROW
     },
     VolumeOption {
@@ -231,7 +231,7 @@ pub const OPTIONS: &[VolumeOption] = &[
                 "/a/../b",
             ),
         ],
-        more: "no allowed prefixes configured: ``host volumes are disabled on this plugin because no allowed host paths are configured; start it with --allowed-host-paths …``; outside every allowed prefix after resolving symlinks: ``option `path`=\"/srv/x\" resolves to \"/etc\", which is outside the allowed host paths (/srv/sandboxes); …``; missing: ``option `path`=\"…\" does not exist on the host; create the directory first``; a file: ``… is not a directory on the host …``",
+        more: "no allowed prefixes configured: ``host volumes are disabled on this plugin because no allowed host paths are configured; start it with --allowed-host-paths …``; outside every allowed prefix after resolving symlinks: ``option `path`=\"/srv/x\" resolves to \"/etc\", which is outside the allowed host paths (/srv/sandboxes); …``; not on the host: ``option `path`=\"…\" does not exist on the host; create the directory first``; a file: ``… is not a directory on the host …``",
         ..ROW
     },
     // ---- pvc ----
@@ -271,7 +271,7 @@ pub const OPTIONS: &[VolumeOption] = &[
         name: "options",
         types: Types::Only(&[api(Nfs, 2)]),
         value: ValueType::ListOrText,
-        help: "comma-separated, each `name` or `name=value` (letters, digits, `.`, `_`, `-`), names from: vers, nfsvers, minorversion, hard, soft, softreval, timeo, retrans, rsize, wsize, ac, noac, actimeo, acregmin, acregmax, acdirmin, acdirmax, lookupcache, proto, port, nconnect, sec, lock, nolock, cto, nocto, ro, rw, noatime, nodiratime, relatime, nosuid, nodev, noexec",
+        help: "comma-separated, each `name` or `name=value` (letters, digits, `.`, `_`, `-`), names from the list the first error quotes (`vers`, `hard`, `timeo`, `nconnect`, …)",
         default: "none",
         bad: &[
             bad("an unlisted option", "hard,fsc"),
