@@ -119,6 +119,10 @@ impl Opts {
         parse: fn(&str) -> Option<T>,
     ) -> Result<Option<T>, SpecError> {
         let row = self.row(name);
+        debug_assert!(
+            !row.expected.is_empty(),
+            "option `{name}` has no `expected`"
+        );
         match self.get(name) {
             None => Ok(None),
             Some(v) => parse(v).map(Some).ok_or_else(|| SpecError::BadValue {

@@ -162,7 +162,8 @@ fn apply_ossfs_option(out: &mut OssfsMountOptions, text: &str) -> Result<(), Spe
     }
 }
 
-/// Settings given both directly and in `options` must agree.
+/// Settings given both directly and in `options` must agree; the others
+/// are the direct ones.
 pub(super) fn merge_ossfs_tuning(
     opts: &Opts,
     direct: MountTuning,
@@ -176,14 +177,13 @@ pub(super) fn merge_ossfs_tuning(
         uid: id("uid", direct.uid, mount.get("uid"))?,
         gid: id("gid", direct.gid, mount.get("gid"))?,
         umask: id("umask", direct.umask, mount.get("umask"))?,
-        upload: direct.upload,
         metadata_ttl_ms: merge_setting(
             opts,
             "metadataTtl",
             direct.metadata_ttl_ms,
             mount.metadata_ttl(),
         )?,
-        attrs_from_listing: direct.attrs_from_listing,
+        ..direct
     })
 }
 

@@ -148,10 +148,11 @@ pub struct VolumeOption {
 }
 
 impl VolumeOption {
-    /// Whether `ty` accepts it.
+    /// Whether `ty` accepts it (a common option: at place 0, and not a
+    /// field of the API's backend struct).
     pub fn on(&self, ty: VolumeType) -> Option<On> {
         match self.types {
-            Types::Every => Some(api(ty, 0)),
+            Types::Every => Some(plugin(ty, 0)),
             Types::Only(on) => on.iter().find(|o| o.ty == ty).copied(),
         }
     }
