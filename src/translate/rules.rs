@@ -1,327 +1,25 @@
-//! `opensandbox-volume translate`: OpenSandbox Lifecycle API volume entries →
-//! what to pass to Docker, so the sandbox server's integration is a driver
-//! name and options.
-//!
-//! Input is the API's own JSON: one `Volume` object, a list of them, or an
-//! object with a `volumes` list (a whole `CreateSandboxRequest` will do; its
-//! other fields are ignored). Each entry is checked with the API's rules
-//! and, where the API words a rule, with its wording (from the OpenSandbox
-//! server's `api/schema.py` models and `services/validators.py`; the rules it
-//! does not word carry our sentence, listed in docs/SANDBOX_SERVER.md), then
-//! with the plugin's own option parser ([`crate::spec`]), so a volume that
-//! passes here is not refused by the plugin's Create for its options. Every
-//! problem is reported, each prefixed with the JSON path of what it is
-//! about (`volumes[1].mountPath: …`).
-//!
-//! Output is either `docker run` arguments (one `--mount` per volume,
-//! CSV-quoted inside and shell-quoted outside), the Engine API's
-//! `HostConfig.Mounts` array, or the arguments as a JSON array for an exec
-//! without a shell.
-//!
-//! Everything but [`run_translate`] is pure (no I/O), so the server can link
-//! this crate and call [`translate_json`] or [`translate`] instead.
+//! The Lifecycle API's rules for a volume entry, with its messages: the
+//! JSON shape of each field (pydantic's wording), the name, mount path and
+//! subPath rules, exactly one backend, each backend's own checks, unique
+//! names and mount paths, and finally the plugin's own option parser. The
+//! fields of each backend struct come from the option table
+//! ([`crate::spec::table`]); only the API's own extras are named here.
 
-use serde_json::{Map, Value, json};
-use std::borrow::Cow;
-use std::fmt;
-use std::io::Read;
-use std::path::PathBuf;
-
-/// The driver name of a legacy install (`scripts/install.sh`).
-pub const DEFAULT_DRIVER: &str = "opensandbox";
+use super::{Options, Problem};
+use crate::spec::table::{self, Types, ValueType, VolumeType};
+use serde_json::{Map, Value};
 
 /// The backends, in the order the messages list them.
 const BACKEND_NAMES: &str = "host, pvc, ossfs, nfs, s3";
-
-/// What `translate` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// `--mount '…'` arguments for `docker run`/`docker create`, shell-quoted, on one line.
-    Cli,
-    /// The Engine API's `HostConfig.Mounts` JSON array.
-    Api,
-    /// The same arguments as the cli format, as a JSON array of strings
-    /// (for an exec without a shell).
-    Argv,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct TranslateArgs {
-    /// JSON file with one volume, a list of volumes or an object with
-    /// `volumes` (a whole CreateSandboxRequest); `-` or nothing: standard input.
-    pub input: Option<PathBuf>,
-
-    /// Output: `cli` (`--mount` arguments), `api` (HostConfig.Mounts JSON)
-    /// or `argv` (the cli arguments as a JSON array).
-    #[arg(long, value_enum, default_value = "cli")]
-    pub format: Format,
-
-    /// The plugin's driver name: `opensandbox` for a legacy install, the
-    /// plugin's name (e.g. `opensandbox/volume:latest`) for a managed one.
-    #[arg(long, default_value = DEFAULT_DRIVER)]
-    pub driver: String,
-
-    /// Make named volumes PREFIX+NAME (for reuse across sandboxes) instead
-    /// of anonymous ones, whose Docker record goes with the container.
-    #[arg(long, value_name = "PREFIX")]
-    pub name_prefix: Option<String>,
-
-    /// Refuse `host` volumes outside these path prefixes (a lexical check,
-    /// as the API server does; the plugin checks again with symlinks
-    /// resolved).
-    #[arg(long, value_name = "P1,P2", value_delimiter = ',')]
-    pub allowed_host_paths: Option<Vec<String>>,
-}
-
-/// How volumes become Docker mounts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// The volume driver (the plugin's name as Docker knows it).
-    pub driver: String,
-    /// `None`: anonymous volumes. `Some(prefix)`: named volumes
-    /// `prefix + entry name`, sanitised to Docker's volume name characters.
-    pub name_prefix: Option<String>,
-    /// `Some`: `host.path` must be one of these or under one of them.
-    pub allowed_host_paths: Option<Vec<String>>,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            driver: DEFAULT_DRIVER.to_string(),
-            name_prefix: None,
-            allowed_host_paths: None,
-        }
-    }
-}
-
-/// One thing wrong with the input: where (a JSON path such as
-/// `volumes[1].ossfs.bucket`) and what, in one sentence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Why input could not be translated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// Not JSON, or JSON of the wrong shape: one sentence.
-    Input(String),
-    /// Volume entries that break the rules: every problem found.
-    Invalid(Vec<Problem>),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Input(sentence) => f.write_str(sentence),
-            Error::Invalid(problems) => {
-                for (i, p) in problems.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str("\n")?;
-                    }
-                    write!(f, "{p}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// A Docker volume mount of the plugin's driver, as `docker run --mount`
-/// and the Engine API's `HostConfig.Mounts` express it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DockerMount {
-    /// The volume name; `None` for an anonymous volume.
-    pub source: Option<String>,
-    /// The entry's `mountPath`.
-    pub target: String,
-    /// The container mount's read-only flag: the entry's `readOnly` for a
-    /// named volume; always false for an anonymous one, which Docker
-    /// refuses to mount read-only ("must not set ReadOnly mode when using
-    /// anonymous volumes"). Either way a read-only entry also gets the
-    /// `readOnly=true` option, which makes the plugin's own mount
-    /// read-only: writes fail with EROFS however the container mounts it.
-    pub read_only: bool,
-    pub driver: String,
-    /// Volume options, in a fixed order: `type`, the backend's, `subPath`,
-    /// `readOnly`.
-    pub options: Vec<(String, String)>,
-}
-
-impl DockerMount {
-    /// The value of `--mount`: Docker reads it as one CSV record, so each
-    /// field that needs it is CSV-quoted (see [`csv_field`]).
-    pub fn mount_value(&self) -> String {
-        let mut fields = vec!["type=volume".to_string()];
-        if let Some(source) = &self.source {
-            fields.push(format!("src={source}"));
-        }
-        fields.push(format!("dst={}", self.target));
-        if self.read_only {
-            fields.push("readonly".to_string());
-        }
-        fields.push(format!("volume-driver={}", self.driver));
-        for (key, value) in &self.options {
-            fields.push(format!("volume-opt={key}={value}"));
-        }
-        fields
-            .iter()
-            .map(|f| csv_field(f))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// One element of the Engine API's `HostConfig.Mounts`.
-    pub fn to_api(&self) -> Value {
-        let options: Map<String, Value> = self
-            .options
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        json!({
-            "Type": "volume",
-            "Source": self.source.clone().unwrap_or_default(),
-            "Target": self.target,
-            "ReadOnly": self.read_only,
-            "VolumeOptions": {
-                "DriverConfig": {"Name": self.driver, "Options": options}
-            }
-        })
-    }
-}
-
-/// Quotes one field of a CSV record the way Go's encoding/csv (which the
-/// docker CLI uses for `--mount`) reads it back: in double quotes, with
-/// each `"` doubled, when it holds a comma, a quote or a line break, or
-/// starts or ends with white space (newer CLIs trim the whole value).
-pub fn csv_field(field: &str) -> Cow<'_, str> {
-    let needs = field.contains([',', '"', '\n', '\r'])
-        || field.starts_with(char::is_whitespace)
-        || field.ends_with(char::is_whitespace);
-    if needs {
-        Cow::Owned(format!("\"{}\"", field.replace('"', "\"\"")))
-    } else {
-        Cow::Borrowed(field)
-    }
-}
-
-/// One shell word: single quotes, each `'` written as `'\''`.
-pub fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
-/// The arguments for `docker run`: `--mount VALUE` per volume.
-pub fn cli_args(mounts: &[DockerMount]) -> Vec<String> {
-    mounts
-        .iter()
-        .flat_map(|m| ["--mount".to_string(), m.mount_value()])
-        .collect()
-}
-
-/// The cli format: `--mount '…' --mount '…'` and a newline (nothing for
-/// no volumes), ready to paste after `docker run`.
-pub fn render_cli(mounts: &[DockerMount]) -> String {
-    if mounts.is_empty() {
-        return String::new();
-    }
-    let words: Vec<String> = mounts
-        .iter()
-        .map(|m| format!("--mount {}", shell_quote(&m.mount_value())))
-        .collect();
-    format!("{}\n", words.join(" "))
-}
-
-/// The api format: the `HostConfig.Mounts` array, pretty-printed.
-pub fn render_api(mounts: &[DockerMount]) -> String {
-    let list: Vec<Value> = mounts.iter().map(DockerMount::to_api).collect();
-    let mut text = serde_json::to_string_pretty(&Value::Array(list)).expect("JSON values print");
-    text.push('\n');
-    text
-}
-
-/// The argv format: [`cli_args`] as a JSON array.
-pub fn render_argv(mounts: &[DockerMount]) -> String {
-    let mut text = serde_json::to_string(&cli_args(mounts)).expect("strings print");
-    text.push('\n');
-    text
-}
-
-pub fn render(mounts: &[DockerMount], format: Format) -> String {
-    match format {
-        Format::Cli => render_cli(mounts),
-        Format::Api => render_api(mounts),
-        Format::Argv => render_argv(mounts),
-    }
-}
-
-/// Parses `text` as JSON and translates it.
-pub fn translate_json(text: &str, options: &Options) -> Result<Vec<DockerMount>, Error> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        Error::Input(format!(
-            "The input is not valid JSON ({e}); give one volume object, a list of them, \
-             or an object with a `volumes` list."
-        ))
-    })?;
-    translate(&value, options)
-}
-
-/// Translates parsed JSON: one volume object, a list of them, or an object
-/// with `volumes`.
-pub fn translate(value: &Value, options: &Options) -> Result<Vec<DockerMount>, Error> {
-    let (entries, single): (Vec<&Value>, bool) = match value {
-        Value::Array(list) => (list.iter().collect(), false),
-        Value::Object(map) if map.contains_key("volumes") => match &map["volumes"] {
-            Value::Array(list) => (list.iter().collect(), false),
-            Value::Null => (Vec::new(), false),
-            _ => {
-                return Err(Error::Invalid(vec![Problem {
-                    path: "volumes".into(),
-                    message: "Input should be a valid list".into(),
-                }]));
-            }
-        },
-        Value::Object(_) => (vec![value], true),
-        other => {
-            return Err(Error::Input(format!(
-                "The input is {}, not a volume; give one volume object, a list of them, \
-                 or an object with a `volumes` list.",
-                json_kind(other)
-            )));
-        }
-    };
-    let mut problems = Vec::new();
-    let mut volumes = Vec::new();
-    let mut seen = Seen::default();
-    for (index, entry) in entries.iter().enumerate() {
-        let at = Path::entry(index, single);
-        volumes.extend(check_entry(entry, &at, options, &mut problems));
-        seen.check(entry, index, &at, &mut problems);
-    }
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems));
-    }
-    Ok(volumes.into_iter().map(|v| to_mount(v, options)).collect())
-}
-
 /// JSON paths of one entry and its fields.
-struct Path {
+pub(super) struct Path {
     entry: String,
     /// Prefix of a field's path: `volumes[1].` or `` for a lone object.
     fields: String,
 }
 
 impl Path {
-    fn entry(index: usize, single: bool) -> Path {
+    pub(super) fn entry(index: usize, single: bool) -> Path {
         if single {
             Path {
                 entry: "volume".into(),
@@ -339,7 +37,7 @@ impl Path {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+pub(super) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -371,6 +69,7 @@ enum Use {
     Ignored,
 }
 
+#[derive(Clone, Copy)]
 struct Field {
     name: &'static str,
     kind: Kind,
@@ -378,24 +77,7 @@ struct Field {
     used: Use,
 }
 
-const fn req(name: &'static str, kind: Kind) -> Field {
-    Field {
-        name,
-        kind,
-        required: true,
-        used: Use::Option,
-    }
-}
-
-const fn opt(name: &'static str, kind: Kind) -> Field {
-    Field {
-        name,
-        kind,
-        required: false,
-        used: Use::Option,
-    }
-}
-
+/// A field of the API that is accepted and type-checked, not passed on.
 const fn ignored(name: &'static str, kind: Kind) -> Field {
     Field {
         name,
@@ -406,24 +88,27 @@ const fn ignored(name: &'static str, kind: Kind) -> Field {
 }
 
 /// A backend struct: its JSON key (also the plugin's `type`), the API's
-/// model name (pydantic says "instance of Host") and its fields.
-struct Backend {
-    key: &'static str,
+/// model name (pydantic says "instance of Host"), and the API's fields
+/// that are not volume options (its fields that are come from the table).
+pub(super) struct Backend {
+    pub(super) key: &'static str,
+    ty: VolumeType,
     model: &'static str,
-    fields: &'static [Field],
+    extra: &'static [Field],
 }
 
-const BACKENDS: &[Backend] = &[
+pub(super) const BACKENDS: &[Backend] = &[
     Backend {
-        key: "host",
+        key: VolumeType::Host.name(),
+        ty: VolumeType::Host,
         model: "Host",
-        fields: &[req("path", Kind::Str)],
+        extra: &[],
     },
     Backend {
-        key: "pvc",
+        key: VolumeType::Pvc.name(),
+        ty: VolumeType::Pvc,
         model: "PVC",
-        fields: &[
-            req("claimName", Kind::Str),
+        extra: &[
             // Provisioning hints of the API: the server's, not Docker's.
             ignored("createIfNotExists", Kind::Bool),
             ignored("deleteOnSandboxTermination", Kind::Bool),
@@ -433,53 +118,55 @@ const BACKENDS: &[Backend] = &[
         ],
     },
     Backend {
-        key: "ossfs",
+        key: VolumeType::Ossfs.name(),
+        ty: VolumeType::Ossfs,
         model: "OSSFS",
-        fields: &[
-            req("bucket", Kind::Str),
-            req("endpoint", Kind::Str),
-            // OSEP-0003's key prefix inside the bucket.
-            opt("path", Kind::Str),
-            opt("version", Kind::Str),
-            opt("options", Kind::StrList),
-            opt("accessKeyId", Kind::Str),
-            opt("accessKeySecret", Kind::Str),
-            // Ours: temporary keys, and a plugin-side credential profile.
-            opt("sessionToken", Kind::Str),
-            opt("credentials", Kind::Str),
-        ],
+        extra: &[],
     },
     Backend {
-        key: "nfs",
+        key: VolumeType::Nfs.name(),
+        ty: VolumeType::Nfs,
         model: "NFS",
-        fields: &[
-            req("server", Kind::Str),
-            req("path", Kind::Str),
-            opt("options", Kind::StrOrList),
-        ],
+        extra: &[],
     },
     Backend {
-        key: "s3",
+        key: VolumeType::S3.name(),
+        ty: VolumeType::S3,
         model: "S3",
-        fields: &[
-            req("bucket", Kind::Str),
-            opt("endpoint", Kind::Str),
-            opt("region", Kind::Str),
-            opt("prefix", Kind::Str),
-            opt("pathStyle", Kind::Bool),
-            opt("accessKeyId", Kind::Str),
-            opt("accessKeySecret", Kind::Str),
-            opt("sessionToken", Kind::Str),
-            opt("credentials", Kind::Str),
-            opt("upload", Kind::Str),
-            opt("metadataTtl", Kind::Number),
-            opt("attrsFromListing", Kind::Bool),
-            opt("uid", Kind::Integer),
-            opt("gid", Kind::Integer),
-            opt("umask", Kind::Str),
-        ],
+        extra: &[],
     },
 ];
+
+impl Backend {
+    /// The struct's fields: the type's options that the API's JSON has, in
+    /// table order, then the API's extras.
+    fn fields(&self) -> Vec<Field> {
+        table::OPTIONS
+            .iter()
+            .filter(|o| matches!(o.types, Types::Only(_)))
+            .filter(|o| o.on(self.ty).is_some_and(|on| on.api))
+            .map(|o| Field {
+                name: o.name,
+                kind: kind_of(o.value),
+                required: o.required,
+                used: Use::Option,
+            })
+            .chain(self.extra.iter().copied())
+            .collect()
+    }
+}
+
+/// The JSON type the API gives an option's value.
+fn kind_of(value: ValueType) -> Kind {
+    match value {
+        ValueType::Text | ValueType::Octal => Kind::Str,
+        ValueType::Bool => Kind::Bool,
+        ValueType::Seconds => Kind::Number,
+        ValueType::Id => Kind::Integer,
+        ValueType::List => Kind::StrList,
+        ValueType::ListOrText => Kind::StrOrList,
+    }
+}
 
 const VOLUME_FIELDS: &[&str] = &["name", "mountPath", "readOnly", "subPath"];
 
@@ -504,14 +191,14 @@ impl Val {
 }
 
 /// A valid entry, ready to become a mount.
-struct Checked {
-    name: String,
-    mount_path: String,
-    read_only: bool,
-    sub_path: Option<String>,
-    backend: &'static str,
+pub(super) struct Checked {
+    pub(super) name: String,
+    pub(super) mount_path: String,
+    pub(super) read_only: bool,
+    pub(super) sub_path: Option<String>,
+    pub(super) backend: &'static str,
     /// Backend options in table order.
-    options: Vec<(&'static str, String)>,
+    pub(super) options: Vec<(&'static str, String)>,
 }
 
 /// Type-checks `value` as `kind`, with pydantic's wording for a wrong type
@@ -591,7 +278,7 @@ fn lax_bool(v: &Value) -> Option<bool> {
 }
 
 /// Checks one entry; pushes its problems and returns it if it has none.
-fn check_entry(
+pub(super) fn check_entry(
     entry: &Value,
     at: &Path,
     options: &Options,
@@ -786,6 +473,7 @@ fn check_backend(
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<(&'static str, String)>> {
     let before = problems.len();
+    let fields = backend.fields();
     let base = at.field(backend.key);
     let Value::Object(map) = value else {
         problems.push(Problem {
@@ -799,7 +487,7 @@ fn check_backend(
     };
     let path = |field: &str| format!("{base}.{field}");
     for key in map.keys() {
-        if !backend.fields.iter().any(|f| f.name == key) {
+        if !fields.iter().any(|f| f.name == key) {
             problems.push(Problem {
                 path: path(key),
                 message: "Extra inputs are not permitted".into(),
@@ -807,7 +495,7 @@ fn check_backend(
         }
     }
     let mut values: Vec<(&Field, Val)> = Vec::new();
-    for field in backend.fields {
+    for field in &fields {
         match map.get(field.name) {
             None | Some(Value::Null) if field.required => {
                 let message = match map.get(field.name) {
@@ -1026,7 +714,7 @@ fn plugin_refusal(v: &Checked) -> Option<String> {
 
 /// `type`, the backend's options, `subPath`, `readOnly` (only when true:
 /// `readOnly=false` would contradict `ro` in ossfs `options`).
-fn volume_options(v: &Checked) -> Vec<(String, String)> {
+pub(super) fn volume_options(v: &Checked) -> Vec<(String, String)> {
     let mut out = vec![("type".to_string(), v.backend.to_string())];
     out.extend(
         v.options
@@ -1042,38 +730,6 @@ fn volume_options(v: &Checked) -> Vec<(String, String)> {
     out
 }
 
-fn to_mount(v: Checked, options: &Options) -> DockerMount {
-    let source = options
-        .name_prefix
-        .as_deref()
-        .map(|prefix| volume_name(prefix, &v.name));
-    DockerMount {
-        read_only: v.read_only && source.is_some(),
-        source,
-        target: v.mount_path.clone(),
-        driver: options.driver.clone(),
-        options: volume_options(&v),
-    }
-}
-
-/// `prefix + name` in Docker's volume name characters
-/// (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`): others become `-`, and a prefix may not
-/// start with anything but a letter or digit. `name` is a DNS label already.
-pub fn volume_name(prefix: &str, name: &str) -> String {
-    let prefix: String = prefix
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let prefix = prefix.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-    format!("{prefix}{name}")
-}
-
 /// Collapses `//`, `.` and a trailing `/`, for comparing mount paths as
 /// Docker does (it cleans them).
 fn clean_path(p: &str) -> String {
@@ -1086,7 +742,7 @@ fn clean_path(p: &str) -> String {
 
 /// Names and mount paths seen in earlier entries, to refuse repeats.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     names: Vec<String>,
     /// Cleaned mount path and the index of the entry that has it.
     mount_paths: Vec<(String, usize)>,
@@ -1096,7 +752,13 @@ impl Seen {
     /// Unique names (the API's rule) and unique mount paths (Docker
     /// refuses two mounts on one path); the later entry of a pair is
     /// the one reported.
-    fn check(&mut self, entry: &Value, index: usize, at: &Path, problems: &mut Vec<Problem>) {
+    pub(super) fn check(
+        &mut self,
+        entry: &Value,
+        index: usize,
+        at: &Path,
+        problems: &mut Vec<Problem>,
+    ) {
         if let Some(name) = entry.get("name").and_then(Value::as_str) {
             if self.names.iter().any(|n| n == name) {
                 problems.push(Problem {
@@ -1128,66 +790,10 @@ impl Seen {
     }
 }
 
-/// The `translate` command: reads, translates, prints. Returns the exit
-/// status: 0 done, 1 the input could not be read, 2 the input is not valid.
-pub fn run_translate(args: TranslateArgs) -> i32 {
-    let mut text = String::new();
-    let read = match &args.input {
-        None => std::io::stdin().read_to_string(&mut text).map(drop),
-        Some(p) if p.as_os_str() == "-" => std::io::stdin().read_to_string(&mut text).map(drop),
-        Some(p) => std::fs::read_to_string(p).map(|t| text = t),
-    };
-    if let Err(e) = read {
-        let what = match &args.input {
-            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
-            _ => "standard input".to_string(),
-        };
-        eprintln!("opensandbox-volume translate: cannot read {what}: {e}");
-        return 1;
-    }
-    let options = Options {
-        driver: args.driver,
-        name_prefix: args.name_prefix,
-        allowed_host_paths: args.allowed_host_paths,
-    };
-    match translate_json(&text, &options) {
-        Ok(mounts) => {
-            print!("{}", render(&mounts, args.format));
-            0
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            2
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_only_when_needed() {
-        assert_eq!(csv_field("volume-opt=bucket=b"), "volume-opt=bucket=b");
-        assert_eq!(
-            csv_field("volume-opt=options=allow_other,umask=0022"),
-            "\"volume-opt=options=allow_other,umask=0022\""
-        );
-        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
-        assert_eq!(csv_field(" a"), "\" a\"");
-    }
-
-    #[test]
-    fn shell_quote_escapes_single_quotes() {
-        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
-    }
-
-    #[test]
-    fn volume_names_are_sanitised() {
-        assert_eq!(volume_name("sb 1/", "work"), "sb-1-work");
-        assert_eq!(volume_name("_x.", "work"), "x.work");
-        assert_eq!(volume_name("", "work"), "work");
-    }
+    use serde_json::json;
 
     #[test]
     fn lax_booleans() {

@@ -1,0 +1,212 @@
+//! The shapes of option values shared by several types: booleans, ids,
+//! modes, seconds, the two ossfs words (`upload`, `version`), and paths and
+//! names (a normalised absolute path, a relative `subPath`, a DNS label).
+
+use super::error::SpecError;
+
+/// Longest path we accept in an option; PATH_MAX on Linux.
+pub(super) const MAX_PATH_LEN: usize = 4096;
+
+/// Longest single path component; NAME_MAX on Linux.
+pub(super) const MAX_COMPONENT_LEN: usize = 255;
+
+/// Longest metadata cache: beyond this, changes made by other clients of
+/// the bucket would stay invisible for longer than anyone expects.
+pub(super) const MAX_METADATA_TTL_SECS: f64 = 3600.0;
+
+pub(super) fn parse_bool(option: &'static str, value: &str) -> Result<bool, SpecError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(SpecError::BadBool {
+            option,
+            value: value.to_string(),
+        }),
+    }
+}
+
+/// A uid or gid; `u32::MAX` is `(uid_t)-1`, "no change" to the kernel.
+pub(super) fn parse_id(value: &str) -> Option<u32> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse::<u32>().ok().filter(|id| *id != u32::MAX)
+}
+
+/// `022`, `0022`, `7`: octal digits only, at most `777`.
+pub(super) fn parse_umask(value: &str) -> Option<u32> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 4 || !v.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o777)
+}
+
+pub(super) fn parse_upload(value: &str) -> Option<String> {
+    let v = value.trim().to_ascii_lowercase();
+    matches!(v.as_str(), "async" | "sync").then_some(v)
+}
+
+pub(super) fn parse_version(value: &str) -> Option<String> {
+    let v = value.trim();
+    matches!(v, "1.0" | "2.0").then(|| v.to_string())
+}
+
+/// Seconds (`5`, `0.25`; no sign, exponent or `inf`) → milliseconds,
+/// rounded, at most an hour.
+pub(super) fn parse_seconds_ms(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let (int, frac) = v.split_once('.').unwrap_or((v, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !digits(frac) {
+        return None;
+    }
+    let secs: f64 = v.parse().ok()?;
+    (secs <= MAX_METADATA_TTL_SECS).then(|| (secs * 1000.0).round() as u64)
+}
+
+/// An empty `subPath` means "the whole volume"; trailing slashes are
+/// tolerated because `work/` and `work` name the same directory.
+pub(super) fn parse_sub_path(value: &str) -> Result<Option<String>, SpecError> {
+    let trimmed = value.trim_end_matches('/');
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = || SpecError::BadSubPath(value.to_string());
+    if trimmed.is_empty() || trimmed.starts_with('/') || trimmed.len() > MAX_PATH_LEN {
+        return Err(bad());
+    }
+    if !trimmed.split('/').all(is_plain_component) {
+        return Err(bad());
+    }
+    Ok(Some(trimmed.to_string()))
+}
+
+/// True for a path like `/srv/data`: absolute, no empty, `.` or `..`
+/// components, no trailing slash (except `/` itself), no NUL.
+pub fn is_normalised_absolute(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    match path.strip_prefix('/') {
+        None => false,
+        Some(rest) => path.len() <= MAX_PATH_LEN && rest.split('/').all(is_plain_component),
+    }
+}
+
+pub(super) fn is_plain_component(c: &str) -> bool {
+    !c.is_empty() && c != "." && c != ".." && !c.contains('\0') && c.len() <= MAX_COMPONENT_LEN
+}
+
+/// RFC 1123 label, as Kubernetes names claims: 1–63 of `[a-z0-9-]`,
+/// alphanumeric at both ends.
+pub fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && starts_and_ends_alphanumeric(name)
+}
+
+pub(super) fn starts_and_ends_alphanumeric(name: &str) -> bool {
+    let alnum = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    alnum(name.as_bytes().first()) && alnum(name.as_bytes().last())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::test_util::*;
+    use serde_json::json;
+
+    #[test]
+    fn upload_mode() {
+        for (given, want) in [("async", "async"), ("Sync", "sync"), (" ASYNC ", "async")] {
+            assert_eq!(
+                tuning(with(&s3(), json!({"upload": given})))
+                    .upload
+                    .as_deref(),
+                Some(want)
+            );
+        }
+        let e = err(with(&s3(), json!({"upload": "later"})));
+        assert_eq!(
+            e.to_string(),
+            r#"option `upload`="later" must be async or sync"#
+        );
+        assert!(parse(with(&ossfs(), json!({"upload": "sync"}))).is_ok());
+    }
+
+    #[test]
+    fn metadata_ttl_seconds_to_milliseconds() {
+        for (given, ms) in [
+            (json!("0"), 0),
+            (json!("1"), 1000),
+            (json!("0.25"), 250),
+            (json!("1.0005"), 1001),
+            (json!("3600"), 3_600_000),
+            (json!("3600.0"), 3_600_000),
+            (json!(5), 5000),
+            (json!(1.5), 1500),
+        ] {
+            assert_eq!(
+                tuning(with(&s3(), json!({"metadataTtl": given}))).metadata_ttl_ms,
+                Some(ms),
+                "{given}"
+            );
+        }
+        for bad in [
+            "", "-1", "+1", "1e3", "inf", "NaN", ".5", "5.", "3600.5", "3601", "1,5", "1 s", "1s",
+        ] {
+            let e = err(with(&s3(), json!({"metadataTtl": bad})));
+            assert_eq!(
+                e,
+                SpecError::BadValue {
+                    option: "metadataTtl",
+                    value: bad.into(),
+                    expected: crate::spec::table::find(crate::spec::VolumeType::S3, "metadataTtl")
+                        .unwrap()
+                        .expected
+                },
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn uid_gid_umask() {
+        let t = tuning(with(
+            &s3(),
+            json!({"uid": "0", "gid": " 4294967294 ", "umask": "0"}),
+        ));
+        assert_eq!(
+            (t.uid, t.gid, t.umask),
+            (Some(0), Some(u32::MAX - 1), Some(0))
+        );
+        for (umask, want) in [("022", 0o022), ("0022", 0o022), ("777", 0o777), ("7", 7)] {
+            assert_eq!(
+                tuning(with(&s3(), json!({"umask": umask}))).umask,
+                Some(want)
+            );
+        }
+        for bad in ["", "-1", "1.5", "abc", "4294967295", "99999999999", "0x10"] {
+            for option in ["uid", "gid"] {
+                let e = err(with(&s3(), json!({ option: bad })));
+                assert!(
+                    matches!(&e, SpecError::BadValue { option: o, .. } if *o == option),
+                    "{option}={bad:?}: {e:?}"
+                );
+            }
+        }
+        for bad in ["", "8", "1000", "0o22", "00777", "-22", "abc"] {
+            let e = err(with(&s3(), json!({"umask": bad})));
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "option `umask`={bad:?} must be an octal mode from 000 to 777, e.g. umask=022"
+                )
+            );
+        }
+    }
+}
