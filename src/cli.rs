@@ -76,7 +76,7 @@ pub struct MountArgs {
     /// whose mount point must be MOUNTPOINT. This is how the plugin starts a
     /// volume's mount process, so keys are in neither its arguments nor its
     /// environment.
-    #[arg(long, conflicts_with_all = SETTING_FLAGS)]
+    #[arg(long, env = "OSV_CONFIG_STDIN", conflicts_with_all = SETTING_FLAGS)]
     pub config_stdin: bool,
 
     /// Bucket name.
