@@ -41,14 +41,47 @@ pub enum Command {
     Translate(crate::translate::TranslateArgs),
 }
 
+/// The flags `--config-stdin` replaces: every setting of a mount but the
+/// mount point and the log level.
+const SETTING_FLAGS: &[&str] = &[
+    "bucket",
+    "endpoint",
+    "region",
+    "prefix",
+    "access_key_id",
+    "access_key_secret",
+    "session_token",
+    "path_style",
+    "read_only",
+    "uid",
+    "gid",
+    "umask",
+    "upload",
+    "cache_dir",
+    "allow_other",
+    "metadata_ttl",
+    "upload_delay",
+    "attrs_from_listing",
+    "flush_timeout",
+];
+
 #[derive(Debug, Args)]
 pub struct MountArgs {
     /// Directory to mount on.
     pub mountpoint: PathBuf,
 
+    /// Read every setting but the log level from standard input instead of
+    /// the flags below: one JSON mount configuration (objectfs's
+    /// `MountConfig`: store with keys, filesystem options, mount settings)
+    /// whose mount point must be MOUNTPOINT. This is how the plugin starts a
+    /// volume's mount process, so keys are in neither its arguments nor its
+    /// environment.
+    #[arg(long, env = "OSV_CONFIG_STDIN", conflicts_with_all = SETTING_FLAGS)]
+    pub config_stdin: bool,
+
     /// Bucket name.
-    #[arg(long, env = "OSV_BUCKET")]
-    pub bucket: String,
+    #[arg(long, env = "OSV_BUCKET", required_unless_present = "config_stdin")]
+    pub bucket: Option<String>,
 
     /// Endpoint: `http://127.0.0.1:9000`, `oss-cn-hangzhou.aliyuncs.com`
     /// (Alibaba OSS, mapped to its S3-compatible host), or any S3 URL;
@@ -150,61 +183,84 @@ fn parse_octal(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal mode such as 022"))
 }
 
+impl MountArgs {
+    /// The mount these flags describe (the prefix normalised here, once).
+    pub fn mount_config(&self) -> anyhow::Result<objectfs::MountConfig> {
+        use objectfs::config::{MountConfig, MountSettings};
+        use objectfs::store::s3::S3Config;
+        use objectfs::{FsOptions, layout};
+        let bucket = self
+            .bucket
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--bucket is required"))?;
+        let prefix =
+            layout::normalise_prefix(&self.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
+        if !(self.metadata_ttl.is_finite() && self.metadata_ttl >= 0.0) {
+            anyhow::bail!("--metadata-ttl must be a number of seconds ≥ 0");
+        }
+        let cache_dir = self.cache_dir.clone().unwrap_or_else(|| {
+            let id = format!(
+                "{}/{}/{}",
+                self.endpoint.as_deref().unwrap_or("aws"),
+                bucket,
+                prefix
+            );
+            PathBuf::from("/var/cache/opensandbox-volume").join(crate::names::file_stem(&id))
+        });
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Ok(MountConfig {
+            fs: FsOptions {
+                prefix,
+                defaults: layout::Defaults {
+                    uid: self.uid.unwrap_or(uid),
+                    gid: self.gid.unwrap_or(gid),
+                    umask: self.umask,
+                },
+                read_only: self.read_only,
+                upload: self.upload,
+                cache_dir,
+                metadata_ttl: std::time::Duration::from_secs_f64(self.metadata_ttl),
+                flush_timeout: std::time::Duration::from_secs(self.flush_timeout),
+                upload_delay: self.upload_delay,
+                attrs_from_listing: self.attrs_from_listing,
+            },
+            mount: MountSettings::new(self.mountpoint.clone(), &bucket, self.allow_other),
+            store: S3Config {
+                bucket,
+                endpoint: self.endpoint.clone(),
+                region: self.region.clone(),
+                access_key_id: self.access_key_id.clone(),
+                access_key_secret: self.access_key_secret.clone(),
+                session_token: self.session_token.clone(),
+                path_style: self.path_style,
+            },
+        })
+    }
+}
+
+/// The configuration the plugin wrote to standard input, for `mountpoint`.
+fn config_from_stdin(mountpoint: &std::path::Path) -> anyhow::Result<objectfs::MountConfig> {
+    let config = objectfs::MountConfig::read_from(std::io::stdin().lock())?;
+    if config.mount.mountpoint != mountpoint {
+        anyhow::bail!(
+            "the mount configuration on standard input is for {}, not {}",
+            config.mount.mountpoint.display(),
+            mountpoint.display()
+        );
+    }
+    Ok(config)
+}
+
 /// Mounts a bucket and runs until unmounted or signalled.
 pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
-    use objectfs::store::s3::{S3Config, S3Store};
-    use objectfs::{FsOptions, layout};
     init_logging(&args.log_level)?;
-    let prefix =
-        layout::normalise_prefix(&args.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
-    let config = S3Config {
-        bucket: args.bucket.clone(),
-        endpoint: args.endpoint.clone(),
-        region: args.region.clone(),
-        access_key_id: args.access_key_id.clone(),
-        access_key_secret: args.access_key_secret.clone(),
-        session_token: args.session_token.clone(),
-        path_style: args.path_style,
+    let config = if args.config_stdin {
+        config_from_stdin(&args.mountpoint)?
+    } else {
+        args.mount_config()?
     };
-    let store = Arc::new(S3Store::new(&config)?);
-    if !(args.metadata_ttl.is_finite() && args.metadata_ttl >= 0.0) {
-        anyhow::bail!("--metadata-ttl must be a number of seconds ≥ 0");
-    }
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
-        let id = format!(
-            "{}/{}/{}",
-            args.endpoint.as_deref().unwrap_or("aws"),
-            args.bucket,
-            prefix
-        );
-        PathBuf::from("/var/cache/opensandbox-volume").join(crate::names::file_stem(&id))
-    });
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let opts = FsOptions {
-        prefix,
-        defaults: layout::Defaults {
-            uid: args.uid.unwrap_or(uid),
-            gid: args.gid.unwrap_or(gid),
-            umask: args.umask,
-        },
-        read_only: args.read_only,
-        upload: args.upload,
-        cache_dir,
-        metadata_ttl: std::time::Duration::from_secs_f64(args.metadata_ttl),
-        flush_timeout: std::time::Duration::from_secs(args.flush_timeout),
-        upload_delay: args.upload_delay,
-        attrs_from_listing: args.attrs_from_listing,
-    };
-    tracing::info!(bucket = %args.bucket, endpoint = ?args.endpoint, prefix = %opts.prefix,
-        cache_dir = %opts.cache_dir.display(), upload = ?opts.upload, "mounting");
-    let settings = objectfs::mount::MountSettings {
-        mountpoint: args.mountpoint.clone(),
-        allow_other: args.allow_other,
-        fs_name: format!("osv:{}", args.bucket),
-        threads: 8,
-    };
-    let pending = objectfs::mount::run(store, opts, settings).await?;
+    let pending = objectfs::mount::run(config).await?;
     if pending > 0 {
         anyhow::bail!(
             "{pending} file(s) were not uploaded before the flush timeout; they stay in the cache directory and are uploaded by the next mount of it"
@@ -393,4 +449,94 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use objectfs::config;
+    use std::time::Duration;
+
+    fn mount_args(args: &[&str]) -> Result<MountArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["opensandbox-volume", "mount"].iter().chain(args).copied())?;
+        match cli.command {
+            Command::Mount(m) => Ok(m),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_build_the_mount_config_with_the_shared_defaults() {
+        let args = mount_args(&["/m", "--bucket", "b", "--prefix", "/a/b/"]).unwrap();
+        let c = args.mount_config().unwrap();
+        assert_eq!(c.fs.prefix, "a/b/");
+        assert_eq!(c.fs.defaults.umask, config::DEFAULT_UMASK);
+        assert_eq!(c.fs.metadata_ttl, config::DEFAULT_METADATA_TTL);
+        assert_eq!(c.fs.flush_timeout, config::DEFAULT_FLUSH_TIMEOUT);
+        assert_eq!(c.fs.upload_delay, config::DEFAULT_UPLOAD_DELAY);
+        assert_eq!(c.fs.upload, objectfs::UploadMode::Async);
+        assert_eq!(c.mount.threads, config::FUSE_THREADS);
+        assert_eq!(c.mount.fs_name, "osv:b");
+        assert!(!c.mount.allow_other);
+
+        let args = mount_args(&[
+            "/m",
+            "--bucket",
+            "b",
+            "--umask",
+            "027",
+            "--metadata-ttl",
+            "2.5",
+            "--upload-delay",
+            "250ms",
+            "--allow-other",
+            "--read-only",
+        ])
+        .unwrap();
+        let c = args.mount_config().unwrap();
+        assert_eq!(c.fs.defaults.umask, 0o027);
+        assert_eq!(c.fs.metadata_ttl, Duration::from_millis(2500));
+        assert_eq!(c.fs.upload_delay, Duration::from_millis(250));
+        assert!(c.mount.allow_other && c.fs.read_only);
+
+        let args = mount_args(&["/m", "--bucket", "b", "--prefix", "a/../b"]).unwrap();
+        assert!(
+            args.mount_config()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--prefix: ")
+        );
+        let args = mount_args(&["/m", "--bucket", "b", "--metadata-ttl=-1"]).unwrap();
+        assert_eq!(
+            args.mount_config().unwrap_err().to_string(),
+            "--metadata-ttl must be a number of seconds ≥ 0"
+        );
+    }
+
+    #[test]
+    fn config_stdin_replaces_every_setting_flag() {
+        let args = mount_args(&["/m", "--config-stdin"]).unwrap();
+        assert!(args.config_stdin && args.bucket.is_none());
+        assert!(mount_args(&["/m", "--config-stdin", "--log-level", "debug"]).is_ok());
+        assert!(mount_args(&["/m", "--config-stdin", "--bucket", "b"]).is_err());
+        assert!(mount_args(&["/m", "--config-stdin", "--upload", "sync"]).is_err());
+        assert!(
+            mount_args(&["/m"]).is_err(),
+            "--bucket is required without it"
+        );
+        // Every flag but the mount point, --config-stdin and the log level
+        // is a setting the configuration carries.
+        let cmd = Cli::command();
+        let mount = cmd.find_subcommand("mount").unwrap();
+        let mut flags: Vec<&str> = mount
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| !["mountpoint", "config_stdin", "log_level", "help"].contains(id))
+            .collect();
+        flags.sort_unstable();
+        let mut listed = SETTING_FLAGS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(flags, listed);
+    }
 }

@@ -407,6 +407,116 @@ fn credential_profiles_keep_secrets_out_of_docker_and_logs() {
     }
 }
 
+/// Which of `secrets` `/proc/PID/cmdline` or `/proc/PID/environ` shows,
+/// as "FILE shows SECRET".
+fn proc_shows(pid: u32, secrets: &[&str]) -> Vec<String> {
+    let mut shown = Vec::new();
+    for file in ["cmdline", "environ"] {
+        let bytes = fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in secrets {
+            if text.contains(secret) {
+                shown.push(format!("{file} shows {secret}"));
+            }
+        }
+    }
+    shown
+}
+
+/// The plugin hands a mount process its keys on stdin: neither its
+/// arguments nor its environment (`ps e`, /proc) show a key id, secret or
+/// session token, whether the keys are inline or from a profile.
+#[test]
+fn mount_processes_show_no_key_in_arguments_or_environment() {
+    let _shared = shared_daemon();
+    let p = plugin();
+    let config = moto().new_bucket("procenv");
+    let mut clean = Cleanup::default();
+
+    // The check itself catches a key in either place.
+    let mut canary = std::process::Command::new("sh")
+        .args(["-c", "sleep 30; true", "canary", KEY_ID])
+        .env("OSV_ACCESS_KEY_SECRET", SECRET)
+        .spawn()
+        .unwrap();
+    let canary_cmdline = format!("/proc/{}/cmdline", canary.id());
+    wait_for_within("the canary to exec", Duration::from_secs(5), || {
+        fs::read(&canary_cmdline).is_ok_and(|c| c.starts_with(b"sh\0-c\0"))
+    });
+    let caught = proc_shows(canary.id(), &[KEY_ID, SECRET]);
+    let _ = canary.kill();
+    let _ = canary.wait();
+    assert_eq!(
+        caught,
+        [
+            format!("cmdline shows {KEY_ID}"),
+            format!("environ shows {SECRET}")
+        ]
+    );
+
+    const TOKEN: &str = "sEsSiOn-tOkEn-not-in-proc-4Kd";
+    const PROFILE_KEY_ID: &str = "AKIDPROFILEPROC9X";
+    const PROFILE_SECRET: &str = "pRoFiLe-secret-not-in-proc-Vb2";
+    const PROFILE_TOKEN: &str = "pRoFiLe-token-not-in-proc-Hq5";
+    let inline = create(
+        &mut clean,
+        "procinline",
+        &format!("{} -o sessionToken={TOKEN}", s3_opts(&config)),
+    );
+    let creds = p.plugin().credentials_dir.clone();
+    fs::create_dir_all(&creds).unwrap();
+    let profile = creds.join("proc-b.json");
+    fs::write(
+        &profile,
+        format!(
+            r#"{{"accessKeyId": "{PROFILE_KEY_ID}", "accessKeySecret": "{PROFILE_SECRET}", "sessionToken": "{PROFILE_TOKEN}"}}"#
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&profile, fs::Permissions::from_mode(0o600)).unwrap();
+    let profiled = create(
+        &mut clean,
+        "procprofile",
+        &format!(
+            "-o type=s3 -o bucket={} -o endpoint={} -o credentials=proc-b",
+            config.bucket,
+            config.endpoint.as_deref().unwrap()
+        ),
+    );
+    let secrets = [
+        KEY_ID,
+        SECRET,
+        TOKEN,
+        PROFILE_KEY_ID,
+        PROFILE_SECRET,
+        PROFILE_TOKEN,
+    ];
+    for vol in [inline, profiled] {
+        let c = clean.container(&unique("procenv-c"));
+        run_detached(
+            &c,
+            &format!("-v {vol}:/data"),
+            "echo up > /data/up.txt && sleep 120",
+        );
+        wait_for_within(
+            "the container to mount the volume",
+            Duration::from_secs(30),
+            || mounts_of(&vol) == 1,
+        );
+        let pid = mount_pid(&vol);
+        assert!(alive(pid), "{vol}: the mount process runs");
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("--config-stdin"),
+            "{vol}: pid {pid} is the mount process"
+        );
+        let shown = proc_shows(pid, &secrets);
+        assert!(shown.is_empty(), "{vol}: {shown:?}");
+        dk(&format!("rm -f {c}"), &[]);
+        assert_eq!(mounts_of(&vol), 0);
+    }
+}
+
 #[test]
 fn sigkill_of_the_daemon_does_not_disturb_a_writing_container() {
     let _alone = DAEMON.write().unwrap_or_else(|e| e.into_inner());

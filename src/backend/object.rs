@@ -6,14 +6,24 @@
 //! and writing, and the restarted daemon finds the mount where it left it.
 //! What the daemon needs to find it again lives in the volume's cache
 //! directory: `mount.pid` (written here) and `status.json` (written by the
-//! mount process: state and bytes not yet uploaded). Secrets reach the mount
-//! process through its environment, never its arguments (which `ps` shows).
+//! mount process: state and bytes not yet uploaded).
+//!
+//! A mount process is `opensandbox-volume mount MOUNTPOINT --config-stdin`:
+//! its whole configuration, keys included, is one typed
+//! [`MountConfig`] built here from the volume's spec and written as JSON to
+//! its standard input, so keys are in neither its arguments nor its
+//! environment (`ps e` and /proc show both). The mount point stays in the
+//! arguments: it names the process in `ps` and lets a recycled pid be told
+//! apart from the volume's mount process.
 
+use crate::credentials::Keys;
 use crate::spec::{Credentials, ObjectSpec, VolumeSpec};
-use objectfs::UploadMode;
+use objectfs::config::{self, MountConfig, MountSettings};
 use objectfs::mount::{MountStatus, read_status};
+use objectfs::store::s3::S3Config;
+use objectfs::{FsOptions, UploadMode, layout};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -84,51 +94,79 @@ pub fn mount_prefix(obj: &ObjectSpec, sub_path: Option<&str>) -> String {
     }
 }
 
-/// The `mount` command line for a volume (secrets excluded: see `keys_env`).
-pub fn mount_args(
+/// The mount process's arguments: the configuration comes on its stdin.
+fn mount_args(target: &Path) -> [&std::ffi::OsStr; 3] {
+    [
+        "mount".as_ref(),
+        target.as_os_str(),
+        "--config-stdin".as_ref(),
+    ]
+}
+
+/// Everything the mount process of a volume needs, built once from its
+/// spec: `keys` are the volume's (inline or from its profile), `None` for
+/// anonymous access; `default_upload` applies when the volume names no
+/// upload mode. Owner defaults are this process's, which the mount process
+/// shares.
+pub fn mount_config(
     spec: &VolumeSpec,
     obj: &ObjectSpec,
+    keys: Option<Keys>,
     target: &Path,
     cache_dir: &Path,
-) -> Vec<String> {
-    let mut args = vec![
-        "mount".to_string(),
-        target.display().to_string(),
-        "--bucket".into(),
-        obj.bucket.clone(),
-        "--cache-dir".into(),
-        cache_dir.display().to_string(),
-        // Containers run as any user; the kernel still checks the modes.
-        "--allow-other".into(),
-    ];
-    let mut opt = |flag: &str, value: Option<String>| {
-        if let Some(v) = value {
-            args.push(flag.to_string());
-            args.push(v);
-        }
+    default_upload: UploadMode,
+) -> Result<MountConfig, ObjectError> {
+    let tuning = &obj.tuning;
+    let upload = match tuning.upload.as_deref() {
+        Some(mode) => mode
+            .parse::<UploadMode>()
+            .map_err(|reason| ObjectError::MountFailed {
+                bucket: obj.bucket.clone(),
+                reason,
+            })?,
+        None => default_upload,
     };
-    opt("--endpoint", obj.endpoint.clone());
-    opt("--region", obj.region.clone());
-    let prefix = mount_prefix(obj, spec.sub_path.as_deref());
-    opt("--prefix", (!prefix.is_empty()).then_some(prefix));
-    opt("--path-style", obj.path_style.map(|b| b.to_string()));
-    opt("--uid", obj.tuning.uid.map(|v| v.to_string()));
-    opt("--gid", obj.tuning.gid.map(|v| v.to_string()));
-    opt("--umask", obj.tuning.umask.map(|v| format!("{v:03o}")));
-    opt("--upload", obj.tuning.upload.clone());
-    opt(
-        "--metadata-ttl",
-        obj.tuning
-            .metadata_ttl_ms
-            .map(|ms| format!("{}", ms as f64 / 1000.0)),
-    );
-    if obj.tuning.attrs_from_listing == Some(true) {
-        args.push("--attrs-from-listing".into());
-    }
-    if spec.read_only {
-        args.push("--read-only".into());
-    }
-    args
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (access_key_id, access_key_secret, session_token) = match keys {
+        Some(k) => (
+            Some(k.access_key_id),
+            Some(k.access_key_secret),
+            k.session_token,
+        ),
+        None => (None, None, None),
+    };
+    Ok(MountConfig {
+        store: S3Config {
+            bucket: obj.bucket.clone(),
+            endpoint: obj.endpoint.clone(),
+            region: obj.region.clone(),
+            access_key_id,
+            access_key_secret,
+            session_token,
+            path_style: obj.path_style,
+        },
+        fs: FsOptions {
+            // Normalised by the spec; subPath is validated there too.
+            prefix: mount_prefix(obj, spec.sub_path.as_deref()),
+            defaults: layout::Defaults {
+                uid: tuning.uid.unwrap_or(uid),
+                gid: tuning.gid.unwrap_or(gid),
+                umask: tuning.umask.unwrap_or(config::DEFAULT_UMASK),
+            },
+            read_only: spec.read_only,
+            upload,
+            cache_dir: cache_dir.to_path_buf(),
+            metadata_ttl: tuning
+                .metadata_ttl_ms
+                .map_or(config::DEFAULT_METADATA_TTL, Duration::from_millis),
+            flush_timeout: config::DEFAULT_FLUSH_TIMEOUT,
+            upload_delay: config::DEFAULT_UPLOAD_DELAY,
+            attrs_from_listing: tuning.attrs_from_listing == Some(true),
+        },
+        // Containers run as any user; the kernel still checks the modes.
+        mount: MountSettings::new(target.to_path_buf(), &obj.bucket, true),
+    })
 }
 
 /// The process exists and has not exited. A zombie counts as gone: once
@@ -205,33 +243,25 @@ impl ObjectBackend {
         Ok(())
     }
 
-    /// The mount process's environment: keys only, never the daemon's own
-    /// settings (an inherited `OSV_*` would silently change the mount).
-    fn keys_env(&self, obj: &ObjectSpec) -> Result<Vec<(&'static str, String)>, ObjectError> {
-        let mut env = Vec::new();
-        match &obj.credentials {
-            Credentials::Default => {}
+    /// The volume's keys: inline, or read from its profile now (so rotated
+    /// keys reach the next mount); `None` for anonymous access.
+    fn keys(&self, obj: &ObjectSpec) -> Result<Option<Keys>, ObjectError> {
+        Ok(match &obj.credentials {
+            Credentials::Default => None,
             Credentials::Inline {
                 access_key_id,
                 access_key_secret,
                 session_token,
-            } => {
-                env.push(("OSV_ACCESS_KEY_ID", access_key_id.clone()));
-                env.push(("OSV_ACCESS_KEY_SECRET", access_key_secret.clone()));
-                if let Some(t) = session_token {
-                    env.push(("OSV_SESSION_TOKEN", t.clone()));
-                }
-            }
-            Credentials::Profile { name } => {
-                let keys = crate::credentials::load_profile(&self.settings.credentials_dir, name)?;
-                env.push(("OSV_ACCESS_KEY_ID", keys.access_key_id));
-                env.push(("OSV_ACCESS_KEY_SECRET", keys.access_key_secret));
-                if let Some(t) = keys.session_token {
-                    env.push(("OSV_SESSION_TOKEN", t));
-                }
-            }
-        }
-        Ok(env)
+            } => Some(Keys {
+                access_key_id: access_key_id.clone(),
+                access_key_secret: access_key_secret.clone(),
+                session_token: session_token.clone(),
+            }),
+            Credentials::Profile { name } => Some(crate::credentials::load_profile(
+                &self.settings.credentials_dir,
+                name,
+            )?),
+        })
     }
 
     /// Mounts the volume at `target` with a new mount process, or adopts
@@ -262,7 +292,14 @@ impl ObjectBackend {
         prepare(&cache_dir)?;
         prepare(&self.settings.log_root)?;
         self.wait_for_previous(target)?;
-        let env = self.keys_env(obj)?;
+        let config = mount_config(
+            spec,
+            obj,
+            self.keys(obj)?,
+            target,
+            &cache_dir,
+            self.settings.default_upload,
+        )?;
         let log_path = self.log_path(target);
         let log = OpenOptions::new()
             .create(true)
@@ -276,17 +313,15 @@ impl ObjectBackend {
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let mut command = Command::new(&self.settings.exe);
         command
-            .args(mount_args(spec, obj, target, &cache_dir))
+            .args(mount_args(target))
+            // Nothing of the daemon's: an inherited `OSV_*` would silently
+            // change the mount.
             .env_clear()
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
-            .envs(env)
-            // The default only: a volume's own `upload` option is an
-            // argument, which clap prefers over the variable.
-            .env("OSV_UPLOAD", self.settings.default_upload.as_str())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log.try_clone().map_err(ObjectError::Spawn)?)
             .stderr(log);
         // SAFETY: setsid is async-signal-safe; it detaches the child from the
@@ -300,7 +335,17 @@ impl ObjectBackend {
                 crate::supervisor::unblock_all_signals()
             });
         }
-        let child = command.spawn().map_err(ObjectError::Spawn)?;
+        let mut child = command.spawn().map_err(ObjectError::Spawn)?;
+        // The pipe holds the whole configuration; closing it is the child's
+        // end of input. A child that died first fails the write: its own
+        // last words are then the error, found below.
+        if let Some(mut stdin) = child.stdin.take()
+            && let Err(e) = stdin.write_all(&config.to_json())
+        {
+            tracing::warn!(target = %target.display(), error = %e,
+                "could not hand the configuration to the mount process");
+        }
+        drop(config);
         let pid = child.id();
         let pid_file = cache_dir.join(PID_FILE);
         std::fs::write(&pid_file, pid.to_string()).map_err(|source| ObjectError::Prepare {
@@ -438,22 +483,175 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mount_args_carry_every_setting_but_no_secret() {
-        let o = obj();
-        let spec = VolumeSpec {
+    fn spec_of(o: &ObjectSpec) -> VolumeSpec {
+        VolumeSpec {
             backend: crate::spec::BackendSpec::S3(o.clone()),
             sub_path: Some("run1".into()),
             read_only: true,
-        };
-        let args = mount_args(&spec, &o, Path::new("/m/v"), Path::new("/c/v"));
-        let line = args.join(" ");
+        }
+    }
+
+    fn keys() -> Keys {
+        Keys {
+            access_key_id: "AKIDSECRET".into(),
+            access_key_secret: "TOPSECRET".into(),
+            session_token: Some("TOKENSECRET".into()),
+        }
+    }
+
+    #[test]
+    fn mount_config_carries_every_setting_and_argv_no_secret() {
+        let o = obj();
+        let config = mount_config(
+            &spec_of(&o),
+            &o,
+            Some(keys()),
+            Path::new("/m/v"),
+            Path::new("/c/v"),
+            UploadMode::Async,
+        )
+        .unwrap();
+        // SAFETY: getgid cannot fail.
+        let gid = unsafe { libc::getgid() };
         assert_eq!(
-            line,
-            "mount /m/v --bucket b --cache-dir /c/v --allow-other --endpoint http://127.0.0.1:9000 \
-             --prefix agents/run1/ --uid 1000 --umask 022 --upload sync --metadata-ttl 1.5 --attrs-from-listing --read-only"
+            config,
+            MountConfig {
+                store: S3Config {
+                    bucket: "b".into(),
+                    endpoint: Some("http://127.0.0.1:9000".into()),
+                    region: None,
+                    access_key_id: Some("AKIDSECRET".into()),
+                    access_key_secret: Some("TOPSECRET".into()),
+                    session_token: Some("TOKENSECRET".into()),
+                    path_style: None,
+                },
+                fs: FsOptions {
+                    prefix: "agents/run1/".into(),
+                    defaults: layout::Defaults {
+                        uid: 1000,
+                        gid,
+                        umask: 0o022,
+                    },
+                    read_only: true,
+                    upload: UploadMode::Sync,
+                    cache_dir: "/c/v".into(),
+                    metadata_ttl: Duration::from_millis(1500),
+                    flush_timeout: Duration::from_secs(600),
+                    upload_delay: Duration::from_secs(1),
+                    attrs_from_listing: true,
+                },
+                mount: MountSettings {
+                    mountpoint: "/m/v".into(),
+                    allow_other: true,
+                    fs_name: "osv:b".into(),
+                    threads: 8,
+                },
+            }
         );
-        assert!(!line.contains("SECRET"));
+        // What the mount process gets back from its stdin is the same value.
+        assert_eq!(MountConfig::from_json(&config.to_json()).unwrap(), config);
+        // Its arguments name the mount point and nothing else.
+        let args = mount_args(Path::new("/m/v"));
+        assert_eq!(args, ["mount", "/m/v", "--config-stdin"]);
+        let line = args.join(" ".as_ref()).into_string().unwrap();
+        assert!(!line.contains("SECRET") && !line.contains("AKID"), "{line}");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("TOPSECRET") && !debug.contains("TOKENSECRET"));
+    }
+
+    #[test]
+    fn mount_config_defaults_and_the_daemons_upload_mode() {
+        let mut o = obj();
+        o.tuning = MountTuning::default();
+        o.prefix = String::new();
+        o.path_style = Some(true);
+        o.region = Some("eu-west-1".into());
+        let spec = VolumeSpec {
+            backend: crate::spec::BackendSpec::S3(o.clone()),
+            sub_path: None,
+            read_only: false,
+        };
+        let config = mount_config(
+            &spec,
+            &o,
+            None,
+            Path::new("/m/v"),
+            Path::new("/c/v"),
+            UploadMode::Sync,
+        )
+        .unwrap();
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        assert_eq!(
+            config.fs.defaults,
+            layout::Defaults {
+                uid,
+                gid,
+                umask: 0o022
+            }
+        );
+        assert_eq!(config.fs.prefix, "");
+        assert_eq!(config.fs.upload, UploadMode::Sync, "the daemon's default");
+        assert_eq!(config.fs.metadata_ttl, Duration::from_secs(1));
+        assert!(!config.fs.read_only && !config.fs.attrs_from_listing);
+        assert_eq!(config.store.path_style, Some(true));
+        assert_eq!(config.store.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.store.access_key_id, None);
+        assert_eq!(config.store.access_key_secret, None);
+        // A volume's own mode wins over the daemon's default.
+        o.tuning.upload = Some("async".into());
+        let config = mount_config(
+            &spec,
+            &o,
+            None,
+            Path::new("/m/v"),
+            Path::new("/c/v"),
+            UploadMode::Sync,
+        )
+        .unwrap();
+        assert_eq!(config.fs.upload, UploadMode::Async);
+    }
+
+    #[test]
+    fn keys_come_inline_or_from_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectBackend::new(ObjectSettings {
+            exe: "/bin/false".into(),
+            cache_root: dir.path().join("cache"),
+            log_root: dir.path().join("logs"),
+            credentials_dir: dir.path().into(),
+            default_upload: UploadMode::Async,
+        });
+        let mut o = obj();
+        let k = backend.keys(&o).unwrap().unwrap();
+        assert_eq!(
+            (k.access_key_id.as_str(), k.access_key_secret.as_str()),
+            ("AKIDSECRET", "TOPSECRET")
+        );
+        let profile = dir.path().join("team-a.json");
+        std::fs::write(
+            &profile,
+            r#"{"accessKeyId": "AKIDPROFILE", "accessKeySecret": "PROFILESECRET", "sessionToken": "T"}"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &profile,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        o.credentials = Credentials::Profile {
+            name: "team-a".into(),
+        };
+        assert_eq!(
+            backend.keys(&o).unwrap(),
+            Some(Keys {
+                access_key_id: "AKIDPROFILE".into(),
+                access_key_secret: "PROFILESECRET".into(),
+                session_token: Some("T".into()),
+            })
+        );
+        o.credentials = Credentials::Default;
+        assert_eq!(backend.keys(&o).unwrap(), None);
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Kind {
 }
 
 /// Owner and permissions given to objects without metadata.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Defaults {
     pub uid: u32,
     pub gid: u32,

@@ -5,6 +5,7 @@
 //! store; `fuse` adapts it to fuser. See docs/SEMANTICS.md for what each
 //! operation does on object storage and what other clients see, when.
 
+pub mod config;
 pub mod core;
 pub mod fuse;
 pub mod layout;
@@ -15,6 +16,7 @@ pub mod store;
 pub mod transfer;
 
 pub use self::core::ObjectFs;
+pub use config::MountConfig;
 pub use layout::Kind;
 
 use std::path::PathBuf;
@@ -58,8 +60,9 @@ impl UploadMode {
     }
 }
 
-/// Everything that shapes one mount.
-#[derive(Debug, Clone)]
+/// Everything that shapes one mount's filesystem (see [`config::MountConfig`]
+/// for the whole mount).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FsOptions {
     /// Key prefix the mount is confined to: empty or ending in `/`.
     pub prefix: String,

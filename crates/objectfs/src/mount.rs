@@ -5,23 +5,13 @@
 use super::fuse::FuseAdapter;
 use super::{FsOptions, ObjectFs};
 
+use crate::config::{MountConfig, MountSettings};
 use crate::store::ObjectStore;
+use crate::store::s3::S3Store;
 use fuser::{Config, MountOption, SessionACL};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How the kernel side of the mount is set up.
-#[derive(Debug, Clone)]
-pub struct MountSettings {
-    pub mountpoint: PathBuf,
-    /// Let users other than the mounting one in (containers' users).
-    pub allow_other: bool,
-    /// Shown as the mount's source in /proc/mounts.
-    pub fs_name: String,
-    /// FUSE request threads.
-    pub threads: usize,
-}
 
 /// A FUSE mount whose server died leaves "Transport endpoint is not
 /// connected" behind; detach it so the mount point can be used again.
@@ -53,10 +43,21 @@ pub fn detach(target: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Runs the mount until it is unmounted or the process is told to stop.
-/// Returns the number of files that could not be uploaded in time (they
-/// stay journalled in the cache directory for the next mount).
-pub async fn run(
+/// Runs the mount `config` describes until it is unmounted or the process
+/// is told to stop: the one entry point of the plugin's mount processes and
+/// of the standalone `mount` command. Returns the number of files that
+/// could not be uploaded in time (they stay journalled in the cache
+/// directory for the next mount).
+pub async fn run(config: MountConfig) -> anyhow::Result<usize> {
+    let store = Arc::new(S3Store::new(&config.store)?);
+    let opts = config.fs;
+    tracing::info!(bucket = %config.store.bucket, endpoint = ?config.store.endpoint, prefix = %opts.prefix,
+        cache_dir = %opts.cache_dir.display(), upload = ?opts.upload, "mounting");
+    serve(store, opts, config.mount).await
+}
+
+/// [`run`] on any store.
+async fn serve(
     store: Arc<dyn ObjectStore>,
     opts: FsOptions,
     settings: MountSettings,
