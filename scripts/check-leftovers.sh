@@ -13,8 +13,8 @@
 #     osv-check-install-*), or not in the --since list;
 #   - a container of the test image ($OSV_TEST_IMAGE, default osv-test-busybox), or not
 #     in the --since list (the image itself stays);
-#   - a mount of type fuse.objectfs or fuse.s3fs, or any mount under the tests' temporary
-#     directories (/tmp/osvtest*, /tmp/osv-*, /tmp/.tmp*), in this mount namespace;
+#   - an objectfs mount (source osv:BUCKET) or an s3fs one, or any mount under the tests'
+#     temporary directories (/tmp/osvtest*, /tmp/osv-*, /tmp/.tmp*), in this mount namespace;
 #   - a process of opensandbox-volume (serve, mount, supervise), moto_server, s3s-fs, s3fs,
 #     or the tests' docker-registry;
 #   - a socket or spec of the tests' driver in /run/docker/plugins (osvtest*).
@@ -77,13 +77,15 @@ find_leftovers() {
         done < <(docker ps -a --format '{{.Names}} {{.Image}}')
     fi
 
-    # mountinfo: field 5 is the mount point; the type follows the " - " separator.
+    # mountinfo: field 5 is the mount point; type and source follow the " - " separator.
+    # objectfs mounts are `fuse` (or `fuse.objectfs`) with source osv:BUCKET.
     awk '{
         point = $5
-        for (i = 7; i <= NF; i++) if ($i == "-") { type = $(i + 1); break }
+        for (i = 7; i <= NF; i++) if ($i == "-") { type = $(i + 1); source = $(i + 2); break }
         if (type == "fuse.objectfs" || type == "fuse.s3fs" ||
+            (type ~ "^fuse" && source ~ "^osv:") ||
             point ~ "^/tmp/(osvtest|osv-|\\.tmp)")
-            print "mount " point " (" type ")"
+            print "mount " point " (" type " " source ")"
     }' /proc/self/mountinfo
 
     local dir pid argv0 cmd

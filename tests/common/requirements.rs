@@ -7,7 +7,7 @@
 //! silently. Tests start with `require!(Root, Moto);` (the macro is below).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// The variable that turns a missing requirement into a failure.
@@ -111,7 +111,7 @@ fn on_path(name: &str) -> bool {
 }
 
 /// A binary given as a path that exists, or as a bare name found on PATH.
-fn runnable(binary: &PathBuf) -> bool {
+fn runnable(binary: &Path) -> bool {
     if binary.components().count() == 1 {
         on_path(&binary.to_string_lossy())
     } else {

@@ -1,8 +1,8 @@
 //! Restarts against the real dockerd: the plugin killed with SIGKILL while a
 //! container uses its volume, and dockerd restarted with the plugin's
-//! volumes registered. These tests disturb the daemon, so they live in their
-//! own test binary (cargo runs test binaries one after another) and take a
-//! lock so they never overlap each other.
+//! volumes registered. These tests disturb the daemon, so they live in
+//! tests/docker_serial (cargo runs test binaries one after another) and take
+//! its lock so they never overlap another test there.
 
 use crate::common;
 

@@ -1,7 +1,7 @@
 //! Keys never reach a log, even at `trace`: a real mount (moto) with an
 //! access key id, a secret and a session token, logging at trace while it
 //! lists, writes and uploads. (The daemon's side, at trace with inline keys
-//! and profiles, is checked by tests/docker_object.rs.)
+//! and profiles, is checked by tests/docker/docker_object.rs.)
 
 use crate::common;
 
