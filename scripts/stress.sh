@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/stress.sh: the long form of tests/stress.rs, by hand, on a machine where
+# scripts/stress.sh: the long form of tests/docker_serial/stress.rs, by hand, on a machine where
 # scripts/test.sh has run once (dockerd, moto, the test image are then installed).
 #
 #   scripts/stress.sh [CONTAINERS [ROUNDS [VOLUMES]]]      defaults: 200 5 10
@@ -20,4 +20,4 @@ if ! docker info >/dev/null 2>&1; then
     trap 'kill "$started" 2>/dev/null; wait "$started" 2>/dev/null || true' EXIT
     until docker info >/dev/null 2>&1; do sleep 0.5; done
 fi
-cargo test --release --test stress -- --nocapture
+cargo test --release --test docker_serial stress:: -- --nocapture

@@ -8,10 +8,15 @@
 #   3. builds the test image osv-test-busybox from scratch (nothing can be pulled),
 #   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test --all-targets,
 #      passing this script's arguments on to cargo test, then scripts/check-install.sh
-#      (the legacy install end to end, with the binary cargo test built).
+#      (the legacy install end to end, with the binary cargo test built), and last
+#      scripts/check-leftovers.sh (no plugin, volume, container, mount, process or
+#      socket of the tests left behind; Docker objects compared with a list taken
+#      before the tests).
 #
 # Environment exported to the tests:
 #   OSV_TEST_IMAGE=osv-test-busybox
+#   OSV_TEST_REQUIRE_ALL=1           a test whose requirement (root, FUSE, an S3 server,
+#                                    s3fs, dockerd) is missing fails instead of skipping
 #   OSV_DOCKERD_STARTED_BY_TESTS=1   only when this script started dockerd; then also
 #   OSV_DOCKERD_CMD                  the exact dockerd command line (no quoting inside, so it
 #                                    may be split on whitespace); this script ran it as
@@ -138,9 +143,9 @@ command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null || true)" != "install ok installed" ]; then
     missing+=(busybox-static)
 fi
-# tests/objectfs_interop.rs mounts the same bucket with s3fs (1.90 on Debian 12).
+# tests/fuse_s3/objectfs_interop.rs mounts the same bucket with s3fs (1.90 on Debian 12).
 command -v s3fs >/dev/null 2>&1 || missing+=(s3fs)
-# tests/docker_plugin.rs pushes the managed plugin to, and installs it from, a registry
+# tests/docker_serial/docker_plugin.rs pushes the managed plugin to, and installs it from, a registry
 # on loopback; plugin/build.sh puts the CA bundle into the plugin's rootfs.
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
@@ -228,7 +233,7 @@ rm -rf -- "$probe_dir"
 log "smoke test ok (container runs, bind mount visible)"
 
 # ---------------------------------------------------------------------------------------
-# 3b. S3 test server (begin). tests/store_s3.rs runs moto_server (PyPI moto[server]), the
+# 3b. S3 test server (begin). tests/fuse_s3/store_s3.rs runs moto_server (PyPI moto[server]), the
 # most compatible S3 API available here. It lives in its own venv, created when missing;
 # the tests find it through OSV_MOTO_SERVER.
 readonly MOTO_VENV=/opt/osv-test-venv
@@ -263,7 +268,7 @@ if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
 fi
 "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1 ||
     { log "$MOTO_VENV/bin/moto_server does not run; remove $MOTO_VENV to reinstall it"; exit 1; }
-# The Docker SDK for Python, for examples/sandbox_sdk.py (tests/sandbox_server.rs), checked
+# The Docker SDK for Python, for examples/sandbox_sdk.py (tests/docker/sandbox_server.rs), checked
 # on its own so that an existing venv gets it too.
 if ! "$MOTO_VENV/bin/python" -c 'import docker' >/dev/null 2>&1; then
     log "installing the Docker SDK for Python (docker) into $MOTO_VENV"
@@ -273,7 +278,7 @@ fi
 export OSV_MOTO_SERVER=$MOTO_VENV/bin/moto_server
 # 3b. S3 test server (end).
 
-# 3c. Fast S3 test server. The 1 GiB round trip in tests/objectfs_fuse.rs runs against
+# 3c. Fast S3 test server. The 1 GiB round trip in tests/fuse_s3/objectfs_fuse.rs runs against
 # s3s-fs (crates.io: an S3 server in Rust keeping objects as files), since moto needs
 # about five minutes for it. Built once into its own directory (about 2.5 minutes on
 # 2 cores), reused when present; the tests find it through OSV_FAST_S3_SERVER.
@@ -315,6 +320,10 @@ fi
 # 4. The checks. Run all of them (a formatting slip should not hide test results) and
 # fail at the end if any failed.
 
+export OSV_TEST_REQUIRE_ALL=1
+docker_before=$(mktemp /tmp/osv-docker-before.XXXXXX)
+scripts/check-leftovers.sh --record "$docker_before"
+
 failed=()
 step() {
     log "==> $*"
@@ -328,6 +337,9 @@ step cargo clippy --workspace --all-targets -- -D warnings
 step cargo test --workspace --all-targets --no-fail-fast "$@"
 # The legacy install path as an operator runs it (builds the release binary).
 step scripts/check-install.sh
+# Last, while dockerd still runs: nothing of the tests may be left behind.
+step scripts/check-leftovers.sh --since "$docker_before"
+rm -f -- "$docker_before"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     log "failed steps:"

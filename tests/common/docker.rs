@@ -5,7 +5,7 @@ use super::Plugin;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 /// One driver name for every test binary and scripts/check-install.sh.
@@ -67,35 +67,69 @@ pub fn mounts_of(name: &str) -> u64 {
         .expect("Status.mounts")
 }
 
+/// Tests of a binary share one plugin daemon; the one that SIGKILLs it
+/// takes this for writing and runs alone, since dockerd retries a call cut
+/// by the kill with an empty body (the plugin then rightly refuses a Mount
+/// without a Name). Every other test of that binary holds it for reading
+/// ([`shared_daemon`]).
+pub static DAEMON: RwLock<()> = RwLock::new(());
+
+/// [`DAEMON`] for reading: this test runs alongside the others.
+pub fn shared_daemon() -> RwLockReadGuard<'static, ()> {
+    DAEMON.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tests that restart dockerd, reconfigure the managed plugin or load the
+/// machine take turns on this lock (tests/docker_serial).
+pub static TURN: Mutex<()> = Mutex::new(());
+
+/// [`TURN`], held until the guard drops.
+pub fn turn() -> MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A plugin registered with dockerd as driver `driver`, shared by the tests
 /// of one test binary. Its state lives in a fresh directory per run.
+/// Handles of one driver (each test file keeps one in its own cell) share
+/// one daemon: there is one socket per driver name.
+#[derive(Clone)]
 pub struct SharedPlugin {
     pub driver: String,
     pub base: PathBuf,
     pub allowed: PathBuf,
-    plugin: Mutex<Plugin>,
+    plugin: Arc<Mutex<Plugin>>,
 }
 
 impl SharedPlugin {
     pub fn get(cell: &'static OnceLock<SharedPlugin>, driver: &str) -> &'static SharedPlugin {
-        cell.get_or_init(|| {
-            assert!(
-                docker(&["info"]).status.success(),
-                "these tests need a running dockerd: run scripts/test.sh, which starts one"
-            );
-            let base = PathBuf::from(format!("/tmp/{driver}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&base);
-            let allowed = base.join("allowed");
-            fs::create_dir_all(&allowed).unwrap();
-            let socket = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
-            let plugin = Plugin::start(&socket, &base, std::slice::from_ref(&allowed));
-            SharedPlugin {
-                driver: driver.to_string(),
-                base,
-                allowed,
-                plugin: Mutex::new(plugin),
-            }
-        })
+        cell.get_or_init(|| Self::of_driver(driver))
+    }
+
+    /// The binary's daemon for `driver`, started on first use.
+    fn of_driver(driver: &str) -> SharedPlugin {
+        static STARTED: Mutex<Vec<SharedPlugin>> = Mutex::new(Vec::new());
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(shared) = started.iter().find(|p| p.driver == driver) {
+            return shared.clone();
+        }
+        assert!(
+            docker(&["info"]).status.success(),
+            "these tests need a running dockerd: run scripts/test.sh, which starts one"
+        );
+        let base = PathBuf::from(format!("/tmp/{driver}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let allowed = base.join("allowed");
+        fs::create_dir_all(&allowed).unwrap();
+        let socket = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
+        let plugin = Plugin::start(&socket, &base, std::slice::from_ref(&allowed));
+        let shared = SharedPlugin {
+            driver: driver.to_string(),
+            base,
+            allowed,
+            plugin: Arc::new(Mutex::new(plugin)),
+        };
+        started.push(shared.clone());
+        shared
     }
 
     pub fn plugin(&self) -> MutexGuard<'_, Plugin> {

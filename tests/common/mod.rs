@@ -2,6 +2,10 @@
 //! raw HTTP client for its socket.
 #![allow(dead_code)] // each test crate uses a different subset
 
+// First: its `require!` macro is used by the modules below and the tests.
+#[macro_use]
+pub mod requirements;
+
 pub mod docker;
 pub mod fast_s3;
 pub mod fault_proxy;

@@ -10,7 +10,7 @@
 //! directory); every file whose close returned 0 is in the bucket.
 //! Figures: docs/RELIABILITY-faults.md.
 
-mod common;
+use crate::common;
 
 use common::fast_s3::FastS3Server;
 use common::fault_proxy::{FaultProxy, Mode, Stats};
@@ -302,6 +302,7 @@ fn the_fault_proxy_modes_behave_as_documented() {
 /// Faults that end: every read succeeds, having waited them out.
 #[test]
 fn reads_are_retried_through_5xx_resets_latency_and_stalls() {
+    require!(Root, Fuse, FastS3);
     let _timer = Timer::start("reads_are_retried_through_5xx_resets_latency_and_stalls");
     let rig = Rig::new("reads-retried");
     let objects = [
@@ -403,6 +404,7 @@ fn reads_are_retried_through_5xx_resets_latency_and_stalls() {
 /// reads normally again. One mount per fault, all at once.
 #[test]
 fn read_of_an_uncached_object_fails_with_eio_within_the_bound_when_the_store_stays_broken() {
+    require!(Root, Fuse, FastS3);
     let _timer = Timer::start(
         "read_of_an_uncached_object_fails_with_eio_within_the_bound_when_the_store_stays_broken",
     );
@@ -455,6 +457,7 @@ fn read_of_an_uncached_object_fails_with_eio_within_the_bound_when_the_store_sta
 /// for byte (one of them multipart).
 #[test]
 fn async_uploads_during_5xx_resets_and_stalls_all_arrive_afterwards() {
+    require!(Root, Fuse, FastS3);
     let _timer = Timer::start("async_uploads_during_5xx_resets_and_stalls_all_arrive_afterwards");
     let cases = [
         ("503", Mode::ServerError(503)),
@@ -548,6 +551,7 @@ fn create_files_until(
 /// nothing reaches the bucket while the server is stopped.
 #[test]
 fn store_down_for_30_s_during_continuous_writes_every_acknowledged_file_arrives() {
+    require!(Root, Fuse, FastS3);
     let _timer = Timer::start(
         "store_down_for_30_s_during_continuous_writes_every_acknowledged_file_arrives",
     );
@@ -690,6 +694,7 @@ fn store_down_for_30_s_during_continuous_writes_every_acknowledged_file_arrives(
 /// the mount's background retry, without anyone asking.
 #[test]
 fn sync_fsync_and_close_report_eio_while_the_store_is_down_then_the_data_arrives() {
+    require!(Root, Fuse, FastS3);
     let _timer = Timer::start(
         "sync_fsync_and_close_report_eio_while_the_store_is_down_then_the_data_arrives",
     );
@@ -737,6 +742,7 @@ fn sync_fsync_and_close_report_eio_while_the_store_is_down_then_the_data_arrives
 /// serves.
 #[test]
 fn sync_close_eio_on_500_then_a_remount_of_the_cache_dir_uploads_it() {
+    require!(Root, Fuse, FastS3);
     let _timer = Timer::start("sync_close_eio_on_500_then_a_remount_of_the_cache_dir_uploads_it");
     let rig = Rig::new("sync-500");
     let mut m = rig.mount(&["--upload", "sync"]);
@@ -771,6 +777,7 @@ fn sync_close_eio_on_500_then_a_remount_of_the_cache_dir_uploads_it() {
 /// (background retry, unmount).
 #[test]
 fn sync_every_successful_close_is_in_the_bucket_at_once_under_flapping_faults() {
+    require!(Root, Fuse, FastS3);
     let _timer =
         Timer::start("sync_every_successful_close_is_in_the_bucket_at_once_under_flapping_faults");
     let rig = Rig::new("sync-flap");

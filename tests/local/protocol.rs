@@ -1,7 +1,7 @@
 //! The plugin binary over a real unix socket, driven with raw HTTP exactly
 //! as dockerd sends it. Mounts are real bind mounts (the tests run as root).
 
-mod common;
+use crate::common;
 
 use common::http::{call, docker_request, err_of, send_raw};
 use common::{Plugin, is_mounted, unmount_all_under};
@@ -158,6 +158,7 @@ fn chunked_body_lowercase_fields_and_unknown_fields() {
 
 #[test]
 fn full_lifecycle_with_repeated_mount_ids() {
+    require!(Root);
     let env = Env::new();
     let dir = env.host_dir("life");
     fs::write(dir.join("existing"), b"data").unwrap();
@@ -219,6 +220,7 @@ fn full_lifecycle_with_repeated_mount_ids() {
 
 #[test]
 fn read_only_is_enforced_by_the_plugin_mount() {
+    require!(Root);
     let env = Env::new();
     let dir = env.host_dir("ro");
     fs::write(dir.join("f"), b"x").unwrap();
@@ -238,6 +240,7 @@ fn read_only_is_enforced_by_the_plugin_mount() {
 
 #[test]
 fn sub_paths_are_created_and_isolated() {
+    require!(Root);
     let env = Env::new();
     let dir = env.host_dir("shared");
     assert_eq!(
@@ -351,6 +354,7 @@ fn recreate_is_idempotent_but_conflicting_options_fail() {
 
 #[test]
 fn hostile_names_stay_inside_the_plugins_directories() {
+    require!(Root);
     let env = Env::new();
     let dir = env.host_dir("names");
     for name in ["../../escape", "a/b", "..", "x y"] {
@@ -391,6 +395,7 @@ fn host_volumes_are_refused_when_no_prefix_is_allowed() {
 
 #[test]
 fn state_survives_sigkill_and_mounts_are_adopted() {
+    require!(Root);
     let mut env = Env::new();
     let dir = env.host_dir("persist");
     assert_eq!(env.create("keep", json!({"type": "host", "path": dir})), "");
@@ -423,6 +428,7 @@ fn state_survives_sigkill_and_mounts_are_adopted() {
 
 #[test]
 fn stale_mount_ids_are_dropped_when_nothing_is_mounted() {
+    require!(Root);
     // What a host reboot looks like: IDs recorded, mount table empty.
     let mut env = Env::new();
     let dir = env.host_dir("reboot");
@@ -464,6 +470,7 @@ fn a_live_socket_is_not_taken_over_and_sigterm_removes_the_socket() {
 
 #[test]
 fn concurrent_mounts_and_unmounts_balance_out() {
+    require!(Root);
     let env = Env::new();
     let dir = env.host_dir("conc");
     for v in ["c0", "c1"] {
@@ -538,6 +545,7 @@ fn help_documents_every_setting_and_its_variable() {
 
 #[test]
 fn the_socket_is_for_root_only() {
+    require!(Root);
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let env = Env::new();
     let meta = std::fs::metadata(env.socket()).unwrap();

@@ -3,7 +3,7 @@
 //! and moto as the S3 server on loopback. Buckets are checked with an
 //! independent S3 client.
 
-mod common;
+use crate::common;
 
 use common::docker::{
     Cleanup, SharedPlugin, TEST_DRIVER, dk, docker, docker_fails, docker_ok, image, inspect_volume,
@@ -27,7 +27,7 @@ fn plugin() -> &'static SharedPlugin {
 /// Tests share one daemon; the one that SIGKILLs it runs alone, since
 /// dockerd retries a call cut by the kill with an empty body (the plugin
 /// then rightly refuses a Mount without a Name).
-static DAEMON: RwLock<()> = RwLock::new(());
+static DAEMON: &RwLock<()> = &common::docker::DAEMON;
 fn shared_daemon() -> RwLockReadGuard<'static, ()> {
     DAEMON.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -79,6 +79,7 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn s3_volume_data_is_in_the_bucket_when_docker_run_returns() {
+    require!(Root, Dockerd, Moto);
     let _shared = shared_daemon();
     let p = plugin();
     let config = moto().new_bucket("run");
@@ -145,6 +146,7 @@ fn s3_volume_data_is_in_the_bucket_when_docker_run_returns() {
 
 #[test]
 fn two_containers_share_one_mount_and_read_only_and_sub_path_hold() {
+    require!(Root, Dockerd, Moto);
     let _shared = shared_daemon();
     let p = plugin();
     let config = moto().new_bucket("share");
@@ -217,6 +219,7 @@ fn two_containers_share_one_mount_and_read_only_and_sub_path_hold() {
 /// mode kept in the object's metadata.
 #[test]
 fn attrs_from_listing_is_passed_to_the_mount() {
+    require!(Root, Dockerd, Moto);
     let _shared = shared_daemon();
     let config = moto().new_bucket("listattrs");
     let bucket = Bucket::new(&config);
@@ -259,6 +262,7 @@ fn attrs_from_listing_is_passed_to_the_mount() {
 
 #[test]
 fn ossfs_options_map_and_unknown_ones_are_refused_by_name() {
+    require!(Root, Dockerd, Moto);
     let _shared = shared_daemon();
     let p = plugin();
     let config = moto().new_bucket("ossfs");
@@ -311,6 +315,7 @@ fn ossfs_options_map_and_unknown_ones_are_refused_by_name() {
 
 #[test]
 fn credential_profiles_keep_secrets_out_of_docker_and_logs() {
+    require!(Root, Dockerd, Moto);
     let _shared = shared_daemon();
     let p = plugin();
     let config = moto().new_bucket("profile");
@@ -519,6 +524,7 @@ fn mount_processes_show_no_key_in_arguments_or_environment() {
 
 #[test]
 fn sigkill_of_the_daemon_does_not_disturb_a_writing_container() {
+    require!(Root, Dockerd, Moto);
     let _alone = DAEMON.write().unwrap_or_else(|e| e.into_inner());
     let p = plugin();
     let config = moto().new_bucket("sigkill");
@@ -563,6 +569,7 @@ fn sigkill_of_the_daemon_does_not_disturb_a_writing_container() {
 
 #[test]
 fn a_killed_mount_process_is_replaced_and_its_staged_data_uploaded() {
+    require!(Root, Dockerd, Moto);
     let _shared = shared_daemon();
     let config = moto().new_bucket("mountkill");
     let bucket = Bucket::new(&config);
@@ -613,6 +620,7 @@ fn largest_staged_file(cache: &Path) -> u64 {
 
 #[test]
 fn storage_down_at_mount_is_a_clear_error_and_other_volumes_work() {
+    require!(Root, Dockerd, Moto);
     let _shared = shared_daemon();
     let config = moto().new_bucket("down");
     let bucket = Bucket::new(&config);

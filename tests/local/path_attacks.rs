@@ -15,7 +15,7 @@
 //! Mount runs in a loop (`OSV_RACE_ROUNDS` rounds, default 150), must
 //! never get anything outside mounted.
 
-mod common;
+use crate::common;
 
 use common::http::{call, err_of};
 use common::{Plugin, unmount_all_under};
@@ -416,6 +416,7 @@ const SYMLINK: &str = "is a symlink or not a directory";
 
 #[test]
 fn host_paths() {
+    require!(Root);
     let env = Env::new();
     let p = env.allowed.display().to_string();
     env.populate("vol");
@@ -866,6 +867,7 @@ fn sub_path_attacks(target: &'static str, opts: &dyn Fn(&str) -> Value, dir: &st
 
 #[test]
 fn host_sub_paths() {
+    require!(Root);
     let env = Env::new();
     env.populate("vol");
     let path = env.allowed.join("vol");
@@ -877,6 +879,7 @@ fn host_sub_paths() {
 
 #[test]
 fn pvc_sub_paths_and_claim_names() {
+    require!(Root);
     let env = Env::new();
     env.populate("claim");
     let claim_dir = env.allowed.join("claim");
@@ -952,6 +955,7 @@ fn pvc_sub_paths_and_claim_names() {
 /// it lead nowhere, and only its own directories are ever mounted.
 #[test]
 fn pvc_claims_of_a_local_docker_volume() {
+    require!(Root, Dockerd);
     let volume = format!("osv-path-attacks-{}", std::process::id());
     let created = std::process::Command::new("docker")
         .args(["volume", "create", &volume])
@@ -1051,6 +1055,7 @@ fn pvc_claims_of_a_local_docker_volume() {
 
 #[test]
 fn volume_names_stay_apart() {
+    require!(Root);
     let env = Env::new();
     let long_a = format!("{}1", "n".repeat(250));
     let long_b = format!("{}2", "n".repeat(250));
@@ -1153,6 +1158,7 @@ fn volume_names_stay_apart() {
 
 #[test]
 fn symlinks_swapped_in_between_create_and_mount() {
+    require!(Root);
     let env = Env::new();
     let outside = &env.outside;
     let mut failures = Vec::new();
@@ -1344,6 +1350,7 @@ fn race(
 
 #[test]
 fn a_component_flipping_between_directory_and_symlink_never_mounts_outside() {
+    require!(Root);
     let env = Env::new();
     let outside = &env.outside;
 

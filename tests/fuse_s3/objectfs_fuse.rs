@@ -2,7 +2,7 @@
 //! API (moto on loopback), driven by ordinary tools, and the bucket checked
 //! with an independent client after unmount.
 
-mod common;
+use crate::common;
 
 use common::fast_s3::FastS3Server;
 use common::objectfs_mount::{Bucket, Mounted};
@@ -22,6 +22,7 @@ fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
 
 #[test]
 fn every_operation_through_the_kernel() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("ops");
     let bucket = Bucket::new(&config);
@@ -159,6 +160,7 @@ fn every_operation_through_the_kernel() {
 
 #[test]
 fn read_only_mounts_refuse_writes_with_erofs() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("ro");
     Bucket::new(&config).put("f", b"data");
@@ -175,6 +177,7 @@ fn read_only_mounts_refuse_writes_with_erofs() {
 
 #[test]
 fn git_workflow_on_a_300_file_tree() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("git");
     let mut m = Mounted::start(base.path(), &config, "work", &[]);
@@ -215,6 +218,7 @@ fn git_workflow_on_a_300_file_tree() {
 
 #[test]
 fn sqlite_ten_thousand_inserts_then_integrity_check() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("sqlite");
     let mut m = Mounted::start(base.path(), &config, "", &[]);
@@ -242,6 +246,7 @@ print(c.execute('pragma integrity_check').fetchone()[0], c.execute('select count
 
 #[test]
 fn tar_extract_matches_the_source_tree() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("tar");
     let m = Mounted::start(base.path(), &config, "t", &[]);
@@ -279,6 +284,7 @@ fn big_file_mib() -> u64 {
 
 #[test]
 fn a_large_file_round_trips_with_the_same_checksum() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("big");
     let mut m = Mounted::start(base.path(), &config, "", &[]);
@@ -307,6 +313,7 @@ fn a_large_file_round_trips_with_the_same_checksum() {
 /// client, then read back through a fresh mount with an empty cache.
 #[test]
 fn a_1_gib_file_round_trips_through_a_fast_s3_server() {
+    require!(Root, Fuse, FastS3);
     const SIZE_MIB: u64 = 1024;
     // Dropped last: the mounts go first, then the server and its files.
     let server = FastS3Server::start();
@@ -357,6 +364,7 @@ fn a_1_gib_file_round_trips_through_a_fast_s3_server() {
 
 #[test]
 fn kill_9_with_staged_data_then_remount_uploads_it() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("crash");
     let bucket = Bucket::new(&config);
@@ -405,6 +413,7 @@ fn mount_help_and_readme_agree() {
 
 #[test]
 fn a_missing_bucket_is_refused_with_the_storage_reason() {
+    require!(Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().config_for("no-such-bucket-here");
     let out = Command::new(common::BIN)

@@ -2,7 +2,7 @@
 //! a full disk must reach the writer as ENOSPC, and nothing else (files
 //! written before, files written after space is freed) may suffer.
 
-mod common;
+use crate::common;
 
 use common::objectfs_mount::{Bucket, Mounted};
 use common::s3server::moto;
@@ -35,6 +35,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_cache_disk_gives_enospc_to_the_writer_and_harms_nothing_else() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let _disk = SmallDisk::mount(&base.path().join("cache"));
     let config = moto().new_bucket("diskfull");

@@ -8,7 +8,7 @@
 //! Long form, by hand: `scripts/stress.sh` (more containers and rounds via
 //! OSV_STRESS_CONTAINERS, OSV_STRESS_ROUNDS).
 
-mod common;
+use crate::common;
 
 use common::docker::{Cleanup, SharedPlugin, TEST_DRIVER, dk, docker, mounts_of, unique};
 use common::objectfs_mount::Bucket;
@@ -67,6 +67,8 @@ enum Target {
 
 #[test]
 fn many_containers_at_once_over_shared_mixed_volumes() {
+    require!(Root, Dockerd, Moto);
+    let _turn = common::docker::turn();
     let p = SharedPlugin::get(&PLUGIN, TEST_DRIVER);
     let containers = env_usize("OSV_STRESS_CONTAINERS", 50);
     let volumes = env_usize("OSV_STRESS_VOLUMES", 10).max(2);

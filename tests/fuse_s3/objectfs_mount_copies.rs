@@ -3,7 +3,7 @@
 //! alive after our unmount. Stopping must still upload everything and exit,
 //! not wait for that copy forever.
 
-mod common;
+use crate::common;
 
 use common::objectfs_mount::{Bucket, Mounted};
 use common::s3server::moto;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn stopping_uploads_and_exits_while_another_namespace_holds_a_copy() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("copies");
     let mut m = Mounted::start(base.path(), &config, "", &["--upload", "async"]);

@@ -8,7 +8,7 @@
 //!
 //! The tests change one plugin's settings and state, so they take turns.
 
-mod common;
+use crate::common;
 
 use common::docker::{
     Cleanup, dk, docker, docker_fails, docker_ok, image, restart_dockerd, unique,
@@ -21,7 +21,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// Repository every test plugin is named under, so leftovers of earlier
@@ -33,16 +34,31 @@ struct Managed {
     /// Lives as long as the test process (it gets SIGTERM when that ends).
     _registry_process: std::process::Child,
     base: PathBuf,
-    /// The plugin every test uses (installed from the registry by the
-    /// first test that needs it).
+    /// The plugin every test uses (installed from the registry by each
+    /// test that needs it, removed again when that test ends).
     name: String,
+    /// Whether `name` has been built and pushed to the registry.
+    pushed: AtomicBool,
 }
 
 static MANAGED: OnceLock<Managed> = OnceLock::new();
-static TURN: Mutex<()> = Mutex::new(());
 
-fn turn() -> MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
+/// A test's turn (tests/docker_serial's lock). When it ends, however the
+/// test ended, every plugin under [`REPO`] is removed with its volumes, so
+/// none outlives the test binary (a plugin left installed and enabled would
+/// come back at the next dockerd start).
+struct Turn(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+fn turn() -> Turn {
+    Turn(common::docker::turn())
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        for problem in remove_plugins() {
+            eprintln!("cleaning up the managed plugin: {problem}");
+        }
+    }
 }
 
 impl Managed {
@@ -68,6 +84,7 @@ impl Managed {
                 _registry_process,
                 base,
                 name,
+                pushed: AtomicBool::new(false),
             }
         })
     }
@@ -102,8 +119,11 @@ impl Managed {
             }
             return &self.name;
         }
-        build_and_push(&self.name);
-        dk(&format!("plugin rm {}", self.name), &[]);
+        if !self.pushed.load(Ordering::SeqCst) {
+            build_and_push(&self.name);
+            dk(&format!("plugin rm {}", self.name), &[]);
+            self.pushed.store(true, Ordering::SeqCst);
+        }
         dk(
             &format!(
                 "plugin install --grant-all-permissions --disable {}",
@@ -127,15 +147,39 @@ impl Managed {
 /// Disables and removes plugins of earlier runs (they would hold state
 /// directories and sockets of runs that are gone).
 fn remove_leftover_plugins() {
-    let listed = docker_ok(&["plugin", "ls", "--format", "{{.Name}}"]);
-    for name in listed.lines().filter(|n| n.contains(REPO)) {
-        let volumes = docker_ok(&["volume", "ls", "-q", "--filter", &format!("driver={name}")]);
-        for v in volumes.lines() {
+    let problems = remove_plugins();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Disables and removes every plugin under [`REPO`] and its volumes;
+/// returns what could not be done (it never panics: it runs in a drop).
+fn remove_plugins() -> Vec<String> {
+    let out = docker(&["plugin", "ls", "--format", "{{.Name}}"]);
+    if !out.status.success() {
+        return vec![format!(
+            "docker plugin ls: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )];
+    }
+    let mut problems = Vec::new();
+    for name in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.contains(REPO))
+    {
+        let volumes = docker(&["volume", "ls", "-q", "--filter", &format!("driver={name}")]);
+        for v in String::from_utf8_lossy(&volumes.stdout).lines() {
             let _ = docker(&["volume", "rm", "-f", v]);
         }
         let _ = docker(&["plugin", "disable", "-f", name]);
-        let _ = docker(&["plugin", "rm", "-f", name]);
+        let rm = docker(&["plugin", "rm", "-f", name]);
+        if !rm.status.success() {
+            problems.push(format!(
+                "docker plugin rm -f {name}: {}",
+                String::from_utf8_lossy(&rm.stderr).trim()
+            ));
+        }
     }
+    problems
 }
 
 /// Debian's docker-registry on a free loopback port, storing in `base`.
@@ -240,6 +284,7 @@ fn pids_running(argv: &[&str], prefix: bool) -> Vec<i32> {
 
 #[test]
 fn built_pushed_installed_and_used() {
+    require!(Root, Dockerd, Moto);
     let _turn = turn();
     let m = Managed::get();
     // Stage 1: build → create → enable → use, without a registry in between.
@@ -374,6 +419,7 @@ fn built_pushed_installed_and_used() {
 
 #[test]
 fn plugin_set_of_allowed_host_paths_takes_effect() {
+    require!(Root, Dockerd);
     let _turn = turn();
     let m = Managed::get();
     let name = m.ready();
@@ -437,6 +483,7 @@ fn plugin_set_of_allowed_host_paths_takes_effect() {
 
 #[test]
 fn disable_enable_and_upgrade_keep_every_volume() {
+    require!(Root, Dockerd, Moto);
     let _turn = turn();
     let m = Managed::get();
     let name = m.ready();
@@ -498,6 +545,7 @@ fn disable_enable_and_upgrade_keep_every_volume() {
 
 #[test]
 fn a_crash_of_the_api_process_keeps_mounts_alive() {
+    require!(Root, Dockerd, Moto);
     let _turn = turn();
     let m = Managed::get();
     let name = m.ready();
@@ -575,10 +623,14 @@ fn a_crash_of_the_api_process_keeps_mounts_alive() {
 
 #[test]
 fn dockerd_restart_keeps_the_managed_plugins_volumes() {
+    require!(Root, Dockerd, Moto);
     if std::env::var_os("OSV_DOCKERD_STARTED_BY_TESTS").is_none() {
         // Restarting a dockerd the tests did not start (a developer's own)
         // is not ours to do; scripts/test.sh always starts its own.
-        eprintln!("skipped: dockerd was not started by scripts/test.sh");
+        common::requirements::note_skip(
+            "dockerd_restart_keeps_the_managed_plugins_volumes",
+            "dockerd was not started by scripts/test.sh",
+        );
         return;
     }
     let _turn = turn();

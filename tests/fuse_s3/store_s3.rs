@@ -1,6 +1,6 @@
 //! S3Store against a real S3 API (moto_server, see tests/common/s3server.rs).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::s3server::{free_port, moto};
@@ -63,6 +63,7 @@ async fn list_all(
 
 #[tokio::test]
 async fn head_missing_is_none() {
+    require!(Moto);
     let s = store("head-missing");
     assert_eq!(s.head("nope").await.unwrap(), None);
     assert_eq!(s.head("dir/nope/").await.unwrap(), None);
@@ -70,6 +71,7 @@ async fn head_missing_is_none() {
 
 #[tokio::test]
 async fn head_returns_size_type_and_lowercased_metadata() {
+    require!(Moto);
     let s = store("head-meta");
     let m = meta(
         "text/plain",
@@ -101,6 +103,7 @@ async fn head_returns_size_type_and_lowercased_metadata() {
 
 #[tokio::test]
 async fn get_range_middle_end_and_whole() {
+    require!(Moto);
     let s = store("get-range");
     let data = pattern(10_000, 1);
     s.put("obj", data.clone(), &PutMeta::default())
@@ -135,6 +138,7 @@ async fn get_range_middle_end_and_whole() {
 
 #[tokio::test]
 async fn list_with_delimiter_and_small_pages() {
+    require!(Moto);
     let s = store("list-delim");
     for key in [
         "a.txt",
@@ -188,6 +192,7 @@ async fn list_with_delimiter_and_small_pages() {
 
 #[tokio::test]
 async fn list_more_than_one_default_page() {
+    require!(Moto);
     let s = store("list-1100");
     // 1,100 keys, some in parallel so moto (Python) is not the bottleneck.
     let mut tasks = tokio::task::JoinSet::new();
@@ -232,6 +237,7 @@ async fn list_more_than_one_default_page() {
 
 #[tokio::test]
 async fn multipart_upload_and_boundary_read() {
+    require!(Moto);
     let s = store("multipart");
     let part = MIN_PART_SIZE as usize;
     let (p1, p2, p3) = (pattern(part, 1), pattern(part, 2), pattern(1234, 3));
@@ -274,6 +280,7 @@ async fn multipart_upload_and_boundary_read() {
 
 #[tokio::test]
 async fn abort_multipart_discards_the_upload() {
+    require!(Moto);
     let s = store("abort");
     let id = s
         .create_multipart("gone", &PutMeta::default())
@@ -303,6 +310,7 @@ async fn abort_multipart_discards_the_upload() {
 
 #[tokio::test]
 async fn delete_existing_and_missing() {
+    require!(Moto);
     let s = store("delete");
     s.put("d", Bytes::from_static(b"1"), &PutMeta::default())
         .await
@@ -315,6 +323,7 @@ async fn delete_existing_and_missing() {
 
 #[tokio::test]
 async fn copy_keeps_or_replaces_metadata() {
+    require!(Moto);
     let s = store("copy");
     let data = pattern(3000, 4);
     s.put(
@@ -351,6 +360,7 @@ async fn copy_keeps_or_replaces_metadata() {
 
 #[tokio::test]
 async fn multipart_copy_for_large_objects() {
+    require!(Moto);
     // The 5 GiB limit lowered to 10 MiB so UploadPartCopy runs here.
     let s = store("copy-multipart").with_multipart_copy(10 << 20, MIN_PART_SIZE);
     let data = pattern((11 << 20) + 77, 5);
@@ -393,6 +403,7 @@ async fn multipart_copy_for_large_objects() {
 
 #[tokio::test]
 async fn odd_keys_through_put_head_get_copy_list() {
+    require!(Moto);
     let s = store("odd-keys");
     for (i, key) in ODD_KEYS.iter().enumerate() {
         let body = Bytes::from(format!("body {i}"));
@@ -450,6 +461,7 @@ async fn odd_keys_through_put_head_get_copy_list() {
 /// private object and refuses the same GET unsigned.
 #[tokio::test]
 async fn anonymous_requests_are_unsigned() {
+    require!(Moto);
     let config = moto().new_bucket("anon");
     let signed = S3Store::new(&config).unwrap();
     signed
@@ -483,6 +495,7 @@ fn assert_no_secret(err: &StoreError) {
 
 #[tokio::test]
 async fn missing_bucket_is_permanent() {
+    require!(Moto);
     let mut config = moto().config_for("osv-no-such-bucket");
     config.access_key_secret = Some(SECRET.to_string());
     config.session_token = Some(TOKEN.to_string());

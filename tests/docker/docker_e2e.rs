@@ -2,7 +2,7 @@
 //! driver (`osvtest`, socket in /run/docker/plugins) and every step is a
 //! plain docker command, as an operator or the sandbox server would type it.
 
-mod common;
+use crate::common;
 
 use common::docker::{
     Cleanup, SharedPlugin, TEST_DRIVER, dk, docker_fails, docker_words, inspect_volume, mounts_of,
@@ -19,6 +19,8 @@ fn plugin() -> &'static SharedPlugin {
 
 #[test]
 fn volume_create_ls_inspect_rm() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     let mut clean = Cleanup::default();
     let (vol, dir) = p.create_host_volume(&mut clean, "cli", "");
@@ -49,6 +51,8 @@ fn volume_create_ls_inspect_rm() {
 
 #[test]
 fn run_with_v_and_with_mount_volume_opts() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     let mut clean = Cleanup::default();
 
@@ -79,6 +83,8 @@ fn run_with_v_and_with_mount_volume_opts() {
 
 #[test]
 fn two_containers_share_a_volume_with_correct_refcounts() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     let mut clean = Cleanup::default();
     let (vol, dir) = p.create_host_volume(&mut clean, "share", "");
@@ -112,6 +118,8 @@ fn two_containers_share_a_volume_with_correct_refcounts() {
 
 #[test]
 fn read_only_volume_refuses_writes_from_a_read_write_container_mount() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     let mut clean = Cleanup::default();
     let (vol, dir) = p.create_host_volume(&mut clean, "ro", "-o readOnly=true");
@@ -132,6 +140,8 @@ fn read_only_volume_refuses_writes_from_a_read_write_container_mount() {
 
 #[test]
 fn sub_paths_isolate_two_volumes_on_one_host_path() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     let mut clean = Cleanup::default();
     let (v1, dir) = p.create_host_volume(&mut clean, "iso1", "-o subPath=one");
@@ -155,6 +165,8 @@ fn sub_paths_isolate_two_volumes_on_one_host_path() {
 
 #[test]
 fn allow_list_escapes_are_refused_with_our_sentence() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     // No Cleanup here: these volumes must never exist, and removing a name
     // that no driver knows makes dockerd ask every driver it ever saw,
@@ -217,6 +229,8 @@ fn allow_list_escapes_are_refused_with_our_sentence() {
 
 #[test]
 fn docker_cp_out_of_a_running_container() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     let mut clean = Cleanup::default();
     let (vol, dir) = p.create_host_volume(&mut clean, "cp", "");

@@ -3,7 +3,7 @@
 //! over one bucket prefix of the moto server; each side unmounts (and so
 //! has uploaded everything) before the other mounts.
 
-mod common;
+use crate::common;
 
 use common::objectfs_mount::{Bucket, Mounted};
 use common::s3fs::S3fsMount;
@@ -202,6 +202,7 @@ fn set_umask() {
 
 #[test]
 fn a_tree_written_by_objectfs_reads_the_same_through_s3fs() {
+    require!(Root, Fuse, Moto, S3fs);
     set_umask();
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("to-s3fs");
@@ -220,6 +221,7 @@ fn a_tree_written_by_objectfs_reads_the_same_through_s3fs() {
 
 #[test]
 fn a_tree_written_by_s3fs_reads_the_same_through_objectfs() {
+    require!(Root, Fuse, Moto, S3fs);
     set_umask();
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("from-s3fs");

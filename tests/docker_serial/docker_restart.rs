@@ -1,10 +1,10 @@
 //! Restarts against the real dockerd: the plugin killed with SIGKILL while a
 //! container uses its volume, and dockerd restarted with the plugin's
-//! volumes registered. These tests disturb the daemon, so they live in their
-//! own test binary (cargo runs test binaries one after another) and take a
-//! lock so they never overlap each other.
+//! volumes registered. These tests disturb the daemon, so they live in
+//! tests/docker_serial (cargo runs test binaries one after another) and take
+//! its lock so they never overlap another test there.
 
-mod common;
+use crate::common;
 
 use common::docker::{
     Cleanup, SharedPlugin, TEST_DRIVER, dk, inspect_volume, mounts_of, restart_dockerd,
@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 static PLUGIN: OnceLock<SharedPlugin> = OnceLock::new();
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: &Mutex<()> = &common::docker::TURN;
 
 fn plugin() -> &'static SharedPlugin {
     SharedPlugin::get(&PLUGIN, TEST_DRIVER)
@@ -34,6 +34,7 @@ fn listed_volumes(p: &SharedPlugin) -> String {
 
 #[test]
 fn plugin_sigkill_while_a_container_writes() {
+    require!(Root, Dockerd);
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let p = plugin();
     let mut clean = Cleanup::default();
@@ -82,6 +83,7 @@ fn plugin_sigkill_while_a_container_writes() {
 
 #[test]
 fn dockerd_restart_keeps_every_volume() {
+    require!(Root, Dockerd);
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let p = plugin();
     let mut clean = Cleanup::default();
@@ -122,6 +124,7 @@ fn dockerd_restart_keeps_every_volume() {
 
 #[test]
 fn plugin_coming_back_while_dockerd_restores_keeps_every_volume() {
+    require!(Root, Dockerd);
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let p = plugin();
     let mut clean = Cleanup::default();

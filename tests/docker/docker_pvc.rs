@@ -2,7 +2,7 @@
 //! it) and `type=nfs` against the real dockerd, with the plugin as a legacy
 //! driver. Claims are looked up through the Engine API at Mount.
 
-mod common;
+use crate::common;
 
 use common::docker::{
     Cleanup, SharedPlugin, TEST_DRIVER, dk, docker, docker_ok, image, mounts_of, run_sh, unique,
@@ -58,6 +58,8 @@ fn run_fails(args: &str, script: &str) -> String {
 
 #[test]
 fn a_local_volume_is_claimed_whole_or_by_sub_path() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let mut clean = Cleanup::default();
     let (claim, data) = local_volume(&mut clean, "claim-local", "from the claim\n");
     let whole = pvc(&mut clean, "pvc-whole", &format!("-o claimName={claim}"));
@@ -96,6 +98,8 @@ fn a_local_volume_is_claimed_whole_or_by_sub_path() {
 
 #[test]
 fn missing_claims_and_unusable_drivers_are_refused_with_a_sentence() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let mut clean = Cleanup::default();
     let missing = pvc(&mut clean, "pvc-missing", "-o claimName=no-such-claim-here");
     let err = run_fails(&format!("-v {missing}:/m"), "true");
@@ -147,6 +151,8 @@ fn missing_claims_and_unusable_drivers_are_refused_with_a_sentence() {
 
 #[test]
 fn a_symlink_inside_the_claim_cannot_lead_out_of_it() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let mut clean = Cleanup::default();
     let (claim, data) = local_volume(&mut clean, "claim-link", "x");
     let outside = plugin().base.join("outside-target");
@@ -170,6 +176,8 @@ fn a_symlink_inside_the_claim_cannot_lead_out_of_it() {
 
 #[test]
 fn a_volume_of_this_plugin_is_claimed_through_the_plugin() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let p = plugin();
     let mut clean = Cleanup::default();
     let (claim, dir) = p.create_host_volume(&mut clean, "claim-own", "");
@@ -206,6 +214,8 @@ fn a_volume_of_this_plugin_is_claimed_through_the_plugin() {
 
 #[test]
 fn nfs_without_the_kernel_client_is_refused_at_create() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let filesystems = fs::read_to_string("/proc/filesystems").unwrap();
     let has_client = filesystems
         .lines()

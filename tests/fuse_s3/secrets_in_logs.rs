@@ -1,9 +1,9 @@
 //! Keys never reach a log, even at `trace`: a real mount (moto) with an
 //! access key id, a secret and a session token, logging at trace while it
 //! lists, writes and uploads. (The daemon's side, at trace with inline keys
-//! and profiles, is checked by tests/docker_object.rs.)
+//! and profiles, is checked by tests/docker/docker_object.rs.)
 
-mod common;
+use crate::common;
 
 use common::s3server::moto;
 use common::{BIN, is_mounted, wait_for_within};
@@ -17,6 +17,7 @@ const TOKEN: &str = "session-token-at-trace-Wv3";
 
 #[test]
 fn a_mount_logging_at_trace_shows_no_key() {
+    require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
     let mnt = base.path().join("mnt");
     fs::create_dir_all(&mnt).unwrap();

@@ -470,6 +470,7 @@ fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 #[test]
 fn corpus_replays_with_the_expected_statuses_and_sentences() {
+    require!(Root);
     let server = Server::start();
     let corpus = corpus(&server.allowed);
     assert!(corpus.len() > 150, "corpus has {} files", corpus.len());

@@ -5,7 +5,7 @@
 //! form through a shell split and a CSV parse (as the docker CLI reads
 //! `--mount`) back to the api form.
 //!
-//! `OSV_BLESS=1 cargo test --test translate` rewrites the golden files from
+//! `OSV_BLESS=1 cargo test --test local translate::` rewrites the golden files from
 //! the current output; review the diff before committing it.
 
 use opensandbox_volume::translate::{Error, Options, translate_json};

@@ -14,7 +14,7 @@
 //! Each checks what the container saw, what it wrote (on the host, in the
 //! bucket), and what removing the container does to the volumes.
 
-mod common;
+use crate::common;
 
 use common::BIN;
 use common::docker::{Cleanup, SharedPlugin, TEST_DRIVER, docker, docker_ok, image, read, unique};
@@ -187,6 +187,8 @@ fn path_str(p: &Path) -> &str {
 
 #[test]
 fn api_form_posted_to_the_engine_api() {
+    require!(Root, Dockerd, Moto);
+    let _shared = common::docker::shared_daemon();
     let _p = plugin();
     let dir = host_dir_with_input("tr-api", "from-host\n");
     let config = moto().new_bucket("translate-api");
@@ -294,6 +296,8 @@ fn api_form_posted_to_the_engine_api() {
 
 #[test]
 fn cli_form_pasted_into_a_shell() {
+    require!(Root, Dockerd, Moto);
+    let _shared = common::docker::shared_daemon();
     let _p = plugin();
     // A directory and a mount path with a comma, double quotes and an
     // apostrophe: CSV quoting inside, shell quoting outside.
@@ -350,6 +354,8 @@ fn cli_form_pasted_into_a_shell() {
 
 #[test]
 fn named_volumes_outlive_the_container_and_are_shared() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let _p = plugin();
     let mut clean = Cleanup::default();
     let dir = host_dir_with_input("tr-named", "shared\n");
@@ -399,6 +405,8 @@ fn python() -> PathBuf {
 
 #[test]
 fn python_sdk_example_runs_a_sandbox() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let _p = plugin();
     let dir = host_dir_with_input("tr-py", "from-host-py\n");
     let volumes = json!({"volumes": [
@@ -464,6 +472,8 @@ fn python_sdk_example_runs_a_sandbox() {
 
 #[test]
 fn pvc_claim_with_a_sub_path() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
     let _p = plugin();
     let mut clean = Cleanup::default();
     // The claim: an existing local named volume, with a file in `team/`.

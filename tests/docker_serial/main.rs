@@ -1,0 +1,15 @@
+//! Test binary for what disturbs dockerd or the whole machine: dockerd
+//! restarts, the managed plugin (installed, upgraded, crashed, dockerd
+//! restarted under it), the stress test, and the leftovers check shown
+//! failing. Every test here takes `common::docker::turn()` first, so they run
+//! one at a time; cargo runs test binaries one after another, so nothing
+//! else runs meanwhile.
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod docker_plugin;
+mod docker_restart;
+mod leftovers;
+mod stress;

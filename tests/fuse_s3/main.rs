@@ -1,0 +1,16 @@
+//! Test binary for objectfs and the S3 store against real S3 servers on
+//! loopback (moto, s3s-fs, s3fs for interop) and real FUSE mounts (root,
+//! /dev/fuse). The servers are shared by the whole binary, one of each.
+//! Without root or a server a test skips (tests/common/requirements.rs).
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod objectfs_disk_full;
+mod objectfs_faults;
+mod objectfs_fuse;
+mod objectfs_interop;
+mod objectfs_mount_copies;
+mod secrets_in_logs;
+mod store_s3;

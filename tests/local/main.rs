@@ -1,0 +1,17 @@
+//! Test binary for everything that needs no outside service: the option
+//! parser, translate, the filesystem core against the in-memory store, the
+//! managed plugin's config.json, and the plugin binary on a unix socket in a
+//! temporary directory. Tests that make bind mounts need root; without it
+//! they skip (tests/common/requirements.rs), so `cargo test` as a normal
+//! user runs the rest.
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod fuzz_protocol;
+mod objectfs_core;
+mod path_attacks;
+mod plugin_config;
+mod protocol;
+mod translate;
