@@ -41,12 +41,16 @@ use uploads::UploadQueue;
 /// How long a lookup or readdirplus waits for a readdir's metadata prefetch.
 const PREFETCH_WAIT: Duration = Duration::from_secs(2);
 
-/// Maps a store failure to what a syscall can say.
+/// Maps a store failure to what a syscall can say: the one place store
+/// errors become errnos.
 fn errno_of(e: &StoreError) -> Errno {
     match e {
-        StoreError::NotFound => libc::ENOENT,
-        StoreError::Permanent(m) if m.contains("AccessDenied") => libc::EACCES,
-        _ => libc::EIO,
+        StoreError::NotFound { .. } => libc::ENOENT,
+        StoreError::AccessDenied { .. } => libc::EACCES,
+        StoreError::PreconditionFailed { .. }
+        | StoreError::Throttled { .. }
+        | StoreError::Transient { .. }
+        | StoreError::Permanent { .. } => libc::EIO,
     }
 }
 

@@ -84,6 +84,33 @@ pub struct ResolvedEndpoint {
     pub path_style: bool,
 }
 
+/// Why a config's endpoint or region cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("the S3 region is empty; leave it out or name a region")]
+    EmptyRegion,
+    #[error("the S3 region {0:?} is not a region name (letters, digits and '-')")]
+    BadRegion(String),
+    #[error("the S3 endpoint is empty; leave it out for AWS or give a host name or URL")]
+    EmptyEndpoint,
+    #[error("the S3 endpoint {endpoint:?} is not valid: {reason}")]
+    BadEndpoint {
+        endpoint: String,
+        reason: &'static str,
+    },
+}
+
+impl EndpointError {
+    /// What is wrong, for a sentence that names the endpoint already: the
+    /// reason alone for a malformed endpoint, else the whole message.
+    pub fn reason(&self) -> String {
+        match self {
+            EndpointError::BadEndpoint { reason, .. } => reason.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The effective endpoint URL, region and addressing style for a config.
 ///
 /// Without a scheme the endpoint is https. Alibaba OSS native endpoints
@@ -92,11 +119,11 @@ pub struct ResolvedEndpoint {
 /// the region when none is set; other endpoints are used as given. IP
 /// addresses and `localhost` default to path style, everything else to
 /// virtual-hosted style.
-pub fn resolve_endpoint(config: &S3Config) -> anyhow::Result<ResolvedEndpoint> {
+pub fn resolve_endpoint(config: &S3Config) -> Result<ResolvedEndpoint, EndpointError> {
     let region = match config.region.as_deref().map(str::trim) {
-        Some("") => bail!("the S3 region is empty; leave it out or name a region"),
+        Some("") => return Err(EndpointError::EmptyRegion),
         Some(r) if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
-            bail!("the S3 region {r:?} is not a region name (letters, digits and '-')")
+            return Err(EndpointError::BadRegion(r.to_string()));
         }
         Some(r) => Some(r.to_string()),
         None => None,
@@ -138,10 +165,13 @@ struct ParsedEndpoint {
     path: String,
 }
 
-fn parse_endpoint(endpoint: &str) -> anyhow::Result<ParsedEndpoint> {
-    let bad = |why: &str| anyhow::anyhow!("the S3 endpoint {endpoint:?} is not valid: {why}");
+fn parse_endpoint(endpoint: &str) -> Result<ParsedEndpoint, EndpointError> {
+    let bad = |reason: &'static str| EndpointError::BadEndpoint {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
     if endpoint.is_empty() {
-        bail!("the S3 endpoint is empty; leave it out for AWS or give a host name or URL");
+        return Err(EndpointError::EmptyEndpoint);
     }
     if endpoint
         .chars()
@@ -345,18 +375,17 @@ impl S3Store {
         })
     }
 
-    /// Maps an SDK error to a [`StoreError`]; `what` names the request.
-    fn error<E>(&self, op: &str, key: &str, err: SdkError<E>) -> StoreError
+    /// Maps an SDK error to a [`StoreError`]; `op` names the request.
+    fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let context = format!("{op} {}/{key}", self.bucket);
-        let mapped = classify(&context, &err);
-        match mapped {
-            StoreError::NotFound => StoreError::NotFound,
-            StoreError::Transient(s) => StoreError::Transient(self.scrub(s)),
-            StoreError::Permanent(s) => StoreError::Permanent(self.scrub(s)),
+        let mut mapped = classify(op, key, &context, &err);
+        if let Some(message) = mapped.message_mut() {
+            *message = self.scrub(std::mem::take(message));
         }
+        mapped
     }
 
     fn scrub(&self, mut s: String) -> String {
@@ -466,9 +495,11 @@ impl S3Store {
                         .copy_part_result()
                         .and_then(|r| r.e_tag())
                         .ok_or_else(|| {
-                            StoreError::Transient(format!(
-                                "UploadPartCopy {dst}: no ETag in the answer"
-                            ))
+                            StoreError::transient(
+                                "UploadPartCopy",
+                                dst.clone(),
+                                format!("UploadPartCopy {dst}: no ETag in the answer"),
+                            )
                         })?;
                     Ok::<_, StoreError>((number, etag.to_string()))
                 });
@@ -478,9 +509,11 @@ impl S3Store {
                 Some(Ok(Ok(part))) => parts.push(part),
                 Some(Ok(Err(e))) => return Err(e),
                 Some(Err(join)) => {
-                    return Err(StoreError::Transient(format!(
-                        "UploadPartCopy task failed: {join}"
-                    )));
+                    return Err(StoreError::transient(
+                        "UploadPartCopy",
+                        dst,
+                        format!("UploadPartCopy task failed: {join}"),
+                    ));
                 }
             }
         }
@@ -510,8 +543,9 @@ fn read_timeouts() -> aws_sdk_s3::config::Builder {
     )
 }
 
-/// Classifies an SDK error; `context` names the request in the message.
-fn classify<E>(context: &str, err: &SdkError<E>) -> StoreError
+/// Classifies an SDK error of request `op` on `key`; `context` names the
+/// request in the message.
+fn classify<E>(op: &'static str, key: &str, context: &str, err: &SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -519,6 +553,8 @@ where
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let mut e = classify_service(
+                op,
+                key,
                 context,
                 status,
                 service.err().code(),
@@ -527,42 +563,46 @@ where
             // A 2xx the SDK still calls an error (an <Error> document in a
             // 200 reply, or an unparsable body): say what the SDK saw.
             if (200..300).contains(&status)
-                && let StoreError::Permanent(text) | StoreError::Transient(text) = &mut e
+                && let Some(text) = e.message_mut()
             {
                 text.push_str(&format!(": {}", DisplayErrorContext(err)));
             }
             e
         }
-        SdkError::TimeoutError(_) => StoreError::Transient(format!("{context}: timed out")),
+        SdkError::TimeoutError(_) => {
+            StoreError::transient(op, key, format!("{context}: timed out"))
+        }
         SdkError::DispatchFailure(failure) => {
             let text = format!("{context}: {}", DisplayErrorContext(err));
             if failure.is_user() {
-                StoreError::Permanent(text)
+                StoreError::permanent(op, key, text)
             } else {
-                StoreError::Transient(text)
+                StoreError::transient(op, key, text)
             }
         }
         // A response that could not be read or parsed: usually a dropped
         // connection or a proxy's error page.
         SdkError::ResponseError(_) => {
-            StoreError::Transient(format!("{context}: {}", DisplayErrorContext(err)))
+            StoreError::transient(op, key, format!("{context}: {}", DisplayErrorContext(err)))
         }
         SdkError::ConstructionFailure(_) => {
-            StoreError::Permanent(format!("{context}: {}", DisplayErrorContext(err)))
+            StoreError::permanent(op, key, format!("{context}: {}", DisplayErrorContext(err)))
         }
-        _ => StoreError::Transient(format!("{context}: {}", DisplayErrorContext(err))),
+        _ => StoreError::transient(op, key, format!("{context}: {}", DisplayErrorContext(err))),
     }
 }
 
 /// Classifies an error answer from the service by HTTP status and S3 code.
 fn classify_service(
+    op: &'static str,
+    key: &str,
     context: &str,
     status: u16,
     code: Option<&str>,
     message: Option<&str>,
 ) -> StoreError {
     const NOT_FOUND: &[&str] = &["NoSuchKey", "NotFound", "NoSuchUpload"];
-    const TRANSIENT: &[&str] = &[
+    const THROTTLED: &[&str] = &[
         "SlowDown",
         "Throttling",
         "ThrottlingException",
@@ -572,6 +612,8 @@ fn classify_service(
         "TooManyRequestsException",
         "RequestLimitExceeded",
         "BandwidthLimitExceeded",
+    ];
+    const TRANSIENT: &[&str] = &[
         "RequestTimeout",
         "RequestTimeoutException",
         "InternalError",
@@ -580,11 +622,11 @@ fn classify_service(
     ];
     if let Some(code) = code {
         if NOT_FOUND.contains(&code) {
-            return StoreError::NotFound;
+            return StoreError::not_found(op, key);
         }
     } else if status == 404 {
         // HEAD answers have no body, hence no code.
-        return StoreError::NotFound;
+        return StoreError::not_found(op, key);
     }
     let reason = http_reason(status);
     let text = match (code, message) {
@@ -594,11 +636,16 @@ fn classify_service(
         (None, _) => format!("HTTP {status} {reason}"),
     };
     let text = format!("{text} ({context}, HTTP {status})");
-    let transient_code = code.is_some_and(|c| TRANSIENT.contains(&c));
-    if status >= 500 || status == 429 || status == 408 || transient_code {
-        StoreError::Transient(text)
+    if status == 429 || code.is_some_and(|c| THROTTLED.contains(&c)) {
+        StoreError::throttled(op, key, text)
+    } else if status >= 500 || status == 408 || code.is_some_and(|c| TRANSIENT.contains(&c)) {
+        StoreError::transient(op, key, text)
+    } else if code == Some("AccessDenied") {
+        StoreError::access_denied(op, key, text)
+    } else if status == 412 || code == Some("PreconditionFailed") {
+        StoreError::precondition_failed(op, key, text)
     } else {
-        StoreError::Permanent(text)
+        StoreError::permanent(op, key, text)
     }
 }
 
@@ -698,7 +745,7 @@ impl ObjectStore for S3Store {
             Ok(out) => out,
             Err(e) => {
                 return match self.error("HeadObject", key, e) {
-                    StoreError::NotFound => Ok(None),
+                    StoreError::NotFound { .. } => Ok(None),
                     other => Err(other),
                 };
             }
@@ -751,11 +798,15 @@ impl ObjectStore for S3Store {
         };
         let ranged = out.content_range().is_some();
         let body = out.body.collect().await.map_err(|e| {
-            StoreError::Transient(self.scrub(format!(
-                "GetObject {}/{key}: reading the body: {}",
-                self.bucket,
-                DisplayErrorContext(&e)
-            )))
+            StoreError::transient(
+                "GetObject",
+                key,
+                self.scrub(format!(
+                    "GetObject {}/{key}: reading the body: {}",
+                    self.bucket,
+                    DisplayErrorContext(&e)
+                )),
+            )
         })?;
         let body = Segments::new(body.into_segments());
         // A server that ignores Range sends the whole object.
@@ -793,10 +844,14 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
         out.upload_id().map(str::to_string).ok_or_else(|| {
-            StoreError::Transient(format!(
-                "CreateMultipartUpload {}/{key}: no upload id in the answer",
-                self.bucket
-            ))
+            StoreError::transient(
+                "CreateMultipartUpload",
+                key,
+                format!(
+                    "CreateMultipartUpload {}/{key}: no upload id in the answer",
+                    self.bucket
+                ),
+            )
         })
     }
 
@@ -819,10 +874,11 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.error("UploadPart", key, e))?;
         out.e_tag().map(str::to_string).ok_or_else(|| {
-            StoreError::Transient(format!(
-                "UploadPart {}/{key}: no ETag in the answer",
-                self.bucket
-            ))
+            StoreError::transient(
+                "UploadPart",
+                key,
+                format!("UploadPart {}/{key}: no ETag in the answer", self.bucket),
+            )
         })
     }
 
@@ -870,9 +926,13 @@ impl ObjectStore for S3Store {
                 if assembled {
                     Ok(())
                 } else {
-                    Err(StoreError::Transient(format!(
-                        "CompleteMultipartUpload of {key:?} answered 200 with an unreadable body and the object is not there"
-                    )))
+                    Err(StoreError::transient(
+                        "CompleteMultipartUpload",
+                        key,
+                        format!(
+                            "CompleteMultipartUpload of {key:?} answered 200 with an unreadable body and the object is not there"
+                        ),
+                    ))
                 }
             }
             Err(e) => Err(self.error("CompleteMultipartUpload", key, e)),
@@ -964,14 +1024,17 @@ impl ObjectStore for S3Store {
         {
             Ok(_) => Ok(()),
             Err(e) => match self.error("DeleteObject", key, e) {
-                StoreError::NotFound => Ok(()),
+                StoreError::NotFound { .. } => Ok(()),
                 other => Err(other),
             },
         }
     }
 
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
-        let source = self.head(src).await?.ok_or(StoreError::NotFound)?;
+        let source = self
+            .head(src)
+            .await?
+            .ok_or_else(|| StoreError::not_found("CopyObject", src))?;
         if source.size > self.multipart_copy_threshold {
             self.copy_multipart(&source, dst, meta).await
         } else {
@@ -993,6 +1056,20 @@ mod tests {
             endpoint: endpoint.map(str::to_string),
             ..S3Config::default()
         }
+    }
+
+    #[test]
+    fn endpoint_errors_say_why() {
+        let e = resolve_endpoint(&config(Some("ftp://x"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"the S3 endpoint "ftp://x" is not valid: the scheme must be http or https"#
+        );
+        assert_eq!(e.reason(), "the scheme must be http or https");
+        // Without an endpoint to name, the reason is the whole message.
+        let e = resolve_endpoint(&config(Some(""))).unwrap_err();
+        assert_eq!(e, EndpointError::EmptyEndpoint);
+        assert_eq!(e.reason(), e.to_string());
     }
 
     fn resolved(endpoint: &str) -> ResolvedEndpoint {
@@ -1200,26 +1277,43 @@ mod tests {
 
     #[test]
     fn service_errors_are_classified() {
-        let c = |status, code: Option<&str>| classify_service("Op b/k", status, code, Some("msg"));
-        assert_eq!(c(404, Some("NoSuchKey")), StoreError::NotFound);
-        assert_eq!(c(404, Some("NoSuchUpload")), StoreError::NotFound);
-        assert_eq!(c(404, None), StoreError::NotFound);
+        let c = |status, code: Option<&str>| {
+            classify_service("Op", "k", "Op b/k", status, code, Some("msg"))
+        };
+        let not_found = StoreError::not_found("Op", "k");
+        assert_eq!(c(404, Some("NoSuchKey")), not_found);
+        assert_eq!(c(404, Some("NoSuchUpload")), not_found);
+        assert_eq!(c(404, None), not_found);
         assert!(matches!(
             c(404, Some("NoSuchBucket")),
-            StoreError::Permanent(_)
+            StoreError::Permanent { .. }
         ));
         assert_eq!(
             c(403, Some("AccessDenied")),
-            StoreError::Permanent("AccessDenied: msg (Op b/k, HTTP 403)".into())
+            StoreError::access_denied("Op", "k", "AccessDenied: msg (Op b/k, HTTP 403)")
+        );
+        assert_eq!(
+            c(403, Some("AccessDenied")).to_string(),
+            "AccessDenied: msg (Op b/k, HTTP 403)"
         );
         assert!(matches!(
             c(403, Some("SignatureDoesNotMatch")),
-            StoreError::Permanent(_)
+            StoreError::Permanent { .. }
         ));
         assert!(matches!(
             c(400, Some("InvalidRequest")),
-            StoreError::Permanent(_)
+            StoreError::Permanent { .. }
         ));
+        assert!(matches!(
+            c(412, Some("PreconditionFailed")),
+            StoreError::PreconditionFailed { .. }
+        ));
+        assert!(matches!(
+            c(503, Some("SlowDown")),
+            StoreError::Throttled { .. }
+        ));
+        assert!(matches!(c(429, None), StoreError::Throttled { .. }));
+        assert!(matches!(c(500, None), StoreError::Transient { .. }));
         assert!(c(503, Some("SlowDown")).is_transient());
         assert!(c(500, Some("InternalError")).is_transient());
         assert!(c(502, None).is_transient());
