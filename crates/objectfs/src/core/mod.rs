@@ -6,7 +6,7 @@
 //! recovery of an earlier mount's staged data, the flush at unmount);
 //! `namespace`, `listing` and `files` are the file-system operations on
 //! top of them (names, directory listings, file data). Store failures
-//! become errnos in one place, [`errno_of`].
+//! become errnos in one place, `errno_of`.
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
 //! across a store call. A node being uploaded is marked `uploading`;
