@@ -5,6 +5,10 @@
 //! filesystem core is tested without a server. Keys are full object keys
 //! (the mount's prefix already applied); user metadata keys are given
 //! without the `x-amz-meta-` prefix, in lower case.
+//!
+//! Failures are typed ([`StoreError`]): not found, access denied,
+//! precondition failed, throttled, transient and permanent, each naming the
+//! request and key; the filesystem core turns them into errnos in one place.
 
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
