@@ -20,18 +20,12 @@ pub(super) fn parse_endpoint(value: &str) -> Result<String, SpecError> {
     };
     match objectfs::store::s3::resolve_endpoint(&config) {
         Ok(_) => Ok(endpoint.to_string()),
+        // Our sentence names the endpoint already: only the reason.
         Err(e) => Err(SpecError::BadEndpoint {
             value: endpoint.to_string(),
-            reason: endpoint_reason(endpoint, &e.to_string()),
+            reason: e.reason(),
         }),
     }
-}
-
-/// The store says `the S3 endpoint "X" is not valid: WHY`; our sentence
-/// already names the endpoint, so keep only WHY when the shape matches.
-fn endpoint_reason(endpoint: &str, message: &str) -> String {
-    let prefix = format!("the S3 endpoint {endpoint:?} is not valid: ");
-    message.strip_prefix(&prefix).unwrap_or(message).to_string()
 }
 
 #[cfg(test)]
@@ -103,14 +97,5 @@ mod tests {
         ));
         assert_eq!(e, SpecError::EndpointUserInfo);
         assert!(!e.to_string().contains("pa55word"));
-    }
-
-    #[test]
-    fn endpoint_reason_falls_back_to_the_whole_message() {
-        assert_eq!(endpoint_reason("x", "something else"), "something else");
-        assert_eq!(
-            endpoint_reason("x", r#"the S3 endpoint "x" is not valid: why"#),
-            "why"
-        );
     }
 }

@@ -327,8 +327,10 @@ fn sync_close_fails_on_a_permanent_error() {
     let f = fixture(UploadMode::Sync);
     let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
     f.fs.write(fh, 0, b"x").unwrap();
-    f.mem
-        .fail_next(1, StoreError::Permanent("AccessDenied: no".into()));
+    f.mem.fail_next(
+        1,
+        StoreError::access_denied("PutObject", "pre/x", "AccessDenied: no"),
+    );
     assert_eq!(f.fs.flush(fh), Err(libc::EACCES));
     assert_eq!(f.fs.flush(fh), Ok(()));
     f.fs.release(fh).unwrap();

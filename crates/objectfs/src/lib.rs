@@ -4,6 +4,21 @@
 //! knows nothing of FUSE, so it is tested in process against the in-memory
 //! store; `fuse` adapts it to fuser. See docs/SEMANTICS.md for what each
 //! operation does on object storage and what other clients see, when.
+//!
+//! Parts, from the kernel down:
+//! - `fuse`: the fuser adapter; `mount`: mounting, serving and unmounting.
+//! - `core`: the filesystem, made of an inode table (`core::inodes`, no
+//!   store calls), an upload queue (`core::uploads`) and the operations on
+//!   top of them (`core::namespace`, `core::listing`, `core::files`); store
+//!   errors become errnos in one place there.
+//! - `reader` (sequential read-ahead), `staging` (local copies of written
+//!   files and their journal), `transfer` (whole-file uploads and downloads
+//!   with retries), `layout` (how names and attributes map to keys and
+//!   metadata).
+//! - `store`: the object store interface and its typed errors, with the S3
+//!   implementation and, behind feature `memory`, an in-memory one.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
 pub mod core;

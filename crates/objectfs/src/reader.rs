@@ -124,7 +124,7 @@ impl Reader {
         if let Chunk::Pending(task) = slot {
             let fetched = rt
                 .block_on(task)
-                .map_err(|e| StoreError::Transient(format!("read task failed: {e}")))
+                .map_err(|e| StoreError::transient("read", "", format!("read task failed: {e}")))
                 .and_then(|r| r);
             match fetched {
                 Ok(data) => *slot = Chunk::Ready(data),
@@ -210,7 +210,7 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let mem = Arc::new(MemoryStore::new());
         mem.insert("k", vec![7u8; 100], PutMeta::default());
-        mem.fail_next(2, StoreError::Transient("reset".into()));
+        mem.fail_next(2, StoreError::transient("GetObject", "k", "reset"));
         let store: Arc<dyn ObjectStore> = mem.clone();
         let mut r = Reader::default();
         assert_eq!(

@@ -91,6 +91,9 @@ fn xattr_unsupported(e: &io::Error) -> bool {
 
 fn read_xattr_journal(file: &File) -> io::Result<Option<JournalEntry>> {
     let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: the descriptor is open for as long as `file` is borrowed,
+    // the name is a NUL-terminated constant, and the kernel writes at most
+    // `buf.len()` bytes into `buf`, which lives across the call.
     let n = unsafe {
         libc::fgetxattr(
             file.as_raw_fd(),
@@ -121,6 +124,8 @@ impl StagingArea {
             .truncate(false)
             .write(true)
             .open(cache_dir.join("lock"))?;
+        // SAFETY: flock takes no pointers; the descriptor is open, owned by
+        // `lock`, which outlives the call.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -177,6 +182,10 @@ impl StagingArea {
     pub fn journal(&self, id: u64, file: &File, entry: &JournalEntry) -> io::Result<()> {
         let json = serde_json::to_vec(entry).map_err(io::Error::other)?;
         if self.xattrs.load(Ordering::Relaxed) {
+            // SAFETY: the descriptor is open for as long as `file` is
+            // borrowed, the name is a NUL-terminated constant, and the
+            // kernel reads `json.len()` bytes from `json`, alive across the
+            // call.
             let rc = unsafe {
                 libc::fsetxattr(
                     file.as_raw_fd(),
@@ -205,6 +214,8 @@ impl StagingArea {
     /// `id`'s data is in the bucket: forget where it belongs.
     pub fn clear_journal(&self, id: u64, file: &File) {
         if self.xattrs.load(Ordering::Relaxed) {
+            // SAFETY: the descriptor is open for as long as `file` is
+            // borrowed and the name is a NUL-terminated constant.
             unsafe { libc::fremovexattr(file.as_raw_fd(), JOURNAL_XATTR.as_ptr()) };
         } else {
             let _ = fs::remove_file(self.journal_path(id));

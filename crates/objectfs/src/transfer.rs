@@ -93,10 +93,16 @@ pub fn parallel_parts(part: u64) -> usize {
     (UPLOAD_BUFFER / part).clamp(1, 16) as usize
 }
 
-fn read_exact_at(file: &File, offset: u64, len: u64) -> StoreResult<Bytes> {
+/// `len` bytes at `offset` of the staged file that goes to `key`.
+fn read_exact_at(file: &File, key: &str, offset: u64, len: u64) -> StoreResult<Bytes> {
     let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, offset)
-        .map_err(|e| StoreError::Permanent(format!("reading the staged file failed: {e}")))?;
+    file.read_exact_at(&mut buf, offset).map_err(|e| {
+        StoreError::permanent(
+            "upload",
+            key,
+            format!("reading the staged file failed: {e}"),
+        )
+    })?;
     Ok(Bytes::from(buf))
 }
 
@@ -111,7 +117,7 @@ pub async fn upload_file(
 ) -> StoreResult<()> {
     if size <= SINGLE_PUT_MAX {
         let _memory = reserve(size).await;
-        let body = read_exact_at(&file, 0, size)?;
+        let body = read_exact_at(&file, key, 0, size)?;
         return retry(policy, "put", || store.put(key, body.clone(), meta)).await;
     }
     let part = part_size(size);
@@ -159,9 +165,12 @@ async fn upload_parts(
             let number = (next + 1) as i32;
             tasks.spawn(async move {
                 let _memory = reserve(len).await;
-                let body = tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len))
-                    .await
-                    .map_err(|e| StoreError::Permanent(e.to_string()))??;
+                let read_key = key.clone();
+                let body = tokio::task::spawn_blocking(move || {
+                    read_exact_at(&file, &read_key, offset, len)
+                })
+                .await
+                .map_err(|e| StoreError::permanent("upload", key.clone(), e.to_string()))??;
                 let etag = retry(policy, "upload part", || {
                     store.upload_part(&key, &id, number, body.clone())
                 })
@@ -171,7 +180,8 @@ async fn upload_parts(
             next += 1;
         }
         if let Some(joined) = tasks.join_next().await {
-            let finished = joined.map_err(|e| StoreError::Permanent(e.to_string()))?;
+            let finished =
+                joined.map_err(|e| StoreError::permanent("upload", key, e.to_string()))?;
             done.push(finished?);
         }
     }
@@ -202,20 +212,30 @@ pub async fn download_to_file(
             tasks.spawn(async move {
                 let data = retry(policy, "get", || store.get_range(&key, offset, len)).await?;
                 if data.len() as u64 != len {
-                    return Err(StoreError::Transient(format!(
-                        "object changed while reading: got {} of {len} bytes",
-                        data.len()
-                    )));
+                    return Err(StoreError::transient(
+                        "download",
+                        key,
+                        format!(
+                            "object changed while reading: got {} of {len} bytes",
+                            data.len()
+                        ),
+                    ));
                 }
                 tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
                     .await
-                    .map_err(|e| StoreError::Permanent(e.to_string()))?
-                    .map_err(|e| StoreError::Permanent(format!("writing the cache failed: {e}")))
+                    .map_err(|e| StoreError::permanent("download", key.clone(), e.to_string()))?
+                    .map_err(|e| {
+                        StoreError::permanent(
+                            "download",
+                            key,
+                            format!("writing the cache failed: {e}"),
+                        )
+                    })
             });
             next += 1;
         }
         if let Some(joined) = tasks.join_next().await {
-            joined.map_err(|e| StoreError::Permanent(e.to_string()))??;
+            joined.map_err(|e| StoreError::permanent("download", key, e.to_string()))??;
         }
     }
     Ok(())
@@ -259,7 +279,7 @@ mod tests {
         let data: Vec<u8> = (0..(SINGLE_PUT_MAX + 3 * 1024 * 1024))
             .map(|i| (i % 251) as u8)
             .collect();
-        mem.fail_next(3, StoreError::Transient("503 Slow Down".into()));
+        mem.fail_next(3, StoreError::throttled("UploadPart", "k", "503 Slow Down"));
         let fast = RetryPolicy {
             attempts: 5,
             first_delay: Duration::from_millis(1),
@@ -297,7 +317,10 @@ mod tests {
     async fn permanent_errors_are_not_retried() {
         let mem = Arc::new(MemoryStore::new());
         let store: Arc<dyn ObjectStore> = mem.clone();
-        mem.fail_next(1, StoreError::Permanent("AccessDenied".into()));
+        mem.fail_next(
+            1,
+            StoreError::access_denied("PutObject", "k", "AccessDenied"),
+        );
         let err = upload_file(
             &store,
             RetryPolicy::INTERACTIVE,
@@ -308,7 +331,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err, StoreError::Permanent("AccessDenied".into()));
+        assert_eq!(
+            err,
+            StoreError::access_denied("PutObject", "k", "AccessDenied")
+        );
         assert_eq!(mem.object("k"), None);
     }
 }

@@ -65,11 +65,14 @@ impl MemoryStore {
         self.faults.lock().unwrap().down = down;
     }
 
-    fn check(&self) -> StoreResult<()> {
+    /// Fails request `op` on `key` if a fault says so.
+    fn check(&self, op: &'static str, key: &str) -> StoreResult<()> {
         let mut f = self.faults.lock().unwrap();
         if f.down {
-            return Err(StoreError::Transient(
-                "connection refused (store is down)".into(),
+            return Err(StoreError::transient(
+                op,
+                key,
+                "connection refused (store is down)",
             ));
         }
         match f.queued.pop_front() {
@@ -132,16 +135,18 @@ impl MemoryStore {
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        self.check()?;
+        self.check("HeadObject", key)?;
         self.counters.heads.fetch_add(1, Ordering::Relaxed);
         let objects = self.objects.lock().unwrap();
         Ok(objects.get(key).map(|o| Self::meta_of(key, o, true)))
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes> {
-        self.check()?;
+        self.check("GetObject", key)?;
         let objects = self.objects.lock().unwrap();
-        let o = objects.get(key).ok_or(StoreError::NotFound)?;
+        let o = objects
+            .get(key)
+            .ok_or_else(|| StoreError::not_found("GetObject", key))?;
         let size = o.data.len() as u64;
         let start = start.min(size);
         let end = start.saturating_add(len).min(size);
@@ -164,14 +169,14 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<()> {
-        self.check()?;
+        self.check("PutObject", key)?;
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
         self.insert(key, body, meta.clone());
         Ok(())
     }
 
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
-        self.check()?;
+        self.check("CreateMultipartUpload", key)?;
         let id = format!(
             "upload-{}",
             self.next_upload.fetch_add(1, Ordering::Relaxed)
@@ -189,15 +194,17 @@ impl ObjectStore for MemoryStore {
 
     async fn upload_part(
         &self,
-        _key: &str,
+        key: &str,
         upload_id: &str,
         part_number: i32,
         body: Bytes,
     ) -> StoreResult<String> {
-        self.check()?;
+        self.check("UploadPart", key)?;
         self.counters.parts.fetch_add(1, Ordering::Relaxed);
         let mut uploads = self.uploads.lock().unwrap();
-        let u = uploads.get_mut(upload_id).ok_or(StoreError::NotFound)?;
+        let u = uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| StoreError::not_found("UploadPart", key))?;
         let etag = format!("\"part-{part_number}-{}\"", body.len());
         u.parts.insert(part_number, body);
         Ok(etag)
@@ -209,28 +216,35 @@ impl ObjectStore for MemoryStore {
         upload_id: &str,
         parts: Vec<(i32, String)>,
     ) -> StoreResult<()> {
-        self.check()?;
+        self.check("CompleteMultipartUpload", key)?;
         let u = self
             .uploads
             .lock()
             .unwrap()
             .remove(upload_id)
-            .ok_or(StoreError::NotFound)?;
+            .ok_or_else(|| StoreError::not_found("CompleteMultipartUpload", key))?;
         if u.key != key {
-            return Err(StoreError::Permanent(
-                "upload belongs to another key".into(),
+            return Err(StoreError::permanent(
+                "CompleteMultipartUpload",
+                key,
+                "upload belongs to another key",
             ));
         }
         let mut data = Vec::new();
         for (i, (n, _)) in parts.iter().enumerate() {
-            let part = u
-                .parts
-                .get(n)
-                .ok_or_else(|| StoreError::Permanent(format!("part {n} was never uploaded")))?;
+            let part = u.parts.get(n).ok_or_else(|| {
+                StoreError::permanent(
+                    "CompleteMultipartUpload",
+                    key,
+                    format!("part {n} was never uploaded"),
+                )
+            })?;
             if i + 1 < parts.len() && (part.len() as u64) < MIN_PART_SIZE {
-                return Err(StoreError::Permanent(format!(
-                    "part {n} is smaller than 5 MiB and not the last"
-                )));
+                return Err(StoreError::permanent(
+                    "CompleteMultipartUpload",
+                    key,
+                    format!("part {n} is smaller than 5 MiB and not the last"),
+                ));
             }
             data.extend_from_slice(part);
         }
@@ -239,7 +253,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
-        self.check()?;
+        self.check("AbortMultipartUpload", _key)?;
         self.uploads.lock().unwrap().remove(upload_id);
         Ok(())
     }
@@ -251,7 +265,7 @@ impl ObjectStore for MemoryStore {
         token: Option<String>,
         max_keys: i32,
     ) -> StoreResult<ListPage> {
-        self.check()?;
+        self.check("ListObjectsV2", prefix)?;
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         let objects = self.objects.lock().unwrap();
         let max = max_keys.max(1) as usize;
@@ -294,15 +308,18 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.check()?;
+        self.check("DeleteObject", key)?;
         self.objects.lock().unwrap().remove(key);
         Ok(())
     }
 
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
-        self.check()?;
+        self.check("CopyObject", src)?;
         let mut objects = self.objects.lock().unwrap();
-        let o = objects.get(src).ok_or(StoreError::NotFound)?.clone();
+        let o = objects
+            .get(src)
+            .ok_or_else(|| StoreError::not_found("CopyObject", src))?
+            .clone();
         let meta = meta.cloned().unwrap_or(o.meta);
         objects.insert(
             dst.to_string(),
@@ -360,7 +377,7 @@ mod tests {
     #[tokio::test]
     async fn faults_are_injected_then_cleared() {
         let s = MemoryStore::new();
-        s.fail_next(2, StoreError::Transient("503".into()));
+        s.fail_next(2, StoreError::transient("HeadObject", "k", "503"));
         assert!(s.head("k").await.unwrap_err().is_transient());
         assert!(s.head("k").await.is_err());
         assert_eq!(s.head("k").await.unwrap(), None);
@@ -386,6 +403,6 @@ mod tests {
             .complete_multipart("k", &id, vec![(1, e1), (2, e2)])
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::Permanent(_)));
+        assert!(matches!(err, StoreError::Permanent { .. }));
     }
 }

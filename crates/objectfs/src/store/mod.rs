@@ -5,6 +5,10 @@
 //! filesystem core is tested without a server. Keys are full object keys
 //! (the mount's prefix already applied); user metadata keys are given
 //! without the `x-amz-meta-` prefix, in lower case.
+//!
+//! Failures are typed ([`StoreError`]): not found, access denied,
+//! precondition failed, throttled, transient and permanent, each naming the
+//! request and key; the filesystem core turns them into errnos in one place.
 
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
@@ -47,23 +51,162 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
-/// Store failures, split by what the caller should do about them.
+/// Store failures, split by what the caller should do about them. Each
+/// names the request that failed (`op`) and its key; `message` is what the
+/// store (or the local step) said, and is what the error displays.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// The object (or upload) does not exist.
     #[error("not found")]
-    NotFound,
-    /// Worth retrying: 5xx, throttling, timeouts, dropped connections.
-    #[error("{0}")]
-    Transient(String),
-    /// Retrying will not help: access denied, no such bucket, bad request.
-    #[error("{0}")]
-    Permanent(String),
+    NotFound { op: &'static str, key: String },
+    /// The credentials may not do this (S3's `AccessDenied`).
+    #[error("{message}")]
+    AccessDenied {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// A condition of the request did not hold (HTTP 412).
+    #[error("{message}")]
+    PreconditionFailed {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// The store asks to slow down (SlowDown, HTTP 429 and the like):
+    /// worth retrying after a pause.
+    #[error("{message}")]
+    Throttled {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// Worth retrying: 5xx, timeouts, dropped connections.
+    #[error("{message}")]
+    Transient {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// Retrying will not help: no such bucket, bad request, a local failure.
+    #[error("{message}")]
+    Permanent {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
 }
 
 impl StoreError {
+    pub fn not_found(op: &'static str, key: impl Into<String>) -> StoreError {
+        StoreError::NotFound {
+            op,
+            key: key.into(),
+        }
+    }
+
+    pub fn access_denied(
+        op: &'static str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> StoreError {
+        StoreError::AccessDenied {
+            op,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn precondition_failed(
+        op: &'static str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> StoreError {
+        StoreError::PreconditionFailed {
+            op,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn throttled(
+        op: &'static str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> StoreError {
+        StoreError::Throttled {
+            op,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn transient(
+        op: &'static str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> StoreError {
+        StoreError::Transient {
+            op,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(
+        op: &'static str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> StoreError {
+        StoreError::Permanent {
+            op,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether retrying may help: throttling and transient failures.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        matches!(
+            self,
+            StoreError::Throttled { .. } | StoreError::Transient { .. }
+        )
+    }
+
+    /// The request that failed.
+    pub fn op(&self) -> &'static str {
+        match self {
+            StoreError::NotFound { op, .. }
+            | StoreError::AccessDenied { op, .. }
+            | StoreError::PreconditionFailed { op, .. }
+            | StoreError::Throttled { op, .. }
+            | StoreError::Transient { op, .. }
+            | StoreError::Permanent { op, .. } => op,
+        }
+    }
+
+    /// The key the failed request was about (empty when none).
+    pub fn key(&self) -> &str {
+        match self {
+            StoreError::NotFound { key, .. }
+            | StoreError::AccessDenied { key, .. }
+            | StoreError::PreconditionFailed { key, .. }
+            | StoreError::Throttled { key, .. }
+            | StoreError::Transient { key, .. }
+            | StoreError::Permanent { key, .. } => key,
+        }
+    }
+
+    /// The message, to amend (`NotFound` has none).
+    pub fn message_mut(&mut self) -> Option<&mut String> {
+        match self {
+            StoreError::NotFound { .. } => None,
+            StoreError::AccessDenied { message, .. }
+            | StoreError::PreconditionFailed { message, .. }
+            | StoreError::Throttled { message, .. }
+            | StoreError::Transient { message, .. }
+            | StoreError::Permanent { message, .. } => Some(message),
+        }
     }
 }
 

@@ -5,6 +5,13 @@
 //! or `~/.aws`), so one process can serve volumes with different
 //! credentials. Checksums are "when required" because OSS and many
 //! S3-compatible stores reject the SDK's default `aws-chunked` CRC uploads.
+//! Where a config points is worked out in `endpoint`; how an error answer
+//! becomes a [`StoreError`] in `errors`.
+
+mod endpoint;
+mod errors;
+
+pub use endpoint::{EndpointError, ResolvedEndpoint, resolve_endpoint};
 
 use super::*;
 use anyhow::bail;
@@ -18,6 +25,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType, MetadataDirective};
+use errors::classify;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -39,8 +47,6 @@ const SDK_MAX_ATTEMPTS: u32 = 3;
 const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
 /// UploadPartCopy requests in flight per copy.
 const COPY_CONCURRENCY: usize = 4;
-/// Region used when neither the config nor the endpoint names one.
-const DEFAULT_REGION: &str = "us-east-1";
 
 /// Where and how to reach one bucket. Deserialized from volume options, so
 /// every field but the bucket is optional.
@@ -73,164 +79,6 @@ impl std::fmt::Debug for S3Config {
             .field("path_style", &self.path_style)
             .finish()
     }
-}
-
-/// The effective endpoint of a config, see [`resolve_endpoint`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedEndpoint {
-    /// `None`: AWS, the SDK derives the endpoint from the region.
-    pub url: Option<String>,
-    pub region: String,
-    pub path_style: bool,
-}
-
-/// The effective endpoint URL, region and addressing style for a config.
-///
-/// Without a scheme the endpoint is https. Alibaba OSS native endpoints
-/// (`oss-REGION.aliyuncs.com`, `oss-REGION-internal.aliyuncs.com`) become
-/// the S3-compatible hosts `s3.oss-REGION[-internal].aliyuncs.com`, and give
-/// the region when none is set; other endpoints are used as given. IP
-/// addresses and `localhost` default to path style, everything else to
-/// virtual-hosted style.
-pub fn resolve_endpoint(config: &S3Config) -> anyhow::Result<ResolvedEndpoint> {
-    let region = match config.region.as_deref().map(str::trim) {
-        Some("") => bail!("the S3 region is empty; leave it out or name a region"),
-        Some(r) if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
-            bail!("the S3 region {r:?} is not a region name (letters, digits and '-')")
-        }
-        Some(r) => Some(r.to_string()),
-        None => None,
-    };
-    let Some(endpoint) = config.endpoint.as_deref().map(str::trim) else {
-        return Ok(ResolvedEndpoint {
-            url: None,
-            region: region.unwrap_or_else(|| DEFAULT_REGION.to_string()),
-            path_style: config.path_style.unwrap_or(false),
-        });
-    };
-    let parsed = parse_endpoint(endpoint)?;
-    let mut host = parsed.host.clone();
-    let mut derived_region = None;
-    if let Some((oss_region, internal)) = oss_native_region(&parsed.host) {
-        host = format!("s3.{}", parsed.host);
-        derived_region = Some((oss_region, internal));
-    } else if let Some(rest) = parsed.host.strip_prefix("s3.") {
-        derived_region = oss_native_region(rest);
-    }
-    let region = region
-        .or(derived_region.map(|(r, _)| r))
-        .unwrap_or_else(|| DEFAULT_REGION.to_string());
-    let default_path_style = is_ip_or_localhost(&host);
-    let port = parsed.port.map(|p| format!(":{p}")).unwrap_or_default();
-    Ok(ResolvedEndpoint {
-        url: Some(format!("{}://{host}{port}{}", parsed.scheme, parsed.path)),
-        region,
-        path_style: config.path_style.unwrap_or(default_path_style),
-    })
-}
-
-struct ParsedEndpoint {
-    scheme: String,
-    /// Lower case; IPv6 literals keep their brackets.
-    host: String,
-    port: Option<u16>,
-    /// Empty, or starting with '/' without a trailing '/'.
-    path: String,
-}
-
-fn parse_endpoint(endpoint: &str) -> anyhow::Result<ParsedEndpoint> {
-    let bad = |why: &str| anyhow::anyhow!("the S3 endpoint {endpoint:?} is not valid: {why}");
-    if endpoint.is_empty() {
-        bail!("the S3 endpoint is empty; leave it out for AWS or give a host name or URL");
-    }
-    if endpoint
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(bad("it contains spaces or control characters"));
-    }
-    let (scheme, rest) = match endpoint.split_once("://") {
-        Some((s, rest)) => (s.to_ascii_lowercase(), rest),
-        None => ("https".to_string(), endpoint),
-    };
-    if scheme != "http" && scheme != "https" {
-        return Err(bad("the scheme must be http or https"));
-    }
-    if rest.contains(['?', '#']) {
-        return Err(bad("it must not have a query or fragment"));
-    }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if authority.contains('@') {
-        return Err(bad("it must not contain user information"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (inner, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        if inner.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(bad("the bracketed host is not an IPv6 address"));
-        }
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
-        };
-        (format!("[{inner}]"), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (authority.to_string(), None),
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .map_err(|_| bad("the port is not a number"))?,
-        ),
-    };
-    if host.is_empty() {
-        return Err(bad("it has no host"));
-    }
-    if !host.starts_with('[')
-        && !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-    {
-        return Err(bad("the host name has characters a host name cannot have"));
-    }
-    Ok(ParsedEndpoint {
-        scheme,
-        host: host.to_ascii_lowercase(),
-        port,
-        path: path.to_string(),
-    })
-}
-
-/// `oss-REGION.aliyuncs.com` / `oss-REGION-internal.aliyuncs.com` →
-/// (REGION, internal). The global acceleration endpoints have no
-/// S3-compatible form and are not matched.
-fn oss_native_region(host: &str) -> Option<(String, bool)> {
-    let name = host.strip_suffix(".aliyuncs.com")?.strip_prefix("oss-")?;
-    let (region, internal) = match name.strip_suffix("-internal") {
-        Some(r) => (r, true),
-        None => (name, false),
-    };
-    let valid = !region.is_empty()
-        && !region.starts_with("accelerate")
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !region.starts_with('-')
-        && !region.ends_with('-');
-    valid.then(|| (region.to_string(), internal))
-}
-
-fn is_ip_or_localhost(host: &str) -> bool {
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.starts_with('[')
-        || host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// An [`ObjectStore`] on one bucket through aws-sdk-s3.
@@ -345,18 +193,17 @@ impl S3Store {
         })
     }
 
-    /// Maps an SDK error to a [`StoreError`]; `what` names the request.
-    fn error<E>(&self, op: &str, key: &str, err: SdkError<E>) -> StoreError
+    /// Maps an SDK error to a [`StoreError`]; `op` names the request.
+    fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let context = format!("{op} {}/{key}", self.bucket);
-        let mapped = classify(&context, &err);
-        match mapped {
-            StoreError::NotFound => StoreError::NotFound,
-            StoreError::Transient(s) => StoreError::Transient(self.scrub(s)),
-            StoreError::Permanent(s) => StoreError::Permanent(self.scrub(s)),
+        let mut mapped = classify(op, key, &context, &err);
+        if let Some(message) = mapped.message_mut() {
+            *message = self.scrub(std::mem::take(message));
         }
+        mapped
     }
 
     fn scrub(&self, mut s: String) -> String {
@@ -466,9 +313,11 @@ impl S3Store {
                         .copy_part_result()
                         .and_then(|r| r.e_tag())
                         .ok_or_else(|| {
-                            StoreError::Transient(format!(
-                                "UploadPartCopy {dst}: no ETag in the answer"
-                            ))
+                            StoreError::transient(
+                                "UploadPartCopy",
+                                dst.clone(),
+                                format!("UploadPartCopy {dst}: no ETag in the answer"),
+                            )
                         })?;
                     Ok::<_, StoreError>((number, etag.to_string()))
                 });
@@ -478,9 +327,11 @@ impl S3Store {
                 Some(Ok(Ok(part))) => parts.push(part),
                 Some(Ok(Err(e))) => return Err(e),
                 Some(Err(join)) => {
-                    return Err(StoreError::Transient(format!(
-                        "UploadPartCopy task failed: {join}"
-                    )));
+                    return Err(StoreError::transient(
+                        "UploadPartCopy",
+                        dst,
+                        format!("UploadPartCopy task failed: {join}"),
+                    ));
                 }
             }
         }
@@ -508,120 +359,6 @@ fn read_timeouts() -> aws_sdk_s3::config::Builder {
             .operation_timeout(READ_TIMEOUT)
             .build(),
     )
-}
-
-/// Classifies an SDK error; `context` names the request in the message.
-fn classify<E>(context: &str, err: &SdkError<E>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match err {
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            let mut e = classify_service(
-                context,
-                status,
-                service.err().code(),
-                service.err().message(),
-            );
-            // A 2xx the SDK still calls an error (an <Error> document in a
-            // 200 reply, or an unparsable body): say what the SDK saw.
-            if (200..300).contains(&status)
-                && let StoreError::Permanent(text) | StoreError::Transient(text) = &mut e
-            {
-                text.push_str(&format!(": {}", DisplayErrorContext(err)));
-            }
-            e
-        }
-        SdkError::TimeoutError(_) => StoreError::Transient(format!("{context}: timed out")),
-        SdkError::DispatchFailure(failure) => {
-            let text = format!("{context}: {}", DisplayErrorContext(err));
-            if failure.is_user() {
-                StoreError::Permanent(text)
-            } else {
-                StoreError::Transient(text)
-            }
-        }
-        // A response that could not be read or parsed: usually a dropped
-        // connection or a proxy's error page.
-        SdkError::ResponseError(_) => {
-            StoreError::Transient(format!("{context}: {}", DisplayErrorContext(err)))
-        }
-        SdkError::ConstructionFailure(_) => {
-            StoreError::Permanent(format!("{context}: {}", DisplayErrorContext(err)))
-        }
-        _ => StoreError::Transient(format!("{context}: {}", DisplayErrorContext(err))),
-    }
-}
-
-/// Classifies an error answer from the service by HTTP status and S3 code.
-fn classify_service(
-    context: &str,
-    status: u16,
-    code: Option<&str>,
-    message: Option<&str>,
-) -> StoreError {
-    const NOT_FOUND: &[&str] = &["NoSuchKey", "NotFound", "NoSuchUpload"];
-    const TRANSIENT: &[&str] = &[
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "TooManyRequests",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-    ];
-    if let Some(code) = code {
-        if NOT_FOUND.contains(&code) {
-            return StoreError::NotFound;
-        }
-    } else if status == 404 {
-        // HEAD answers have no body, hence no code.
-        return StoreError::NotFound;
-    }
-    let reason = http_reason(status);
-    let text = match (code, message) {
-        (Some(c), Some(m)) if !m.is_empty() => format!("{c}: {m}"),
-        (Some(c), _) => format!("{c}: HTTP {status} {reason}"),
-        (None, Some(m)) if !m.is_empty() => format!("HTTP {status} {reason}: {m}"),
-        (None, _) => format!("HTTP {status} {reason}"),
-    };
-    let text = format!("{text} ({context}, HTTP {status})");
-    let transient_code = code.is_some_and(|c| TRANSIENT.contains(&c));
-    if status >= 500 || status == 429 || status == 408 || transient_code {
-        StoreError::Transient(text)
-    } else {
-        StoreError::Permanent(text)
-    }
-}
-
-fn http_reason(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        416 => "Range Not Satisfiable",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
 }
 
 /// `x-amz-copy-source`: `bucket/key`, every byte of the key percent-encoded
@@ -698,7 +435,7 @@ impl ObjectStore for S3Store {
             Ok(out) => out,
             Err(e) => {
                 return match self.error("HeadObject", key, e) {
-                    StoreError::NotFound => Ok(None),
+                    StoreError::NotFound { .. } => Ok(None),
                     other => Err(other),
                 };
             }
@@ -751,11 +488,15 @@ impl ObjectStore for S3Store {
         };
         let ranged = out.content_range().is_some();
         let body = out.body.collect().await.map_err(|e| {
-            StoreError::Transient(self.scrub(format!(
-                "GetObject {}/{key}: reading the body: {}",
-                self.bucket,
-                DisplayErrorContext(&e)
-            )))
+            StoreError::transient(
+                "GetObject",
+                key,
+                self.scrub(format!(
+                    "GetObject {}/{key}: reading the body: {}",
+                    self.bucket,
+                    DisplayErrorContext(&e)
+                )),
+            )
         })?;
         let body = Segments::new(body.into_segments());
         // A server that ignores Range sends the whole object.
@@ -793,10 +534,14 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
         out.upload_id().map(str::to_string).ok_or_else(|| {
-            StoreError::Transient(format!(
-                "CreateMultipartUpload {}/{key}: no upload id in the answer",
-                self.bucket
-            ))
+            StoreError::transient(
+                "CreateMultipartUpload",
+                key,
+                format!(
+                    "CreateMultipartUpload {}/{key}: no upload id in the answer",
+                    self.bucket
+                ),
+            )
         })
     }
 
@@ -819,10 +564,11 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.error("UploadPart", key, e))?;
         out.e_tag().map(str::to_string).ok_or_else(|| {
-            StoreError::Transient(format!(
-                "UploadPart {}/{key}: no ETag in the answer",
-                self.bucket
-            ))
+            StoreError::transient(
+                "UploadPart",
+                key,
+                format!("UploadPart {}/{key}: no ETag in the answer", self.bucket),
+            )
         })
     }
 
@@ -870,9 +616,13 @@ impl ObjectStore for S3Store {
                 if assembled {
                     Ok(())
                 } else {
-                    Err(StoreError::Transient(format!(
-                        "CompleteMultipartUpload of {key:?} answered 200 with an unreadable body and the object is not there"
-                    )))
+                    Err(StoreError::transient(
+                        "CompleteMultipartUpload",
+                        key,
+                        format!(
+                            "CompleteMultipartUpload of {key:?} answered 200 with an unreadable body and the object is not there"
+                        ),
+                    ))
                 }
             }
             Err(e) => Err(self.error("CompleteMultipartUpload", key, e)),
@@ -964,14 +714,17 @@ impl ObjectStore for S3Store {
         {
             Ok(_) => Ok(()),
             Err(e) => match self.error("DeleteObject", key, e) {
-                StoreError::NotFound => Ok(()),
+                StoreError::NotFound { .. } => Ok(()),
                 other => Err(other),
             },
         }
     }
 
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
-        let source = self.head(src).await?.ok_or(StoreError::NotFound)?;
+        let source = self
+            .head(src)
+            .await?
+            .ok_or_else(|| StoreError::not_found("CopyObject", src))?;
         if source.size > self.multipart_copy_threshold {
             self.copy_multipart(&source, dst, meta).await
         } else {
@@ -993,147 +746,6 @@ mod tests {
             endpoint: endpoint.map(str::to_string),
             ..S3Config::default()
         }
-    }
-
-    fn resolved(endpoint: &str) -> ResolvedEndpoint {
-        resolve_endpoint(&config(Some(endpoint))).unwrap()
-    }
-
-    fn want(url: &str, region: &str, path_style: bool) -> ResolvedEndpoint {
-        ResolvedEndpoint {
-            url: Some(url.to_string()),
-            region: region.to_string(),
-            path_style,
-        }
-    }
-
-    #[test]
-    fn oss_native_endpoint_maps_to_s3_compatible_host_and_region() {
-        assert_eq!(
-            resolved("oss-cn-hangzhou.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
-        );
-        assert_eq!(
-            resolved("https://oss-ap-southeast-1.aliyuncs.com/"),
-            want(
-                "https://s3.oss-ap-southeast-1.aliyuncs.com",
-                "ap-southeast-1",
-                false
-            )
-        );
-        assert_eq!(
-            resolved("http://OSS-cn-beijing.aliyuncs.com"),
-            want("http://s3.oss-cn-beijing.aliyuncs.com", "cn-beijing", false)
-        );
-        // An explicit region wins over the derived one.
-        let mut c = config(Some("oss-cn-hangzhou.aliyuncs.com"));
-        c.region = Some("cn-shanghai".into());
-        assert_eq!(resolve_endpoint(&c).unwrap().region, "cn-shanghai");
-        // Already the S3-compatible host: kept, region still derived.
-        assert_eq!(
-            resolved("s3.oss-cn-hangzhou.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
-        );
-    }
-
-    #[test]
-    fn oss_internal_endpoint_keeps_internal() {
-        assert_eq!(
-            resolved("oss-cn-hangzhou-internal.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou-internal.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
-        );
-        assert_eq!(
-            resolved("s3.oss-cn-hangzhou-internal.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou-internal.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
-        );
-    }
-
-    #[test]
-    fn custom_and_other_endpoints_are_honoured_as_given() {
-        assert_eq!(
-            resolved("data.example.com"),
-            want("https://data.example.com", "us-east-1", false)
-        );
-        assert_eq!(
-            resolved("http://files.example.cn:8080/base/"),
-            want("http://files.example.cn:8080/base", "us-east-1", false)
-        );
-        assert_eq!(
-            resolved("https://s3.us-west-2.amazonaws.com"),
-            want("https://s3.us-west-2.amazonaws.com", "us-east-1", false)
-        );
-        // Acceleration endpoints have no s3. form: left alone.
-        assert_eq!(
-            resolved("oss-accelerate.aliyuncs.com"),
-            want("https://oss-accelerate.aliyuncs.com", "us-east-1", false)
-        );
-        let mut c = config(Some("https://s3.us-west-2.amazonaws.com"));
-        c.region = Some("us-west-2".into());
-        assert_eq!(resolve_endpoint(&c).unwrap().region, "us-west-2");
-    }
-
-    #[test]
-    fn ip_and_localhost_default_to_path_style() {
-        assert_eq!(
-            resolved("http://127.0.0.1:9000"),
-            want("http://127.0.0.1:9000", "us-east-1", true)
-        );
-        assert_eq!(
-            resolved("10.0.0.5:9000"),
-            want("https://10.0.0.5:9000", "us-east-1", true)
-        );
-        assert_eq!(
-            resolved("http://localhost:3900"),
-            want("http://localhost:3900", "us-east-1", true)
-        );
-        assert_eq!(
-            resolved("http://[::1]:9000"),
-            want("http://[::1]:9000", "us-east-1", true)
-        );
-    }
-
-    #[test]
-    fn path_style_setting_overrides() {
-        let mut c = config(Some("http://127.0.0.1:9000"));
-        c.path_style = Some(false);
-        assert!(!resolve_endpoint(&c).unwrap().path_style);
-        let mut c = config(Some("oss-cn-hangzhou.aliyuncs.com"));
-        c.path_style = Some(true);
-        assert!(resolve_endpoint(&c).unwrap().path_style);
-        let mut c = config(None);
-        c.path_style = Some(true);
-        assert!(resolve_endpoint(&c).unwrap().path_style);
-    }
-
-    #[test]
-    fn no_endpoint_is_aws() {
-        assert_eq!(
-            resolve_endpoint(&config(None)).unwrap(),
-            ResolvedEndpoint {
-                url: None,
-                region: "us-east-1".into(),
-                path_style: false
-            }
-        );
-        let mut c = config(None);
-        c.region = Some("eu-central-1".into());
-        assert_eq!(resolve_endpoint(&c).unwrap().region, "eu-central-1");
     }
 
     #[test]
@@ -1196,36 +808,6 @@ mod tests {
         assert_eq!(url_decode("a+b%2Bc%25d%C3%BC"), "a b+c%dü");
         assert_eq!(url_decode("100%"), "100%");
         assert_eq!(url_decode("%zz"), "%zz");
-    }
-
-    #[test]
-    fn service_errors_are_classified() {
-        let c = |status, code: Option<&str>| classify_service("Op b/k", status, code, Some("msg"));
-        assert_eq!(c(404, Some("NoSuchKey")), StoreError::NotFound);
-        assert_eq!(c(404, Some("NoSuchUpload")), StoreError::NotFound);
-        assert_eq!(c(404, None), StoreError::NotFound);
-        assert!(matches!(
-            c(404, Some("NoSuchBucket")),
-            StoreError::Permanent(_)
-        ));
-        assert_eq!(
-            c(403, Some("AccessDenied")),
-            StoreError::Permanent("AccessDenied: msg (Op b/k, HTTP 403)".into())
-        );
-        assert!(matches!(
-            c(403, Some("SignatureDoesNotMatch")),
-            StoreError::Permanent(_)
-        ));
-        assert!(matches!(
-            c(400, Some("InvalidRequest")),
-            StoreError::Permanent(_)
-        ));
-        assert!(c(503, Some("SlowDown")).is_transient());
-        assert!(c(500, Some("InternalError")).is_transient());
-        assert!(c(502, None).is_transient());
-        assert!(c(429, None).is_transient());
-        assert!(c(400, Some("RequestTimeout")).is_transient());
-        assert!(c(409, Some("OperationAborted")).is_transient());
     }
 
     /// A resolver that sends every host name to one loopback address and

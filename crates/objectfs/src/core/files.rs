@@ -1,0 +1,425 @@
+//! File data: create and open (staging a local copy of the content when
+//! written), read (from the staged copy or the store), write, flush,
+//! fsync and release, and setattr (truncate, mode, owner, times). Uploads
+//! themselves are the upload queue's (`uploads`).
+
+use super::super::layout::{self, Kind, Posix};
+use super::super::reader::Reader;
+use super::super::staging::JournalEntry;
+use super::super::transfer::{RetryPolicy, download_to_file, retry};
+use super::super::{Attr, FsResult, OpenFlags, ROOT_INO, SetAttr, UploadMode};
+use super::inodes::{InodeTable, Staged};
+use super::{HandleKind, ObjectFs, errno_of};
+use crate::store::PutMeta;
+use bytes::Bytes;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+impl ObjectFs {
+    /// Gives `ino` a staging file holding its current content, and pins it
+    /// (counts as an open handle) so a finishing upload cannot drop it; the
+    /// caller unpins with `release` or `unpin`.
+    fn ensure_staged(&self, ino: u64, truncate: bool) -> FsResult<()> {
+        let (key, size, remote) = {
+            let mut st = self.lock();
+            let key = self.key_of(&st, ino);
+            let n = st.node_mut(ino)?;
+            if n.staged.is_some() {
+                n.open_handles += 1;
+                return Ok(());
+            }
+            (key, n.size, n.remote)
+        };
+        let (id, file) = self.inner.staging.create().map_err(|_| libc::EIO)?;
+        let file = Arc::new(file);
+        let fetch = remote && !truncate && size > 0;
+        if fetch {
+            let store = &self.inner.store;
+            if let Err(e) = self.block_on(download_to_file(
+                store,
+                RetryPolicy::INTERACTIVE,
+                &key,
+                file.clone(),
+                size,
+            )) {
+                self.inner.staging.discard(id, file);
+                return Err(errno_of(&e));
+            }
+        }
+        let mut st = self.lock();
+        let n = st.node_mut(ino)?;
+        n.open_handles += 1;
+        if n.staged.is_some() {
+            // Another opener won the race; use theirs.
+            self.inner.staging.discard(id, file);
+            return Ok(());
+        }
+        n.staged = Some(Staged::new(id, file));
+        if !fetch {
+            n.size = 0;
+        }
+        Ok(())
+    }
+
+    /// Marks content or attributes changed: bumps the generation and makes
+    /// sure the journal knows where the data belongs.
+    fn mark_dirty(&self, st: &mut InodeTable, ino: u64) {
+        let key = self.key_of(st, ino);
+        let Some(n) = st.nodes.get_mut(&ino) else {
+            return;
+        };
+        let posix = n.posix();
+        let Some(s) = n.staged.as_mut() else { return };
+        s.dirty_gen += 1;
+        if !s.journaled {
+            match self
+                .inner
+                .staging
+                .journal(s.id, &s.file, &JournalEntry::new(&key, &posix))
+            {
+                Ok(()) => s.journaled = true,
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "could not journal a staged file")
+                }
+            }
+        }
+    }
+
+    fn new_file_handle(&self, ino: u64, write: bool) -> u64 {
+        let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.inner.handles.lock().unwrap().insert(
+            fh,
+            Arc::new(HandleKind::File {
+                ino,
+                write,
+                reader: Mutex::new(Reader::default()),
+            }),
+        );
+        fh
+    }
+
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        perm: u32,
+        uid: u32,
+        gid: u32,
+        exclusive: bool,
+    ) -> FsResult<(Attr, u64)> {
+        self.check_writable()?;
+        match self.resolve(parent, name) {
+            Ok(ino) if !exclusive => {
+                let fh = self.open(
+                    ino,
+                    OpenFlags {
+                        write: true,
+                        truncate: true,
+                    },
+                )?;
+                let mut st = self.lock();
+                let n = st.node_mut(ino)?;
+                n.lookups += 1;
+                return Ok((n.attr(ino), fh));
+            }
+            Ok(_) => return Err(libc::EEXIST),
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let (id, file) = self.inner.staging.create().map_err(|_| libc::EIO)?;
+        let posix = Posix {
+            kind: Kind::File,
+            perm: perm & 0o7777,
+            uid,
+            gid,
+            mtime: SystemTime::now(),
+        };
+        let mut st = self.lock();
+        let ino = st.new_node(parent, name, Kind::File, posix);
+        {
+            let n = st.node_mut(ino)?;
+            n.lookups += 1;
+            n.open_handles += 1;
+            n.staged = Some(Staged::new(id, Arc::new(file)));
+        }
+        // A new empty file must reach the bucket too.
+        self.mark_dirty(&mut st, ino);
+        let attr = st.node(ino)?.attr(ino);
+        drop(st);
+        Ok((attr, self.new_file_handle(ino, true)))
+    }
+
+    pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<u64> {
+        {
+            let st = self.lock();
+            let n = st.node(ino)?;
+            if n.kind == Kind::Dir {
+                return Err(libc::EISDIR);
+            }
+        }
+        if flags.write {
+            self.check_writable()?;
+            self.ensure_staged(ino, flags.truncate)?;
+            let mut st = self.lock();
+            if flags.truncate {
+                st = self.wait_uploads(st, &[ino]);
+                let n = st.node_mut(ino)?;
+                if n.size != 0 {
+                    let s = n.staged.as_ref().expect("staged above");
+                    s.file.set_len(0).map_err(|_| libc::EIO)?;
+                    n.size = 0;
+                    n.mtime = SystemTime::now();
+                }
+                self.mark_dirty(&mut st, ino);
+            }
+        } else {
+            let mut st = self.lock();
+            st.node_mut(ino)?.open_handles += 1;
+        }
+        Ok(self.new_file_handle(ino, flags.write))
+    }
+
+    fn file_handle(&self, fh: u64) -> FsResult<Arc<HandleKind>> {
+        let h = self
+            .inner
+            .handles
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(libc::EBADF)?;
+        match h.as_ref() {
+            HandleKind::File { .. } => Ok(h),
+            HandleKind::Dir { .. } => Err(libc::EISDIR),
+        }
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, len: u32) -> FsResult<Bytes> {
+        let h = self.file_handle(fh)?;
+        let HandleKind::File { ino, reader, .. } = h.as_ref() else {
+            unreachable!()
+        };
+        let (staged, key, size) = {
+            let st = self.lock();
+            let n = st.node(*ino)?;
+            (
+                n.staged.as_ref().map(|s| s.file.clone()),
+                self.key_of(&st, *ino),
+                n.size,
+            )
+        };
+        if offset >= size {
+            return Ok(Bytes::new());
+        }
+        let len = (len as u64).min(size - offset);
+        if let Some(file) = staged {
+            let mut buf = vec![0u8; len as usize];
+            let n = file.read_at(&mut buf, offset).map_err(|_| libc::EIO)?;
+            buf.truncate(n);
+            return Ok(Bytes::from(buf));
+        }
+        let mut reader = reader.lock().unwrap();
+        reader
+            .read(&self.inner.rt, &self.inner.store, &key, size, offset, len)
+            .map_err(|e| errno_of(&e))
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let h = self.file_handle(fh)?;
+        let HandleKind::File { ino, write, .. } = h.as_ref() else {
+            unreachable!()
+        };
+        if !write {
+            return Err(libc::EBADF);
+        }
+        let file = {
+            let st = self.lock();
+            let n = st.node(*ino)?;
+            n.staged.as_ref().map(|s| s.file.clone()).ok_or(libc::EIO)?
+        };
+        file.write_all_at(data, offset)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let mut st = self.lock();
+        let n = st.node_mut(*ino)?;
+        n.size = n.size.max(offset + data.len() as u64);
+        n.mtime = SystemTime::now();
+        let needs_journal = n.staged.as_ref().is_some_and(|s| !s.journaled);
+        if let Some(s) = n.staged.as_mut()
+            && !needs_journal
+        {
+            s.dirty_gen += 1; // fast path: journal already points here
+        } else {
+            self.mark_dirty(&mut st, *ino);
+        }
+        Ok(data.len() as u32)
+    }
+
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let h = self.file_handle(fh)?;
+        let HandleKind::File { ino, write, .. } = h.as_ref() else {
+            unreachable!()
+        };
+        if !write {
+            return Ok(());
+        }
+        match self.opts().upload {
+            UploadMode::Sync if self.new_and_empty(*ino) => {
+                // Shells open a redirect target, dup it and close the
+                // original before writing, so the first close of a new file
+                // usually comes before its data. Uploading the empty object
+                // then would double the cost of every file; the data's own
+                // close uploads it, and the last close (release) uploads a
+                // file that stayed empty.
+                Ok(())
+            }
+            UploadMode::Sync => self.upload_now(*ino, RetryPolicy::INTERACTIVE),
+            UploadMode::Async => {
+                let mut st = self.lock();
+                self.enqueue_if_idle(&mut st, *ino);
+                Ok(())
+            }
+        }
+    }
+
+    /// Never uploaded and still without content.
+    fn new_and_empty(&self, ino: u64) -> bool {
+        let st = self.lock();
+        st.nodes
+            .get(&ino)
+            .is_some_and(|n| !n.remote && n.size == 0 && n.staged.is_some())
+    }
+
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        let h = self.file_handle(fh)?;
+        let HandleKind::File { ino, .. } = h.as_ref() else {
+            unreachable!()
+        };
+        self.upload_now(*ino, RetryPolicy::INTERACTIVE)
+    }
+
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let Some(h) = self.inner.handles.lock().unwrap().remove(&fh) else {
+            return Err(libc::EBADF);
+        };
+        let HandleKind::File { ino, .. } = h.as_ref() else {
+            return Ok(());
+        };
+        let mut st = self.lock();
+        let Ok(n) = st.node_mut(*ino) else {
+            return Ok(());
+        };
+        n.open_handles = n.open_handles.saturating_sub(1);
+        if n.open_handles == 0 {
+            let idle = n
+                .staged
+                .as_ref()
+                .is_some_and(|s| !s.dirty() && !s.uploading);
+            if n.unlinked || idle {
+                self.discard_staged(n);
+            }
+        }
+        self.enqueue_if_idle(&mut st, *ino);
+        st.prune(*ino);
+        Ok(())
+    }
+
+    pub fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
+        self.check_writable()?;
+        let kind = {
+            let st = self.lock();
+            st.node(ino)?.kind
+        };
+        if let Some(size) = set.size {
+            if kind == Kind::Dir {
+                return Err(libc::EISDIR);
+            }
+            self.ensure_staged(ino, size == 0)?;
+            let st = self.lock();
+            let mut st = self.wait_uploads(st, &[ino]);
+            let n = st.node_mut(ino)?;
+            let s = n.staged.as_ref().expect("staged above");
+            let resized = s.file.set_len(size);
+            n.open_handles -= 1; // unpin (ensure_staged pinned it)
+            resized.map_err(|_| libc::EIO)?;
+            n.size = size;
+            n.mtime = set.mtime.unwrap_or_else(SystemTime::now);
+            self.mark_dirty(&mut st, ino);
+        }
+        let meta_change =
+            set.perm.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some();
+        let (staged, key, posix, remote, kind) = {
+            let mut st = self.lock();
+            let key = if kind == Kind::Dir {
+                self.dir_prefix_of(&st, ino)
+            } else {
+                self.key_of(&st, ino)
+            };
+            let n = st.node_mut(ino)?;
+            if let Some(p) = set.perm {
+                n.perm = p & 0o7777;
+            }
+            if let Some(u) = set.uid {
+                n.uid = u;
+            }
+            if let Some(g) = set.gid {
+                n.gid = g;
+            }
+            if let Some(t) = set.mtime {
+                n.mtime = t;
+            }
+            n.ctime = SystemTime::now();
+            (n.staged.is_some(), key, n.posix(), n.remote, n.kind)
+        };
+        if meta_change && ino != ROOT_INO {
+            if staged {
+                // The attributes travel with the next upload.
+                let mut st = self.lock();
+                if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
+                    s.journaled = false;
+                }
+                self.mark_dirty(&mut st, ino);
+            } else {
+                self.store_attrs(&key, &posix, remote, kind)?;
+            }
+        }
+        if set.size.is_some() || (meta_change && staged) {
+            let idle = {
+                let st = self.lock();
+                st.node(ino)?.open_handles == 0
+            };
+            // truncate(2) or chmod by path: nothing will close it, so
+            // upload now (sync) or queue it (async).
+            if idle {
+                match self.opts().upload {
+                    UploadMode::Sync => self.upload_now(ino, RetryPolicy::INTERACTIVE)?,
+                    UploadMode::Async => {
+                        let mut st = self.lock();
+                        self.enqueue_if_idle(&mut st, ino);
+                    }
+                }
+            }
+        }
+        let st = self.lock();
+        Ok(st.node(ino)?.attr(ino))
+    }
+
+    /// Rewrites an object's metadata in place (copy onto itself), or
+    /// writes a marker for a directory that had none.
+    fn store_attrs(&self, key: &str, posix: &Posix, remote: bool, kind: Kind) -> FsResult<()> {
+        let meta: PutMeta = layout::encode(posix);
+        let store = &self.inner.store;
+        let policy = RetryPolicy::INTERACTIVE;
+        let result = if kind == Kind::Dir && !remote {
+            self.block_on(retry(policy, "mkdir", || {
+                store.put(key, Bytes::new(), &meta)
+            }))
+        } else {
+            self.block_on(retry(policy, "set attributes", || {
+                store.copy(key, key, Some(&meta))
+            }))
+        };
+        result.map_err(|e| errno_of(&e))
+    }
+}

@@ -1,0 +1,475 @@
+//! The inode table: every node the kernel or an operation knows of, its
+//! name in its parent, and the two caches that spare the store a request
+//! (complete directory listings and names known to be absent).
+//!
+//! It is plain data under the filesystem's one mutex: nothing here calls the
+//! store, blocks or waits. The operations in the sibling modules read and
+//! change it between their store calls.
+
+use super::super::layout::{Kind, Posix};
+use super::super::{Attr, FsResult, ROOT_INO};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// A node's local copy of its content, in the staging area.
+pub(super) struct Staged {
+    pub(super) id: u64,
+    pub(super) file: Arc<File>,
+    /// Bumped on every change of content or attributes to upload.
+    pub(super) dirty_gen: u64,
+    /// The generation known to be in the store.
+    pub(super) clean_gen: u64,
+    pub(super) journaled: bool,
+    pub(super) uploading: bool,
+    pub(super) queued: bool,
+}
+
+impl Staged {
+    /// A fresh staging file whose content nobody has changed yet.
+    pub(super) fn new(id: u64, file: Arc<File>) -> Staged {
+        Staged {
+            id,
+            file,
+            dirty_gen: 0,
+            clean_gen: 0,
+            journaled: false,
+            uploading: false,
+            queued: false,
+        }
+    }
+
+    pub(super) fn dirty(&self) -> bool {
+        self.dirty_gen != self.clean_gen
+    }
+}
+
+pub(super) struct Node {
+    pub(super) parent: u64,
+    pub(super) name: String,
+    pub(super) kind: Kind,
+    pub(super) size: u64,
+    pub(super) perm: u32,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) mtime: SystemTime,
+    pub(super) ctime: SystemTime,
+    /// Kernel lookup count; the node may be dropped when it reaches zero.
+    pub(super) lookups: u64,
+    /// Children present in the table (a node with children is kept).
+    pub(super) children: u32,
+    /// When the attributes were last confirmed by the store.
+    pub(super) validated: Instant,
+    /// False when the attributes came from a listing (no user metadata).
+    pub(super) meta_known: bool,
+    /// An object (or directory marker) exists for this node in the store.
+    pub(super) remote: bool,
+    pub(super) staged: Option<Staged>,
+    pub(super) open_handles: u32,
+    pub(super) unlinked: bool,
+    /// Claimed by a namespace operation (rename, unlink) that is changing
+    /// this node's key: no upload may start until it is done.
+    pub(super) busy: bool,
+    /// A readdir's background HEAD for this node is in flight; a lookup
+    /// waits for it instead of sending its own.
+    pub(super) prefetching: bool,
+    pub(super) link_target: Option<Bytes>,
+}
+
+impl Node {
+    /// A node with `posix`'s attributes, changed just now, not in the store
+    /// yet and not looked up.
+    fn new(parent: u64, name: &str, kind: Kind, posix: Posix) -> Node {
+        Node {
+            parent,
+            name: name.to_string(),
+            kind,
+            size: 0,
+            perm: posix.perm,
+            uid: posix.uid,
+            gid: posix.gid,
+            mtime: posix.mtime,
+            ctime: SystemTime::now(),
+            lookups: 0,
+            children: 0,
+            validated: Instant::now(),
+            meta_known: true,
+            remote: false,
+            staged: None,
+            open_handles: 0,
+            unlinked: false,
+            busy: false,
+            prefetching: false,
+            link_target: None,
+        }
+    }
+
+    pub(super) fn posix(&self) -> Posix {
+        Posix {
+            kind: self.kind,
+            perm: self.perm,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+        }
+    }
+
+    pub(super) fn attr(&self, ino: u64) -> Attr {
+        Attr {
+            ino,
+            kind: self.kind,
+            size: match self.kind {
+                Kind::Dir => 0,
+                _ => self.size,
+            },
+            perm: self.perm,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            ctime: self.ctime,
+        }
+    }
+
+    /// Local state the store cannot contradict.
+    pub(super) fn authoritative(&self) -> bool {
+        self.staged.is_some() || self.open_handles > 0
+    }
+
+    /// Takes what a probe of the store found, keeping local state that is
+    /// newer (a staged or open file's own size and attributes).
+    pub(super) fn apply(&mut self, found: &Found) {
+        self.kind = found.kind;
+        if !self.authoritative() {
+            self.size = found.size;
+            self.perm = found.posix.perm;
+            self.uid = found.posix.uid;
+            self.gid = found.posix.gid;
+            self.mtime = found.posix.mtime;
+            self.link_target = None;
+        }
+        self.remote = self.remote || found.marker || found.kind != Kind::Dir;
+        self.meta_known = found.meta_known;
+        self.validated = Instant::now();
+    }
+}
+
+/// What a remote probe found at a name.
+pub(super) struct Found {
+    pub(super) kind: Kind,
+    pub(super) size: u64,
+    pub(super) posix: Posix,
+    pub(super) marker: bool,
+    pub(super) meta_known: bool,
+}
+
+pub(super) struct InodeTable {
+    pub(super) nodes: HashMap<u64, Node>,
+    pub(super) children: HashMap<(u64, String), u64>,
+    /// Names known to be absent, and since when.
+    pub(super) negative: HashMap<(u64, String), Instant>,
+    /// Directories whose complete listing is in the table, and since when:
+    /// within the TTL a name not in the table does not exist.
+    pub(super) listed: HashMap<u64, Instant>,
+    next_ino: u64,
+}
+
+impl InodeTable {
+    /// A table holding the root directory only, with `root`'s attributes.
+    pub(super) fn new(root: Posix) -> InodeTable {
+        let mut node = Node::new(ROOT_INO, "", Kind::Dir, root);
+        node.lookups = 1;
+        node.remote = true;
+        InodeTable {
+            nodes: HashMap::from([(ROOT_INO, node)]),
+            children: HashMap::new(),
+            negative: HashMap::new(),
+            listed: HashMap::new(),
+            next_ino: ROOT_INO + 1,
+        }
+    }
+
+    /// The node's path below the mount root, `/`-separated, without a
+    /// leading `/` (empty for the root).
+    pub(super) fn path_of(&self, ino: u64) -> String {
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            let Some(n) = self.nodes.get(&cur) else { break };
+            parts.push(n.name.as_str());
+            cur = n.parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// The path `name` would have in `parent`.
+    pub(super) fn child_path(&self, parent: u64, name: &str) -> String {
+        let base = self.path_of(parent);
+        if base.is_empty() {
+            name.to_string()
+        } else {
+            format!("{base}/{name}")
+        }
+    }
+
+    pub(super) fn node(&self, ino: u64) -> FsResult<&Node> {
+        self.nodes.get(&ino).ok_or(libc::ENOENT)
+    }
+
+    pub(super) fn node_mut(&mut self, ino: u64) -> FsResult<&mut Node> {
+        self.nodes.get_mut(&ino).ok_or(libc::ENOENT)
+    }
+
+    /// Adds a node named `name` in `parent` and returns its number.
+    pub(super) fn new_node(&mut self, parent: u64, name: &str, kind: Kind, posix: Posix) -> u64 {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.nodes.insert(ino, Node::new(parent, name, kind, posix));
+        self.children.insert((parent, name.to_string()), ino);
+        self.negative.remove(&(parent, name.to_string()));
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            p.children += 1;
+        }
+        ino
+    }
+
+    /// Takes a node out of its parent's namespace (it may live on while
+    /// open or looked up).
+    pub(super) fn detach_name(&mut self, ino: u64) {
+        let Some(n) = self.nodes.get(&ino) else {
+            return;
+        };
+        let key = (n.parent, n.name.clone());
+        if self.children.get(&key) == Some(&ino) {
+            self.children.remove(&key);
+            let parent = n.parent;
+            if let Some(p) = self.nodes.get_mut(&parent) {
+                p.children = p.children.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Drops a node nobody refers to any more, and then its parent if that
+    /// became unreferenced too.
+    pub(super) fn prune(&mut self, mut ino: u64) {
+        while ino != ROOT_INO {
+            let Some(n) = self.nodes.get(&ino) else {
+                return;
+            };
+            if n.lookups > 0 || n.open_handles > 0 || n.staged.is_some() || n.children > 0 {
+                return;
+            }
+            let parent = n.parent;
+            self.detach_name(ino);
+            self.nodes.remove(&ino);
+            self.listed.remove(&ino);
+            ino = parent;
+        }
+    }
+
+    /// `name` is gone from `parent` (unlinked, removed): later lookups miss
+    /// without asking the store, and the node goes once unreferenced.
+    pub(super) fn forget_name(&mut self, parent: u64, name: &str, ino: u64) {
+        self.detach_name(ino);
+        self.negative
+            .insert((parent, name.to_string()), Instant::now());
+        self.prune(ino);
+    }
+
+    /// All nodes in the table below `ino` (not including it).
+    pub(super) fn descendants(&self, ino: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut stack = vec![ino];
+        while let Some(cur) = stack.pop() {
+            for ((p, _), c) in self.children.iter() {
+                if *p == cur {
+                    out.push(*c);
+                    stack.push(*c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Gives `ino` the name `new_name` in `new_parent`; its old name is
+    /// remembered as absent.
+    pub(super) fn move_node(&mut self, ino: u64, new_parent: u64, new_name: &str) {
+        self.detach_name(ino);
+        let old = self.nodes.get(&ino).map(|n| (n.parent, n.name.clone()));
+        if let Some((p, n)) = old {
+            self.negative.insert((p, n), Instant::now());
+        }
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.parent = new_parent;
+            n.name = new_name.to_string();
+        }
+        self.children
+            .insert((new_parent, new_name.to_string()), ino);
+        self.negative.remove(&(new_parent, new_name.to_string()));
+        if let Some(p) = self.nodes.get_mut(&new_parent) {
+            p.children += 1;
+        }
+    }
+
+    /// Files with changes not yet in the store (unlinked ones never go).
+    pub(super) fn dirty_files(&self) -> impl Iterator<Item = (u64, &Node)> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| !n.unlinked && n.staged.as_ref().is_some_and(|s| s.dirty()))
+            .map(|(i, n)| (*i, n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posix(kind: Kind) -> Posix {
+        Posix {
+            kind,
+            perm: 0o755,
+            uid: 1,
+            gid: 2,
+            mtime: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn table() -> InodeTable {
+        InodeTable::new(posix(Kind::Dir))
+    }
+
+    #[test]
+    fn the_root_is_looked_up_and_remote() {
+        let t = table();
+        let root = t.node(ROOT_INO).unwrap();
+        assert_eq!(root.kind, Kind::Dir);
+        assert_eq!(root.lookups, 1);
+        assert!(root.remote);
+        assert_eq!(t.path_of(ROOT_INO), "");
+        assert_eq!(t.node(ROOT_INO + 1).err(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn paths_follow_parents() {
+        let mut t = table();
+        let a = t.new_node(ROOT_INO, "a", Kind::Dir, posix(Kind::Dir));
+        let b = t.new_node(a, "b.txt", Kind::File, posix(Kind::File));
+        assert_eq!(t.path_of(a), "a");
+        assert_eq!(t.path_of(b), "a/b.txt");
+        assert_eq!(t.child_path(ROOT_INO, "x"), "x");
+        assert_eq!(t.child_path(a, "x"), "a/x");
+        assert_eq!(t.node(ROOT_INO).unwrap().children, 1);
+        assert_eq!(t.node(a).unwrap().children, 1);
+        assert_eq!(t.children.get(&(a, "b.txt".into())), Some(&b));
+        let n = t.node(b).unwrap();
+        assert_eq!((n.lookups, n.remote, n.size), (0, false, 0));
+        assert_eq!(n.attr(b).perm, 0o755);
+    }
+
+    #[test]
+    fn a_new_name_is_no_longer_negative() {
+        let mut t = table();
+        t.negative.insert((ROOT_INO, "x".into()), Instant::now());
+        t.new_node(ROOT_INO, "x", Kind::File, posix(Kind::File));
+        assert!(t.negative.is_empty());
+    }
+
+    #[test]
+    fn prune_drops_unreferenced_nodes_and_then_their_parents() {
+        let mut t = table();
+        let a = t.new_node(ROOT_INO, "a", Kind::Dir, posix(Kind::Dir));
+        let b = t.new_node(a, "b", Kind::File, posix(Kind::File));
+        t.node_mut(b).unwrap().lookups = 1;
+        t.listed.insert(a, Instant::now());
+        t.prune(a); // has a child: kept
+        assert!(t.nodes.contains_key(&a));
+        t.prune(b); // looked up: kept
+        assert!(t.nodes.contains_key(&b));
+        t.node_mut(b).unwrap().lookups = 0;
+        t.prune(b);
+        assert!(!t.nodes.contains_key(&b));
+        assert!(!t.nodes.contains_key(&a));
+        assert!(!t.listed.contains_key(&a));
+        assert!(t.nodes.contains_key(&ROOT_INO));
+        assert_eq!(t.node(ROOT_INO).unwrap().children, 0);
+    }
+
+    #[test]
+    fn forget_name_remembers_the_absence() {
+        let mut t = table();
+        let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
+        t.node_mut(f).unwrap().open_handles = 1;
+        t.forget_name(ROOT_INO, "f", f);
+        assert!(t.negative.contains_key(&(ROOT_INO, "f".into())));
+        assert!(!t.children.contains_key(&(ROOT_INO, "f".into())));
+        // Still open: the node lives on without a name.
+        assert!(t.nodes.contains_key(&f));
+    }
+
+    #[test]
+    fn move_node_renames_and_counts_children() {
+        let mut t = table();
+        let a = t.new_node(ROOT_INO, "a", Kind::Dir, posix(Kind::Dir));
+        let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
+        t.move_node(f, a, "g");
+        assert_eq!(t.path_of(f), "a/g");
+        assert!(t.negative.contains_key(&(ROOT_INO, "f".into())));
+        assert_eq!(t.node(ROOT_INO).unwrap().children, 1);
+        assert_eq!(t.node(a).unwrap().children, 1);
+        assert_eq!(t.descendants(ROOT_INO).len(), 2);
+        assert_eq!(t.descendants(a), vec![f]);
+    }
+
+    #[test]
+    fn detach_leaves_a_name_taken_by_another_node() {
+        let mut t = table();
+        let old = t.new_node(ROOT_INO, "x", Kind::File, posix(Kind::File));
+        let new = t.new_node(ROOT_INO, "x", Kind::File, posix(Kind::File));
+        t.detach_name(old);
+        assert_eq!(t.children.get(&(ROOT_INO, "x".into())), Some(&new));
+    }
+
+    #[test]
+    fn apply_keeps_local_attributes_of_an_open_file() {
+        let mut t = table();
+        let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
+        let found = Found {
+            kind: Kind::File,
+            size: 9,
+            posix: Posix {
+                perm: 0o600,
+                ..posix(Kind::File)
+            },
+            marker: false,
+            meta_known: true,
+        };
+        let n = t.node_mut(f).unwrap();
+        n.open_handles = 1;
+        n.size = 3;
+        n.apply(&found);
+        assert_eq!((n.size, n.perm, n.remote), (3, 0o755, true));
+        n.open_handles = 0;
+        n.apply(&found);
+        assert_eq!((n.size, n.perm), (9, 0o600));
+    }
+
+    #[test]
+    fn dirty_files_skip_clean_and_unlinked_ones() {
+        let mut t = table();
+        let (a, b) = (
+            t.new_node(ROOT_INO, "a", Kind::File, posix(Kind::File)),
+            t.new_node(ROOT_INO, "b", Kind::File, posix(Kind::File)),
+        );
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        for ino in [a, b] {
+            let mut s = Staged::new(ino, file.clone());
+            s.dirty_gen = 1;
+            t.node_mut(ino).unwrap().staged = Some(s);
+        }
+        t.node_mut(b).unwrap().unlinked = true;
+        let dirty: Vec<u64> = t.dirty_files().map(|(i, _)| i).collect();
+        assert_eq!(dirty, vec![a]);
+    }
+}

@@ -1,0 +1,364 @@
+//! Directory listing: opendir (one paged LIST, merged with names that
+//! exist only locally), readdir and readdirplus from the handle's snapshot,
+//! the background metadata prefetch for `ls -l`, and the small-directory
+//! listing that answers a burst of lookups with one request.
+
+use super::super::layout::{self, Kind, Posix};
+use super::super::{DirEntry, FsResult, PlusEntry};
+use super::inodes::{Found, InodeTable};
+use super::{HandleKind, ObjectFs};
+use crate::store::ObjectMeta;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// With `attrs_from_listing`, listed objects up to this size are still
+/// HEADed: they may be symlinks, whose type lives in metadata.
+const SYMLINK_PROBE_MAX: u64 = 1024;
+
+impl ObjectFs {
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let prefix = {
+            let st = self.lock();
+            if st.node(ino)?.kind != Kind::Dir {
+                return Err(libc::ENOTDIR);
+            }
+            self.dir_prefix_of(&st, ino)
+        };
+        let store = &self.inner.store;
+        let list_started = Instant::now();
+        let mut objects: Vec<ObjectMeta> = Vec::new();
+        let mut dirs: Vec<String> = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.call("list", || {
+                store.list(&prefix, Some("/"), token.clone(), 1000)
+            })?;
+            objects.extend(page.objects);
+            dirs.extend(page.common_prefixes);
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        let mut st = self.lock();
+        let parent_ino = st.node(ino)?.parent;
+        let mut entries = vec![
+            DirEntry {
+                ino,
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: parent_ino,
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
+        ];
+        let mut seen = HashSet::new();
+        entries.extend(self.apply_listing(&mut st, ino, &prefix, &objects, &dirs, &mut seen));
+        st.listed.insert(ino, Instant::now());
+        // Files created here and not uploaded yet exist only in the table;
+        // so, for this listing, do those whose upload finished while the
+        // LIST was under way (their staged copy may be gone already).
+        let local: Vec<(String, u64)> = st
+            .children
+            .iter()
+            .filter(|((p, n), _)| *p == ino && !seen.contains(n))
+            .map(|((_, n), c)| (n.clone(), *c))
+            .collect();
+        for (name, child) in local {
+            let n = &st.nodes[&child];
+            if n.authoritative()
+                || (n.remote && n.validated >= list_started)
+                || (n.kind == Kind::Dir && n.remote && self.ttl_fresh(n.validated))
+            {
+                entries.push(DirEntry {
+                    ino: child,
+                    kind: n.kind,
+                    name,
+                });
+            }
+        }
+        // Files' metadata is on their object, directories' on their marker.
+        let unknown: Vec<(u64, String)> = entries
+            .iter()
+            .filter(|e| e.name != "." && e.name != "..")
+            .filter(|e| st.nodes.get(&e.ino).is_some_and(|n| !n.meta_known))
+            .map(|e| match e.kind {
+                Kind::Dir => (e.ino, format!("{prefix}{}/", e.name)),
+                _ => (e.ino, format!("{prefix}{}", e.name)),
+            })
+            .collect();
+        for (ino, _) in &unknown {
+            if let Some(n) = st.nodes.get_mut(ino) {
+                n.prefetching = true;
+            }
+        }
+        drop(st);
+        self.prefetch_metadata(unknown);
+        let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .handles
+            .lock()
+            .unwrap()
+            .insert(fh, Arc::new(HandleKind::Dir { dir: ino, entries }));
+        Ok(fh)
+    }
+
+    /// Listings carry no user metadata, and `ls -l` looks up every entry
+    /// right after readdir: fetch the entries' metadata in the background,
+    /// 32 HEADs at a time, so those lookups find it cached instead of each
+    /// waiting for its own HEAD.
+    fn prefetch_metadata(&self, targets: Vec<(u64, String)>) {
+        if targets.is_empty() {
+            return;
+        }
+        let fs = self.clone();
+        self.inner.rt.spawn(async move {
+            use futures_util::StreamExt;
+            let store = fs.inner.store.clone();
+            let mut heads = futures_util::stream::iter(targets)
+                .map(|(ino, key)| {
+                    let store = store.clone();
+                    async move { (ino, store.head(&key).await) }
+                })
+                .buffer_unordered(32);
+            let defaults = fs.opts().defaults;
+            while let Some((ino, result)) = heads.next().await {
+                let mut st = fs.lock();
+                if let Some(n) = st.nodes.get_mut(&ino) {
+                    n.prefetching = false;
+                }
+                fs.inner.changed.notify_all();
+                let Ok(meta) = result else { continue };
+                let Some(n) = st.nodes.get_mut(&ino) else {
+                    continue;
+                };
+                if n.authoritative() || n.meta_known {
+                    continue;
+                }
+                let found = match (n.kind, meta) {
+                    // A directory without a marker keeps the defaults.
+                    (Kind::Dir, meta) => {
+                        let marker = meta.is_some();
+                        let meta = meta.unwrap_or_default();
+                        Found {
+                            kind: Kind::Dir,
+                            size: 0,
+                            posix: layout::decode(
+                                &meta.metadata,
+                                Kind::Dir,
+                                meta.last_modified.or(Some(n.mtime)),
+                                &defaults,
+                            ),
+                            marker,
+                            meta_known: true,
+                        }
+                    }
+                    (_, Some(meta)) => {
+                        let posix = layout::decode(
+                            &meta.metadata,
+                            Kind::File,
+                            meta.last_modified,
+                            &defaults,
+                        );
+                        Found {
+                            kind: posix.kind,
+                            size: meta.size,
+                            posix,
+                            marker: false,
+                            meta_known: true,
+                        }
+                    }
+                    (_, None) => continue, // gone; the next lookup says so
+                };
+                n.apply(&found);
+            }
+        });
+    }
+
+    /// Brings a directory's listing into the table; returns its entries.
+    fn apply_listing(
+        &self,
+        st: &mut InodeTable,
+        ino: u64,
+        prefix: &str,
+        objects: &[ObjectMeta],
+        dirs: &[String],
+        seen: &mut HashSet<String>,
+    ) -> Vec<DirEntry> {
+        let defaults = self.opts().defaults;
+        let mut entries = Vec::new();
+        for d in dirs {
+            let name = d[prefix.len()..].trim_end_matches('/');
+            if name.is_empty() || !seen.insert(name.to_string()) {
+                continue;
+            }
+            let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
+            let child = self.listed_child(st, ino, name, Kind::Dir, 0, posix);
+            entries.push(DirEntry {
+                ino: child,
+                kind: Kind::Dir,
+                name: name.to_string(),
+            });
+        }
+        for o in objects {
+            let name = &o.key[prefix.len()..];
+            if name.is_empty() || name.contains('/') || !seen.insert(name.to_string()) {
+                continue;
+            }
+            let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
+            let child = self.listed_child(st, ino, name, Kind::File, o.size, posix);
+            let kind = st.nodes.get(&child).map_or(Kind::File, |n| n.kind);
+            entries.push(DirEntry {
+                ino: child,
+                kind,
+                name: name.to_string(),
+            });
+        }
+        entries
+    }
+
+    /// One LIST of a directory instead of a probe per name: when the
+    /// directory fits in one page, its whole listing answers this lookup and
+    /// every other one for the TTL (creating many files costs one LIST per
+    /// TTL instead of two requests per file). False for larger directories.
+    pub(super) fn list_small_dir(&self, ino: u64, prefix: &str) -> FsResult<bool> {
+        let store = &self.inner.store;
+        let page = self.call("list", || store.list(prefix, Some("/"), None, 1000))?;
+        if page.next_token.is_some() {
+            return Ok(false);
+        }
+        let mut st = self.lock();
+        if !st.nodes.contains_key(&ino) {
+            return Ok(false);
+        }
+        let mut seen = HashSet::new();
+        self.apply_listing(
+            &mut st,
+            ino,
+            prefix,
+            &page.objects,
+            &page.common_prefixes,
+            &mut seen,
+        );
+        st.listed.insert(ino, Instant::now());
+        Ok(true)
+    }
+
+    /// The node for a listed entry: the existing one (its size and mtime
+    /// refreshed unless local state is newer) or a new one whose mode is not
+    /// known yet (listings carry no metadata; lookup fetches it).
+    fn listed_child(
+        &self,
+        st: &mut InodeTable,
+        parent: u64,
+        name: &str,
+        kind: Kind,
+        size: u64,
+        posix: Posix,
+    ) -> u64 {
+        if let Some(&c) = st.children.get(&(parent, name.to_string())) {
+            if let Some(n) = st.nodes.get_mut(&c)
+                && !n.authoritative()
+                && n.kind == kind
+                && n.kind == Kind::File
+                && (n.size != size || n.mtime != posix.mtime)
+            {
+                n.size = size;
+                n.mtime = posix.mtime;
+                n.meta_known = self.listing_is_enough(kind, size);
+            }
+            return c;
+        }
+        let c = st.new_node(parent, name, kind, posix);
+        let known = self.listing_is_enough(kind, size);
+        let n = st.nodes.get_mut(&c).expect("just inserted");
+        n.size = size;
+        n.remote = kind != Kind::Dir;
+        n.meta_known = known;
+        c
+    }
+
+    /// Whether a listed entry's attributes may come from the listing alone:
+    /// only with `attrs_from_listing`, and then not for objects small enough
+    /// to be s3fs symlinks (their type is in metadata only). Otherwise a
+    /// file's metadata is its object's, a directory's its marker's.
+    fn listing_is_enough(&self, kind: Kind, size: u64) -> bool {
+        self.opts().attrs_from_listing && (kind == Kind::Dir || size > SYMLINK_PROBE_MAX)
+    }
+
+    pub fn readdir(&self, fh: u64, offset: usize) -> FsResult<Vec<DirEntry>> {
+        let handles = self.inner.handles.lock().unwrap();
+        match handles.get(&fh).map(|h| h.as_ref()) {
+            Some(HandleKind::Dir { entries, .. }) => {
+                Ok(entries.iter().skip(offset).cloned().collect())
+            }
+            _ => Err(libc::EBADF),
+        }
+    }
+
+    /// readdirplus: the entries from `offset`, each with its attributes and
+    /// whether those are exact (an entry whose metadata is still being
+    /// fetched gets the listing's attributes, which the kernel must not
+    /// cache). `None` for an entry whose node is gone and cannot be found
+    /// again: the caller sends it without attributes.
+    pub fn readdir_plus(&self, fh: u64, offset: usize) -> FsResult<Vec<PlusEntry>> {
+        let (dir, entries) = {
+            let handles = self.inner.handles.lock().unwrap();
+            match handles.get(&fh).map(|h| h.as_ref()) {
+                Some(HandleKind::Dir { dir, entries }) => (
+                    *dir,
+                    entries.iter().skip(offset).cloned().collect::<Vec<_>>(),
+                ),
+                _ => return Err(libc::EBADF),
+            }
+        };
+        self.wait_for_small_prefetches(&entries);
+        let mut out = Vec::with_capacity(entries.len());
+        for mut entry in entries {
+            let known = self.lock().nodes.contains_key(&entry.ino);
+            if !known && entry.name != "." && entry.name != ".." {
+                // Pruned since opendir: find the name again.
+                match self.resolve(dir, &entry.name) {
+                    Ok(ino) => entry.ino = ino,
+                    Err(_) => {
+                        out.push(PlusEntry {
+                            entry,
+                            attr: None,
+                            exact: false,
+                        });
+                        continue;
+                    }
+                }
+            }
+            let st = self.lock();
+            let (attr, exact) = match st.nodes.get(&entry.ino) {
+                Some(n) => (Some(n.attr(entry.ino)), self.attrs_current(entry.ino, n)),
+                None => (None, false),
+            };
+            out.push(PlusEntry { entry, attr, exact });
+        }
+        Ok(out)
+    }
+
+    /// A small listed object may turn out to be a symlink, and the kernel
+    /// must not get an inode of the wrong type: wait (2 s at most) for the
+    /// metadata prefetch of such entries before handing out attributes.
+    fn wait_for_small_prefetches(&self, entries: &[DirEntry]) {
+        let st = self.lock();
+        drop(self.wait_while(st, |st| {
+            entries.iter().any(|e| {
+                st.nodes.get(&e.ino).is_some_and(|n| {
+                    n.prefetching && n.kind == Kind::File && n.size <= SYMLINK_PROBE_MAX
+                })
+            })
+        }));
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.inner.handles.lock().unwrap().remove(&fh);
+    }
+}

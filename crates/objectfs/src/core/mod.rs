@@ -1,0 +1,283 @@
+//! The filesystem core ([`ObjectFs`]): the shared state and the helpers
+//! every operation uses; the operations themselves live in the submodules.
+//!
+//! Parts: `inodes` is the inode table (plain data, no store calls);
+//! `uploads` is the upload queue (background workers, the upload delay,
+//! recovery of an earlier mount's staged data, the flush at unmount);
+//! `namespace`, `listing` and `files` are the file-system operations on
+//! top of them (names, directory listings, file data). Store failures
+//! become errnos in one place, `errno_of`.
+//!
+//! Concurrency: one mutex (`state`) guards the inode table and is never held
+//! across a store call. A node being uploaded is marked `uploading`;
+//! operations that change its key or content length (rename, unlink,
+//! truncate) wait on `changed` until the upload is over, so an upload always
+//! lands at the key the node had when it started, and a later upload is
+//! queued if the data changed meanwhile (`dirty_gen` vs `clean_gen`).
+//!
+//! All methods block the calling thread (FUSE request threads); store calls
+//! run on the tokio runtime through `Handle::block_on`.
+
+mod files;
+mod inodes;
+mod listing;
+mod namespace;
+mod uploads;
+
+use super::layout::{self, Kind, Posix};
+use super::reader::Reader;
+use super::staging::StagingArea;
+use super::transfer::{RetryPolicy, retry};
+use super::{DirEntry, Errno, FsOptions, FsResult, ROOT_INO};
+use crate::store::{ObjectStore, StoreError};
+use inodes::{InodeTable, Node};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::runtime::Handle as RtHandle;
+use uploads::UploadQueue;
+
+/// How long a lookup or readdirplus waits for a readdir's metadata prefetch.
+const PREFETCH_WAIT: Duration = Duration::from_secs(2);
+
+/// Maps a store failure to what a syscall can say: the one place store
+/// errors become errnos.
+fn errno_of(e: &StoreError) -> Errno {
+    match e {
+        StoreError::NotFound { .. } => libc::ENOENT,
+        StoreError::AccessDenied { .. } => libc::EACCES,
+        StoreError::PreconditionFailed { .. }
+        | StoreError::Throttled { .. }
+        | StoreError::Transient { .. }
+        | StoreError::Permanent { .. } => libc::EIO,
+    }
+}
+
+enum HandleKind {
+    File {
+        ino: u64,
+        write: bool,
+        reader: Mutex<Reader>,
+    },
+    Dir {
+        dir: u64,
+        entries: Vec<DirEntry>,
+    },
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    rt: RtHandle,
+    opts: FsOptions,
+    staging: StagingArea,
+    state: Mutex<InodeTable>,
+    /// Signalled whenever an upload ends.
+    changed: Condvar,
+    handles: Mutex<HashMap<u64, Arc<HandleKind>>>,
+    next_fh: AtomicU64,
+    uploads: UploadQueue,
+}
+
+/// The filesystem; cheap to clone (one shared core).
+#[derive(Clone)]
+pub struct ObjectFs {
+    inner: Arc<Inner>,
+}
+
+impl ObjectFs {
+    /// Opens the cache directory, uploads whatever an earlier mount left
+    /// staged there, and starts the background uploader.
+    pub fn new(store: Arc<dyn ObjectStore>, rt: RtHandle, opts: FsOptions) -> anyhow::Result<Self> {
+        let staging = StagingArea::open(&opts.cache_dir)?;
+        let root = Posix {
+            kind: Kind::Dir,
+            perm: opts.defaults.perm(Kind::Dir),
+            uid: opts.defaults.uid,
+            gid: opts.defaults.gid,
+            mtime: SystemTime::now(),
+        };
+        let (uploads, upload_rx) = UploadQueue::new();
+        let fs = ObjectFs {
+            inner: Arc::new(Inner {
+                store,
+                rt,
+                opts,
+                staging,
+                state: Mutex::new(InodeTable::new(root)),
+                changed: Condvar::new(),
+                handles: Mutex::new(HashMap::new()),
+                next_fh: AtomicU64::new(1),
+                uploads,
+            }),
+        };
+        fs.recover()?;
+        fs.start_uploader(upload_rx);
+        Ok(fs)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, InodeTable> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn opts(&self) -> &FsOptions {
+        &self.inner.opts
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.inner.rt.block_on(f)
+    }
+
+    // ----- keys -------------------------------------------------------------
+
+    fn key_of(&self, st: &InodeTable, ino: u64) -> String {
+        layout::object_key(&self.opts().prefix, &st.path_of(ino))
+    }
+
+    fn dir_prefix_of(&self, st: &InodeTable, ino: u64) -> String {
+        layout::dir_prefix(&self.opts().prefix, &st.path_of(ino))
+    }
+
+    fn child_key(&self, st: &InodeTable, parent: u64, name: &str) -> String {
+        layout::object_key(&self.opts().prefix, &st.child_path(parent, name))
+    }
+
+    // ----- store calls and checks -------------------------------------------
+
+    /// A store call a process is waiting on: retried with the interactive
+    /// policy, a final failure turned into the errno the caller sees.
+    fn call<T, F, Fut>(&self, what: &str, op: F) -> FsResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = crate::store::StoreResult<T>>,
+    {
+        self.block_on(retry(RetryPolicy::INTERACTIVE, what, op))
+            .map_err(|e| errno_of(&e))
+    }
+
+    fn ttl_fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.opts().metadata_ttl
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.opts().read_only {
+            Err(libc::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a node's attributes may be served without asking the store:
+    /// local state is the truth, or its metadata is known and fresh.
+    fn attrs_current(&self, ino: u64, n: &Node) -> bool {
+        ino == ROOT_INO
+            || n.authoritative()
+            || n.unlinked
+            || (n.meta_known && self.ttl_fresh(n.validated))
+    }
+
+    // ----- waiting on the condvar -------------------------------------------
+
+    /// Waits until none of `inos` is being uploaded.
+    fn wait_uploads<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        inos: &[u64],
+    ) -> MutexGuard<'a, InodeTable> {
+        loop {
+            let busy = inos.iter().any(|i| {
+                st.nodes
+                    .get(i)
+                    .is_some_and(|n| n.busy || n.staged.as_ref().is_some_and(|s| s.uploading))
+            });
+            if !busy {
+                return st;
+            }
+            st = self
+                .inner
+                .changed
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits on `changed` while `pending` holds, [`PREFETCH_WAIT`] at most
+    /// (a prefetch that never reports must not hang a caller).
+    fn wait_while<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        pending: impl Fn(&InodeTable) -> bool,
+    ) -> MutexGuard<'a, InodeTable> {
+        let deadline = Instant::now() + PREFETCH_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !pending(&st) || left.is_zero() {
+                return st;
+            }
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until `inos` are idle, then marks them busy until the guard is
+    /// dropped: uploads of them wait, so none can land at a key the caller
+    /// is about to change or delete.
+    fn claim(&self, inos: Vec<u64>) -> BusyGuard<'_> {
+        let st = self.lock();
+        let mut st = self.wait_uploads(st, &inos);
+        for i in &inos {
+            if let Some(n) = st.nodes.get_mut(i) {
+                n.busy = true;
+            }
+        }
+        BusyGuard { fs: self, inos }
+    }
+
+    // ----- staged data ------------------------------------------------------
+
+    /// Forgets a node's staged data (it was deleted or replaced).
+    fn discard_staged(&self, node: &mut Node) {
+        if let Some(s) = node.staged.take() {
+            self.inner.staging.discard(s.id, s.file);
+        }
+    }
+
+    /// A file's name is gone (unlinked or replaced by a rename). Its staged
+    /// data is dropped, or, while still open, kept for the open handles but
+    /// never uploaded again.
+    fn mark_unlinked(&self, node: &mut Node) {
+        node.unlinked = true;
+        node.remote = false;
+        if node.open_handles == 0 {
+            self.discard_staged(node);
+        } else if let Some(s) = node.staged.as_mut() {
+            s.clean_gen = s.dirty_gen;
+            self.inner.staging.clear_journal(s.id, &s.file);
+        }
+    }
+}
+
+/// Releases the nodes a namespace operation claimed, whatever its outcome.
+struct BusyGuard<'a> {
+    fs: &'a ObjectFs,
+    inos: Vec<u64>,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.fs.lock();
+        for i in &self.inos {
+            if let Some(n) = st.nodes.get_mut(i) {
+                n.busy = false;
+            }
+        }
+        self.fs.inner.changed.notify_all();
+        for i in &self.inos {
+            st.prune(*i);
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! Namespace operations: finding a name (from the inode table or by
+//! probing the store), lookup, getattr and forget, and the operations that
+//! create, remove or move names: mkdir, symlink, readlink, unlink, rmdir
+//! and rename (a file by server-side copy, a directory key by key).
+
+use super::super::layout::{self, Kind, Posix};
+use super::super::staging::JournalEntry;
+use super::super::transfer::{RetryPolicy, retry};
+use super::super::{Attr, FsResult, ROOT_INO};
+use super::inodes::Found;
+use super::{ObjectFs, errno_of};
+use crate::store::StoreError;
+use bytes::Bytes;
+use std::time::{Instant, SystemTime};
+
+impl ObjectFs {
+    /// What the store has at `key`: a file/symlink object, or a directory
+    /// (marker `key/` or keys below it). One HEAD and one LIST, in parallel.
+    fn probe(&self, key: &str) -> FsResult<Option<Found>> {
+        let store = &self.inner.store;
+        let dir_prefix = format!("{key}/");
+        let policy = RetryPolicy::INTERACTIVE;
+        let (head, list) = self.block_on(async {
+            tokio::join!(
+                retry(policy, "head", || store.head(key)),
+                retry(policy, "list", || store.list(&dir_prefix, None, None, 1)),
+            )
+        });
+        let defaults = &self.opts().defaults;
+        if let Some(meta) = head.map_err(|e| errno_of(&e))? {
+            let posix = layout::decode(&meta.metadata, Kind::File, meta.last_modified, defaults);
+            return Ok(Some(Found {
+                kind: posix.kind,
+                size: meta.size,
+                posix,
+                marker: false,
+                meta_known: true,
+            }));
+        }
+        let list = list.map_err(|e| errno_of(&e))?;
+        let Some(first) = list.objects.first() else {
+            return Ok(None);
+        };
+        // A marker sorts first under its own prefix: read its attributes.
+        if first.key == dir_prefix {
+            let meta = self
+                .call("head", || store.head(&dir_prefix))?
+                .unwrap_or_default();
+            let posix = layout::decode(&meta.metadata, Kind::Dir, meta.last_modified, defaults);
+            return Ok(Some(Found {
+                kind: Kind::Dir,
+                size: 0,
+                posix,
+                marker: true,
+                meta_known: true,
+            }));
+        }
+        let posix = layout::decode(
+            &Default::default(),
+            Kind::Dir,
+            first.last_modified,
+            defaults,
+        );
+        Ok(Some(Found {
+            kind: Kind::Dir,
+            size: 0,
+            posix,
+            marker: false,
+            meta_known: true,
+        }))
+    }
+
+    /// A directory known to exist (listed): its marker's attributes, or
+    /// the defaults when it has no marker.
+    fn probe_marker(&self, key: &str) -> FsResult<Found> {
+        let store = &self.inner.store;
+        let marker = format!("{key}/");
+        let meta = self.call("head", || store.head(&marker))?;
+        let exists = meta.is_some();
+        let meta = meta.unwrap_or_default();
+        let posix = layout::decode(
+            &meta.metadata,
+            Kind::Dir,
+            meta.last_modified,
+            &self.opts().defaults,
+        );
+        Ok(Found {
+            kind: Kind::Dir,
+            size: 0,
+            posix,
+            marker: exists,
+            meta_known: true,
+        })
+    }
+    /// Finds `name` in `parent`, from the table when fresh, else from the
+    /// store. Does not change lookup counts.
+    pub(super) fn resolve(&self, parent: u64, name: &str) -> FsResult<u64> {
+        let key = {
+            let mut st = self.lock();
+            let p = st.node(parent)?;
+            if p.kind != Kind::Dir {
+                return Err(libc::ENOTDIR);
+            }
+            let entry = (parent, name.to_string());
+            // `ls -l` looks up entries one by one right after readdir: wait
+            // for the parallel prefetch of this one rather than racing it.
+            st = self.wait_while(st, |st| {
+                st.children
+                    .get(&entry)
+                    .and_then(|ino| st.nodes.get(ino))
+                    .is_some_and(|n| n.prefetching)
+            });
+            if let Some(&ino) = st.children.get(&entry) {
+                let n = &st.nodes[&ino];
+                if self.attrs_current(ino, n) {
+                    return Ok(ino);
+                }
+            } else if let Some(&at) = st.negative.get(&entry)
+                && self.ttl_fresh(at)
+            {
+                return Err(libc::ENOENT);
+            } else if st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t)) {
+                return Err(libc::ENOENT);
+            }
+            (
+                self.child_key(&st, parent, name),
+                self.dir_prefix_of(&st, parent),
+                st.children.contains_key(&entry),
+            )
+        };
+        let (key, parent_prefix, known) = key;
+        if !known && self.list_small_dir(parent, &parent_prefix)? {
+            let mut st = self.lock();
+            let entry = (parent, name.to_string());
+            match st.children.get(&entry).copied() {
+                None => {
+                    st.negative.insert(entry, Instant::now());
+                    return Err(libc::ENOENT);
+                }
+                Some(ino) if st.nodes[&ino].meta_known => return Ok(ino),
+                // A listed directory's attributes are on its marker.
+                Some(ino) if st.nodes[&ino].kind == Kind::Dir => {
+                    drop(st);
+                    let found = self.probe_marker(&key)?;
+                    let mut st = self.lock();
+                    st.node_mut(ino)?.apply(&found);
+                    return Ok(ino);
+                }
+                Some(_) => {}
+            }
+        }
+        let found = self.probe(&key)?;
+        let mut st = self.lock();
+        let entry = (parent, name.to_string());
+        match found {
+            None => {
+                if let Some(&ino) = st.children.get(&entry) {
+                    if st.nodes[&ino].authoritative() {
+                        return Ok(ino); // created locally meanwhile
+                    }
+                    st.detach_name(ino);
+                    st.prune(ino);
+                }
+                st.negative.insert(entry, Instant::now());
+                Err(libc::ENOENT)
+            }
+            Some(found) => {
+                let ino = match st.children.get(&entry) {
+                    Some(&ino) => ino,
+                    None => st.new_node(parent, name, found.kind, found.posix),
+                };
+                let node = st.node_mut(ino)?;
+                node.apply(&found);
+                Ok(ino)
+            }
+        }
+    }
+
+    pub fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        let ino = self.resolve(parent, name)?;
+        let mut st = self.lock();
+        let node = st.node_mut(ino)?;
+        node.lookups += 1;
+        Ok(node.attr(ino))
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut st = self.lock();
+        if let Some(node) = st.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+        st.prune(ino);
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let (parent, name) = {
+            let st = self.lock();
+            let n = st.node(ino)?;
+            if self.attrs_current(ino, n) {
+                return Ok(n.attr(ino));
+            }
+            (n.parent, n.name.clone())
+        };
+        // Re-validate through the parent; a node that vanished remotely
+        // keeps its last attributes for the kernel's sake.
+        match self.resolve(parent, &name) {
+            Ok(_) | Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let st = self.lock();
+        Ok(st.node(ino)?.attr(ino))
+    }
+
+    /// EEXIST when `name` exists in `parent`, locally or in the store.
+    fn ensure_absent(&self, parent: u64, name: &str) -> FsResult<()> {
+        match self.resolve(parent, name) {
+            Ok(_) => Err(libc::EEXIST),
+            Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &str, perm: u32, uid: u32, gid: u32) -> FsResult<Attr> {
+        self.check_writable()?;
+        self.ensure_absent(parent, name)?;
+        let posix = Posix {
+            kind: Kind::Dir,
+            perm: perm & 0o7777,
+            uid,
+            gid,
+            mtime: SystemTime::now(),
+        };
+        let key = {
+            let st = self.lock();
+            format!("{}/", self.child_key(&st, parent, name))
+        };
+        let meta = layout::encode(&posix);
+        let store = &self.inner.store;
+        self.call("mkdir", || store.put(&key, Bytes::new(), &meta))?;
+        let mut st = self.lock();
+        let ino = st.new_node(parent, name, Kind::Dir, posix);
+        // Just created: its complete listing is "empty".
+        st.listed.insert(ino, Instant::now());
+        let node = st.node_mut(ino)?;
+        node.remote = true;
+        node.lookups += 1;
+        Ok(node.attr(ino))
+    }
+
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &str,
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        self.ensure_absent(parent, name)?;
+        let posix = Posix {
+            kind: Kind::Symlink,
+            perm: 0o777,
+            uid,
+            gid,
+            mtime: SystemTime::now(),
+        };
+        let key = {
+            let st = self.lock();
+            self.child_key(&st, parent, name)
+        };
+        let body = Bytes::copy_from_slice(target);
+        let meta = layout::encode(&posix);
+        let store = &self.inner.store;
+        self.call("symlink", || store.put(&key, body.clone(), &meta))?;
+        let mut st = self.lock();
+        let ino = st.new_node(parent, name, Kind::Symlink, posix);
+        let node = st.node_mut(ino)?;
+        node.remote = true;
+        node.size = target.len() as u64;
+        node.link_target = Some(body);
+        node.lookups += 1;
+        Ok(node.attr(ino))
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Bytes> {
+        let key = {
+            let st = self.lock();
+            let n = st.node(ino)?;
+            if n.kind != Kind::Symlink {
+                return Err(libc::EINVAL);
+            }
+            if let Some(t) = &n.link_target {
+                return Ok(t.clone());
+            }
+            self.key_of(&st, ino)
+        };
+        let store = &self.inner.store;
+        let body = self.call("readlink", || store.get_range(&key, 0, 4096))?;
+        let mut st = self.lock();
+        if let Ok(n) = st.node_mut(ino) {
+            n.link_target = Some(body.clone());
+        }
+        Ok(body)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let ino = self.resolve(parent, name)?;
+        let _claim = self.claim(vec![ino]);
+        let (key, remote) = {
+            let st = self.lock();
+            let n = st.node(ino)?;
+            if n.kind == Kind::Dir {
+                return Err(libc::EISDIR);
+            }
+            (self.key_of(&st, ino), n.remote)
+        };
+        if remote {
+            let store = &self.inner.store;
+            self.call("delete", || store.delete(&key))?;
+        }
+        let mut st = self.lock();
+        if let Some(node) = st.nodes.get_mut(&ino) {
+            self.mark_unlinked(node);
+        }
+        st.forget_name(parent, name, ino);
+        Ok(())
+    }
+
+    /// Whether a directory has any entry, locally or in the store.
+    fn dir_has_entries(&self, ino: u64) -> FsResult<bool> {
+        let prefix = {
+            let st = self.lock();
+            let local = st.children.iter().any(|((p, _), c)| {
+                *p == ino
+                    && st
+                        .nodes
+                        .get(c)
+                        .is_some_and(|n| n.authoritative() && !n.remote)
+            });
+            if local {
+                return Ok(true);
+            }
+            self.dir_prefix_of(&st, ino)
+        };
+        let store = &self.inner.store;
+        let page = self.call("list", || store.list(&prefix, Some("/"), None, 2))?;
+        let others =
+            page.objects.iter().any(|o| o.key != prefix) || !page.common_prefixes.is_empty();
+        Ok(others)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let ino = self.resolve(parent, name)?;
+        {
+            let st = self.lock();
+            if st.node(ino)?.kind != Kind::Dir {
+                return Err(libc::ENOTDIR);
+            }
+        }
+        if self.dir_has_entries(ino)? {
+            return Err(libc::ENOTEMPTY);
+        }
+        let marker = {
+            let st = self.lock();
+            self.dir_prefix_of(&st, ino)
+        };
+        let store = &self.inner.store;
+        self.call("rmdir", || store.delete(&marker))?;
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(&ino) {
+            n.unlinked = true;
+            n.remote = false;
+        }
+        st.forget_name(parent, name, ino);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(libc::EINVAL);
+        }
+        let src = self.resolve(parent, name)?;
+        let dst = match self.resolve(new_parent, new_name) {
+            Ok(d) => Some(d),
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        if dst == Some(src) {
+            return Ok(());
+        }
+        if dst.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
+            return Err(libc::EEXIST);
+        }
+        let src_kind = {
+            let st = self.lock();
+            // Renaming a directory into itself would loop.
+            let mut cur = new_parent;
+            while cur != ROOT_INO {
+                if cur == src {
+                    return Err(libc::EINVAL);
+                }
+                cur = st.node(cur)?.parent;
+            }
+            st.node(src)?.kind
+        };
+        if let Some(d) = dst {
+            let dst_kind = {
+                let st = self.lock();
+                st.node(d)?.kind
+            };
+            match (src_kind, dst_kind) {
+                (Kind::Dir, Kind::Dir) if self.dir_has_entries(d)? => {
+                    return Err(libc::ENOTEMPTY);
+                }
+                (Kind::Dir, Kind::Dir) => {}
+                (Kind::Dir, _) => return Err(libc::ENOTDIR),
+                (_, Kind::Dir) => return Err(libc::EISDIR),
+                _ => {}
+            }
+        }
+        if src_kind == Kind::Dir {
+            self.rename_dir(src, new_parent, new_name, dst)
+        } else {
+            self.rename_file(src, new_parent, new_name, dst)
+        }
+    }
+
+    fn rename_file(
+        &self,
+        src: u64,
+        new_parent: u64,
+        new_name: &str,
+        dst: Option<u64>,
+    ) -> FsResult<()> {
+        let _claim = self.claim(std::iter::once(src).chain(dst).collect());
+        let (old_key, new_key, dirty, remote) = {
+            let st = self.lock();
+            let n = st.node(src)?;
+            let dirty = n.staged.as_ref().is_some_and(|s| s.dirty());
+            (
+                self.key_of(&st, src),
+                self.child_key(&st, new_parent, new_name),
+                dirty,
+                n.remote,
+            )
+        };
+        let store = &self.inner.store;
+        if !dirty && remote {
+            // Server-side copy keeps data and metadata; then drop the old key.
+            self.call("copy", || store.copy(&old_key, &new_key, None))?;
+        }
+        let mut st = self.lock();
+        if let Some(d) = dst
+            && let Some(dn) = st.nodes.get_mut(&d)
+        {
+            self.mark_unlinked(dn);
+            st.detach_name(d);
+        }
+        st.move_node(src, new_parent, new_name);
+        // A dirty file goes to its new key with its next upload; point its
+        // journal there first so a crash cannot put it back at the old key.
+        if dirty {
+            let node = st.node_mut(src)?;
+            let posix = node.posix();
+            if let Some(s) = node.staged.as_mut() {
+                s.dirty_gen += 1;
+                let entry = JournalEntry::new(&new_key, &posix);
+                let _ = self.inner.staging.journal(s.id, &s.file, &entry);
+                s.journaled = true;
+            }
+            self.enqueue_if_idle(&mut st, src);
+        }
+        let now = SystemTime::now();
+        if let Ok(n) = st.node_mut(src) {
+            n.ctime = now;
+            n.remote = !dirty && remote;
+        }
+        if let Some(d) = dst {
+            st.prune(d);
+        }
+        drop(st);
+        if remote {
+            self.call("delete", || store.delete(&old_key))?;
+        }
+        Ok(())
+    }
+
+    /// Renames a directory: every key below it is copied to the new prefix,
+    /// then deleted. Not atomic: a crash midway leaves some objects under
+    /// each name (none lost). Local staged files move with their nodes.
+    fn rename_dir(
+        &self,
+        src: u64,
+        new_parent: u64,
+        new_name: &str,
+        dst: Option<u64>,
+    ) -> FsResult<()> {
+        let subtree = {
+            let st = self.lock();
+            let mut all = st.descendants(src);
+            all.push(src);
+            all.extend(dst);
+            all
+        };
+        let _claim = self.claim(subtree);
+        let (old_prefix, new_prefix) = {
+            let st = self.lock();
+            let new_path = {
+                let base = st.path_of(new_parent);
+                if base.is_empty() {
+                    new_name.to_string()
+                } else {
+                    format!("{base}/{new_name}")
+                }
+            };
+            (
+                self.dir_prefix_of(&st, src),
+                layout::dir_prefix(&self.opts().prefix, &new_path),
+            )
+        };
+        let store = self.inner.store.clone();
+        let policy = RetryPolicy::INTERACTIVE;
+        // Every key below the old prefix (no delimiter: the whole subtree).
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.call("list", || {
+                store.list(&old_prefix, None, token.clone(), 1000)
+            })?;
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        if let Some(d) = dst {
+            let st = self.lock();
+            let marker = self.dir_prefix_of(&st, d);
+            drop(st);
+            self.call("delete", || store.delete(&marker))?;
+        }
+        let copy_all = async {
+            use futures_util::StreamExt;
+            let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(keys.iter())
+                .map(|k| {
+                    let new_key = format!("{new_prefix}{}", &k[old_prefix.len()..]);
+                    let store = store.clone();
+                    async move { retry(policy, "copy", || store.copy(k, &new_key, None)).await }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            results.into_iter().collect::<Result<(), _>>()
+        };
+        self.block_on(copy_all).map_err(|e| errno_of(&e))?;
+        {
+            let mut st = self.lock();
+            if let Some(d) = dst {
+                if let Some(dn) = st.nodes.get_mut(&d) {
+                    dn.unlinked = true;
+                }
+                st.detach_name(d);
+                st.prune(d);
+            }
+            st.move_node(src, new_parent, new_name);
+            if let Ok(n) = st.node_mut(src) {
+                n.ctime = SystemTime::now();
+                n.remote = true;
+            }
+            // Staged files below follow their nodes: re-journal their keys.
+            for ino in st.descendants(src) {
+                let key = self.key_of(&st, ino);
+                if let Some(n) = st.nodes.get_mut(&ino) {
+                    let posix = n.posix();
+                    if let Some(s) = n.staged.as_mut()
+                        && s.dirty()
+                    {
+                        let _ = self.inner.staging.journal(
+                            s.id,
+                            &s.file,
+                            &JournalEntry::new(&key, &posix),
+                        );
+                    }
+                    // Their old objects were copied: they exist at the new key.
+                    n.validated = Instant::now() - self.opts().metadata_ttl;
+                }
+            }
+        }
+        let delete_all = async {
+            use futures_util::StreamExt;
+            let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(keys.iter())
+                .map(|k| {
+                    let store = store.clone();
+                    async move { retry(policy, "delete", || store.delete(k)).await }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            results.into_iter().collect::<Result<(), _>>()
+        };
+        self.block_on(delete_all).map_err(|e| errno_of(&e))?;
+        // The new name exists even when the old directory was only implied
+        // by keys that are now gone: give it a marker.
+        if !keys.contains(&old_prefix) {
+            let meta = {
+                let st = self.lock();
+                layout::encode(&st.node(src)?.posix())
+            };
+            self.call("mkdir", || store.put(&new_prefix, Bytes::new(), &meta))?;
+        }
+        Ok(())
+    }
+    /// reply counts as a lookup); `forget` gives it back.
+    pub fn note_lookup(&self, ino: u64) {
+        if let Some(n) = self.lock().nodes.get_mut(&ino) {
+            n.lookups += 1;
+        }
+    }
+}

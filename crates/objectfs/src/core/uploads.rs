@@ -1,0 +1,265 @@
+//! The upload queue: how staged data reaches the store. It owns the
+//! background uploader (its workers, the upload delay and unmount's hurry),
+//! the upload of one file (`upload_now`, shared by fsync, sync close and the
+//! workers), the recovery of data an earlier mount journalled, and the
+//! flush at unmount.
+
+use super::super::layout;
+use super::super::transfer::{RetryPolicy, upload_file};
+use super::super::{FsResult, UploadMode};
+use super::inodes::InodeTable;
+use super::{ObjectFs, errno_of};
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Background uploads retry transient failures for a long time: the data
+/// is safe on disk and the store may come back (a restart, a network blip).
+const BACKGROUND: RetryPolicy = RetryPolicy {
+    attempts: 12,
+    first_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(10),
+};
+/// Between rounds of background retries after a round failed.
+const BACKGROUND_ROUND_PAUSE: Duration = Duration::from_secs(2);
+/// Parallel background uploads.
+const UPLOAD_WORKERS: usize = 8;
+
+/// The queue of inodes waiting for a background upload.
+pub(super) struct UploadQueue {
+    tx: mpsc::UnboundedSender<u64>,
+    /// Set by unmount: queued uploads skip what is left of their delay.
+    hurry: watch::Sender<bool>,
+}
+
+impl UploadQueue {
+    /// The queue, and the receiving end the uploader consumes.
+    pub(super) fn new() -> (UploadQueue, mpsc::UnboundedReceiver<u64>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = UploadQueue {
+            tx,
+            hurry: watch::Sender::new(false),
+        };
+        (queue, rx)
+    }
+
+    fn send(&self, ino: u64) {
+        let _ = self.tx.send(ino);
+    }
+
+    /// Uploads still waiting out their delay start now.
+    fn hurry(&self) {
+        self.hurry.send_replace(true);
+    }
+}
+
+impl ObjectFs {
+    /// Uploads files journalled by an earlier mount of this cache directory
+    /// before serving anything, so no one sees the bucket without them.
+    pub(super) fn recover(&self) -> anyhow::Result<()> {
+        let leftovers = self.inner.staging.leftovers()?;
+        if leftovers.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            files = leftovers.len(),
+            "uploading data staged by an earlier mount"
+        );
+        for (id, entry) in leftovers {
+            let path = self.inner.staging.data_path(id);
+            let file = Arc::new(File::open(&path)?);
+            let size = file.metadata()?.len();
+            let meta = layout::encode(&entry.posix());
+            let store = &self.inner.store;
+            self.block_on(upload_file(store, BACKGROUND, &entry.key, file.clone(), size, &meta))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "could not upload {:?}, staged by an earlier mount ({e}); it stays in the cache directory and is retried at the next mount",
+                        entry.key
+                    )
+                })?;
+            self.inner.staging.discard(id, file);
+            tracing::info!(key = %entry.key, bytes = size, "recovered staged file");
+        }
+        Ok(())
+    }
+
+    /// Runs queued uploads, `UPLOAD_WORKERS` at a time, each once its
+    /// `upload_delay` has passed (or at once when unmount hurries them).
+    pub(super) fn start_uploader(&self, mut rx: mpsc::UnboundedReceiver<u64>) {
+        let weak = Arc::downgrade(&self.inner);
+        let permits = Arc::new(tokio::sync::Semaphore::new(UPLOAD_WORKERS));
+        let delay = match self.opts().upload {
+            UploadMode::Async => self.opts().upload_delay,
+            UploadMode::Sync => Duration::ZERO,
+        };
+        let hurry = self.inner.uploads.hurry.subscribe();
+        self.inner.rt.spawn(async move {
+            while let Some(ino) = rx.recv().await {
+                let (weak, permits, mut hurry) = (weak.clone(), permits.clone(), hurry.clone());
+                tokio::spawn(async move {
+                    if !delay.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = hurry.wait_for(|h| *h) => {}
+                        }
+                    }
+                    // The semaphore is fair: uploads start in queue order.
+                    let Ok(permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    let Some(inner) = weak.upgrade() else { return };
+                    let fs = ObjectFs { inner };
+                    tokio::task::spawn_blocking(move || {
+                        fs.background_upload(ino);
+                        drop(permit);
+                    });
+                });
+            }
+        });
+    }
+
+    /// Uploads `ino` if dirty, waiting for it: the fsync and sync-close path.
+    pub(super) fn upload_now(&self, ino: u64, policy: RetryPolicy) -> FsResult<()> {
+        loop {
+            let (key, posix, size, file, gen_) = {
+                let st = self.lock();
+                let mut st = self.wait_uploads(st, &[ino]);
+                let key = self.key_of(&st, ino);
+                let Ok(n) = st.node_mut(ino) else {
+                    return Ok(());
+                };
+                if n.unlinked {
+                    return Ok(());
+                }
+                let posix = n.posix();
+                let size = n.size;
+                let Some(s) = n.staged.as_mut() else {
+                    return Ok(());
+                };
+                if !s.dirty() {
+                    return Ok(());
+                }
+                s.uploading = true;
+                (key, posix, size, s.file.clone(), s.dirty_gen)
+            };
+            let meta = layout::encode(&posix);
+            let result = self.block_on(upload_file(
+                &self.inner.store,
+                policy,
+                &key,
+                file,
+                size,
+                &meta,
+            ));
+            let mut st = self.lock();
+            let finished = match st.node_mut(ino) {
+                Ok(n) => {
+                    let s = n.staged.as_mut().expect("staged while uploading");
+                    s.uploading = false;
+                    match &result {
+                        Ok(()) => {
+                            s.clean_gen = s.clean_gen.max(gen_);
+                            n.remote = true;
+                            n.validated = Instant::now();
+                            n.meta_known = true;
+                            let s = n.staged.as_mut().expect("still staged");
+                            if !s.dirty() {
+                                self.inner.staging.clear_journal(s.id, &s.file);
+                                s.journaled = false;
+                                if n.open_handles == 0 {
+                                    self.discard_staged(n);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(key = %key, error = %e, "upload failed; the data stays staged");
+                        }
+                    }
+                    true
+                }
+                Err(_) => true,
+            };
+            self.inner.changed.notify_all();
+            if finished {
+                st.prune(ino);
+            }
+            drop(st);
+            match result {
+                // Changed again while uploading: go round once more.
+                Ok(()) => continue,
+                Err(e) => return Err(errno_of(&e)),
+            }
+        }
+    }
+
+    /// Queues a background upload of `ino` if it has changes and none is
+    /// queued yet.
+    pub(super) fn enqueue_if_idle(&self, st: &mut InodeTable, ino: u64) {
+        if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut())
+            && s.dirty()
+            && !s.queued
+        {
+            s.queued = true;
+            self.inner.uploads.send(ino);
+        }
+    }
+
+    /// One background upload, retried in rounds until it lands, the file is
+    /// gone, or unmount gives up (the data stays journalled).
+    fn background_upload(&self, ino: u64) {
+        {
+            let mut st = self.lock();
+            if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
+                s.queued = false;
+            }
+        }
+        loop {
+            match self.upload_now(ino, BACKGROUND) {
+                Ok(()) => return,
+                Err(errno) => {
+                    tracing::error!(ino, errno, "background upload failed; retrying");
+                    std::thread::sleep(BACKGROUND_ROUND_PAUSE);
+                }
+            }
+        }
+    }
+
+    /// Uploads every dirty file, waiting up to the flush timeout. Returns
+    /// how many files are still not in the bucket (they stay journalled).
+    pub fn flush_all(&self) -> usize {
+        let deadline = Instant::now() + self.opts().flush_timeout;
+        self.inner.uploads.hurry();
+        {
+            let mut st = self.lock();
+            let dirty: Vec<u64> = st.dirty_files().map(|(i, _)| i).collect();
+            for ino in dirty {
+                self.enqueue_if_idle(&mut st, ino);
+            }
+        }
+        loop {
+            let st = self.lock();
+            let pending = st
+                .nodes
+                .values()
+                .filter(|n| {
+                    !n.unlinked && n.staged.as_ref().is_some_and(|s| s.dirty() || s.uploading)
+                })
+                .count();
+            if pending == 0 || Instant::now() >= deadline {
+                return pending;
+            }
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200));
+            drop(self.inner.changed.wait_timeout(st, wait));
+        }
+    }
+
+    /// Bytes staged locally and not yet in the bucket.
+    pub fn pending_bytes(&self) -> u64 {
+        let st = self.lock();
+        st.dirty_files().map(|(_, n)| n.size).sum()
+    }
+}
