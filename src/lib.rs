@@ -1,11 +1,31 @@
 //! opensandbox-volume: a Docker volume plugin that turns OpenSandbox volume
 //! descriptions into Docker named volumes.
 //!
-//! Layers, from the wire inwards: `protocol` (Docker's JSON over a unix
-//! socket) → `driver` (durable registry, mount refcounts) → `spec` (options
-//! parsed once) → `backend` (how each storage type is mounted). `names`,
-//! `mounts` and `credentials` (plugin-side key profiles) are small helpers
-//! with one job each.
+//! Layers, from the wire inwards (a module imports only modules below it;
+//! docs/ARCHITECTURE.md draws the data path of a Mount through them):
+//! - `cli`: the commands and their flags (`serve`, `mount`, `translate`,
+//!   `supervise`); builds a `driver` for `serve` and an
+//!   `objectfs::MountConfig` for `mount`.
+//! - `supervisor`: the managed plugin's PID 1; restarts `serve`, keeps the
+//!   mount processes alive.
+//! - `protocol`: Docker's volume plugin JSON over the unix socket (axum);
+//!   nothing else knows HTTP.
+//! - `driver`: the durable registry, mount-ID refcounts, sealed state
+//!   files, one lock per volume.
+//! - `backend`: how each storage type is mounted (host bind mounts, pvc
+//!   claims, nfs kernel mounts, object volumes as `opensandbox-volume
+//!   mount` processes fed a `MountConfig` on stdin).
+//! - `translate`: the sandbox server's `volumes` JSON → `docker run
+//!   --mount` / Engine API mounts (rules apart from rendering).
+//! - `spec`: options → typed `VolumeSpec`, every option declared once in
+//!   `spec::table`, every error sentence in `spec::error`.
+//! - Small helpers with one job each: `engine` (the Docker Engine API, for
+//!   pvc claims), `credentials` (plugin-side key profiles), `mounts`
+//!   (mountinfo, bind mounts, unmount), `names` (volume name → path
+//!   component).
+//!
+//! The FUSE filesystem and the object store live in the `objectfs` crate
+//! (crates/objectfs), which imports nothing of this crate.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
