@@ -260,21 +260,15 @@ mount_client() {
     MNT_DIR=$WORK/mnt/$tag MNT_LOG=$LOGS/$tag.log MNT_KIND=$kind
     mkdir -p "$MNT_DIR"
     case $kind in
-    old-async | old-sync)
-        "$BEFORE" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
-            --upload "${kind#old-}" --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
-        ;;
-    old-listing)
-        "$BEFORE" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
-            --attrs-from-listing --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
-        ;;
-    osv-async | osv-sync)
-        "$BIN" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
-            --upload "${kind#osv-}" --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
-        ;;
-    osv-listing)
-        "$BIN" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
-            --attrs-from-listing --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
+    osv-* | old-*) # old-*: the --before binary
+        local bin=$BIN flag
+        [[ $kind == old-* ]] && bin=$BEFORE
+        case ${kind#*-} in
+        listing) flag=(--attrs-from-listing) ;;
+        *) flag=(--upload "${kind#*-}") ;;
+        esac
+        "$bin" mount "$MNT_DIR" --bucket "$bucket" --endpoint "$ENDPOINT" \
+            "${flag[@]}" --cache-dir "$WORK/cache/$tag" >"$MNT_LOG" 2>&1 &
         ;;
     s3fs)
         s3fs "$bucket" "$MNT_DIR" -f -o url="$ENDPOINT" -o use_path_request_style \
