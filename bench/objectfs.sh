@@ -197,6 +197,7 @@ KEY_ID=GK$(hex 12)
 KEY_SECRET=$(hex 32)
 g key import --yes -n bench "$KEY_ID" "$KEY_SECRET" >>"$LOGS/garage-cli.log" 2>&1
 BUCKETS=(src raw osv-async osv-sync s3fs rclone)
+[[ -n $BEFORE ]] && BUCKETS+=(old-async old-sync)
 for b in "${BUCKETS[@]}"; do
     ok=0
     for ((i = 0; i < 50; i++)); do
