@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# bench/agent.sh — agents' everyday workloads (issue 14, "Benchmark") on local
+# disk, objectfs (`opensandbox-volume mount --upload async`, defaults), s3fs
+# and rclone (`rclone mount --vfs-cache-mode writes`), the object clients all
+# on ONE Garage server on loopback, in one run. Prints a Markdown table: per
+# workload the seconds per client, the ratio to local disk, and the issue's
+# targets for objectfs; then, per client, whether every file it wrote is in
+# its bucket after unmount. Each workload runs once (no medians).
+#
+#   bench/agent.sh [--out FILE] [--keep] [--no-build]
+#
+#   --out FILE  also write the table (Markdown) to FILE
+#   --keep      keep the work directory (Garage data, caches, logs)
+#   --no-build  do not run cargo build (use the binaries already in target/release)
+#   (OSV_BENCH_CLIENTS="osv-async s3fs rclone": the object clients to run, a
+#   subset of these; local disk always runs, it is the reference.)
+#
+# Workloads, each in a fresh directory of the client's mount, inputs made on
+# local disk before any clock starts: tar x of 300 files of 1-8 KiB; git
+# init/add/commit/status of those files; python3 -m venv (with pip); 1,000
+# SQLite INSERTs, one transaction each; mv of a directory of 300 files
+# uploaded before the mount (written through an earlier mount, unmounted);
+# the second read of a 256 MiB file (page cache dropped before the first);
+# dd of 512 MiB with conv=fsync, compared with s3_baseline's raw multipart
+# upload of 512 MiB in the same run. A workload a client cannot do is shown
+# as "failed: <reason>".
+#
+# Needs root (FUSE mounts, drop_caches) and /dev/fuse; Garage as for
+# bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, git and
+# python3-venv with apt-get when missing. Only loopback addresses are used.
+set -euo pipefail
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+OUT="" KEEP=0 NO_BUILD=0 BEFORE=""
+while (($#)); do
+    case $1 in
+    --out) OUT=${2:?--out needs a file}; shift ;;
+    --out=*) OUT=${1#--out=} ;;
+    --keep) KEEP=1 ;;
+    --no-build) NO_BUILD=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+[[ -n $OUT ]] && OUT=$(realpath -m -- "$OUT")
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+STEP_TIMEOUT=300
+SMALL_N=300
+BIG_MIB=256
+DD_MIB=512
+
+need_root_fuse
+install_missing s3fs:s3fs rclone:rclone fusermount3:fuse3 git:git python3:python3
+PY=$(python3 -c 'import sys; print(sys.executable)')
+if ! "$PY" -c 'import ensurepip, venv, sqlite3' 2>/dev/null; then
+    log "installing python3-venv with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    "$PY" -c 'import ensurepip, venv, sqlite3' || die "$PY has no ensurepip/venv/sqlite3"
+fi
+build_all
+make_workdir
+CLEANUP_EXTRA=(in local)
+
+read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async s3fs rclone}"
+for c in "${CLIENTS[@]}"; do
+    [[ $c == osv-async || $c == s3fs || $c == rclone ]] || die "OSV_BENCH_CLIENTS: unknown client $c"
+done
+start_garage raw "${CLIENTS[@]}"
+
+# git without the user's configuration: an identity, and no ownership check on FUSE.
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=$WORK/gitconfig
+printf '[user]\n\tname = bench\n\temail = bench@localhost\n[safe]\n\tdirectory = *\n[init]\n\tdefaultBranch = main\n' >"$GIT_CONFIG_GLOBAL"
+
+# ---------------------------------------------------------------- inputs (untimed)
+IN=$WORK/in
+log "making the inputs in $IN"
+mkdir -p "$IN/files"
+for ((i = 0; i < SMALL_N; i++)); do
+    d=$IN/files/d$((i % 6))
+    mkdir -p "$d"
+    n=$((1024 + RANDOM % 7169))
+    data=$(head -c "$n" /dev/urandom | base64 -w 76) # no pipe cut short: set -o pipefail
+    printf '%s' "${data:0:n}" >"$d/f$i.txt"
+done
+tar -cf "$IN/small.tar" -C "$IN/files" .
+head -c $((BIG_MIB * 1024 * 1024)) /dev/urandom >"$IN/big"
+(cd "$IN/files" && find . -type f -printf '%P\t%s\n' | sort) >"$IN/files.tsv"
+
+# ---------------------------------------------------------------- results
+declare -A SECS=() # [workload,client] seconds
+declare -A CELL=() # [workload,client] text of the cell
+declare -A BUCKET=() # [client] text of the after-unmount check
+declare -A BGOOD=()  # [client] 1 when every file is in the bucket
+
+# timed W C DIR SCRIPT ARGS...: runs SCRIPT (bash) with DIR and ARGS after Garage is idle; records seconds or the failure.
+timed() {
+    local w=$1 c=$2 t0 secs rc=0 why
+    shift 2
+    settle
+    t0=$(now)
+    timeout -k 10 "$STEP_TIMEOUT" bash -c "$2" _ "$1" "${@:3}" >"$LOGS/$w-$c.out" 2>"$LOGS/$w-$c.err" || rc=$?
+    secs=$(since "$t0")
+    if ((rc != 0)); then
+        why=$(grep -v '^\s*$' "$LOGS/$w-$c.err" | tail -1 | cut -c1-140 | tr '|' '/')
+        ((rc == 124)) && why="timed out after $STEP_TIMEOUT s"
+        CELL[$w,$c]="failed: ${why:-exit status $rc}"
+        log "$c: $w failed (status $rc): ${why:-}"
+        return 0
+    fi
+    SECS[$w,$c]=$secs
+    log "$c: $w ${secs} s"
+}
+
+# untimed C DIR SCRIPT ARGS...: runs a preparation step; false (and logged) when it fails.
+untimed() {
+    local c=$1
+    shift
+    timeout -k 10 "$STEP_TIMEOUT" bash -c "$2" _ "$1" "${@:3}" >>"$LOGS/prep-$c.log" 2>&1 || { log "$c: preparation failed: $2"; return 1; }
+}
+
+# run_workloads C DIR: every timed workload of client C in DIR (the rename source DIR/ren exists).
+run_workloads() {
+    local c=$1 d=$2
+    timed tar "$c" "$d" 'mkdir "$1/tar" && tar -xf "$2" -C "$1/tar"' "$IN/small.tar"
+    if untimed "$c" "$d" 'mkdir "$1/git" && tar -xf "$2" -C "$1/git"' "$IN/small.tar"; then
+        timed git "$c" "$d" 'cd "$1/git" && git init -q && git add -A && git commit -q -m x && git status --porcelain >/dev/null'
+    else CELL[git,$c]="failed: could not unpack the input"; fi
+    timed venv "$c" "$d" 'mkdir "$1/venv" && cd "$1/venv" && "$2" -m venv v' "$PY"
+    timed sqlite "$c" "$d" 'mkdir "$1/sqlite" && "$2" -c "
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute(\"create table t (id integer primary key, v text)\")
+for i in range(1000):
+    db.execute(\"begin\")
+    db.execute(\"insert into t (v) values (?)\", (\"row %d\" % i,))
+    db.execute(\"commit\")
+db.close()
+" "$1/sqlite/db"' "$PY"
+    if [[ -d $d/ren ]]; then
+        timed rename "$c" "$d" 'mv "$1/ren" "$1/ren-moved"'
+    else CELL[rename,$c]="failed: the uploaded directory is missing"; fi
+    if untimed "$c" "$d" 'mkdir "$1/read" && cp "$2" "$1/read/big"' "$IN/big"; then
+        drop_caches
+        if untimed "$c" "$d" 'dd if="$1/read/big" of=/dev/null bs=8M status=none'; then
+            timed read "$c" "$d" 'dd if="$1/read/big" of=/dev/null bs=8M status=none'
+        else CELL[read,$c]="failed: the first read failed"; fi
+    else CELL[read,$c]="failed: could not write the file"; fi
+    timed dd "$c" "$d" 'mkdir "$1/dd" && dd if=/dev/zero of="$1/dd/F" bs=8M count=64 conv=fsync status=none'
+}
+
+# listing DIR: "path<TAB>size" of every regular file under DIR, sorted.
+listing() { (cd "$1" && find . -type f -printf '%P\t%s\n' | LC_ALL=C sort); }
+# bucket_listing BUCKET: "key<TAB>size" of every object in BUCKET (directory markers left out), sorted.
+bucket_listing() { rclone lsf -R --files-only --format ps --separator $'\t' --config "$WORK/rclone.conf" "bench:$1" | LC_ALL=C sort; }
+
+# check_bucket C EXPECT PREFIX: compares the files in EXPECT (path<TAB>size) with the objects of C's bucket under PREFIX; sets CHECK and CHECK_OK.
+check_bucket() {
+    local c=$1 exp=$2 prefix=$3 tag=${3%/} got n_exp n_ok b_exp b_ok extra
+    got=$LOGS/bucket-$c-${tag:-all}.tsv
+    bucket_listing "$c" >"$got" 2>>"$LOGS/rclone-lsf.err" || true
+    n_exp=$(wc -l <"$exp")
+    b_exp=$(awk -F'\t' '{ s += $2 } END { printf "%d", s }' "$exp")
+    n_ok=$(LC_ALL=C comm -12 "$exp" "$got" | wc -l)
+    b_ok=$(LC_ALL=C comm -12 "$exp" "$got" | awk -F'\t' '{ s += $2 } END { printf "%d", s }')
+    extra=$(LC_ALL=C comm -13 "$exp" "$got" | grep -c "^$prefix" || true)
+    CHECK="$n_ok/$n_exp files, $b_ok/$b_exp bytes"
+    ((extra)) && CHECK+=", $extra other object(s) under ${prefix:-the bucket} (symbolic links, markers)"
+    CHECK_OK=0
+    [[ $n_ok == "$n_exp" && $b_ok == "$b_exp" ]] && CHECK_OK=1
+    ((CHECK_OK)) || LC_ALL=C comm -23 "$exp" "$got" >"$LOGS/missing-$c-${tag:-all}.tsv"
+}
+
+# run_client C: the rename fixture through a first mount, then every workload through a second, then the bucket checks.
+run_client() {
+    local c=$1 prep_note t0 i waited
+    log "$c: writing the rename fixture ($SMALL_N files) through a first mount"
+    mount_client "$c" "$c" "prep-$c" || { for w in tar git venv sqlite rename read dd; do CELL[$w,$c]="failed: mount"; done; return 0; }
+    untimed "$c" "$MNT_DIR" 'cp -r "$2" "$1/ren"' "$IN/files" || true
+    # Uploaded means in the bucket: wait for it (at most 120 s) before unmounting,
+    # since a client may unmount before its uploads are done.
+    sed 's|^|ren/|' "$IN/files.tsv" >"$LOGS/expect-$c-ren.tsv"
+    t0=$(now)
+    for ((i = 0; i < 240; i++)); do
+        check_bucket "$c" "$LOGS/expect-$c-ren.tsv" ren/
+        ((CHECK_OK)) && break
+        sleep 0.5
+    done
+    waited=$(since "$t0")
+    unmount_client
+    check_bucket "$c" "$LOGS/expect-$c-ren.tsv" ren/
+    prep_note="fixture ren/ after its unmount: $CHECK (waited ${waited} s for the bucket before unmounting)"
+    log "$c: $prep_note"
+    mount_client "$c" "$c" "run-$c" || { for w in tar git venv sqlite rename read dd; do CELL[$w,$c]="failed: mount"; done; return 0; }
+    run_workloads "$c" "$MNT_DIR"
+    listing "$MNT_DIR" >"$LOGS/expect-$c.tsv"
+    unmount_client
+    check_bucket "$c" "$LOGS/expect-$c.tsv" ""
+    BGOOD[$c]=$CHECK_OK
+    BUCKET[$c]="$CHECK (files as the mount listed them before unmount; local disk has $(wc -l <"$LOGS/expect-local.tsv")); unmount ${UNMOUNT_S} s; $prep_note"
+    ((CHECK_OK)) || problem "$c: files missing from bucket $c after unmount: see ${LOGS}/missing-$c-all.tsv"
+    log "$c: ${BUCKET[$c]}"
+}
+
+# ---------------------------------------------------------------- run
+T_START=$(now)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "raw: seq-write ${DD_MIB} MiB (8 MiB parts, 8 in flight)"
+settle
+r=$(base --bucket raw seq-write --key big --size $((DD_MIB * 1024 * 1024)) --part-size 8M --jobs 8)
+RAW_MIBS=$(field mib_per_s "$r") RAW_S=$(field seconds "$r")
+
+log "local disk: $WORK/local"
+mkdir -p "$WORK/local"
+cp -r "$IN/files" "$WORK/local/ren" && sync
+run_workloads local "$WORK/local"
+listing "$WORK/local" >"$LOGS/expect-local.tsv"
+for c in "${CLIENTS[@]}"; do run_client "$c"; done
+TOTAL_S=$(since "$T_START")
+
+# ---------------------------------------------------------------- table
+# lt A B: true when A < B (numbers).
+lt() { isnum "${1:-}" && isnum "${2:-}" && awk "BEGIN { exit !($1 < $2) }"; }
+declare -A WNAME=(
+    [tar]="\`tar x\` of $SMALL_N files of 1-8 KiB"
+    [git]="\`git init && git add -A && git commit\` + \`git status\` ($SMALL_N files)"
+    [venv]="\`python3 -m venv v\` (with pip)"
+    [sqlite]="SQLite: 1,000 INSERTs, one transaction each"
+    [rename]="\`mv\` of a directory of $SMALL_N uploaded files"
+    [read]="second read of a $BIG_MIB MiB file (dd bs=8M)"
+    [dd]="\`dd bs=8M count=64 conv=fsync\` (512 MiB)"
+)
+# cell W C: seconds and ratio to local disk, or the failure.
+cell() {
+    local w=$1 c=$2 s=${SECS[$1,$2]:-}
+    if [[ -n $s ]]; then
+        if [[ $c == local ]]; then echo "$s s"
+        elif isnum "${SECS[$w,local]:-}"; then echo "$s s ($(calc "$s / ${SECS[$w,local]}" %.2f)×)"
+        else echo "$s s"; fi
+    else echo "${CELL[$w,$c]:-—}"; fi
+}
+# verdict W: the issue's targets for objectfs on row W, and which of them failed.
+verdict() {
+    local w=$1 o=${SECS[$1,osv-async]:-} l=${SECS[$1,local]:-} rc=${SECS[$1,rclone]:-} bad=()
+    [[ -n $o ]] || { echo "**FAIL** (objectfs failed)"; return; }
+    lt "$o" "$(calc "3 * $l" %.6f)" || bad+=("> 3× local")
+    if [[ -n $rc ]]; then lt "$o" "$rc" || bad+=("not faster than rclone")
+    elif [[ -z ${CELL[$w,rclone]:-} ]]; then bad+=("rclone not run"); fi
+    case $w in
+    read) awk "BEGIN { exit !(0.8 * $o <= $l) }" || bad+=("< 0.8× local throughput") ;;
+    dd) lt "$(calc "0.8 * $RAW_MIBS" %.6f)" "$(calc "$DD_MIB / $o" %.6f)" || bad+=("$(calc "$DD_MIB / $o") MiB/s < 0.8× raw") ;;
+    esac
+    if ((${#bad[@]})); then echo "**FAIL** ($(printf '%s; ' "${bad[@]}" | sed 's/; $//'))"; else echo "**PASS**"; fi
+}
+target() {
+    case $1 in
+    read) echo "≤ 3× local, < rclone, ≥ 0.8× local throughput" ;;
+    dd) echo "≤ 3× local, < rclone, ≥ 0.8× raw multipart ($(calc "0.8 * $RAW_MIBS") MiB/s)" ;;
+    *) echo "≤ 3× local, < rclone" ;;
+    esac
+}
+declare -A CNAME=([local]="local disk (ext4)" [osv-async]="objectfs --upload async" [s3fs]="s3fs" [rclone]="rclone --vfs-cache-mode writes")
+
+table() {
+    local w c line
+    line="| Workload | ${CNAME[local]}"
+    for c in "${CLIENTS[@]}"; do line+=" | ${CNAME[$c]}"; done
+    echo "$line | Target (objectfs) | Verdict |"
+    line="|---|---"
+    for c in "${CLIENTS[@]}"; do line+="|---"; done
+    echo "$line|---|---|"
+    for w in tar git venv sqlite rename read dd; do
+        line="| ${WNAME[$w]} | $(cell "$w" local)"
+        for c in "${CLIENTS[@]}"; do line+=" | $(cell "$w" "$c")"; done
+        if [[ " ${CLIENTS[*]} " == *" osv-async "* ]]; then echo "$line | $(target "$w") | $(verdict "$w") |"
+        else echo "$line | | |"; fi
+    done
+    echo
+    echo "| Client | Every file in its bucket after unmount | Verdict |"
+    echo "|---|---|---|"
+    for c in "${CLIENTS[@]}"; do
+        echo "| ${CNAME[$c]} | ${BUCKET[$c]:-not checked (mount failed)} | $([[ ${BGOOD[$c]:-0} == 1 ]] && echo "**PASS**" || echo "**FAIL**") |"
+    done
+}
+
+header() {
+    echo "agent workloads (issue 14) — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
+    echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && echo ' (working tree has uncommitted changes)'), server: Garage $("$GARAGE" --version 2>/dev/null | awk '{ sub(/^cargo:/, "", $2); print $2 }') on $ENDPOINT (lmdb, 1 node, no compression); s3fs $(s3fs --version 2>/dev/null | grep -o 'V[0-9.]*' | head -1); $(rclone version 2>/dev/null | head -1); $("$PY" --version 2>&1); $(git --version)"
+    echo "each workload run once (1 run, no medians), seconds from start to exit of the command; raw multipart upload of $DD_MIB MiB (s3_baseline seq-write, 8 MiB parts, 8 in flight): $RAW_MIBS MiB/s ($RAW_S s); page cache dropped before the first read: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+{
+    echo
+    header | sed 's/$/  /'
+    echo
+    table
+    if ((${#PROBLEMS[@]})); then
+        echo
+        echo "Problems seen:"
+        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
+    fi
+} >"$WORK/table.md"
+cat "$WORK/table.md"
+if [[ -n $OUT ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    cp "$WORK/table.md" "$OUT"
+    log "table written to $OUT"
+fi
