@@ -294,20 +294,4 @@ header() {
     echo "each workload run once (1 run, no medians), seconds from start to exit of the command; raw multipart upload of $DD_MIB MiB (s3_baseline seq-write, 8 MiB parts, 8 in flight): $RAW_MIBS MiB/s ($RAW_S s); page cache dropped before the first read: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-{
-    echo
-    header | sed 's/$/  /'
-    echo
-    table
-    if ((${#PROBLEMS[@]})); then
-        echo
-        echo "Problems seen:"
-        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
-    fi
-} >"$WORK/table.md"
-cat "$WORK/table.md"
-if [[ -n $OUT ]]; then
-    mkdir -p "$(dirname "$OUT")"
-    cp "$WORK/table.md" "$OUT"
-    log "table written to $OUT"
-fi
+emit_report

@@ -297,3 +297,25 @@ unmount_client() {
         problem "$MNT_KIND: $(grep -cE ' (ERROR|WARN) ' "$MNT_LOG") ERROR/WARN line(s) in ${MNT_LOG#"$WORK"/}, first: $(grep -m1 -E ' (ERROR|WARN) ' "$MNT_LOG")"
     fi
 }
+
+# emit_report: the script's header() and table() and the problems seen, to
+# stdout and $WORK/table.md, and to $OUT when set.
+emit_report() {
+    {
+        echo
+        header | sed 's/$/  /'
+        echo
+        table
+        if ((${#PROBLEMS[@]})); then
+            echo
+            echo "Problems seen:"
+            for p in "${PROBLEMS[@]}"; do echo "- $p"; done
+        fi
+    } >"$WORK/table.md"
+    cat "$WORK/table.md"
+    if [[ -n $OUT ]]; then
+        mkdir -p "$(dirname "$OUT")"
+        cp "$WORK/table.md" "$OUT"
+        log "table written to $OUT"
+    fi
+}

@@ -383,20 +383,4 @@ header() {
     echo "sizes: ${SIZE_MIB} MiB, $SMALL_N small files, $LIST_N listed; page cache dropped before reads: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-{
-    echo
-    header | sed 's/$/  /'
-    echo
-    table
-    if ((${#PROBLEMS[@]})); then
-        echo
-        echo "Problems seen:"
-        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
-    fi
-} >"$WORK/table.md"
-cat "$WORK/table.md"
-if [[ -n $OUT ]]; then
-    mkdir -p "$(dirname "$OUT")"
-    cp "$WORK/table.md" "$OUT"
-    log "table written to $OUT"
-fi
+emit_report
