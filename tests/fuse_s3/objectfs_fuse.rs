@@ -159,6 +159,34 @@ fn every_operation_through_the_kernel() {
 }
 
 #[test]
+fn unsupported_ioctls_get_enotty_and_leave_no_log_line() {
+    require!(Root, Fuse, Moto);
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("ioctl");
+    let mut m = Mounted::start(base.path(), &config, "vol", &[]);
+    fs::write(m.path("f"), b"x").unwrap();
+    let f = fs::File::open(m.path("f")).unwrap();
+    // FS_IOC_GETFLAGS, as lsattr, Python's shutil and git's probes ask.
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    for _ in 0..20 {
+        let mut flags: libc::c_long = 0;
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor and a pointer to a live c_long,
+        // which is what FS_IOC_GETFLAGS writes.
+        let rc = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) };
+        assert_eq!(rc, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
+    }
+    drop(f);
+    m.stop();
+    let log = fs::read_to_string(&m.log).unwrap();
+    assert!(!log.contains("Not Implemented"), "{log}");
+}
+
+#[test]
 fn read_only_mounts_refuse_writes_with_erofs() {
     require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
