@@ -252,8 +252,8 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
-        self.check("AbortMultipartUpload", _key)?;
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        self.check("AbortMultipartUpload", key)?;
         self.uploads.lock().unwrap().remove(upload_id);
         Ok(())
     }
