@@ -115,17 +115,9 @@ pub fn mount_config(
     target: &Path,
     cache_dir: &Path,
     default_upload: UploadMode,
-) -> Result<MountConfig, ObjectError> {
+) -> MountConfig {
     let tuning = &obj.tuning;
-    let upload = match tuning.upload.as_deref() {
-        Some(mode) => mode
-            .parse::<UploadMode>()
-            .map_err(|reason| ObjectError::MountFailed {
-                bucket: obj.bucket.clone(),
-                reason,
-            })?,
-        None => default_upload,
-    };
+    let upload = tuning.upload.unwrap_or(default_upload);
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let (access_key_id, access_key_secret, session_token) = match keys {
@@ -136,7 +128,7 @@ pub fn mount_config(
         ),
         None => (None, None, None),
     };
-    Ok(MountConfig {
+    MountConfig {
         store: S3Config {
             bucket: obj.bucket.clone(),
             endpoint: obj.endpoint.clone(),
@@ -166,7 +158,7 @@ pub fn mount_config(
         },
         // Containers run as any user; the kernel still checks the modes.
         mount: MountSettings::new(target.to_path_buf(), &obj.bucket, true),
-    })
+    }
 }
 
 /// The process exists and has not exited. A zombie counts as gone: once
@@ -299,7 +291,7 @@ impl ObjectBackend {
             target,
             &cache_dir,
             self.settings.default_upload,
-        )?;
+        );
         let log_path = self.log_path(target);
         let log = OpenOptions::new()
             .create(true)
@@ -475,7 +467,7 @@ mod tests {
             tuning: MountTuning {
                 uid: Some(1000),
                 umask: Some(0o22),
-                upload: Some("sync".into()),
+                upload: Some(UploadMode::Sync),
                 metadata_ttl_ms: Some(1500),
                 attrs_from_listing: Some(true),
                 ..Default::default()
@@ -509,8 +501,7 @@ mod tests {
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Async,
-        )
-        .unwrap();
+        );
         // SAFETY: getgid cannot fail.
         let gid = unsafe { libc::getgid() };
         assert_eq!(
@@ -578,8 +569,7 @@ mod tests {
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Sync,
-        )
-        .unwrap();
+        );
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         assert_eq!(
@@ -599,7 +589,7 @@ mod tests {
         assert_eq!(config.store.access_key_id, None);
         assert_eq!(config.store.access_key_secret, None);
         // A volume's own mode wins over the daemon's default.
-        o.tuning.upload = Some("async".into());
+        o.tuning.upload = Some(UploadMode::Async);
         let config = mount_config(
             &spec,
             &o,
@@ -607,8 +597,7 @@ mod tests {
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Sync,
-        )
-        .unwrap();
+        );
         assert_eq!(config.fs.upload, UploadMode::Async);
     }
 

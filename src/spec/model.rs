@@ -138,7 +138,7 @@ pub struct MountTuning {
     pub umask: Option<u32>,
     /// `async` or `sync`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload: Option<String>,
+    pub upload: Option<objectfs::UploadMode>,
     /// Attribute and negative-lookup cache, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_ttl_ms: Option<u64>,

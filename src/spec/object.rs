@@ -225,7 +225,7 @@ mod tests {
                         uid: Some(1000),
                         gid: Some(100),
                         umask: Some(0o027),
-                        upload: Some("sync".into()),
+                        upload: Some(objectfs::UploadMode::Sync),
                         metadata_ttl_ms: Some(2500),
                         attrs_from_listing: Some(true),
                     },

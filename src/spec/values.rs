@@ -43,9 +43,8 @@ pub(super) fn parse_umask(value: &str) -> Option<u32> {
     u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o777)
 }
 
-pub(super) fn parse_upload(value: &str) -> Option<String> {
-    let v = value.trim().to_ascii_lowercase();
-    matches!(v.as_str(), "async" | "sync").then_some(v)
+pub(super) fn parse_upload(value: &str) -> Option<objectfs::UploadMode> {
+    value.trim().parse().ok()
 }
 
 pub(super) fn parse_version(value: &str) -> Option<String> {
@@ -122,11 +121,10 @@ mod tests {
 
     #[test]
     fn upload_mode() {
-        for (given, want) in [("async", "async"), ("Sync", "sync"), (" ASYNC ", "async")] {
+        use objectfs::UploadMode::{Async, Sync};
+        for (given, want) in [("async", Async), ("Sync", Sync), (" ASYNC ", Async)] {
             assert_eq!(
-                tuning(with(&s3(), json!({"upload": given})))
-                    .upload
-                    .as_deref(),
+                tuning(with(&s3(), json!({"upload": given}))).upload,
                 Some(want)
             );
         }
