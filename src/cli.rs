@@ -207,16 +207,10 @@ impl MountArgs {
             );
             PathBuf::from("/var/cache/opensandbox-volume").join(crate::names::file_stem(&id))
         });
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         Ok(MountConfig {
             fs: FsOptions {
                 prefix,
-                defaults: layout::Defaults {
-                    uid: self.uid.unwrap_or(uid),
-                    gid: self.gid.unwrap_or(gid),
-                    umask: self.umask,
-                },
+                defaults: layout::Defaults::or_this_process(self.uid, self.gid, self.umask),
                 read_only: self.read_only,
                 upload: self.upload,
                 cache_dir,

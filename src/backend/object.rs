@@ -118,8 +118,6 @@ pub fn mount_config(
 ) -> MountConfig {
     let tuning = &obj.tuning;
     let upload = tuning.upload.unwrap_or(default_upload);
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let (access_key_id, access_key_secret, session_token) = match keys {
         Some(k) => (
             Some(k.access_key_id),
@@ -141,11 +139,11 @@ pub fn mount_config(
         fs: FsOptions {
             // Normalised by the spec; subPath is validated there too.
             prefix: mount_prefix(obj, spec.sub_path.as_deref()),
-            defaults: layout::Defaults {
-                uid: tuning.uid.unwrap_or(uid),
-                gid: tuning.gid.unwrap_or(gid),
-                umask: tuning.umask.unwrap_or(config::DEFAULT_UMASK),
-            },
+            defaults: layout::Defaults::or_this_process(
+                tuning.uid,
+                tuning.gid,
+                tuning.umask.unwrap_or(config::DEFAULT_UMASK),
+            ),
             read_only: spec.read_only,
             upload,
             cache_dir: cache_dir.to_path_buf(),

@@ -46,6 +46,18 @@ pub struct Defaults {
 }
 
 impl Defaults {
+    /// The given owner, else this process's (which a mount process shares
+    /// with whoever started it), and the given umask.
+    pub fn or_this_process(uid: Option<u32>, gid: Option<u32>, umask: u32) -> Defaults {
+        // SAFETY: getuid and getgid cannot fail and touch no memory.
+        let (own_uid, own_gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Defaults {
+            uid: uid.unwrap_or(own_uid),
+            gid: gid.unwrap_or(own_gid),
+            umask,
+        }
+    }
+
     pub fn perm(&self, kind: Kind) -> u32 {
         match kind {
             Kind::File => 0o666 & !self.umask,
