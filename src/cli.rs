@@ -218,6 +218,7 @@ impl MountArgs {
                 flush_timeout: std::time::Duration::from_secs(self.flush_timeout),
                 upload_delay: self.upload_delay,
                 attrs_from_listing: self.attrs_from_listing,
+                cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
             },
             mount: MountSettings::new(self.mountpoint.clone(), &bucket, self.allow_other),
             store: S3Config {

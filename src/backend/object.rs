@@ -153,6 +153,7 @@ pub fn mount_config(
             flush_timeout: config::DEFAULT_FLUSH_TIMEOUT,
             upload_delay: config::DEFAULT_UPLOAD_DELAY,
             attrs_from_listing: tuning.attrs_from_listing == Some(true),
+            cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
         },
         // Containers run as any user; the kernel still checks the modes.
         mount: MountSettings::new(target.to_path_buf(), &obj.bucket, true),
@@ -528,6 +529,7 @@ mod tests {
                     flush_timeout: Duration::from_secs(600),
                     upload_delay: Duration::from_secs(1),
                     attrs_from_listing: true,
+                    cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
                 },
                 mount: MountSettings {
                     mountpoint: "/m/v".into(),

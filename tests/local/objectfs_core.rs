@@ -32,6 +32,7 @@ fn options(cache: &std::path::Path, upload: UploadMode) -> FsOptions {
         flush_timeout: Duration::from_secs(30),
         upload_delay: Duration::ZERO,
         attrs_from_listing: false,
+        cache_size: 1 << 30,
     }
 }
 

@@ -23,6 +23,10 @@ pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(1);
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a closed file waits before its background upload starts.
 pub const DEFAULT_UPLOAD_DELAY: Duration = Duration::from_secs(1);
+/// Default bound of a mount's cached file data (`--cache-size`).
+pub const DEFAULT_CACHE_SIZE: u64 = 1024 * 1024 * 1024;
+/// How long a writer waits for uploads to free cache space before ENOSPC.
+pub const DIRTY_WAIT: Duration = Duration::from_secs(30);
 /// Umask applied to objects without mode metadata.
 pub const DEFAULT_UMASK: u32 = 0o022;
 /// FUSE request threads of a mount.
@@ -153,6 +157,7 @@ mod tests {
                 flush_timeout: DEFAULT_FLUSH_TIMEOUT,
                 upload_delay: Duration::from_nanos(1_000_000_007),
                 attrs_from_listing: true,
+                cache_size: 5 << 20,
             },
             mount: MountSettings::new("/m/v".into(), "b", true),
         }

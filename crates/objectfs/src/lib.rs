@@ -97,6 +97,16 @@ pub struct FsOptions {
     /// Take listed files' attributes from the listing (size, LastModified,
     /// the mount's default owner and mode) instead of a HEAD per file.
     pub attrs_from_listing: bool,
+    /// Bound, in bytes, of the file data kept in the cache directory. Clean
+    /// copies (already in the bucket) are evicted least recently used first
+    /// to stay under it; dirty data is never evicted, and a writer that
+    /// would take the cache past it waits for uploads, then gets ENOSPC.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u64,
+}
+
+fn default_cache_size() -> u64 {
+    config::DEFAULT_CACHE_SIZE
 }
 
 /// File attributes as the kernel wants them.
