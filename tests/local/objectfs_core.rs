@@ -370,7 +370,7 @@ fn staged_data_of_a_dead_mount_is_uploaded_at_the_next_mount() {
     );
     mem.set_down(false);
     let store: Arc<dyn ObjectStore> = mem.clone();
-    let _fs = ObjectFs::new(
+    let fs = ObjectFs::new(
         store,
         rt.handle().clone(),
         options(cache2.path(), UploadMode::Async),
@@ -378,12 +378,15 @@ fn staged_data_of_a_dead_mount_is_uploaded_at_the_next_mount() {
     .unwrap();
     assert_eq!(mem.object("pre/late").unwrap(), &b"must survive"[..]);
     assert_eq!(mem.object_meta("pre/late").unwrap().metadata["uid"], "5");
+    // The uploaded data stays as a clean (evictable) copy in the cache.
     assert_eq!(
         std::fs::read_dir(cache2.path().join("staging"))
             .unwrap()
             .count(),
-        0
+        1
     );
+    assert_eq!(fs.cache_bytes(), (12, 12));
+    assert_eq!(fs.pending_bytes(), 0);
 }
 
 /// Copies a staging directory with its extended attributes (the journal).

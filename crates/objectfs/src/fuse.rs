@@ -1,7 +1,7 @@
 //! The fuser adapter: translates kernel requests into [`ObjectFs`] calls
 //! and their results into replies. No filesystem logic lives here.
 
-use super::{Attr, Errno, FsResult, Kind, ObjectFs, OpenFlags as FsOpenFlags, SetAttr};
+use super::{Attr, Errno, FsResult, Kind, ObjectFs, OpenFlags as FsOpenFlags, Opened, SetAttr};
 use fuser::{
     FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -101,8 +101,20 @@ fn data(reply: ReplyData, r: FsResult<bytes::Bytes>) {
 }
 
 fn opened(reply: ReplyOpen, r: FsResult<u64>) {
+    file_opened(
+        reply,
+        r.map(|fh| Opened {
+            fh,
+            keep_cache: false,
+        }),
+    )
+}
+
+/// A file's open: the page cache is kept when the core says it is current.
+fn file_opened(reply: ReplyOpen, r: FsResult<Opened>) {
     match r {
-        Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        Ok(o) if o.keep_cache => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE),
+        Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
         Err(e) => reply.error(errno(e)),
     }
 }
@@ -273,7 +285,10 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        opened(reply, self.fs.open(ino.0, FsOpenFlags::from_libc(flags.0)));
+        file_opened(
+            reply,
+            self.fs.open_file(ino.0, FsOpenFlags::from_libc(flags.0)),
+        );
     }
 
     fn read(

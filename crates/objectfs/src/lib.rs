@@ -109,6 +109,14 @@ fn default_cache_size() -> u64 {
     config::DEFAULT_CACHE_SIZE
 }
 
+/// An open file: its handle, and whether the kernel may keep the page
+/// cache it has of the file (`FOPEN_KEEP_CACHE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub fh: u64,
+    pub keep_cache: bool,
+}
+
 /// File attributes as the kernel wants them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr {

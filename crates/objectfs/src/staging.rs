@@ -9,6 +9,11 @@
 //! every journalled file before anything else touches it. A lock file keeps
 //! two mounts from sharing one cache directory.
 //!
+//! Once its data is in the bucket, a file may stay as a clean copy of the
+//! object (the cache): its extended attribute `user.osv.cache` then names
+//! the key and the ETag it equals, so a later mount finds it again. Where
+//! the file system has no user xattrs, clean copies last one mount.
+//!
 //! Data files are recycled (truncated and kept open in a small pool) rather
 //! than deleted: creating thousands of small files, ext4 spends more time
 //! allocating inodes for new staging files than everything else together,
@@ -63,8 +68,26 @@ impl JournalEntry {
     }
 }
 
+/// Which object a clean data file is a copy of, as written to its tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheTag {
+    pub key: String,
+    pub etag: String,
+}
+
+/// What an earlier mount left in the staging directory.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// Data not in the bucket yet, oldest first.
+    pub journalled: Vec<(u64, JournalEntry)>,
+    /// Clean copies: id, tag and size.
+    pub cached: Vec<(u64, CacheTag, u64)>,
+}
+
 /// The extended attribute holding a data file's journal entry.
 const JOURNAL_XATTR: &std::ffi::CStr = c"user.osv.journal";
+/// The extended attribute naming the object a clean data file copies.
+const CACHE_XATTR: &std::ffi::CStr = c"user.osv.cache";
 /// Clean data files kept open for reuse; beyond this they are deleted.
 const POOL_MAX: usize = 64;
 
@@ -85,11 +108,22 @@ fn cvt(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
+fn clone_err(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
 fn xattr_unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM))
 }
 
 fn read_xattr_journal(file: &File) -> io::Result<Option<JournalEntry>> {
+    read_xattr(file, JOURNAL_XATTR)
+}
+
+fn read_xattr<T: serde::de::DeserializeOwned>(
+    file: &File,
+    name: &std::ffi::CStr,
+) -> io::Result<Option<T>> {
     let mut buf = vec![0u8; 64 * 1024];
     // SAFETY: the descriptor is open for as long as `file` is borrowed,
     // the name is a NUL-terminated constant, and the kernel writes at most
@@ -97,7 +131,7 @@ fn read_xattr_journal(file: &File) -> io::Result<Option<JournalEntry>> {
     let n = unsafe {
         libc::fgetxattr(
             file.as_raw_fd(),
-            JOURNAL_XATTR.as_ptr(),
+            name.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
         )
@@ -222,6 +256,50 @@ impl StagingArea {
         }
     }
 
+    /// Marks `file` a clean copy of `tag` so a later mount can use it.
+    /// Best effort: without the tag the copy only lasts this mount.
+    pub fn tag_clean(&self, file: &File, tag: &CacheTag) {
+        if !self.xattrs.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(json) = serde_json::to_vec(tag) else {
+            return;
+        };
+        // SAFETY: the descriptor is open for as long as `file` is borrowed,
+        // the name is a NUL-terminated constant, and the kernel reads
+        // `json.len()` bytes from `json`, alive across the call.
+        unsafe {
+            libc::fsetxattr(
+                file.as_raw_fd(),
+                CACHE_XATTR.as_ptr(),
+                json.as_ptr().cast(),
+                json.len(),
+                0,
+            )
+        };
+    }
+
+    /// `file` is about to change: it no longer copies the object its tag
+    /// names.
+    pub fn untag_clean(&self, file: &File) {
+        // SAFETY: the descriptor is open for as long as `file` is borrowed
+        // and the name is a NUL-terminated constant.
+        unsafe { libc::fremovexattr(file.as_raw_fd(), CACHE_XATTR.as_ptr()) };
+    }
+
+    /// Opens a kept data file again.
+    pub fn reopen(&self, id: u64) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.data_path(id))
+    }
+
+    /// Deletes a clean copy nobody holds.
+    pub fn delete(&self, id: u64) {
+        let _ = fs::remove_file(self.data_path(id));
+    }
+
     /// Done with `id`: recycled when nobody else holds the file (an upload
     /// still reading it keeps it), deleted otherwise.
     pub fn discard(&self, id: u64, file: Arc<File>) {
@@ -230,6 +308,7 @@ impl StagingArea {
             // Journal first: a crash between the two must never leave an
             // emptied file journalled for upload.
             self.clear_journal(id, &file);
+            self.untag_clean(&file);
             if pool.len() < POOL_MAX && file.set_len(0).is_ok() {
                 pool.push((id, file));
                 return;
@@ -239,10 +318,12 @@ impl StagingArea {
         let _ = fs::remove_file(self.data_path(id));
     }
 
-    /// Journal entries left by an earlier mount, oldest first. Data files
-    /// without a journal entry held nothing unsaved and are deleted.
-    pub fn leftovers(&self) -> io::Result<Vec<(u64, JournalEntry)>> {
+    /// What an earlier mount left: journal entries, oldest first, and
+    /// tagged clean copies. Other data files held nothing worth keeping and
+    /// are deleted.
+    pub fn leftovers(&self) -> io::Result<Leftovers> {
         let mut found = Vec::new();
+        let mut cached = Vec::new();
         let mut sidecars = Vec::new();
         let mut data_ids = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -274,10 +355,24 @@ impl StagingArea {
                 found.push(sidecars.swap_remove(i));
                 continue;
             }
-            match File::open(&path).and_then(|f| read_xattr_journal(&f)) {
+            let file = File::open(&path);
+            match file
+                .as_ref()
+                .map_err(clone_err)
+                .and_then(read_xattr_journal)
+            {
                 Ok(Some(j)) => found.push((id, j)),
                 Ok(None) => {
-                    let _ = fs::remove_file(&path);
+                    let clean = file.ok().and_then(|f| {
+                        let tag = read_xattr::<CacheTag>(&f, CACHE_XATTR).ok()??;
+                        Some((tag, f.metadata().ok()?.len()))
+                    });
+                    match clean {
+                        Some((tag, size)) => cached.push((id, tag, size)),
+                        None => {
+                            let _ = fs::remove_file(&path);
+                        }
+                    }
                 }
                 Err(e) => tracing::error!(path = %path.display(), error = %e,
                     "unreadable staging journal entry left in place for inspection"),
@@ -288,7 +383,11 @@ impl StagingArea {
             let _ = fs::remove_file(self.journal_path(id));
         }
         found.sort_by_key(|(id, _)| *id);
-        Ok(found)
+        cached.sort_by_key(|(id, _, _)| *id);
+        Ok(Leftovers {
+            journalled: found,
+            cached,
+        })
     }
 }
 
@@ -318,7 +417,7 @@ mod tests {
             assert!(err.to_string().contains("in use by another mount"));
         }
         let area = StagingArea::open(dir.path()).unwrap();
-        let left = area.leftovers().unwrap();
+        let left = area.leftovers().unwrap().journalled;
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].1, entry);
         assert_eq!(fs::read(area.data_path(left[0].0)).unwrap(), b"unsaved");
@@ -361,6 +460,37 @@ mod tests {
     }
 
     #[test]
+    fn tagged_clean_copies_are_found_again_and_untagged_ones_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let tag = CacheTag {
+            key: "p/k".into(),
+            etag: "\"e1\"".into(),
+        };
+        let (kept, dropped) = {
+            let area = StagingArea::open(dir.path()).unwrap();
+            let (id, mut f) = area.create().unwrap();
+            f.write_all(b"clean copy").unwrap();
+            area.tag_clean(&f, &tag);
+            let (id2, mut f2) = area.create().unwrap();
+            f2.write_all(b"tagged, then changed").unwrap();
+            area.tag_clean(&f2, &tag);
+            area.untag_clean(&f2);
+            (id, id2)
+        };
+        let area = StagingArea::open(dir.path()).unwrap();
+        let left = area.leftovers().unwrap();
+        assert!(left.journalled.is_empty());
+        assert_eq!(left.cached, vec![(kept, tag, 10)]);
+        assert!(!area.data_path(dropped).exists());
+        assert_eq!(
+            fs::read(area.reopen(kept).map(|_| area.data_path(kept)).unwrap()).unwrap(),
+            b"clean copy"
+        );
+        area.delete(kept);
+        assert!(!area.data_path(kept).exists());
+    }
+
+    #[test]
     fn sidecar_journal_where_xattrs_are_missing() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -376,7 +506,7 @@ mod tests {
             assert!(!area.journal_path(id2).exists());
         }
         let area = StagingArea::open(dir.path()).unwrap();
-        let left = area.leftovers().unwrap();
+        let left = area.leftovers().unwrap().journalled;
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].1, entry("a"));
         assert_eq!(fs::read(area.data_path(left[0].0)).unwrap(), b"kept");

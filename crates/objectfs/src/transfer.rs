@@ -106,7 +106,8 @@ fn read_exact_at(file: &File, key: &str, offset: u64, len: u64) -> StoreResult<B
     Ok(Bytes::from(buf))
 }
 
-/// Uploads the first `size` bytes of `file` to `key`.
+/// Uploads the first `size` bytes of `file` to `key`; returns the new
+/// object's ETag when the store says it.
 pub async fn upload_file(
     store: &Arc<dyn ObjectStore>,
     policy: RetryPolicy,
@@ -114,7 +115,7 @@ pub async fn upload_file(
     file: Arc<File>,
     size: u64,
     meta: &PutMeta,
-) -> StoreResult<()> {
+) -> StoreResult<Option<String>> {
     if size <= SINGLE_PUT_MAX {
         let _memory = reserve(size).await;
         let body = read_exact_at(&file, key, 0, size)?;

@@ -7,7 +7,8 @@ use super::super::layout::{self, Kind, Posix};
 use super::super::reader::Reader;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, download_to_file, retry};
-use super::super::{Attr, FsResult, OpenFlags, ROOT_INO, SetAttr, UploadMode};
+use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
+use super::copies::WHOLE_FILE_MAX;
 use super::inodes::{InodeTable, Staged};
 use super::{HandleKind, ObjectFs, errno_of};
 use crate::store::PutMeta;
@@ -25,6 +26,9 @@ impl ObjectFs {
         let (key, size, remote) = {
             let mut st = self.lock();
             let key = self.key_of(&st, ino);
+            if !truncate {
+                self.attach_cached(&mut st, ino, &key);
+            }
             let n = st.node_mut(ino)?;
             if n.staged.is_some() {
                 n.open_handles += 1;
@@ -32,9 +36,24 @@ impl ObjectFs {
             }
             (key, n.size, n.remote)
         };
-        let (id, file) = self.inner.staging.create().map_err(|_| libc::EIO)?;
-        let file = Arc::new(file);
         let fetch = remote && !truncate && size > 0;
+        let charged = if fetch { size } else { 0 };
+        if fetch {
+            let (st, room) = self.reserve(self.lock(), size, true);
+            drop(st);
+            room?;
+        }
+        let give_back = |id, file| {
+            self.cache().credit(charged);
+            self.inner.staging.discard(id, file);
+        };
+        let (id, file) = match self.inner.staging.create() {
+            Ok((id, file)) => (id, Arc::new(file)),
+            Err(_) => {
+                self.cache().credit(charged);
+                return Err(libc::EIO);
+            }
+        };
         if fetch {
             let store = &self.inner.store;
             if let Err(e) = self.block_on(download_to_file(
@@ -44,19 +63,24 @@ impl ObjectFs {
                 file.clone(),
                 size,
             )) {
-                self.inner.staging.discard(id, file);
+                give_back(id, file);
                 return Err(errno_of(&e));
             }
         }
         let mut st = self.lock();
-        let n = st.node_mut(ino)?;
+        let Ok(n) = st.node_mut(ino) else {
+            give_back(id, file);
+            return Err(libc::ENOENT);
+        };
         n.open_handles += 1;
         if n.staged.is_some() {
             // Another opener won the race; use theirs.
-            self.inner.staging.discard(id, file);
+            give_back(id, file);
             return Ok(());
         }
-        n.staged = Some(Staged::new(id, file));
+        let mut staged = Staged::new(id, file);
+        staged.charged = charged;
+        n.staged = Some(staged);
         if !fetch {
             n.size = 0;
         }
@@ -74,6 +98,8 @@ impl ObjectFs {
         let Some(s) = n.staged.as_mut() else { return };
         s.dirty_gen += 1;
         if !s.journaled {
+            // No longer a copy of the object its cache tag names.
+            self.inner.staging.untag_clean(&s.file);
             match self
                 .inner
                 .staging
@@ -152,6 +178,13 @@ impl ObjectFs {
     }
 
     pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<u64> {
+        self.open_file(ino, flags).map(|o| o.fh)
+    }
+
+    /// Opens a file; says whether the kernel may keep its page cache of it
+    /// (nothing changed it since the kernel's last open but through the
+    /// kernel itself).
+    pub fn open_file(&self, ino: u64, flags: OpenFlags) -> FsResult<Opened> {
         {
             let st = self.lock();
             let n = st.node(ino)?;
@@ -172,13 +205,27 @@ impl ObjectFs {
                     n.size = 0;
                     n.mtime = SystemTime::now();
                 }
+                st = self.charge_to(st, ino, 0, false).0;
                 self.mark_dirty(&mut st, ino);
             }
         } else {
             let mut st = self.lock();
+            let key = self.key_of(&st, ino);
+            self.attach_cached(&mut st, ino, &key);
             st.node_mut(ino)?.open_handles += 1;
         }
-        Ok(self.new_file_handle(ino, flags.write))
+        let keep_cache = {
+            let mut st = self.lock();
+            let n = st.node_mut(ino)?;
+            let dirty = n.staged.as_ref().is_some_and(|s| s.dirty());
+            let keep = !flags.truncate && (dirty || (n.etag.is_some() && n.kernel_etag == n.etag));
+            n.kernel_etag = n.etag.clone();
+            keep
+        };
+        Ok(Opened {
+            fh: self.new_file_handle(ino, flags.write),
+            keep_cache,
+        })
     }
 
     fn file_handle(&self, fh: u64) -> FsResult<Arc<HandleKind>> {
@@ -214,6 +261,13 @@ impl ObjectFs {
             return Ok(Bytes::new());
         }
         let len = (len as u64).min(size - offset);
+        let staged = match staged {
+            None if size <= WHOLE_FILE_MAX && self.fetch_whole(*ino, &key) => {
+                let st = self.lock();
+                st.node(*ino)?.staged.as_ref().map(|s| s.file.clone())
+            }
+            staged => staged,
+        };
         if let Some(file) = staged {
             let mut buf = vec![0u8; len as usize];
             let n = file.read_at(&mut buf, offset).map_err(|_| libc::EIO)?;
@@ -234,10 +288,16 @@ impl ObjectFs {
         if !write {
             return Err(libc::EBADF);
         }
+        let end = offset + data.len() as u64;
         let file = {
             let st = self.lock();
-            let n = st.node(*ino)?;
-            n.staged.as_ref().map(|s| s.file.clone()).ok_or(libc::EIO)?
+            let s = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?;
+            let (file, charged) = (s.file.clone(), s.charged);
+            if end > charged {
+                let (_st, room) = self.charge_to(st, *ino, end, true);
+                room?;
+            }
+            file
         };
         file.write_all_at(data, offset)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
@@ -312,12 +372,10 @@ impl ObjectFs {
         };
         n.open_handles = n.open_handles.saturating_sub(1);
         if n.open_handles == 0 {
-            let idle = n
-                .staged
-                .as_ref()
-                .is_some_and(|s| !s.dirty() && !s.uploading);
-            if n.unlinked || idle {
+            if n.unlinked {
                 self.discard_staged(n);
+            } else {
+                self.retire_copy(&mut st, *ino);
             }
         }
         self.enqueue_if_idle(&mut st, *ino);
@@ -337,12 +395,13 @@ impl ObjectFs {
             }
             self.ensure_staged(ino, size == 0)?;
             let st = self.lock();
-            let mut st = self.wait_uploads(st, &[ino]);
+            let st = self.wait_uploads(st, &[ino]);
+            let (mut st, room) = self.charge_to(st, ino, size, true);
             let n = st.node_mut(ino)?;
             let s = n.staged.as_ref().expect("staged above");
-            let resized = s.file.set_len(size);
+            let resized = room.and_then(|()| s.file.set_len(size).map_err(|_| libc::EIO));
             n.open_handles -= 1; // unpin (ensure_staged pinned it)
-            resized.map_err(|_| libc::EIO)?;
+            resized?;
             n.size = size;
             n.mtime = set.mtime.unwrap_or_else(SystemTime::now);
             self.mark_dirty(&mut st, ino);
@@ -415,6 +474,7 @@ impl ObjectFs {
             self.block_on(retry(policy, "mkdir", || {
                 store.put(key, Bytes::new(), &meta)
             }))
+            .map(drop)
         } else {
             self.block_on(retry(policy, "set attributes", || {
                 store.copy(key, key, Some(&meta))

@@ -25,6 +25,8 @@ pub(super) struct Staged {
     pub(super) journaled: bool,
     pub(super) uploading: bool,
     pub(super) queued: bool,
+    /// Bytes of this copy counted against the cache bound.
+    pub(super) charged: u64,
 }
 
 impl Staged {
@@ -38,6 +40,7 @@ impl Staged {
             journaled: false,
             uploading: false,
             queued: false,
+            charged: 0,
         }
     }
 
@@ -76,6 +79,12 @@ pub(super) struct Node {
     /// waits for it instead of sending its own.
     pub(super) prefetching: bool,
     pub(super) link_target: Option<Bytes>,
+    /// The ETag of the node's object as last seen (probe, listing or this
+    /// mount's upload); a clean local copy equals this object.
+    pub(super) etag: Option<String>,
+    /// The ETag the kernel's page cache of this node was filled under: an
+    /// open keeps the page cache only while it is still the node's.
+    pub(super) kernel_etag: Option<String>,
 }
 
 impl Node {
@@ -103,6 +112,8 @@ impl Node {
             busy: false,
             prefetching: false,
             link_target: None,
+            etag: None,
+            kernel_etag: None,
         }
     }
 
@@ -148,6 +159,7 @@ impl Node {
             self.gid = found.posix.gid;
             self.mtime = found.posix.mtime;
             self.link_target = None;
+            self.etag = found.etag.clone();
         }
         self.remote = self.remote || found.marker || found.kind != Kind::Dir;
         self.meta_known = found.meta_known;
@@ -162,6 +174,8 @@ pub(super) struct Found {
     pub(super) posix: Posix,
     pub(super) marker: bool,
     pub(super) meta_known: bool,
+    /// The object's ETag (none for directories).
+    pub(super) etag: Option<String>,
 }
 
 pub(super) struct InodeTable {
@@ -444,6 +458,7 @@ mod tests {
             },
             marker: false,
             meta_known: true,
+            etag: None,
         };
         let n = t.node_mut(f).unwrap();
         n.open_handles = 1;

@@ -155,6 +155,7 @@ impl ObjectFs {
                             ),
                             marker,
                             meta_known: true,
+                            etag: None,
                         }
                     }
                     (_, Some(meta)) => {
@@ -170,6 +171,7 @@ impl ObjectFs {
                             posix,
                             marker: false,
                             meta_known: true,
+                            etag: meta.etag,
                         }
                     }
                     (_, None) => continue, // gone; the next lookup says so
@@ -211,6 +213,13 @@ impl ObjectFs {
             }
             let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
             let child = self.listed_child(st, ino, name, Kind::File, o.size, posix);
+            if let Some(n) = st.nodes.get_mut(&child)
+                && !n.authoritative()
+                && n.kind == Kind::File
+                && o.etag.is_some()
+            {
+                n.etag = o.etag.clone();
+            }
             let kind = st.nodes.get(&child).map_or(Kind::File, |n| n.kind);
             entries.push(DirEntry {
                 ino: child,

@@ -18,6 +18,8 @@
 //! All methods block the calling thread (FUSE request threads); store calls
 //! run on the tokio runtime through `Handle::block_on`.
 
+mod cache;
+mod copies;
 mod files;
 mod inodes;
 mod listing;
@@ -30,6 +32,7 @@ use super::staging::StagingArea;
 use super::transfer::{RetryPolicy, retry};
 use super::{DirEntry, Errno, FsOptions, FsResult, ROOT_INO};
 use crate::store::{ObjectStore, StoreError};
+use cache::CacheIndex;
 use inodes::{InodeTable, Node};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -77,6 +80,9 @@ struct Inner {
     handles: Mutex<HashMap<u64, Arc<HandleKind>>>,
     next_fh: AtomicU64,
     uploads: UploadQueue,
+    /// The clean copies kept in the cache directory, and the bound (lock
+    /// order: `state` first).
+    cache: Mutex<CacheIndex>,
 }
 
 /// The filesystem; cheap to clone (one shared core).
@@ -98,6 +104,7 @@ impl ObjectFs {
             mtime: SystemTime::now(),
         };
         let (uploads, upload_rx) = UploadQueue::new();
+        let cache_size = opts.cache_size;
         let fs = ObjectFs {
             inner: Arc::new(Inner {
                 store,
@@ -109,6 +116,7 @@ impl ObjectFs {
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 uploads,
+                cache: Mutex::new(CacheIndex::new(cache_size)),
             }),
         };
         fs.recover()?;
@@ -242,6 +250,7 @@ impl ObjectFs {
     /// Forgets a node's staged data (it was deleted or replaced).
     fn discard_staged(&self, node: &mut Node) {
         if let Some(s) = node.staged.take() {
+            self.cache().credit(s.charged);
             self.inner.staging.discard(s.id, s.file);
         }
     }

@@ -35,6 +35,7 @@ impl ObjectFs {
                 posix,
                 marker: false,
                 meta_known: true,
+                etag: meta.etag,
             }));
         }
         let list = list.map_err(|e| errno_of(&e))?;
@@ -53,6 +54,7 @@ impl ObjectFs {
                 posix,
                 marker: true,
                 meta_known: true,
+                etag: None,
             }));
         }
         let posix = layout::decode(
@@ -67,6 +69,7 @@ impl ObjectFs {
             posix,
             marker: false,
             meta_known: true,
+            etag: None,
         }))
     }
 
@@ -90,6 +93,7 @@ impl ObjectFs {
             posix,
             marker: exists,
             meta_known: true,
+            etag: None,
         })
     }
     /// Finds `name` in `parent`, from the table when fresh, else from the
@@ -319,6 +323,7 @@ impl ObjectFs {
             let store = &self.inner.store;
             self.call("delete", || store.delete(&key))?;
         }
+        self.forget_cached(&key);
         let mut st = self.lock();
         if let Some(node) = st.nodes.get_mut(&ino) {
             self.mark_unlinked(node);
@@ -454,6 +459,8 @@ impl ObjectFs {
                 n.remote,
             )
         };
+        self.forget_cached(&old_key);
+        self.forget_cached(&new_key);
         let store = &self.inner.store;
         if !dirty && remote {
             // Server-side copy keeps data and metadata; then drop the old key.
@@ -528,6 +535,8 @@ impl ObjectFs {
                 layout::dir_prefix(&self.opts().prefix, &new_path),
             )
         };
+        self.forget_cached(&old_prefix);
+        self.forget_cached(&new_prefix);
         let store = self.inner.store.clone();
         let policy = RetryPolicy::INTERACTIVE;
         // Every key below the old prefix (no delimiter: the whole subtree).

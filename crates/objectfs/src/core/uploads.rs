@@ -5,6 +5,7 @@
 //! flush at unmount.
 
 use super::super::layout;
+use super::super::staging::CacheTag;
 use super::super::transfer::{RetryPolicy, upload_file};
 use super::super::{FsResult, UploadMode};
 use super::inodes::InodeTable;
@@ -58,7 +59,9 @@ impl ObjectFs {
     /// Uploads files journalled by an earlier mount of this cache directory
     /// before serving anything, so no one sees the bucket without them.
     pub(super) fn recover(&self) -> anyhow::Result<()> {
-        let leftovers = self.inner.staging.leftovers()?;
+        let left = self.inner.staging.leftovers()?;
+        self.restore_cache(left.cached);
+        let leftovers = left.journalled;
         if leftovers.is_empty() {
             return Ok(());
         }
@@ -72,14 +75,32 @@ impl ObjectFs {
             let size = file.metadata()?.len();
             let meta = layout::encode(&entry.posix());
             let store = &self.inner.store;
-            self.block_on(upload_file(store, BACKGROUND, &entry.key, file.clone(), size, &meta))
+            let etag = self
+                .block_on(upload_file(store, BACKGROUND, &entry.key, file.clone(), size, &meta))
                 .map_err(|e| {
                     anyhow::anyhow!(
                         "could not upload {:?}, staged by an earlier mount ({e}); it stays in the cache directory and is retried at the next mount",
                         entry.key
                     )
                 })?;
-            self.inner.staging.discard(id, file);
+            self.inner.staging.clear_journal(id, &file);
+            match etag {
+                // Now a clean copy of what is in the bucket: cached.
+                Some(etag) => {
+                    self.inner.staging.tag_clean(
+                        &file,
+                        &CacheTag {
+                            key: entry.key.clone(),
+                            etag: etag.clone(),
+                        },
+                    );
+                    let old = self.cache().restore(&entry.key, id, &etag, size);
+                    if let Some(old) = old {
+                        self.inner.staging.delete(old.id);
+                    }
+                }
+                None => self.inner.staging.discard(id, file),
+            }
             tracing::info!(key = %entry.key, bytes = size, "recovered staged file");
         }
         Ok(())
@@ -159,19 +180,18 @@ impl ObjectFs {
                     let s = n.staged.as_mut().expect("staged while uploading");
                     s.uploading = false;
                     match &result {
-                        Ok(()) => {
+                        Ok(etag) => {
                             s.clean_gen = s.clean_gen.max(gen_);
-                            n.remote = true;
-                            n.validated = Instant::now();
-                            n.meta_known = true;
-                            let s = n.staged.as_mut().expect("still staged");
                             if !s.dirty() {
                                 self.inner.staging.clear_journal(s.id, &s.file);
                                 s.journaled = false;
-                                if n.open_handles == 0 {
-                                    self.discard_staged(n);
-                                }
                             }
+                            n.remote = true;
+                            n.validated = Instant::now();
+                            n.meta_known = true;
+                            n.etag = etag.clone();
+                            // Clean and closed: kept as a cached copy.
+                            self.retire_copy(&mut st, ino);
                         }
                         Err(e) => {
                             tracing::warn!(key = %key, error = %e, "upload failed; the data stays staged");
@@ -188,7 +208,7 @@ impl ObjectFs {
             drop(st);
             match result {
                 // Changed again while uploading: go round once more.
-                Ok(()) => continue,
+                Ok(_) => continue,
                 Err(e) => return Err(errno_of(&e)),
             }
         }
@@ -255,6 +275,13 @@ impl ObjectFs {
                 .min(Duration::from_millis(200));
             drop(self.inner.changed.wait_timeout(st, wait));
         }
+    }
+
+    /// Bytes of local copies counted against the cache bound, and of those
+    /// the clean copies the cache may evict.
+    pub fn cache_bytes(&self) -> (u64, u64) {
+        let cache = self.cache();
+        (cache.used(), cache.clean_bytes())
     }
 
     /// Bytes staged locally and not yet in the bucket.

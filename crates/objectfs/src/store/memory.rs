@@ -121,7 +121,7 @@ impl MemoryStore {
             key: key.to_string(),
             size: o.data.len() as u64,
             last_modified: Some(o.modified),
-            etag: Some(format!("\"{:x}\"", o.data.len())),
+            etag: Some(etag_of(&o.data)),
             content_type: o.meta.content_type.clone(),
             metadata: if with_user_meta {
                 o.meta.metadata.clone()
@@ -168,11 +168,12 @@ impl ObjectStore for MemoryStore {
         Ok(Segments::new(pieces))
     }
 
-    async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<()> {
+    async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
         self.check("PutObject", key)?;
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        let etag = etag_of(&body);
         self.insert(key, body, meta.clone());
-        Ok(())
+        Ok(Some(etag))
     }
 
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
@@ -215,7 +216,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         upload_id: &str,
         parts: Vec<(i32, String)>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         self.check("CompleteMultipartUpload", key)?;
         let u = self
             .uploads
@@ -248,8 +249,9 @@ impl ObjectStore for MemoryStore {
             }
             data.extend_from_slice(part);
         }
+        let etag = etag_of(&data);
         self.insert(key, data, u.meta);
-        Ok(())
+        Ok(Some(etag))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
@@ -331,6 +333,14 @@ impl ObjectStore for MemoryStore {
         );
         Ok(())
     }
+}
+
+/// An ETag that changes with the content, as S3's MD5 ETags do.
+fn etag_of(data: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    format!("\"{:016x}-{}\"", h.finish(), data.len())
 }
 
 /// The greatest key or prefix in a page, where the next page resumes.

@@ -232,7 +232,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         self.get_range(key, start, len).await.map(Segments::from)
     }
 
-    async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<()>;
+    /// Writes an object; returns its ETag when the store says it.
+    async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>>;
 
     /// Starts a multipart upload and returns its id.
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String>;
@@ -251,7 +252,7 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         upload_id: &str,
         parts: Vec<(i32, String)>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<String>>;
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
 

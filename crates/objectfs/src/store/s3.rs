@@ -256,7 +256,7 @@ impl S3Store {
         let upload_id = self.create_multipart(dst, &headers).await?;
         match self.copy_parts(src, dst, &upload_id, part_size).await {
             Ok(parts) => match self.complete_multipart(dst, &upload_id, parts).await {
-                Ok(()) => Ok(()),
+                Ok(_) => Ok(()),
                 Err(e) => {
                     let _ = self.abort_multipart(dst, &upload_id).await;
                     Err(e)
@@ -508,8 +508,9 @@ impl ObjectStore for S3Store {
         Ok(body)
     }
 
-    async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<()> {
-        self.client
+    async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -519,7 +520,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.error("PutObject", key, e))?;
-        Ok(())
+        Ok(out.e_tag)
     }
 
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
@@ -577,7 +578,7 @@ impl ObjectStore for S3Store {
         key: &str,
         upload_id: &str,
         mut parts: Vec<(i32, String)>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         parts.sort_by_key(|(n, _)| *n);
         let count = parts.len();
         let completed = CompletedMultipartUpload::builder()
@@ -600,7 +601,7 @@ impl ObjectStore for S3Store {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(out.e_tag),
             // Some servers (moto 5) answer 200 with a body whose root
             // element the SDK does not expect. A 200 without an error code
             // means the upload was assembled; check that the object is
@@ -608,13 +609,12 @@ impl ObjectStore for S3Store {
             Err(SdkError::ServiceError(e))
                 if e.raw().status().is_success() && e.err().code().is_none() =>
             {
-                let assembled = self.head(key).await?.is_some_and(|m| {
-                    m.etag
-                        .as_deref()
-                        .is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{count}")))
-                });
+                let etag = self.head(key).await?.and_then(|m| m.etag);
+                let assembled = etag
+                    .as_deref()
+                    .is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{count}")));
                 if assembled {
-                    Ok(())
+                    Ok(etag)
                 } else {
                     Err(StoreError::transient(
                         "CompleteMultipartUpload",
@@ -982,7 +982,7 @@ mod tests {
             },
         )
         .await;
-        assert_eq!(out, Ok(()));
+        assert!(out.is_ok(), "{out:?}");
         // The SDK adds `x-id` to most requests; servers ignore it.
         assert!(
             request.starts_with("PUT /dir/a%20b%2Bc?x-id=PutObject HTTP/1.1\r\n"),

@@ -1,0 +1,224 @@
+//! The cache's bookkeeping: which clean copies of objects the cache
+//! directory holds (by key, with the ETag each copy equals), how many bytes
+//! all local copies take, and which clean copies go first when space is
+//! needed (least recently used). Plain data: the files themselves are the
+//! staging area's, and the filesystem core deletes what this says to evict.
+//!
+//! Two kinds of bytes count against the bound: copies attached to a node
+//! (being written, dirty, uploading or open; never evicted) and detached
+//! clean copies kept here (evictable). A copy moves between the two without
+//! its bytes being counted twice: `take` hands a detached copy to a node,
+//! `insert` takes one back.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// A detached clean copy of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Cached {
+    /// Its staging file.
+    pub(super) id: u64,
+    pub(super) etag: String,
+    pub(super) size: u64,
+    /// Position in the LRU order (higher is more recent).
+    tick: u64,
+}
+
+pub(super) struct CacheIndex {
+    bound: u64,
+    /// Bytes of every local copy, attached or detached.
+    used: u64,
+    entries: HashMap<String, Cached>,
+    lru: BTreeMap<u64, String>,
+    next_tick: u64,
+}
+
+impl CacheIndex {
+    pub(super) fn new(bound: u64) -> CacheIndex {
+        CacheIndex {
+            bound,
+            used: 0,
+            entries: HashMap::new(),
+            lru: BTreeMap::new(),
+            next_tick: 0,
+        }
+    }
+
+    pub(super) fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Bytes of detached clean copies.
+    pub(super) fn clean_bytes(&self) -> u64 {
+        self.entries.values().map(|c| c.size).sum()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// An attached copy grew (or a new one appeared): count its bytes.
+    pub(super) fn charge(&mut self, bytes: u64) {
+        self.used += bytes;
+    }
+
+    /// An attached copy shrank or went away.
+    pub(super) fn credit(&mut self, bytes: u64) {
+        self.used = self.used.saturating_sub(bytes);
+    }
+
+    /// Whether `bytes` more fit under the bound now.
+    pub(super) fn fits(&self, bytes: u64) -> bool {
+        self.used.saturating_add(bytes) <= self.bound
+    }
+
+    /// Keeps a clean copy of `key` (its bytes already counted, as an
+    /// attached copy's are). Returns the copy it replaces, whose file the
+    /// caller deletes.
+    pub(super) fn insert(&mut self, key: &str, id: u64, etag: &str, size: u64) -> Option<Cached> {
+        let old = self.remove(key);
+        let tick = self.tick();
+        self.lru.insert(tick, key.to_string());
+        self.entries.insert(
+            key.to_string(),
+            Cached {
+                id,
+                etag: etag.to_string(),
+                size,
+                tick,
+            },
+        );
+        old
+    }
+
+    /// A copy found in the cache directory at mount time (its bytes not
+    /// counted yet). Returns the copy it replaces.
+    pub(super) fn restore(&mut self, key: &str, id: u64, etag: &str, size: u64) -> Option<Cached> {
+        self.used += size;
+        self.insert(key, id, etag, size)
+    }
+
+    /// Hands the copy of `key` to a node when it is of `etag` and `size`;
+    /// its bytes stay counted (now attached). A copy of another version is
+    /// stale: it is removed and returned in `Err` for the caller to delete.
+    pub(super) fn take(
+        &mut self,
+        key: &str,
+        etag: &str,
+        size: u64,
+    ) -> Result<Option<Cached>, Cached> {
+        let Some(c) = self.entries.get(key) else {
+            return Ok(None);
+        };
+        if c.etag != etag || c.size != size {
+            return Err(self.remove(key).expect("present"));
+        }
+        let c = self.entries.remove(key).expect("present");
+        self.lru.remove(&c.tick);
+        Ok(Some(c))
+    }
+
+    /// Forgets the copy of `key` (its object changed or went away); its
+    /// bytes are no longer counted. The caller deletes the file.
+    pub(super) fn remove(&mut self, key: &str) -> Option<Cached> {
+        let c = self.entries.remove(key)?;
+        self.lru.remove(&c.tick);
+        self.used = self.used.saturating_sub(c.size);
+        Some(c)
+    }
+
+    /// Removes every copy whose key starts with `prefix`.
+    pub(super) fn remove_prefix(&mut self, prefix: &str) -> Vec<Cached> {
+        let keys: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.iter().filter_map(|k| self.remove(k)).collect()
+    }
+
+    /// Evicts least recently used copies until `bytes` more fit, or none is
+    /// left. Returns what was evicted, for the caller to delete.
+    pub(super) fn evict_for(&mut self, bytes: u64) -> Vec<Cached> {
+        let mut out = Vec::new();
+        while !self.fits(bytes) {
+            let Some((_, key)) = self.lru.pop_first() else {
+                break;
+            };
+            let c = self.entries.remove(&key).expect("indexed");
+            self.used = self.used.saturating_sub(c.size);
+            out.push(c);
+        }
+        out
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.next_tick += 1;
+        self.next_tick
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_hands_over_a_matching_copy_and_drops_a_stale_one() {
+        let mut c = CacheIndex::new(100);
+        c.charge(10);
+        assert_eq!(c.insert("a", 1, "e1", 10), None);
+        assert_eq!(c.used(), 10);
+        // Another version: stale, removed, bytes no longer counted.
+        let stale = c.take("a", "e2", 10).unwrap_err();
+        assert_eq!(stale.id, 1);
+        assert_eq!(c.used(), 0);
+        assert_eq!(c.take("a", "e1", 10), Ok(None));
+
+        c.charge(10);
+        c.insert("a", 2, "e3", 10);
+        let got = c.take("a", "e3", 10).unwrap().unwrap();
+        assert_eq!(got.id, 2);
+        // Attached now: still counted, not evictable.
+        assert_eq!(c.used(), 10);
+        assert!(c.evict_for(95).is_empty());
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn eviction_goes_least_recently_used_first_and_spares_attached_bytes() {
+        let mut c = CacheIndex::new(100);
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            c.charge(30);
+            c.insert(k, i as u64, "e", 30);
+        }
+        // "a" used again: back to the front.
+        let a = c.take("a", "e", 30).unwrap().unwrap();
+        c.insert("a", a.id, "e", 30);
+        c.charge(5); // an attached copy
+        assert_eq!(c.used(), 95);
+        assert!(c.fits(5) && !c.fits(6));
+        let gone: Vec<u64> = c.evict_for(40).iter().map(|x| x.id).collect();
+        assert_eq!(gone, vec![1, 2], "b then c; a was used last");
+        assert_eq!(c.used(), 35);
+        assert_eq!(c.clean_bytes(), 30);
+        // More than the bound can ever hold: everything clean goes, and it
+        // still does not fit (attached bytes are never evicted).
+        assert_eq!(c.evict_for(200).len(), 1);
+        assert!(!c.fits(200));
+        assert_eq!(c.used(), 5);
+    }
+
+    #[test]
+    fn restore_counts_bytes_and_replacing_returns_the_old_copy() {
+        let mut c = CacheIndex::new(1000);
+        assert_eq!(c.restore("k", 1, "e1", 7), None);
+        let old = c.restore("k", 2, "e2", 9).unwrap();
+        assert_eq!(old.id, 1);
+        assert_eq!(c.used(), 9);
+        assert_eq!(c.remove_prefix("k").len(), 1);
+        assert_eq!(c.used(), 0);
+        c.credit(5);
+        assert_eq!(c.used(), 0, "never below zero");
+    }
+}

@@ -1,0 +1,264 @@
+//! Local copies of file data and the cache bound: a node's copy is taken
+//! from the cache when it still equals the object (same ETag and size),
+//! given back to the cache once clean and closed, fetched whole for small
+//! objects at their first read, and every byte a copy grows by is charged
+//! against the bound (clean copies evicted first; then the writer waits for
+//! uploads, [`DIRTY_WAIT`] at most, and gets ENOSPC).
+
+use super::super::FsResult;
+use super::super::config::DIRTY_WAIT;
+use super::super::staging::CacheTag;
+use super::super::transfer::{RetryPolicy, download_to_file};
+use super::ObjectFs;
+use super::cache::{CacheIndex, Cached};
+use super::inodes::{InodeTable, Node, Staged};
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
+
+/// Objects up to this size are copied whole into the cache at their first
+/// read (one GET); larger ones are read in ranges and not cached.
+pub(super) const WHOLE_FILE_MAX: u64 = 8 * 1024 * 1024;
+
+impl ObjectFs {
+    pub(super) fn cache(&self) -> MutexGuard<'_, CacheIndex> {
+        self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn delete_copies(&self, gone: Vec<Cached>) {
+        for c in gone {
+            self.inner.staging.delete(c.id);
+        }
+    }
+
+    /// Takes in the clean copies an earlier mount left, then trims them to
+    /// the bound.
+    pub(super) fn restore_cache(&self, found: Vec<(u64, CacheTag, u64)>) {
+        let mut cache = self.cache();
+        let mut gone = Vec::new();
+        for (id, tag, size) in found {
+            gone.extend(cache.restore(&tag.key, id, &tag.etag, size));
+        }
+        gone.extend(cache.evict_for(0));
+        drop(cache);
+        if !gone.is_empty() {
+            tracing::debug!(evicted = gone.len(), "cache trimmed to its bound");
+        }
+        self.delete_copies(gone);
+    }
+
+    /// Gives node `ino` (at `key`, without a local copy) the cached copy of
+    /// its object, when the cache has one of the node's ETag and size.
+    pub(super) fn attach_cached(&self, st: &mut InodeTable, ino: u64, key: &str) -> bool {
+        let Some(n) = st.nodes.get_mut(&ino) else {
+            return false;
+        };
+        let Some(etag) = n.etag.clone() else {
+            return false;
+        };
+        if n.staged.is_some() {
+            return true;
+        }
+        let taken = self.cache().take(key, &etag, n.size);
+        let c = match taken {
+            Ok(Some(c)) => c,
+            Ok(None) => return false,
+            Err(stale) => {
+                self.delete_copies(vec![stale]);
+                return false;
+            }
+        };
+        match self.inner.staging.reopen(c.id) {
+            Ok(file) => {
+                let mut s = Staged::new(c.id, Arc::new(file));
+                s.charged = c.size;
+                n.staged = Some(s);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "a cached copy could not be opened; fetching the object again");
+                self.cache().credit(c.size);
+                self.inner.staging.delete(c.id);
+                false
+            }
+        }
+    }
+
+    /// A node's copy is clean and closed: it goes to the cache as a copy of
+    /// the object it equals, or away when that is not known.
+    pub(super) fn retire_copy(&self, st: &mut InodeTable, ino: u64) {
+        let key = self.key_of(st, ino);
+        let Some(n) = st.nodes.get_mut(&ino) else {
+            return;
+        };
+        let Some(s) = n.staged.as_ref() else { return };
+        if s.dirty() || s.uploading || n.open_handles > 0 {
+            return;
+        }
+        let etag = match (&n.etag, n.unlinked) {
+            (Some(e), false) => e.clone(),
+            _ => return self.discard_staged(n),
+        };
+        let s = n.staged.take().expect("checked above");
+        self.inner.staging.tag_clean(
+            &s.file,
+            &CacheTag {
+                key: key.clone(),
+                etag: etag.clone(),
+            },
+        );
+        let mut cache = self.cache();
+        let mut gone: Vec<Cached> = cache
+            .insert(&key, s.id, &etag, s.charged)
+            .into_iter()
+            .collect();
+        gone.extend(cache.evict_for(0));
+        drop(cache);
+        self.delete_copies(gone);
+    }
+
+    /// Forgets the cached copies of `key` (its object is being replaced or
+    /// deleted by this mount), or of every key below it when it ends in `/`.
+    pub(super) fn forget_cached(&self, key: &str) {
+        let gone = if key.ends_with('/') {
+            self.cache().remove_prefix(key)
+        } else {
+            self.cache().remove(key).into_iter().collect()
+        };
+        self.delete_copies(gone);
+    }
+
+    /// Counts `bytes` more of local copies against the bound: clean copies
+    /// are evicted to make room; failing that, and while uploads in flight
+    /// or queued will free space, the caller waits ([`DIRTY_WAIT`] at
+    /// most); then ENOSPC. `st` is released while waiting.
+    pub(super) fn reserve<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        bytes: u64,
+        wait: bool,
+    ) -> (MutexGuard<'a, InodeTable>, FsResult<()>) {
+        if bytes == 0 {
+            return (st, Ok(()));
+        }
+        let deadline = Instant::now() + DIRTY_WAIT;
+        loop {
+            let mut cache = self.cache();
+            let gone = cache.evict_for(bytes);
+            if cache.fits(bytes) {
+                cache.charge(bytes);
+                drop(cache);
+                self.delete_copies(gone);
+                return (st, Ok(()));
+            }
+            drop(cache);
+            self.delete_copies(gone);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !wait || left.is_zero() || !uploads_will_free_space(&st) {
+                if wait {
+                    tracing::error!(
+                        bound = self.opts().cache_size,
+                        "the cache is full of data not yet uploaded; a write gets ENOSPC (raise cacheSize or let uploads catch up)"
+                    );
+                }
+                return (st, Err(libc::ENOSPC));
+            }
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, left.min(std::time::Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Grows node `ino`'s charged size to `size` (see [`Self::reserve`]);
+    /// a smaller size gives the difference back.
+    pub(super) fn charge_to<'a>(
+        &'a self,
+        st: MutexGuard<'a, InodeTable>,
+        ino: u64,
+        size: u64,
+        wait: bool,
+    ) -> (MutexGuard<'a, InodeTable>, FsResult<()>) {
+        let charged = match st.nodes.get(&ino).and_then(|n| n.staged.as_ref()) {
+            Some(s) => s.charged,
+            None => return (st, Ok(())),
+        };
+        if size <= charged {
+            self.cache().credit(charged - size);
+            let mut st = st;
+            if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
+                s.charged = size;
+            }
+            return (st, Ok(()));
+        }
+        let (mut st, r) = self.reserve(st, size - charged, wait);
+        if r.is_ok() {
+            match st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
+                Some(s) => s.charged += size - charged,
+                // The copy went away while we waited: give the bytes back.
+                None => self.cache().credit(size - charged),
+            }
+        }
+        (st, r)
+    }
+
+    /// First read of a small object without a local copy: fetch it whole
+    /// into the cache and attach it, so later reads (and later opens, while
+    /// the object is unchanged) are local. False when it could not be
+    /// (no ETag known, no room, a failed GET): the caller reads the range.
+    pub(super) fn fetch_whole(&self, ino: u64, key: &str) -> bool {
+        let st = self.lock();
+        let Some(n) = st.nodes.get(&ino) else {
+            return false;
+        };
+        let size = n.size;
+        if n.staged.is_some() || n.etag.is_none() || !n.remote || size > WHOLE_FILE_MAX {
+            return n.staged.is_some();
+        }
+        let (st, room) = self.reserve(st, size, false);
+        drop(st);
+        if room.is_err() {
+            return false;
+        }
+        let Ok((id, file)) = self.inner.staging.create() else {
+            self.cache().credit(size);
+            return false;
+        };
+        let file = Arc::new(file);
+        let fetched = self.block_on(download_to_file(
+            &self.inner.store,
+            RetryPolicy::INTERACTIVE,
+            key,
+            file.clone(),
+            size,
+        ));
+        let mut st = self.lock();
+        let usable = fetched.is_ok()
+            && st
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| n.staged.is_none() && n.size == size && !n.unlinked);
+        if !usable {
+            drop(st);
+            self.cache().credit(size);
+            self.inner.staging.discard(id, file);
+            return false;
+        }
+        let n = st.nodes.get_mut(&ino).expect("checked above");
+        let mut s = Staged::new(id, file);
+        s.charged = size;
+        n.staged = Some(s);
+        true
+    }
+}
+
+/// Whether waiting can free cache space: some dirty copy is closed (its
+/// upload will make it clean and evictable) or being uploaded.
+fn uploads_will_free_space(st: &InodeTable) -> bool {
+    st.nodes.values().any(|n: &Node| {
+        n.staged
+            .as_ref()
+            .is_some_and(|s| s.uploading || (s.dirty() && n.open_handles == 0 && !n.unlinked))
+    })
+}
