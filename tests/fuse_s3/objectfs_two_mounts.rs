@@ -1,0 +1,523 @@
+//! Two mounts of one bucket prefix, as two hosts would have them: two
+//! `opensandbox-volume mount` processes over the same bucket and prefix,
+//! each with its own cache directory. What one changes (a new file, an
+//! overwrite, an append, renames, deletes) the other sees at its next look
+//! once the metadata TTL has passed, exactly and never the old bytes again;
+//! both writing at once lose nothing. This guards any local data cache: a
+//! mount may serve what it last saw for at most the TTL.
+//!
+//! "Upload done" is observed, not slept for: most steps fsync on the writer
+//! (objectfs uploads then and there) and check the bucket with an
+//! independent client; the async cases poll the other mount with a
+//! deadline. The only sleeps wait until a mount's last look is older than
+//! the TTL.
+
+use crate::common;
+
+use common::objectfs_mount::{Bucket, Mounted};
+use common::s3server::moto;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// The metadata TTL of both mounts.
+const TTL: Duration = Duration::from_secs(1);
+
+/// Added to the TTL before a mount must have forgotten what it saw.
+const TTL_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long an async upload plus the TTL may take before the other mount
+/// must show it (a bound for a hung test, not a speed check).
+const POLL_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The key prefix both mounts share.
+const PREFIX: &str = "shared";
+
+/// Two mounts ("hosts" A and B) of one bucket prefix, and a client for
+/// the bucket. The mounts are dropped before their directories.
+struct TwoHosts {
+    a: Mounted,
+    b: Mounted,
+    bucket: Bucket,
+    config: objectfs::store::s3::S3Config,
+    base: tempfile::TempDir,
+}
+
+impl TwoHosts {
+    /// A fresh bucket mounted twice, each mount with its own cache
+    /// directory, both with the TTL above and async uploads after the
+    /// default delay.
+    fn start(name: &str) -> TwoHosts {
+        let base = tempfile::tempdir().unwrap();
+        let config = moto().new_bucket(name);
+        let a = mount(&base.path().join("host-a"), &config);
+        let b = mount(&base.path().join("host-b"), &config);
+        assert_ne!(a.cache, b.cache, "each host has its own cache directory");
+        TwoHosts {
+            bucket: Bucket::new(&config),
+            a,
+            b,
+            config,
+            base,
+        }
+    }
+
+    /// The object key of `rel` under the shared prefix.
+    fn key(rel: &str) -> String {
+        format!("{PREFIX}/{rel}")
+    }
+}
+
+/// One "host": a mount of `config` under `base` with its own cache directory.
+fn mount(base: &Path, config: &objectfs::store::s3::S3Config) -> Mounted {
+    let ttl = TTL.as_secs_f64().to_string();
+    Mounted::start(
+        base,
+        config,
+        PREFIX,
+        &["--metadata-ttl", &ttl, "--upload", "async"],
+    )
+}
+
+/// Text of exactly `len` bytes, different for each `seed`.
+fn content(seed: u32, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut line = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("seed {seed:04} line {line:08}\n").as_bytes());
+        line += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// What a read returned, short enough for a failure message.
+fn summary(r: &io::Result<Vec<u8>>) -> String {
+    match r {
+        Ok(data) if data.len() <= 48 => format!("{:?}", String::from_utf8_lossy(data)),
+        Ok(data) => format!(
+            "{} bytes starting {:?}",
+            data.len(),
+            String::from_utf8_lossy(&data[..48])
+        ),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// Creates or truncates `path`, writes `data` and fsyncs (objectfs uploads
+/// on fsync) before closing.
+fn write_synced(path: &Path, data: &[u8]) {
+    let mut f = fs::File::create(path).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// `path` must read exactly `want` now.
+fn expect_reads(step: &str, path: &Path, want: &[u8]) {
+    let got = fs::read(path);
+    assert!(
+        got.as_ref().is_ok_and(|g| g == want),
+        "{step}: {} read {}, want {}",
+        path.display(),
+        summary(&got),
+        summary(&Ok(want.to_vec()))
+    );
+}
+
+/// `path` must be gone: stat and open both fail with ENOENT.
+fn expect_absent(step: &str, path: &Path) {
+    let stat = fs::symlink_metadata(path).map(|_| ());
+    let open = fs::File::open(path).map(|_| ());
+    for (call, r) in [("stat", stat), ("open", open)] {
+        assert_eq!(
+            r.as_ref().err().and_then(|e| e.raw_os_error()),
+            Some(libc::ENOENT),
+            "{step}: {call} {} gave {r:?}, want ENOENT",
+            path.display()
+        );
+    }
+}
+
+/// The bucket must hold exactly `want` at `rel` (so the upload is done).
+fn expect_object(hosts: &TwoHosts, rel: &str, want: &[u8]) {
+    let got = hosts.bucket.get(&TwoHosts::key(rel));
+    assert!(
+        got.as_deref() == Some(want),
+        "the bucket's {rel} holds {}, want {}",
+        got.map_or("nothing".to_string(), |g| summary(&Ok(g))),
+        summary(&Ok(want.to_vec()))
+    );
+}
+
+/// Sleeps until `last_look` (when a mount last read or listed what is
+/// about to be checked) is older than the TTL, kernel's and objectfs's.
+fn wait_past_ttl(last_look: Instant) {
+    let until = last_look + TTL + TTL_MARGIN;
+    if let Some(left) = until.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+}
+
+/// Reads `path` every 100 ms until it holds `want`, for at most
+/// [`POLL_DEADLINE`]. Every read before that must find it absent or
+/// holding one of `earlier`: never anything else, partial content
+/// included. Once `want` has been read, reads spread over more than the
+/// TTL must all find `want` again.
+fn read_until(step: &str, path: &Path, want: &[u8], earlier: &[&[u8]]) {
+    let deadline = Instant::now() + POLL_DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        let got = fs::read(path);
+        match &got {
+            Ok(g) if g == want => break,
+            Ok(g) if earlier.contains(&g.as_slice()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            _ => panic!(
+                "{step}: {} read {} before it held {}",
+                path.display(),
+                summary(&got),
+                summary(&Ok(want.to_vec()))
+            ),
+        }
+        let s = summary(&got);
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{step}: {} did not read {} within {POLL_DEADLINE:?}; it read: {}",
+            path.display(),
+            summary(&Ok(want.to_vec())),
+            seen.join(", then ")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        std::thread::sleep(TTL / 2);
+        expect_reads(&format!("{step}, read again after it held it"), path, want);
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_new_file_closed_on_a_reaches_b_after_the_async_upload() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-new");
+    let (a, b) = (&hosts.a, &hosts.b);
+    let top = content(1, 3000);
+    let nested = content(2, 70_000);
+
+    // Written and closed on A, no fsync: A uploads after its delay.
+    fs::write(a.path("new.txt"), &top).unwrap();
+    fs::create_dir(a.path("docs")).unwrap();
+    fs::write(a.path("docs/readme.txt"), &nested).unwrap();
+
+    // B sees nothing, then all of it, and keeps seeing all of it.
+    read_until("B, a new file of A's", &b.path("new.txt"), &top, &[]);
+    read_until(
+        "B, a new file of A's in a new directory",
+        &b.path("docs/readme.txt"),
+        &nested,
+        &[],
+    );
+    assert_eq!(names_in(&b.dir), ["docs", "new.txt"], "B's listing");
+    expect_object(&hosts, "new.txt", &top);
+    expect_object(&hosts, "docs/readme.txt", &nested);
+}
+
+/// The guard for a local data cache: B read (and may keep) the old bytes;
+/// once the object changed and B's last look is older than the TTL, B's
+/// next open must give the new bytes, even when size and mtime match.
+#[test]
+fn an_overwrite_on_a_replaces_what_b_read_before() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-overwrite");
+    let (a, b) = (&hosts.a, &hosts.b);
+    let old = content(10, 1 << 20);
+    let new = content(11, (1 << 20) + 12_345);
+    write_synced(&a.path("data.bin"), &old);
+    // Same size and, below, same mtime: only the bytes differ.
+    let same_old = content(20, 200_000);
+    let same_new = content(21, 200_000);
+    write_synced(&a.path("same.bin"), &same_old);
+
+    // B reads the old content, twice (a cache would keep it).
+    for _ in 0..2 {
+        expect_reads("B, before any change", &b.path("data.bin"), &old);
+        expect_reads("B, before any change", &b.path("same.bin"), &same_old);
+    }
+    let b_mtime = fs::metadata(b.path("same.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let b_looked = Instant::now();
+
+    // A overwrites data.bin with longer content (truncate, write, fsync).
+    write_synced(&a.path("data.bin"), &new);
+    expect_object(&hosts, "data.bin", &new);
+    // A rewrites same.bin in place with as many bytes and puts the mtime
+    // back to what B saw (as `cp -p` or tar would).
+    {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(a.path("same.bin"))
+            .unwrap();
+        f.write_all_at(&same_new, 0).unwrap();
+        f.set_modified(b_mtime).unwrap();
+        f.sync_all().unwrap();
+    }
+    expect_object(&hosts, "same.bin", &same_new);
+    let stored_mtime = &hosts.bucket.metadata(&TwoHosts::key("same.bin"))["mtime"];
+    let b_secs = b_mtime.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(
+        stored_mtime,
+        &b_secs.to_string(),
+        "A kept same.bin's stored mtime"
+    );
+
+    wait_past_ttl(b_looked);
+    let step = "B, after A's overwrite and the TTL";
+    expect_reads(step, &b.path("data.bin"), &new);
+    let md = fs::metadata(b.path("same.bin")).unwrap();
+    assert_eq!(
+        (md.len(), md.modified().unwrap()),
+        (same_old.len() as u64, b_mtime),
+        "{step}: same.bin's size and mtime are what B saw before"
+    );
+    expect_reads(step, &b.path("same.bin"), &same_new);
+    // And it stays new, across another TTL.
+    std::thread::sleep(TTL + TTL_MARGIN);
+    expect_reads("B, a TTL later", &b.path("data.bin"), &new);
+    expect_reads("B, a TTL later", &b.path("same.bin"), &same_new);
+}
+
+#[test]
+fn an_append_on_a_shows_old_and_new_on_b() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-append");
+    let (a, b) = (&hosts.a, &hosts.b);
+    let first = content(30, 5000);
+    let second = content(31, 777);
+    let third = content(32, 4321);
+    write_synced(&a.path("log.txt"), &first);
+    expect_reads("B, before the append", &b.path("log.txt"), &first);
+    let b_looked = Instant::now();
+
+    let append = |data: &[u8], sync: bool| {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(a.path("log.txt"))
+            .unwrap();
+        f.write_all(data).unwrap();
+        if sync {
+            f.sync_all().unwrap();
+        }
+    };
+    // O_APPEND, write, fsync, close.
+    append(&second, true);
+    let two = [first.as_slice(), &second].concat();
+    expect_object(&hosts, "log.txt", &two);
+    wait_past_ttl(b_looked);
+    expect_reads(
+        "B, after A's synced append and the TTL",
+        &b.path("log.txt"),
+        &two,
+    );
+
+    // O_APPEND, write, close: uploaded in the background.
+    append(&third, false);
+    let three = [two.as_slice(), &third].concat();
+    read_until(
+        "B, after A's async append",
+        &b.path("log.txt"),
+        &three,
+        &[&two],
+    );
+    expect_object(&hosts, "log.txt", &three);
+}
+
+#[test]
+fn renames_on_a_show_on_b_under_the_new_names_only() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-rename");
+    let (a, b) = (&hosts.a, &hosts.b);
+    let file = content(40, 9000);
+    let one = content(41, 100);
+    let two = content(42, 150_000);
+    write_synced(&a.path("old-name.txt"), &file);
+    fs::create_dir_all(a.path("old-dir/sub")).unwrap();
+    write_synced(&a.path("old-dir/one.txt"), &one);
+    write_synced(&a.path("old-dir/sub/two.txt"), &two);
+
+    let step = "B, before the renames";
+    expect_reads(step, &b.path("old-name.txt"), &file);
+    expect_reads(step, &b.path("old-dir/one.txt"), &one);
+    expect_reads(step, &b.path("old-dir/sub/two.txt"), &two);
+    assert_eq!(names_in(&b.dir), ["old-dir", "old-name.txt"], "{step}");
+    let b_looked = Instant::now();
+
+    fs::rename(a.path("old-name.txt"), a.path("new-name.txt")).unwrap();
+    fs::rename(a.path("old-dir"), a.path("new-dir")).unwrap();
+    let keys = hosts.bucket.keys(&format!("{PREFIX}/"));
+    assert!(
+        !keys.iter().any(|k| k.contains("old-")),
+        "old keys left in the bucket: {keys:?}"
+    );
+
+    wait_past_ttl(b_looked);
+    let step = "B, after A's renames and the TTL";
+    expect_reads(step, &b.path("new-name.txt"), &file);
+    expect_reads(step, &b.path("new-dir/one.txt"), &one);
+    expect_reads(step, &b.path("new-dir/sub/two.txt"), &two);
+    for gone in [
+        "old-name.txt",
+        "old-dir",
+        "old-dir/one.txt",
+        "old-dir/sub/two.txt",
+    ] {
+        expect_absent(step, &b.path(gone));
+    }
+    assert_eq!(names_in(&b.dir), ["new-dir", "new-name.txt"], "{step}");
+    assert_eq!(names_in(&b.path("new-dir")), ["one.txt", "sub"], "{step}");
+}
+
+#[test]
+fn deletes_on_a_give_enoent_on_b() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-delete");
+    let (a, b) = (&hosts.a, &hosts.b);
+    let kept = content(50, 10);
+    write_synced(&a.path("kept.txt"), &kept);
+    write_synced(&a.path("gone.txt"), &content(51, 2000));
+    fs::create_dir(a.path("emptied")).unwrap();
+    write_synced(&a.path("emptied/x"), &content(52, 10));
+    write_synced(&a.path("emptied/y"), &content(53, 20));
+
+    let step = "B, before the deletes";
+    expect_reads(step, &b.path("gone.txt"), &content(51, 2000));
+    expect_reads(step, &b.path("emptied/x"), &content(52, 10));
+    assert_eq!(names_in(&b.path("emptied")), ["x", "y"], "{step}");
+    assert_eq!(
+        names_in(&b.dir),
+        ["emptied", "gone.txt", "kept.txt"],
+        "{step}"
+    );
+    let b_looked = Instant::now();
+
+    fs::remove_file(a.path("gone.txt")).unwrap();
+    fs::remove_file(a.path("emptied/x")).unwrap();
+    fs::remove_file(a.path("emptied/y")).unwrap();
+    fs::remove_dir(a.path("emptied")).unwrap();
+    assert_eq!(
+        hosts.bucket.keys(&format!("{PREFIX}/")),
+        [TwoHosts::key("kept.txt")],
+        "the bucket after A's deletes"
+    );
+
+    wait_past_ttl(b_looked);
+    let step = "B, after A's deletes and the TTL";
+    for gone in ["gone.txt", "emptied/x", "emptied/y", "emptied"] {
+        expect_absent(step, &b.path(gone));
+    }
+    assert_eq!(names_in(&b.dir), ["kept.txt"], "{step}");
+    expect_reads(step, &b.path("kept.txt"), &kept);
+}
+
+#[test]
+fn changes_on_b_reach_a_too() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-reverse");
+    let (a, b) = (&hosts.a, &hosts.b);
+    let v1 = content(60, 40_000);
+    let v2 = content(61, 25_000);
+    let from_b = content(62, 6000);
+
+    // A wrote the file itself (so it may hold its bytes locally) and read it.
+    write_synced(&a.path("shared.txt"), &v1);
+    expect_reads("A, its own file", &a.path("shared.txt"), &v1);
+    let a_looked = Instant::now();
+
+    expect_reads("B, A's file", &b.path("shared.txt"), &v1);
+    write_synced(&b.path("shared.txt"), &v2); // shorter: truncated, rewritten
+    expect_object(&hosts, "shared.txt", &v2);
+    // A new file on B, closed without fsync.
+    fs::write(b.path("from-b.txt"), &from_b).unwrap();
+
+    wait_past_ttl(a_looked);
+    expect_reads(
+        "A, after B's overwrite and the TTL",
+        &a.path("shared.txt"),
+        &v2,
+    );
+    read_until("A, a new file of B's", &a.path("from-b.txt"), &from_b, &[]);
+    assert_eq!(
+        names_in(&a.dir),
+        ["from-b.txt", "shared.txt"],
+        "A's listing"
+    );
+}
+
+#[test]
+fn both_writing_at_once_lose_nothing() {
+    require!(Root, Fuse, Moto);
+    const PER_HOST: usize = 50;
+    let mut hosts = TwoHosts::start("two-mounts-concurrent");
+    fs::create_dir(hosts.a.path("both")).unwrap();
+    let want = |host: &str, i: usize| -> Vec<u8> {
+        format!("host {host} file {i}\n").repeat(i + 1).into_bytes()
+    };
+
+    // 50 files from each host into the same directory, at the same time,
+    // closed without fsync.
+    std::thread::scope(|s| {
+        for (host, m) in [("a", &hosts.a), ("b", &hosts.b)] {
+            let dir = m.path("both");
+            s.spawn(move || {
+                for i in 0..PER_HOST {
+                    fs::write(dir.join(format!("{host}-{i:02}")), want(host, i))
+                        .unwrap_or_else(|e| panic!("host {host} writing file {i}: {e}"));
+                }
+            });
+        }
+    });
+    // Both unmount cleanly (SIGTERM: each uploads what it has, then exits 0).
+    hosts.a.stop();
+    hosts.b.stop();
+
+    let mut expected: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|host| (0..PER_HOST).map(move |i| format!("{host}-{i:02}")))
+        .collect();
+    expected.sort();
+    let keys = hosts.bucket.keys(&TwoHosts::key("both/"));
+    let mut want_keys = vec![TwoHosts::key("both/")];
+    want_keys.extend(expected.iter().map(|n| TwoHosts::key(&format!("both/{n}"))));
+    assert_eq!(keys, want_keys, "the bucket after both unmounted");
+    for name in &expected {
+        let (host, i) = name.split_once('-').unwrap();
+        expect_object(
+            &hosts,
+            &format!("both/{name}"),
+            &want(host, i.parse().unwrap()),
+        );
+    }
+
+    // A third, fresh mount lists all of them.
+    let c = mount(&hosts.base.path().join("host-c"), &hosts.config);
+    assert_eq!(
+        names_in(&c.path("both")),
+        expected,
+        "a fresh mount's listing"
+    );
+    expect_reads("a fresh mount", &c.path("both/b-49"), &want("b", 49));
+}
