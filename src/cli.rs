@@ -60,6 +60,7 @@ const SETTING_FLAGS: &[&str] = &[
     "cache_dir",
     "allow_other",
     "metadata_ttl",
+    "cache_size",
     "upload_delay",
     "attrs_from_listing",
     "flush_timeout",
@@ -151,6 +152,14 @@ pub struct MountArgs {
     #[arg(long, env = "OSV_METADATA_TTL", default_value = "1")]
     pub metadata_ttl: f64,
 
+    /// Bound of the file data kept in the cache directory, e.g. 512MiB,
+    /// 2GiB, 100MB or bytes (at least 64MiB). Copies already in the bucket
+    /// are evicted least recently used first; data not yet uploaded never
+    /// is: a write that would pass the bound waits for uploads (up to
+    /// 30 s), then fails with ENOSPC.
+    #[arg(long, env = "OSV_CACHE_SIZE", default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: u64,
+
     /// With --upload async: how long a closed file waits before its upload
     /// starts (e.g. 500ms, 0 for at once). A file replaced, renamed or
     /// deleted meanwhile is uploaded once at its final name, or not at all;
@@ -174,6 +183,16 @@ pub struct MountArgs {
     /// Log filter (error, warn, info, debug, trace); logs go to stderr.
     #[arg(long, env = "OSV_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// A cache size flag's value; the refusal is the `cacheSize` option's.
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::spec::parse_cache_size(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a cache size; give {}, e.g. 2GiB",
+            crate::spec::cache_size_words!()
+        )
+    })
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -218,7 +237,7 @@ impl MountArgs {
                 flush_timeout: std::time::Duration::from_secs(self.flush_timeout),
                 upload_delay: self.upload_delay,
                 attrs_from_listing: self.attrs_from_listing,
-                cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
+                cache_size: self.cache_size,
             },
             mount: MountSettings::new(self.mountpoint.clone(), &bucket, self.allow_other),
             store: S3Config {
@@ -318,6 +337,12 @@ pub struct ServeArgs {
     #[arg(long, env = "OSV_DEFAULT_UPLOAD", default_value = "async")]
     pub default_upload: objectfs::UploadMode,
 
+    /// Cache bound of s3/ossfs volumes that set no `cacheSize` option: the
+    /// file data each mount keeps in its cache directory, e.g. 512MiB,
+    /// 2GiB, 100MB or bytes (at least 64MiB).
+    #[arg(long, env = "OSV_DEFAULT_CACHE_SIZE", default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
+    pub default_cache_size: u64,
+
     /// Directory of credential profiles for object-storage volumes: a
     /// volume with `credentials=NAME` uses the keys in NAME.json there
     /// (mode 0600), so secrets need not pass through Docker.
@@ -364,6 +389,7 @@ impl ServeArgs {
                 )
             })?,
             default_upload: self.default_upload,
+            default_cache_size: self.default_cache_size,
             docker_socket: self.docker_socket.clone(),
             credentials_dir: self.credentials_dir.clone(),
             // Object-storage volumes are served by this binary's `mount`.
@@ -471,6 +497,7 @@ mod tests {
         assert_eq!(c.fs.flush_timeout, config::DEFAULT_FLUSH_TIMEOUT);
         assert_eq!(c.fs.upload_delay, config::DEFAULT_UPLOAD_DELAY);
         assert_eq!(c.fs.upload, objectfs::UploadMode::Async);
+        assert_eq!(c.fs.cache_size, config::DEFAULT_CACHE_SIZE);
         assert_eq!(c.mount.threads, config::FUSE_THREADS);
         assert_eq!(c.mount.fs_name, "osv:b");
         assert!(!c.mount.allow_other);
@@ -485,6 +512,8 @@ mod tests {
             "2.5",
             "--upload-delay",
             "250ms",
+            "--cache-size",
+            "512MiB",
             "--allow-other",
             "--read-only",
         ])
@@ -493,6 +522,7 @@ mod tests {
         assert_eq!(c.fs.defaults.umask, 0o027);
         assert_eq!(c.fs.metadata_ttl, Duration::from_millis(2500));
         assert_eq!(c.fs.upload_delay, Duration::from_millis(250));
+        assert_eq!(c.fs.cache_size, 512 << 20);
         assert!(c.mount.allow_other && c.fs.read_only);
 
         let args = mount_args(&["/m", "--bucket", "b", "--prefix", "a/../b"]).unwrap();
@@ -507,6 +537,90 @@ mod tests {
             args.mount_config().unwrap_err().to_string(),
             "--metadata-ttl must be a number of seconds ≥ 0"
         );
+    }
+
+    #[test]
+    fn cache_size_flags_take_the_options_sizes_and_refuse_alike() {
+        let c = mount_args(&["/m", "--bucket", "b", "--cache-size=100MB"])
+            .unwrap()
+            .mount_config()
+            .unwrap();
+        assert_eq!(c.fs.cache_size, 100_000_000);
+        let serve = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["opensandbox-volume", "serve"].iter().chain(args).copied())?;
+            match cli.command {
+                Command::Serve(s) => Ok(s),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            serve(&[]).unwrap().default_cache_size,
+            config::DEFAULT_CACHE_SIZE
+        );
+        let s = serve(&["--default-cache-size", "2GiB"]).unwrap();
+        assert_eq!(s.driver_config().unwrap().default_cache_size, 2 << 30);
+        let words = "is not a cache size; give a size of at least 64MiB: a number of bytes, or a \
+                     whole number with KiB, MiB, GiB or TiB (powers of 1024) or KB, MB, GB or TB \
+                     (powers of 1000), e.g. 2GiB";
+        for (flag, e) in [
+            (
+                "--cache-size",
+                mount_args(&["/m", "--bucket", "b", "--cache-size", "10MiB"]).unwrap_err(),
+            ),
+            (
+                "--default-cache-size",
+                serve(&["--default-cache-size", "10MiB"]).unwrap_err(),
+            ),
+        ] {
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("'{flag} <SIZE>'")) && text.contains(words),
+                "{text}"
+            );
+        }
+        // The help tells how long a writer waits, as objectfs does.
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("mount")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let wait = format!("(up to {} s)", config::DIRTY_WAIT.as_secs());
+        assert!(
+            help.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(&wait),
+            "{help}"
+        );
+    }
+
+    /// Every `OSV_*` value config.json gives the managed plugin is one its
+    /// `serve` accepts (a bad default would keep the plugin from starting).
+    #[test]
+    fn config_json_env_values_are_accepted_by_serve() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.json");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let cmd = Cli::command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        let mut args = vec!["opensandbox-volume".to_string(), "serve".to_string()];
+        for env in config["env"].as_array().unwrap() {
+            let name = env["name"].as_str().unwrap();
+            let value = env["value"].as_str().unwrap();
+            let arg = serve
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == name))
+                .unwrap_or_else(|| panic!("{name} is no flag of serve"));
+            args.push(format!("--{}={value}", arg.get_long().unwrap()));
+        }
+        let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.default_cache_size, config::DEFAULT_CACHE_SIZE);
+        assert_eq!(s.default_upload, objectfs::UploadMode::Async);
     }
 
     #[test]

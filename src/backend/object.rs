@@ -55,6 +55,8 @@ pub struct ObjectSettings {
     pub credentials_dir: PathBuf,
     /// Upload mode of volumes whose options name none.
     pub default_upload: UploadMode,
+    /// Cache bound, in bytes, of volumes whose options name none.
+    pub default_cache_size: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +107,9 @@ fn mount_args(target: &Path) -> [&std::ffi::OsStr; 3] {
 
 /// Everything the mount process of a volume needs, built once from its
 /// spec: `keys` are the volume's (inline or from its profile), `None` for
-/// anonymous access; `default_upload` applies when the volume names no
-/// upload mode. Owner defaults are this process's, which the mount process
-/// shares.
+/// anonymous access; `default_upload` and `default_cache_size` apply when
+/// the volume names no upload mode or cache size. Owner defaults are this
+/// process's, which the mount process shares.
 pub fn mount_config(
     spec: &VolumeSpec,
     obj: &ObjectSpec,
@@ -115,6 +117,7 @@ pub fn mount_config(
     target: &Path,
     cache_dir: &Path,
     default_upload: UploadMode,
+    default_cache_size: u64,
 ) -> MountConfig {
     let tuning = &obj.tuning;
     let upload = tuning.upload.unwrap_or(default_upload);
@@ -153,7 +156,7 @@ pub fn mount_config(
             flush_timeout: config::DEFAULT_FLUSH_TIMEOUT,
             upload_delay: config::DEFAULT_UPLOAD_DELAY,
             attrs_from_listing: tuning.attrs_from_listing == Some(true),
-            cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
+            cache_size: tuning.cache_size.unwrap_or(default_cache_size),
         },
         // Containers run as any user; the kernel still checks the modes.
         mount: MountSettings::new(target.to_path_buf(), &obj.bucket, true),
@@ -290,6 +293,7 @@ impl ObjectBackend {
             target,
             &cache_dir,
             self.settings.default_upload,
+            self.settings.default_cache_size,
         );
         let log_path = self.log_path(target);
         let log = OpenOptions::new()
@@ -469,6 +473,7 @@ mod tests {
                 upload: Some(UploadMode::Sync),
                 metadata_ttl_ms: Some(1500),
                 attrs_from_listing: Some(true),
+                cache_size: Some(256 << 20),
                 ..Default::default()
             },
         }
@@ -500,6 +505,7 @@ mod tests {
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Async,
+            3 << 30,
         );
         // SAFETY: getgid cannot fail.
         let gid = unsafe { libc::getgid() };
@@ -529,7 +535,7 @@ mod tests {
                     flush_timeout: Duration::from_secs(600),
                     upload_delay: Duration::from_secs(1),
                     attrs_from_listing: true,
-                    cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
+                    cache_size: 256 << 20,
                 },
                 mount: MountSettings {
                     mountpoint: "/m/v".into(),
@@ -551,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn mount_config_defaults_and_the_daemons_upload_mode() {
+    fn mount_config_defaults_and_the_daemons_upload_mode_and_cache_size() {
         let mut o = obj();
         o.tuning = MountTuning::default();
         o.prefix = String::new();
@@ -569,6 +575,7 @@ mod tests {
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Sync,
+            3 << 30,
         );
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -582,14 +589,16 @@ mod tests {
         );
         assert_eq!(config.fs.prefix, "");
         assert_eq!(config.fs.upload, UploadMode::Sync, "the daemon's default");
+        assert_eq!(config.fs.cache_size, 3 << 30, "the daemon's default");
         assert_eq!(config.fs.metadata_ttl, Duration::from_secs(1));
         assert!(!config.fs.read_only && !config.fs.attrs_from_listing);
         assert_eq!(config.store.path_style, Some(true));
         assert_eq!(config.store.region.as_deref(), Some("eu-west-1"));
         assert_eq!(config.store.access_key_id, None);
         assert_eq!(config.store.access_key_secret, None);
-        // A volume's own mode wins over the daemon's default.
+        // A volume's own mode and cache size win over the daemon's defaults.
         o.tuning.upload = Some(UploadMode::Async);
+        o.tuning.cache_size = Some(128 << 20);
         let config = mount_config(
             &spec,
             &o,
@@ -597,8 +606,10 @@ mod tests {
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Sync,
+            3 << 30,
         );
         assert_eq!(config.fs.upload, UploadMode::Async);
+        assert_eq!(config.fs.cache_size, 128 << 20);
     }
 
     #[test]
@@ -610,6 +621,7 @@ mod tests {
             log_root: dir.path().join("logs"),
             credentials_dir: dir.path().into(),
             default_upload: UploadMode::Async,
+            default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
         });
         let mut o = obj();
         let k = backend.keys(&o).unwrap().unwrap();

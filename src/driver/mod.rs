@@ -38,6 +38,8 @@ pub struct DriverConfig {
     pub host_root: PathBuf,
     /// Upload mode of object-storage volumes that set none.
     pub default_upload: objectfs::UploadMode,
+    /// Cache bound, in bytes, of object-storage volumes that set none.
+    pub default_cache_size: u64,
     /// The Docker Engine API socket, where `pvc` claims are looked up.
     pub docker_socket: PathBuf,
     /// Credential profiles of object-storage volumes (`NAME.json`).
@@ -125,6 +127,7 @@ impl Driver {
                     log_root: config.state_dir.join("logs"),
                     credentials_dir: config.credentials_dir,
                     default_upload: config.default_upload,
+                    default_cache_size: config.default_cache_size,
                 },
             ),
             engine: Engine::new(config.docker_socket),

@@ -36,7 +36,8 @@ pub use error::{SpecError, printable};
 pub use model::{BackendSpec, Credentials, MountTuning, NfsSpec, ObjectSpec, VolumeSpec};
 pub use nfs::{NFS_MOUNT_OPTIONS, is_nfs_server};
 pub use table::{ALL_TYPES, VolumeType, option_names};
-pub use values::{is_dns_label, is_normalised_absolute};
+pub(crate) use values::cache_size_words;
+pub use values::{MIN_CACHE_SIZE, is_dns_label, is_normalised_absolute, parse_cache_size};
 
 use opts::Given;
 use serde_json::{Map, Value};

@@ -146,4 +146,7 @@ pub struct MountTuning {
     /// `mount --attrs-from-listing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attrs_from_listing: Option<bool>,
+    /// Bound of the file data the mount caches, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_size: Option<u64>,
 }

@@ -12,7 +12,7 @@ use super::ossfs_options::{
     OssfsMountOptions, merge_ossfs_tuning, merge_read_only, parse_ossfs_options,
 };
 use super::values::{
-    parse_id, parse_seconds_ms, parse_umask, parse_upload, parse_version,
+    parse_cache_size, parse_id, parse_seconds_ms, parse_umask, parse_upload, parse_version,
     starts_and_ends_alphanumeric,
 };
 
@@ -94,6 +94,7 @@ fn parse_tuning(opts: &Opts) -> Result<MountTuning, SpecError> {
         upload: opts.value("upload", parse_upload)?,
         metadata_ttl_ms: opts.value("metadataTtl", parse_seconds_ms)?,
         attrs_from_listing: opts.bool("attrsFromListing")?,
+        cache_size: opts.value("cacheSize", parse_cache_size)?,
     })
 }
 
@@ -203,7 +204,7 @@ mod tests {
             "Region": "eu-west-1", "prefix": "/agents/run1/", "pathstyle": "true",
             "accesskeyid": "AKID", "ACCESSKEYSECRET": "s3cr3t/+=", "sessionToken": "tok",
             "upload": "SYNC", "metadatattl": "2.5", "uid": "1000", "gid": 100, "umask": "027",
-            "attrsFromListing": "true", "subPath": "work", "readOnly": "yes",
+            "attrsFromListing": "true", "cachesize": "2GiB", "subPath": "work", "readOnly": "yes",
         }))
         .unwrap();
         assert_eq!(
@@ -228,6 +229,7 @@ mod tests {
                         upload: Some(objectfs::UploadMode::Sync),
                         metadata_ttl_ms: Some(2500),
                         attrs_from_listing: Some(true),
+                        cache_size: Some(2 << 30),
                     },
                 }),
                 sub_path: Some("work".into()),
@@ -243,7 +245,7 @@ mod tests {
             e.to_string(),
             "option `version` is not accepted for type=s3; accepted options: type, subPath, readOnly, \
              bucket, endpoint, region, prefix, pathStyle, credentials, accessKeyId, accessKeySecret, \
-             sessionToken, upload, metadataTtl, attrsFromListing, uid, gid, umask"
+             sessionToken, upload, metadataTtl, attrsFromListing, uid, gid, umask, cacheSize"
         );
         assert!(matches!(
             err(with(&s3(), json!({"options": "ro"}))),
@@ -478,7 +480,7 @@ mod tests {
             e.to_string(),
             "option `prefix` is not accepted for type=ossfs; accepted options: type, subPath, readOnly, \
              bucket, endpoint, path, version, options, accessKeyId, accessKeySecret, sessionToken, \
-             credentials, region, upload, metadataTtl, attrsFromListing, uid, gid, umask"
+             credentials, region, upload, metadataTtl, attrsFromListing, uid, gid, umask, cacheSize"
         );
         assert!(matches!(
             err(with(&ossfs(), json!({"pathStyle": "true"}))),
@@ -499,7 +501,7 @@ mod tests {
             with(
                 &ossfs(),
                 json!({"options": "ro,uid=1", "path": "/p", "version": "1.0",
-                                  "region": "cn-hangzhou", "upload": "sync"}),
+                                  "region": "cn-hangzhou", "upload": "sync", "cacheSize": "100MB"}),
             ),
             ossfs(),
         ] {

@@ -246,8 +246,16 @@ mod tests {
                 upload: None,
                 metadata_ttl_ms: Some(5000),
                 attrs_from_listing: None,
+                cache_size: None,
             }
         );
+        // A direct option that `options` has no word for is kept as given.
+        let spec = parse(with(
+            &ossfs(),
+            json!({"options": "uid=1,ro", "cacheSize": "1GiB"}),
+        ))
+        .unwrap();
+        assert_eq!(object(&spec).tuning.cache_size, Some(1 << 30));
         for (options, read_only) in [
             ("", false),
             ("allow_other", false),

@@ -68,6 +68,9 @@ pub enum ValueType {
     Id,
     /// An octal mode (a string in the API, so `0022` keeps its digits).
     Octal,
+    /// A number of bytes, with a unit or none (a string in the API:
+    /// `"2GiB"`).
+    Size,
     /// Comma-separated items (a list of strings in the API).
     List,
     /// Comma-separated items (a string or a list of strings in the API).
@@ -472,6 +475,19 @@ pub const OPTIONS: &[VolumeOption] = &[
         bad: &[bad("", "8")],
         ..ROW
     },
+    VolumeOption {
+        name: "cacheSize",
+        types: Types::Only(&[api(S3, 15), plugin(Ossfs, 16)]),
+        value: ValueType::Size,
+        help: "bound of the file data the mount keeps in its cache directory: bytes (`1073741824`) or a whole number with `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), e.g. `512MiB`, `2GiB`; at least `64MiB`. Clean copies (already in the bucket) are evicted least recently used first; data not yet uploaded is never evicted, and a writer that would take the cache past the bound waits for uploads (up to 30 s), then gets `ENOSPC`",
+        default: "`1GiB`, or the plugin's `--default-cache-size` (`OSV_DEFAULT_CACHE_SIZE`)",
+        expected: concat!(
+            crate::spec::values::cache_size_words!(),
+            ", e.g. cacheSize=2GiB"
+        ),
+        bad: &[bad("", "10MiB")],
+        ..ROW
+    },
 ];
 
 /// The options `ty` accepts: the common ones, then its own in their places.
@@ -551,6 +567,25 @@ mod tests {
         }
     }
 
+    /// The cacheSize row's words agree with objectfs's constants.
+    #[test]
+    fn cache_size_row_matches_objectfs() {
+        let row = find(S3, "cacheSize").unwrap();
+        assert!(
+            row.help.contains(&format!(
+                "(up to {} s)",
+                objectfs::config::DIRTY_WAIT.as_secs()
+            )),
+            "{}",
+            row.help
+        );
+        assert_eq!(
+            crate::spec::parse_cache_size("1GiB"),
+            Some(objectfs::config::DEFAULT_CACHE_SIZE)
+        );
+        assert!(row.default.starts_with("`1GiB`"), "{}", row.default);
+    }
+
     #[test]
     fn type_names() {
         assert_eq!(ALL_TYPES.join(", "), "host, pvc, ossfs, s3, nfs");
@@ -565,7 +600,7 @@ mod tests {
             option_names().join(", "),
             "type, subPath, readOnly, path, claimName, bucket, endpoint, version, options, \
              accessKeyId, accessKeySecret, sessionToken, credentials, region, upload, metadataTtl, \
-             attrsFromListing, uid, gid, umask, prefix, pathStyle, server"
+             attrsFromListing, uid, gid, umask, cacheSize, prefix, pathStyle, server"
         );
     }
 }

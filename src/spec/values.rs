@@ -1,6 +1,7 @@
 //! The shapes of option values shared by several types: booleans, ids,
-//! modes, seconds, the two ossfs words (`upload`, `version`), and paths and
-//! names (a normalised absolute path, a relative `subPath`, a DNS label).
+//! modes, seconds, cache sizes, the two ossfs words (`upload`, `version`),
+//! and paths and names (a normalised absolute path, a relative `subPath`, a
+//! DNS label).
 
 use super::error::SpecError;
 
@@ -13,6 +14,57 @@ pub(super) const MAX_COMPONENT_LEN: usize = 255;
 /// Longest metadata cache: beyond this, changes made by other clients of
 /// the bucket would stay invisible for longer than anyone expects.
 pub(super) const MAX_METADATA_TTL_SECS: f64 = 3600.0;
+
+/// Smallest cache a mount may be given: below it, a few files being
+/// written at once would already fill it and make writers wait.
+pub const MIN_CACHE_SIZE: u64 = 64 << 20;
+
+/// What a cache size may be, in the words of every error that refuses one:
+/// the `cacheSize` option's (the option table's `expected`) and the
+/// `--cache-size` and `--default-cache-size` flags'. The minimum it names
+/// is [`MIN_CACHE_SIZE`] (a unit test holds the two together).
+macro_rules! cache_size_words {
+    () => {
+        "a size of at least 64MiB: a number of bytes, or a whole number with KiB, MiB, GiB or TiB (powers of 1024) or KB, MB, GB or TB (powers of 1000)"
+    };
+}
+pub(crate) use cache_size_words;
+
+/// The units of a cache size, matched case-insensitively.
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("TiB", 1 << 40),
+    ("KB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("TB", 1_000_000_000_000),
+];
+
+/// A cache size in bytes: `1073741824`, `512MiB`, `2GiB`, `100MB` (digits,
+/// then a unit or none; no sign, fraction or space inside), at least
+/// [`MIN_CACHE_SIZE`].
+pub fn parse_cache_size(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let digits_end = v
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits_end);
+    if number.is_empty() {
+        return None;
+    }
+    let (_, scale) = SIZE_UNITS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(unit))?;
+    number
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(*scale)
+        .filter(|bytes| *bytes >= MIN_CACHE_SIZE)
+}
 
 pub(super) fn parse_bool(option: &'static str, value: &str) -> Result<bool, SpecError> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -170,6 +222,84 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn cache_size_in_bytes() {
+        for (given, bytes) in [
+            (json!("67108864"), MIN_CACHE_SIZE),
+            (json!("64MiB"), MIN_CACHE_SIZE),
+            (json!("512MiB"), 512 << 20),
+            (json!("2GiB"), 2 << 30),
+            (json!(" 2gib "), 2 << 30),
+            (json!("065536KiB"), 64 << 20),
+            (json!("1TiB"), 1 << 40),
+            (json!("100MB"), 100_000_000),
+            (json!("100mb"), 100_000_000),
+            (json!("67109KB"), 67_109_000),
+            (json!("1GB"), 1_000_000_000),
+            (json!("2TB"), 2_000_000_000_000),
+            (json!(1073741824), 1 << 30),
+            (json!("16777215TiB"), 16_777_215 << 40),
+        ] {
+            assert_eq!(
+                tuning(with(&s3(), json!({"cacheSize": given}))).cache_size,
+                Some(bytes),
+                "{given}"
+            );
+        }
+        assert_eq!(
+            tuning(with(&ossfs(), json!({"CACHESIZE": "3GiB"}))).cache_size,
+            Some(3 << 30)
+        );
+        assert_eq!(tuning(s3()).cache_size, None, "unset: the daemon's default");
+        assert_eq!(tuning(ossfs()).cache_size, None);
+    }
+
+    #[test]
+    fn cache_size_refusals_name_the_option_and_the_minimum() {
+        for bad in [
+            "",
+            "0",
+            "67108863",
+            "63MiB",
+            "67108KB",
+            "1.5GiB",
+            "2 GiB",
+            "512M",
+            "1G",
+            "2GiBs",
+            "1B",
+            "-1GiB",
+            "+1GiB",
+            "GiB",
+            "1e9",
+            "0x4000000",
+            "16777216TiB",
+            "99999999999999999999",
+            "\u{ff11}GiB",
+        ] {
+            let e = err(with(&s3(), json!({"cacheSize": bad})));
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "option `cacheSize`={bad:?} must be a size of at least 64MiB: a number of \
+                     bytes, or a whole number with KiB, MiB, GiB or TiB (powers of 1024) or KB, \
+                     MB, GB or TB (powers of 1000), e.g. cacheSize=2GiB"
+                ),
+                "{bad:?}"
+            );
+            assert_sentence(&e);
+        }
+        let e = err(with(&ossfs(), json!({"cacheSize": "1MiB"})));
+        assert!(
+            e.to_string()
+                .starts_with("option `cacheSize`=\"1MiB\" must be a size of at least 64MiB"),
+            "{e}"
+        );
+        // The minimum the words name is the one the parser applies.
+        assert_eq!(parse_cache_size("64MiB"), Some(MIN_CACHE_SIZE));
+        assert_eq!(parse_cache_size(&(MIN_CACHE_SIZE - 1).to_string()), None);
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Backend {
 /// The JSON type the API gives an option's value.
 fn kind_of(value: ValueType) -> Kind {
     match value {
-        ValueType::Text | ValueType::Octal => Kind::Str,
+        ValueType::Text | ValueType::Octal | ValueType::Size => Kind::Str,
         ValueType::Bool => Kind::Bool,
         ValueType::Seconds => Kind::Number,
         ValueType::Id => Kind::Integer,

@@ -123,6 +123,7 @@ impl Server {
             allowed_host_paths: vec![allowed.clone()],
             host_root: "/".into(),
             default_upload: UploadMode::Async,
+            default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
             docker_socket: root.join("no-docker.sock"),
             credentials_dir: root.join("credentials"),
             mount_exe: root.join("no-such-mount-binary"),
@@ -770,6 +771,28 @@ fn option_value(key: &str) -> BoxedStrategy<Value> {
                 "5.", "", "\u{ff11}"
             ]),
             any::<f64>().prop_map(|f| json!(f)),
+        ]
+        .boxed(),
+        "cachesize" => prop_oneof![
+            s(&[
+                "64MiB",
+                "2GiB",
+                "100MB",
+                "1TB",
+                "67108864",
+                "67108863",
+                "63MiB",
+                "0",
+                "1.5GiB",
+                "2 GiB",
+                "512M",
+                "-1GiB",
+                "GiB",
+                "",
+                "99999999999TiB",
+                "\u{ff11}GiB"
+            ]),
+            any::<u64>().prop_map(Value::from),
         ]
         .boxed(),
         "version" => s(&["1.0", "2.0", "3.0", " 1.0", "", "1"]),

@@ -801,6 +801,10 @@ fn s3_rules() {
             "volumes[0].s3.metadataTtl: Input should be a valid number",
         ),
         (
+            json!({"bucket": "bkt", "cacheSize": 1073741824}),
+            "volumes[0].s3.cacheSize: Input should be a valid string",
+        ),
+        (
             json!({"bucket": "bkt", "uid": 1.5}),
             "volumes[0].s3.uid: Input should be a valid integer",
         ),
@@ -815,6 +819,10 @@ fn s3_rules() {
         (
             json!({"bucket": "bkt", "upload": "later"}),
             "volumes[0]: the plugin refuses this volume: option `upload`=\"later\" must be async or sync",
+        ),
+        (
+            json!({"bucket": "bkt", "cacheSize": "10MiB"}),
+            "volumes[0]: the plugin refuses this volume: option `cacheSize`=\"10MiB\" must be a size of at least 64MiB: a number of bytes, or a whole number with KiB, MiB, GiB or TiB (powers of 1024) or KB, MB, GB or TB (powers of 1000), e.g. cacheSize=2GiB",
         ),
         (
             json!({"bucket": "bkt", "version": "2.0"}),
