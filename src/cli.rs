@@ -238,6 +238,7 @@ impl MountArgs {
                 upload_delay: self.upload_delay,
                 attrs_from_listing: self.attrs_from_listing,
                 cache_size: self.cache_size,
+                dirty_wait: objectfs::config::DIRTY_WAIT,
             },
             mount: MountSettings::new(self.mountpoint.clone(), &bucket, self.allow_other),
             store: S3Config {

@@ -157,6 +157,7 @@ pub fn mount_config(
             upload_delay: config::DEFAULT_UPLOAD_DELAY,
             attrs_from_listing: tuning.attrs_from_listing == Some(true),
             cache_size: tuning.cache_size.unwrap_or(default_cache_size),
+            dirty_wait: objectfs::config::DIRTY_WAIT,
         },
         // Containers run as any user; the kernel still checks the modes.
         mount: MountSettings::new(target.to_path_buf(), &obj.bucket, true),
@@ -536,6 +537,7 @@ mod tests {
                     upload_delay: Duration::from_secs(1),
                     attrs_from_listing: true,
                     cache_size: 256 << 20,
+                    dirty_wait: objectfs::config::DIRTY_WAIT,
                 },
                 mount: MountSettings {
                     mountpoint: "/m/v".into(),

@@ -33,6 +33,7 @@ fn options(cache: &std::path::Path, upload: UploadMode) -> FsOptions {
         upload_delay: Duration::ZERO,
         attrs_from_listing: false,
         cache_size: 1 << 30,
+        dirty_wait: objectfs::config::DIRTY_WAIT,
     }
 }
 

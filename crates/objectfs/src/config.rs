@@ -158,6 +158,7 @@ mod tests {
                 upload_delay: Duration::from_nanos(1_000_000_007),
                 attrs_from_listing: true,
                 cache_size: 5 << 20,
+                dirty_wait: crate::config::DIRTY_WAIT,
             },
             mount: MountSettings::new("/m/v".into(), "b", true),
         }

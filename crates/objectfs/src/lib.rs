@@ -103,6 +103,14 @@ pub struct FsOptions {
     /// would take the cache past it waits for uploads, then gets ENOSPC.
     #[serde(default = "default_cache_size")]
     pub cache_size: u64,
+    /// How long a writer waits for uploads to free cache space before it
+    /// gets ENOSPC ([`config::DIRTY_WAIT`] unless a test says otherwise).
+    #[serde(default = "default_dirty_wait")]
+    pub dirty_wait: Duration,
+}
+
+fn default_dirty_wait() -> Duration {
+    config::DIRTY_WAIT
 }
 
 fn default_cache_size() -> u64 {

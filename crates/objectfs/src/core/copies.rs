@@ -3,10 +3,9 @@
 //! given back to the cache once clean and closed, fetched whole for small
 //! objects at their first read, and every byte a copy grows by is charged
 //! against the bound (clean copies evicted first; then the writer waits for
-//! uploads, [`DIRTY_WAIT`] at most, and gets ENOSPC).
+//! uploads, `FsOptions::dirty_wait` at most, and gets ENOSPC).
 
 use super::super::FsResult;
-use super::super::config::DIRTY_WAIT;
 use super::super::staging::CacheTag;
 use super::super::transfer::{RetryPolicy, download_to_file};
 use super::ObjectFs;
@@ -129,7 +128,7 @@ impl ObjectFs {
 
     /// Counts `bytes` more of local copies against the bound: clean copies
     /// are evicted to make room; failing that, and while uploads in flight
-    /// or queued will free space, the caller waits ([`DIRTY_WAIT`] at
+    /// or queued will free space, the caller waits (`dirty_wait` at
     /// most); then ENOSPC. `st` is released while waiting.
     pub(super) fn reserve<'a>(
         &'a self,
@@ -140,7 +139,7 @@ impl ObjectFs {
         if bytes == 0 {
             return (st, Ok(()));
         }
-        let deadline = Instant::now() + DIRTY_WAIT;
+        let deadline = Instant::now() + self.opts().dirty_wait;
         loop {
             let mut cache = self.cache();
             let gone = cache.evict_for(bytes);
