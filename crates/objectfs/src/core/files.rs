@@ -181,9 +181,11 @@ impl ObjectFs {
         self.open_file(ino, flags).map(|o| o.fh)
     }
 
-    /// Opens a file; says whether the kernel may keep its page cache of it
-    /// (nothing changed it since the kernel's last open but through the
-    /// kernel itself).
+    /// Opens a file; says whether the kernel may keep its page cache of it:
+    /// yes unless the store's object was seen changed by another client
+    /// since the kernel's last open (this mount's own changes go through
+    /// the kernel, which keeps its cache right; a node new to the table is
+    /// new to the kernel too, which has nothing cached of it).
     pub fn open_file(&self, ino: u64, flags: OpenFlags) -> FsResult<Opened> {
         {
             let st = self.lock();
@@ -217,9 +219,8 @@ impl ObjectFs {
         let keep_cache = {
             let mut st = self.lock();
             let n = st.node_mut(ino)?;
-            let dirty = n.staged.as_ref().is_some_and(|s| s.dirty());
-            let keep = !flags.truncate && (dirty || (n.etag.is_some() && n.kernel_etag == n.etag));
-            n.kernel_etag = n.etag.clone();
+            let keep = !flags.truncate && !n.changed_remotely;
+            n.changed_remotely = false;
             keep
         };
         Ok(Opened {

@@ -82,9 +82,11 @@ pub(super) struct Node {
     /// The ETag of the node's object as last seen (probe, listing or this
     /// mount's upload); a clean local copy equals this object.
     pub(super) etag: Option<String>,
-    /// The ETag the kernel's page cache of this node was filled under: an
-    /// open keeps the page cache only while it is still the node's.
-    pub(super) kernel_etag: Option<String>,
+    /// The store's object changed under this node (another client wrote
+    /// it) since the kernel last opened it: the kernel's page cache of it
+    /// is stale. Changes made through this mount go through the kernel and
+    /// keep its page cache right.
+    pub(super) changed_remotely: bool,
 }
 
 impl Node {
@@ -113,7 +115,7 @@ impl Node {
             prefetching: false,
             link_target: None,
             etag: None,
-            kernel_etag: None,
+            changed_remotely: false,
         }
     }
 
@@ -153,13 +155,19 @@ impl Node {
     pub(super) fn apply(&mut self, found: &Found) {
         self.kind = found.kind;
         if !self.authoritative() {
+            if self.size != found.size {
+                self.changed_remotely = true;
+            }
             self.size = found.size;
             self.perm = found.posix.perm;
             self.uid = found.posix.uid;
             self.gid = found.posix.gid;
             self.mtime = found.posix.mtime;
             self.link_target = None;
-            self.etag = found.etag.clone();
+            if self.etag != found.etag {
+                self.changed_remotely = true;
+                self.etag = found.etag.clone();
+            }
         }
         self.remote = self.remote || found.marker || found.kind != Kind::Dir;
         self.meta_known = found.meta_known;

@@ -217,8 +217,10 @@ impl ObjectFs {
                 && !n.authoritative()
                 && n.kind == Kind::File
                 && o.etag.is_some()
+                && n.etag != o.etag
             {
                 n.etag = o.etag.clone();
+                n.changed_remotely = true;
             }
             let kind = st.nodes.get(&child).map_or(Kind::File, |n| n.kind);
             entries.push(DirEntry {
@@ -276,6 +278,7 @@ impl ObjectFs {
                 && n.kind == Kind::File
                 && (n.size != size || n.mtime != posix.mtime)
             {
+                n.changed_remotely = true;
                 n.size = size;
                 n.mtime = posix.mtime;
                 n.meta_known = self.listing_is_enough(kind, size);
