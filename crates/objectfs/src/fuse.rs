@@ -442,8 +442,7 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Directory changes are made in the store synchronously.
-        reply.ok();
+        empty(reply, self.fs.fsyncdir());
     }
 
     fn getxattr(

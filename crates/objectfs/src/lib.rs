@@ -25,6 +25,7 @@ pub mod core;
 pub mod fuse;
 pub mod layout;
 pub mod mount;
+pub mod oplog;
 pub mod reader;
 pub mod staging;
 pub mod store;

@@ -4,6 +4,7 @@
 //! themselves are the upload queue's (`uploads`).
 
 use super::super::layout::{self, Kind, Posix};
+use super::super::oplog::NsOp;
 use super::super::reader::Reader;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, download_to_file, retry};
@@ -352,12 +353,24 @@ impl ObjectFs {
             .is_some_and(|n| !n.remote && n.size == 0 && n.staged.is_some())
     }
 
+    /// The file's data and attributes are in the store when this returns.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         let h = self.file_handle(fh)?;
         let HandleKind::File { ino, .. } = h.as_ref() else {
             unreachable!()
         };
-        self.upload_now(*ino, RetryPolicy::INTERACTIVE)
+        self.upload_now(*ino, RetryPolicy::INTERACTIVE)?;
+        let key = {
+            let st = self.lock();
+            self.key_of(&st, *ino)
+        };
+        self.drain_ops(&[key])
+    }
+
+    /// Every namespace change queued so far is in the store when this
+    /// returns (more than the directory asks for, never less).
+    pub fn fsyncdir(&self) -> FsResult<()> {
+        self.drain_ops(&[])
     }
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
@@ -440,6 +453,20 @@ impl ObjectFs {
                     s.journaled = false;
                 }
                 self.mark_dirty(&mut st, ino);
+            } else if self.queued_namespace() {
+                let meta = layout::encode(&posix);
+                let mut st = self.lock();
+                let pending = st.node(ino)?.ops > 0;
+                let op = if kind == Kind::Dir && !remote && !pending {
+                    NsOp::Put {
+                        key,
+                        meta,
+                        body: Vec::new(),
+                    }
+                } else {
+                    NsOp::SetMeta { key, meta }
+                };
+                self.queue_op(&mut st, op, Some(ino));
             } else {
                 self.store_attrs(&key, &posix, remote, kind)?;
             }

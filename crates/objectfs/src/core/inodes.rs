@@ -87,6 +87,9 @@ pub(super) struct Node {
     /// is stale. Changes made through this mount go through the kernel and
     /// keep its page cache right.
     pub(super) changed_remotely: bool,
+    /// Queued namespace changes of this node not in the store yet (its
+    /// creation, its attributes): until then the table is the truth.
+    pub(super) ops: u32,
 }
 
 impl Node {
@@ -116,6 +119,7 @@ impl Node {
             link_target: None,
             etag: None,
             changed_remotely: false,
+            ops: 0,
         }
     }
 
@@ -147,7 +151,7 @@ impl Node {
 
     /// Local state the store cannot contradict.
     pub(super) fn authoritative(&self) -> bool {
-        self.staged.is_some() || self.open_handles > 0
+        self.staged.is_some() || self.open_handles > 0 || self.ops > 0
     }
 
     /// Takes what a probe of the store found, keeping local state that is
@@ -280,7 +284,12 @@ impl InodeTable {
             let Some(n) = self.nodes.get(&ino) else {
                 return;
             };
-            if n.lookups > 0 || n.open_handles > 0 || n.staged.is_some() || n.children > 0 {
+            if n.lookups > 0
+                || n.open_handles > 0
+                || n.staged.is_some()
+                || n.children > 0
+                || n.ops > 0
+            {
                 return;
             }
             let parent = n.parent;

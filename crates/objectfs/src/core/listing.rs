@@ -193,6 +193,11 @@ impl ObjectFs {
     ) -> Vec<DirEntry> {
         let defaults = self.opts().defaults;
         let mut entries = Vec::new();
+        // What this mount deleted and has not sent yet is gone already.
+        let ops = self.ops();
+        let dirs: Vec<&String> = dirs.iter().filter(|d| !ops.deleting(d)).collect();
+        let objects: Vec<&ObjectMeta> = objects.iter().filter(|o| !ops.deleting(&o.key)).collect();
+        drop(ops);
         for d in dirs {
             let name = d[prefix.len()..].trim_end_matches('/');
             if name.is_empty() || !seen.insert(name.to_string()) {

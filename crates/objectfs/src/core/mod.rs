@@ -24,18 +24,22 @@ mod files;
 mod inodes;
 mod listing;
 mod namespace;
+mod opqueue;
+mod ops;
 mod uploads;
 
 use super::layout::{self, Kind, Posix};
 use super::reader::Reader;
+use super::oplog::OpLog;
 use super::staging::StagingArea;
 use super::transfer::{RetryPolicy, retry};
 use super::{DirEntry, Errno, FsOptions, FsResult, ROOT_INO};
 use crate::store::{ObjectStore, StoreError};
 use cache::CacheIndex;
 use inodes::{InodeTable, Node};
+use opqueue::OpQueue;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle as RtHandle;
@@ -83,6 +87,13 @@ struct Inner {
     /// The clean copies kept in the cache directory, and the bound (lock
     /// order: `state` first).
     cache: Mutex<CacheIndex>,
+    /// Namespace changes on their way to the store (lock order: `state`
+    /// first), their journal, the sender's wake-up, and how many callers
+    /// are waiting for changes (the sender then skips the upload delay).
+    ops: Mutex<OpQueue>,
+    oplog: OpLog,
+    ops_notify: Arc<tokio::sync::Notify>,
+    ops_urgent: AtomicUsize,
 }
 
 /// The filesystem; cheap to clone (one shared core).
@@ -92,10 +103,12 @@ pub struct ObjectFs {
 }
 
 impl ObjectFs {
-    /// Opens the cache directory, uploads whatever an earlier mount left
-    /// staged there, and starts the background uploader.
+    /// Opens the cache directory, sends whatever an earlier mount left
+    /// journalled there (namespace changes, then file data), and starts the
+    /// background uploader and the namespace change sender.
     pub fn new(store: Arc<dyn ObjectStore>, rt: RtHandle, opts: FsOptions) -> anyhow::Result<Self> {
         let staging = StagingArea::open(&opts.cache_dir)?;
+        let oplog = OpLog::open(&opts.cache_dir)?;
         let root = Posix {
             kind: Kind::Dir,
             perm: opts.defaults.perm(Kind::Dir),
@@ -117,10 +130,19 @@ impl ObjectFs {
                 next_fh: AtomicU64::new(1),
                 uploads,
                 cache: Mutex::new(CacheIndex::new(cache_size)),
+                ops: Mutex::new(OpQueue::default()),
+                oplog,
+                ops_notify: Arc::new(tokio::sync::Notify::new()),
+                ops_urgent: AtomicUsize::new(0),
             }),
         };
+        // Namespace changes first: data staged later may depend on them (a
+        // file written again after its name was deleted).
+        let last = fs.replay_ops()?;
+        *fs.ops() = OpQueue::starting_after(last);
         fs.recover()?;
         fs.start_uploader(upload_rx);
+        fs.start_op_sender();
         Ok(fs)
     }
 

@@ -4,6 +4,7 @@
 //! and rename (a file by server-side copy, a directory key by key).
 
 use super::super::layout::{self, Kind, Posix};
+use super::super::oplog::NsOp;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{Attr, FsResult, ROOT_INO};
@@ -27,6 +28,8 @@ impl ObjectFs {
             )
         });
         let defaults = &self.opts().defaults;
+        // What this mount deleted and has not sent yet is gone already.
+        let head = head.map(|h| h.filter(|_| !self.deleting(key)));
         if let Some(meta) = head.map_err(|e| errno_of(&e))? {
             let posix = layout::decode(&meta.metadata, Kind::File, meta.last_modified, defaults);
             return Ok(Some(Found {
@@ -38,7 +41,11 @@ impl ObjectFs {
                 etag: meta.etag,
             }));
         }
-        let list = list.map_err(|e| errno_of(&e))?;
+        let mut list = list.map_err(|e| errno_of(&e))?;
+        if self.ops().pending_under(&dir_prefix) {
+            list = self.call("list", || store.list(&dir_prefix, None, None, 1000))?;
+            list.objects.retain(|o| !self.deleting(&o.key));
+        }
         let Some(first) = list.objects.first() else {
             return Ok(None);
         };
@@ -239,14 +246,25 @@ impl ObjectFs {
             format!("{}/", self.child_key(&st, parent, name))
         };
         let meta = layout::encode(&posix);
-        let store = &self.inner.store;
-        self.call("mkdir", || store.put(&key, Bytes::new(), &meta))?;
+        let queued = self.queued_namespace();
+        if !queued {
+            let store = &self.inner.store;
+            self.call("mkdir", || store.put(&key, Bytes::new(), &meta))?;
+        }
         let mut st = self.lock();
         let ino = st.new_node(parent, name, Kind::Dir, posix);
         // Just created: its complete listing is "empty".
         st.listed.insert(ino, Instant::now());
+        if queued {
+            let op = NsOp::Put {
+                key,
+                meta,
+                body: Vec::new(),
+            };
+            self.queue_op(&mut st, op, Some(ino));
+        }
         let node = st.node_mut(ino)?;
-        node.remote = true;
+        node.remote = !queued;
         node.lookups += 1;
         Ok(node.attr(ino))
     }
@@ -274,12 +292,23 @@ impl ObjectFs {
         };
         let body = Bytes::copy_from_slice(target);
         let meta = layout::encode(&posix);
-        let store = &self.inner.store;
-        self.call("symlink", || store.put(&key, body.clone(), &meta))?;
+        let queued = self.queued_namespace();
+        if !queued {
+            let store = &self.inner.store;
+            self.call("symlink", || store.put(&key, body.clone(), &meta))?;
+        }
         let mut st = self.lock();
         let ino = st.new_node(parent, name, Kind::Symlink, posix);
+        if queued {
+            let op = NsOp::Put {
+                key,
+                meta,
+                body: target.to_vec(),
+            };
+            self.queue_op(&mut st, op, Some(ino));
+        }
         let node = st.node_mut(ino)?;
-        node.remote = true;
+        node.remote = !queued;
         node.size = target.len() as u64;
         node.link_target = Some(body);
         node.lookups += 1;
@@ -311,20 +340,24 @@ impl ObjectFs {
         self.check_writable()?;
         let ino = self.resolve(parent, name)?;
         let _claim = self.claim(vec![ino]);
-        let (key, remote) = {
+        let (key, remote, queued_ops) = {
             let st = self.lock();
             let n = st.node(ino)?;
             if n.kind == Kind::Dir {
                 return Err(libc::EISDIR);
             }
-            (self.key_of(&st, ino), n.remote)
+            (self.key_of(&st, ino), n.remote, n.ops > 0)
         };
-        if remote {
+        let queued = self.queued_namespace();
+        if remote && !queued {
             let store = &self.inner.store;
             self.call("delete", || store.delete(&key))?;
         }
         self.forget_cached(&key);
         let mut st = self.lock();
+        if queued && (remote || queued_ops) {
+            self.queue_op(&mut st, NsOp::Delete { key }, None);
+        }
         if let Some(node) = st.nodes.get_mut(&ino) {
             self.mark_unlinked(node);
         }
@@ -349,9 +382,20 @@ impl ObjectFs {
             self.dir_prefix_of(&st, ino)
         };
         let store = &self.inner.store;
-        let page = self.call("list", || store.list(&prefix, Some("/"), None, 2))?;
-        let others =
-            page.objects.iter().any(|o| o.key != prefix) || !page.common_prefixes.is_empty();
+        // Entries this mount deleted may still be in the store: look past
+        // them (a page of them, then wait for them to go).
+        let queued = self.ops().pending_under(&prefix);
+        let max = if queued { 1000 } else { 2 };
+        let page = self.call("list", || store.list(&prefix, Some("/"), None, max))?;
+        let others = page
+            .objects
+            .iter()
+            .any(|o| o.key != prefix && !self.deleting(&o.key))
+            || page.common_prefixes.iter().any(|p| !self.deleting(p));
+        if !others && queued && page.next_token.is_some() {
+            self.drain_ops(std::slice::from_ref(&prefix))?;
+            return self.dir_has_entries(ino);
+        }
         Ok(others)
     }
 
@@ -371,9 +415,17 @@ impl ObjectFs {
             let st = self.lock();
             self.dir_prefix_of(&st, ino)
         };
-        let store = &self.inner.store;
-        self.call("rmdir", || store.delete(&marker))?;
+        let queued = self.queued_namespace();
+        if !queued {
+            let store = &self.inner.store;
+            self.call("rmdir", || store.delete(&marker))?;
+        }
         let mut st = self.lock();
+        if queued {
+            // Also for a directory without a marker: the pending delete
+            // hides the name from listings until its entries' deletes land.
+            self.queue_op(&mut st, NsOp::Delete { key: marker }, None);
+        }
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.unlinked = true;
             n.remote = false;
@@ -433,6 +485,17 @@ impl ObjectFs {
                 _ => {}
             }
         }
+        // The store must have every queued change of both names before
+        // their keys are copied or deleted.
+        let names = {
+            let st = self.lock();
+            let (old, new) = (
+                self.key_of(&st, src),
+                self.child_key(&st, new_parent, new_name),
+            );
+            vec![old.clone(), format!("{old}/"), new.clone(), format!("{new}/")]
+        };
+        self.drain_ops(&names)?;
         if src_kind == Kind::Dir {
             self.rename_dir(src, new_parent, new_name, dst)
         } else {

@@ -53,6 +53,11 @@ impl UploadQueue {
     fn hurry(&self) {
         self.hurry.send_replace(true);
     }
+
+    /// Watches for unmount's hurry.
+    pub(super) fn hurry_signal(&self) -> watch::Receiver<bool> {
+        self.hurry.subscribe()
+    }
 }
 
 impl ObjectFs {
@@ -146,6 +151,10 @@ impl ObjectFs {
         loop {
             let (key, posix, size, file, gen_) = {
                 let st = self.lock();
+                let st = self.wait_uploads(st, &[ino]);
+                let key = self.key_of(&st, ino);
+                // A queued delete of this key must not land after the data.
+                let st = self.wait_ops_before_upload(st, &key);
                 let mut st = self.wait_uploads(st, &[ino]);
                 let key = self.key_of(&st, ino);
                 let Ok(n) = st.node_mut(ino) else {
@@ -246,8 +255,9 @@ impl ObjectFs {
         }
     }
 
-    /// Uploads every dirty file, waiting up to the flush timeout. Returns
-    /// how many files are still not in the bucket (they stay journalled).
+    /// Uploads every dirty file and sends every queued namespace change,
+    /// waiting up to the flush timeout. Returns how many files and changes
+    /// are still not in the bucket (they stay journalled).
     pub fn flush_all(&self) -> usize {
         let deadline = Instant::now() + self.opts().flush_timeout;
         self.inner.uploads.hurry();
@@ -266,7 +276,8 @@ impl ObjectFs {
                 .filter(|n| {
                     !n.unlinked && n.staged.as_ref().is_some_and(|s| s.dirty() || s.uploading)
                 })
-                .count();
+                .count()
+                + self.ops().len();
             if pending == 0 || Instant::now() >= deadline {
                 return pending;
             }

@@ -36,7 +36,7 @@ pub struct ObjectMeta {
 }
 
 /// Headers of a new object.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PutMeta {
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,

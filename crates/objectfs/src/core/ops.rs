@@ -1,0 +1,281 @@
+//! Namespace changes off the critical path (`upload=async`): mkdir,
+//! symlink, chmod/chown/utimens of objects, unlink and rmdir change the
+//! inode table at once and are journalled (`oplog`), then sent to the store
+//! by one background sender, in order per key, [`OP_PARALLEL`] at a time,
+//! after the upload delay. What reads the store meanwhile (lookups,
+//! listings, the empty-directory check) sees through them; file uploads,
+//! renames, fsync and unmount wait for the changes they depend on. The next
+//! mount replays what a crash left in the journal before anything else.
+
+use super::super::oplog::NsOp;
+use super::super::transfer::{RetryPolicy, retry};
+use super::super::{FsResult, UploadMode};
+use super::inodes::InodeTable;
+use super::opqueue::{OpQueue, Pushed, Queued};
+use super::{ObjectFs, errno_of};
+use crate::store::StoreResult;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Changes sent to the store at once.
+const OP_PARALLEL: usize = 16;
+/// Retries of one change before its round is counted as failed.
+const OP_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 12,
+    first_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(10),
+};
+/// Between rounds of a change that keeps failing.
+const OP_ROUND_PAUSE: Duration = Duration::from_secs(2);
+/// How long an operation that needs earlier changes in the store (rename,
+/// fsync of a directory) waits for them before it fails with EIO.
+const DRAIN_WAIT: Duration = Duration::from_secs(60);
+
+impl ObjectFs {
+    pub(super) fn ops(&self) -> MutexGuard<'_, OpQueue> {
+        self.inner.ops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether namespace changes are queued (async) rather than made in the
+    /// store before the call returns (sync).
+    pub(super) fn queued_namespace(&self) -> bool {
+        self.opts().upload == UploadMode::Async
+    }
+
+    /// Queues change `op` for node `ino` (if it waits for it), journalled
+    /// before this returns. `st` is the locked inode table.
+    pub(super) fn queue_op(&self, st: &mut InodeTable, op: NsOp, ino: Option<u64>) {
+        let ready_at = Instant::now() + self.opts().upload_delay;
+        let pushed = self.ops().push(op.clone(), ino, ready_at);
+        let dropped = match pushed {
+            Pushed::Queued { seq, dropped } => {
+                self.journal_op(seq, &op);
+                if let Some(n) = ino.and_then(|i| st.nodes.get_mut(&i)) {
+                    n.ops += 1;
+                }
+                dropped
+            }
+            Pushed::Merged { seq, op } => {
+                self.journal_op(seq, &op);
+                Vec::new()
+            }
+            Pushed::Cancelled { dropped } => dropped,
+        };
+        self.release_dropped(st, dropped);
+        self.inner.ops_notify.notify_one();
+    }
+
+    fn journal_op(&self, seq: u64, op: &NsOp) {
+        if let Err(e) = self.inner.oplog.write(seq, op) {
+            tracing::error!(key = %op.key(), error = %e,
+                "could not journal a namespace change; it is sent, but a crash before then loses it");
+        }
+    }
+
+    fn release_dropped(&self, st: &mut InodeTable, dropped: Vec<Queued>) {
+        for q in dropped {
+            self.inner.oplog.remove(q.seq);
+            if let Some(ino) = q.ino
+                && let Some(n) = st.nodes.get_mut(&ino)
+            {
+                n.ops = n.ops.saturating_sub(1);
+                st.prune(ino);
+            }
+        }
+    }
+
+    /// File data is about to go to `key`: waiting deletes of it are
+    /// dropped, and the caller waits for changes of it already running.
+    pub(super) fn wait_ops_before_upload<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        key: &str,
+    ) -> MutexGuard<'a, InodeTable> {
+        let dropped = self.ops().superseded_by_upload(key);
+        self.release_dropped(&mut st, dropped);
+        if !self.ops().pending_on(key) {
+            return st;
+        }
+        self.inner.ops_urgent.fetch_add(1, Ordering::SeqCst);
+        self.inner.ops_notify.notify_one();
+        while self.ops().pending_on(key) {
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        self.inner.ops_urgent.fetch_sub(1, Ordering::SeqCst);
+        st
+    }
+
+    /// Waits until no change whose key starts with one of `prefixes` is
+    /// pending (all of them when `prefixes` is empty): what a rename or an
+    /// fsync of a directory needs in the store. EIO after [`DRAIN_WAIT`].
+    pub(super) fn drain_ops(&self, prefixes: &[String]) -> FsResult<()> {
+        let pending = |q: &OpQueue| {
+            if prefixes.is_empty() {
+                !q.is_empty()
+            } else {
+                prefixes.iter().any(|p| q.pending_under(p))
+            }
+        };
+        if !pending(&self.ops()) {
+            return Ok(());
+        }
+        self.inner.ops_urgent.fetch_add(1, Ordering::SeqCst);
+        self.inner.ops_notify.notify_one();
+        let deadline = Instant::now() + DRAIN_WAIT;
+        let mut st = self.lock();
+        let result = loop {
+            if !pending(&self.ops()) {
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::error!("namespace changes did not reach the store in time");
+                break Err(libc::EIO);
+            }
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(st);
+        self.inner.ops_urgent.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Whether the store's object at `key` is about to be deleted (it is
+    /// gone as far as this mount is concerned).
+    pub(super) fn deleting(&self, key: &str) -> bool {
+        self.ops().deleting(key)
+    }
+
+    /// Namespace changes not in the store yet.
+    pub fn pending_ops(&self) -> usize {
+        self.ops().len()
+    }
+
+    /// Sends one change to the store.
+    async fn apply_op(&self, op: &NsOp) -> StoreResult<()> {
+        let store = &self.inner.store;
+        match op {
+            NsOp::Put { key, meta, body } => {
+                let body = Bytes::from(body.clone());
+                retry(OP_RETRY, "put", || store.put(key, body.clone(), meta))
+                    .await
+                    .map(drop)
+            }
+            NsOp::Delete { key } => retry(OP_RETRY, "delete", || store.delete(key)).await,
+            NsOp::SetMeta { key, meta } => {
+                match retry(OP_RETRY, "set attributes", || {
+                    store.copy(key, key, Some(meta))
+                })
+                .await
+                {
+                    // Gone meanwhile (another client deleted it): nothing
+                    // left to change.
+                    Err(crate::store::StoreError::NotFound { .. }) => Ok(()),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// Replays the changes an earlier mount journalled, in order, before
+    /// anything is served; returns the last sequence number seen.
+    pub(super) fn replay_ops(&self) -> anyhow::Result<u64> {
+        let left = self.inner.oplog.replay()?;
+        let last = left.last().map_or(0, |(seq, _)| *seq);
+        if !left.is_empty() {
+            tracing::info!(
+                changes = left.len(),
+                "sending namespace changes journalled by an earlier mount"
+            );
+        }
+        for (seq, op) in left {
+            self.block_on(self.apply_op(&op)).map_err(|e| {
+                anyhow::anyhow!(
+                    "could not apply a namespace change to {:?} journalled by an earlier mount ({e}); it stays journalled and is retried at the next mount",
+                    op.key()
+                )
+            })?;
+            self.inner.oplog.remove(seq);
+        }
+        Ok(last)
+    }
+
+    /// Runs the queue: waits for ready changes (or a hurry), sends a batch,
+    /// records each as done, again.
+    pub(super) fn start_op_sender(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let notify = self.inner.ops_notify.clone();
+        let mut hurry = self.inner.uploads.hurry_signal();
+        self.inner.rt.spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let fs = ObjectFs { inner };
+                let urgent = *hurry.borrow() || fs.inner.ops_urgent.load(Ordering::SeqCst) > 0;
+                let (batch, next) = {
+                    let mut q = fs.ops();
+                    (q.next_batch(Instant::now(), urgent, OP_PARALLEL), q.next_ready())
+                };
+                if batch.is_empty() {
+                    drop(fs);
+                    let nap = next.map_or(Duration::from_secs(60), |t| {
+                        t.saturating_duration_since(Instant::now())
+                    });
+                    tokio::select! {
+                        _ = notify.notified() => {}
+                        _ = tokio::time::sleep(nap) => {}
+                        _ = hurry.changed() => {}
+                    }
+                    continue;
+                }
+                let sends = batch.into_iter().map(|q| {
+                    let fs = fs.clone();
+                    async move {
+                        loop {
+                            match fs.apply_op(&q.op).await {
+                                Ok(()) => break,
+                                Err(e) => {
+                                    tracing::error!(key = %q.op.key(), errno = errno_of(&e), error = %e,
+                                        "a namespace change could not reach the store; retrying");
+                                    tokio::time::sleep(OP_ROUND_PAUSE).await;
+                                }
+                            }
+                        }
+                        fs.op_done(q.seq);
+                    }
+                });
+                futures_util::future::join_all(sends).await;
+            }
+        });
+    }
+
+    /// Change `seq` is in the store.
+    fn op_done(&self, seq: u64) {
+        let mut st = self.lock();
+        let Some(q) = self.ops().finish(seq) else {
+            return;
+        };
+        self.inner.oplog.remove(seq);
+        if let Some(ino) = q.ino
+            && let Some(n) = st.nodes.get_mut(&ino)
+        {
+            n.ops = n.ops.saturating_sub(1);
+            if matches!(q.op, NsOp::Put { .. }) {
+                n.remote = true;
+                n.validated = Instant::now();
+            }
+            st.prune(ino);
+        }
+        self.inner.changed.notify_all();
+    }
+}
