@@ -10,7 +10,9 @@
 mod common;
 
 mod fuzz_protocol;
+mod objectfs_cache;
 mod objectfs_core;
+mod objectfs_fixture;
 mod path_attacks;
 mod plugin_config;
 mod protocol;

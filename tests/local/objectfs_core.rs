@@ -1,164 +1,17 @@
 //! The filesystem core against the in-memory store: operations by path, a
-//! reference model of a directory tree driven by proptest, and faults.
+//! reference model of a directory tree driven by proptest (also with a
+//! cache too small for all files, outside writes and remounts), and faults.
 
-use objectfs::layout::Defaults;
+use super::objectfs_fixture::{
+    Fixture, copy_dir, fixture, fixture_with, fixture_with_ttl, options,
+};
 use objectfs::store::memory::MemoryStore;
 use objectfs::store::{ObjectStore, PutMeta, StoreError};
-use objectfs::{FsOptions, Kind, ObjectFs, OpenFlags, ROOT_INO, SetAttr, UploadMode};
+use objectfs::{Kind, ObjectFs, OpenFlags, ROOT_INO, SetAttr, UploadMode};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Fixture {
-    fs: ObjectFs,
-    mem: Arc<MemoryStore>,
-    _rt: tokio::runtime::Runtime,
-    cache: tempfile::TempDir,
-}
-
-fn options(cache: &std::path::Path, upload: UploadMode) -> FsOptions {
-    FsOptions {
-        prefix: "pre/".into(),
-        defaults: Defaults {
-            uid: 1000,
-            gid: 1000,
-            umask: 0o022,
-        },
-        read_only: false,
-        upload,
-        cache_dir: cache.to_path_buf(),
-        metadata_ttl: Duration::from_millis(0),
-        flush_timeout: Duration::from_secs(30),
-        upload_delay: Duration::ZERO,
-        attrs_from_listing: false,
-        cache_size: 1 << 30,
-        dirty_wait: objectfs::config::DIRTY_WAIT,
-    }
-}
-
-fn fixture(upload: UploadMode) -> Fixture {
-    fixture_with_ttl(upload, Duration::ZERO)
-}
-
-fn fixture_with_ttl(upload: UploadMode, ttl: Duration) -> Fixture {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mem = Arc::new(MemoryStore::new());
-    let cache = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = mem.clone();
-    let mut opts = options(cache.path(), upload);
-    opts.metadata_ttl = ttl;
-    let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
-    Fixture {
-        fs,
-        mem,
-        _rt: rt,
-        cache,
-    }
-}
-
-impl Fixture {
-    /// Inode of a path like "a/b" ("" is the root).
-    fn ino(&self, path: &str) -> Result<u64, i32> {
-        let mut ino = ROOT_INO;
-        for c in path.split('/').filter(|c| !c.is_empty()) {
-            if self.fs.getattr(ino)?.kind != Kind::Dir {
-                return Err(libc::ENOTDIR);
-            }
-            ino = self.fs.lookup(ino, c)?.ino;
-        }
-        Ok(ino)
-    }
-
-    /// The parent directory's inode and the last component, resolving the
-    /// parent as the kernel would (a file used as a directory is ENOTDIR).
-    fn split<'a>(&self, path: &'a str) -> (Result<u64, i32>, &'a str) {
-        match path.rsplit_once('/') {
-            Some((dir, name)) => {
-                let parent = self
-                    .ino(dir)
-                    .and_then(|ino| match self.fs.getattr(ino)?.kind {
-                        Kind::Dir => Ok(ino),
-                        _ => Err(libc::ENOTDIR),
-                    });
-                (parent, name)
-            }
-            None => (Ok(ROOT_INO), path),
-        }
-    }
-
-    fn write_file(&self, path: &str, data: &[u8]) -> Result<(), i32> {
-        let (parent, name) = self.split(path);
-        let fh = match self.ino(path) {
-            Ok(ino) => self.fs.open(
-                ino,
-                OpenFlags {
-                    write: true,
-                    truncate: true,
-                },
-            )?,
-            Err(libc::ENOENT) => self.fs.create(parent?, name, 0o644, 1, 2, false)?.1,
-            Err(e) => return Err(e),
-        };
-        self.fs.write(fh, 0, data)?;
-        self.fs.flush(fh)?;
-        self.fs.release(fh)
-    }
-
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, i32> {
-        let ino = self.ino(path)?;
-        let size = self.fs.getattr(ino)?.size;
-        let fh = self.fs.open(ino, OpenFlags::default())?;
-        let mut out = Vec::new();
-        while (out.len() as u64) < size {
-            let b = self.fs.read(fh, out.len() as u64, 128 * 1024)?;
-            if b.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&b);
-        }
-        self.fs.release(fh)?;
-        Ok(out)
-    }
-
-    fn mkdir(&self, path: &str) -> Result<(), i32> {
-        let (parent, name) = self.split(path);
-        self.fs.mkdir(parent?, name, 0o755, 1, 2).map(|_| ())
-    }
-
-    fn unlink(&self, path: &str) -> Result<(), i32> {
-        let (parent, name) = self.split(path);
-        self.fs.unlink(parent?, name)
-    }
-
-    fn rmdir(&self, path: &str) -> Result<(), i32> {
-        let (parent, name) = self.split(path);
-        self.fs.rmdir(parent?, name)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<(), i32> {
-        let (p1, n1) = self.split(from);
-        let (p2, n2) = self.split(to);
-        self.fs.rename(p1?, n1, p2?, n2, 0)
-    }
-
-    fn list(&self, path: &str) -> Result<Vec<String>, i32> {
-        let fh = self.fs.opendir(self.ino(path)?)?;
-        let mut names: Vec<String> = self
-            .fs
-            .readdir(fh, 2)?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        self.fs.releasedir(fh);
-        names.sort();
-        Ok(names)
-    }
-}
 
 #[test]
 fn files_directories_and_their_objects() {
@@ -388,17 +241,6 @@ fn staged_data_of_a_dead_mount_is_uploaded_at_the_next_mount() {
     );
     assert_eq!(fs.cache_bytes(), (12, 12));
     assert_eq!(fs.pending_bytes(), 0);
-}
-
-/// Copies a staging directory with its extended attributes (the journal).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cp -a failed");
 }
 
 #[test]
@@ -689,6 +531,184 @@ proptest! {
                 prop_assert_eq!(&f.read_file(path).unwrap(), d);
             }
         }
+    }
+}
+
+// ----- the reference model with the cache in play ---------------------------
+
+/// The model's operations, and what happens around a mount: another tool
+/// writing an object, uploads, a remount on the same cache directory.
+#[derive(Debug, Clone)]
+enum CacheOp {
+    Fs(Op),
+    Read(usize),
+    /// Writes `data` at an offset of an existing file, without truncating
+    /// (its local copy, cached or fetched, is changed in place).
+    Patch(usize, u8, Vec<u8>),
+    /// Another tool writes a file object where a process could see a file:
+    /// these bytes, or (`true`) other bytes of the same size as the file
+    /// there now, which only its ETag tells apart from the cached copy.
+    ExternalWrite(usize, Vec<u8>, bool),
+    FlushAll,
+    Remount,
+}
+
+fn cache_op() -> impl Strategy<Value = CacheOp> {
+    let p = 0..PATHS.len();
+    prop_oneof![
+        6 => op().prop_map(CacheOp::Fs),
+        3 => p.clone().prop_map(CacheOp::Read),
+        2 => (p.clone(), 0..80u8, proptest::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(i, at, d)| CacheOp::Patch(i, at, d)),
+        2 => (p, proptest::collection::vec(any::<u8>(), 0..64), any::<bool>())
+            .prop_map(|(i, d, same_size)| CacheOp::ExternalWrite(i, d, same_size)),
+        1 => Just(CacheOp::FlushAll),
+        1 => Just(CacheOp::Remount),
+    ]
+}
+
+impl Model {
+    fn read(&self, path: &str) -> Result<Vec<u8>, i32> {
+        self.parent_ok(path)?;
+        match self.0.get(path) {
+            None => Err(libc::ENOENT),
+            Some(Entry::Dir) => Err(libc::EISDIR),
+            Some(Entry::File(d)) => Ok(d.clone()),
+        }
+    }
+
+    fn patch(&mut self, path: &str, at: usize, data: &[u8]) -> Result<(), i32> {
+        self.parent_ok(path)?;
+        match self.0.get_mut(path) {
+            None => Err(libc::ENOENT),
+            Some(Entry::Dir) => Err(libc::EISDIR),
+            Some(Entry::File(d)) => {
+                if d.len() < at + data.len() {
+                    d.resize(at + data.len(), 0);
+                }
+                d[at..at + data.len()].copy_from_slice(data);
+                Ok(())
+            }
+        }
+    }
+
+    /// Another tool writes a file at `path` (see [`CacheOp::ExternalWrite`]);
+    /// only where its parent is a directory and no directory is in the
+    /// way. The bytes written, or None when skipped.
+    fn external_write(&mut self, path: &str, data: &[u8], same_size: bool) -> Option<Vec<u8>> {
+        if self.parent_ok(path).is_err() || self.0.get(path) == Some(&Entry::Dir) {
+            return None;
+        }
+        let data = match self.0.get(path) {
+            Some(Entry::File(old)) if same_size => old.iter().map(|b| b.wrapping_add(1)).collect(),
+            _ => data.to_vec(),
+        };
+        self.0.insert(path.into(), Entry::File(data.clone()));
+        Some(data)
+    }
+}
+
+fn patch_fs(f: &Fixture, path: &str, at: u64, data: &[u8]) -> Result<(), i32> {
+    let ino = f.ino(path)?;
+    let write = OpenFlags {
+        write: true,
+        truncate: false,
+    };
+    let fh = f.fs.open(ino, write)?;
+    f.fs.write(fh, at, data)?;
+    f.fs.flush(fh)?;
+    f.fs.release(fh)
+}
+
+/// The bucket holds the model, and every file reads as the model says.
+fn check_bucket_and_reads(f: &Fixture, model: &Model) -> Result<(), TestCaseError> {
+    let bucket: BTreeMap<String, Vec<u8>> = f
+        .mem
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let v = f.mem.object(&k).unwrap().to_vec();
+            (k, v)
+        })
+        .collect();
+    prop_assert_eq!(bucket, expected_keys(model));
+    for (path, entry) in &model.0 {
+        if let Entry::File(d) = entry {
+            prop_assert_eq!(&f.read_file(path).unwrap(), d, "read {}", path);
+        }
+    }
+    Ok(())
+}
+
+/// With everything uploaded and closed, every local copy is a clean cached
+/// one, and the count of bytes is what the cache directory holds.
+fn check_cache_settled(f: &Fixture) -> Result<(), TestCaseError> {
+    let (used, clean) = f.fs.cache_bytes();
+    prop_assert_eq!(used, clean, "a copy neither cached nor dirty");
+    let on_disk: u64 = std::fs::read_dir(f.cache.path().join("staging"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    prop_assert_eq!(on_disk, used, "bytes on disk vs bytes counted");
+    Ok(())
+}
+
+const SMALL_CACHE: u64 = 200;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+    /// The model again, with a cache too small for all files (evictions),
+    /// objects rewritten behind the mount's back, and remounts that find
+    /// the cache directory as the last mount left it.
+    #[test]
+    fn behaves_like_the_reference_model_with_a_small_cache(
+        ops in proptest::collection::vec(cache_op(), 1..30),
+        sync in any::<bool>(),
+    ) {
+        let upload = if sync { UploadMode::Sync } else { UploadMode::Async };
+        // TTL 0: an outside write is seen at the next lookup.
+        let mut f = fixture_with(upload, |o| o.cache_size = SMALL_CACHE);
+        let mut model = Model::default();
+        for op in &ops {
+            match op {
+                CacheOp::Fs(op) => {
+                    let want = model.apply(op);
+                    prop_assert_eq!(apply_fs(&f, op), want, "op {:?}", op);
+                }
+                CacheOp::Read(i) => {
+                    let p = PATHS[*i];
+                    prop_assert_eq!(f.read_file(p), model.read(p), "read {}", p);
+                }
+                CacheOp::Patch(i, at, d) => {
+                    let p = PATHS[*i];
+                    let want = model.patch(p, *at as usize, d);
+                    prop_assert_eq!(patch_fs(&f, p, *at as u64, d), want, "patch {}", p);
+                }
+                CacheOp::ExternalWrite(i, d, same_size) => {
+                    // The mount's own uploads first: they would overwrite it.
+                    prop_assert_eq!(f.fs.flush_all(), 0);
+                    if let Some(d) = model.external_write(PATHS[*i], d, *same_size) {
+                        f.mem.insert(&format!("pre/{}", PATHS[*i]), d, PutMeta::default());
+                    }
+                }
+                CacheOp::FlushAll => {
+                    prop_assert_eq!(f.fs.flush_all(), 0);
+                    check_cache_settled(&f)?;
+                    check_bucket_and_reads(&f, &model)?;
+                }
+                CacheOp::Remount => {
+                    f = f.remount();
+                    check_cache_settled(&f)?;
+                    check_bucket_and_reads(&f, &model)?;
+                }
+            }
+            let (used, clean) = f.fs.cache_bytes();
+            prop_assert!(used <= SMALL_CACHE && clean <= used, "after {:?}: {:?}", op, (used, clean));
+        }
+        prop_assert_eq!(f.fs.flush_all(), 0);
+        check_cache_settled(&f)?;
+        check_bucket_and_reads(&f, &model)?;
+        check_cache_settled(&f)?;
     }
 }
 

@@ -90,19 +90,15 @@ impl ObjectFs {
                 })?;
             self.inner.staging.clear_journal(id, &file);
             match etag {
-                // Now a clean copy of what is in the bucket: cached.
+                // Now a clean copy of what is in the bucket: cached, within
+                // the bound (this mount's may be smaller than the last one's).
                 Some(etag) => {
-                    self.inner.staging.tag_clean(
-                        &file,
-                        &CacheTag {
-                            key: entry.key.clone(),
-                            etag: etag.clone(),
-                        },
-                    );
-                    let old = self.cache().restore(&entry.key, id, &etag, size);
-                    if let Some(old) = old {
-                        self.inner.staging.delete(old.id);
-                    }
+                    let tag = CacheTag {
+                        key: entry.key.clone(),
+                        etag,
+                    };
+                    self.inner.staging.tag_clean(&file, &tag);
+                    self.restore_cache(vec![(id, tag, size)]);
                 }
                 None => self.inner.staging.discard(id, file),
             }

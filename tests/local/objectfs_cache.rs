@@ -1,0 +1,349 @@
+//! The local cache of file data against the in-memory store: copies of
+//! uploaded and of small read objects serve later opens without a GET while
+//! the object is unchanged (and across a remount), a change behind the
+//! mount's back is read fresh, the bound evicts clean copies (recovered
+//! ones too), a cache full of data not yet uploaded makes writers wait,
+//! then fail with ENOSPC, and open's keep-cache answer follows the
+//! object's ETag. The reference model with a small cache, remounts and
+//! outside writes is in `objectfs_core`.
+
+use super::objectfs_fixture::{Fixture, copy_dir, fixture, fixture_with, options};
+use objectfs::store::memory::MemoryStore;
+use objectfs::store::{ObjectStore, PutMeta};
+use objectfs::{ObjectFs, OpenFlags, ROOT_INO, UploadMode};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn gets(f: &Fixture) -> u64 {
+    f.mem.counters.gets.load(Ordering::Relaxed)
+}
+
+fn heads(f: &Fixture) -> u64 {
+    f.mem.counters.heads.load(Ordering::Relaxed)
+}
+
+/// Bytes that differ from one position to the next, so a shifted or stale
+/// copy cannot pass for the right one.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// The contents of every data file in the cache directory.
+fn files_in_cache(f: &Fixture) -> Vec<Vec<u8>> {
+    std::fs::read_dir(f.cache.path().join("staging"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "data"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_file_written_here_is_read_back_from_its_local_copy_without_a_get() {
+    // TTL 0: every lookup asks the store again (a HEAD), as after the TTL.
+    let f = fixture(UploadMode::Async);
+    let data = pattern(5000, 1);
+    f.write_file("f", &data).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/f").unwrap(), &data[..]);
+    assert_eq!(f.fs.cache_bytes(), (5000, 5000), "kept as a clean copy");
+    let (gets0, heads0) = (gets(&f), heads(&f));
+    for _ in 0..2 {
+        assert_eq!(f.read_file("f").unwrap(), data);
+    }
+    assert!(heads(&f) > heads0, "the attributes were revalidated");
+    assert_eq!(gets(&f), gets0, "the data came from the cache");
+}
+
+#[test]
+fn a_change_behind_the_mounts_back_is_read_fresh_and_the_stale_copy_dropped() {
+    let f = fixture(UploadMode::Sync);
+    f.write_file("same", b"version one").unwrap();
+    f.write_file("size", &pattern(100, 1)).unwrap();
+    assert_eq!(f.read_file("same").unwrap(), b"version one");
+    assert_eq!(f.fs.cache_bytes(), (111, 111));
+    // Another tool rewrites both: one at the same size, one shorter.
+    f.mem.insert("pre/same", "version two", PutMeta::default());
+    f.mem.insert("pre/size", pattern(40, 2), PutMeta::default());
+    let gets0 = gets(&f);
+    assert_eq!(f.read_file("same").unwrap(), b"version two");
+    assert_eq!(f.read_file("size").unwrap(), pattern(40, 2));
+    assert!(gets(&f) > gets0, "fetched from the store");
+    // The new versions replaced the old copies, in bytes and on disk.
+    assert_eq!(f.fs.cache_bytes(), (51, 51));
+    let files = files_in_cache(&f);
+    assert!(!files.contains(&b"version one".to_vec()), "stale copy kept");
+    assert!(!files.contains(&pattern(100, 1)), "stale copy kept");
+    // And the new versions are cached in turn.
+    let gets1 = gets(&f);
+    assert_eq!(f.read_file("same").unwrap(), b"version two");
+    assert_eq!(f.read_file("size").unwrap(), pattern(40, 2));
+    assert_eq!(gets(&f), gets1);
+}
+
+#[test]
+fn the_cache_survives_a_remount_and_objects_changed_meanwhile_are_read_fresh() {
+    let f = fixture(UploadMode::Async);
+    f.write_file("kept", &pattern(300, 1)).unwrap();
+    f.write_file("changed", &pattern(300, 2)).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    // The old mount does nothing more from here on: as good as unmounted.
+    f.mem
+        .insert("pre/changed", pattern(300, 3), PutMeta::default());
+    // A new core on the same cache directory: the lock was released with
+    // the old one, and its clean copies are found again.
+    let f = f.remount();
+    assert_eq!(f.fs.cache_bytes(), (600, 600));
+    let gets0 = gets(&f);
+    assert_eq!(f.read_file("kept").unwrap(), pattern(300, 1));
+    assert_eq!(gets(&f), gets0, "unchanged: read from the restored copy");
+    assert_eq!(f.read_file("changed").unwrap(), pattern(300, 3));
+    assert!(gets(&f) > gets0, "changed: read from the store");
+    assert_eq!(f.fs.cache_bytes(), (600, 600), "the stale copy replaced");
+    assert!(!files_in_cache(&f).contains(&pattern(300, 2)));
+}
+
+#[test]
+fn small_objects_are_cached_at_their_first_read_and_large_ones_never() {
+    let f = fixture(UploadMode::Async);
+    let small = pattern(1000, 4);
+    let big = pattern(9 * 1024 * 1024, 5);
+    f.mem.insert("pre/small", small.clone(), PutMeta::default());
+    f.mem.insert("pre/big", big.clone(), PutMeta::default());
+    let gets0 = gets(&f);
+    assert_eq!(f.read_file("small").unwrap(), small);
+    let gets1 = gets(&f);
+    assert!(gets1 > gets0);
+    assert_eq!(f.fs.cache_bytes(), (1000, 1000));
+    assert_eq!(f.read_file("small").unwrap(), small);
+    assert_eq!(gets(&f), gets1, "the second open reads the cached copy");
+    // Above the whole-file limit: read in ranges each time, never kept.
+    for _ in 0..2 {
+        let before = gets(&f);
+        assert!(f.read_file("big").unwrap() == big);
+        assert!(gets(&f) > before);
+    }
+    assert_eq!(f.fs.cache_bytes(), (1000, 1000));
+}
+
+#[test]
+fn the_bound_evicts_clean_copies_and_evicted_files_come_back_from_the_store() {
+    let f = fixture_with(UploadMode::Sync, |o| o.cache_size = 300);
+    for i in 0..5u8 {
+        f.write_file(&format!("f{i}"), &pattern(100, i)).unwrap();
+        assert!(
+            f.fs.cache_bytes().0 <= 300,
+            "after f{i}: {:?}",
+            f.fs.cache_bytes()
+        );
+    }
+    assert_eq!(f.fs.flush_all(), 0);
+    let on_disk: usize = files_in_cache(&f).iter().map(Vec::len).sum();
+    assert!(on_disk <= 300, "{on_disk} bytes in the cache directory");
+    let gets0 = gets(&f);
+    for i in 0..5u8 {
+        assert_eq!(f.read_file(&format!("f{i}")).unwrap(), pattern(100, i));
+        assert!(f.fs.cache_bytes().0 <= 300);
+    }
+    assert!(gets(&f) > gets0, "the evicted files were fetched again");
+    for i in 0..5u8 {
+        assert_eq!(
+            f.mem.object(&format!("pre/f{i}")).unwrap(),
+            &pattern(100, i)[..]
+        );
+    }
+}
+
+/// Two files created while the store answers (creating needs a lookup),
+/// then the store goes down and the first gets 800 bytes and is closed:
+/// dirty, its upload retrying, filling most of a 1000-byte cache.
+fn cache_full_of_dirty_data(dirty_wait: Duration) -> (Fixture, u64) {
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.cache_size = 1000;
+        o.dirty_wait = dirty_wait;
+    });
+    let (_, a) = f.fs.create(ROOT_INO, "a", 0o644, 0, 0, true).unwrap();
+    let (_, b) = f.fs.create(ROOT_INO, "b", 0o644, 0, 0, true).unwrap();
+    f.mem.set_down(true);
+    assert_eq!(f.fs.write(a, 0, &pattern(800, 1)), Ok(800));
+    f.fs.flush(a).unwrap();
+    f.fs.release(a).unwrap();
+    (f, b)
+}
+
+#[test]
+fn a_write_into_a_cache_full_of_dirty_data_waits_then_gets_enospc_and_loses_nothing() {
+    let wait = Duration::from_millis(300);
+    let (f, b) = cache_full_of_dirty_data(wait);
+    assert_eq!(f.fs.write(b, 0, &pattern(100, 2)), Ok(100), "still fits");
+    let started = Instant::now();
+    assert_eq!(f.fs.write(b, 100, &pattern(300, 3)), Err(libc::ENOSPC));
+    assert!(started.elapsed() >= wait, "gave up without waiting");
+    assert_eq!(f.fs.cache_bytes(), (900, 0), "nothing clean to evict");
+    f.mem.set_down(false);
+    assert_eq!(f.fs.flush_all(), 0);
+    // Every byte written before the error is in the bucket.
+    assert_eq!(f.mem.object("pre/a").unwrap(), &pattern(800, 1)[..]);
+    assert_eq!(f.mem.object("pre/b").unwrap(), &pattern(100, 2)[..]);
+    // Uploaded, "a" is clean and evictable: the same write now succeeds.
+    assert_eq!(f.fs.write(b, 100, &pattern(300, 3)), Ok(300));
+    f.fs.release(b).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let mut want = pattern(100, 2);
+    want.extend(pattern(300, 3));
+    assert_eq!(f.mem.object("pre/b").unwrap(), &want[..]);
+    assert!(f.fs.cache_bytes().0 <= 1000);
+    assert_eq!(f.read_file("a").unwrap(), pattern(800, 1));
+}
+
+#[test]
+fn a_waiting_writer_goes_on_once_uploads_make_room() {
+    let (f, b) = cache_full_of_dirty_data(Duration::from_secs(10));
+    let fs = f.fs.clone();
+    let writer = std::thread::spawn(move || fs.write(b, 0, &pattern(300, 2)));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !writer.is_finished(),
+        "the writer waits while the store is down"
+    );
+    f.mem.set_down(false);
+    assert_eq!(writer.join().unwrap(), Ok(300));
+    // Only the upload of "a" could make the room.
+    assert_eq!(f.mem.object("pre/a").unwrap(), &pattern(800, 1)[..]);
+    f.fs.release(b).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/b").unwrap(), &pattern(300, 2)[..]);
+    assert!(f.fs.cache_bytes().0 <= 1000);
+}
+
+#[test]
+fn one_open_file_growing_past_the_bound_gets_enospc_at_once() {
+    let wait = Duration::from_secs(20);
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.cache_size = 1000;
+        o.dirty_wait = wait;
+    });
+    f.write_file("clean", &pattern(300, 1)).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let (_, fh) = f.fs.create(ROOT_INO, "grows", 0o644, 0, 0, true).unwrap();
+    assert_eq!(f.fs.write(fh, 0, &pattern(600, 2)), Ok(600));
+    // Nothing closed is waiting for an upload: no point in waiting.
+    let started = Instant::now();
+    assert_eq!(f.fs.write(fh, 600, &pattern(600, 3)), Err(libc::ENOSPC));
+    assert!(
+        started.elapsed() < wait,
+        "waited for uploads that could not come"
+    );
+    assert_eq!(f.fs.cache_bytes(), (600, 0), "the clean copy was evicted");
+    assert_eq!(f.read_file("clean").unwrap(), pattern(300, 1));
+    f.fs.release(fh).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/grows").unwrap(), &pattern(600, 2)[..]);
+}
+
+#[test]
+fn open_keeps_the_page_cache_only_while_the_object_is_unchanged() {
+    let f = fixture(UploadMode::Sync);
+    f.write_file("k", b"first").unwrap();
+    let ino = f.ino("k").unwrap();
+    let open_read = || {
+        let o = f.fs.open_file(ino, OpenFlags::default()).unwrap();
+        let data = f.fs.read(o.fh, 0, 100).unwrap().to_vec();
+        f.fs.release(o.fh).unwrap();
+        (o.keep_cache, data)
+    };
+    assert_eq!(open_read().1, b"first");
+    assert_eq!(open_read(), (true, b"first".to_vec()), "unchanged");
+    // Changed behind the mount's back, noticed at the next getattr (TTL 0).
+    f.mem.insert("pre/k", "other", PutMeta::default());
+    f.fs.getattr(ino).unwrap();
+    assert_eq!(
+        open_read(),
+        (false, b"other".to_vec()),
+        "the kernel's pages are stale"
+    );
+    assert_eq!(open_read(), (true, b"other".to_vec()), "unchanged again");
+    // A copy being written: every change went through the kernel.
+    let w =
+        f.fs.open_file(
+            ino,
+            OpenFlags {
+                write: true,
+                truncate: false,
+            },
+        )
+        .unwrap();
+    f.fs.write(w.fh, 0, b"O").unwrap();
+    let r = f.fs.open_file(ino, OpenFlags::default()).unwrap();
+    assert!(r.keep_cache);
+    assert_eq!(&f.fs.read(r.fh, 0, 100).unwrap()[..], b"Other");
+    f.fs.release(r.fh).unwrap();
+    f.fs.release(w.fh).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/k").unwrap(), &b"Other"[..]);
+    assert_eq!(open_read().1, b"Other");
+}
+
+/// A copy fetched by GET is tagged with the ETag the node had before the
+/// GET, which may be an older version's: the object rewritten between open
+/// and read, then written back to its first content, is read as the second.
+#[test]
+#[ignore = "open bug: a copy filled by GET is tagged with the ETag the node knew before the GET; needs a conditional GET (If-Match) or the GET's own ETag"]
+fn a_copy_fetched_after_a_change_is_not_kept_as_the_older_version() {
+    let f = fixture(UploadMode::Async);
+    f.mem.insert("pre/t", "AAAA", PutMeta::default());
+    let ino = f.ino("t").unwrap();
+    let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
+    // Rewritten between the open and the first read: the read fetches the
+    // new version, though the node still knows the old ETag.
+    f.mem.insert("pre/t", "BBBB", PutMeta::default());
+    assert_eq!(&f.fs.read(fh, 0, 10).unwrap()[..], b"BBBB");
+    f.fs.release(fh).unwrap();
+    // The first version again: its ETag is the one the node knew.
+    f.mem.insert("pre/t", "AAAA", PutMeta::default());
+    assert_eq!(f.read_file("t").unwrap(), b"AAAA");
+}
+
+#[test]
+fn data_recovered_at_mount_is_kept_within_the_bound() {
+    let mem = Arc::new(MemoryStore::new());
+    let cache = tempfile::tempdir().unwrap();
+    {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let opts = options(cache.path(), UploadMode::Async);
+        let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
+        let (_, a) = fs.create(ROOT_INO, "a", 0o644, 0, 0, true).unwrap();
+        let (_, b) = fs.create(ROOT_INO, "b", 0o644, 0, 0, true).unwrap();
+        mem.set_down(true);
+        for (fh, seed) in [(a, 1), (b, 2)] {
+            fs.write(fh, 0, &pattern(200, seed)).unwrap();
+            fs.release(fh).unwrap();
+        }
+        // The process dies with both files journalled (see
+        // `staged_data_of_a_dead_mount_is_uploaded_at_the_next_mount`); its
+        // runtime too, so no shutdown cuts its upload retries short.
+        std::mem::forget(fs);
+        std::mem::forget(rt);
+    }
+    let cache2 = tempfile::tempdir().unwrap();
+    copy_dir(
+        &cache.path().join("staging"),
+        &cache2.path().join("staging"),
+    );
+    mem.set_down(false);
+    // The next mount has a smaller bound than both files together.
+    let mut opts = options(cache2.path(), UploadMode::Async);
+    opts.cache_size = 300;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store: Arc<dyn ObjectStore> = mem.clone();
+    let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
+    assert_eq!(mem.object("pre/a").unwrap(), &pattern(200, 1)[..]);
+    assert_eq!(mem.object("pre/b").unwrap(), &pattern(200, 2)[..]);
+    let (used, clean) = fs.cache_bytes();
+    assert!(used <= 300, "{used} bytes cached under a bound of 300");
+    assert_eq!(used, clean, "recovered copies are clean");
+}
