@@ -114,6 +114,12 @@ fn write_synced(path: &Path, data: &[u8]) {
     f.sync_all().unwrap();
 }
 
+/// fsync of a directory: with `--upload async` the namespace changes made
+/// so far (mkdir, unlink, rmdir, ...) are in the bucket when it returns.
+fn sync_dir(dir: &Path) {
+    fs::File::open(dir).unwrap().sync_all().unwrap();
+}
+
 /// `path` must read exactly `want` now.
 fn expect_reads(step: &str, path: &Path, want: &[u8]) {
     let got = fs::read(path);
@@ -418,6 +424,8 @@ fn deletes_on_a_give_enoent_on_b() {
     fs::remove_file(a.path("emptied/x")).unwrap();
     fs::remove_file(a.path("emptied/y")).unwrap();
     fs::remove_dir(a.path("emptied")).unwrap();
+    // Deletes are queued (upload=async); a directory's fsync sends them.
+    sync_dir(&a.dir);
     assert_eq!(
         hosts.bucket.keys(&format!("{PREFIX}/")),
         [TwoHosts::key("kept.txt")],
@@ -473,6 +481,9 @@ fn both_writing_at_once_lose_nothing() {
     const PER_HOST: usize = 50;
     let mut hosts = TwoHosts::start("two-mounts-concurrent");
     fs::create_dir(hosts.a.path("both")).unwrap();
+    // The directory's marker is queued (upload=async): in the bucket, so
+    // that B sees the directory, once A's fsync of its parent returns.
+    sync_dir(&hosts.a.dir);
     let want = |host: &str, i: usize| -> Vec<u8> {
         format!("host {host} file {i}\n").repeat(i + 1).into_bytes()
     };

@@ -194,16 +194,19 @@ async fn upload_parts(
 const DOWNLOAD_CHUNK: u64 = 8 * 1024 * 1024;
 const DOWNLOAD_PARALLEL: usize = 8;
 
-/// Copies object `key` (`size` bytes) into `file` with parallel ranged GETs.
+/// Copies object `key` (`size` bytes) into `file` with parallel ranged
+/// GETs. Returns the ETag of the object the bytes came from, or `None` when
+/// the GETs disagree (it changed while being read) or the store says none.
 pub async fn download_to_file(
     store: &Arc<dyn ObjectStore>,
     policy: RetryPolicy,
     key: &str,
     file: Arc<File>,
     size: u64,
-) -> StoreResult<()> {
+) -> StoreResult<Option<String>> {
     let count = size.div_ceil(DOWNLOAD_CHUNK);
-    let mut tasks: JoinSet<StoreResult<()>> = JoinSet::new();
+    let mut tasks: JoinSet<StoreResult<Option<String>>> = JoinSet::new();
+    let mut etags = std::collections::HashSet::new();
     let mut next = 0;
     while next < count || !tasks.is_empty() {
         while next < count && tasks.len() < DOWNLOAD_PARALLEL {
@@ -211,7 +214,9 @@ pub async fn download_to_file(
             let offset = next * DOWNLOAD_CHUNK;
             let len = DOWNLOAD_CHUNK.min(size - offset);
             tasks.spawn(async move {
-                let data = retry(policy, "get", || store.get_range(&key, offset, len)).await?;
+                let (data, etag) =
+                    retry(policy, "get", || store.get_range_tagged(&key, offset, len)).await?;
+                let data = data.slice(0, data.len());
                 if data.len() as u64 != len {
                     return Err(StoreError::transient(
                         "download",
@@ -231,15 +236,21 @@ pub async fn download_to_file(
                             key,
                             format!("writing the cache failed: {e}"),
                         )
-                    })
+                    })?;
+                Ok(etag)
             });
             next += 1;
         }
         if let Some(joined) = tasks.join_next().await {
-            joined.map_err(|e| StoreError::permanent("download", key, e.to_string()))??;
+            etags.insert(
+                joined.map_err(|e| StoreError::permanent("download", key, e.to_string()))??,
+            );
         }
     }
-    Ok(())
+    Ok(match etags.len() {
+        1 => etags.into_iter().next().flatten(),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

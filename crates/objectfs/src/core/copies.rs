@@ -8,9 +8,9 @@
 use super::super::FsResult;
 use super::super::staging::CacheTag;
 use super::super::transfer::{RetryPolicy, download_to_file};
-use super::ObjectFs;
 use super::cache::{CacheIndex, Cached};
 use super::inodes::{InodeTable, Node, Staged};
+use super::{ObjectFs, errno_of};
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
@@ -204,25 +204,24 @@ impl ObjectFs {
 
     /// First read of a small object without a local copy: fetch it whole
     /// into the cache and attach it, so later reads (and later opens, while
-    /// the object is unchanged) are local. False when it could not be
-    /// (no ETag known, no room, a failed GET): the caller reads the range.
-    pub(super) fn fetch_whole(&self, ino: u64, key: &str) -> bool {
+    /// the object is unchanged) are local. `Ok(false)` when it is not to be
+    /// cached (no ETag known, no room): the caller reads the range. A failed
+    /// GET is the read's error (it was retried already).
+    pub(super) fn fetch_whole(&self, ino: u64, key: &str) -> FsResult<bool> {
         let st = self.lock();
-        let Some(n) = st.nodes.get(&ino) else {
-            return false;
-        };
+        let n = st.node(ino)?;
         let size = n.size;
         if n.staged.is_some() || n.etag.is_none() || !n.remote || size > WHOLE_FILE_MAX {
-            return n.staged.is_some();
+            return Ok(n.staged.is_some());
         }
         let (st, room) = self.reserve(st, size, false);
         drop(st);
         if room.is_err() {
-            return false;
+            return Ok(false);
         }
         let Ok((id, file)) = self.inner.staging.create() else {
             self.cache().credit(size);
-            return false;
+            return Ok(false);
         };
         let file = Arc::new(file);
         let fetched = self.block_on(download_to_file(
@@ -232,23 +231,36 @@ impl ObjectFs {
             file.clone(),
             size,
         ));
+        let give_back = |file| {
+            self.cache().credit(size);
+            self.inner.staging.discard(id, file);
+        };
+        let label = match fetched {
+            Ok(label) => label,
+            Err(e) => {
+                give_back(file);
+                return Err(errno_of(&e));
+            }
+        };
         let mut st = self.lock();
-        let usable = fetched.is_ok()
+        let usable = label.is_some()
             && st
                 .nodes
                 .get(&ino)
                 .is_some_and(|n| n.staged.is_none() && n.size == size && !n.unlinked);
         if !usable {
             drop(st);
-            self.cache().credit(size);
-            self.inner.staging.discard(id, file);
-            return false;
+            give_back(file);
+            return Ok(false);
         }
         let n = st.nodes.get_mut(&ino).expect("checked above");
+        // The copy is of the object the GET saw, which may be newer than
+        // what the node knew: label it with what was read.
+        n.note_etag(label);
         let mut s = Staged::new(id, file);
         s.charged = size;
         n.staged = Some(s);
-        true
+        Ok(true)
     }
 }
 

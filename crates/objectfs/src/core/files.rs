@@ -55,17 +55,21 @@ impl ObjectFs {
                 return Err(libc::EIO);
             }
         };
+        let mut label = None;
         if fetch {
             let store = &self.inner.store;
-            if let Err(e) = self.block_on(download_to_file(
+            match self.block_on(download_to_file(
                 store,
                 RetryPolicy::INTERACTIVE,
                 &key,
                 file.clone(),
                 size,
             )) {
-                give_back(id, file);
-                return Err(errno_of(&e));
+                Ok(etag) => label = Some(etag),
+                Err(e) => {
+                    give_back(id, file);
+                    return Err(errno_of(&e));
+                }
             }
         }
         let mut st = self.lock();
@@ -82,8 +86,11 @@ impl ObjectFs {
         let mut staged = Staged::new(id, file);
         staged.charged = charged;
         n.staged = Some(staged);
-        if !fetch {
-            n.size = 0;
+        match label {
+            // The copy is of the object the GETs saw (none when they saw
+            // different versions: then it is never kept as a clean copy).
+            Some(etag) => n.note_etag(etag),
+            None => n.size = 0,
         }
         Ok(())
     }
@@ -264,7 +271,7 @@ impl ObjectFs {
         }
         let len = (len as u64).min(size - offset);
         let staged = match staged {
-            None if size <= WHOLE_FILE_MAX && self.fetch_whole(*ino, &key) => {
+            None if size <= WHOLE_FILE_MAX && self.fetch_whole(*ino, &key)? => {
                 let st = self.lock();
                 st.node(*ino)?.staged.as_ref().map(|s| s.file.clone())
             }

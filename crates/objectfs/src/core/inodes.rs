@@ -149,6 +149,16 @@ impl Node {
         }
     }
 
+    /// The node's content is now a copy of the object with `etag` (read
+    /// from the store just now); another version than the one known means
+    /// the kernel's page cache of it is stale.
+    pub(super) fn note_etag(&mut self, etag: Option<String>) {
+        if self.etag != etag {
+            self.changed_remotely = true;
+            self.etag = etag;
+        }
+    }
+
     /// Local state the store cannot contradict.
     pub(super) fn authoritative(&self) -> bool {
         self.staged.is_some() || self.open_handles > 0 || self.ops > 0

@@ -29,8 +29,8 @@ mod ops;
 mod uploads;
 
 use super::layout::{self, Kind, Posix};
-use super::reader::Reader;
 use super::oplog::OpLog;
+use super::reader::Reader;
 use super::staging::StagingArea;
 use super::transfer::{RetryPolicy, retry};
 use super::{DirEntry, Errno, FsOptions, FsResult, ROOT_INO};

@@ -493,7 +493,12 @@ impl ObjectFs {
                 self.key_of(&st, src),
                 self.child_key(&st, new_parent, new_name),
             );
-            vec![old.clone(), format!("{old}/"), new.clone(), format!("{new}/")]
+            vec![
+                old.clone(),
+                format!("{old}/"),
+                new.clone(),
+                format!("{new}/"),
+            ]
         };
         self.drain_ops(&names)?;
         if src_kind == Kind::Dir {

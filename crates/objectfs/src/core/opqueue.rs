@@ -61,6 +61,7 @@ impl OpQueue {
     }
 
     /// Whether a change of `key` is waiting or running.
+    #[cfg(test)]
     pub(super) fn pending_on(&self, key: &str) -> bool {
         self.all().any(|q| q.op.key() == key)
     }
@@ -139,10 +140,19 @@ impl OpQueue {
         }
     }
 
-    /// File data is about to be uploaded to `key`, replacing the object:
-    /// waiting deletes of it are pointless and dropped. Returns them; the
-    /// upload must still wait while `pending_on(key)`.
-    pub(super) fn superseded_by_upload(&mut self, key: &str) -> Vec<Queued> {
+    /// File data is about to be uploaded to `key`, replacing the object.
+    /// When every pending change of the key is a waiting delete, those are
+    /// pointless: they are dropped and returned. `None` while any other
+    /// change of the key is pending (the upload waits for it).
+    pub(super) fn clear_for_upload(&mut self, key: &str) -> Option<Vec<Queued>> {
+        let blocked = self.running.values().any(|q| q.op.key() == key)
+            || self
+                .waiting
+                .iter()
+                .any(|q| q.op.key() == key && !matches!(q.op, NsOp::Delete { .. }));
+        if blocked {
+            return None;
+        }
         let mut dropped = Vec::new();
         self.waiting.retain(|q| {
             let gone = q.op.key() == key && matches!(q.op, NsOp::Delete { .. });
@@ -151,7 +161,7 @@ impl OpQueue {
             }
             !gone
         });
-        dropped
+        Some(dropped)
     }
 
     fn enqueue(
@@ -265,8 +275,14 @@ mod tests {
     fn created_then_deleted_costs_nothing() {
         let now = Instant::now();
         let mut q = OpQueue::starting_after(0);
-        assert!(matches!(q.push(put("d/"), Some(5), now), Pushed::Queued { seq: 1, .. }));
-        assert!(matches!(q.push(set("d/", "1"), Some(5), now), Pushed::Merged { seq: 1, .. }));
+        assert!(matches!(
+            q.push(put("d/"), Some(5), now),
+            Pushed::Queued { seq: 1, .. }
+        ));
+        assert!(matches!(
+            q.push(set("d/", "1"), Some(5), now),
+            Pushed::Merged { seq: 1, .. }
+        ));
         match q.push(del("d/"), None, now) {
             Pushed::Cancelled { dropped } => assert_eq!(seqs(&dropped), vec![1]),
             other => panic!("{other:?}"),
@@ -281,7 +297,10 @@ mod tests {
         let mut q = OpQueue::starting_after(0);
         q.push(put("l"), Some(3), now);
         assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![1]);
-        assert!(matches!(q.push(del("l"), None, now), Pushed::Queued { seq: 2, .. }));
+        assert!(matches!(
+            q.push(del("l"), None, now),
+            Pushed::Queued { seq: 2, .. }
+        ));
         assert!(q.deleting("l"));
         // Same key: waits for the running one.
         assert!(q.next_batch(now, true, 8).is_empty());
@@ -295,7 +314,10 @@ mod tests {
     fn metadata_changes_fold_and_a_delete_drops_them() {
         let now = Instant::now();
         let mut q = OpQueue::starting_after(7);
-        assert!(matches!(q.push(set("f", "1"), Some(2), now), Pushed::Queued { seq: 8, .. }));
+        assert!(matches!(
+            q.push(set("f", "1"), Some(2), now),
+            Pushed::Queued { seq: 8, .. }
+        ));
         match q.push(set("f", "2"), Some(2), now) {
             Pushed::Merged { seq: 8, op } => assert_eq!(op, set("f", "2")),
             other => panic!("{other:?}"),
@@ -305,9 +327,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(q.deleting("f") && q.pending_on("f") && q.pending_under("f"));
-        // An upload of new data to the key makes the delete pointless.
-        assert_eq!(seqs(&q.superseded_by_upload("f")), vec![9]);
+        // An upload of new data to the key makes the delete pointless...
+        assert_eq!(seqs(&q.clear_for_upload("f").unwrap()), vec![9]);
         assert!(q.is_empty());
+        // ...but it waits for any other change of the key.
+        q.push(set("f", "3"), None, now);
+        q.push(del("g"), None, now);
+        assert_eq!(q.clear_for_upload("f"), None);
+        assert_eq!(q.clear_for_upload("g").map(|d| seqs(&d)), Some(vec![11]));
     }
 
     #[test]

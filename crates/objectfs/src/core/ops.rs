@@ -86,30 +86,45 @@ impl ObjectFs {
         }
     }
 
-    /// File data is about to go to `key`: waiting deletes of it are
-    /// dropped, and the caller waits for changes of it already running.
-    pub(super) fn wait_ops_before_upload<'a>(
+    /// File data of `ino` is about to go to `key`. `Ok` (the lock still held since
+    /// the decision) when no change of the key is pending but waiting
+    /// deletes, which are dropped: the data replaces the object anyway.
+    /// `Err` after waiting a little for other pending changes of the key
+    /// (the sender is hurried); the caller decides again.
+    pub(super) fn clear_ops_for_upload<'a>(
         &'a self,
         mut st: MutexGuard<'a, InodeTable>,
+        ino: u64,
         key: &str,
-    ) -> MutexGuard<'a, InodeTable> {
-        let dropped = self.ops().superseded_by_upload(key);
-        self.release_dropped(&mut st, dropped);
-        if !self.ops().pending_on(key) {
-            return st;
+    ) -> Result<MutexGuard<'a, InodeTable>, MutexGuard<'a, InodeTable>> {
+        // Only when the upload will really happen: a node gone or clean
+        // uploads nothing, and its key's deletes must stay.
+        let live = st.nodes.get(&ino).is_some_and(|n| {
+            !n.unlinked && n.staged.as_ref().is_some_and(|s| s.dirty() && !s.uploading)
+        });
+        let cleared = if live {
+            self.ops().clear_for_upload(key)
+        } else {
+            Some(Vec::new())
+        };
+        match cleared {
+            Some(dropped) => {
+                self.release_dropped(&mut st, dropped);
+                Ok(st)
+            }
+            None => {
+                self.inner.ops_urgent.fetch_add(1, Ordering::SeqCst);
+                self.inner.ops_notify.notify_one();
+                st = self
+                    .inner
+                    .changed
+                    .wait_timeout(st, Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                self.inner.ops_urgent.fetch_sub(1, Ordering::SeqCst);
+                Err(st)
+            }
         }
-        self.inner.ops_urgent.fetch_add(1, Ordering::SeqCst);
-        self.inner.ops_notify.notify_one();
-        while self.ops().pending_on(key) {
-            st = self
-                .inner
-                .changed
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        self.inner.ops_urgent.fetch_sub(1, Ordering::SeqCst);
-        st
     }
 
     /// Waits until no change whose key starts with one of `prefixes` is

@@ -146,13 +146,21 @@ impl ObjectFs {
     pub(super) fn upload_now(&self, ino: u64, policy: RetryPolicy) -> FsResult<()> {
         loop {
             let (key, posix, size, file, gen_) = {
-                let st = self.lock();
-                let st = self.wait_uploads(st, &[ino]);
-                let key = self.key_of(&st, ino);
-                // A queued delete of this key must not land after the data.
-                let st = self.wait_ops_before_upload(st, &key);
-                let mut st = self.wait_uploads(st, &[ino]);
-                let key = self.key_of(&st, ino);
+                let mut st = self.lock();
+                let key = loop {
+                    st = self.wait_uploads(st, &[ino]);
+                    let key = self.key_of(&st, ino);
+                    // Queued changes of this key go first (waiting deletes
+                    // are dropped: the data replaces the object anyway),
+                    // decided under the same lock as `uploading` below.
+                    match self.clear_ops_for_upload(st, ino, &key) {
+                        Ok(ready) => {
+                            st = ready;
+                            break key;
+                        }
+                        Err(waited) => st = waited,
+                    }
+                };
                 let Ok(n) = st.node_mut(ino) else {
                     return Ok(());
                 };

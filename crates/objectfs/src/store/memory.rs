@@ -168,6 +168,27 @@ impl ObjectStore for MemoryStore {
         Ok(Segments::new(pieces))
     }
 
+    async fn get_range_tagged(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> StoreResult<(Segments, Option<String>)> {
+        self.check("GetObject", key)?;
+        let objects = self.objects.lock().unwrap();
+        let o = objects
+            .get(key)
+            .ok_or_else(|| StoreError::not_found("GetObject", key))?;
+        let size = o.data.len() as u64;
+        let (start, end) = (start.min(size), start.saturating_add(len).min(size));
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(end - start, Ordering::Relaxed);
+        let data = o.data.slice(start as usize..end as usize);
+        Ok((Segments::from(data), Some(etag_of(&o.data))))
+    }
+
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
         self.check("PutObject", key)?;
         self.counters.puts.fetch_add(1, Ordering::Relaxed);

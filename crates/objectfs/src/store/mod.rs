@@ -232,6 +232,15 @@ pub trait ObjectStore: Send + Sync + 'static {
         self.get_range(key, start, len).await.map(Segments::from)
     }
 
+    /// As `get_range_segments`, with the ETag of the object the bytes came
+    /// from: what a local copy is labelled with.
+    async fn get_range_tagged(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> StoreResult<(Segments, Option<String>)>;
+
     /// Writes an object; returns its ETag when the store says it.
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>>;
 

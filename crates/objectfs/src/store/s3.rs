@@ -464,8 +464,17 @@ impl ObjectStore for S3Store {
     }
 
     async fn get_range_segments(&self, key: &str, start: u64, len: u64) -> StoreResult<Segments> {
+        Ok(self.get_range_tagged(key, start, len).await?.0)
+    }
+
+    async fn get_range_tagged(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> StoreResult<(Segments, Option<String>)> {
         if len == 0 {
-            return Ok(Segments::default());
+            return Ok((Segments::default(), None));
         }
         let last = start.saturating_add(len - 1);
         let out = match self
@@ -482,10 +491,11 @@ impl ObjectStore for S3Store {
             Ok(out) => out,
             // A range starting at or after the end of the object.
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 416 => {
-                return Ok(Segments::default());
+                return Ok((Segments::default(), None));
             }
             Err(e) => return Err(self.error("GetObject", key, e)),
         };
+        let etag = out.e_tag.clone();
         let ranged = out.content_range().is_some();
         let body = out.body.collect().await.map_err(|e| {
             StoreError::transient(
@@ -503,9 +513,9 @@ impl ObjectStore for S3Store {
         if !ranged && body.len() as u64 > len {
             let from = start.min(body.len() as u64) as usize;
             let to = start.saturating_add(len).min(body.len() as u64) as usize;
-            return Ok(Segments::from(body.slice(from, to)));
+            return Ok((Segments::from(body.slice(from, to)), etag));
         }
-        Ok(body)
+        Ok((body, etag))
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
