@@ -758,3 +758,22 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
         }
     }
 }
+
+/// A directory removed while its creation is still on its way to the store
+/// stays removed for every later lookup, whatever the sender does
+/// meanwhile (a LIST begun before the delete landed may still show it).
+/// Timing varies from round to round; the reference model found this.
+#[test]
+fn a_removed_directory_stays_gone_while_its_changes_are_in_flight() {
+    for round in 0..300 {
+        let f = fixture_with_ttl(UploadMode::Async, Duration::ZERO);
+        f.mkdir("d").unwrap();
+        if round % 3 == 1 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        f.rmdir("d").unwrap();
+        assert_eq!(f.mkdir("d/a"), Err(libc::ENOENT), "round {round}");
+        assert_eq!(f.fs.flush_all(), 0);
+        assert!(f.mem.keys().is_empty(), "round {round}: {:?}", f.mem.keys());
+    }
+}

@@ -25,12 +25,51 @@ pub enum NsOp {
     Delete { key: String },
     /// The object's metadata is replaced (a copy onto itself).
     SetMeta { key: String, meta: PutMeta },
+    /// A directory renamed: each of `names` (relative to `from`, `""` for
+    /// the marker) is copied to `to` and then deleted at `from`; with
+    /// `marker`, a marker is written at `to` (`from` had none). Safe to
+    /// repeat: a name already moved is skipped.
+    RenameDir {
+        from: String,
+        to: String,
+        names: Vec<String>,
+        marker: Option<PutMeta>,
+    },
 }
 
 impl NsOp {
+    /// The key the change is about (a renamed directory's new prefix).
     pub fn key(&self) -> &str {
         match self {
             NsOp::Put { key, .. } | NsOp::Delete { key } | NsOp::SetMeta { key, .. } => key,
+            NsOp::RenameDir { to, .. } => to,
+        }
+    }
+
+    /// Whether the change affects what the store has at `key`.
+    pub fn covers(&self, key: &str) -> bool {
+        match self {
+            NsOp::RenameDir { from, to, .. } => key.starts_with(from) || key.starts_with(to),
+            _ => self.key() == key,
+        }
+    }
+
+    /// Whether the change affects some key starting with `prefix`.
+    pub fn touches_under(&self, prefix: &str) -> bool {
+        match self {
+            NsOp::RenameDir { from, to, .. } => [from, to]
+                .iter()
+                .any(|p| p.starts_with(prefix) || prefix.starts_with(p.as_str())),
+            _ => self.key().starts_with(prefix),
+        }
+    }
+
+    /// Whether, once done, the change leaves no object at `key`.
+    pub fn removes(&self, key: &str) -> bool {
+        match self {
+            NsOp::Delete { key: k } => k == key,
+            NsOp::RenameDir { from, .. } => key.starts_with(from),
+            _ => false,
         }
     }
 }

@@ -30,6 +30,7 @@ impl ObjectFs {
             if !truncate {
                 self.attach_cached(&mut st, ino, &key);
             }
+            let key = self.read_key(&st, ino);
             let n = st.node_mut(ino)?;
             if n.staged.is_some() {
                 n.open_handles += 1;
@@ -262,7 +263,7 @@ impl ObjectFs {
             let n = st.node(*ino)?;
             (
                 n.staged.as_ref().map(|s| s.file.clone()),
-                self.key_of(&st, *ino),
+                self.read_key(&st, *ino),
                 n.size,
             )
         };

@@ -90,6 +90,9 @@ pub(super) struct Node {
     /// Queued namespace changes of this node not in the store yet (its
     /// creation, its attributes): until then the table is the truth.
     pub(super) ops: u32,
+    /// While a queued directory rename has not copied this node's object
+    /// yet: the key it is still at, where its data and attributes are read.
+    pub(super) source: Option<String>,
 }
 
 impl Node {
@@ -120,6 +123,7 @@ impl Node {
             etag: None,
             changed_remotely: false,
             ops: 0,
+            source: None,
         }
     }
 
@@ -208,6 +212,12 @@ pub(super) struct InodeTable {
     /// Directories whose complete listing is in the table, and since when:
     /// within the TTL a name not in the table does not exist.
     pub(super) listed: HashMap<u64, Instant>,
+    /// Directories inside a queued rename (to the new prefix it goes to):
+    /// the table holds their whole content until the rename is done, and
+    /// the store is not asked about them.
+    pub(super) pinned: HashMap<u64, String>,
+    /// Nodes with a `source`, by that key.
+    pub(super) sourced: HashMap<String, u64>,
     next_ino: u64,
 }
 
@@ -222,6 +232,8 @@ impl InodeTable {
             children: HashMap::new(),
             negative: HashMap::new(),
             listed: HashMap::new(),
+            pinned: HashMap::new(),
+            sourced: HashMap::new(),
             next_ino: ROOT_INO + 1,
         }
     }
@@ -299,6 +311,8 @@ impl InodeTable {
                 || n.staged.is_some()
                 || n.children > 0
                 || n.ops > 0
+                || n.source.is_some()
+                || self.pinned.contains_key(&ino)
             {
                 return;
             }
@@ -351,6 +365,35 @@ impl InodeTable {
         self.negative.remove(&(new_parent, new_name.to_string()));
         if let Some(p) = self.nodes.get_mut(&new_parent) {
             p.children += 1;
+        }
+    }
+
+    /// The rename from `from` to `to` is done: its directories are listed
+    /// from the store again (their listing stays fresh for a TTL), and no
+    /// node reads from the old keys any more.
+    pub(super) fn unpin(&mut self, from: &str, to: &str) {
+        let dirs: Vec<u64> = self
+            .pinned
+            .iter()
+            .filter(|(_, p)| p.as_str() == to)
+            .map(|(i, _)| *i)
+            .collect();
+        for ino in dirs {
+            self.pinned.remove(&ino);
+            self.listed.insert(ino, Instant::now());
+        }
+        let left: Vec<String> = self
+            .sourced
+            .keys()
+            .filter(|k| k.starts_with(from))
+            .cloned()
+            .collect();
+        for key in left {
+            if let Some(ino) = self.sourced.remove(&key)
+                && let Some(n) = self.nodes.get_mut(&ino)
+            {
+                n.source = None;
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 use super::super::layout::{self, Kind, Posix};
 use super::super::{DirEntry, FsResult, PlusEntry};
 use super::inodes::{Found, InodeTable};
+use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
 use crate::store::ObjectMeta;
 use std::collections::HashSet;
@@ -19,19 +20,22 @@ const SYMLINK_PROBE_MAX: u64 = 1024;
 
 impl ObjectFs {
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
-        let prefix = {
+        let (prefix, pinned) = {
             let st = self.lock();
             if st.node(ino)?.kind != Kind::Dir {
                 return Err(libc::ENOTDIR);
             }
-            self.dir_prefix_of(&st, ino)
+            (self.dir_prefix_of(&st, ino), st.pinned.contains_key(&ino))
         };
         let store = &self.inner.store;
         let list_started = Instant::now();
+        let before = self.removals();
         let mut objects: Vec<ObjectMeta> = Vec::new();
         let mut dirs: Vec<String> = Vec::new();
         let mut token = None;
-        loop {
+        // Inside a queued rename the table has the whole content; the store
+        // has only part of it at this prefix yet.
+        while !pinned {
             let page = self.call("list", || {
                 store.list(&prefix, Some("/"), token.clone(), 1000)
             })?;
@@ -57,7 +61,8 @@ impl ObjectFs {
             },
         ];
         let mut seen = HashSet::new();
-        entries.extend(self.apply_listing(&mut st, ino, &prefix, &objects, &dirs, &mut seen));
+        entries
+            .extend(self.apply_listing(&mut st, ino, &prefix, &objects, &dirs, &mut seen, &before));
         st.listed.insert(ino, Instant::now());
         // Files created here and not uploaded yet exist only in the table;
         // so, for this listing, do those whose upload finished while the
@@ -71,6 +76,7 @@ impl ObjectFs {
         for (name, child) in local {
             let n = &st.nodes[&child];
             if n.authoritative()
+                || pinned
                 || (n.remote && n.validated >= list_started)
                 || (n.kind == Kind::Dir && n.remote && self.ttl_fresh(n.validated))
             {
@@ -86,10 +92,13 @@ impl ObjectFs {
             .iter()
             .filter(|e| e.name != "." && e.name != "..")
             .filter(|e| st.nodes.get(&e.ino).is_some_and(|n| !n.meta_known))
-            .map(|e| match e.kind {
-                Kind::Dir => (e.ino, format!("{prefix}{}/", e.name)),
-                _ => (e.ino, format!("{prefix}{}", e.name)),
-            })
+            .map(
+                |e| match (e.kind, st.nodes.get(&e.ino).and_then(|n| n.source.clone())) {
+                    (_, Some(source)) => (e.ino, source),
+                    (Kind::Dir, None) => (e.ino, format!("{prefix}{}/", e.name)),
+                    (_, None) => (e.ino, format!("{prefix}{}", e.name)),
+                },
+            )
             .collect();
         for (ino, _) in &unknown {
             if let Some(n) = st.nodes.get_mut(ino) {
@@ -190,14 +199,16 @@ impl ObjectFs {
         objects: &[ObjectMeta],
         dirs: &[String],
         seen: &mut HashSet<String>,
+        before: &Removals,
     ) -> Vec<DirEntry> {
         let defaults = self.opts().defaults;
         let mut entries = Vec::new();
         // What this mount deleted and has not sent yet is gone already.
-        let ops = self.ops();
-        let dirs: Vec<&String> = dirs.iter().filter(|d| !ops.deleting(d)).collect();
-        let objects: Vec<&ObjectMeta> = objects.iter().filter(|o| !ops.deleting(&o.key)).collect();
-        drop(ops);
+        let dirs: Vec<&String> = dirs.iter().filter(|d| !self.hidden(before, d)).collect();
+        let objects: Vec<&ObjectMeta> = objects
+            .iter()
+            .filter(|o| !self.hidden(before, &o.key))
+            .collect();
         for d in dirs {
             let name = d[prefix.len()..].trim_end_matches('/');
             if name.is_empty() || !seen.insert(name.to_string()) {
@@ -243,6 +254,7 @@ impl ObjectFs {
     /// TTL instead of two requests per file). False for larger directories.
     pub(super) fn list_small_dir(&self, ino: u64, prefix: &str) -> FsResult<bool> {
         let store = &self.inner.store;
+        let before = self.removals();
         let page = self.call("list", || store.list(prefix, Some("/"), None, 1000))?;
         if page.next_token.is_some() {
             return Ok(false);
@@ -259,6 +271,7 @@ impl ObjectFs {
             &page.objects,
             &page.common_prefixes,
             &mut seen,
+            &before,
         );
         st.listed.insert(ino, Instant::now());
         Ok(true)

@@ -26,6 +26,7 @@ mod listing;
 mod namespace;
 mod opqueue;
 mod ops;
+mod rename;
 mod uploads;
 
 use super::layout::{self, Kind, Posix};
@@ -162,6 +163,15 @@ impl ObjectFs {
 
     fn key_of(&self, st: &InodeTable, ino: u64) -> String {
         layout::object_key(&self.opts().prefix, &st.path_of(ino))
+    }
+
+    /// Where the node's object is read from: its key, or, until a queued
+    /// directory rename has moved it, the key it is still at.
+    fn read_key(&self, st: &InodeTable, ino: u64) -> String {
+        match st.nodes.get(&ino).and_then(|n| n.source.clone()) {
+            Some(source) => source,
+            None => self.key_of(st, ino),
+        }
     }
 
     fn dir_prefix_of(&self, st: &InodeTable, ino: u64) -> String {

@@ -8,7 +8,7 @@ use super::super::oplog::NsOp;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{Attr, FsResult, ROOT_INO};
-use super::inodes::Found;
+use super::inodes::{Found, InodeTable};
 use super::{ObjectFs, errno_of};
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ impl ObjectFs {
         let store = &self.inner.store;
         let dir_prefix = format!("{key}/");
         let policy = RetryPolicy::INTERACTIVE;
+        let before = self.removals();
         let (head, list) = self.block_on(async {
             tokio::join!(
                 retry(policy, "head", || store.head(key)),
@@ -29,7 +30,7 @@ impl ObjectFs {
         });
         let defaults = &self.opts().defaults;
         // What this mount deleted and has not sent yet is gone already.
-        let head = head.map(|h| h.filter(|_| !self.deleting(key)));
+        let head = head.map(|h| h.filter(|_| !self.hidden(&before, key)));
         if let Some(meta) = head.map_err(|e| errno_of(&e))? {
             let posix = layout::decode(&meta.metadata, Kind::File, meta.last_modified, defaults);
             return Ok(Some(Found {
@@ -44,7 +45,7 @@ impl ObjectFs {
         let mut list = list.map_err(|e| errno_of(&e))?;
         if self.ops().pending_under(&dir_prefix) {
             list = self.call("list", || store.list(&dir_prefix, None, None, 1000))?;
-            list.objects.retain(|o| !self.deleting(&o.key));
+            list.objects.retain(|o| !self.hidden(&before, &o.key));
         }
         let Some(first) = list.objects.first() else {
             return Ok(None);
@@ -130,11 +131,17 @@ impl ObjectFs {
                 && self.ttl_fresh(at)
             {
                 return Err(libc::ENOENT);
-            } else if st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t)) {
+            } else if st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
+                || st.pinned.contains_key(&parent)
+            {
                 return Err(libc::ENOENT);
             }
+            let key = match st.children.get(&entry) {
+                Some(&ino) => self.read_key(&st, ino),
+                None => self.child_key(&st, parent, name),
+            };
             (
-                self.child_key(&st, parent, name),
+                key,
                 self.dir_prefix_of(&st, parent),
                 st.children.contains_key(&entry),
             )
@@ -160,9 +167,20 @@ impl ObjectFs {
                 Some(_) => {}
             }
         }
-        let found = self.probe(&key)?;
+        let mut found = self.probe(&key)?;
         let mut st = self.lock();
         let entry = (parent, name.to_string());
+        // Moved by a queued directory rename while we asked: ask again at
+        // the key it is at now.
+        if found.is_none()
+            && let Some(&ino) = st.children.get(&entry)
+            && self.read_key(&st, ino) != key
+        {
+            let now_at = self.read_key(&st, ino);
+            drop(st);
+            found = self.probe(&now_at)?;
+            st = self.lock();
+        }
         match found {
             None => {
                 if let Some(&ino) = st.children.get(&entry) {
@@ -325,7 +343,7 @@ impl ObjectFs {
             if let Some(t) = &n.link_target {
                 return Ok(t.clone());
             }
-            self.key_of(&st, ino)
+            self.read_key(&st, ino)
         };
         let store = &self.inner.store;
         let body = self.call("readlink", || store.get_range(&key, 0, 4096))?;
@@ -369,6 +387,10 @@ impl ObjectFs {
     fn dir_has_entries(&self, ino: u64) -> FsResult<bool> {
         let prefix = {
             let st = self.lock();
+            // Inside a queued rename the table has the whole content.
+            if st.pinned.contains_key(&ino) {
+                return Ok(st.children.keys().any(|(p, _)| *p == ino));
+            }
             let local = st.children.iter().any(|((p, _), c)| {
                 *p == ino
                     && st
@@ -384,14 +406,18 @@ impl ObjectFs {
         let store = &self.inner.store;
         // Entries this mount deleted may still be in the store: look past
         // them (a page of them, then wait for them to go).
+        let before = self.removals();
         let queued = self.ops().pending_under(&prefix);
         let max = if queued { 1000 } else { 2 };
         let page = self.call("list", || store.list(&prefix, Some("/"), None, max))?;
         let others = page
             .objects
             .iter()
-            .any(|o| o.key != prefix && !self.deleting(&o.key))
-            || page.common_prefixes.iter().any(|p| !self.deleting(p));
+            .any(|o| o.key != prefix && !self.hidden(&before, &o.key))
+            || page
+                .common_prefixes
+                .iter()
+                .any(|p| !self.hidden(&before, p));
         if !others && queued && page.next_token.is_some() {
             self.drain_ops(std::slice::from_ref(&prefix))?;
             return self.dir_has_entries(ino);
@@ -535,6 +561,9 @@ impl ObjectFs {
             self.call("copy", || store.copy(&old_key, &new_key, None))?;
         }
         let mut st = self.lock();
+        // A replaced object stays in the store until the moved file's data
+        // lands on it: until then the name still has an object to delete.
+        let dst_remote = dst.and_then(|d| st.nodes.get(&d)).is_some_and(|n| n.remote);
         if let Some(d) = dst
             && let Some(dn) = st.nodes.get_mut(&d)
         {
@@ -558,7 +587,7 @@ impl ObjectFs {
         let now = SystemTime::now();
         if let Ok(n) = st.node_mut(src) {
             n.ctime = now;
-            n.remote = !dirty && remote;
+            n.remote = (!dirty && remote) || dst_remote;
         }
         if let Some(d) = dst {
             st.prune(d);
@@ -570,8 +599,47 @@ impl ObjectFs {
         Ok(())
     }
 
+    /// Gives directory `src` its new name in the table, replacing the empty
+    /// directory `dst`; staged files below follow their nodes (their
+    /// journal entries point at the new keys) and are looked up again.
+    pub(super) fn move_dir_node(
+        &self,
+        st: &mut InodeTable,
+        src: u64,
+        (new_parent, new_name): (u64, &str),
+        dst: Option<u64>,
+    ) {
+        if let Some(d) = dst {
+            if let Some(dn) = st.nodes.get_mut(&d) {
+                dn.unlinked = true;
+            }
+            st.detach_name(d);
+            st.prune(d);
+        }
+        st.move_node(src, new_parent, new_name);
+        if let Ok(n) = st.node_mut(src) {
+            n.ctime = SystemTime::now();
+            n.remote = true;
+        }
+        for ino in st.descendants(src) {
+            let key = self.key_of(st, ino);
+            if let Some(n) = st.nodes.get_mut(&ino) {
+                let posix = n.posix();
+                if let Some(s) = n.staged.as_mut()
+                    && s.dirty()
+                {
+                    let _ =
+                        self.inner
+                            .staging
+                            .journal(s.id, &s.file, &JournalEntry::new(&key, &posix));
+                }
+                n.validated = Instant::now() - self.opts().metadata_ttl;
+            }
+        }
+    }
+
     /// Renames a directory: every key below it is copied to the new prefix,
-    /// then deleted. Not atomic: a crash midway leaves some objects under
+    /// then deleted (queued, with `upload=async`: see `rename`). Not atomic: a crash midway leaves some objects under
     /// each name (none lost). Local staged files move with their nodes.
     fn rename_dir(
         &self,
@@ -608,18 +676,29 @@ impl ObjectFs {
         let store = self.inner.store.clone();
         let policy = RetryPolicy::INTERACTIVE;
         // Every key below the old prefix (no delimiter: the whole subtree).
-        let mut keys = Vec::new();
+        let mut objects = Vec::new();
         let mut token = None;
         loop {
             let page = self.call("list", || {
                 store.list(&old_prefix, None, token.clone(), 1000)
             })?;
-            keys.extend(page.objects.into_iter().map(|o| o.key));
+            objects.extend(page.objects);
             match page.next_token {
                 Some(t) => token = Some(t),
                 None => break,
             }
         }
+        if self.queued_namespace() {
+            self.queue_dir_rename(
+                src,
+                (new_parent, new_name),
+                dst,
+                (&old_prefix, &new_prefix),
+                objects,
+            );
+            return Ok(());
+        }
+        let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
         if let Some(d) = dst {
             let st = self.lock();
             let marker = self.dir_prefix_of(&st, d);
@@ -642,36 +721,7 @@ impl ObjectFs {
         self.block_on(copy_all).map_err(|e| errno_of(&e))?;
         {
             let mut st = self.lock();
-            if let Some(d) = dst {
-                if let Some(dn) = st.nodes.get_mut(&d) {
-                    dn.unlinked = true;
-                }
-                st.detach_name(d);
-                st.prune(d);
-            }
-            st.move_node(src, new_parent, new_name);
-            if let Ok(n) = st.node_mut(src) {
-                n.ctime = SystemTime::now();
-                n.remote = true;
-            }
-            // Staged files below follow their nodes: re-journal their keys.
-            for ino in st.descendants(src) {
-                let key = self.key_of(&st, ino);
-                if let Some(n) = st.nodes.get_mut(&ino) {
-                    let posix = n.posix();
-                    if let Some(s) = n.staged.as_mut()
-                        && s.dirty()
-                    {
-                        let _ = self.inner.staging.journal(
-                            s.id,
-                            &s.file,
-                            &JournalEntry::new(&key, &posix),
-                        );
-                    }
-                    // Their old objects were copied: they exist at the new key.
-                    n.validated = Instant::now() - self.opts().metadata_ttl;
-                }
-            }
+            self.move_dir_node(&mut st, src, (new_parent, new_name), dst);
         }
         let delete_all = async {
             use futures_util::StreamExt;

@@ -2,9 +2,9 @@
 //! the journal files and the store calls are `ops`'s). It keeps each key's
 //! changes in order, lets changes to different keys go together, and folds
 //! changes that cancel out before they are sent: a name created and deleted
-//! again costs no request, a metadata change rides on the creation it
-//! follows, and a delete followed by a new object at the same key is only
-//! the new object.
+//! again costs no request, a metadata change rides on the creation (or the
+//! metadata change) it follows, and a delete drops the metadata changes
+//! before it.
 
 use crate::oplog::NsOp;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -63,35 +63,54 @@ impl OpQueue {
     /// Whether a change of `key` is waiting or running.
     #[cfg(test)]
     pub(super) fn pending_on(&self, key: &str) -> bool {
-        self.all().any(|q| q.op.key() == key)
+        self.all().any(|q| q.op.covers(key))
     }
 
     /// Whether a change of a key starting with `prefix` is pending.
     pub(super) fn pending_under(&self, prefix: &str) -> bool {
-        self.all().any(|q| q.op.key().starts_with(prefix))
+        self.all().any(|q| q.op.touches_under(prefix))
     }
 
     /// Whether the latest pending change of `key` deletes it: the store
     /// may still have the object, but it is gone.
     pub(super) fn deleting(&self, key: &str) -> bool {
-        let last_waiting = self.waiting.iter().rev().find(|q| q.op.key() == key);
+        let last_waiting = self.waiting.iter().rev().find(|q| q.op.covers(key));
         let latest = match last_waiting {
             Some(q) => Some(q),
             None => self
                 .running
                 .values()
-                .filter(|q| q.op.key() == key)
+                .filter(|q| q.op.covers(key))
                 .max_by_key(|q| q.seq),
         };
-        latest.is_some_and(|q| matches!(q.op, NsOp::Delete { .. }))
+        latest.is_some_and(|q| q.op.removes(key))
+    }
+
+    /// The removals pending now (deletes, renamed-away prefixes): what a
+    /// store request started now may still show, and must not.
+    pub(super) fn removals(&self) -> Removals {
+        let mut r = Removals::default();
+        for q in self.all() {
+            match &q.op {
+                NsOp::Delete { key } => {
+                    r.keys.insert(key.clone());
+                }
+                NsOp::RenameDir { from, .. } => r.prefixes.push(from.clone()),
+                _ => {}
+            }
+        }
+        r
     }
 
     /// Adds a change, folding it with waiting ones where the outcome in the
     /// store is the same.
     pub(super) fn push(&mut self, op: NsOp, ino: Option<u64>, ready_at: Instant) -> Pushed {
         let key = op.key().to_string();
+        // Folding looks at changes of this exact key only, never at a
+        // directory rename (whose `key` is its new prefix): changes queued
+        // before a rename of their key were sent before it was queued.
         let waiting_on_key: Vec<usize> = (0..self.waiting.len())
-            .filter(|&i| self.waiting[i].op.key() == key)
+            .filter(|&i| same_key(&self.waiting[i].op, &key))
             .collect();
         match &op {
             NsOp::Delete { .. } => {
@@ -123,20 +142,16 @@ impl OpQueue {
                                 op: q.op.clone(),
                             };
                         }
-                        NsOp::Delete { .. } => {}
+                        NsOp::Delete { .. } | NsOp::RenameDir { .. } => {}
                     }
                 }
                 self.enqueue(op, ino, ready_at, Vec::new())
             }
-            NsOp::Put { .. } => {
-                // The new object replaces whatever a waiting change would
-                // have left at this key.
-                let dropped = match waiting_on_key.first() {
-                    Some(&first) => self.take_waiting(&key, first),
-                    None => Vec::new(),
-                };
-                self.enqueue(op, ino, ready_at, dropped)
-            }
+            NsOp::RenameDir { .. } => self.enqueue(op, ino, ready_at, Vec::new()),
+            // Not folded with a waiting delete of the key: a delete after
+            // this Put could then cancel it, and the store would keep what
+            // the first delete was to remove.
+            NsOp::Put { .. } => self.enqueue(op, ino, ready_at, Vec::new()),
         }
     }
 
@@ -145,11 +160,11 @@ impl OpQueue {
     /// pointless: they are dropped and returned. `None` while any other
     /// change of the key is pending (the upload waits for it).
     pub(super) fn clear_for_upload(&mut self, key: &str) -> Option<Vec<Queued>> {
-        let blocked = self.running.values().any(|q| q.op.key() == key)
+        let blocked = self.running.values().any(|q| q.op.covers(key))
             || self
                 .waiting
                 .iter()
-                .any(|q| q.op.key() == key && !matches!(q.op, NsOp::Delete { .. }));
+                .any(|q| q.op.covers(key) && !matches!(q.op, NsOp::Delete { .. }));
         if blocked {
             return None;
         }
@@ -192,7 +207,7 @@ impl OpQueue {
         let mut dropped = Vec::new();
         let mut i = from;
         while i < self.waiting.len() {
-            if self.waiting[i].op.key() == key {
+            if same_key(&self.waiting[i].op, key) {
                 dropped.push(self.waiting.remove(i).expect("in range"));
             } else {
                 i += 1;
@@ -211,10 +226,27 @@ impl OpQueue {
             .map(|q| q.op.key().to_string())
             .collect();
         let mut batch = Vec::new();
+        // A directory rename runs alone: nothing runs with it, nothing
+        // after it starts before it ends (it covers whole prefixes).
+        if self
+            .running
+            .values()
+            .any(|q| matches!(q.op, NsOp::RenameDir { .. }))
+        {
+            return batch;
+        }
         let mut i = 0;
         while i < self.waiting.len() && batch.len() < max {
             let q = &self.waiting[i];
             if !hurry && q.ready_at > now {
+                break;
+            }
+            if matches!(q.op, NsOp::RenameDir { .. }) {
+                if batch.is_empty() && self.running.is_empty() {
+                    let q = self.waiting.remove(i).expect("in range");
+                    self.running.insert(q.seq, q.clone());
+                    batch.push(q);
+                }
                 break;
             }
             if busy.insert(q.op.key().to_string()) {
@@ -237,6 +269,27 @@ impl OpQueue {
     pub(super) fn finish(&mut self, seq: u64) -> Option<Queued> {
         self.running.remove(&seq)
     }
+}
+
+/// Keys hidden by removals that were pending when a store request began:
+/// the request may see the object or not, it is gone either way (a name
+/// created again since is in the inode table, which callers ask first).
+#[derive(Debug, Default)]
+pub(super) struct Removals {
+    keys: HashSet<String>,
+    prefixes: Vec<String>,
+}
+
+impl Removals {
+    pub(super) fn hides(&self, key: &str) -> bool {
+        self.keys.contains(key) || self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+}
+
+/// Whether `op` is a change of exactly `key` (a rename of a directory is
+/// a change of a whole prefix, never of one key).
+fn same_key(op: &NsOp, key: &str) -> bool {
+    !matches!(op, NsOp::RenameDir { .. }) && op.key() == key
 }
 
 #[cfg(test)]
@@ -269,6 +322,25 @@ mod tests {
 
     fn seqs(batch: &[Queued]) -> Vec<u64> {
         batch.iter().map(|q| q.seq).collect()
+    }
+
+    #[test]
+    fn deleted_recreated_and_deleted_again_stays_deleted() {
+        let now = Instant::now();
+        let mut q = OpQueue::starting_after(0);
+        q.push(del("b/"), None, now);
+        q.push(put("b/"), None, now);
+        // Cancels the re-creation only: the first delete still goes.
+        match q.push(del("b/"), None, now) {
+            Pushed::Cancelled { dropped } => assert_eq!(seqs(&dropped), vec![2]),
+            other => panic!("{other:?}"),
+        }
+        assert!(q.deleting("b/"));
+        let before = q.removals();
+        assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![1]);
+        q.finish(1);
+        // Done now, but a LIST begun before may still have shown it.
+        assert!(!q.deleting("b/") && before.hides("b/") && !before.hides("c/"));
     }
 
     #[test]
@@ -338,6 +410,55 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_rename_runs_alone_and_hides_its_old_names() {
+        let now = Instant::now();
+        let mut q = OpQueue::starting_after(0);
+        let ren = NsOp::RenameDir {
+            from: "p/old/".into(),
+            to: "p/new/".into(),
+            names: vec!["".into(), "f".into()],
+            marker: None,
+        };
+        q.push(put("a/"), None, now);
+        q.push(ren, Some(4), now);
+        q.push(put("b/"), None, now);
+        assert!(q.deleting("p/old/f") && q.deleting("p/old/"));
+        assert!(!q.deleting("p/new/f") && !q.deleting("p/other"));
+        assert!(q.pending_under("p/new/") && q.pending_under("p/") && q.pending_under("p/old/f"));
+        // Data for a name inside waits for the rename.
+        assert_eq!(q.clear_for_upload("p/new/f"), None);
+        assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![1]);
+        assert!(
+            q.next_batch(now, false, 8).is_empty(),
+            "waits for a/ to end"
+        );
+        q.finish(1);
+        assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![2]);
+        assert!(q.next_batch(now, false, 8).is_empty(), "nothing beside it");
+        q.finish(2);
+        assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![3]);
+        // A new directory at the old name comes after the rename's deletes.
+        q.push(put("p/old/"), None, now);
+        assert!(!q.deleting("p/old/"));
+        // Deleting the new name's marker never folds the rename away.
+        let mut q = OpQueue::starting_after(0);
+        q.push(
+            NsOp::RenameDir {
+                from: "a/".into(),
+                to: "b/".into(),
+                names: vec!["".into()],
+                marker: None,
+            },
+            None,
+            now,
+        );
+        assert!(
+            matches!(q.push(del("b/"), None, now), Pushed::Queued { seq: 2, ref dropped } if dropped.is_empty())
+        );
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
     fn batches_keep_order_per_key_and_respect_the_delay() {
         let now = Instant::now();
         let later = now + Duration::from_secs(1);
@@ -345,10 +466,13 @@ mod tests {
         q.push(put("a/"), None, now);
         q.push(put("b/"), None, now);
         q.push(del("x"), None, now);
-        q.push(put("x"), None, now); // drops the delete: 4 replaces 3
+        q.push(put("x"), None, now);
         q.push(put("c/"), None, later);
-        assert_eq!(q.len(), 4);
+        assert_eq!(q.len(), 5);
         assert_eq!(seqs(&q.next_batch(now, false, 2)), vec![1, 2]);
+        // One change per key at a time: the Put of x after its delete.
+        assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![3]);
+        q.finish(3);
         assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![4]);
         assert!(q.next_batch(now, false, 8).is_empty(), "c/ not ready yet");
         assert_eq!(q.next_ready(), Some(later));

@@ -11,9 +11,9 @@ use super::super::oplog::NsOp;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{FsResult, UploadMode};
 use super::inodes::InodeTable;
-use super::opqueue::{OpQueue, Pushed, Queued};
+use super::opqueue::{OpQueue, Pushed, Queued, Removals};
 use super::{ObjectFs, errno_of};
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -166,10 +166,17 @@ impl ObjectFs {
         result
     }
 
-    /// Whether the store's object at `key` is about to be deleted (it is
-    /// gone as far as this mount is concerned).
-    pub(super) fn deleting(&self, key: &str) -> bool {
-        self.ops().deleting(key)
+    /// Removals pending now; take it before a store request whose answer
+    /// goes through [`Self::hidden`].
+    pub(super) fn removals(&self) -> Removals {
+        self.ops().removals()
+    }
+
+    /// Whether the store's object at `key` is gone as far as this mount is
+    /// concerned: its delete (or the rename of its directory) was pending
+    /// when the request began (`before`), or is now.
+    pub(super) fn hidden(&self, before: &Removals, key: &str) -> bool {
+        before.hides(key) || self.ops().deleting(key)
     }
 
     /// Namespace changes not in the store yet.
@@ -196,10 +203,59 @@ impl ObjectFs {
                 {
                     // Gone meanwhile (another client deleted it): nothing
                     // left to change.
-                    Err(crate::store::StoreError::NotFound { .. }) => Ok(()),
+                    Err(StoreError::NotFound { .. }) => Ok(()),
                     other => other,
                 }
             }
+            NsOp::RenameDir {
+                from,
+                to,
+                names,
+                marker,
+            } => {
+                use futures_util::StreamExt;
+                let moves: Vec<_> = names
+                    .iter()
+                    .map(|name| self.move_one(format!("{from}{name}"), format!("{to}{name}")))
+                    .collect();
+                let moves = futures_util::stream::iter(moves)
+                    .buffer_unordered(OP_PARALLEL)
+                    .collect::<Vec<StoreResult<()>>>()
+                    .await;
+                moves.into_iter().collect::<StoreResult<()>>()?;
+                match marker {
+                    Some(meta) => retry(OP_RETRY, "mkdir", || store.put(to, Bytes::new(), meta))
+                        .await
+                        .map(drop),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Moves one object of a renamed directory: copy, then (only once the
+    /// copy exists) delete the source.
+    async fn move_one(&self, src: String, dst: String) -> StoreResult<()> {
+        let store = self.inner.store.clone();
+        match retry(OP_RETRY, "copy", || store.copy(&src, &dst, None)).await {
+            Ok(()) => self.moved(&src),
+            // Moved already (a repeat after a crash), or deleted by another
+            // client: nothing to move.
+            Err(StoreError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        retry(OP_RETRY, "delete", || store.delete(&src)).await
+    }
+
+    /// A renamed directory's object `src` has its copy at the new name:
+    /// its node reads from its own key from now on.
+    fn moved(&self, src: &str) {
+        let mut st = self.lock();
+        if let Some(ino) = st.sourced.remove(src) {
+            if let Some(n) = st.nodes.get_mut(&ino) {
+                n.source = None;
+            }
+            st.prune(ino);
         }
     }
 
@@ -290,6 +346,9 @@ impl ObjectFs {
                 n.validated = Instant::now();
             }
             st.prune(ino);
+        }
+        if let NsOp::RenameDir { from, to, .. } = &q.op {
+            st.unpin(from, to);
         }
         self.inner.changed.notify_all();
     }
