@@ -1,15 +1,15 @@
 //! Crash tests of objectfs's queued namespace changes (`--upload async`):
 //! for each kind of change (mkdir, symlink, chmod and chown of files,
-//! chmod of directories, utimes, unlink, rmdir, and a mixed sequence) a
-//! real FUSE mount whose upload delay keeps the change queued makes it;
-//! the bucket must not have it yet and the cache directory's `ops/` must
-//! journal it; the mount process is killed with SIGKILL and the same cache
-//! directory mounted again. The replayed journal must leave the bucket
-//! exactly as a model of the changes says (every key under the prefix, and
-//! the bodies and metadata the change is about), the journal empty, and the
-//! new mount showing the tree the dead one showed. A last test shows that
-//! changes which cancel out before they are sent never reach the store
-//! (moto's request log).
+//! chmod of directories, utimes, unlink, rmdir, names deleted, made again
+//! and deleted again, and a mixed sequence) a real FUSE mount whose upload
+//! delay keeps the change queued makes it; the bucket must not have it yet
+//! and the cache directory's `ops/` must journal it; the mount process is
+//! killed with SIGKILL and the same cache directory mounted again. The
+//! replayed journal must leave the bucket exactly as a model of the changes
+//! says (every key under the prefix, and the bodies and metadata the change
+//! is about), the journal empty, and the new mount showing the tree the
+//! dead one showed. A last test shows that changes which cancel out before
+//! they are sent never reach the store (moto's request log).
 
 use crate::common;
 
@@ -413,6 +413,35 @@ fn queued_rmdirs_survive_a_kill() {
 
     let after: Model = [("keep/", Obj::plain(b""))].into();
     crash_and_replay(&mut m, &bucket, 3, &before, &after);
+}
+
+/// A name that is in the bucket, deleted, created again and deleted again
+/// before anything is sent stays deleted: the second delete cannot fold
+/// with the creation, which replaced the first delete.
+#[test]
+fn a_name_deleted_created_and_deleted_again_stays_deleted_after_a_kill() {
+    require!(Root, Fuse, Moto);
+    let base = tempfile::tempdir().unwrap();
+    let before: Model = [
+        ("d/", Obj::plain(b"")),
+        ("f", Obj::plain(b"uploaded")),
+        ("keep", Obj::plain(b"kept")),
+    ]
+    .into();
+    let (bucket, mut m, _) = crash_mount(base.path(), "crash-redelete", &before);
+
+    fs::remove_file(m.path("f")).unwrap();
+    symlink("t", m.path("f")).unwrap();
+    fs::remove_file(m.path("f")).unwrap();
+    fs::remove_dir(m.path("d")).unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::remove_dir(m.path("d")).unwrap();
+    assert!(fs::symlink_metadata(m.path("f")).is_err(), "f is deleted");
+    assert!(fs::symlink_metadata(m.path("d")).is_err(), "d is deleted");
+
+    let after: Model = [("keep", Obj::plain(b"kept"))].into();
+    // One delete each.
+    crash_and_replay(&mut m, &bucket, 2, &before, &after);
 }
 
 #[test]

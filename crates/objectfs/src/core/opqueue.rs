@@ -1,8 +1,8 @@
 //! The queue of namespace changes on their way to the store (plain data:
 //! the journal files and the store calls are `ops`'s). It keeps each key's
 //! changes in order, lets changes to different keys go together, and folds
-//! changes that cancel out before they are sent: a name created and deleted
-//! again costs no request, a metadata change rides on the creation it
+//! changes that cancel out before they are sent: a name created where
+//! nothing was and deleted again costs no request, a metadata change rides on the creation it
 //! follows, and a delete followed by a new object at the same key is only
 //! the new object.
 
@@ -17,6 +17,9 @@ pub(super) struct Queued {
     pub(super) op: NsOp,
     pub(super) ino: Option<u64>,
     pub(super) ready_at: Instant,
+    /// A creation that took the place of a waiting delete of its key: the
+    /// store may still hold the object that delete was for.
+    pub(super) replaced_delete: bool,
 }
 
 /// What `push` did.
@@ -96,14 +99,20 @@ impl OpQueue {
         match &op {
             NsOp::Delete { .. } => {
                 // A waiting Put created the name (creations only go to
-                // names that were absent): drop it and what followed it.
+                // names that were absent, or whose delete is pending, which
+                // the Put then replaced): drop it and what followed it.
                 let put = waiting_on_key
                     .iter()
                     .copied()
                     .find(|&i| matches!(self.waiting[i].op, NsOp::Put { .. }));
                 if let Some(first) = put {
+                    let replaced_delete = self.waiting[first].replaced_delete;
                     let dropped = self.take_waiting(&key, first);
-                    return Pushed::Cancelled { dropped };
+                    if !replaced_delete {
+                        return Pushed::Cancelled { dropped };
+                    }
+                    // The object the replaced delete was for must still go.
+                    return self.enqueue(op, ino, ready_at, dropped);
                 }
                 // Metadata changes of an object about to go are pointless.
                 let dropped = match waiting_on_key.first() {
@@ -173,6 +182,10 @@ impl OpQueue {
     ) -> Pushed {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let replaced_delete = matches!(op, NsOp::Put { .. })
+            && dropped
+                .iter()
+                .any(|q| matches!(q.op, NsOp::Delete { .. }) || q.replaced_delete);
         // Ready times never go backwards: the queue is sent in order.
         let ready_at = self
             .waiting
@@ -183,6 +196,7 @@ impl OpQueue {
             op,
             ino,
             ready_at,
+            replaced_delete,
         });
         Pushed::Queued { seq, dropped }
     }
@@ -307,6 +321,35 @@ mod tests {
         assert_eq!(q.finish(1).unwrap().ino, Some(3));
         assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![2]);
         q.finish(2);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_creation_that_replaced_a_delete_does_not_cancel_the_next_delete() {
+        let now = Instant::now();
+        let mut q = OpQueue::starting_after(0);
+        // In the store: deleted, made again (a symlink), deleted again.
+        q.push(del("f"), None, now);
+        match q.push(put("f"), Some(4), now) {
+            Pushed::Queued { seq: 2, dropped } => assert_eq!(seqs(&dropped), vec![1]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            q.push(set("f", "1"), Some(4), now),
+            Pushed::Merged { seq: 2, .. }
+        ));
+        match q.push(del("f"), None, now) {
+            Pushed::Queued { seq: 3, dropped } => assert_eq!(seqs(&dropped), vec![2]),
+            other => panic!("{other:?}"),
+        }
+        assert!(q.deleting("f"));
+        // Once more: still one delete in the end.
+        q.push(put("f"), Some(5), now);
+        q.push(del("f"), None, now);
+        let batch = q.next_batch(now, true, 8);
+        assert_eq!(seqs(&batch), vec![5]);
+        assert_eq!(batch[0].op, del("f"));
+        q.finish(5);
         assert!(q.is_empty());
     }
 
