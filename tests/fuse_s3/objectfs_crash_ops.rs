@@ -263,12 +263,14 @@ fn queued_symlinks_survive_a_kill() {
     symlink("target.txt", m.path("link")).unwrap();
     symlink("../target.txt", m.path("sub/up")).unwrap();
     symlink("nowhere/at/all", m.path("dangling")).unwrap();
+    // chown -h rides on the queued creation.
+    std::os::unix::fs::lchown(m.path("dangling"), Some(42), Some(43)).unwrap();
     assert_eq!(fs::read(m.path("sub/up")).unwrap(), b"pointed at");
 
     let mut after = before.clone();
     after.insert("link", Obj::link("target.txt").owner(0, 0));
     after.insert("sub/up", Obj::link("../target.txt").owner(0, 0));
-    after.insert("dangling", Obj::link("nowhere/at/all").owner(0, 0));
+    after.insert("dangling", Obj::link("nowhere/at/all").owner(42, 43));
     crash_and_replay(&mut m, &bucket, 3, &before, &after);
 
     m.restart();
@@ -382,6 +384,8 @@ fn queued_unlinks_survive_a_kill() {
     .into();
     let (bucket, mut m, _) = crash_mount(base.path(), "crash-unlink", &before);
 
+    // The chmod is pointless once the file is deleted: one entry for both.
+    fs::set_permissions(m.path("gone.txt"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::remove_file(m.path("gone.txt")).unwrap();
     fs::remove_file(m.path("dir/inner.txt")).unwrap();
     assert!(!m.path("gone.txt").exists());
@@ -397,7 +401,9 @@ fn queued_unlinks_survive_a_kill() {
 fn queued_rmdirs_survive_a_kill() {
     require!(Root, Fuse, Moto);
     let base = tempfile::tempdir().unwrap();
+    // `implied` has no marker, only a child.
     let before: Model = [
+        ("implied/x", Obj::plain(b"x")),
         ("keep/", Obj::plain(b"")),
         ("nested/", Obj::plain(b"")),
         ("nested/inner/", Obj::plain(b"")),
@@ -410,9 +416,13 @@ fn queued_rmdirs_survive_a_kill() {
     // The parent is empty once its child's delete is queued.
     fs::remove_dir(m.path("nested/inner")).unwrap();
     fs::remove_dir(m.path("nested")).unwrap();
+    fs::remove_file(m.path("implied/x")).unwrap();
+    fs::remove_dir(m.path("implied")).unwrap();
 
     let after: Model = [("keep/", Obj::plain(b""))].into();
-    crash_and_replay(&mut m, &bucket, 3, &before, &after);
+    // Three marker deletes, implied/x's and one for implied/ (a delete of
+    // a missing key is harmless).
+    crash_and_replay(&mut m, &bucket, 5, &before, &after);
 }
 
 /// A name that is in the bucket, deleted, created again and deleted again
