@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod objectfs_crash_ops;
 mod objectfs_disk_full;
 mod objectfs_faults;
 mod objectfs_fuse;
