@@ -32,18 +32,20 @@ impl ObjectFs {
         let before = self.removals();
         let mut objects: Vec<ObjectMeta> = Vec::new();
         let mut dirs: Vec<String> = Vec::new();
-        let mut token = None;
         // Inside a queued rename the table has the whole content; the store
         // has only part of it at this prefix yet.
-        while !pinned {
-            let page = self.call("list", || {
-                store.list(&prefix, Some("/"), token.clone(), 1000)
-            })?;
-            objects.extend(page.objects);
-            dirs.extend(page.common_prefixes);
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => break,
+        if !pinned {
+            let mut token = None;
+            loop {
+                let page = self.call("list", || {
+                    store.list(&prefix, Some("/"), token.clone(), 1000)
+                })?;
+                objects.extend(page.objects);
+                dirs.extend(page.common_prefixes);
+                match page.next_token {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
             }
         }
         let mut st = self.lock();
@@ -61,8 +63,14 @@ impl ObjectFs {
             },
         ];
         let mut seen = HashSet::new();
-        entries
-            .extend(self.apply_listing(&mut st, ino, &prefix, &objects, &dirs, &mut seen, &before));
+        entries.extend(self.apply_listing(
+            &mut st,
+            ino,
+            &prefix,
+            (&objects, &dirs),
+            &mut seen,
+            &before,
+        ));
         st.listed.insert(ino, Instant::now());
         // Files created here and not uploaded yet exist only in the table;
         // so, for this listing, do those whose upload finished while the
@@ -196,8 +204,7 @@ impl ObjectFs {
         st: &mut InodeTable,
         ino: u64,
         prefix: &str,
-        objects: &[ObjectMeta],
-        dirs: &[String],
+        (objects, dirs): (&[ObjectMeta], &[String]),
         seen: &mut HashSet<String>,
         before: &Removals,
     ) -> Vec<DirEntry> {
@@ -268,8 +275,7 @@ impl ObjectFs {
             &mut st,
             ino,
             prefix,
-            &page.objects,
-            &page.common_prefixes,
+            (&page.objects, &page.common_prefixes),
             &mut seen,
             &before,
         );
