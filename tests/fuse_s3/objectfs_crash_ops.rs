@@ -508,7 +508,8 @@ fn a_mixed_sequence_of_queued_changes_survives_a_kill() {
     set_mode(&m.path("keep.txt"), 0o600);
     set_mode(&m.path("keepdir"), 0o700);
     // Names deleted and made again: the file's delete is journalled and
-    // its new data staged; the new marker replaces the marker's delete.
+    // its new data staged; the marker's delete and the new marker are two
+    // changes (a creation never folds away a waiting delete).
     fs::remove_file(m.path("redo.txt")).unwrap();
     fs::write(m.path("redo.txt"), b"new content").unwrap();
     fs::remove_dir(m.path("redodir")).unwrap();
@@ -534,9 +535,9 @@ fn a_mixed_sequence_of_queued_changes_survives_a_kill() {
         ("redodir/", Obj::marker(0o700 & !mask)),
     ]
     .into();
-    // mkdir, symlink, unlink, rmdir, two chmods, the delete of redo.txt
-    // and the new marker of redodir; the files' data is staged.
-    crash_and_replay(&mut m, &bucket, 8, &before, &after);
+    // mkdir, symlink, unlink, rmdir, two chmods, the delete of redo.txt,
+    // the delete and the new marker of redodir; the files' data is staged.
+    crash_and_replay(&mut m, &bucket, 9, &before, &after);
 }
 
 /// One request moto logged: method, key (URL-encoded, empty for the

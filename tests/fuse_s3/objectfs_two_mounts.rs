@@ -374,6 +374,9 @@ fn renames_on_a_show_on_b_under_the_new_names_only() {
 
     fs::rename(a.path("old-name.txt"), a.path("new-name.txt")).unwrap();
     fs::rename(a.path("old-dir"), a.path("new-dir")).unwrap();
+    // A directory's rename is queued (upload=async); fsync of the parent
+    // sends it.
+    sync_dir(&a.dir);
     let keys = hosts.bucket.keys(&format!("{PREFIX}/"));
     assert!(
         !keys.iter().any(|k| k.contains("old-")),
