@@ -428,6 +428,46 @@ fn queued_rmdirs_survive_a_kill() {
 /// A name that is in the bucket, deleted, created again and deleted again
 /// before anything is sent stays deleted: the second delete cannot fold
 /// with the creation, which replaced the first delete.
+/// A directory rename returns at once: the new tree is served at once (its
+/// data read from the old keys), the bucket has not moved yet, and after a
+/// kill the next mount moves every object, the marker included, and
+/// deletes the old names.
+#[test]
+fn a_queued_directory_rename_survives_a_kill() {
+    require!(Root, Fuse, Moto);
+    let base = tempfile::tempdir().unwrap();
+    let before: Model = [
+        ("src/", Obj::plain(b"")),
+        ("src/a.txt", Obj::plain(b"alpha")),
+        ("src/deep/b.txt", Obj::plain(b"beta")),
+        ("src/deep/c/d.txt", Obj::plain(b"delta")),
+        ("stay.txt", Obj::plain(b"stay")),
+    ]
+    .into();
+    let (bucket, mut m, _) = crash_mount(base.path(), "crash-rename-dir", &before);
+
+    fs::rename(m.path("src"), m.path("dst")).unwrap();
+    assert!(!m.path("src").exists());
+    assert_eq!(fs::read(m.path("dst/a.txt")).unwrap(), b"alpha");
+    assert_eq!(fs::read(m.path("dst/deep/c/d.txt")).unwrap(), b"delta");
+    let mut names: Vec<String> = fs::read_dir(m.path("dst/deep"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["b.txt", "c"]);
+
+    let after: Model = [
+        ("dst/", Obj::plain(b"")),
+        ("dst/a.txt", Obj::plain(b"alpha")),
+        ("dst/deep/b.txt", Obj::plain(b"beta")),
+        ("dst/deep/c/d.txt", Obj::plain(b"delta")),
+        ("stay.txt", Obj::plain(b"stay")),
+    ]
+    .into();
+    crash_and_replay(&mut m, &bucket, 1, &before, &after);
+}
+
 #[test]
 fn a_name_deleted_created_and_deleted_again_stays_deleted_after_a_kill() {
     require!(Root, Fuse, Moto);

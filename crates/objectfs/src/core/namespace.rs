@@ -21,7 +21,11 @@ impl ObjectFs {
         let store = &self.inner.store;
         let dir_prefix = format!("{key}/");
         let policy = RetryPolicy::INTERACTIVE;
+        // A file of a queued directory rename is probed at its old key,
+        // which that rename hides from everything else.
+        let source = self.lock().sourced.contains_key(key);
         let before = self.removals();
+        let hide = |k: &str| !source && self.hidden(&before, k);
         let (head, list) = self.block_on(async {
             tokio::join!(
                 retry(policy, "head", || store.head(key)),
@@ -30,7 +34,7 @@ impl ObjectFs {
         });
         let defaults = &self.opts().defaults;
         // What this mount deleted and has not sent yet is gone already.
-        let head = head.map(|h| h.filter(|_| !self.hidden(&before, key)));
+        let head = head.map(|h| h.filter(|_| !hide(key)));
         if let Some(meta) = head.map_err(|e| errno_of(&e))? {
             let posix = layout::decode(&meta.metadata, Kind::File, meta.last_modified, defaults);
             return Ok(Some(Found {
@@ -45,7 +49,7 @@ impl ObjectFs {
         let mut list = list.map_err(|e| errno_of(&e))?;
         if self.ops().pending_under(&dir_prefix) {
             list = self.call("list", || store.list(&dir_prefix, None, None, 1000))?;
-            list.objects.retain(|o| !self.hidden(&before, &o.key));
+            list.objects.retain(|o| !hide(&o.key));
         }
         let Some(first) = list.objects.first() else {
             return Ok(None);
@@ -125,6 +129,18 @@ impl ObjectFs {
             if let Some(&ino) = st.children.get(&entry) {
                 let n = &st.nodes[&ino];
                 if self.attrs_current(ino, n) {
+                    return Ok(ino);
+                }
+                // Inside a queued rename a directory is what the table
+                // says; its attributes are on its marker at the old key.
+                if n.kind == Kind::Dir && st.pinned.contains_key(&parent) {
+                    let Some(marker) = n.source.clone() else {
+                        return Ok(ino);
+                    };
+                    drop(st);
+                    let found = self.probe_marker(marker.trim_end_matches('/'))?;
+                    let mut st = self.lock();
+                    st.node_mut(ino)?.apply(&found);
                     return Ok(ino);
                 }
             } else if let Some(&at) = st.negative.get(&entry)
