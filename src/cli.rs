@@ -138,9 +138,10 @@ pub struct MountArgs {
     #[arg(long, env = "OSV_UPLOAD", default_value = "async")]
     pub upload: objectfs::UploadMode,
 
-    /// Staging files and their crash journal; reuse the same directory to
-    /// recover writes of a mount that died (default: derived from the
-    /// bucket and prefix under /var/cache/opensandbox-volume).
+    /// Staging files, cached copies of objects and the crash journals (file
+    /// data, namespace changes); reuse the same directory to recover the
+    /// writes of a mount that died and to keep its cache (default: derived
+    /// from the bucket and prefix under /var/cache/opensandbox-volume).
     #[arg(long, env = "OSV_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -161,9 +162,11 @@ pub struct MountArgs {
     pub cache_size: u64,
 
     /// With --upload async: how long a closed file waits before its upload
-    /// starts (e.g. 500ms, 0 for at once). A file replaced, renamed or
-    /// deleted meanwhile is uploaded once at its final name, or not at all;
-    /// unmount and fsync do not wait for the delay.
+    /// starts, and a namespace change (mkdir, symlink, chmod, unlink, rmdir,
+    /// directory rename) before it is sent (e.g. 500ms, 0 for at once). A
+    /// file replaced, renamed or deleted meanwhile is uploaded once at its
+    /// final name, or not at all, and changes that cancel out are never
+    /// sent; unmount and fsync do not wait for the delay.
     #[arg(long, env = "OSV_UPLOAD_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
     pub upload_delay: std::time::Duration,
 

@@ -420,7 +420,7 @@ pub const OPTIONS: &[VolumeOption] = &[
     VolumeOption {
         name: "upload",
         types: Types::Only(&[api(S3, 9), plugin(Ossfs, 10)]),
-        help: "`async`: close returns at once, the upload runs in the background; `sync`: close waits until the data is in the bucket (unmount always waits for every upload)",
+        help: "`async`: close returns at once, the upload runs in the background, and so do mkdir, unlink, rename and the like (journalled, replayed after a crash); `sync`: close and each of those wait until the bucket has the change (unmount always waits for everything)",
         default: "`async`",
         expected: "async or sync",
         bad: &[bad("", "later")],

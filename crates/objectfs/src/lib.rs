@@ -8,12 +8,16 @@
 //! Parts, from the kernel down:
 //! - `fuse`: the fuser adapter; `mount`: mounting, serving and unmounting.
 //! - `core`: the filesystem, made of an inode table (`core::inodes`, no
-//!   store calls), an upload queue (`core::uploads`) and the operations on
-//!   top of them (`core::namespace`, `core::listing`, `core::files`); store
-//!   errors become errnos in one place there.
-//! - `reader` (sequential read-ahead), `staging` (local copies of written
-//!   files and their journal), `transfer` (whole-file uploads and downloads
-//!   with retries), `layout` (how names and attributes map to keys and
+//!   store calls), an upload queue (`core::uploads`), the local cache
+//!   (`core::cache` bookkeeping, `core::copies` its I/O), the queue of
+//!   namespace changes (`core::opqueue`, sent by `core::ops`; directory
+//!   renames queued by `core::rename`) and the operations on top of them
+//!   (`core::namespace`, `core::listing`, `core::files`); store errors
+//!   become errnos in one place there.
+//! - `reader` (sequential read-ahead), `staging` (local copies of file
+//!   data, their journal and cache tags), `oplog` (the journal of queued
+//!   namespace changes), `transfer` (whole-file uploads and downloads with
+//!   retries), `layout` (how names and attributes map to keys and
 //!   metadata).
 //! - `store`: the object store interface and its typed errors, with the S3
 //!   implementation and, behind feature `memory`, an in-memory one.

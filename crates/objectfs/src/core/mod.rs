@@ -4,9 +4,12 @@
 //! Parts: `inodes` is the inode table (plain data, no store calls);
 //! `uploads` is the upload queue (background workers, the upload delay,
 //! recovery of an earlier mount's staged data, the flush at unmount);
-//! `namespace`, `listing` and `files` are the file-system operations on
-//! top of them (names, directory listings, file data). Store failures
-//! become errnos in one place, `errno_of`.
+//! `cache` (plain data) and `copies` keep clean copies of file data within
+//! the cache bound; `opqueue` (plain data), `ops` and `rename` queue,
+//! journal and send namespace changes in async mode; `namespace`,
+//! `listing` and `files` are the file-system operations on top of them
+//! (names, directory listings, file data). Store failures become errnos in
+//! one place, `errno_of`.
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
 //! across a store call. A node being uploaded is marked `uploading`;
