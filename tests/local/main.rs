@@ -11,6 +11,7 @@ mod common;
 
 mod fuzz_protocol;
 mod objectfs_core;
+mod objectfs_streaming;
 mod path_attacks;
 mod plugin_config;
 mod protocol;

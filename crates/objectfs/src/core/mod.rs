@@ -24,6 +24,7 @@ mod files;
 mod inodes;
 mod listing;
 mod namespace;
+mod streaming;
 mod uploads;
 
 use super::layout::{self, Kind, Posix};
@@ -264,6 +265,7 @@ impl ObjectFs {
         if node.open_handles == 0 {
             self.discard_staged(node);
         } else if let Some(s) = node.staged.as_mut() {
+            s.stream.stop();
             s.clean_gen = s.dirty_gen;
             self.inner.staging.clear_journal(s.id, &s.file);
         }
