@@ -20,7 +20,15 @@ struct Fixture {
     _cache: tempfile::TempDir,
 }
 
+/// Long enough that only unmount's hurry starts a closed file's upload:
+/// whatever went up before it went up while writing.
+const NO_DELAY_EXPIRES: Duration = Duration::from_secs(3600);
+
 fn fixture(upload: UploadMode) -> Fixture {
+    fixture_with_delay(upload, NO_DELAY_EXPIRES)
+}
+
+fn fixture_with_delay(upload: UploadMode, upload_delay: Duration) -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,9 +49,7 @@ fn fixture(upload: UploadMode) -> Fixture {
         cache_dir: cache.path().to_path_buf(),
         metadata_ttl: Duration::ZERO,
         flush_timeout: Duration::from_secs(60),
-        // Long enough that only unmount's hurry starts a closed file's
-        // upload: whatever went up before it went up while writing.
-        upload_delay: Duration::from_secs(3600),
+        upload_delay,
         attrs_from_listing: false,
         cache_size: 1 << 30,
         dirty_wait: objectfs::config::DIRTY_WAIT,
@@ -262,6 +268,28 @@ fn in_async_mode_parts_go_before_close_and_the_tail_after_the_delay() {
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.parts(), 3);
     assert_same(f.object("a"), &data);
+}
+
+#[test]
+fn a_background_upload_waits_while_the_file_is_still_being_appended() {
+    // As a shell redirect or dd does: the first descriptor is closed (its
+    // upload queued) before the data is written through a duplicate.
+    let f = fixture_with_delay(UploadMode::Async, Duration::from_millis(10));
+    let fh = f.create("log");
+    let data = pattern(24 * MIB + 100, 16);
+    f.write_at(fh, 0, &data[..MIB]);
+    f.fs.flush(fh).unwrap();
+    f.write_at(fh, MIB, &data[MIB..]);
+    f.until("the complete parts uploaded", |f| f.parts() == 3);
+    // Many upload delays pass with the file open: nothing is completed.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(f.object("log"), None);
+    f.fs.flush(fh).unwrap();
+    f.fs.release(fh).unwrap();
+    f.until("the object", |f| f.object("log").is_some());
+    assert_same(f.object("log"), &data);
+    assert_eq!((f.parts(), f.puts()), (4, 0), "each part once, no PUT");
+    assert_eq!(f.fs.flush_all(), 0);
 }
 
 #[test]

@@ -308,6 +308,21 @@ fn same_attrs(a: &Posix, b: &Posix) -> bool {
 }
 
 impl ObjectFs {
+    /// Whether a background upload of `ino` should not run yet: its upload
+    /// while writing is going on and the file is still open, so more
+    /// appends may come (a shell's redirect closes a first descriptor
+    /// before the data). Completing now would publish part of the file
+    /// and start over from part 1; the close that ends the writes queues
+    /// the upload again (flush, release), and unmount does not wait.
+    pub(super) fn stream_defers(&self, st: &InodeTable, ino: u64) -> bool {
+        st.nodes.get(&ino).is_some_and(|n| {
+            n.open_handles > 0
+                && n.staged
+                    .as_ref()
+                    .is_some_and(|s| matches!(s.stream, Stream::Active(_)))
+        })
+    }
+
     /// After `len` bytes were written at `offset` of `ino`, whose content
     /// was `size_before` bytes long: extends its append run, starts the
     /// run's upload, or ends it. Never waits.

@@ -54,6 +54,11 @@ impl UploadQueue {
     fn hurry(&self) {
         self.hurry.send_replace(true);
     }
+
+    /// Whether unmount has asked for every upload now.
+    fn hurried(&self) -> bool {
+        *self.hurry.borrow()
+    }
 }
 
 impl ObjectFs {
@@ -238,6 +243,9 @@ impl ObjectFs {
             let mut st = self.lock();
             if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
                 s.queued = false;
+            }
+            if !self.inner.uploads.hurried() && self.stream_defers(&st, ino) {
+                return;
             }
         }
         loop {
