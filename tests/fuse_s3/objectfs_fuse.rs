@@ -390,6 +390,42 @@ fn a_1_gib_file_round_trips_through_a_fast_s3_server() {
     );
 }
 
+/// `dd conv=fsync` makes the file durable when dd returns: the object is
+/// in the bucket then, mount still running. Its parts went up while dd
+/// wrote (upload while writing); an in-place overwrite afterwards (not an
+/// append) goes up whole, and the object again equals the file.
+#[test]
+fn dd_with_conv_fsync_is_in_the_bucket_when_dd_returns() {
+    require!(Root, Fuse, Moto);
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("ddfsync");
+    let bucket = Bucket::new(&config);
+    let m = Mounted::start(base.path(), &config, "d", &[]);
+    let sha = |script: &str| {
+        let out = sh(base.path(), script);
+        out.split_whitespace().next().unwrap().to_string()
+    };
+    sh(base.path(), "head -c 64M /dev/urandom > src.bin");
+    let target = m.path("dd.bin");
+    let target = target.display();
+    sh(
+        base.path(),
+        &format!("dd if=src.bin of={target} bs=8M conv=fsync status=none"),
+    );
+    assert_eq!(
+        bucket.size_and_sha256("d/dd.bin"),
+        (64 << 20, sha("sha256sum < src.bin"))
+    );
+    sh(base.path(), "head -c 1M /dev/urandom > patch.bin");
+    sh(
+        base.path(),
+        &format!("dd if=patch.bin of={target} bs=1M conv=notrunc,fsync status=none"),
+    );
+    let want = sha("(cat patch.bin; tail -c +1048577 src.bin) | sha256sum");
+    assert_eq!(bucket.size_and_sha256("d/dd.bin"), (64 << 20, want.clone()));
+    assert_eq!(sha(&format!("sha256sum < {target}")), want);
+}
+
 #[test]
 fn kill_9_with_staged_data_then_remount_uploads_it() {
     require!(Root, Fuse, Moto);

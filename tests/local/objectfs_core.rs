@@ -822,7 +822,11 @@ fn a_directory_rename_cut_short_is_finished_by_the_next_mount() {
     want.sort();
     assert_eq!(mem.keys(), want);
     for n in names {
-        assert_eq!(mem.object(&format!("pre/new/{n}")).unwrap(), body(n), "{n:?}");
+        assert_eq!(
+            mem.object(&format!("pre/new/{n}")).unwrap(),
+            body(n),
+            "{n:?}"
+        );
     }
     assert_eq!(fs.pending_ops(), 0);
     assert_eq!(

@@ -126,7 +126,8 @@ pub async fn upload_file(
         store.create_multipart(key, meta)
     })
     .await?;
-    let result = upload_parts(store, policy, key, &upload_id, file, size, part).await;
+    let parts = part_ranges(size, part, 1).collect();
+    let result = upload_parts(store, policy, key, &upload_id, file, parts, part).await;
     match result {
         Ok(parts) => {
             retry(policy, "complete multipart", || {
@@ -143,48 +144,79 @@ pub async fn upload_file(
     }
 }
 
+/// One part of a multipart upload: its number (1-based) and the bytes of
+/// the file it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartRange {
+    pub number: i32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The parts of a `size`-byte file cut in `part`-byte pieces, from part
+/// number `first` on (the last one shorter).
+fn part_ranges(size: u64, part: u64, first: i32) -> impl Iterator<Item = PartRange> {
+    let skip = (first.max(1) - 1) as u64;
+    (skip..size.div_ceil(part)).map(move |i| PartRange {
+        number: (i + 1) as i32,
+        offset: i * part,
+        len: part.min(size - i * part),
+    })
+}
+
+/// Uploads one part of `file` to multipart upload `upload_id` of `key`,
+/// holding its bytes within the upload memory budget; returns its ETag.
+pub async fn upload_part_of(
+    store: &Arc<dyn ObjectStore>,
+    policy: RetryPolicy,
+    key: &str,
+    upload_id: &str,
+    file: Arc<File>,
+    range: PartRange,
+) -> StoreResult<String> {
+    let _memory = reserve(range.len).await;
+    let read_key = key.to_string();
+    let body = tokio::task::spawn_blocking(move || {
+        read_exact_at(&file, &read_key, range.offset, range.len)
+    })
+    .await
+    .map_err(|e| StoreError::permanent("upload", key, e.to_string()))??;
+    retry(policy, "upload part", || {
+        store.upload_part(key, upload_id, range.number, body.clone())
+    })
+    .await
+}
+
+/// Uploads `parts` of `file`, as many in parallel as the memory budget
+/// allows for `part`-byte parts; returns their numbers and ETags in order.
 async fn upload_parts(
     store: &Arc<dyn ObjectStore>,
     policy: RetryPolicy,
     key: &str,
     upload_id: &str,
     file: Arc<File>,
-    size: u64,
+    parts: Vec<PartRange>,
     part: u64,
 ) -> StoreResult<Vec<(i32, String)>> {
-    let count = size.div_ceil(part);
     let window = parallel_parts(part);
     let mut tasks: JoinSet<StoreResult<(i32, String)>> = JoinSet::new();
-    let mut done = Vec::with_capacity(count as usize);
-    let mut next = 0u64;
-    while next < count || !tasks.is_empty() {
-        while next < count && tasks.len() < window {
+    let mut done = Vec::with_capacity(parts.len());
+    let mut todo = parts.into_iter();
+    loop {
+        while tasks.len() < window {
+            let Some(range) = todo.next() else { break };
             let (store, file) = (store.clone(), file.clone());
             let (key, id) = (key.to_string(), upload_id.to_string());
-            let offset = next * part;
-            let len = part.min(size - offset);
-            let number = (next + 1) as i32;
             tasks.spawn(async move {
-                let _memory = reserve(len).await;
-                let read_key = key.clone();
-                let body = tokio::task::spawn_blocking(move || {
-                    read_exact_at(&file, &read_key, offset, len)
-                })
-                .await
-                .map_err(|e| StoreError::permanent("upload", key.clone(), e.to_string()))??;
-                let etag = retry(policy, "upload part", || {
-                    store.upload_part(&key, &id, number, body.clone())
-                })
-                .await?;
-                Ok((number, etag))
+                let etag = upload_part_of(&store, policy, &key, &id, file, range).await?;
+                Ok((range.number, etag))
             });
-            next += 1;
         }
-        if let Some(joined) = tasks.join_next().await {
-            let finished =
-                joined.map_err(|e| StoreError::permanent("upload", key, e.to_string()))?;
-            done.push(finished?);
-        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let finished = joined.map_err(|e| StoreError::permanent("upload", key, e.to_string()))?;
+        done.push(finished?);
     }
     done.sort_by_key(|(n, _)| *n);
     Ok(done)
@@ -268,6 +300,34 @@ mod tests {
         assert_eq!(p % (1 << 20), 0);
         assert!(parallel_parts(p) as u64 * p <= UPLOAD_BUFFER.max(p));
         assert_eq!(parallel_parts(8 << 20), 8);
+    }
+
+    #[test]
+    fn part_ranges_cover_the_file_from_the_first_asked() {
+        let all: Vec<PartRange> = part_ranges(20, 8, 1).collect();
+        assert_eq!(
+            all,
+            [
+                PartRange {
+                    number: 1,
+                    offset: 0,
+                    len: 8
+                },
+                PartRange {
+                    number: 2,
+                    offset: 8,
+                    len: 8
+                },
+                PartRange {
+                    number: 3,
+                    offset: 16,
+                    len: 4
+                }
+            ]
+        );
+        assert_eq!(part_ranges(20, 8, 3).collect::<Vec<_>>(), all[2..]);
+        assert_eq!(part_ranges(16, 8, 1).count(), 2);
+        assert_eq!(part_ranges(0, 8, 1).count(), 0);
     }
 
     #[test]

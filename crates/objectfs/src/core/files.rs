@@ -210,6 +210,9 @@ impl ObjectFs {
             if flags.truncate {
                 st = self.wait_uploads(st, &[ino]);
                 let n = st.node_mut(ino)?;
+                if let Some(s) = n.staged.as_mut() {
+                    s.stream.stop();
+                }
                 if n.size != 0 {
                     let s = n.staged.as_ref().expect("staged above");
                     s.file.set_len(0).map_err(|_| libc::EIO)?;
@@ -313,6 +316,7 @@ impl ObjectFs {
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         let mut st = self.lock();
         let n = st.node_mut(*ino)?;
+        let size_before = n.size;
         n.size = n.size.max(offset + data.len() as u64);
         n.mtime = SystemTime::now();
         let needs_journal = n.staged.as_ref().is_some_and(|s| !s.journaled);
@@ -323,6 +327,7 @@ impl ObjectFs {
         } else {
             self.mark_dirty(&mut st, *ino);
         }
+        self.stream_after_write(&mut st, *ino, offset, data.len() as u64, size_before);
         Ok(data.len() as u32)
     }
 
@@ -424,6 +429,9 @@ impl ObjectFs {
             let resized = room.and_then(|()| s.file.set_len(size).map_err(|_| libc::EIO));
             n.open_handles -= 1; // unpin (ensure_staged pinned it)
             resized?;
+            if let Some(s) = n.staged.as_mut() {
+                s.stream.stop();
+            }
             n.size = size;
             n.mtime = set.mtime.unwrap_or_else(SystemTime::now);
             self.mark_dirty(&mut st, ino);
@@ -459,6 +467,7 @@ impl ObjectFs {
                 let mut st = self.lock();
                 if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
                     s.journaled = false;
+                    s.stream.stop(); // the upload begun while writing has the old ones
                 }
                 self.mark_dirty(&mut st, ino);
             } else if self.queued_namespace() {

@@ -8,6 +8,7 @@
 
 use super::super::layout::{Kind, Posix};
 use super::super::{Attr, FsResult, ROOT_INO};
+use super::streaming::Stream;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,6 +28,8 @@ pub(super) struct Staged {
     pub(super) queued: bool,
     /// Bytes of this copy counted against the cache bound.
     pub(super) charged: u64,
+    /// Its append run and the upload begun while writing (`streaming`).
+    pub(super) stream: Stream,
 }
 
 impl Staged {
@@ -41,6 +44,7 @@ impl Staged {
             uploading: false,
             queued: false,
             charged: 0,
+            stream: Stream::Off,
         }
     }
 

@@ -30,6 +30,7 @@ mod namespace;
 mod opqueue;
 mod ops;
 mod rename;
+mod streaming;
 mod uploads;
 
 use super::layout::{self, Kind, Posix};
@@ -299,6 +300,7 @@ impl ObjectFs {
         if node.open_handles == 0 {
             self.discard_staged(node);
         } else if let Some(s) = node.staged.as_mut() {
+            s.stream.stop();
             s.clean_gen = s.dirty_gen;
             self.inner.staging.clear_journal(s.id, &s.file);
         }

@@ -9,6 +9,7 @@ use super::super::staging::CacheTag;
 use super::super::transfer::{RetryPolicy, upload_file};
 use super::super::{FsResult, UploadMode};
 use super::inodes::InodeTable;
+use super::streaming;
 use super::{ObjectFs, errno_of};
 use std::fs::File;
 use std::sync::Arc;
@@ -57,6 +58,11 @@ impl UploadQueue {
     /// Watches for unmount's hurry.
     pub(super) fn hurry_signal(&self) -> watch::Receiver<bool> {
         self.hurry.subscribe()
+    }
+
+    /// Whether unmount has asked for every upload now.
+    fn hurried(&self) -> bool {
+        *self.hurry.borrow()
     }
 }
 
@@ -145,7 +151,7 @@ impl ObjectFs {
     /// Uploads `ino` if dirty, waiting for it: the fsync and sync-close path.
     pub(super) fn upload_now(&self, ino: u64, policy: RetryPolicy) -> FsResult<()> {
         loop {
-            let (key, posix, size, file, gen_) = {
+            let (key, posix, size, file, gen_, stream) = {
                 let mut st = self.lock();
                 let key = loop {
                     st = self.wait_uploads(st, &[ino]);
@@ -176,16 +182,20 @@ impl ObjectFs {
                     return Ok(());
                 }
                 s.uploading = true;
-                (key, posix, size, s.file.clone(), s.dirty_gen)
+                let stream = s.stream.take_active();
+                (key, posix, size, s.file.clone(), s.dirty_gen, stream)
             };
             let meta = layout::encode(&posix);
-            let result = self.block_on(upload_file(
+            // The upload begun while writing, if any, completed; else whole.
+            let result = self.block_on(streaming::upload(
                 &self.inner.store,
                 policy,
                 &key,
                 file,
                 size,
                 &meta,
+                &posix,
+                stream,
             ));
             let mut st = self.lock();
             let finished = match st.node_mut(ino) {
@@ -246,6 +256,9 @@ impl ObjectFs {
             let mut st = self.lock();
             if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
                 s.queued = false;
+            }
+            if !self.inner.uploads.hurried() && self.stream_defers(&st, ino) {
+                return;
             }
         }
         loop {

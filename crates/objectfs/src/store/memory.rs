@@ -99,6 +99,12 @@ impl MemoryStore {
             .map(|o| o.meta.clone())
     }
 
+    /// Test helper: multipart uploads created and neither completed nor
+    /// aborted.
+    pub fn open_uploads(&self) -> usize {
+        self.uploads.lock().unwrap().len()
+    }
+
     /// Test helper: every key, sorted.
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
