@@ -11,7 +11,8 @@
 //!   store calls), an upload queue (`core::uploads`), the local cache
 //!   (`core::cache` bookkeeping, `core::copies` its I/O), the queue of
 //!   namespace changes (`core::opqueue`, sent by `core::ops`; directory
-//!   renames queued by `core::rename`) and the operations on top of them
+//!   renames queued by `core::rename`), the upload of a file's parts while
+//!   it is appended to (`core::streaming`) and the operations on top of them
 //!   (`core::namespace`, `core::listing`, `core::files`); store errors
 //!   become errnos in one place there.
 //! - `reader` (sequential read-ahead), `staging` (local copies of file

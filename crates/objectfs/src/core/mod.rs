@@ -6,7 +6,8 @@
 //! recovery of an earlier mount's staged data, the flush at unmount);
 //! `cache` (plain data) and `copies` keep clean copies of file data within
 //! the cache bound; `opqueue` (plain data), `ops` and `rename` queue,
-//! journal and send namespace changes in async mode; `namespace`,
+//! journal and send namespace changes in async mode; `streaming` uploads
+//! the parts of a file being appended to while it is written; `namespace`,
 //! `listing` and `files` are the file-system operations on top of them
 //! (names, directory listings, file data). Store failures become errnos in
 //! one place, `errno_of`.
