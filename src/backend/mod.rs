@@ -183,6 +183,8 @@ impl Backends {
                 status.insert("mount".into(), json!(state));
                 if let Some(r) = reported {
                     status.insert("pendingUploadBytes".into(), json!(r.pending_bytes));
+                    status.insert("pendingChanges".into(), json!(r.pending_changes));
+                    status.insert("cacheBytes".into(), json!(r.cache_bytes));
                 }
             }
         }

@@ -173,6 +173,20 @@ fn two_containers_share_one_mount_and_read_only_and_sub_path_hold() {
     wait_for_within("a to see b's file", Duration::from_secs(30), || {
         dk(&format!("logs {a}"), &[]).contains("from-b")
     });
+    // The Status of a mounted volume: what still waits for the bucket and
+    // what the cache holds (the mount refreshes its report every second).
+    wait_for_within(
+        "the mounted volume's status",
+        Duration::from_secs(10),
+        || {
+            let v = inspect_volume(&vol);
+            let s = &v["Status"];
+            s["mount"] == "mounted"
+                && s["pendingUploadBytes"].is_u64()
+                && s["pendingChanges"].is_u64()
+                && s["cacheBytes"].as_u64().is_some_and(|b| b >= 16)
+        },
+    );
     assert_eq!(mounts_of(&vol), 1, "b's Unmount left a's mount alone");
     dk(&format!("rm -f {a}"), &[]);
     assert_eq!(mounts_of(&vol), 0);

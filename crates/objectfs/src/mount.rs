@@ -106,7 +106,7 @@ async fn serve(
 
     let stopped_by_signal = wait_for_stop(&session).await;
     reporter.abort();
-    write_status(&status_path, "flushing", fs.pending_bytes());
+    write_status(&status_path, &status_of(&fs, "flushing"));
     if stopped_by_signal {
         tracing::info!("unmounting");
         let mountpoint = settings.mountpoint.clone();
@@ -137,7 +137,7 @@ async fn serve(
     }
     let flushing = fs.clone();
     let pending = tokio::task::spawn_blocking(move || flushing.flush_all()).await?;
-    write_status(&status_path, "stopped", fs.pending_bytes());
+    write_status(&status_path, &status_of(&fs, "stopped"));
     if pending > 0 {
         tracing::error!(
             files = pending,
@@ -167,16 +167,28 @@ pub struct MountStatus {
     pub state: String,
     /// Bytes written but not yet in the bucket.
     pub pending_bytes: u64,
+    /// Namespace changes (mkdir, unlink, rename, ...) not yet in the bucket.
+    #[serde(default)]
+    pub pending_changes: usize,
+    /// Bytes of file data in the cache directory (written or cached).
+    #[serde(default)]
+    pub cache_bytes: u64,
 }
 
-fn write_status(path: &Path, state: &str, pending_bytes: u64) {
-    let status = MountStatus {
+/// What the status file reports of `fs` now, in state `state`.
+fn status_of(fs: &ObjectFs, state: &str) -> MountStatus {
+    MountStatus {
         pid: std::process::id(),
         state: state.into(),
-        pending_bytes,
-    };
+        pending_bytes: fs.pending_bytes(),
+        pending_changes: fs.pending_ops(),
+        cache_bytes: fs.cache_bytes().0,
+    }
+}
+
+fn write_status(path: &Path, status: &MountStatus) {
     let tmp = path.with_extension("json.tmp");
-    let written = serde_json::to_vec(&status)
+    let written = serde_json::to_vec(status)
         .map_err(std::io::Error::other)
         .and_then(|b| std::fs::write(&tmp, b))
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -185,15 +197,15 @@ fn write_status(path: &Path, state: &str, pending_bytes: u64) {
     }
 }
 
-/// Rewrites the status file whenever the pending byte count changes
-/// (checked once a second).
+/// Rewrites the status file whenever what it reports changes (checked
+/// once a second).
 async fn report_status(fs: ObjectFs, path: PathBuf) {
     let mut last = None;
     loop {
-        let pending = fs.pending_bytes();
-        if last != Some(pending) {
-            write_status(&path, "mounted", pending);
-            last = Some(pending);
+        let status = status_of(&fs, "mounted");
+        if last.as_ref() != Some(&status) {
+            write_status(&path, &status);
+            last = Some(status);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
