@@ -13,6 +13,7 @@ mod fuzz_protocol;
 mod objectfs_cache;
 mod objectfs_core;
 mod objectfs_fixture;
+mod objectfs_ops;
 mod objectfs_streaming;
 mod path_attacks;
 mod plugin_config;

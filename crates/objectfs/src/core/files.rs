@@ -209,6 +209,8 @@ impl ObjectFs {
             let mut st = self.lock();
             if flags.truncate {
                 st = self.wait_uploads(st, &[ino]);
+                // Journalled (and no longer tagged clean) before it changes.
+                self.mark_dirty(&mut st, ino);
                 let n = st.node_mut(ino)?;
                 if let Some(s) = n.staged.as_mut() {
                     s.stream.stop();
@@ -219,8 +221,7 @@ impl ObjectFs {
                     n.size = 0;
                     n.mtime = SystemTime::now();
                 }
-                st = self.charge_to(st, ino, 0, false).0;
-                self.mark_dirty(&mut st, ino);
+                drop(self.charge_to(st, ino, 0, false));
             }
         } else {
             let mut st = self.lock();
@@ -303,7 +304,13 @@ impl ObjectFs {
         }
         let end = offset + data.len() as u64;
         let file = {
-            let st = self.lock();
+            let mut st = self.lock();
+            let journaled = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?.journaled;
+            if !journaled {
+                // Before the bytes change: a crash after the write must
+                // find the journal entry, never a clean copy's cache tag.
+                self.mark_dirty(&mut st, *ino);
+            }
             let s = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?;
             let (file, charged) = (s.file.clone(), s.charged);
             if end > charged {
@@ -424,6 +431,10 @@ impl ObjectFs {
             let st = self.lock();
             let st = self.wait_uploads(st, &[ino]);
             let (mut st, room) = self.charge_to(st, ino, size, true);
+            if room.is_ok() {
+                // Journalled (and no longer tagged clean) before it changes.
+                self.mark_dirty(&mut st, ino);
+            }
             let n = st.node_mut(ino)?;
             let s = n.staged.as_ref().expect("staged above");
             let resized = room.and_then(|()| s.file.set_len(size).map_err(|_| libc::EIO));
@@ -483,7 +494,9 @@ impl ObjectFs {
                 } else {
                     NsOp::SetMeta { key, meta }
                 };
-                self.queue_op(&mut st, op, Some(ino));
+                // A marker written here may replace one the mount has not
+                // seen: never cancelled by a later rmdir.
+                self.queue_op_with(&mut st, op, Some(ino), false);
             } else {
                 self.store_attrs(&key, &posix, remote, kind)?;
             }

@@ -389,11 +389,13 @@ impl ObjectFs {
         }
         self.forget_cached(&key);
         let mut st = self.lock();
-        if queued && (remote || queued_ops) {
-            self.queue_op(&mut st, NsOp::Delete { key }, None);
-        }
+        // The staged data's journal goes first: a crash between the two
+        // must not let the next mount upload what the delete removes.
         if let Some(node) = st.nodes.get_mut(&ino) {
             self.mark_unlinked(node);
+        }
+        if queued && (remote || queued_ops) {
+            self.queue_op(&mut st, NsOp::Delete { key }, None);
         }
         st.forget_name(parent, name, ino);
         Ok(())
@@ -692,26 +694,35 @@ impl ObjectFs {
         let store = self.inner.store.clone();
         let policy = RetryPolicy::INTERACTIVE;
         // Every key below the old prefix (no delimiter: the whole subtree).
-        let mut objects = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self.call("list", || {
-                store.list(&old_prefix, None, token.clone(), 1000)
-            })?;
-            objects.extend(page.objects);
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => break,
+        let list_all = || -> FsResult<Vec<crate::store::ObjectMeta>> {
+            let mut objects = Vec::new();
+            let mut token = None;
+            loop {
+                let page = self.call("list", || {
+                    store.list(&old_prefix, None, token.clone(), 1000)
+                })?;
+                objects.extend(page.objects);
+                match page.next_token {
+                    Some(t) => token = Some(t),
+                    None => return Ok(objects),
+                }
             }
-        }
+        };
+        let mut objects = list_all()?;
         if self.queued_namespace() {
-            self.queue_dir_rename(
+            // A change inside queued while we listed (the kernel does not
+            // lock the directory's content for a rename in one parent)
+            // would be missed by the listing: send it, and list again.
+            while !self.queue_dir_rename(
                 src,
                 (new_parent, new_name),
                 dst,
                 (&old_prefix, &new_prefix),
-                objects,
-            );
+                &objects,
+            ) {
+                self.drain_ops(std::slice::from_ref(&old_prefix))?;
+                objects = list_all()?;
+            }
             return Ok(());
         }
         let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();

@@ -17,6 +17,10 @@ pub(super) struct Queued {
     pub(super) op: NsOp,
     pub(super) ino: Option<u64>,
     pub(super) ready_at: Instant,
+    /// A Put that creates a name known to be absent (mkdir, symlink): a
+    /// delete of it before it is sent cancels both. A Put that may replace
+    /// an object (a marker written for chmod) is not.
+    creates: bool,
 }
 
 /// What `push` did.
@@ -50,6 +54,11 @@ impl OpQueue {
 
     pub(super) fn is_empty(&self) -> bool {
         self.waiting.is_empty() && self.running.is_empty()
+    }
+
+    /// Changes being sent now.
+    pub(super) fn running_len(&self) -> usize {
+        self.running.len()
     }
 
     pub(super) fn len(&self) -> usize {
@@ -103,8 +112,21 @@ impl OpQueue {
     }
 
     /// Adds a change, folding it with waiting ones where the outcome in the
-    /// store is the same.
+    /// store is the same. A Put added here creates a name that was absent.
+    #[cfg(test)]
     pub(super) fn push(&mut self, op: NsOp, ino: Option<u64>, ready_at: Instant) -> Pushed {
+        let creates = matches!(op, NsOp::Put { .. });
+        self.push_with(op, ino, ready_at, creates)
+    }
+
+    /// As `push`, saying whether a Put creates a name that was absent.
+    pub(super) fn push_with(
+        &mut self,
+        op: NsOp,
+        ino: Option<u64>,
+        ready_at: Instant,
+        creates: bool,
+    ) -> Pushed {
         let key = op.key().to_string();
         // Folding looks at changes of this exact key only, never at a
         // directory rename (whose `key` is its new prefix): changes queued
@@ -114,13 +136,15 @@ impl OpQueue {
             .collect();
         match &op {
             NsOp::Delete { .. } => {
-                // A waiting Put created the name (creations only go to
-                // names that were absent): drop it and what followed it.
+                // A waiting Put created the name (it was absent): drop it
+                // and what followed it, and send nothing.
                 let put = waiting_on_key
                     .iter()
                     .copied()
                     .find(|&i| matches!(self.waiting[i].op, NsOp::Put { .. }));
-                if let Some(first) = put {
+                if let Some(first) = put
+                    && self.waiting[first].creates
+                {
                     let dropped = self.take_waiting(&key, first);
                     return Pushed::Cancelled { dropped };
                 }
@@ -129,7 +153,7 @@ impl OpQueue {
                     Some(&first) => self.take_waiting(&key, first),
                     None => Vec::new(),
                 };
-                self.enqueue(op, ino, ready_at, dropped)
+                self.enqueue(op, ino, ready_at, dropped, false)
             }
             NsOp::SetMeta { meta, .. } => {
                 if let Some(&last) = waiting_on_key.last() {
@@ -145,13 +169,13 @@ impl OpQueue {
                         NsOp::Delete { .. } | NsOp::RenameDir { .. } => {}
                     }
                 }
-                self.enqueue(op, ino, ready_at, Vec::new())
+                self.enqueue(op, ino, ready_at, Vec::new(), creates)
             }
-            NsOp::RenameDir { .. } => self.enqueue(op, ino, ready_at, Vec::new()),
+            NsOp::RenameDir { .. } => self.enqueue(op, ino, ready_at, Vec::new(), creates),
             // Not folded with a waiting delete of the key: a delete after
             // this Put could then cancel it, and the store would keep what
             // the first delete was to remove.
-            NsOp::Put { .. } => self.enqueue(op, ino, ready_at, Vec::new()),
+            NsOp::Put { .. } => self.enqueue(op, ino, ready_at, Vec::new(), creates),
         }
     }
 
@@ -185,6 +209,7 @@ impl OpQueue {
         ino: Option<u64>,
         ready_at: Instant,
         dropped: Vec<Queued>,
+        creates: bool,
     ) -> Pushed {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -198,6 +223,7 @@ impl OpQueue {
             op,
             ino,
             ready_at,
+            creates,
         });
         Pushed::Queued { seq, dropped }
     }
@@ -341,6 +367,19 @@ mod tests {
         q.finish(1);
         // Done now, but a LIST begun before may still have shown it.
         assert!(!q.deleting("b/") && before.hides("b/") && !before.hides("c/"));
+    }
+
+    #[test]
+    fn a_marker_written_for_chmod_is_not_cancelled_by_the_rmdir() {
+        let now = Instant::now();
+        let mut q = OpQueue::starting_after(0);
+        // The directory may have a marker already: this Put replaces it.
+        q.push_with(put("d/"), Some(2), now, false);
+        match q.push(del("d/"), None, now) {
+            Pushed::Queued { seq: 2, dropped } => assert_eq!(seqs(&dropped), vec![1]),
+            other => panic!("{other:?}"),
+        }
+        assert!(q.deleting("d/"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ const OP_RETRY: RetryPolicy = RetryPolicy {
 const OP_ROUND_PAUSE: Duration = Duration::from_secs(2);
 /// How long an operation that needs earlier changes in the store (rename,
 /// fsync of a directory) waits for them before it fails with EIO.
-const DRAIN_WAIT: Duration = Duration::from_secs(60);
+pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(20);
 
 impl ObjectFs {
     pub(super) fn ops(&self) -> MutexGuard<'_, OpQueue> {
@@ -47,8 +47,21 @@ impl ObjectFs {
     /// Queues change `op` for node `ino` (if it waits for it), journalled
     /// before this returns. `st` is the locked inode table.
     pub(super) fn queue_op(&self, st: &mut InodeTable, op: NsOp, ino: Option<u64>) {
+        let creates = matches!(op, NsOp::Put { .. });
+        self.queue_op_with(st, op, ino, creates);
+    }
+
+    /// As `queue_op`, for a Put that may replace an object (`creates`
+    /// false): a delete queued after it is still sent.
+    pub(super) fn queue_op_with(
+        &self,
+        st: &mut InodeTable,
+        op: NsOp,
+        ino: Option<u64>,
+        creates: bool,
+    ) {
         let ready_at = Instant::now() + self.opts().upload_delay;
-        let pushed = self.ops().push(op.clone(), ino, ready_at);
+        let pushed = self.ops().push_with(op.clone(), ino, ready_at, creates);
         let dropped = match pushed {
             Pushed::Queued { seq, dropped } => {
                 self.journal_op(seq, &op);
@@ -109,6 +122,14 @@ impl ObjectFs {
         };
         match cleared {
             Some(dropped) => {
+                // Until this upload lands, the key still holds the object
+                // those deletes were for: a later unlink or rename must
+                // delete it (the upload may fail).
+                if !dropped.is_empty()
+                    && let Some(n) = st.nodes.get_mut(&ino)
+                {
+                    n.remote = true;
+                }
                 self.release_dropped(&mut st, dropped);
                 Ok(st)
             }
@@ -295,13 +316,19 @@ impl ObjectFs {
                 let urgent = *hurry.borrow() || fs.inner.ops_urgent.load(Ordering::SeqCst) > 0;
                 let (batch, next) = {
                     let mut q = fs.ops();
-                    (q.next_batch(Instant::now(), urgent, OP_PARALLEL), q.next_ready())
+                    let room = OP_PARALLEL.saturating_sub(q.running_len());
+                    (q.next_batch(Instant::now(), urgent, room), q.next_ready())
                 };
                 if batch.is_empty() {
                     drop(fs);
-                    let nap = next.map_or(Duration::from_secs(60), |t| {
-                        t.saturating_duration_since(Instant::now())
-                    });
+                    // Nothing ready, or what is ready waits for a change
+                    // still running (whose end wakes us): sleep till then.
+                    let now = Instant::now();
+                    let nap = match next {
+                        Some(t) if t > now => t - now,
+                        Some(_) => Duration::from_secs(1),
+                        None => Duration::from_secs(60),
+                    };
                     tokio::select! {
                         _ = notify.notified() => {}
                         _ = tokio::time::sleep(nap) => {}
@@ -309,25 +336,43 @@ impl ObjectFs {
                     }
                     continue;
                 }
-                let sends = batch.into_iter().map(|q| {
+                // Each change on its own: one that keeps failing holds up
+                // only the later changes of its key (and a directory
+                // rename, which waits for everything before it).
+                for q in batch {
                     let fs = fs.clone();
-                    async move {
-                        loop {
-                            match fs.apply_op(&q.op).await {
-                                Ok(()) => break,
-                                Err(e) => {
-                                    tracing::error!(key = %q.op.key(), errno = errno_of(&e), error = %e,
-                                        "a namespace change could not reach the store; retrying");
-                                    tokio::time::sleep(OP_ROUND_PAUSE).await;
-                                }
-                            }
-                        }
+                    tokio::spawn(async move {
+                        fs.send_op(&q).await;
                         fs.op_done(q.seq);
-                    }
-                });
-                futures_util::future::join_all(sends).await;
+                    });
+                }
             }
         });
+    }
+
+    /// Sends one change until it lands. A failure that retrying cannot
+    /// mend (a request the store refuses as malformed, a failed
+    /// precondition) drops the change with one log line: the store keeps
+    /// what it has, and the mount shows it again after the TTL. Others,
+    /// including access denied (credentials can be fixed), are retried in
+    /// rounds for as long as the mount lives; unmount stops waiting after
+    /// the flush timeout, and the change stays journalled.
+    async fn send_op(&self, q: &Queued) {
+        loop {
+            match self.apply_op(&q.op).await {
+                Ok(()) => return,
+                Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
+                    tracing::error!(key = %q.op.key(), error = %e,
+                        "the store refused a namespace change for good; it is dropped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(key = %q.op.key(), errno = errno_of(&e), error = %e,
+                        "a namespace change could not reach the store; retrying");
+                    tokio::time::sleep(OP_ROUND_PAUSE).await;
+                }
+            }
+        }
     }
 
     /// Change `seq` is in the store.
@@ -351,5 +396,7 @@ impl ObjectFs {
             st.unpin(from, to);
         }
         self.inner.changed.notify_all();
+        // The sender may be waiting for room, or for this key.
+        self.inner.ops_notify.notify_one();
     }
 }

@@ -16,17 +16,21 @@ use std::time::{Instant, SystemTime};
 impl ObjectFs {
     /// Renames directory `src` (whose objects under `old` are `objects`)
     /// to `new_name` in `new_parent`, at prefix `new`, replacing the empty
-    /// directory `dst`; returns once the table has it and the change is
-    /// journalled.
+    /// directory `dst`; true once the table has it and the change is
+    /// journalled. False, with nothing done, when a change below `old` was
+    /// queued meanwhile (the listing may miss it): send it and list again.
     pub(super) fn queue_dir_rename(
         &self,
         src: u64,
         to: (u64, &str),
         dst: Option<u64>,
         (old, new): (&str, &str),
-        objects: Vec<ObjectMeta>,
-    ) {
+        objects: &[ObjectMeta],
+    ) -> bool {
         let mut st = self.lock();
+        if self.ops().pending_under(old) {
+            return false;
+        }
         if let Some(d) = dst {
             // Sent before the rename, which copies the old marker there.
             let key = self.dir_prefix_of(&st, d);
@@ -35,7 +39,7 @@ impl ObjectFs {
         self.move_dir_node(&mut st, src, to, dst);
         st.pinned.insert(src, new.to_string());
         let mut names = Vec::with_capacity(objects.len());
-        for o in &objects {
+        for o in objects {
             let name = &o.key[old.len()..];
             names.push(name.to_string());
             self.fill_from_listing(&mut st, src, name, o, new);
@@ -51,6 +55,7 @@ impl ObjectFs {
             marker,
         };
         self.queue_op(&mut st, op, Some(src));
+        true
     }
 
     /// Puts object `o`, at `name` below renamed directory `top`, into the

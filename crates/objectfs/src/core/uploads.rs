@@ -9,6 +9,7 @@ use super::super::staging::CacheTag;
 use super::super::transfer::{RetryPolicy, upload_file};
 use super::super::{FsResult, UploadMode};
 use super::inodes::InodeTable;
+use super::ops::DRAIN_WAIT;
 use super::streaming;
 use super::{ObjectFs, errno_of};
 use std::fs::File;
@@ -153,6 +154,7 @@ impl ObjectFs {
         loop {
             let (key, posix, size, file, gen_, stream) = {
                 let mut st = self.lock();
+                let deadline = Instant::now() + DRAIN_WAIT;
                 let key = loop {
                     st = self.wait_uploads(st, &[ino]);
                     let key = self.key_of(&st, ino);
@@ -164,7 +166,12 @@ impl ObjectFs {
                             st = ready;
                             break key;
                         }
-                        Err(waited) => st = waited,
+                        Err(waited) if Instant::now() < deadline => st = waited,
+                        Err(_) => {
+                            tracing::error!(key = %key,
+                                "an upload waited too long for namespace changes of its name; the data stays staged");
+                            return Err(libc::EIO);
+                        }
                     }
                 };
                 let Ok(n) = st.node_mut(ino) else {

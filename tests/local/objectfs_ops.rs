@@ -1,0 +1,101 @@
+//! Queued namespace changes (`upload=async`) against the in-memory store,
+//! where they meet failures: an upload that fails after it dropped a
+//! queued delete, a marker written for chmod then removed, and an fsync
+//! waiting for a change the store cannot take.
+
+use super::objectfs_fixture::fixture_with;
+use objectfs::store::{PutMeta, StoreError};
+use objectfs::{ROOT_INO, SetAttr, UploadMode};
+use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// rm x (Delete queued) ; new x ; fsync fails once -> the upload already
+/// dropped the queued Delete ; rm x again -> nothing queued (node never
+/// remote). The bucket keeps the OLD x although the mount shows none.
+#[test]
+fn a_failed_upload_keeps_the_name_deletable_by_unlink() {
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
+    f.unlink("x").unwrap();
+    let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    f.mem
+        .fail_next(1, StoreError::access_denied("PutObject", "pre/x", "no"));
+    assert_eq!(f.fs.fsync(fh), Err(libc::EACCES));
+    f.fs.release(fh).unwrap();
+    f.unlink("x").unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/x"), None, "old x is back in the bucket");
+    assert_eq!(f.list("").unwrap(), Vec::<String>::new());
+}
+
+/// Same with a rename instead of the second unlink.
+#[test]
+fn a_failed_upload_keeps_the_name_deletable_by_rename() {
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
+    f.unlink("x").unwrap();
+    let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    f.mem
+        .fail_next(1, StoreError::access_denied("PutObject", "pre/x", "no"));
+    assert_eq!(f.fs.fsync(fh), Err(libc::EACCES));
+    f.fs.release(fh).unwrap();
+    f.rename("x", "y").unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/y").as_deref(), Some(&b"new"[..]));
+    assert_eq!(f.mem.object("pre/x"), None, "old x is back in the bucket");
+}
+
+/// A directory seen in a listing (attrsFromListing) has remote=false even
+/// with a marker; chmod queues a Put (a "creation"), rmdir then cancels
+/// that Put and sends nothing: the marker stays, the directory comes back.
+#[test]
+fn chmod_then_rmdir_of_a_listed_directory_removes_its_marker() {
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.attrs_from_listing = true;
+        o.upload_delay = HOUR;
+        o.metadata_ttl = Duration::from_secs(60);
+    });
+    f.mem.insert("pre/d/", Vec::new(), PutMeta::default());
+    assert_eq!(f.list("").unwrap(), vec!["d".to_string()]);
+    let d = f.ino("d").unwrap();
+    f.fs.setattr(
+        d,
+        SetAttr {
+            perm: Some(0o700),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    f.rmdir("d").unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), Vec::<String>::new(), "marker left behind");
+}
+
+/// fsync while a queued change of the same key cannot reach the store:
+/// upload_now loops in clear_ops_for_upload with no deadline (drain_ops
+/// has DRAIN_WAIT, the interactive retry policy gives up in ~3 s).
+#[test]
+fn fsync_gives_eio_when_a_change_of_its_name_cannot_land() {
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.metadata_ttl = Duration::from_secs(60);
+    });
+    f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
+    f.ino("x").unwrap();
+    f.mem.set_down(true);
+    f.unlink("x").unwrap();
+    let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // the Delete is running
+    let fs = f.fs.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(fs.fsync(fh)).unwrap());
+    // Bounded: EIO (the data stays staged), not a wait for the store.
+    let r = rx.recv_timeout(Duration::from_secs(40));
+    f.mem.set_down(false);
+    assert_eq!(r, Ok(Err(libc::EIO)), "fsync with the store down");
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
+}
