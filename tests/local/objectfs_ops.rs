@@ -3,18 +3,17 @@
 //! queued delete, a marker written for chmod then removed, and an fsync
 //! waiting for a change the store cannot take.
 
-use super::objectfs_fixture::fixture_with;
+use super::objectfs_fixture::{Fixture, fixture_with};
 use objectfs::store::{PutMeta, StoreError};
 use objectfs::{ROOT_INO, SetAttr, UploadMode};
 use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// rm x (Delete queued) ; new x ; fsync fails once -> the upload already
-/// dropped the queued Delete ; rm x again -> nothing queued (node never
-/// remote). The bucket keeps the OLD x although the mount shows none.
-#[test]
-fn a_failed_upload_keeps_the_name_deletable_by_unlink() {
+/// `x` was in the bucket; it is deleted (the delete queued), made again,
+/// and the new data's fsync fails once, after the upload had already
+/// dropped the queued delete as pointless.
+fn old_x_then_a_new_x_whose_upload_failed() -> Fixture {
     let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
     f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
     f.unlink("x").unwrap();
@@ -24,33 +23,32 @@ fn a_failed_upload_keeps_the_name_deletable_by_unlink() {
         .fail_next(1, StoreError::access_denied("PutObject", "pre/x", "no"));
     assert_eq!(f.fs.fsync(fh), Err(libc::EACCES));
     f.fs.release(fh).unwrap();
+    f
+}
+
+/// Unlinked again: the old object still goes (it does not come back).
+#[test]
+fn a_failed_upload_keeps_the_name_deletable_by_unlink() {
+    let f = old_x_then_a_new_x_whose_upload_failed();
     f.unlink("x").unwrap();
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.object("pre/x"), None, "old x is back in the bucket");
     assert_eq!(f.list("").unwrap(), Vec::<String>::new());
 }
 
-/// Same with a rename instead of the second unlink.
+/// Renamed instead: the new data lands at the new name, the old object goes.
 #[test]
 fn a_failed_upload_keeps_the_name_deletable_by_rename() {
-    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
-    f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
-    f.unlink("x").unwrap();
-    let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
-    f.fs.write(fh, 0, b"new").unwrap();
-    f.mem
-        .fail_next(1, StoreError::access_denied("PutObject", "pre/x", "no"));
-    assert_eq!(f.fs.fsync(fh), Err(libc::EACCES));
-    f.fs.release(fh).unwrap();
+    let f = old_x_then_a_new_x_whose_upload_failed();
     f.rename("x", "y").unwrap();
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.object("pre/y").as_deref(), Some(&b"new"[..]));
     assert_eq!(f.mem.object("pre/x"), None, "old x is back in the bucket");
 }
 
-/// A directory seen in a listing (attrsFromListing) has remote=false even
-/// with a marker; chmod queues a Put (a "creation"), rmdir then cancels
-/// that Put and sends nothing: the marker stays, the directory comes back.
+/// A directory known from a listing (its marker not seen) is chmod'ed:
+/// the marker written for it may replace one, so the rmdir after it still
+/// deletes the marker.
 #[test]
 fn chmod_then_rmdir_of_a_listed_directory_removes_its_marker() {
     let f = fixture_with(UploadMode::Async, |o| {
@@ -74,9 +72,9 @@ fn chmod_then_rmdir_of_a_listed_directory_removes_its_marker() {
     assert_eq!(f.mem.keys(), Vec::<String>::new(), "marker left behind");
 }
 
-/// fsync while a queued change of the same key cannot reach the store:
-/// upload_now loops in clear_ops_for_upload with no deadline (drain_ops
-/// has DRAIN_WAIT, the interactive retry policy gives up in ~3 s).
+/// fsync while a queued change of the same key cannot reach the store
+/// (down): EIO within the bound, not a wait for the store; once it is back
+/// everything lands.
 #[test]
 fn fsync_gives_eio_when_a_change_of_its_name_cannot_land() {
     let f = fixture_with(UploadMode::Async, |o| {

@@ -3,21 +3,22 @@
 //! tail; every other change (an overwrite, a truncate, a chmod, a rename,
 //! an unlink) and store faults still end with exactly the written content.
 
-use objectfs::layout::Defaults;
-use objectfs::store::memory::MemoryStore;
-use objectfs::store::{ObjectStore, StoreError};
-use objectfs::{FsOptions, ObjectFs, OpenFlags, ROOT_INO, SetAttr, UploadMode};
-use std::sync::Arc;
+use super::objectfs_fixture;
+use objectfs::store::StoreError;
+use objectfs::{OpenFlags, ROOT_INO, SetAttr, UploadMode};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 
-struct Fixture {
-    fs: ObjectFs,
-    mem: Arc<MemoryStore>,
-    _rt: tokio::runtime::Runtime,
-    _cache: tempfile::TempDir,
+/// The shared fixture, with the helpers these tests use.
+struct Fixture(objectfs_fixture::Fixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = objectfs_fixture::Fixture;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 /// Long enough that only unmount's hurry starts a closed file's upload:
@@ -29,38 +30,10 @@ fn fixture(upload: UploadMode) -> Fixture {
 }
 
 fn fixture_with_delay(upload: UploadMode, upload_delay: Duration) -> Fixture {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mem = Arc::new(MemoryStore::new());
-    let cache = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = mem.clone();
-    let opts = FsOptions {
-        prefix: "pre/".into(),
-        defaults: Defaults {
-            uid: 1000,
-            gid: 1000,
-            umask: 0o022,
-        },
-        read_only: false,
-        upload,
-        cache_dir: cache.path().to_path_buf(),
-        metadata_ttl: Duration::ZERO,
-        flush_timeout: Duration::from_secs(60),
-        upload_delay,
-        attrs_from_listing: false,
-        cache_size: 1 << 30,
-        dirty_wait: objectfs::config::DIRTY_WAIT,
-    };
-    let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
-    Fixture {
-        fs,
-        mem,
-        _rt: rt,
-        _cache: cache,
-    }
+    Fixture(objectfs_fixture::fixture_with(upload, |o| {
+        o.upload_delay = upload_delay;
+        o.flush_timeout = Duration::from_secs(60);
+    }))
 }
 
 /// Distinct bytes for each `seed`, so a part in the wrong place shows.

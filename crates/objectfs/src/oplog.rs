@@ -63,15 +63,6 @@ impl NsOp {
             _ => self.key().starts_with(prefix),
         }
     }
-
-    /// Whether, once done, the change leaves no object at `key`.
-    pub fn removes(&self, key: &str) -> bool {
-        match self {
-            NsOp::Delete { key: k } => k == key,
-            NsOp::RenameDir { from, .. } => key.starts_with(from),
-            _ => false,
-        }
-    }
 }
 
 pub struct OpLog {

@@ -48,6 +48,7 @@ impl ObjectFs {
                 }
             }
         }
+        let gone = self.gone_since(before);
         let mut st = self.lock();
         let parent_ino = st.node(ino)?.parent;
         let mut entries = vec![
@@ -69,7 +70,7 @@ impl ObjectFs {
             &prefix,
             (&objects, &dirs),
             &mut seen,
-            &before,
+            &gone,
         ));
         st.listed.insert(ino, Instant::now());
         // Files created here and not uploaded yet exist only in the table;
@@ -206,16 +207,13 @@ impl ObjectFs {
         prefix: &str,
         (objects, dirs): (&[ObjectMeta], &[String]),
         seen: &mut HashSet<String>,
-        before: &Removals,
+        gone: &Removals,
     ) -> Vec<DirEntry> {
         let defaults = self.opts().defaults;
         let mut entries = Vec::new();
         // What this mount deleted and has not sent yet is gone already.
-        let dirs: Vec<&String> = dirs.iter().filter(|d| !self.hidden(before, d)).collect();
-        let objects: Vec<&ObjectMeta> = objects
-            .iter()
-            .filter(|o| !self.hidden(before, &o.key))
-            .collect();
+        let dirs: Vec<&String> = dirs.iter().filter(|d| !gone.hides(d)).collect();
+        let objects: Vec<&ObjectMeta> = objects.iter().filter(|o| !gone.hides(&o.key)).collect();
         for d in dirs {
             let name = d[prefix.len()..].trim_end_matches('/');
             if name.is_empty() || !seen.insert(name.to_string()) {
@@ -266,6 +264,7 @@ impl ObjectFs {
         if page.next_token.is_some() {
             return Ok(false);
         }
+        let gone = self.gone_since(before);
         let mut st = self.lock();
         if !st.nodes.contains_key(&ino) {
             return Ok(false);
@@ -277,7 +276,7 @@ impl ObjectFs {
             prefix,
             (&page.objects, &page.common_prefixes),
             &mut seen,
-            &before,
+            &gone,
         );
         st.listed.insert(ino, Instant::now());
         Ok(true)

@@ -25,16 +25,19 @@ impl ObjectFs {
         // which that rename hides from everything else.
         let source = self.lock().sourced.contains_key(key);
         let before = self.removals();
-        let hide = |k: &str| !source && self.hidden(&before, k);
         let (head, list) = self.block_on(async {
             tokio::join!(
                 retry(policy, "head", || store.head(key)),
                 retry(policy, "list", || store.list(&dir_prefix, None, None, 1)),
             )
         });
+        let mut gone = self.gone_since(before);
+        if source {
+            gone = Default::default();
+        }
         let defaults = &self.opts().defaults;
         // What this mount deleted and has not sent yet is gone already.
-        let head = head.map(|h| h.filter(|_| !hide(key)));
+        let head = head.map(|h| h.filter(|_| !gone.hides(key)));
         if let Some(meta) = head.map_err(|e| errno_of(&e))? {
             let posix = layout::decode(&meta.metadata, Kind::File, meta.last_modified, defaults);
             return Ok(Some(Found {
@@ -48,8 +51,10 @@ impl ObjectFs {
         }
         let mut list = list.map_err(|e| errno_of(&e))?;
         if self.ops().pending_under(&dir_prefix) {
+            let before = self.removals();
             list = self.call("list", || store.list(&dir_prefix, None, None, 1000))?;
-            list.objects.retain(|o| !hide(&o.key));
+            let gone = self.gone_since(before);
+            list.objects.retain(|o| source || !gone.hides(&o.key));
         }
         let Some(first) = list.objects.first() else {
             return Ok(None);
@@ -428,14 +433,12 @@ impl ObjectFs {
         let queued = self.ops().pending_under(&prefix);
         let max = if queued { 1000 } else { 2 };
         let page = self.call("list", || store.list(&prefix, Some("/"), None, max))?;
+        let gone = self.gone_since(before);
         let others = page
             .objects
             .iter()
-            .any(|o| o.key != prefix && !self.hidden(&before, &o.key))
-            || page
-                .common_prefixes
-                .iter()
-                .any(|p| !self.hidden(&before, p));
+            .any(|o| o.key != prefix && !gone.hides(&o.key))
+            || page.common_prefixes.iter().any(|p| !gone.hides(p));
         if !others && queued && page.next_token.is_some() {
             self.drain_ops(std::slice::from_ref(&prefix))?;
             return self.dir_has_entries(ino);

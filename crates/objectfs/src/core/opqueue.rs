@@ -80,21 +80,6 @@ impl OpQueue {
         self.all().any(|q| q.op.touches_under(prefix))
     }
 
-    /// Whether the latest pending change of `key` deletes it: the store
-    /// may still have the object, but it is gone.
-    pub(super) fn deleting(&self, key: &str) -> bool {
-        let last_waiting = self.waiting.iter().rev().find(|q| q.op.covers(key));
-        let latest = match last_waiting {
-            Some(q) => Some(q),
-            None => self
-                .running
-                .values()
-                .filter(|q| q.op.covers(key))
-                .max_by_key(|q| q.seq),
-        };
-        latest.is_some_and(|q| q.op.removes(key))
-    }
-
     /// The removals pending now (deletes, renamed-away prefixes): what a
     /// store request started now may still show, and must not.
     pub(super) fn removals(&self) -> Removals {
@@ -297,9 +282,10 @@ impl OpQueue {
     }
 }
 
-/// Keys hidden by removals that were pending when a store request began:
-/// the request may see the object or not, it is gone either way (a name
-/// created again since is in the inode table, which callers ask first).
+/// Keys hidden by removals pending while a store request ran (a snapshot
+/// from before it, joined with one from after): the request may see the
+/// object or not, it is gone either way (a name created again since is in
+/// the inode table, which callers ask first).
 #[derive(Debug, Default)]
 pub(super) struct Removals {
     keys: HashSet<String>,
@@ -309,6 +295,13 @@ pub(super) struct Removals {
 impl Removals {
     pub(super) fn hides(&self, key: &str) -> bool {
         self.keys.contains(key) || self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// What either snapshot hides.
+    pub(super) fn and(mut self, other: Removals) -> Removals {
+        self.keys.extend(other.keys);
+        self.prefixes.extend(other.prefixes);
+        self
     }
 }
 
@@ -361,12 +354,12 @@ mod tests {
             Pushed::Cancelled { dropped } => assert_eq!(seqs(&dropped), vec![2]),
             other => panic!("{other:?}"),
         }
-        assert!(q.deleting("b/"));
+        assert!(q.removals().hides("b/"));
         let before = q.removals();
         assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![1]);
         q.finish(1);
         // Done now, but a LIST begun before may still have shown it.
-        assert!(!q.deleting("b/") && before.hides("b/") && !before.hides("c/"));
+        assert!(!q.removals().hides("b/") && before.hides("b/") && !before.hides("c/"));
     }
 
     #[test]
@@ -379,7 +372,7 @@ mod tests {
             Pushed::Queued { seq: 2, dropped } => assert_eq!(seqs(&dropped), vec![1]),
             other => panic!("{other:?}"),
         }
-        assert!(q.deleting("d/"));
+        assert!(q.removals().hides("d/"));
     }
 
     #[test]
@@ -399,7 +392,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(q.is_empty());
-        assert!(!q.deleting("d/"));
+        assert!(!q.removals().hides("d/"));
     }
 
     #[test]
@@ -412,7 +405,7 @@ mod tests {
             q.push(del("l"), None, now),
             Pushed::Queued { seq: 2, .. }
         ));
-        assert!(q.deleting("l"));
+        assert!(q.removals().hides("l"));
         // Same key: waits for the running one.
         assert!(q.next_batch(now, true, 8).is_empty());
         assert_eq!(q.finish(1).unwrap().ino, Some(3));
@@ -437,7 +430,7 @@ mod tests {
             Pushed::Queued { seq: 9, dropped } => assert_eq!(seqs(&dropped), vec![8]),
             other => panic!("{other:?}"),
         }
-        assert!(q.deleting("f") && q.pending_on("f") && q.pending_under("f"));
+        assert!(q.removals().hides("f") && q.pending_on("f") && q.pending_under("f"));
         // An upload of new data to the key makes the delete pointless...
         assert_eq!(seqs(&q.clear_for_upload("f").unwrap()), vec![9]);
         assert!(q.is_empty());
@@ -461,8 +454,8 @@ mod tests {
         q.push(put("a/"), None, now);
         q.push(ren, Some(4), now);
         q.push(put("b/"), None, now);
-        assert!(q.deleting("p/old/f") && q.deleting("p/old/"));
-        assert!(!q.deleting("p/new/f") && !q.deleting("p/other"));
+        assert!(q.removals().hides("p/old/f") && q.removals().hides("p/old/"));
+        assert!(!q.removals().hides("p/new/f") && !q.removals().hides("p/other"));
         assert!(q.pending_under("p/new/") && q.pending_under("p/") && q.pending_under("p/old/f"));
         // Data for a name inside waits for the rename.
         assert_eq!(q.clear_for_upload("p/new/f"), None);
@@ -478,7 +471,7 @@ mod tests {
         assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![3]);
         // A new directory at the old name comes after the rename's deletes.
         q.push(put("p/old/"), None, now);
-        assert!(!q.deleting("p/old/"));
+        assert!(!q.removals().hides("p/old/"));
         // Deleting the new name's marker never folds the rename away.
         let mut q = OpQueue::starting_after(0);
         q.push(

@@ -32,6 +32,8 @@ const OP_ROUND_PAUSE: Duration = Duration::from_secs(2);
 /// How long an operation that needs earlier changes in the store (rename,
 /// fsync of a directory) waits for them before it fails with EIO.
 pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(20);
+/// How often a caller waiting for the sender looks again.
+const SENDER_POLL: Duration = Duration::from_millis(100);
 
 impl ObjectFs {
     pub(super) fn ops(&self) -> MutexGuard<'_, OpQueue> {
@@ -133,19 +135,27 @@ impl ObjectFs {
                 self.release_dropped(&mut st, dropped);
                 Ok(st)
             }
-            None => {
-                self.inner.ops_urgent.fetch_add(1, Ordering::SeqCst);
-                self.inner.ops_notify.notify_one();
-                st = self
-                    .inner
-                    .changed
-                    .wait_timeout(st, Duration::from_millis(100))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-                self.inner.ops_urgent.fetch_sub(1, Ordering::SeqCst);
-                Err(st)
-            }
+            None => Err(self.wait_for_sender(st, SENDER_POLL)),
         }
+    }
+
+    /// Hurries the sender past the upload delay and waits, `max` at most,
+    /// for it to land something (each landed change wakes `changed`).
+    fn wait_for_sender<'a>(
+        &'a self,
+        st: MutexGuard<'a, InodeTable>,
+        max: Duration,
+    ) -> MutexGuard<'a, InodeTable> {
+        self.inner.ops_urgent.fetch_add(1, Ordering::SeqCst);
+        self.inner.ops_notify.notify_one();
+        let st = self
+            .inner
+            .changed
+            .wait_timeout(st, max.min(SENDER_POLL))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        self.inner.ops_urgent.fetch_sub(1, Ordering::SeqCst);
+        st
     }
 
     /// Waits until no change whose key starts with one of `prefixes` is
@@ -159,45 +169,32 @@ impl ObjectFs {
                 prefixes.iter().any(|p| q.pending_under(p))
             }
         };
-        if !pending(&self.ops()) {
-            return Ok(());
-        }
-        self.inner.ops_urgent.fetch_add(1, Ordering::SeqCst);
-        self.inner.ops_notify.notify_one();
         let deadline = Instant::now() + DRAIN_WAIT;
         let mut st = self.lock();
-        let result = loop {
+        loop {
             if !pending(&self.ops()) {
-                break Ok(());
+                return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 tracing::error!("namespace changes did not reach the store in time");
-                break Err(libc::EIO);
+                return Err(libc::EIO);
             }
-            st = self
-                .inner
-                .changed
-                .wait_timeout(st, left.min(Duration::from_millis(100)))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        };
-        drop(st);
-        self.inner.ops_urgent.fetch_sub(1, Ordering::SeqCst);
-        result
+            st = self.wait_for_sender(st, left);
+        }
     }
 
-    /// Removals pending now; take it before a store request whose answer
-    /// goes through [`Self::hidden`].
+    /// Removals pending now; take it before a store request, and join it
+    /// with [`Self::gone_since`] after.
     pub(super) fn removals(&self) -> Removals {
         self.ops().removals()
     }
 
-    /// Whether the store's object at `key` is gone as far as this mount is
-    /// concerned: its delete (or the rename of its directory) was pending
-    /// when the request began (`before`), or is now.
-    pub(super) fn hidden(&self, before: &Removals, key: &str) -> bool {
-        before.hides(key) || self.ops().deleting(key)
+    /// What a store answer begun at `before` must not show: objects whose
+    /// delete (or the rename of whose directory) was pending at some time
+    /// while it ran.
+    pub(super) fn gone_since(&self, before: Removals) -> Removals {
+        before.and(self.removals())
     }
 
     /// Namespace changes not in the store yet.

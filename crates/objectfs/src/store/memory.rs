@@ -122,6 +122,24 @@ impl MemoryStore {
         );
     }
 
+    /// One GET: bytes `[start, start+len)` of `key` (shorter at the end)
+    /// and the ETag of the object they came from, read together.
+    fn read(&self, key: &str, start: u64, len: u64) -> StoreResult<(Bytes, String)> {
+        self.check("GetObject", key)?;
+        let objects = self.objects.lock().unwrap();
+        let o = objects
+            .get(key)
+            .ok_or_else(|| StoreError::not_found("GetObject", key))?;
+        let size = o.data.len() as u64;
+        let (start, end) = (start.min(size), start.saturating_add(len).min(size));
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(end - start, Ordering::Relaxed);
+        let data = o.data.slice(start as usize..end as usize);
+        Ok((data, etag_of(&o.data)))
+    }
+
     fn meta_of(key: &str, o: &Object, with_user_meta: bool) -> ObjectMeta {
         ObjectMeta {
             key: key.to_string(),
@@ -148,19 +166,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes> {
-        self.check("GetObject", key)?;
-        let objects = self.objects.lock().unwrap();
-        let o = objects
-            .get(key)
-            .ok_or_else(|| StoreError::not_found("GetObject", key))?;
-        let size = o.data.len() as u64;
-        let start = start.min(size);
-        let end = start.saturating_add(len).min(size);
-        self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_read
-            .fetch_add(end - start, Ordering::Relaxed);
-        Ok(o.data.slice(start as usize..end as usize))
+        Ok(self.read(key, start, len)?.0)
     }
 
     /// Split as an HTTP body arrives, in uneven pieces, so that readers
@@ -180,19 +186,8 @@ impl ObjectStore for MemoryStore {
         start: u64,
         len: u64,
     ) -> StoreResult<(Segments, Option<String>)> {
-        self.check("GetObject", key)?;
-        let objects = self.objects.lock().unwrap();
-        let o = objects
-            .get(key)
-            .ok_or_else(|| StoreError::not_found("GetObject", key))?;
-        let size = o.data.len() as u64;
-        let (start, end) = (start.min(size), start.saturating_add(len).min(size));
-        self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_read
-            .fetch_add(end - start, Ordering::Relaxed);
-        let data = o.data.slice(start as usize..end as usize);
-        Ok((Segments::from(data), Some(etag_of(&o.data))))
+        let (data, etag) = self.read(key, start, len)?;
+        Ok((Segments::from(data), Some(etag)))
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
