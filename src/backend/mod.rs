@@ -185,6 +185,7 @@ impl Backends {
                     status.insert("pendingUploadBytes".into(), json!(r.pending_bytes));
                     status.insert("pendingChanges".into(), json!(r.pending_changes));
                     status.insert("cacheBytes".into(), json!(r.cache_bytes));
+                    status.insert("passthroughOpens".into(), json!(r.passthrough_opens));
                 }
             }
         }

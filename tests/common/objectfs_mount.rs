@@ -37,6 +37,10 @@ impl Mounted {
     }
 
     fn spawn(&mut self) {
+        // A mount killed just before still answers from the kernel's
+        // attribute cache for a moment: wait for this process's own
+        // "mounted" line as well.
+        let mounted_before = self.mounted_lines();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -76,6 +80,24 @@ impl Mounted {
             // the live one.
             is_mounted(&dir) && std::fs::metadata(&dir).is_ok()
         });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.mounted_lines() <= mounted_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the mount did not come up:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many times the log says a mount came up.
+    fn mounted_lines(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("objectfs::mount: mounted "))
+            .count()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -13,6 +13,7 @@ mod objectfs_faults;
 mod objectfs_fuse;
 mod objectfs_interop;
 mod objectfs_mount_copies;
+mod objectfs_passthrough;
 mod objectfs_two_mounts;
 mod secrets_in_logs;
 mod store_s3;

@@ -247,15 +247,18 @@ fn in_async_mode_parts_go_before_close_and_the_tail_after_the_delay() {
 fn a_background_upload_waits_while_the_file_is_still_being_appended() {
     // As a shell redirect or dd does: the first descriptor is closed (its
     // upload queued) before the data is written through a duplicate.
-    let f = fixture_with_delay(UploadMode::Async, Duration::from_millis(10));
+    // The delay is long enough for the appends to start the upload while
+    // writing (past 16 MiB) before the queued upload's turn, even on a
+    // loaded machine; the queued upload then defers to it.
+    let f = fixture_with_delay(UploadMode::Async, Duration::from_millis(300));
     let fh = f.create("log");
     let data = pattern(24 * MIB + 100, 16);
     f.write_at(fh, 0, &data[..MIB]);
     f.fs.flush(fh).unwrap();
     f.write_at(fh, MIB, &data[MIB..]);
     f.until("the complete parts uploaded", |f| f.parts() == 3);
-    // Many upload delays pass with the file open: nothing is completed.
-    std::thread::sleep(Duration::from_millis(200));
+    // Several upload delays pass with the file open: nothing is completed.
+    std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(f.object("log"), None);
     f.fs.flush(fh).unwrap();
     f.fs.release(fh).unwrap();

@@ -1,26 +1,106 @@
 //! The fuser adapter: translates kernel requests into [`ObjectFs`] calls
 //! and their results into replies. No filesystem logic lives here.
 
+use super::iomode::{IoMode, IoModes};
 use super::{Attr, Errno, FsResult, Kind, ObjectFs, OpenFlags as FsOpenFlags, Opened, SetAttr};
 use fuser::{
-    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow, WriteFlags,
+    BackingId, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 pub struct FuseAdapter {
     fs: ObjectFs,
     ttl: Duration,
+    io: Mutex<OpenFiles>,
+}
+
+/// The kernel's I/O mode of every open file, and the backing file
+/// registered for each inode in passthrough mode (the kernel wants the same
+/// one for all of an inode's passthrough opens).
+#[derive(Default)]
+struct OpenFiles {
+    /// The kernel offered passthrough at init, and registering a backing
+    /// file has not failed yet.
+    passthrough: bool,
+    modes: IoModes,
+    backing: std::collections::HashMap<u64, BackingId>,
 }
 
 impl FuseAdapter {
     pub fn new(fs: ObjectFs, ttl: Duration) -> Self {
-        FuseAdapter { fs, ttl }
+        FuseAdapter {
+            fs,
+            ttl,
+            io: Mutex::new(OpenFiles::default()),
+        }
+    }
+
+    fn io(&self) -> MutexGuard<'_, OpenFiles> {
+        self.io.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers the open of `ino` the core made, in the mode `iomode`
+    /// chooses: passthrough to its local copy when it has one and the
+    /// kernel allows it, or when the inode is in passthrough mode already.
+    fn reply_open(&self, reply: ReplyOpen, ino: u64, r: FsResult<Opened>) {
+        let o = match r {
+            Ok(o) => o,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let mut io = self.io();
+        let local = o.local.as_ref().filter(|_| io.passthrough);
+        let mut mode = io.modes.choose(ino, local.is_some());
+        if mode == IoMode::Passthrough && !io.backing.contains_key(&ino) {
+            let registered = match local {
+                Some(file) => reply.open_backing(file.as_ref()),
+                None => Err(std::io::Error::from_raw_os_error(libc::EIO)),
+            };
+            match registered {
+                Ok(id) => {
+                    io.backing.insert(ino, id);
+                }
+                Err(e) => {
+                    // No second try: the cause (no CAP_SYS_ADMIN, a cache
+                    // directory on a stacked filesystem) does not go away.
+                    tracing::warn!(error = %e, "the kernel refused a local copy for passthrough reads; reads go through this process");
+                    io.passthrough = false;
+                    mode = IoMode::Cached;
+                }
+            }
+        }
+        if mode == IoMode::Passthrough
+            && let Err(e) = self.fs.writes_directly(o.fh)
+        {
+            drop(io);
+            let _ = self.fs.release(o.fh);
+            return reply.error(errno(e));
+        }
+        io.modes.opened(o.fh, ino, mode);
+        let fh = FileHandle(o.fh);
+        match mode {
+            IoMode::Passthrough => {
+                self.fs.count_passthrough_open();
+                reply.opened_passthrough(fh, FopenFlags::empty(), &io.backing[&ino])
+            }
+            IoMode::Cached if o.keep_cache => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+            IoMode::Cached => reply.opened(fh, FopenFlags::empty()),
+        }
+    }
+
+    /// Forgets open file `fh`; the inode's backing file goes with its last
+    /// passthrough open.
+    fn forget_open(&self, fh: u64) {
+        let mut io = self.io();
+        if let Some(ino) = io.modes.released(fh) {
+            io.backing.remove(&ino);
+        }
     }
 }
 
@@ -100,21 +180,10 @@ fn data(reply: ReplyData, r: FsResult<bytes::Bytes>) {
     }
 }
 
+/// A directory's open.
 fn opened(reply: ReplyOpen, r: FsResult<u64>) {
-    file_opened(
-        reply,
-        r.map(|fh| Opened {
-            fh,
-            keep_cache: false,
-        }),
-    )
-}
-
-/// A file's open: the page cache is kept when the core says it is current.
-fn file_opened(reply: ReplyOpen, r: FsResult<Opened>) {
     match r {
-        Ok(o) if o.keep_cache => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE),
-        Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+        Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
         Err(e) => reply.error(errno(e)),
     }
 }
@@ -129,6 +198,9 @@ fn empty(reply: ReplyEmpty, r: FsResult<()>) {
 impl Filesystem for FuseAdapter {
     /// readdirplus hands the kernel every entry's attributes with the
     /// listing, so `ls -l` needs no LOOKUP per entry afterwards.
+    /// Passthrough needs a stacking depth of 1: local copies must be on a
+    /// filesystem that is not itself stacked (overlayfs), and this mount
+    /// can still be stacked under one.
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS) {
             tracing::info!(
@@ -136,6 +208,12 @@ impl Filesystem for FuseAdapter {
                 "the kernel has no readdirplus; plain readdir it is"
             );
         }
+        let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        if !passthrough {
+            tracing::info!("the kernel has no FUSE passthrough; reads go through this process");
+        }
+        self.io().passthrough = passthrough;
         Ok(())
     }
 
@@ -285,10 +363,8 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        file_opened(
-            reply,
-            self.fs.open_file(ino.0, FsOpenFlags::from_libc(flags.0)),
-        );
+        let r = self.fs.open_file(ino.0, FsOpenFlags::from_libc(flags.0));
+        self.reply_open(reply, ino.0, r);
     }
 
     fn read(
@@ -344,6 +420,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.forget_open(fh.0);
         empty(reply, self.fs.release(fh.0));
     }
 
@@ -502,15 +579,30 @@ impl Filesystem for FuseAdapter {
             self.fs
                 .create(parent.0, n, mode, req.uid(), req.gid(), exclusive)
         });
-        match r {
-            Ok((a, fh)) => reply.created(
-                &self.ttl,
-                &file_attr(&a),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
-            Err(e) => reply.error(errno(e)),
+        let (a, fh) = match r {
+            Ok(created) => created,
+            Err(e) => return reply.error(errno(e)),
+        };
+        // An existing file opened by a non-exclusive create may have
+        // passthrough readers: then this open is passthrough too.
+        let mut io = self.io();
+        let mode = io.modes.choose(a.ino, false);
+        if mode == IoMode::Passthrough
+            && let Err(e) = self.fs.writes_directly(fh)
+        {
+            drop(io);
+            let _ = self.fs.release(fh);
+            return reply.error(errno(e));
+        }
+        io.modes.opened(fh, a.ino, mode);
+        let (ttl, attr, fh) = (&self.ttl, &file_attr(&a), FileHandle(fh));
+        match mode {
+            IoMode::Passthrough => {
+                self.fs.count_passthrough_open();
+                let id = &io.backing[&a.ino];
+                reply.created_passthrough(ttl, attr, Generation(0), fh, FopenFlags::empty(), id)
+            }
+            IoMode::Cached => reply.created(ttl, attr, Generation(0), fh, FopenFlags::empty()),
         }
     }
 }

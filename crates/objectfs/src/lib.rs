@@ -28,6 +28,7 @@
 pub mod config;
 pub mod core;
 pub mod fuse;
+pub mod iomode;
 pub mod layout;
 pub mod mount;
 pub mod oplog;
@@ -123,12 +124,16 @@ fn default_cache_size() -> u64 {
     config::DEFAULT_CACHE_SIZE
 }
 
-/// An open file: its handle, and whether the kernel may keep the page
-/// cache it has of the file (`FOPEN_KEEP_CACHE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An open file: its handle, whether the kernel may keep the page cache
+/// it has of the file (`FOPEN_KEEP_CACHE`), and, for a read-only open of
+/// a file with a complete local copy, that copy (the kernel may read it
+/// itself: `iomode`). The copy stays the node's, unchanged in place, until
+/// the handle is released.
+#[derive(Debug, Clone)]
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
+    pub local: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// File attributes as the kernel wants them.

@@ -16,11 +16,26 @@ use std::time::Duration;
 /// A FUSE mount whose server died leaves "Transport endpoint is not
 /// connected" behind; detach it so the mount point can be used again.
 fn clear_stale_mount(path: &Path) {
-    if let Err(e) = std::fs::metadata(path)
+    if let Err(e) = statfs(path)
         && e.raw_os_error() == Some(libc::ENOTCONN)
     {
         tracing::warn!(mountpoint = %path.display(), "detaching a dead FUSE mount");
         let _ = detach(path);
+    }
+}
+
+/// statfs(2): unlike stat, always a request to a FUSE mount's process (no
+/// kernel cache answers it), so a dead mount says ENOTCONN at once.
+fn statfs(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `p` is NUL-terminated and `buf` is a statfs-sized buffer the
+    // call fills; neither outlives the call.
+    match unsafe { libc::statfs(p.as_ptr(), buf.as_mut_ptr()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -62,6 +77,9 @@ async fn serve(
     opts: FsOptions,
     settings: MountSettings,
 ) -> anyhow::Result<usize> {
+    // Caught from here on: a SIGTERM that comes as soon as the mount
+    // appears still unmounts and uploads.
+    let signals = StopSignals::install();
     // Fail early, with the storage's own reason, if the bucket is unusable.
     store
         .list(&opts.prefix, Some("/"), None, 1)
@@ -104,7 +122,7 @@ async fn serve(
     tracing::info!(mountpoint = %settings.mountpoint.display(), "mounted");
     let reporter = tokio::spawn(report_status(fs.clone(), status_path.clone()));
 
-    let stopped_by_signal = wait_for_stop(&session).await;
+    let stopped_by_signal = wait_for_stop(&session, signals).await;
     reporter.abort();
     write_status(&status_path, &status_of(&fs, "flushing"));
     if stopped_by_signal {
@@ -173,6 +191,10 @@ pub struct MountStatus {
     /// Bytes of file data in the cache directory (written or cached).
     #[serde(default)]
     pub cache_bytes: u64,
+    /// Opens the kernel served from the local copy itself (passthrough),
+    /// with no read request to the mount process.
+    #[serde(default)]
+    pub passthrough_opens: u64,
 }
 
 /// What the status file reports of `fs` now, in state `state`.
@@ -183,6 +205,7 @@ fn status_of(fs: &ObjectFs, state: &str) -> MountStatus {
         pending_bytes: fs.pending_bytes(),
         pending_changes: fs.pending_ops(),
         cache_bytes: fs.cache_bytes().0,
+        passthrough_opens: fs.passthrough_opens(),
     }
 }
 
@@ -217,11 +240,25 @@ pub fn read_status(cache_dir: &Path) -> Option<MountStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// SIGTERM and SIGINT, caught (and kept until asked for) once installed.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        StopSignals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        }
+    }
+}
+
 /// True on SIGTERM/SIGINT, false when the session ended on its own.
-async fn wait_for_stop(session: &fuser::BackgroundSession) -> bool {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+async fn wait_for_stop(session: &fuser::BackgroundSession, signals: StopSignals) -> bool {
+    let StopSignals { mut term, mut int } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return true,

@@ -16,7 +16,7 @@ use crate::store::PutMeta;
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 impl ObjectFs {
@@ -130,6 +130,7 @@ impl ObjectFs {
                 ino,
                 write,
                 reader: Mutex::new(Reader::default()),
+                direct: Default::default(),
             }),
         );
         fh
@@ -223,23 +224,105 @@ impl ObjectFs {
                 }
                 drop(self.charge_to(st, ino, 0, false));
             }
-        } else {
-            let mut st = self.lock();
+        }
+        let mut st = self.lock();
+        if !flags.write {
             let key = self.key_of(&st, ino);
             self.attach_cached(&mut st, ino, &key);
             st.node_mut(ino)?.open_handles += 1;
         }
-        let keep_cache = {
-            let mut st = self.lock();
-            let n = st.node_mut(ino)?;
-            let keep = !flags.truncate && !n.changed_remotely;
-            n.changed_remotely = false;
-            keep
+        let n = st.node_mut(ino)?;
+        let keep_cache = !flags.truncate && !n.changed_remotely;
+        n.changed_remotely = false;
+        // The node keeps this copy while the handle is open: it is let go
+        // (retired or discarded) only when no handle is left.
+        let local = match flags.write {
+            false => n.staged.as_ref().map(|s| s.file.clone()),
+            true => None,
         };
+        drop(st);
         Ok(Opened {
             fh: self.new_file_handle(ino, flags.write),
             keep_cache,
+            local,
         })
+    }
+
+    /// The FUSE adapter answered an open in passthrough mode.
+    pub fn count_passthrough_open(&self) {
+        self.inner.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Opens served from the local copy by the kernel itself so far.
+    pub fn passthrough_opens(&self) -> u64 {
+        self.inner.passthrough_opens.load(Ordering::Relaxed)
+    }
+
+    /// Write handle `fh` was answered in passthrough mode (its inode has
+    /// passthrough readers; the kernel wants all its opens alike): the
+    /// kernel writes to the local copy itself and the mount sees no write.
+    /// The copy counts as changed from now on (journalled, so a crash
+    /// keeps it), and its size and time are taken from the copy at every
+    /// flush, fsync and release of the handle (`sync_direct`).
+    pub fn writes_directly(&self, fh: u64) -> FsResult<()> {
+        let h = self.file_handle(fh)?;
+        let HandleKind::File {
+            ino, write, direct, ..
+        } = h.as_ref()
+        else {
+            unreachable!()
+        };
+        if !write {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        let s = st.node_mut(*ino)?.staged.as_mut().ok_or(libc::EIO)?;
+        s.direct_writers += 1;
+        s.stream.stop();
+        direct.store(true, Ordering::Relaxed);
+        self.mark_dirty(&mut st, *ino);
+        Ok(())
+    }
+
+    /// After writes the kernel made to `ino`'s copy itself: the node takes
+    /// the copy's size and time and is dirty again (uploaded anew). The
+    /// bytes are counted against the cache bound without waiting: they are
+    /// written already.
+    fn sync_direct<'a>(
+        &'a self,
+        st: MutexGuard<'a, InodeTable>,
+        ino: u64,
+    ) -> MutexGuard<'a, InodeTable> {
+        let Some(meta) = st
+            .nodes
+            .get(&ino)
+            .and_then(|n| n.staged.as_ref())
+            .and_then(|s| s.file.metadata().ok())
+        else {
+            return st;
+        };
+        let (mut st, room) = self.charge_to(st, ino, meta.len(), false);
+        if room.is_err() {
+            tracing::warn!(
+                ino,
+                "bytes written past the cache bound through a passthrough open"
+            );
+        }
+        if let Some(n) = st.nodes.get_mut(&ino) {
+            n.size = meta.len();
+            n.mtime = meta.modified().unwrap_or_else(|_| SystemTime::now());
+        }
+        self.mark_dirty(&mut st, ino);
+        st
+    }
+
+    /// `sync_direct` for a handle the kernel writes through itself.
+    fn sync_if_direct(&self, h: &HandleKind) {
+        if let HandleKind::File { ino, direct, .. } = h
+            && direct.load(Ordering::Relaxed)
+        {
+            drop(self.sync_direct(self.lock(), *ino));
+        }
     }
 
     fn file_handle(&self, fh: u64) -> FsResult<Arc<HandleKind>> {
@@ -346,6 +429,7 @@ impl ObjectFs {
         if !write {
             return Ok(());
         }
+        self.sync_if_direct(&h);
         match self.opts().upload {
             UploadMode::Sync if self.new_and_empty(*ino) => {
                 // Shells open a redirect target, dup it and close the
@@ -379,6 +463,7 @@ impl ObjectFs {
         let HandleKind::File { ino, .. } = h.as_ref() else {
             unreachable!()
         };
+        self.sync_if_direct(&h);
         self.upload_now(*ino, RetryPolicy::INTERACTIVE)?;
         let key = {
             let st = self.lock();
@@ -397,10 +482,16 @@ impl ObjectFs {
         let Some(h) = self.inner.handles.lock().unwrap().remove(&fh) else {
             return Err(libc::EBADF);
         };
-        let HandleKind::File { ino, .. } = h.as_ref() else {
+        let HandleKind::File { ino, direct, .. } = h.as_ref() else {
             return Ok(());
         };
         let mut st = self.lock();
+        if direct.load(Ordering::Relaxed) {
+            st = self.sync_direct(st, *ino);
+            if let Some(s) = st.nodes.get_mut(ino).and_then(|n| n.staged.as_mut()) {
+                s.direct_writers -= 1;
+            }
+        }
         let Ok(n) = st.node_mut(*ino) else {
             return Ok(());
         };

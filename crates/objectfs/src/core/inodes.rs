@@ -30,6 +30,10 @@ pub(super) struct Staged {
     pub(super) charged: u64,
     /// Its append run and the upload begun while writing (`streaming`).
     pub(super) stream: Stream,
+    /// Open files whose writes the kernel makes to this copy itself
+    /// (passthrough, `iomode`): while there are any, the copy's length is
+    /// the file's size and its journal entry stays, whatever uploads.
+    pub(super) direct_writers: usize,
 }
 
 impl Staged {
@@ -45,7 +49,17 @@ impl Staged {
             queued: false,
             charged: 0,
             stream: Stream::Off,
+            direct_writers: 0,
         }
+    }
+
+    /// The copy's length now, when writes the mount does not see may have
+    /// changed it (one fstat).
+    pub(super) fn direct_len(&self) -> Option<u64> {
+        if self.direct_writers == 0 {
+            return None;
+        }
+        self.file.metadata().ok().map(|m| m.len())
     }
 
     pub(super) fn dirty(&self) -> bool {
@@ -147,7 +161,11 @@ impl Node {
             kind: self.kind,
             size: match self.kind {
                 Kind::Dir => 0,
-                _ => self.size,
+                _ => self
+                    .staged
+                    .as_ref()
+                    .and_then(Staged::direct_len)
+                    .unwrap_or(self.size),
             },
             perm: self.perm,
             uid: self.uid,

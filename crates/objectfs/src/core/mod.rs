@@ -72,6 +72,9 @@ enum HandleKind {
         ino: u64,
         write: bool,
         reader: Mutex<Reader>,
+        /// The kernel writes through this handle to the local copy itself
+        /// (`ObjectFs::writes_directly`).
+        direct: std::sync::atomic::AtomicBool,
     },
     Dir {
         dir: u64,
@@ -89,6 +92,8 @@ struct Inner {
     changed: Condvar,
     handles: Mutex<HashMap<u64, Arc<HandleKind>>>,
     next_fh: AtomicU64,
+    /// Opens the kernel serves from the local copy itself (`iomode`).
+    passthrough_opens: AtomicU64,
     uploads: UploadQueue,
     /// The clean copies kept in the cache directory, and the bound (lock
     /// order: `state` first).
@@ -134,6 +139,7 @@ impl ObjectFs {
                 changed: Condvar::new(),
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
+                passthrough_opens: AtomicU64::new(0),
                 uploads,
                 cache: Mutex::new(CacheIndex::new(cache_size)),
                 ops: Mutex::new(OpQueue::default()),

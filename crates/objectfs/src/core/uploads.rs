@@ -8,7 +8,7 @@ use super::super::layout;
 use super::super::staging::CacheTag;
 use super::super::transfer::{RetryPolicy, upload_file};
 use super::super::{FsResult, UploadMode};
-use super::inodes::InodeTable;
+use super::inodes::{InodeTable, Staged};
 use super::ops::DRAIN_WAIT;
 use super::streaming;
 use super::{ObjectFs, errno_of};
@@ -181,7 +181,13 @@ impl ObjectFs {
                     return Ok(());
                 }
                 let posix = n.posix();
-                let size = n.size;
+                // Written by the kernel itself just now, maybe: upload
+                // what the copy holds.
+                let size = n
+                    .staged
+                    .as_ref()
+                    .and_then(Staged::direct_len)
+                    .unwrap_or(n.size);
                 let Some(s) = n.staged.as_mut() else {
                     return Ok(());
                 };
@@ -212,7 +218,9 @@ impl ObjectFs {
                     match &result {
                         Ok(etag) => {
                             s.clean_gen = s.clean_gen.max(gen_);
-                            if !s.dirty() {
+                            // A direct writer may change the copy after
+                            // this upload read it: the entry stays.
+                            if !s.dirty() && s.direct_writers == 0 {
                                 self.inner.staging.clear_journal(s.id, &s.file);
                                 s.journaled = false;
                             }
