@@ -537,6 +537,7 @@ async fn nothing_listening_is_transient() {
         access_key_secret: Some(SECRET.into()),
         session_token: Some(TOKEN.into()),
         path_style: None,
+        kind: None,
     };
     let s = S3Store::new(&config).unwrap();
     let errors = [
