@@ -225,6 +225,8 @@ pub const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// An object between this and 1 GiB costs two UploadPartCopy requests
 /// instead of one CopyObject, nothing else.
 pub const OSS_MAX_COPY_SIZE: u64 = 1_000_000_000 - 1;
+/// DeleteObjects takes at most this many keys per request.
+pub const MAX_DELETE_KEYS: usize = 1000;
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
@@ -285,6 +287,16 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Deleting a missing key succeeds (S3 semantics).
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Deletes every key of `keys`, missing ones included, and returns the
+    /// first failure. One key at a time unless the store has a batch
+    /// request (S3: DeleteObjects, [`MAX_DELETE_KEYS`] keys a request).
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
 
     /// Server-side copy; `meta` replaces the metadata (else it is copied).
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()>;

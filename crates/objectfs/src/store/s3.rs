@@ -20,6 +20,7 @@ pub use endpoint::{EndpointError, ResolvedEndpoint, StoreKind, resolve_endpoint}
 use super::*;
 use anyhow::bail;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpRequest;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -28,8 +29,11 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType, MetadataDirective};
-use errors::classify;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, EncodingType, MetadataDirective,
+    ObjectIdentifier,
+};
+use errors::{classify, classify_service};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -349,6 +353,80 @@ impl S3Store {
         parts.sort_by_key(|(n, _)| *n);
         Ok(parts)
     }
+}
+
+impl S3Store {
+    /// One DeleteObjects request for at most [`MAX_DELETE_KEYS`] keys, in
+    /// quiet mode (the answer lists only the keys that failed). It carries
+    /// Content-MD5, see [`with_content_md5`].
+    async fn delete_objects(&self, keys: &[String]) -> StoreResult<()> {
+        const OP: &str = "DeleteObjects";
+        let first = keys.first().map_or("", String::as_str);
+        let local = |e: aws_sdk_s3::error::BuildError| {
+            StoreError::permanent(OP, first, format!("{OP} {}: {e}", self.bucket))
+        };
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(local)?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(local)?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .customize()
+            .mutate_request(with_content_md5)
+            .send()
+            .await
+            .map_err(|e| self.error(OP, first, e))?;
+        // A key that was not there is deleted, as DeleteObject has it.
+        let failed = out.errors().iter().find_map(|e| {
+            let key = e.key().unwrap_or(first);
+            let context = format!("{OP} {}/{key}", self.bucket);
+            match classify_service(OP, key, &context, 200, e.code(), e.message()) {
+                StoreError::NotFound { .. } => None,
+                mut other => {
+                    if let Some(message) = other.message_mut() {
+                        *message = self.scrub(std::mem::take(message));
+                    }
+                    Some(other)
+                }
+            }
+        });
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Sets DeleteObjects' Content-MD5 header and drops the SDK's own checksum
+/// headers, before the request is signed. S3 requires Content-MD5 on
+/// DeleteObjects and so does OSS, with no alternative; aws-sdk-s3 since its
+/// flexible checksums sends `x-amz-checksum-crc32` instead, even with
+/// checksums "when required", and its MD5 choice is deprecated (it computes
+/// a CRC32). The body is the XML list of keys, always in memory.
+fn with_content_md5(request: &mut HttpRequest) {
+    use md5::Digest;
+    let Some(body) = request.body().bytes() else {
+        return;
+    };
+    let md5 = aws_smithy_types::base64::encode(md5::Md5::digest(body));
+    let headers = request.headers_mut();
+    let checksums: Vec<String> = headers
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .filter(|name| {
+            name.starts_with("x-amz-checksum-") || name == "x-amz-sdk-checksum-algorithm"
+        })
+        .collect();
+    for name in checksums {
+        headers.remove(name);
+    }
+    headers.insert("content-md5", md5);
 }
 
 /// A config override with the long attempt timeout, for server-side work.
@@ -739,6 +817,13 @@ impl ObjectStore for S3Store {
                 other => Err(other),
             },
         }
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for chunk in keys.chunks(MAX_DELETE_KEYS) {
+            self.delete_objects(chunk).await?;
+        }
+        Ok(())
     }
 
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {

@@ -566,3 +566,114 @@ async fn oss_copy_of_a_large_object_on_the_wire() {
         );
     }
 }
+
+/// The base64 MD5 of `bytes`, as Content-MD5 carries it.
+fn content_md5(bytes: &[u8]) -> String {
+    use md5::Digest;
+    aws_smithy_types::base64::encode(md5::Md5::digest(bytes))
+}
+
+#[test]
+fn content_md5_matches_known_values() {
+    // RFC 1321's test suite, base64-encoded.
+    assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+    assert_eq!(content_md5(b"abc"), "kAFQmDzST7DWlj99KOF/cg==");
+}
+
+/// Checks a DeleteObjects request: its Content-MD5 is the MD5 of the body
+/// that arrived, it is signed, the SDK's CRC headers are gone, and the
+/// body lists `keys` in quiet mode.
+fn assert_delete_objects(request: &Request, keys: &[String]) {
+    let head = &request.head;
+    assert!(
+        request.line().starts_with("POST /?delete"),
+        "{}",
+        request.line()
+    );
+    let md5 = request.header("content-md5").expect(head);
+    assert_eq!(md5, content_md5(&request.body), "{head}");
+    let auth = request.header("authorization").unwrap();
+    assert!(auth.contains("content-md5"), "{auth}");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("x-amz-checksum-"), "{head}");
+    assert!(!lower.contains("x-amz-sdk-checksum-algorithm"), "{head}");
+    let body = String::from_utf8(request.body.clone()).unwrap();
+    assert!(body.contains("<Quiet>true</Quiet>"), "{body}");
+    assert_eq!(body.matches("<Key>").count(), keys.len(), "{body}");
+    for key in keys {
+        let escaped = key
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(body.contains(&format!("<Key>{escaped}</Key>")), "{body}");
+    }
+}
+
+/// Every DeleteObjects carries a correct Content-MD5 (OSS refuses the
+/// request without one), 1,000 keys a request at most.
+#[tokio::test]
+async fn delete_objects_on_the_wire_carries_content_md5() {
+    let done = || xml("<DeleteResult></DeleteResult>");
+    let keys: Vec<String> = ["a", "dir/b c", "x&y<z>ü"].map(String::from).to_vec();
+    let (requests, _, out) = capture(
+        signed("http://oss-cn-hangzhou.aliyuncs.com"),
+        vec![done()],
+        async |s: &S3Store| s.delete_many(&keys).await,
+    )
+    .await;
+    assert_eq!(out, Ok(()));
+    let [request] = &requests[..] else {
+        panic!("{requests:?}")
+    };
+    assert_eq!(request.host(), "mybucket.s3.oss-cn-hangzhou.aliyuncs.com");
+    assert_delete_objects(request, &keys);
+
+    let many: Vec<String> = (0..MAX_DELETE_KEYS + 1).map(|i| format!("k{i}")).collect();
+    let (requests, _, out) = capture(
+        signed("http://storage.example.com"),
+        vec![done(), done()],
+        async |s: &S3Store| s.delete_many(&many).await,
+    )
+    .await;
+    assert_eq!(out, Ok(()));
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_delete_objects(&requests[0], &many[..MAX_DELETE_KEYS]);
+    assert_delete_objects(&requests[1], &many[MAX_DELETE_KEYS..]);
+    // Nothing to delete, nothing sent.
+    let (requests, _, out) = capture(
+        signed("http://storage.example.com"),
+        vec![done()],
+        async |s: &S3Store| s.delete_many(&[]).await,
+    )
+    .await;
+    assert_eq!(out, Ok(()));
+    assert!(requests.is_empty(), "{requests:?}");
+}
+
+/// A key the answer lists as failed fails the call, named; a key that
+/// was not there counts as deleted.
+#[tokio::test]
+async fn delete_objects_reports_the_keys_that_failed() {
+    let keys: Vec<String> = ["a", "b"].map(String::from).to_vec();
+    let missing = "<Error><Key>a</Key><Code>NoSuchKey</Code><Message>gone</Message></Error>";
+    let denied = "<Error><Key>b</Key><Code>AccessDenied</Code><Message>no</Message></Error>";
+    let (_, _, out) = capture(
+        signed("http://storage.example.com"),
+        vec![xml(&format!("<DeleteResult>{missing}</DeleteResult>"))],
+        async |s: &S3Store| s.delete_many(&keys).await,
+    )
+    .await;
+    assert_eq!(out, Ok(()));
+    let (_, _, out) = capture(
+        signed("http://storage.example.com"),
+        vec![xml(&format!(
+            "<DeleteResult>{missing}{denied}</DeleteResult>"
+        ))],
+        async |s: &S3Store| s.delete_many(&keys).await,
+    )
+    .await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, StoreError::AccessDenied { .. }), "{err:?}");
+    assert_eq!((err.op(), err.key()), ("DeleteObjects", "b"));
+    assert!(err.to_string().contains("AccessDenied: no"), "{err}");
+}
