@@ -75,7 +75,7 @@ impl EndpointError {
 /// service for a config.
 ///
 /// Without a scheme the endpoint is https. OSS's regional endpoints give
-/// the signing region when none is set (see [`oss_endpoint`]); the public
+/// the signing region when none is set (see `oss_endpoint`); the public
 /// and internal ones become the S3-compatible hosts
 /// `s3.oss-REGION[-internal].aliyuncs.com`, every other endpoint is used
 /// as given. IP addresses and `localhost` default to path style,
