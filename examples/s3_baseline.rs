@@ -309,6 +309,7 @@ async fn main() -> anyhow::Result<()> {
         access_key_secret: std::env::var("OSV_ACCESS_KEY_SECRET").ok(),
         session_token: None,
         path_style: Some(true),
+        kind: None,
     };
     let store = Arc::new(S3Store::new(&config)?);
     match o.mode.as_str() {

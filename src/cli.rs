@@ -252,6 +252,8 @@ impl MountArgs {
                 access_key_secret: self.access_key_secret.clone(),
                 session_token: self.session_token.clone(),
                 path_style: self.path_style,
+                // Decided from the endpoint (OSS for `*.aliyuncs.com`).
+                kind: None,
             },
         })
     }

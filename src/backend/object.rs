@@ -17,10 +17,10 @@
 //! apart from the volume's mount process.
 
 use crate::credentials::Keys;
-use crate::spec::{Credentials, ObjectSpec, VolumeSpec};
+use crate::spec::{BackendSpec, Credentials, ObjectSpec, VolumeSpec};
 use objectfs::config::{self, MountConfig, MountSettings};
 use objectfs::mount::{MountStatus, read_status};
-use objectfs::store::s3::S3Config;
+use objectfs::store::s3::{S3Config, StoreKind};
 use objectfs::{FsOptions, UploadMode, layout};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -138,6 +138,9 @@ pub fn mount_config(
             access_key_secret,
             session_token,
             path_style: obj.path_style,
+            // An ossfs volume is OSS whatever its endpoint (a custom
+            // domain, say); an s3 volume's kind follows from its endpoint.
+            kind: matches!(spec.backend, BackendSpec::Ossfs(_)).then_some(StoreKind::Oss),
         },
         fs: FsOptions {
             // Normalised by the spec; subPath is validated there too.
@@ -521,6 +524,7 @@ mod tests {
                     access_key_secret: Some("TOPSECRET".into()),
                     session_token: Some("TOKENSECRET".into()),
                     path_style: None,
+                    kind: None,
                 },
                 fs: FsOptions {
                     prefix: "agents/run1/".into(),
@@ -612,6 +616,39 @@ mod tests {
         );
         assert_eq!(config.fs.upload, UploadMode::Async);
         assert_eq!(config.fs.cache_size, 128 << 20);
+    }
+
+    /// An ossfs volume tells the mount it is on OSS whatever its endpoint
+    /// (its CopyObject limit follows); an s3 volume leaves it to the
+    /// endpoint.
+    #[test]
+    fn mount_config_says_oss_for_ossfs_volumes() {
+        let mut o = obj();
+        o.endpoint = Some("files.example.cn".into());
+        let config_of = |backend: BackendSpec| {
+            let spec = VolumeSpec {
+                backend,
+                sub_path: None,
+                read_only: false,
+            };
+            mount_config(
+                &spec,
+                &o,
+                None,
+                Path::new("/m/v"),
+                Path::new("/c/v"),
+                UploadMode::Sync,
+                3 << 30,
+            )
+        };
+        let ossfs = config_of(BackendSpec::Ossfs(o.clone()));
+        assert_eq!(ossfs.store.kind, Some(StoreKind::Oss));
+        let resolved = objectfs::store::s3::resolve_endpoint(&ossfs.store).unwrap();
+        assert_eq!(resolved.kind, StoreKind::Oss);
+        let s3 = config_of(BackendSpec::S3(o.clone()));
+        assert_eq!(s3.store.kind, None);
+        let resolved = objectfs::store::s3::resolve_endpoint(&s3.store).unwrap();
+        assert_eq!(resolved.kind, StoreKind::S3);
     }
 
     #[test]

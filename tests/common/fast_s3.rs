@@ -133,6 +133,7 @@ impl FastS3Server {
             access_key_secret: Some("test".to_string()),
             session_token: None,
             path_style: None,
+            kind: None,
         }
     }
 }

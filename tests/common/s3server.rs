@@ -117,6 +117,7 @@ impl MotoServer {
             access_key_secret: Some("test".to_string()),
             session_token: None,
             path_style: None,
+            kind: None,
         }
     }
 

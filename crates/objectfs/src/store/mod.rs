@@ -215,8 +215,18 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// S3's limits that shape uploads.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const MAX_PARTS: u64 = 10_000;
-/// CopyObject's limit; larger objects are copied part by part.
+/// The largest object S3's CopyObject copies (5 GiB); larger objects are
+/// copied part by part with UploadPartCopy.
 pub const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest object copied with one CopyObject on Alibaba Cloud OSS.
+/// OSS documents CopyObject for objects "smaller than 1 GB" and
+/// UploadPartCopy beyond, without saying whether a GB is 10^9 or 2^30
+/// bytes; the decimal reading is the smaller, so this is safe under both.
+/// An object between this and 1 GiB costs two UploadPartCopy requests
+/// instead of one CopyObject, nothing else.
+pub const OSS_MAX_COPY_SIZE: u64 = 1_000_000_000 - 1;
+/// DeleteObjects takes at most this many keys per request.
+pub const MAX_DELETE_KEYS: usize = 1000;
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
@@ -277,6 +287,16 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Deleting a missing key succeeds (S3 semantics).
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Deletes every key of `keys`, missing ones included, and returns the
+    /// first failure. One key at a time unless the store has a batch
+    /// request (S3: DeleteObjects, [`MAX_DELETE_KEYS`] keys a request).
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
 
     /// Server-side copy; `meta` replaces the metadata (else it is copied).
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()>;

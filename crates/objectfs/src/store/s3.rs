@@ -5,17 +5,22 @@
 //! or `~/.aws`), so one process can serve volumes with different
 //! credentials. Checksums are "when required" because OSS and many
 //! S3-compatible stores reject the SDK's default `aws-chunked` CRC uploads.
-//! Where a config points is worked out in `endpoint`; how an error answer
-//! becomes a [`StoreError`] in `errors`.
+//! Where a config points, and which service is behind it (hence its
+//! CopyObject limit), is worked out in `endpoint`; how an error answer
+//! becomes a [`StoreError`] in `errors`. `wire_tests` runs the client
+//! against a loopback listener that records the raw requests.
 
 mod endpoint;
 mod errors;
+#[cfg(test)]
+mod wire_tests;
 
-pub use endpoint::{EndpointError, ResolvedEndpoint, resolve_endpoint};
+pub use endpoint::{EndpointError, ResolvedEndpoint, StoreKind, resolve_endpoint};
 
 use super::*;
 use anyhow::bail;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpRequest;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -24,8 +29,11 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType, MetadataDirective};
-use errors::classify;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, EncodingType, MetadataDirective,
+    ObjectIdentifier,
+};
+use errors::{classify, classify_service};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -63,6 +71,11 @@ pub struct S3Config {
     /// `None`: path style for IP-address and `localhost` endpoints,
     /// virtual-hosted style otherwise.
     pub path_style: Option<bool>,
+    /// The service behind the endpoint. `None`: OSS for `*.aliyuncs.com`
+    /// endpoints, S3 otherwise; the plugin says OSS for `ossfs` volumes,
+    /// whose endpoint may be a custom domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<StoreKind>,
 }
 
 /// Debug by hand so a config in a log line never shows a secret.
@@ -77,6 +90,7 @@ impl std::fmt::Debug for S3Config {
             .field("access_key_secret", &hidden(&self.access_key_secret))
             .field("session_token", &hidden(&self.session_token))
             .field("path_style", &self.path_style)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -88,8 +102,9 @@ pub struct S3Store {
     bucket: String,
     /// Secrets scrubbed from error strings, as a last line of defence.
     redact: Vec<String>,
-    /// Objects larger than this are copied part by part.
-    multipart_copy_threshold: u64,
+    /// Objects larger than this are copied part by part: the endpoint
+    /// kind's CopyObject limit.
+    max_copy_object_size: u64,
     copy_part_size: u64,
 }
 
@@ -113,7 +128,7 @@ impl S3Store {
     /// without 5 GiB objects.
     #[doc(hidden)]
     pub fn with_multipart_copy(mut self, threshold: u64, part_size: u64) -> S3Store {
-        self.multipart_copy_threshold = threshold;
+        self.max_copy_object_size = threshold;
         self.copy_part_size = part_size.max(1);
         self
     }
@@ -188,7 +203,7 @@ impl S3Store {
             client: Client::from_conf(builder.build()),
             bucket: bucket.to_string(),
             redact,
-            multipart_copy_threshold: MAX_COPY_SIZE,
+            max_copy_object_size: resolved.kind.max_copy_object_size(),
             copy_part_size: COPY_PART_SIZE,
         })
     }
@@ -338,6 +353,80 @@ impl S3Store {
         parts.sort_by_key(|(n, _)| *n);
         Ok(parts)
     }
+}
+
+impl S3Store {
+    /// One DeleteObjects request for at most [`MAX_DELETE_KEYS`] keys, in
+    /// quiet mode (the answer lists only the keys that failed). It carries
+    /// Content-MD5, see [`with_content_md5`].
+    async fn delete_objects(&self, keys: &[String]) -> StoreResult<()> {
+        const OP: &str = "DeleteObjects";
+        let first = keys.first().map_or("", String::as_str);
+        let local = |e: aws_sdk_s3::error::BuildError| {
+            StoreError::permanent(OP, first, format!("{OP} {}: {e}", self.bucket))
+        };
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(local)?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(local)?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .customize()
+            .mutate_request(with_content_md5)
+            .send()
+            .await
+            .map_err(|e| self.error(OP, first, e))?;
+        // A key that was not there is deleted, as DeleteObject has it.
+        let failed = out.errors().iter().find_map(|e| {
+            let key = e.key().unwrap_or(first);
+            let context = format!("{OP} {}/{key}", self.bucket);
+            match classify_service(OP, key, &context, 200, e.code(), e.message()) {
+                StoreError::NotFound { .. } => None,
+                mut other => {
+                    if let Some(message) = other.message_mut() {
+                        *message = self.scrub(std::mem::take(message));
+                    }
+                    Some(other)
+                }
+            }
+        });
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Sets DeleteObjects' Content-MD5 header and drops the SDK's own checksum
+/// headers, before the request is signed. S3 requires Content-MD5 on
+/// DeleteObjects and so does OSS, with no alternative; aws-sdk-s3 since its
+/// flexible checksums sends `x-amz-checksum-crc32` instead, even with
+/// checksums "when required", and its MD5 choice is deprecated (it computes
+/// a CRC32). The body is the XML list of keys, always in memory.
+fn with_content_md5(request: &mut HttpRequest) {
+    use md5::Digest;
+    let Some(body) = request.body().bytes() else {
+        return;
+    };
+    let md5 = aws_smithy_types::base64::encode(md5::Md5::digest(body));
+    let headers = request.headers_mut();
+    let checksums: Vec<String> = headers
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .filter(|name| {
+            name.starts_with("x-amz-checksum-") || name == "x-amz-sdk-checksum-algorithm"
+        })
+        .collect();
+    for name in checksums {
+        headers.remove(name);
+    }
+    headers.insert("content-md5", md5);
 }
 
 /// A config override with the long attempt timeout, for server-side work.
@@ -730,12 +819,19 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for chunk in keys.chunks(MAX_DELETE_KEYS) {
+            self.delete_objects(chunk).await?;
+        }
+        Ok(())
+    }
+
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
         let source = self
             .head(src)
             .await?
             .ok_or_else(|| StoreError::not_found("CopyObject", src))?;
-        if source.size > self.multipart_copy_threshold {
+        if source.size > self.max_copy_object_size {
             self.copy_multipart(&source, dst, meta).await
         } else {
             self.copy_object(src, dst, meta).await
@@ -746,9 +842,6 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
-    use std::net::{IpAddr, Ipv4Addr, TcpListener};
-    use std::sync::{Arc, Mutex};
 
     fn config(endpoint: Option<&str>) -> S3Config {
         S3Config {
@@ -818,214 +911,5 @@ mod tests {
         assert_eq!(url_decode("a+b%2Bc%25d%C3%BC"), "a b+c%dü");
         assert_eq!(url_decode("100%"), "100%");
         assert_eq!(url_decode("%zz"), "%zz");
-    }
-
-    /// A resolver that sends every host name to one loopback address and
-    /// remembers the names.
-    #[derive(Debug, Clone)]
-    struct Loopback {
-        ip: IpAddr,
-        asked: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl aws_smithy_runtime_api::client::dns::ResolveDns for Loopback {
-        fn resolve_dns<'a>(
-            &'a self,
-            name: &'a str,
-        ) -> aws_smithy_runtime_api::client::dns::DnsFuture<'a> {
-            self.asked.lock().unwrap().push(name.to_string());
-            aws_smithy_runtime_api::client::dns::DnsFuture::ready(Ok(vec![self.ip]))
-        }
-    }
-
-    /// A raw listener for one request. Port 80 on a loopback address of its
-    /// own where allowed (the tests run as root), so the endpoint needs no
-    /// port and the Host header is exactly what a real request carries;
-    /// else any port, given in the endpoint.
-    fn listener() -> (TcpListener, Option<u16>) {
-        let base = 20 + (std::process::id() % 200) as u8;
-        for i in 0..20u8 {
-            let ip = Ipv4Addr::new(127, 0, base.wrapping_add(i * 3) | 1, 7);
-            if let Ok(l) = TcpListener::bind((ip, 80)) {
-                return (l, None);
-            }
-        }
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        (l, Some(port))
-    }
-
-    /// Runs `op` against a store for `endpoint` (host only; the port is
-    /// added when needed) whose every connection goes to a local listener
-    /// answering `reply`; returns the raw request and the resolved names.
-    async fn capture<T>(
-        endpoint: &str,
-        credentials: Option<(&str, &str)>,
-        reply: &'static str,
-        op: impl AsyncFnOnce(&S3Store) -> T,
-    ) -> (String, Vec<String>, T) {
-        let (listener, port) = listener();
-        let ip = listener.local_addr().unwrap().ip();
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-                .unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = stream.read(&mut buf).unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).into_owned();
-                if let Some(head_end) = text.find("\r\n\r\n") {
-                    let length = text[..head_end]
-                        .lines()
-                        .find_map(|l| {
-                            let (name, value) = l.split_once(':')?;
-                            name.eq_ignore_ascii_case("content-length")
-                                .then(|| value.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if request.len() >= head_end + 4 + length || n == 0 {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            stream.write_all(reply.as_bytes()).unwrap();
-            String::from_utf8_lossy(&request).into_owned()
-        });
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let resolver = Loopback {
-            ip,
-            asked: asked.clone(),
-        };
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_with_resolver(resolver);
-        let endpoint = match port {
-            Some(p) => format!("{endpoint}:{p}"),
-            None => endpoint.to_string(),
-        };
-        let mut config = config(Some(&endpoint));
-        config.bucket = "mybucket".into();
-        if let Some((id, secret)) = credentials {
-            config.access_key_id = Some(id.into());
-            config.access_key_secret = Some(secret.into());
-        }
-        let store = S3Store::build(&config, Some(http_client)).unwrap();
-        let out = op(&store).await;
-        let request = server.join().unwrap();
-        let asked = asked.lock().unwrap().clone();
-        (request, asked, out)
-    }
-
-    fn header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
-        request
-            .split("\r\n\r\n")
-            .next()?
-            .lines()
-            .skip(1)
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case(name).then(|| v.trim())
-            })
-    }
-
-    const NOT_FOUND: &str =
-        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-
-    /// What a HeadObject to an OSS native endpoint puts on the wire:
-    /// virtual-hosted style on the S3-compatible host, SigV4 for the OSS
-    /// region. (http:// so a plain listener can read it; https differs only
-    /// in the scheme.)
-    #[tokio::test]
-    async fn oss_request_on_the_wire_is_virtual_hosted_sigv4() {
-        let (request, asked, out) = capture(
-            "http://oss-cn-hangzhou.aliyuncs.com",
-            Some(("AKID", "SECRETKEY123")),
-            NOT_FOUND,
-            async |s: &S3Store| s.head("key").await,
-        )
-        .await;
-        assert_eq!(out, Ok(None));
-        let request_line = request.lines().next().unwrap();
-        assert_eq!(request_line, "HEAD /key HTTP/1.1", "{request}");
-        assert_eq!(asked, ["mybucket.s3.oss-cn-hangzhou.aliyuncs.com"]);
-        let host = header(&request, "host").unwrap();
-        // With the fallback listener the port is part of the host.
-        let host = host.split(':').next().unwrap();
-        assert_eq!(
-            host, "mybucket.s3.oss-cn-hangzhou.aliyuncs.com",
-            "{request}"
-        );
-        let auth = header(&request, "authorization").expect("signed");
-        let rest = auth
-            .strip_prefix("AWS4-HMAC-SHA256 Credential=AKID/")
-            .unwrap_or_else(|| panic!("{auth}"));
-        let (date, rest) = rest.split_at(8);
-        assert!(date.bytes().all(|b| b.is_ascii_digit()), "{auth}");
-        assert!(rest.starts_with("/cn-hangzhou/s3/aws4_request,"), "{auth}");
-        assert!(auth.contains("SignedHeaders=host;"), "{auth}");
-        assert!(!request.contains("SECRETKEY123"));
-    }
-
-    /// Uploads carry a plain Content-Length body: no aws-chunked encoding
-    /// and no CRC trailer, which OSS and many S3-compatible stores reject.
-    #[tokio::test]
-    async fn put_on_the_wire_has_no_chunked_checksum() {
-        let (request, _, out) = capture(
-            "http://oss-cn-hangzhou.aliyuncs.com",
-            Some(("AKID", "SECRETKEY123")),
-            "HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            async |s: &S3Store| {
-                let meta = PutMeta {
-                    content_type: Some("text/plain".into()),
-                    metadata: [("mode".to_string(), "33188".to_string())].into(),
-                };
-                s.put("dir/a b+c", Bytes::from_static(b"hello"), &meta)
-                    .await
-            },
-        )
-        .await;
-        assert!(out.is_ok(), "{out:?}");
-        // The SDK adds `x-id` to most requests; servers ignore it.
-        assert!(
-            request.starts_with("PUT /dir/a%20b%2Bc?x-id=PutObject HTTP/1.1\r\n"),
-            "{request}"
-        );
-        assert_eq!(header(&request, "content-length"), Some("5"), "{request}");
-        assert_eq!(header(&request, "content-type"), Some("text/plain"));
-        assert_eq!(header(&request, "x-amz-meta-mode"), Some("33188"));
-        assert_eq!(header(&request, "content-encoding"), None, "{request}");
-        assert_eq!(header(&request, "transfer-encoding"), None, "{request}");
-        let lower = request.to_ascii_lowercase();
-        assert!(!lower.contains("aws-chunked"), "{request}");
-        assert!(!lower.contains("x-amz-checksum-"), "{request}");
-        assert!(!lower.contains("x-amz-trailer"), "{request}");
-        assert!(request.ends_with("\r\n\r\nhello"), "{request}");
-    }
-
-    /// Without keys the request goes out unsigned.
-    #[tokio::test]
-    async fn anonymous_request_on_the_wire_is_unsigned() {
-        let (request, _, out) = capture(
-            "http://oss-cn-hangzhou.aliyuncs.com",
-            None,
-            NOT_FOUND,
-            async |s: &S3Store| s.head("key").await,
-        )
-        .await;
-        assert_eq!(out, Ok(None));
-        assert_eq!(header(&request, "authorization"), None, "{request}");
-        assert!(
-            !request
-                .to_ascii_lowercase()
-                .contains("x-amz-security-token")
-        );
     }
 }

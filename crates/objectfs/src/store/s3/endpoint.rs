@@ -1,19 +1,47 @@
-//! Where an S3 config points: the endpoint URL, the region and the
-//! addressing style, worked out from the settings alone (no network), and
-//! why a setting cannot be used ([`EndpointError`]).
+//! Where an S3 config points: the endpoint URL, the region, the addressing
+//! style and the service behind it ([`StoreKind`]), worked out from the
+//! settings alone (no network), and why a setting cannot be used
+//! ([`EndpointError`]).
 
 use super::S3Config;
+use crate::store::{MAX_COPY_SIZE, OSS_MAX_COPY_SIZE};
 
 /// Region used when neither the config nor the endpoint names one.
 const DEFAULT_REGION: &str = "us-east-1";
+/// Alibaba Cloud's domain: hosts under it are OSS's.
+const ALIYUN_DOMAIN: &str = "aliyuncs.com";
+
+/// The service behind an endpoint, where services differ in what a client
+/// must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// AWS S3 or any other S3-compatible server.
+    S3,
+    /// Alibaba Cloud OSS through its S3-compatible API.
+    Oss,
+}
+
+impl StoreKind {
+    /// The largest object one CopyObject copies; larger objects are copied
+    /// part by part with UploadPartCopy.
+    pub fn max_copy_object_size(self) -> u64 {
+        match self {
+            StoreKind::S3 => MAX_COPY_SIZE,
+            StoreKind::Oss => OSS_MAX_COPY_SIZE,
+        }
+    }
+}
 
 /// The effective endpoint of a config, see [`resolve_endpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedEndpoint {
     /// `None`: AWS, the SDK derives the endpoint from the region.
     pub url: Option<String>,
+    /// The SigV4 signing region.
     pub region: String,
     pub path_style: bool,
+    pub kind: StoreKind,
 }
 
 /// Why a config's endpoint or region cannot be used.
@@ -43,14 +71,16 @@ impl EndpointError {
     }
 }
 
-/// The effective endpoint URL, region and addressing style for a config.
+/// The effective endpoint URL, signing region, addressing style and
+/// service for a config.
 ///
-/// Without a scheme the endpoint is https. Alibaba OSS native endpoints
-/// (`oss-REGION.aliyuncs.com`, `oss-REGION-internal.aliyuncs.com`) become
-/// the S3-compatible hosts `s3.oss-REGION[-internal].aliyuncs.com`, and give
-/// the region when none is set; other endpoints are used as given. IP
-/// addresses and `localhost` default to path style, everything else to
-/// virtual-hosted style.
+/// Without a scheme the endpoint is https. OSS's regional endpoints give
+/// the signing region when none is set (see `oss_endpoint`); the public
+/// and internal ones become the S3-compatible hosts
+/// `s3.oss-REGION[-internal].aliyuncs.com`, every other endpoint is used
+/// as given. IP addresses and `localhost` default to path style,
+/// everything else to virtual-hosted style. The service is the config's
+/// `kind`, else OSS for any `*.aliyuncs.com` host and S3 otherwise.
 pub fn resolve_endpoint(config: &S3Config) -> Result<ResolvedEndpoint, EndpointError> {
     let region = match config.region.as_deref().map(str::trim) {
         Some("") => return Err(EndpointError::EmptyRegion),
@@ -65,19 +95,19 @@ pub fn resolve_endpoint(config: &S3Config) -> Result<ResolvedEndpoint, EndpointE
             url: None,
             region: region.unwrap_or_else(|| DEFAULT_REGION.to_string()),
             path_style: config.path_style.unwrap_or(false),
+            kind: config.kind.unwrap_or(StoreKind::S3),
         });
     };
     let parsed = parse_endpoint(endpoint)?;
-    let mut host = parsed.host.clone();
-    let mut derived_region = None;
-    if let Some((oss_region, internal)) = oss_native_region(&parsed.host) {
-        host = format!("s3.{}", parsed.host);
-        derived_region = Some((oss_region, internal));
-    } else if let Some(rest) = parsed.host.strip_prefix("s3.") {
-        derived_region = oss_native_region(rest);
-    }
+    let is_aliyun = parsed.host == ALIYUN_DOMAIN
+        || parsed
+            .host
+            .strip_suffix(ALIYUN_DOMAIN)
+            .is_some_and(|rest| rest.ends_with('.'));
+    let oss = oss_endpoint(&parsed.host);
+    let host = oss.as_ref().map_or(&parsed.host, |o| &o.s3_host).clone();
     let region = region
-        .or(derived_region.map(|(r, _)| r))
+        .or(oss.map(|o| o.region))
         .unwrap_or_else(|| DEFAULT_REGION.to_string());
     let default_path_style = is_ip_or_localhost(&host);
     let port = parsed.port.map(|p| format!(":{p}")).unwrap_or_default();
@@ -85,6 +115,11 @@ pub fn resolve_endpoint(config: &S3Config) -> Result<ResolvedEndpoint, EndpointE
         url: Some(format!("{}://{host}{port}{}", parsed.scheme, parsed.path)),
         region,
         path_style: config.path_style.unwrap_or(default_path_style),
+        kind: config.kind.unwrap_or(if is_aliyun {
+            StoreKind::Oss
+        } else {
+            StoreKind::S3
+        }),
     })
 }
 
@@ -169,14 +204,47 @@ fn parse_endpoint(endpoint: &str) -> Result<ParsedEndpoint, EndpointError> {
     })
 }
 
-/// `oss-REGION.aliyuncs.com` / `oss-REGION-internal.aliyuncs.com` →
-/// (REGION, internal). The global acceleration endpoints have no
-/// S3-compatible form and are not matched.
-fn oss_native_region(host: &str) -> Option<(String, bool)> {
-    let name = host.strip_suffix(".aliyuncs.com")?.strip_prefix("oss-")?;
-    let (region, internal) = match name.strip_suffix("-internal") {
-        Some(r) => (r, true),
-        None => (name, false),
+/// Which of an OSS region's endpoints a host is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OssNetwork {
+    /// `oss-REGION.aliyuncs.com`: the internet, IPv4.
+    Public,
+    /// `oss-REGION-internal.aliyuncs.com`: the region's VPCs.
+    Internal,
+    /// `REGION.oss.aliyuncs.com`: the internet, IPv4 and IPv6.
+    DualStack,
+}
+
+/// An OSS regional endpoint: its region (the SigV4 signing region OSS
+/// expects), its network, and the host an S3 client talks to.
+#[derive(Debug, PartialEq, Eq)]
+struct OssEndpoint {
+    region: String,
+    network: OssNetwork,
+    s3_host: String,
+}
+
+/// The OSS regional endpoint a host names, with or without the `s3.` that
+/// OSS documents for S3 clients: `[s3.]oss-REGION.aliyuncs.com`,
+/// `[s3.]oss-REGION-internal.aliyuncs.com`, `REGION.oss.aliyuncs.com`.
+/// The public and internal hosts gain the `s3.`; OSS documents no such
+/// form of the dual-stack host, which is kept as given. Acceleration
+/// endpoints (`oss-accelerate[-overseas]`) name no region and are not
+/// matched, nor is any other host.
+fn oss_endpoint(host: &str) -> Option<OssEndpoint> {
+    let (name, has_s3) = match host.strip_prefix("s3.") {
+        Some(rest) => (rest, true),
+        None => (host, false),
+    };
+    let name = name.strip_suffix(ALIYUN_DOMAIN)?.strip_suffix('.')?;
+    let (region, network) = if let Some(region) = name.strip_suffix(".oss") {
+        (region, OssNetwork::DualStack)
+    } else {
+        let name = name.strip_prefix("oss-")?;
+        match name.strip_suffix("-internal") {
+            Some(region) => (region, OssNetwork::Internal),
+            None => (name, OssNetwork::Public),
+        }
     };
     let valid = !region.is_empty()
         && !region.starts_with("accelerate")
@@ -185,7 +253,18 @@ fn oss_native_region(host: &str) -> Option<(String, bool)> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !region.starts_with('-')
         && !region.ends_with('-');
-    valid.then(|| (region.to_string(), internal))
+    if !valid {
+        return None;
+    }
+    let s3_host = match network {
+        OssNetwork::Public | OssNetwork::Internal if !has_s3 => format!("s3.{host}"),
+        _ => host.to_string(),
+    };
+    Some(OssEndpoint {
+        region: region.to_string(),
+        network,
+        s3_host,
+    })
 }
 
 fn is_ip_or_localhost(host: &str) -> bool {
@@ -225,89 +304,138 @@ mod tests {
         resolve_endpoint(&config(Some(endpoint))).unwrap()
     }
 
-    fn want(url: &str, region: &str, path_style: bool) -> ResolvedEndpoint {
+    fn want(url: &str, region: &str, path_style: bool, kind: StoreKind) -> ResolvedEndpoint {
         ResolvedEndpoint {
             url: Some(url.to_string()),
             region: region.to_string(),
             path_style,
+            kind,
+        }
+    }
+
+    fn oss(url: &str, region: &str) -> ResolvedEndpoint {
+        want(url, region, false, StoreKind::Oss)
+    }
+
+    fn s3(url: &str, region: &str, path_style: bool) -> ResolvedEndpoint {
+        want(url, region, path_style, StoreKind::S3)
+    }
+
+    /// Each kind of OSS regional endpoint, as OSS's endpoint table writes
+    /// it and with the `s3.` OSS documents for S3 clients: the host the
+    /// client talks to, the signing region, virtual-hosted style, OSS.
+    #[test]
+    fn oss_endpoints_map_to_host_region_and_style() {
+        for (given, url, region) in [
+            // Public.
+            (
+                "oss-cn-hangzhou.aliyuncs.com",
+                "https://s3.oss-cn-hangzhou.aliyuncs.com",
+                "cn-hangzhou",
+            ),
+            (
+                "https://oss-ap-southeast-1.aliyuncs.com/",
+                "https://s3.oss-ap-southeast-1.aliyuncs.com",
+                "ap-southeast-1",
+            ),
+            (
+                "http://OSS-cn-beijing.aliyuncs.com",
+                "http://s3.oss-cn-beijing.aliyuncs.com",
+                "cn-beijing",
+            ),
+            (
+                "s3.oss-cn-hangzhou.aliyuncs.com",
+                "https://s3.oss-cn-hangzhou.aliyuncs.com",
+                "cn-hangzhou",
+            ),
+            // Internal (VPC).
+            (
+                "oss-cn-hangzhou-internal.aliyuncs.com",
+                "https://s3.oss-cn-hangzhou-internal.aliyuncs.com",
+                "cn-hangzhou",
+            ),
+            (
+                "s3.oss-eu-central-1-internal.aliyuncs.com",
+                "https://s3.oss-eu-central-1-internal.aliyuncs.com",
+                "eu-central-1",
+            ),
+            // Dual-stack: no documented s3. form, kept as given.
+            (
+                "cn-hangzhou.oss.aliyuncs.com",
+                "https://cn-hangzhou.oss.aliyuncs.com",
+                "cn-hangzhou",
+            ),
+            (
+                "http://us-west-1.oss.aliyuncs.com:8080",
+                "http://us-west-1.oss.aliyuncs.com:8080",
+                "us-west-1",
+            ),
+        ] {
+            assert_eq!(resolved(given), oss(url, region), "{given}");
         }
     }
 
     #[test]
-    fn oss_native_endpoint_maps_to_s3_compatible_host_and_region() {
+    fn oss_host_names_the_network() {
+        let network = |h: &str| oss_endpoint(h).map(|o| o.network);
         assert_eq!(
-            resolved("oss-cn-hangzhou.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
+            network("oss-cn-shanghai.aliyuncs.com"),
+            Some(OssNetwork::Public)
         );
         assert_eq!(
-            resolved("https://oss-ap-southeast-1.aliyuncs.com/"),
-            want(
-                "https://s3.oss-ap-southeast-1.aliyuncs.com",
-                "ap-southeast-1",
-                false
-            )
+            network("s3.oss-cn-shanghai-internal.aliyuncs.com"),
+            Some(OssNetwork::Internal)
         );
         assert_eq!(
-            resolved("http://OSS-cn-beijing.aliyuncs.com"),
-            want("http://s3.oss-cn-beijing.aliyuncs.com", "cn-beijing", false)
+            network("cn-shanghai.oss.aliyuncs.com"),
+            Some(OssNetwork::DualStack)
         );
-        // An explicit region wins over the derived one.
-        let mut c = config(Some("oss-cn-hangzhou.aliyuncs.com"));
-        c.region = Some("cn-shanghai".into());
-        assert_eq!(resolve_endpoint(&c).unwrap().region, "cn-shanghai");
-        // Already the S3-compatible host: kept, region still derived.
-        assert_eq!(
-            resolved("s3.oss-cn-hangzhou.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
-        );
+        for other in [
+            "oss-accelerate.aliyuncs.com",
+            "oss-accelerate-overseas.aliyuncs.com",
+            "oss-.aliyuncs.com",
+            "oss--internal.aliyuncs.com",
+            ".oss.aliyuncs.com",
+            "ecs.cn-hangzhou.aliyuncs.com",
+            "mybucket.oss-cn-hangzhou.aliyuncs.com",
+            "oss-cn-hangzhou.aliyuncs.com.example.com",
+            "oss-cn-hangzhouxaliyuncs.com",
+        ] {
+            assert_eq!(oss_endpoint(other), None, "{other}");
+        }
     }
 
     #[test]
-    fn oss_internal_endpoint_keeps_internal() {
-        assert_eq!(
-            resolved("oss-cn-hangzhou-internal.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou-internal.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
-        );
-        assert_eq!(
-            resolved("s3.oss-cn-hangzhou-internal.aliyuncs.com"),
-            want(
-                "https://s3.oss-cn-hangzhou-internal.aliyuncs.com",
-                "cn-hangzhou",
-                false
-            )
-        );
+    fn an_explicit_region_wins_over_the_derived_one() {
+        for endpoint in [
+            "oss-cn-hangzhou.aliyuncs.com",
+            "oss-cn-hangzhou-internal.aliyuncs.com",
+            "cn-hangzhou.oss.aliyuncs.com",
+        ] {
+            let mut c = config(Some(endpoint));
+            c.region = Some("cn-shanghai".into());
+            assert_eq!(resolve_endpoint(&c).unwrap().region, "cn-shanghai");
+        }
     }
 
     #[test]
     fn custom_and_other_endpoints_are_honoured_as_given() {
         assert_eq!(
             resolved("data.example.com"),
-            want("https://data.example.com", "us-east-1", false)
+            s3("https://data.example.com", "us-east-1", false)
         );
         assert_eq!(
             resolved("http://files.example.cn:8080/base/"),
-            want("http://files.example.cn:8080/base", "us-east-1", false)
+            s3("http://files.example.cn:8080/base", "us-east-1", false)
         );
         assert_eq!(
             resolved("https://s3.us-west-2.amazonaws.com"),
-            want("https://s3.us-west-2.amazonaws.com", "us-east-1", false)
+            s3("https://s3.us-west-2.amazonaws.com", "us-east-1", false)
         );
-        // Acceleration endpoints have no s3. form: left alone.
+        // Acceleration endpoints name no region: left alone, but OSS.
         assert_eq!(
             resolved("oss-accelerate.aliyuncs.com"),
-            want("https://oss-accelerate.aliyuncs.com", "us-east-1", false)
+            oss("https://oss-accelerate.aliyuncs.com", "us-east-1")
         );
         let mut c = config(Some("https://s3.us-west-2.amazonaws.com"));
         c.region = Some("us-west-2".into());
@@ -318,19 +446,19 @@ mod tests {
     fn ip_and_localhost_default_to_path_style() {
         assert_eq!(
             resolved("http://127.0.0.1:9000"),
-            want("http://127.0.0.1:9000", "us-east-1", true)
+            s3("http://127.0.0.1:9000", "us-east-1", true)
         );
         assert_eq!(
             resolved("10.0.0.5:9000"),
-            want("https://10.0.0.5:9000", "us-east-1", true)
+            s3("https://10.0.0.5:9000", "us-east-1", true)
         );
         assert_eq!(
             resolved("http://localhost:3900"),
-            want("http://localhost:3900", "us-east-1", true)
+            s3("http://localhost:3900", "us-east-1", true)
         );
         assert_eq!(
             resolved("http://[::1]:9000"),
-            want("http://[::1]:9000", "us-east-1", true)
+            s3("http://[::1]:9000", "us-east-1", true)
         );
     }
 
@@ -339,9 +467,15 @@ mod tests {
         let mut c = config(Some("http://127.0.0.1:9000"));
         c.path_style = Some(false);
         assert!(!resolve_endpoint(&c).unwrap().path_style);
-        let mut c = config(Some("oss-cn-hangzhou.aliyuncs.com"));
-        c.path_style = Some(true);
-        assert!(resolve_endpoint(&c).unwrap().path_style);
+        for endpoint in [
+            "oss-cn-hangzhou.aliyuncs.com",
+            "oss-cn-hangzhou-internal.aliyuncs.com",
+            "cn-hangzhou.oss.aliyuncs.com",
+        ] {
+            let mut c = config(Some(endpoint));
+            c.path_style = Some(true);
+            assert!(resolve_endpoint(&c).unwrap().path_style, "{endpoint}");
+        }
         let mut c = config(None);
         c.path_style = Some(true);
         assert!(resolve_endpoint(&c).unwrap().path_style);
@@ -354,11 +488,58 @@ mod tests {
             ResolvedEndpoint {
                 url: None,
                 region: "us-east-1".into(),
-                path_style: false
+                path_style: false,
+                kind: StoreKind::S3,
             }
         );
         let mut c = config(None);
         c.region = Some("eu-central-1".into());
         assert_eq!(resolve_endpoint(&c).unwrap().region, "eu-central-1");
+    }
+
+    /// Any Alibaba Cloud host is OSS, whatever its shape; the config's
+    /// `kind` overrides (an `ossfs` volume on a custom domain).
+    #[test]
+    fn the_kind_is_oss_for_aliyun_hosts_or_when_set() {
+        let kind = |endpoint: Option<&str>, set: Option<StoreKind>| {
+            let mut c = config(endpoint);
+            c.kind = set;
+            resolve_endpoint(&c).unwrap().kind
+        };
+        for endpoint in [
+            "oss-cn-hangzhou.aliyuncs.com",
+            "https://s3.oss-cn-hangzhou-internal.aliyuncs.com",
+            "cn-hangzhou.oss.aliyuncs.com",
+            "oss-accelerate.aliyuncs.com",
+            "http://ALIYUNCS.COM",
+        ] {
+            assert_eq!(kind(Some(endpoint), None), StoreKind::Oss, "{endpoint}");
+        }
+        for endpoint in [
+            "data.example.com",
+            "https://s3.us-west-2.amazonaws.com",
+            "notaliyuncs.com",
+            "aliyuncs.com.example.com",
+            "http://127.0.0.1:9000",
+        ] {
+            assert_eq!(kind(Some(endpoint), None), StoreKind::S3, "{endpoint}");
+        }
+        assert_eq!(kind(None, None), StoreKind::S3);
+        assert_eq!(
+            kind(Some("files.example.cn"), Some(StoreKind::Oss)),
+            StoreKind::Oss
+        );
+        assert_eq!(
+            kind(Some("oss-cn-hangzhou.aliyuncs.com"), Some(StoreKind::S3)),
+            StoreKind::S3
+        );
+    }
+
+    #[test]
+    fn oss_copies_with_copy_object_only_below_one_gb() {
+        assert_eq!(StoreKind::S3.max_copy_object_size(), 5 << 30);
+        // Objects smaller than 10^9 bytes, which is below 1 GB whether OSS
+        // means 10^9 or 2^30 bytes.
+        assert_eq!(StoreKind::Oss.max_copy_object_size(), 999_999_999);
     }
 }

@@ -61,7 +61,9 @@ where
 }
 
 /// Classifies an error answer from the service by HTTP status and S3 code.
-fn classify_service(
+/// Also the failure of one key inside a 200 answer (a DeleteObjects
+/// result's `<Error>` entry), with that answer's status.
+pub(super) fn classify_service(
     op: &'static str,
     key: &str,
     context: &str,
