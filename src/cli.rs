@@ -37,7 +37,9 @@ pub enum Command {
     ///
     /// Reads Lifecycle API volume entries and prints `docker run --mount`
     /// arguments or Engine API `HostConfig.Mounts` JSON; exit status 2 and
-    /// every problem on stderr when an entry breaks the API's rules.
+    /// every problem on stderr when an entry breaks the API's rules; a
+    /// `warning:` line on stderr for each field or ossfs option that is
+    /// accepted but has no effect on Docker.
     Translate(crate::translate::TranslateArgs),
 }
 
@@ -330,7 +332,9 @@ pub struct ServeArgs {
     pub host_root: PathBuf,
 
     /// The Docker Engine API socket, where `pvc` volumes look up their
-    /// claim (an existing named volume) at Mount.
+    /// claim (a named volume) at Mount, create it when missing
+    /// (`createIfNotExists`) and remove one they created
+    /// (`deleteOnSandboxTermination`).
     #[arg(
         long,
         env = "OSV_DOCKER_SOCKET",

@@ -102,7 +102,7 @@ impl Backends {
                 let source = self.host.open_source(path, sub_path)?;
                 bind(&source, target, spec.read_only)
             }
-            BackendSpec::Pvc { claim_name } => {
+            BackendSpec::Pvc { claim_name, .. } => {
                 let source = match claim {
                     Some(ClaimSource::Host(p)) => self.host.open_claim(p, true, sub_path)?,
                     Some(ClaimSource::Plugin(p)) => self.host.open_claim(p, false, sub_path)?,
@@ -152,8 +152,17 @@ impl Backends {
             BackendSpec::Host { path } => {
                 status.insert("path".into(), json!(path));
             }
-            BackendSpec::Pvc { claim_name } => {
+            BackendSpec::Pvc {
+                claim_name,
+                create_if_not_exists,
+                delete_on_sandbox_termination,
+            } => {
                 status.insert("claimName".into(), json!(claim_name));
+                status.insert("createIfNotExists".into(), json!(create_if_not_exists));
+                status.insert(
+                    "deleteOnSandboxTermination".into(),
+                    json!(delete_on_sandbox_termination),
+                );
             }
             BackendSpec::Nfs(nfs) => {
                 status.insert("server".into(), json!(nfs.server));
@@ -170,6 +179,17 @@ impl Backends {
                 }
                 if let Some(v) = &obj.version {
                     status.insert("version".into(), json!(v));
+                }
+                if !obj.ignored_options.is_empty() {
+                    let notes: Vec<String> = obj
+                        .ignored_options
+                        .iter()
+                        .map(|item| {
+                            let reason = crate::spec::ignored_ossfs_reason(item).unwrap_or("");
+                            format!("{item}: accepted without effect; {reason}")
+                        })
+                        .collect();
+                    status.insert("ignoredOptions".into(), json!(notes));
                 }
                 let prefix = object::mount_prefix(obj, spec.sub_path.as_deref());
                 status.insert("prefix".into(), json!(prefix));

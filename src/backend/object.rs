@@ -471,6 +471,7 @@ mod tests {
                 session_token: None,
             },
             version: None,
+            ignored_options: Vec::new(),
             tuning: MountTuning {
                 uid: Some(1000),
                 umask: Some(0o22),

@@ -1,13 +1,39 @@
-//! `type=pvc`: an existing Docker named volume, or a directory inside it.
+//! `type=pvc`: a Docker named volume, or a directory inside it.
 //!
 //! The claim is looked up when the volume is first mounted. A volume of
 //! this plugin is mounted through the plugin itself (the driver holds a
 //! mount of the claim for as long as the pvc volume is mounted); a volume
 //! of Docker's `local` driver is reached at its mount point; anything else
-//! has no directory the plugin could bind, and is refused.
+//! has no directory the plugin could bind, and is refused. A claim that
+//! does not exist is created (`createIfNotExists`) as a local volume
+//! carrying [`CREATED_LABEL`], the only mark by which the plugin later
+//! removes a claim (`deleteOnSandboxTermination`): a claim without it was
+//! not created by the plugin and is never removed.
 
 use crate::engine::{EngineError, EngineVolume};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// The label (key, value) of the claims the plugin creates. The key is the
+/// one the OpenSandbox server puts on the claims it creates itself (with
+/// the value `server`); the value names this plugin, so neither removes
+/// what the other created.
+pub const CREATED_LABEL: (&str, &str) = ("opensandbox.io/volume-managed-by", "opensandbox-volume");
+
+/// The labels of a claim the plugin creates.
+pub fn created_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(CREATED_LABEL.0.to_string(), CREATED_LABEL.1.to_string())])
+}
+
+/// Whether Docker's description of a claim says the plugin created it.
+pub fn created_by_plugin(volume: &EngineVolume) -> bool {
+    volume.driver == "local"
+        && volume
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(CREATED_LABEL.0))
+            .is_some_and(|v| v == CREATED_LABEL.1)
+}
 
 /// Where a claim's data is, as far as this process can reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +68,14 @@ pub enum ClaimError {
     LocalWithOptions { claim: String, options: String },
     #[error("claim {0:?} has no mount point; Docker reported none for it")]
     NoMountpoint(String),
+    #[error(
+        "claim {claim:?} does not exist and could not be created ({source}); create it first (docker volume create {claim}) or check the Docker daemon"
+    )]
+    Create {
+        claim: String,
+        #[source]
+        source: EngineError,
+    },
 }
 
 /// Where the data of a claim Docker described lives, or why it cannot be
@@ -74,7 +108,6 @@ pub fn claim_mount_id(pvc_volume: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn volume(driver: &str, mountpoint: &str, options: Option<&[(&str, &str)]>) -> EngineVolume {
         EngineVolume {
@@ -86,7 +119,37 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect::<BTreeMap<_, _>>()
             }),
+            labels: None,
         }
+    }
+
+    #[test]
+    fn only_a_local_volume_with_the_plugins_label_counts_as_created_by_it() {
+        let mut v = volume("local", "/var/lib/docker/volumes/c/_data", None);
+        assert!(!created_by_plugin(&v), "no labels");
+        v.labels = Some(created_labels());
+        assert!(created_by_plugin(&v));
+        v.labels = Some(BTreeMap::from([(
+            CREATED_LABEL.0.to_string(),
+            "server".to_string(),
+        )]));
+        assert!(!created_by_plugin(&v), "the OpenSandbox server's own");
+        v.labels = Some(created_labels());
+        v.driver = "rclone".into();
+        assert!(!created_by_plugin(&v), "another driver");
+    }
+
+    /// The option table's words name the label the plugin really sets.
+    #[test]
+    fn the_create_if_not_exists_row_names_the_label() {
+        let row =
+            crate::spec::table::find(crate::spec::VolumeType::Pvc, "createIfNotExists").unwrap();
+        assert!(
+            row.help
+                .contains(&format!("`{}={}`", CREATED_LABEL.0, CREATED_LABEL.1)),
+            "{}",
+            row.help
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod state;
 use crate::backend::object::ObjectSettings;
 use crate::backend::pvc::{self, ClaimError, ClaimSource, claim_mount_id};
 use crate::backend::{BackendError, Backends};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use crate::mounts;
 use crate::names::{self, NameError};
 use crate::spec::{self, BackendSpec, SpecError, VolumeSpec};
@@ -97,6 +97,12 @@ pub struct Driver {
     engine: Engine,
     mount_root: PathBuf,
     volumes: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// One lock per claim name, held while a pvc Mount looks its claim up
+    /// (or creates it) and while a Remove decides on and removes a claim
+    /// the plugin created, so a claim is never removed between another pvc
+    /// volume's lookup and its use. One small entry per claim name ever
+    /// used; never held across another volume's work.
+    claim_locks: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
 }
 
 /// A poisoned lock means a panic in another request; the data it guards is
@@ -133,6 +139,7 @@ impl Driver {
             engine: Engine::new(config.docker_socket),
             mount_root: config.mount_root,
             volumes: Mutex::new(BTreeMap::new()),
+            claim_locks: Mutex::new(BTreeMap::new()),
         };
         for record in records {
             let record = driver.reconcile(record);
@@ -218,7 +225,7 @@ impl Driver {
             name: name.into(),
             source,
         })?;
-        if let BackendSpec::Pvc { claim_name } = &spec.backend
+        if let BackendSpec::Pvc { claim_name, .. } = &spec.backend
             && claim_name == name
         {
             return Err(DriverError::Backend {
@@ -258,6 +265,16 @@ impl Driver {
             return Err(e);
         }
         tracing::info!(volume = %name, r#type = record.spec.backend.type_name(), "created");
+        for item in record
+            .spec
+            .backend
+            .object()
+            .map_or(&[][..], |o| &o.ignored_options)
+        {
+            tracing::warn!(volume = %name, option = %item,
+                reason = spec::ignored_ossfs_reason(item).unwrap_or_default(),
+                "ossfs option accepted without effect");
+        }
         *lock(&slot.record) = Some(record);
         Ok(())
     }
@@ -287,7 +304,70 @@ impl Driver {
         drop(op);
         self.forget_slot(name, &slot);
         tracing::info!(volume = %name, "removed");
+        if let BackendSpec::Pvc {
+            claim_name,
+            delete_on_sandbox_termination: true,
+            ..
+        } = &record.spec.backend
+        {
+            self.remove_created_claim(name, claim_name);
+        }
         Ok(())
+    }
+
+    /// `deleteOnSandboxTermination`: removes the claim of pvc volume `name`
+    /// (already forgotten) when no other pvc volume of the plugin names it
+    /// and Docker's record of it carries the plugin's label. Best effort:
+    /// the pvc volume is gone either way, so a failure is logged. Two
+    /// Removes at once both see the other gone, so one of them removes it.
+    fn remove_created_claim(&self, name: &str, claim: &str) {
+        let claim_lock = self.claim_lock(claim);
+        let _claim = lock(&claim_lock);
+        let users: Vec<String> = self
+            .list_records()
+            .into_iter()
+            .filter(|r| matches!(&r.spec.backend, BackendSpec::Pvc { claim_name, .. } if claim_name == claim))
+            .map(|r| r.name)
+            .collect();
+        if !users.is_empty() {
+            tracing::info!(volume = %name, claim = %claim, users = ?users,
+                "claim kept: other pvc volumes use it");
+            return;
+        }
+        let result = self.engine.volume(claim).and_then(|v| {
+            if pvc::created_by_plugin(&v) {
+                self.engine.remove_volume(claim).map(|()| true)
+            } else {
+                Ok(false)
+            }
+        });
+        match result {
+            Ok(true) => tracing::info!(volume = %name, claim = %claim,
+                "claim removed: the plugin created it and no pvc volume uses it any more"),
+            Ok(false) => tracing::info!(volume = %name, claim = %claim,
+                "claim kept: the plugin did not create it"),
+            Err(EngineError::NoSuchVolume(_)) => tracing::info!(volume = %name,
+                claim = %claim, "claim already gone"),
+            Err(e) => tracing::warn!(volume = %name, claim = %claim, error = %e,
+                "could not remove the claim the plugin created; remove it with docker volume rm"),
+        }
+    }
+
+    /// The lock of claim name `claim`.
+    fn claim_lock(&self, claim: &str) -> Arc<Mutex<()>> {
+        lock(&self.claim_locks)
+            .entry(claim.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Every volume record, for decisions over all of them.
+    fn list_records(&self) -> Vec<VolumeRecord> {
+        let slots: Vec<Arc<Slot>> = lock(&self.volumes).values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|slot| lock(&slot.record).clone())
+            .collect()
     }
 
     /// Records mount `id` and returns where the volume is; the first mount
@@ -348,7 +428,12 @@ impl Driver {
         name: &str,
         spec: &VolumeSpec,
     ) -> Result<Option<ClaimSource>, BackendError> {
-        let BackendSpec::Pvc { claim_name } = &spec.backend else {
+        let BackendSpec::Pvc {
+            claim_name,
+            create_if_not_exists,
+            ..
+        } = &spec.backend
+        else {
             return Ok(None);
         };
         if claim_name == name {
@@ -366,19 +451,32 @@ impl Driver {
             })?;
             return Ok(Some(ClaimSource::Plugin(path)));
         }
-        let volume = self
-            .engine
-            .volume(claim_name)
-            .map_err(|source| ClaimError::Engine {
+        let claim_lock = self.claim_lock(claim_name);
+        let _claim = lock(&claim_lock);
+        let volume = match self.engine.volume(claim_name) {
+            Err(EngineError::NoSuchVolume(_)) if *create_if_not_exists => {
+                let created = self
+                    .engine
+                    .create_local_volume(claim_name, &pvc::created_labels())
+                    .map_err(|source| ClaimError::Create {
+                        claim: claim_name.clone(),
+                        source,
+                    })?;
+                tracing::info!(volume = %name, claim = %claim_name,
+                    "claim created (createIfNotExists): a local volume labelled as created by the plugin");
+                created
+            }
+            other => other.map_err(|source| ClaimError::Engine {
                 claim: claim_name.clone(),
                 source,
-            })?;
+            })?,
+        };
         Ok(Some(pvc::local_claim(claim_name, &volume)?))
     }
 
     /// Gives back the mount a pvc volume held of a claim this plugin serves.
     fn release_claim(&self, name: &str, spec: &VolumeSpec) {
-        if let BackendSpec::Pvc { claim_name } = &spec.backend
+        if let BackendSpec::Pvc { claim_name, .. } = &spec.backend
             && self.own_spec(claim_name).is_some()
             && let Err(e) = self.unmount(claim_name, &claim_mount_id(name))
         {
@@ -441,10 +539,6 @@ impl Driver {
     }
 
     pub fn list(&self) -> Vec<VolumeInfo> {
-        let slots: Vec<Arc<Slot>> = lock(&self.volumes).values().cloned().collect();
-        slots
-            .iter()
-            .filter_map(|slot| lock(&slot.record).as_ref().map(|r| self.info(r)))
-            .collect()
+        self.list_records().iter().map(|r| self.info(r)).collect()
     }
 }

@@ -3,7 +3,10 @@
 //! sits between `<!-- options: GROUP -->` and `<!-- end options: GROUP -->`;
 //! on failure the test prints the expected text of every table to paste.
 //! Each refusal is the parser's own sentence for the row's example value.
+//! The table of ossfs `options` is rendered from its own table
+//! (`ossfs_options`) the same way.
 
+use super::ossfs_options::{Effect, OSSFS_OPTIONS, Shape, Versions};
 use super::table::{OPTIONS, Types, VolumeOption, VolumeType};
 use serde_json::{Map, Value, json};
 
@@ -120,6 +123,55 @@ fn block<'a>(doc: &'a str, group: &str) -> Option<&'a str> {
     let start = doc.find(&start_marker(group))? + start_marker(group).len();
     let end = start + doc[start..].find(&end_marker(group))?;
     Some(&doc[start..end])
+}
+
+/// The table of ossfs `options` (docs/OPTIONS.md, "ossfs `options`").
+fn render_ossfs() -> String {
+    let mut out = String::from(
+        "| ossfs option | versions | value | what the plugin does |\n|---|---|---|---|\n",
+    );
+    for o in OSSFS_OPTIONS {
+        let value = match (o.shape, o.versions) {
+            (Shape::Flag, Versions::V1) => "none".to_string(),
+            (Shape::Flag, Versions::V2) => "none, `true` or `false`".to_string(),
+            (Shape::Flag, Versions::Both) => "none (2.0: also `true` or `false`)".to_string(),
+            (Shape::Number(_, words), _) => words.to_string(),
+            (Shape::Region, _) => "a region name, e.g. `cn-hangzhou`".to_string(),
+            (Shape::Text, _) => "any (not used)".to_string(),
+        };
+        let effect = match o.effect {
+            Effect::Sets(setting) => setting.words().to_string(),
+            Effect::Ignored(why) => format!("accepted without effect: {why}"),
+            Effect::Refused(instead) => format!("refused: {instead}"),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {value} | {effect} |\n",
+            o.name,
+            o.versions.label()
+        ));
+    }
+    out
+}
+
+const OSSFS_START: &str =
+    "<!-- ossfs options (generated from src/spec/ossfs_options.rs; see src/spec/docs.rs) -->\n";
+const OSSFS_END: &str = "<!-- end ossfs options -->";
+
+#[test]
+fn docs_ossfs_options_table_agrees_with_the_ossfs_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/OPTIONS.md");
+    let doc = std::fs::read_to_string(path).expect("docs/OPTIONS.md");
+    let want = render_ossfs();
+    let got = doc.find(OSSFS_START).and_then(|start| {
+        let start = start + OSSFS_START.len();
+        doc[start..]
+            .find(OSSFS_END)
+            .map(|end| &doc[start..start + end])
+    });
+    assert!(
+        got == Some(want.as_str()),
+        "docs/OPTIONS.md disagrees with src/spec/ossfs_options.rs; the table should read:\n\n{OSSFS_START}{want}{OSSFS_END}\n"
+    );
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub enum SpecError {
     )]
     BadHostPath(String),
     #[error(
-        "option `subPath`={0:?} must be a relative path inside the volume (no leading `/`, no `.` or `..` components, no NUL), e.g. subPath=work/run1"
+        "option `subPath`={0:?} must be a relative path inside the volume (no leading `/`, no `..` components, no NUL, components of at most 255 bytes), e.g. subPath=work/run1"
     )]
     BadSubPath(String),
     #[error("option `{option}`={value:?} must be true or false")]
@@ -106,16 +106,26 @@ pub enum SpecError {
     )]
     BadKey(&'static str),
     #[error(
-        "ossfs option `{}` in `options` is not supported; supported: {supported}",
-        printable(.0),
-        supported = ossfs_option_names().join(", ")
+        "ossfs option `{}` in `options` is not an ossfs {version} option this plugin knows; remove it, or use one it maps or accepts: {known}",
+        printable(.option),
+        known = ossfs_option_names(.version).join(", ")
     )]
-    UnsupportedOssfsOption(String),
-    #[error("ossfs option `{}` in `options` is not valid; {expected}", printable(.item))]
-    BadOssfsOption {
-        item: String,
-        expected: &'static str,
+    UnsupportedOssfsOption { option: String, version: String },
+    #[error(
+        "ossfs option `{option}` in `options` is an ossfs {of} option, and this volume is version={version}; remove it or set version={of}"
+    )]
+    OssfsOptionOfOtherVersion {
+        option: &'static str,
+        of: &'static str,
+        version: String,
     },
+    #[error("ossfs option `{option}` in `options` is refused: {instead}")]
+    RefusedOssfsOption {
+        option: &'static str,
+        instead: &'static str,
+    },
+    #[error("ossfs option `{}` in `options` is not valid; {expected}", printable(.item))]
+    BadOssfsOption { item: String, expected: String },
     #[error("ossfs option `{0}` is given twice in `options` with different values; give it once")]
     DuplicateOssfsOption(String),
     #[error(
@@ -128,7 +138,7 @@ pub enum SpecError {
         item: String,
     },
     #[error(
-        "option `claimName`={0:?} is not a DNS label; use 1–63 lowercase letters, digits and `-`, starting and ending with a letter or digit, e.g. claimName=team-data"
+        "option `claimName`={0:?} is not a claim name; use 1–253 lowercase letters, digits and `-`, starting and ending with a letter or digit, e.g. claimName=team-data"
     )]
     BadClaimName(String),
     #[error(

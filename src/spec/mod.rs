@@ -35,9 +35,13 @@ mod values;
 pub use error::{SpecError, printable};
 pub use model::{BackendSpec, Credentials, MountTuning, NfsSpec, ObjectSpec, VolumeSpec};
 pub use nfs::{NFS_MOUNT_OPTIONS, is_nfs_server};
+pub use ossfs_options::ignored_reason as ignored_ossfs_reason;
 pub use table::{ALL_TYPES, VolumeType, option_names};
 pub(crate) use values::cache_size_words;
-pub use values::{MIN_CACHE_SIZE, is_dns_label, is_normalised_absolute, parse_cache_size};
+pub use values::{
+    MAX_CLAIM_NAME_LEN, MIN_CACHE_SIZE, is_claim_name, is_dns_label, is_normalised_absolute,
+    parse_cache_size,
+};
 
 use opts::Given;
 use serde_json::{Map, Value};
@@ -129,10 +133,10 @@ mod tests {
             "..",
             "a/../../b",
             "a/..",
-            "./a",
-            "a//b",
-            "a/./b",
+            "a/../a",
+            "./..",
             "/",
+            "a\0b",
         ] {
             let err = parse(json!({"type": "host", "path": "/x", "subPath": bad})).unwrap_err();
             assert!(
@@ -142,10 +146,34 @@ mod tests {
         }
         let long = "a".repeat(256);
         assert!(parse(json!({"type": "host", "path": "/x", "subPath": long})).is_err());
-        let spec = parse(json!({"type": "host", "path": "/x", "subPath": ""})).unwrap();
-        assert_eq!(spec.sub_path, None);
-        let spec = parse(json!({"type": "host", "path": "/x", "subPath": "..a/b..c"})).unwrap();
-        assert_eq!(spec.sub_path.as_deref(), Some("..a/b..c"));
+        assert!(
+            parse(json!({"type": "host", "path": "/x", "subPath": "s/".repeat(2100)})).is_err()
+        );
+        for (given, want) in [
+            ("", None),
+            (".", None),
+            ("./", None),
+            ("a/", Some("a")),
+            ("a/./b", Some("a/b")),
+            ("a//b", Some("a/b")),
+            ("./a", Some("a")),
+            ("a/b//./c/.", Some("a/b/c")),
+            ("..a/b..c", Some("..a/b..c")),
+        ] {
+            let spec = parse(json!({"type": "host", "path": "/x", "subPath": given})).unwrap();
+            assert_eq!(spec.sub_path.as_deref(), want, "{given:?}");
+        }
+        // Normalised alike for every type; for s3 and ossfs it extends the
+        // key prefix.
+        let spec =
+            parse(json!({"type": "pvc", "claimName": "c1", "subPath": "runs//./a"})).unwrap();
+        assert_eq!(spec.sub_path.as_deref(), Some("runs/a"));
+        let spec = parse(test_util::with(
+            &test_util::s3(),
+            json!({"subPath": "x/./y"}),
+        ))
+        .unwrap();
+        assert_eq!(spec.sub_path.as_deref(), Some("x/y"));
     }
 
     #[test]

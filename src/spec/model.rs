@@ -29,11 +29,22 @@ pub enum BackendSpec {
     /// An Alibaba Cloud OSS bucket, as OpenSandbox's `ossfs` volume
     /// describes it; mounted with objectfs through OSS's S3-compatible API.
     Ossfs(ObjectSpec),
-    /// An existing Docker named volume (OpenSandbox's `pvc`), looked up at
-    /// Mount; `subPath` selects a directory inside it.
+    /// A Docker named volume (OpenSandbox's `pvc`), looked up at Mount;
+    /// `subPath` selects a directory inside it.
     Pvc {
-        /// A DNS label (≤ 63 characters), so also a valid Docker volume name.
+        /// 1–253 of `[a-z0-9-]`, alphanumeric at both ends (the server's
+        /// rule), so nothing in it needs escaping in an Engine API path.
         claim_name: String,
+        /// A missing claim is created at Mount as a local named volume
+        /// labelled as created by this plugin. Records written before this
+        /// field existed read `false`: their claims had to exist.
+        #[serde(default)]
+        create_if_not_exists: bool,
+        /// Removing this volume also removes the claim, when no other pvc
+        /// volume of the plugin uses it and its label says the plugin
+        /// created it.
+        #[serde(default)]
+        delete_on_sandbox_termination: bool,
     },
     /// An NFS export, mounted by the kernel.
     Nfs(NfsSpec),
@@ -93,6 +104,11 @@ pub struct ObjectSpec {
     /// ossfs `version` as given (`1.0` or `2.0`); both are served by objectfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Items of ossfs's `options` accepted without effect (ossfs tuning
+    /// that objectfs has no setting for), as given: logged at Create and
+    /// shown in Status with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_options: Vec<String>,
     #[serde(default)]
     pub tuning: MountTuning,
 }

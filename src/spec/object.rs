@@ -9,18 +9,15 @@ use super::error::SpecError;
 use super::model::{MountTuning, ObjectSpec};
 use super::opts::Opts;
 use super::ossfs_options::{
-    OssfsMountOptions, merge_ossfs_tuning, merge_read_only, parse_ossfs_options,
+    OssfsMountOptions, merge_ossfs_tuning, merge_read_only, merge_region, parse_ossfs_options,
 };
 use super::values::{
-    parse_cache_size, parse_id, parse_seconds_ms, parse_umask, parse_upload, parse_version,
-    starts_and_ends_alphanumeric,
+    is_region_name, parse_cache_size, parse_id, parse_seconds_ms, parse_umask, parse_upload,
+    parse_version, starts_and_ends_alphanumeric,
 };
 
 /// Longest key prefix; S3's and OSS's limit on a whole key.
 const MAX_PREFIX_LEN: usize = 1024;
-
-/// Longest region name we accept (real ones are far shorter).
-const MAX_REGION_LEN: usize = 64;
 
 /// The ossfs `version` when none is given.
 const DEFAULT_OSSFS_VERSION: &str = "2.0";
@@ -48,6 +45,7 @@ pub(super) fn parse_s3(opts: &Opts) -> Result<ObjectSpec, SpecError> {
         path_style: opts.bool("pathStyle")?,
         credentials: parse_credentials(opts)?,
         version: None,
+        ignored_options: Vec::new(),
         tuning: parse_tuning(opts)?,
     })
 }
@@ -69,18 +67,19 @@ pub(super) fn parse_ossfs(
         .unwrap_or_else(|| DEFAULT_OSSFS_VERSION.to_string());
     let mount = match opts.get("options") {
         None => OssfsMountOptions::default(),
-        Some(v) => parse_ossfs_options(v)?,
+        Some(v) => parse_ossfs_options(v, &version)?,
     };
     let tuning = merge_ossfs_tuning(opts, parse_tuning(opts)?, &mount)?;
     let read_only = merge_read_only(opts, read_only, mount.read_only())?;
     let object = ObjectSpec {
         bucket: bucket.to_string(),
         endpoint: Some(endpoint),
-        region: parse_region(opts)?,
+        region: merge_region(opts, parse_region(opts)?, &mount)?,
         prefix: parse_prefix("path", opts.get("path"))?,
         path_style: None,
         credentials: parse_credentials(opts)?,
         version: Some(version),
+        ignored_options: mount.ignored(),
         tuning,
     };
     Ok((object, read_only))
@@ -108,14 +107,6 @@ fn parse_region(opts: &Opts) -> Result<Option<String>, SpecError> {
         Some(r) if is_region_name(r) => Ok(Some(r.to_string())),
         Some(r) => Err(SpecError::BadRegion(r.to_string())),
     }
-}
-
-fn is_region_name(region: &str) -> bool {
-    !region.is_empty()
-        && region.len() <= MAX_REGION_LEN
-        && region
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// AWS's rules for new buckets (which S3-compatible servers follow), so a
@@ -188,6 +179,7 @@ mod tests {
                     path_style: None,
                     credentials: Credentials::Default,
                     version: None,
+                    ignored_options: Vec::new(),
                     tuning: MountTuning::default(),
                 }),
                 sub_path: None,
@@ -222,6 +214,7 @@ mod tests {
                         session_token: Some("tok".into()),
                     },
                     version: None,
+                    ignored_options: Vec::new(),
                     tuning: MountTuning {
                         uid: Some(1000),
                         gid: Some(100),
@@ -388,6 +381,7 @@ mod tests {
                     path_style: None,
                     credentials: Credentials::Default,
                     version: Some("2.0".into()),
+                    ignored_options: Vec::new(),
                     tuning: MountTuning::default(),
                 }),
                 sub_path: None,

@@ -204,10 +204,10 @@ pub const OPTIONS: &[VolumeOption] = &[
     },
     VolumeOption {
         name: "subPath",
-        help: "relative path inside the volume, e.g. `work/run1` (trailing `/` ignored; empty = whole volume). For `s3`/`ossfs` it is appended to the key prefix.",
+        help: "relative path inside the volume, e.g. `work/run1`; normalised as the OpenSandbox server joins it: empty and `.` components are dropped (`a/./b//` = `a/b`; empty or `.` = whole volume). For `s3`/`ossfs` it is appended to the key prefix.",
         default: "whole volume",
         bad: &[bad(
-            "absolute, a `.` or `..` component, `//`, NUL, a component over 255 bytes",
+            "absolute, a `..` component, NUL, a component over 255 bytes",
             "../x",
         )],
         more: "for `host`, at Mount, a component that is a symlink or a file: ``option `subPath`=\"a\" is refused: \"a\" is a symlink or not a directory, …``",
@@ -243,11 +243,29 @@ pub const OPTIONS: &[VolumeOption] = &[
         name: "claimName",
         types: Types::Only(&[api(Pvc, 0)]),
         required: true,
-        help: "the named volume: a DNS label, 1–63 lowercase letters, digits and `-`, starting and ending with a letter or digit",
+        help: "the named volume, named as the OpenSandbox server names claims (a Kubernetes resource name): 1–253 lowercase letters, digits and `-`, starting and ending with a letter or digit. Docker's local driver takes names of 2 characters or more, so a missing one-character claim cannot be created",
         default: "— (required)",
         example: "claimName=team-data",
         bad: &[missing("missing"), bad("otherwise", "Team_Data")],
         more: "the volume's own name: ``a pvc volume cannot claim itself (claimName=\"x\"); name another volume``",
+        ..ROW
+    },
+    VolumeOption {
+        name: "createIfNotExists",
+        types: Types::Only(&[api(Pvc, 1)]),
+        value: ValueType::Bool,
+        help: "`true`: a claim that does not exist at the first Mount is created, as a volume of Docker's `local` driver labelled `opensandbox.io/volume-managed-by=opensandbox-volume`; `false`: a missing claim fails the Mount",
+        default: "`true` (the API's default)",
+        bad: &[bad("", "maybe")],
+        ..ROW
+    },
+    VolumeOption {
+        name: "deleteOnSandboxTermination",
+        types: Types::Only(&[api(Pvc, 2)]),
+        value: ValueType::Bool,
+        help: "`true`: when this volume is removed (an anonymous volume goes with its container: `docker run --rm`, `docker rm -v`) and no other pvc volume of the plugin names the claim, the claim is removed too, only if its label says the plugin created it; a claim the plugin did not create is never removed",
+        default: "`false`",
+        bad: &[bad("", "maybe")],
         ..ROW
     },
     // ---- nfs ----
@@ -370,7 +388,7 @@ pub const OPTIONS: &[VolumeOption] = &[
     VolumeOption {
         name: "version",
         types: Types::Only(&[api(Ossfs, 3)]),
-        help: "`1.0` or `2.0`: recorded and shown by `docker volume inspect`; both are served by objectfs alike",
+        help: "`1.0` or `2.0`: the ossfs version whose mount options `options` takes (see [below](#ossfs-options)); shown by `docker volume inspect`; both are served by objectfs alike",
         default: "`2.0`",
         expected: "1.0 or 2.0",
         bad: &[bad("", "3.0")],
@@ -598,8 +616,9 @@ mod tests {
     fn option_names_keep_their_order() {
         assert_eq!(
             option_names().join(", "),
-            "type, subPath, readOnly, path, claimName, bucket, endpoint, version, options, \
-             accessKeyId, accessKeySecret, sessionToken, credentials, region, upload, metadataTtl, \
+            "type, subPath, readOnly, path, claimName, createIfNotExists, \
+             deleteOnSandboxTermination, bucket, endpoint, version, options, accessKeyId, \
+             accessKeySecret, sessionToken, credentials, region, upload, metadataTtl, \
              attrsFromListing, uid, gid, umask, cacheSize, prefix, pathStyle, server"
         );
     }

@@ -1,7 +1,7 @@
 //! The shapes of option values shared by several types: booleans, ids,
-//! modes, seconds, cache sizes, the two ossfs words (`upload`, `version`),
-//! and paths and names (a normalised absolute path, a relative `subPath`, a
-//! DNS label).
+//! modes, seconds, cache sizes, region names, the two ossfs words
+//! (`upload`, `version`), and paths and names (a normalised absolute path,
+//! a relative `subPath`, a DNS label, a claim name).
 
 use super::error::SpecError;
 
@@ -66,6 +66,19 @@ pub fn parse_cache_size(value: &str) -> Option<u64> {
         .filter(|bytes| *bytes >= MIN_CACHE_SIZE)
 }
 
+/// Longest region name we accept (real ones are far shorter).
+const MAX_REGION_LEN: usize = 64;
+
+/// A region name: letters, digits and `-`, at most 64 (`us-west-2`,
+/// `cn-hangzhou`).
+pub(super) fn is_region_name(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= MAX_REGION_LEN
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 pub(super) fn parse_bool(option: &'static str, value: &str) -> Result<bool, SpecError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -117,21 +130,24 @@ pub(super) fn parse_seconds_ms(value: &str) -> Option<u64> {
     (secs <= MAX_METADATA_TTL_SECS).then(|| (secs * 1000.0).round() as u64)
 }
 
-/// An empty `subPath` means "the whole volume"; trailing slashes are
-/// tolerated because `work/` and `work` name the same directory.
+/// A `subPath`, normalised: empty and `.` components are dropped (`a/./b`,
+/// `a//b`, `./a/` and `a/b/` name the directories `a/b` and `a`, as the
+/// OpenSandbox server, which accepts them, joins them onto a path). `..`
+/// stays refused, and so do a leading `/`, NUL and over-long components.
+/// Nothing left (`""`, `.`, `./`) means the whole volume.
 pub(super) fn parse_sub_path(value: &str) -> Result<Option<String>, SpecError> {
-    let trimmed = value.trim_end_matches('/');
-    if value.is_empty() {
-        return Ok(None);
-    }
     let bad = || SpecError::BadSubPath(value.to_string());
-    if trimmed.is_empty() || trimmed.starts_with('/') || trimmed.len() > MAX_PATH_LEN {
+    if value.starts_with('/') || value.len() > MAX_PATH_LEN {
         return Err(bad());
     }
-    if !trimmed.split('/').all(is_plain_component) {
-        return Err(bad());
+    let mut parts = Vec::new();
+    for c in value.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if !is_plain_component(c) {
+            return Err(bad());
+        }
+        parts.push(c);
     }
-    Ok(Some(trimmed.to_string()))
+    Ok((!parts.is_empty()).then(|| parts.join("/")))
 }
 
 /// True for a path like `/srv/data`: absolute, no empty, `.` or `..`
@@ -150,10 +166,23 @@ pub(super) fn is_plain_component(c: &str) -> bool {
     !c.is_empty() && c != "." && c != ".." && !c.contains('\0') && c.len() <= MAX_COMPONENT_LEN
 }
 
-/// RFC 1123 label, as Kubernetes names claims: 1–63 of `[a-z0-9-]`,
-/// alphanumeric at both ends.
+/// RFC 1123 label: 1–63 of `[a-z0-9-]`, alphanumeric at both ends (the
+/// API's rule for a volume's `name`).
 pub fn is_dns_label(name: &str) -> bool {
-    (1..=63).contains(&name.len())
+    name.len() <= 63 && is_claim_name(name)
+}
+
+/// Longest `pvc.claimName`: the OpenSandbox server's limit for a Kubernetes
+/// resource name. Docker's local driver has no limit of its own below it
+/// (its volume directory's name, at most 255 bytes, is the name).
+pub const MAX_CLAIM_NAME_LEN: usize = 253;
+
+/// A `pvc.claimName` as the OpenSandbox server accepts it: 1–253 of
+/// `[a-z0-9-]`, alphanumeric at both ends. Every such name of two or more
+/// characters is also a name Docker's local driver accepts
+/// (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
+pub fn is_claim_name(name: &str) -> bool {
+    (1..=MAX_CLAIM_NAME_LEN).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

@@ -16,7 +16,9 @@
 //! Output is either `docker run` arguments (one `--mount` per volume,
 //! CSV-quoted inside and shell-quoted outside), the Engine API's
 //! `HostConfig.Mounts` array, or the arguments as a JSON array for an exec
-//! without a shell.
+//! without a shell. What an entry asks for that has no effect on Docker
+//! (the `pvc` provisioning hints, ossfs options objectfs has no setting
+//! for) is accepted and reported as warnings, on standard error.
 //!
 //! Everything but [`run_translate`] is pure (no I/O), so the server can link
 //! this crate and call [`translate_json`] or [`translate`] instead. This
@@ -104,8 +106,9 @@ impl Default for Options {
     }
 }
 
-/// One thing wrong with the input: where (a JSON path such as
-/// `volumes[1].ossfs.bucket`) and what, in one sentence.
+/// One thing wrong with the input, or one that has no effect (a warning):
+/// where (a JSON path such as `volumes[1].ossfs.bucket`) and what, in one
+/// sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub path: String,
@@ -146,8 +149,16 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Translated volumes: the mounts, and what the input asks for that has no
+/// effect on Docker (accepted, nothing to pass on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    pub mounts: Vec<DockerMount>,
+    pub warnings: Vec<Problem>,
+}
+
 /// Parses `text` as JSON and translates it.
-pub fn translate_json(text: &str, options: &Options) -> Result<Vec<DockerMount>, Error> {
+pub fn translate_json(text: &str, options: &Options) -> Result<Translation, Error> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Error::Input(format!(
             "The input is not valid JSON ({e}); give one volume object, a list of them, \
@@ -159,7 +170,7 @@ pub fn translate_json(text: &str, options: &Options) -> Result<Vec<DockerMount>,
 
 /// Translates parsed JSON: one volume object, a list of them, or an object
 /// with `volumes`.
-pub fn translate(value: &Value, options: &Options) -> Result<Vec<DockerMount>, Error> {
+pub fn translate(value: &Value, options: &Options) -> Result<Translation, Error> {
     let (entries, single): (Vec<&Value>, bool) = match value {
         Value::Array(list) => (list.iter().collect(), false),
         Value::Object(map) if map.contains_key("volumes") => match &map["volumes"] {
@@ -192,10 +203,18 @@ pub fn translate(value: &Value, options: &Options) -> Result<Vec<DockerMount>, E
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
-    Ok(volumes.into_iter().map(|v| to_mount(v, options)).collect())
+    let warnings = volumes
+        .iter_mut()
+        .flat_map(|v| std::mem::take(&mut v.warnings))
+        .collect();
+    Ok(Translation {
+        mounts: volumes.into_iter().map(|v| to_mount(v, options)).collect(),
+        warnings,
+    })
 }
-/// The `translate` command: reads, translates, prints. Returns the exit
-/// status: 0 done, 1 the input could not be read, 2 the input is not valid.
+/// The `translate` command: reads, translates, prints (warnings on
+/// standard error, `warning: PATH: sentence`). Returns the exit status: 0
+/// done, 1 the input could not be read, 2 the input is not valid.
 pub fn run_translate(args: TranslateArgs) -> i32 {
     let mut text = String::new();
     let read = match &args.input {
@@ -217,8 +236,11 @@ pub fn run_translate(args: TranslateArgs) -> i32 {
         allowed_host_paths: args.allowed_host_paths,
     };
     match translate_json(&text, &options) {
-        Ok(mounts) => {
-            print!("{}", render(&mounts, args.format));
+        Ok(translation) => {
+            for warning in &translation.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", render(&translation.mounts, args.format));
             0
         }
         Err(e) => {

@@ -65,8 +65,9 @@ enum Kind {
 enum Use {
     /// A volume option of the same name.
     Option,
-    /// Accepted and type-checked, not passed on (the server's business).
-    Ignored,
+    /// Accepted and type-checked, not passed on: it has no meaning on
+    /// Docker, which the warning says.
+    Ignored(&'static str),
 }
 
 #[derive(Clone, Copy)]
@@ -77,13 +78,14 @@ struct Field {
     used: Use,
 }
 
-/// A field of the API that is accepted and type-checked, not passed on.
-const fn ignored(name: &'static str, kind: Kind) -> Field {
+/// A field of the API that is accepted and type-checked, not passed on,
+/// with the warning `translate` gives when it is there.
+const fn ignored(name: &'static str, kind: Kind, warning: &'static str) -> Field {
     Field {
         name,
         kind,
         required: false,
-        used: Use::Ignored,
+        used: Use::Ignored(warning),
     }
 }
 
@@ -109,12 +111,26 @@ pub(super) const BACKENDS: &[Backend] = &[
         ty: VolumeType::Pvc,
         model: "PVC",
         extra: &[
-            // Provisioning hints of the API: the server's, not Docker's.
-            ignored("createIfNotExists", Kind::Bool),
-            ignored("deleteOnSandboxTermination", Kind::Bool),
-            ignored("storageClass", Kind::Str),
-            ignored("storage", Kind::Str),
-            ignored("accessModes", Kind::StrList),
+            // Provisioning hints of the API for Kubernetes; its schema
+            // says Docker ignores them.
+            ignored(
+                "storageClass",
+                Kind::Str,
+                "Ignored on Docker: a missing claim is created as a volume of Docker's local \
+                 driver, which has no storage classes.",
+            ),
+            ignored(
+                "storage",
+                Kind::Str,
+                "Ignored on Docker: a volume of Docker's local driver has no size of its own; it \
+                 can fill the disk it is on.",
+            ),
+            ignored(
+                "accessModes",
+                Kind::StrList,
+                "Ignored on Docker: every container on this host can mount the claim, read-write \
+                 unless the volume is readOnly.",
+            ),
         ],
     },
     Backend {
@@ -199,6 +215,8 @@ pub(super) struct Checked {
     pub(super) backend: &'static str,
     /// Backend options in table order.
     pub(super) options: Vec<(&'static str, String)>,
+    /// What the entry asks for that has no effect on Docker.
+    pub(super) warnings: Vec<Problem>,
 }
 
 /// Type-checks `value` as `kind`, with pydantic's wording for a wrong type
@@ -401,24 +419,44 @@ pub(super) fn check_entry(
             None
         }
     };
-    let backend_options =
+    let backend_checked =
         backend.and_then(|b| check_backend(b, &map[b.key], at, options, problems));
 
     if problems.len() > before {
         return None;
     }
-    let checked = Checked {
+    let (backend_options, warnings) = backend_checked?;
+    let mut checked = Checked {
         name: name?,
         mount_path: mount_path?,
         read_only,
         sub_path,
         backend: backend?.key,
-        options: backend_options?,
+        options: backend_options,
+        warnings,
     };
-    // The plugin's own parser: what its Create would refuse, refused here.
-    if let Some(message) = plugin_refusal(&checked) {
-        push(problems, at.entry.clone(), message);
-        return None;
+    // The plugin's own parser: what its Create would refuse, refused here;
+    // the ossfs options it accepts without effect, warned about.
+    match plugin_spec(&checked) {
+        Err(message) => {
+            push(problems, at.entry.clone(), message);
+            return None;
+        }
+        Ok(spec) => {
+            let ignored = spec
+                .backend
+                .object()
+                .map_or(&[][..], |o| &o.ignored_options);
+            for item in ignored {
+                checked.warnings.push(Problem {
+                    path: at.field(&format!("{}.options", checked.backend)),
+                    message: format!(
+                        "ossfs option `{item}` is accepted without effect: {}.",
+                        crate::spec::ignored_ossfs_reason(item).unwrap_or_default()
+                    ),
+                });
+            }
+        }
     }
     Some(checked)
 }
@@ -464,14 +502,18 @@ fn name_problem(name: &str) -> Option<String> {
     }
 }
 
-/// Checks a backend struct; returns its options in table order.
+/// A checked backend struct: its options in table order, and the warnings
+/// about its ignored fields.
+type BackendChecked = (Vec<(&'static str, String)>, Vec<Problem>);
+
+/// Checks a backend struct.
 fn check_backend(
     backend: &Backend,
     value: &Value,
     at: &Path,
     options: &Options,
     problems: &mut Vec<Problem>,
-) -> Option<Vec<(&'static str, String)>> {
+) -> Option<BackendChecked> {
     let before = problems.len();
     let fields = backend.fields();
     let base = at.field(backend.key);
@@ -541,13 +583,14 @@ fn check_backend(
         }
         "pvc" => {
             if let Some(claim) = get_str("claimName") {
+                let max = crate::spec::MAX_CLAIM_NAME_LEN;
                 let message = if claim.trim().is_empty() {
                     Some("PVC claim name cannot be empty.".to_string())
-                } else if claim.len() > 63 {
+                } else if claim.len() > max {
                     Some(format!(
-                        "PVC claim name '{claim}' exceeds maximum length of 63 characters."
+                        "PVC claim name '{claim}' exceeds maximum length of {max} characters."
                     ))
-                } else if !crate::spec::is_dns_label(&claim) {
+                } else if !crate::spec::is_claim_name(&claim) {
                     Some(format!(
                         "PVC claim name '{claim}' is not a valid Kubernetes resource name."
                     ))
@@ -557,6 +600,14 @@ fn check_backend(
                 if let Some(message) = message {
                     say("claimName", message);
                 }
+            }
+            if let Some(storage) = get_str("storage")
+                && !is_quantity(&storage)
+            {
+                say(
+                    "storage",
+                    format!("String should match pattern '{QUANTITY}'"),
+                );
             }
         }
         "ossfs" => {
@@ -646,13 +697,41 @@ fn check_backend(
     if problems.len() > before {
         return None;
     }
-    Some(
-        values
-            .into_iter()
-            .filter(|(f, _)| f.used == Use::Option)
-            .map(|(f, v)| (f.name, v.text()))
-            .collect(),
-    )
+    let warnings = values
+        .iter()
+        .filter_map(|(f, _)| match f.used {
+            Use::Ignored(warning) => Some(Problem {
+                path: path(f.name),
+                message: warning.to_string(),
+            }),
+            Use::Option => None,
+        })
+        .collect();
+    let options = values
+        .into_iter()
+        .filter(|(f, _)| f.used == Use::Option)
+        .map(|(f, v)| (f.name, v.text()))
+        .collect();
+    Some((options, warnings))
+}
+
+/// The API's pattern for `pvc.storage` (a Kubernetes quantity in binary
+/// units), as its schema and pydantic's message give it.
+const QUANTITY: &str = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei)?$";
+
+/// Whether `s` matches [`QUANTITY`]: digits, an optional fraction, an
+/// optional binary unit.
+fn is_quantity(s: &str) -> bool {
+    let unit_at = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(unit_at);
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    let number_ok = match number.split_once('.') {
+        Some((int, frac)) => digits(int) && digits(frac),
+        None => digits(number),
+    };
+    number_ok && ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].contains(&unit)
 }
 
 /// The API's host path rules (absolute, no `..`, normalised, under an
@@ -701,15 +780,15 @@ fn host_path_problem(path: &str, allowed: Option<&[String]>) -> Option<String> {
     None
 }
 
-/// The plugin's refusal of the options this entry becomes, if any.
-fn plugin_refusal(v: &Checked) -> Option<String> {
+/// What the plugin's Create makes of the options this entry becomes, or
+/// its refusal.
+fn plugin_spec(v: &Checked) -> Result<crate::spec::VolumeSpec, String> {
     let map: Map<String, Value> = volume_options(v)
         .into_iter()
         .map(|(k, val)| (k, Value::String(val)))
         .collect();
     crate::spec::parse_options(Some(&map))
-        .err()
-        .map(|e| format!("the plugin refuses this volume: {e}"))
+        .map_err(|e| format!("the plugin refuses this volume: {e}"))
 }
 
 /// `type`, the backend's options, `subPath`, `readOnly` (only when true:
@@ -794,6 +873,18 @@ impl Seen {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn storage_quantities_as_the_api_matches_them() {
+        for good in ["1", "10Gi", "1.5Ti", "0.5Mi", "100Ki", "2Ei"] {
+            assert!(is_quantity(good), "{good}");
+        }
+        for bad in [
+            "", "Gi", "10G", "10gi", "1.Gi", ".5Gi", "1.5.5Gi", "-1Gi", "10 Gi", "1e3",
+        ] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn lax_booleans() {

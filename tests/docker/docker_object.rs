@@ -291,10 +291,14 @@ fn ossfs_options_map_and_unknown_ones_are_refused_by_name() {
         config.bucket,
         config.endpoint.as_deref().unwrap()
     );
+    // ossfs 1.0 options as sandbox configurations carry them: mapped ones
+    // take effect, tuning objectfs has no setting for is noted.
     let vol = create(
         &mut clean,
         "ossfs",
-        &format!("{opts} -o options=allow_other,uid=1234,gid=2345,umask=027"),
+        &format!(
+            "{opts} -o options=allow_other,uid=1234,gid=2345,umask=027,kernel_cache,max_stat_cache_size=1000,stat_cache_expire=2"
+        ),
     );
     let out = run_sh(
         &format!("-v {vol}:/data"),
@@ -309,6 +313,29 @@ fn ossfs_options_map_and_unknown_ones_are_refused_by_name() {
     assert_eq!(status["type"], "ossfs");
     assert_eq!(status["version"], "1.0");
     assert_eq!(status["prefix"], "agents/");
+    let notes: Vec<&str> = status["ignoredOptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ignoredOptions in {status}"))
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].starts_with("kernel_cache: accepted without effect; objectfs "),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].starts_with("max_stat_cache_size=1000: accepted without effect; "),
+        "{notes:?}"
+    );
+    let log = fs::read_to_string(&p.plugin().log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ossfs option accepted without effect")
+                && l.contains(&vol)
+                && l.contains("max_stat_cache_size=1000")),
+        "no log line for {vol}"
+    );
 
     let err = docker_fails(&[
         "volume",
@@ -322,11 +349,36 @@ fn ossfs_options_map_and_unknown_ones_are_refused_by_name() {
         "-o",
         "endpoint=oss-cn-hangzhou.aliyuncs.com",
         "-o",
-        "options=allow_other,use_cache=/tmp",
+        "options=allow_other,no_such_option=1",
         &unique("ossfs-bad"),
     ]);
-    assert!(err.contains("use_cache"), "{err}");
-    assert!(err.contains("allow_other"), "the supported list: {err}");
+    assert!(
+        err.contains("ossfs option `no_such_option` in `options` is not an ossfs 2.0 option"),
+        "{err}"
+    );
+    assert!(err.contains("allow_other"), "the known list: {err}");
+    // An option of the other version, by name and version.
+    let err = docker_fails(&[
+        "volume",
+        "create",
+        "-d",
+        &p.driver,
+        "-o",
+        "type=ossfs",
+        "-o",
+        &format!("bucket={}", config.bucket),
+        "-o",
+        "endpoint=oss-cn-hangzhou.aliyuncs.com",
+        "-o",
+        "version=1.0",
+        "-o",
+        "options=upload_concurrency=64",
+        &unique("ossfs-bad-version"),
+    ]);
+    assert!(
+        err.contains("`upload_concurrency` in `options` is an ossfs 2.0 option, and this volume is version=1.0"),
+        "{err}"
+    );
 }
 
 #[test]

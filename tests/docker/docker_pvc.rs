@@ -1,11 +1,15 @@
-//! `type=pvc` (an existing Docker named volume, optionally a directory of
-//! it) and `type=nfs` against the real dockerd, with the plugin as a legacy
-//! driver. Claims are looked up through the Engine API at Mount.
+//! `type=pvc` (a Docker named volume, optionally a directory of it) and
+//! `type=nfs` against the real dockerd, with the plugin as a legacy driver.
+//! Claims are looked up through the Engine API at Mount, created there when
+//! missing (`createIfNotExists`), and removed with the last pvc volume that
+//! names them when they asked for it and the plugin created the claim
+//! (`deleteOnSandboxTermination`).
 
 use crate::common;
 
 use common::docker::{
-    Cleanup, SharedPlugin, TEST_DRIVER, dk, docker, docker_ok, image, mounts_of, run_sh, unique,
+    Cleanup, SharedPlugin, TEST_DRIVER, dk, docker, docker_ok, image, inspect_volume, mounts_of,
+    run_sh, unique,
 };
 use std::fs;
 use std::path::PathBuf;
@@ -101,7 +105,11 @@ fn missing_claims_and_unusable_drivers_are_refused_with_a_sentence() {
     require!(Root, Dockerd);
     let _shared = common::docker::shared_daemon();
     let mut clean = Cleanup::default();
-    let missing = pvc(&mut clean, "pvc-missing", "-o claimName=no-such-claim-here");
+    let missing = pvc(
+        &mut clean,
+        "pvc-missing",
+        "-o claimName=no-such-claim-here -o createIfNotExists=false",
+    );
     let err = run_fails(&format!("-v {missing}:/m"), "true");
     assert!(
         err.contains("the named volume \"no-such-claim-here\" does not exist"),
@@ -132,7 +140,7 @@ fn missing_claims_and_unusable_drivers_are_refused_with_a_sentence() {
         &unique("pvc-bad"),
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a DNS label"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a claim name"));
     let me = unique("pvc-self");
     let out = docker(&[
         "volume",
@@ -147,6 +155,172 @@ fn missing_claims_and_unusable_drivers_are_refused_with_a_sentence() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot claim itself"));
+}
+
+/// Whether dockerd knows a volume of this name.
+fn volume_exists(name: &str) -> bool {
+    docker(&["volume", "inspect", name]).status.success()
+}
+
+/// Removes a claim the test expects the plugin to remove, should the test
+/// fail before it does (on success it is gone, and asking dockerd about an
+/// unknown name is slow).
+struct ClaimGuard(String);
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = docker(&["volume", "rm", "-f", &self.0]);
+        }
+    }
+}
+
+#[test]
+fn a_missing_claim_is_created_and_goes_with_the_last_volume_that_asked() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
+    let mut clean = Cleanup::default();
+    let claim = unique("osv-auto-claim");
+    let _guard = ClaimGuard(claim.clone());
+    assert!(!volume_exists(&claim));
+    // Two pvc volumes on the claim: one asks for its removal, one does not.
+    // A non-normal subPath is normalised, not refused.
+    let asks = pvc(
+        &mut clean,
+        "pvc-auto-asks",
+        &format!("-o claimName={claim} -o deleteOnSandboxTermination=true -o subPath=runs/./a//b"),
+    );
+    let keeps = pvc(
+        &mut clean,
+        "pvc-auto-keeps",
+        &format!("-o claimName={claim} -o subPath=other"),
+    );
+    let status = &inspect_volume(&asks)["Status"];
+    assert_eq!(status["subPath"], "runs/a/b");
+    assert_eq!(status["createIfNotExists"], true);
+    assert_eq!(status["deleteOnSandboxTermination"], true);
+    assert_eq!(
+        inspect_volume(&keeps)["Status"]["deleteOnSandboxTermination"],
+        false
+    );
+
+    // The first Mount creates the claim: a local volume with the label.
+    run_sh(&format!("-v {asks}:/w"), "echo created > /w/f");
+    let created = inspect_volume(&claim);
+    assert_eq!(created["Driver"], "local");
+    assert_eq!(
+        created["Labels"]["opensandbox.io/volume-managed-by"], "opensandbox-volume",
+        "{created}"
+    );
+    let data = PathBuf::from(created["Mountpoint"].as_str().unwrap());
+    assert_eq!(
+        fs::read_to_string(data.join("runs/a/b/f")).unwrap(),
+        "created\n"
+    );
+    // The other volume sees the same claim (no second one is made).
+    run_sh(&format!("-v {keeps}:/o"), "echo other > /o/g");
+    assert_eq!(fs::read_to_string(data.join("other/g")).unwrap(), "other\n");
+
+    // Removing the volume that asked keeps the claim: another names it.
+    dk(&format!("volume rm {asks}"), &[]);
+    assert!(
+        volume_exists(&claim),
+        "removed while another volume uses it"
+    );
+    // A second volume that asks, then the one that does not goes: kept.
+    let asks_too = pvc(
+        &mut clean,
+        "pvc-auto-asks-too",
+        &format!("-o claimName={claim} -o deleteOnSandboxTermination=true"),
+    );
+    dk(&format!("volume rm {keeps}"), &[]);
+    assert!(
+        volume_exists(&claim),
+        "removed by a volume that did not ask"
+    );
+    // The last one, which asks, takes the claim and its data with it.
+    assert_eq!(
+        run_sh(&format!("-v {asks_too}:/t"), "cat /t/runs/a/b/f"),
+        "created"
+    );
+    dk(&format!("volume rm {asks_too}"), &[]);
+    assert!(
+        !volume_exists(&claim),
+        "the claim outlived the last volume that asked"
+    );
+    assert!(!data.exists(), "its data went with it");
+}
+
+#[test]
+fn a_claim_the_plugin_did_not_create_is_never_removed() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
+    let mut clean = Cleanup::default();
+    // Made by a user, and as the OpenSandbox server labels its own.
+    let (plain, plain_data) = local_volume(&mut clean, "claim-foreign", "mine\n");
+    let by_server = clean.volume(&unique("claim-by-server"));
+    dk(
+        &format!("volume create --label opensandbox.io/volume-managed-by=server {by_server}"),
+        &[],
+    );
+    for claim in [&plain, &by_server] {
+        let vol = pvc(
+            &mut clean,
+            &format!("pvc-on-{claim}"),
+            &format!("-o claimName={claim} -o deleteOnSandboxTermination=true"),
+        );
+        run_sh(&format!("-v {vol}:/c"), "echo x > /c/written");
+        dk(&format!("volume rm {vol}"), &[]);
+        assert!(volume_exists(claim), "{claim} was removed");
+    }
+    assert_eq!(
+        fs::read_to_string(plain_data.join("file")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(
+        fs::read_to_string(plain_data.join("written")).unwrap(),
+        "x\n"
+    );
+    // The plugin's log says why it kept them.
+    let log = fs::read_to_string(&plugin().plugin().log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("claim kept: the plugin did not create it")
+                && l.contains(&by_server)),
+        "no log line for {by_server}"
+    );
+}
+
+#[test]
+fn a_claim_name_of_253_characters_is_created_and_used() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
+    let mut clean = Cleanup::default();
+    let head = unique("osv-long");
+    let claim = format!("{head}-{}", "x".repeat(253 - head.len() - 1));
+    assert_eq!(claim.len(), 253);
+    let _guard = ClaimGuard(claim.clone());
+    let vol = pvc(
+        &mut clean,
+        "pvc-long",
+        &format!(
+            "-o claimName={claim} -o deleteOnSandboxTermination=true -o subPath=./deep//dir/."
+        ),
+    );
+    assert_eq!(inspect_volume(&vol)["Status"]["claimName"], claim.as_str());
+    run_sh(&format!("-v {vol}:/l"), "echo long > /l/f");
+    let data = PathBuf::from(
+        inspect_volume(&claim)["Mountpoint"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    assert_eq!(
+        fs::read_to_string(data.join("deep/dir/f")).unwrap(),
+        "long\n"
+    );
+    dk(&format!("volume rm {vol}"), &[]);
+    assert!(!volume_exists(&claim));
 }
 
 #[test]

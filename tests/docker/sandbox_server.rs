@@ -6,8 +6,10 @@
 //!   `HostConfig.Mounts`), as a server that speaks HTTP to dockerd would;
 //! - the cli form pasted into `sh -c "docker run … $ARGS image …"`, values
 //!   with commas, quotes and apostrophes included; a `pvc` claim (an
-//!   existing local volume) with `subPath`s; named volumes (`--name-prefix`)
-//!   reused by a second sandbox;
+//!   existing local volume) with `subPath`s; a `pvc` claim as the server
+//!   sends it (a 253-character name, a non-normal `subPath`, the
+//!   provisioning hints), created by the first sandbox and removed with the
+//!   second; named volumes (`--name-prefix`) reused by a second sandbox;
 //! - examples/sandbox_sdk.py, the Docker SDK for Python, as the (Python)
 //!   OpenSandbox server would.
 //!
@@ -38,6 +40,11 @@ fn plugin() -> &'static SharedPlugin {
 /// `opensandbox-volume translate --driver osvtest ARGS` on `volumes`;
 /// returns stdout (it must succeed).
 fn translate(args: &[&str], volumes: &Value) -> String {
+    translate_warning(args, volumes).0
+}
+
+/// [`translate`], with its warnings (standard error).
+fn translate_warning(args: &[&str], volumes: &Value) -> (String, String) {
     let mut child = Command::new(BIN)
         .arg("translate")
         .arg("--driver")
@@ -60,7 +67,10 @@ fn translate(args: &[&str], volumes: &Value) -> String {
         "translate {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 /// dockerd's socket: `$DOCKER_HOST` when it is a unix socket, else the default.
@@ -525,4 +535,91 @@ fn pvc_claim_with_a_sub_path() {
         "cat /c/agent-1/s && ls /c/team",
     ]);
     assert_eq!(listing, "s\nf");
+}
+
+/// `docker run --rm ARGS IMAGE sh -c SCRIPT` through a shell, as a server
+/// pasting translate's cli form would; returns stdout (it must succeed).
+fn sandbox(args: &str, script: &str) -> String {
+    let command = format!(
+        "docker run --rm {} {} sh -c {}",
+        args.trim_end(),
+        image(),
+        shell_quote(script)
+    );
+    let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A `pvc` entry as the OpenSandbox server accepts it today: a claim name of
+/// 253 characters that does not exist yet, a `subPath` with `.` and empty
+/// components, the Kubernetes provisioning hints (warned about, dropped).
+/// The first sandbox creates the claim (`createIfNotExists`, the default);
+/// the second, with `deleteOnSandboxTermination`, takes it away with its
+/// container.
+#[test]
+fn pvc_as_the_server_sends_it_is_created_and_removed_with_the_sandbox() {
+    require!(Root, Dockerd);
+    let _shared = common::docker::shared_daemon();
+    let _p = plugin();
+    let head = unique("osv-srv-claim");
+    let claim = format!("{head}-{}", "c".repeat(253 - head.len() - 1));
+    struct RemoveOnFailure(String);
+    impl Drop for RemoveOnFailure {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = docker(&["volume", "rm", "-f", &self.0]);
+            }
+        }
+    }
+    let _guard = RemoveOnFailure(claim.clone());
+    assert!(!volume_exists(&claim));
+
+    let first = json!({"volumes": [{
+        "name": "work", "mountPath": "/mnt/work", "subPath": "runs/./one//two",
+        "pvc": {"claimName": claim, "storageClass": "standard", "storage": "1Gi",
+                "accessModes": ["ReadWriteOnce"]}
+    }]});
+    let (args, warnings) = translate_warning(&[], &first);
+    assert_eq!(
+        warnings
+            .lines()
+            .map(|l| l.split(':').nth(1).unwrap().trim())
+            .collect::<Vec<_>>(),
+        [
+            "volumes[0].pvc.storageClass",
+            "volumes[0].pvc.storage",
+            "volumes[0].pvc.accessModes"
+        ],
+        "{warnings}"
+    );
+    assert!(!args.contains("storageClass"), "{args}");
+    sandbox(&args, "echo from-first > /mnt/work/f");
+    let created = common::docker::inspect_volume(&claim);
+    assert_eq!(created["Driver"], "local");
+    assert_eq!(
+        created["Labels"]["opensandbox.io/volume-managed-by"],
+        "opensandbox-volume"
+    );
+    let data = PathBuf::from(created["Mountpoint"].as_str().unwrap());
+    assert_eq!(read(&data.join("runs/one/two/f")), "from-first\n");
+
+    let second = json!({"volumes": [{
+        "name": "work", "mountPath": "/mnt/work", "subPath": "runs/one/two", "readOnly": true,
+        "pvc": {"claimName": claim, "deleteOnSandboxTermination": true}
+    }]});
+    let (args, warnings) = translate_warning(&[], &second);
+    assert_eq!(warnings, "");
+    assert_eq!(sandbox(&args, "cat /mnt/work/f"), "from-first\n");
+    // `--rm` removes the anonymous pvc volume with the container, and the
+    // plugin the claim it created (Docker does so after `docker run`
+    // returns).
+    wait_for("the claim to go with the sandbox", || {
+        !volume_exists(&claim)
+    });
+    assert!(!data.exists());
 }

@@ -975,8 +975,8 @@ fn check_spec(spec: &VolumeSpec, secrets: &[String]) -> Result<(), String> {
                 return Err(format!("accepted host path {p:?}"));
             }
         }
-        BackendSpec::Pvc { claim_name } => {
-            if !opensandbox_volume::spec::is_dns_label(claim_name) {
+        BackendSpec::Pvc { claim_name, .. } => {
+            if !opensandbox_volume::spec::is_claim_name(claim_name) {
                 return Err(format!("accepted claimName {claim_name:?}"));
             }
         }

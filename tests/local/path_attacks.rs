@@ -737,12 +737,15 @@ fn sub_path_attacks(target: &'static str, opts: &dyn Fn(&str) -> Value, dir: &st
             c("a/../a"),
             Expect::AtCreate(SUB_PATH),
         ),
-        attack(target, "`.`", c("."), Expect::AtCreate(SUB_PATH)),
+        // `.` and empty components are dropped, as the OpenSandbox server
+        // joins a subPath onto a path: what is left stays inside.
+        attack(target, "`.`", c("."), Expect::Confined(dir.to_string())),
+        attack(target, "`.` first: ./a", c("./a"), inside("a")),
         attack(
             target,
-            "`.` first: ./a",
-            c("./a"),
-            Expect::AtCreate(SUB_PATH),
+            "`.` in the middle: a/./s",
+            c("a/./s"),
+            inside("a/s"),
         ),
         attack(
             target,
@@ -751,10 +754,17 @@ fn sub_path_attacks(target: &'static str, opts: &dyn Fn(&str) -> Value, dir: &st
             Expect::AtCreate(SUB_PATH),
         ),
         attack(target, "absolute: /", c("/"), Expect::AtCreate(SUB_PATH)),
+        attack(target, "empty component: a//s", c("a//s"), inside("a/s")),
         attack(
             target,
-            "empty component: a//s",
-            c("a//s"),
+            "`.` then `..`: ./..",
+            c("./.."),
+            Expect::AtCreate(SUB_PATH),
+        ),
+        attack(
+            target,
+            "empty components, then `..`: a//..//..",
+            c("a//..//.."),
             Expect::AtCreate(SUB_PATH),
         ),
         attack(
@@ -900,13 +910,14 @@ fn pvc_sub_paths_and_claim_names() {
         ("upper case: CLAIM", "CLAIM"),
         ("percent-encoded: %2e%2e", "%2e%2e"),
         ("NUL byte", "claim\0"),
-        ("64 characters", &"c".repeat(64)),
+        ("254 characters", &"c".repeat(254)),
+        ("a dot: claim.x", "claim.x"),
     ] {
         attacks.push(attack(
             t,
             what,
             claim(c),
-            Expect::AtCreate("is not a DNS label"),
+            Expect::AtCreate("is not a claim name"),
         ));
     }
     attacks.push(attack(
@@ -915,10 +926,12 @@ fn pvc_sub_paths_and_claim_names() {
         claim(""),
         Expect::AtCreate("`claimName` is required"),
     ));
+    // Not created here (`createIfNotExists=false`): this test must leave
+    // nothing in the Docker daemon the plugin may reach.
     attacks.push(attack(
         t,
         "a volume nobody created",
-        claim("osv-no-such-claim"),
+        json!({"type": "pvc", "claimName": "osv-no-such-claim", "createIfNotExists": false}),
         Expect::AtMount("osv-no-such-claim"),
     ));
     attacks.push(attack(

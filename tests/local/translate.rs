@@ -5,8 +5,11 @@
 //! form through a shell split and a CSV parse (as the docker CLI reads
 //! `--mount`) back to the api form.
 //!
-//! `OSV_BLESS=1 cargo test --test local translate::` rewrites the golden files from
-//! the current output; review the diff before committing it.
+//! Warnings (fields and ossfs options accepted without effect on Docker)
+//! are compared with CASE.warnings, the standard error of a case that has
+//! any. `OSV_BLESS=1 cargo test --test local translate::` rewrites the
+//! golden files from the current output; review the diff before committing
+//! it.
 
 use opensandbox_volume::translate::{Error, Options, translate_json};
 use serde_json::{Value, json};
@@ -60,7 +63,8 @@ fn run(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// `translate --format FORMAT ARGS CASE.json`, which must succeed.
+/// `translate --format FORMAT ARGS CASE.json`, which must succeed, with
+/// the warnings of CASE.warnings (none when there is no such file).
 fn translate_case(case: &str, format: &str, extra: &[&str]) -> String {
     let input = data_dir().join(format!("{case}.json"));
     let mut args = vec!["--format", format];
@@ -74,11 +78,11 @@ fn translate_case(case: &str, format: &str, extra: &[&str]) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let warnings = String::from_utf8(out.stderr).unwrap();
+    let file = format!("{case}.warnings");
+    if !warnings.is_empty() || data_dir().join(&file).exists() {
+        check_golden(&file, &warnings);
+    }
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -485,7 +489,9 @@ fn read_only_and_sub_path_rules() {
     );
     // What the API's (lax) boolean accepts is accepted.
     for yes in [json!(true), json!("true"), json!("yes"), json!(1)] {
-        let mounts = translate_json(&entry(json!({"readOnly": yes})), &Options::default()).unwrap();
+        let mounts = translate_json(&entry(json!({"readOnly": yes})), &Options::default())
+            .unwrap()
+            .mounts;
         let read_only = ("readOnly".to_string(), "true".to_string());
         assert!(mounts[0].options.contains(&read_only));
         // Docker refuses a read-only anonymous volume: the plugin's own
@@ -509,18 +515,32 @@ fn read_only_and_sub_path_rules() {
             json!({"subPath": 1}),
             "volumes[0].subPath: Input should be a valid string",
         ),
-        // The API lets `a/./b` through; the plugin does not, in its words.
+        // The API lets a component of 256 bytes through; the plugin does
+        // not, in its words.
         (
-            json!({"subPath": "a/./b"}),
-            "volumes[0]: the plugin refuses this volume: option `subPath`=\"a/./b\" must be a relative path inside the volume (no leading `/`, no `.` or `..` components, no NUL), e.g. subPath=work/run1",
+            json!({"subPath": format!("a/{}", "x".repeat(256))}),
+            &format!(
+                "volumes[0]: the plugin refuses this volume: option `subPath`=\"a/{}\" must be a relative path inside the volume (no leading `/`, no `..` components, no NUL, components of at most 255 bytes), e.g. subPath=work/run1",
+                "x".repeat(256)
+            ),
         ),
     ];
     for (fields, expected) in cases {
         assert_eq!(problems(&entry(fields)), expected);
     }
     // An empty subPath is the whole volume.
-    let mounts = translate_json(&entry(json!({"subPath": ""})), &Options::default()).unwrap();
+    let mounts = translate_json(&entry(json!({"subPath": ""})), &Options::default())
+        .unwrap()
+        .mounts;
     assert!(mounts[0].options.iter().all(|(k, _)| k != "subPath"));
+    // What the API accepts and the plugin normalises (`a/./b`, `a//b`) is
+    // passed on as given, without a warning.
+    for sub in ["a/./b", "a//b", "./a/", "."] {
+        let t = translate_json(&entry(json!({"subPath": sub})), &Options::default()).unwrap();
+        let option = ("subPath".to_string(), sub.to_string());
+        assert!(t.mounts[0].options.contains(&option), "{sub}");
+        assert!(t.warnings.is_empty(), "{sub}: {:?}", t.warnings);
+    }
 }
 
 #[test]
@@ -618,20 +638,189 @@ fn pvc_rules() {
             "volumes[0].pvc.claimName: PVC claim name cannot be empty.",
         ),
         (
-            json!({"claimName": "c".repeat(64)}),
-            "volumes[0].pvc.claimName: PVC claim name 'cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc' exceeds maximum length of 63 characters.",
+            json!({"claimName": "c".repeat(254)}),
+            &format!(
+                "volumes[0].pvc.claimName: PVC claim name '{}' exceeds maximum length of 253 characters.",
+                "c".repeat(254)
+            ),
         ),
         (
             json!({"claimName": "My.Claim"}),
             "volumes[0].pvc.claimName: PVC claim name 'My.Claim' is not a valid Kubernetes resource name.",
         ),
         (
+            json!({"claimName": "my.claim"}),
+            "volumes[0].pvc.claimName: PVC claim name 'my.claim' is not a valid Kubernetes resource name.",
+        ),
+        (
             json!({"claimName": "c", "createIfNotExists": "sometimes"}),
             "volumes[0].pvc.createIfNotExists: Input should be a valid boolean",
+        ),
+        (
+            json!({"claimName": "c", "deleteOnSandboxTermination": []}),
+            "volumes[0].pvc.deleteOnSandboxTermination: Input should be a valid boolean",
+        ),
+        (
+            json!({"claimName": "c", "storage": "10G"}),
+            r"volumes[0].pvc.storage: String should match pattern '^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei)?$'",
+        ),
+        (
+            json!({"claimName": "c", "accessModes": "ReadWriteOnce"}),
+            "volumes[0].pvc.accessModes: Input should be a valid list",
+        ),
+        (
+            json!({"claimName": "c", "storageclass": "x"}),
+            "volumes[0].pvc.storageclass: Extra inputs are not permitted",
         ),
     ];
     for (body, expected) in cases {
         assert_eq!(problems(&backend("pvc", body)), expected);
+    }
+    // The server's limit is 253 characters; every one of them is passed on.
+    let long = "c".repeat(253);
+    let t = translate_json(
+        &backend("pvc", json!({"claimName": long})),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(
+        t.mounts[0]
+            .options
+            .contains(&("claimName".to_string(), long.clone()))
+    );
+}
+
+/// `createIfNotExists` and `deleteOnSandboxTermination` become the
+/// plugin's options; `storageClass`, `storage` and `accessModes`, which have
+/// no meaning on Docker, are dropped with a warning each.
+#[test]
+fn pvc_lifecycle_fields_pass_on_and_provisioning_hints_warn() {
+    let input = backend(
+        "pvc",
+        json!({"claimName": "team-data", "createIfNotExists": false,
+               "deleteOnSandboxTermination": "yes", "storageClass": "standard",
+               "storage": "1.5Gi", "accessModes": ["ReadWriteOnce", "ReadOnlyMany"]}),
+    );
+    let t = translate_json(&input, &Options::default()).unwrap();
+    let options: Vec<(&str, &str)> = t.mounts[0]
+        .options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        options,
+        [
+            ("type", "pvc"),
+            ("claimName", "team-data"),
+            ("createIfNotExists", "false"),
+            ("deleteOnSandboxTermination", "true"),
+        ]
+    );
+    let warnings: Vec<String> = t.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "volumes[0].pvc.storageClass: Ignored on Docker: a missing claim is created as a volume of Docker's local driver, which has no storage classes.",
+            "volumes[0].pvc.storage: Ignored on Docker: a volume of Docker's local driver has no size of its own; it can fill the disk it is on.",
+            "volumes[0].pvc.accessModes: Ignored on Docker: every container on this host can mount the claim, read-write unless the volume is readOnly.",
+        ]
+    );
+    // Without the hints, no warning; the lone-object form names the field
+    // without `volumes[I].`.
+    let plain = translate_json(
+        &json!({"name": "v", "mountPath": "/v", "pvc": {"claimName": "c1", "storage": "1Gi"}})
+            .to_string(),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(plain.warnings.len(), 1);
+    assert_eq!(plain.warnings[0].path, "pvc.storage");
+    let none = translate_json(
+        &backend("pvc", json!({"claimName": "c1"})),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(none.warnings.is_empty());
+    // The command prints them on standard error, prefixed, and succeeds.
+    let out = run(&[], &input);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("warning: volumes[0].pvc.")),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("createIfNotExists=false")
+    );
+}
+
+/// The options sandbox configurations carry today, per ossfs version:
+/// mapped ones pass quietly, tuning without an objectfs setting passes with
+/// a warning, an option of the other version is refused.
+#[test]
+fn ossfs_options_of_each_version_pass_with_warnings() {
+    let v1 = ossfs(json!({"version": "1.0", "options": [
+        "allow_other", "max_stat_cache_size=100000", "stat_cache_expire=10", "kernel_cache",
+        "multipart_size=64", "parallel_count=20", "sigv4", "region=cn-hangzhou"]}));
+    let t = translate_json(&v1, &Options::default()).unwrap();
+    assert!(t.mounts[0].options.contains(&(
+        "options".to_string(),
+        "allow_other,max_stat_cache_size=100000,stat_cache_expire=10,kernel_cache,multipart_size=64,parallel_count=20,sigv4,region=cn-hangzhou".to_string()
+    )));
+    let warned: Vec<&str> = t
+        .warnings
+        .iter()
+        .map(|w| {
+            assert_eq!(w.path, "volumes[0].ossfs.options");
+            w.message
+                .strip_prefix("ossfs option `")
+                .and_then(|m| m.split_once('`'))
+                .map(|(item, rest)| {
+                    assert!(rest.starts_with(" is accepted without effect: "), "{rest}");
+                    item
+                })
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "max_stat_cache_size=100000",
+            "kernel_cache",
+            "multipart_size=64",
+            "parallel_count=20",
+            "sigv4"
+        ]
+    );
+    let v2 = ossfs(json!({"options": [
+        "attr_timeout=30", "close_to_open=true", "upload_concurrency=64", "upload_buffer_size=8388608"]}));
+    let t = translate_json(&v2, &Options::default()).unwrap();
+    let warnings: Vec<String> = t.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert_eq!(
+        warnings[0],
+        "volumes[0].ossfs.options: ossfs option `close_to_open=true` is accepted without effect: objectfs revalidates a file at open once what it knows of it is older than `metadataTtl` (default 1 s); `metadataTtl=0` checks at every open."
+    );
+    for (fields, expected) in [
+        (
+            json!({"version": "1.0", "options": ["upload_concurrency=64"]}),
+            "volumes[0]: the plugin refuses this volume: ossfs option `upload_concurrency` in `options` is an ossfs 2.0 option, and this volume is version=1.0; remove it or set version=2.0",
+        ),
+        (
+            json!({"options": ["kernel_cache"]}),
+            "volumes[0]: the plugin refuses this volume: ossfs option `kernel_cache` in `options` is an ossfs 1.0 option, and this volume is version=2.0; remove it or set version=1.0",
+        ),
+        (
+            json!({"version": "1.0", "options": ["passwd_file=/etc/passwd-ossfs"]}),
+            "volumes[0]: the plugin refuses this volume: ossfs option `passwd_file` in `options` is refused: give the keys as `accessKeyId` and `accessKeySecret`, or a credential profile as `credentials`",
+        ),
+    ] {
+        assert_eq!(problems(&ossfs(fields)), expected);
     }
 }
 
@@ -700,8 +889,8 @@ fn ossfs_rules() {
             "volumes[0]: the plugin refuses this volume: option `bucket`=\"my.bucket\" is not an OSS bucket name; use 3–63 lowercase letters, digits and `-`, starting and ending with a letter or digit, e.g. bucket=my-bucket",
         ),
         (
-            json!({"options": ["allow_other", "use_cache=/tmp"]}),
-            "volumes[0]: the plugin refuses this volume: ossfs option `use_cache` in `options` is not supported; supported: allow_other, umask, uid, gid, ro, stat_cache_expire, attr_timeout",
+            json!({"options": ["allow_other", "no_such_option=1"]}),
+            "volumes[0]: the plugin refuses this volume: ossfs option `no_such_option` in `options` is not an ossfs 2.0 option this plugin knows; remove it, or use one it maps or accepts: allow_other, ro, uid, gid, umask, attr_timeout, negative_timeout, oss_negative_cache_timeout, oss_region, close_to_open, readdirplus, upload_buffer_size, upload_concurrency, log_level, log_dir, log_file_max_size, log_file_max_count, f, d",
         ),
         (
             json!({"credentials": "team-a"}),
@@ -918,6 +1107,7 @@ fn shapes_that_are_not_volumes() {
         assert!(
             translate_json(empty, &Options::default())
                 .unwrap()
+                .mounts
                 .is_empty()
         );
     }
