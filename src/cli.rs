@@ -244,6 +244,7 @@ impl MountArgs {
                 attrs_from_listing: self.attrs_from_listing,
                 cache_size: self.cache_size,
                 dirty_wait: objectfs::config::DIRTY_WAIT,
+                label: format!("bucket {bucket}"),
             },
             mount: MountSettings::new(self.mountpoint.clone(), &bucket, self.allow_other),
             store: S3Config {

@@ -31,17 +31,28 @@ fn main() {
         }
         command => {
             bound_malloc();
-            tokio::runtime::Builder::new_multi_thread()
+            let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
-                .expect("the tokio runtime starts")
-                .block_on(run(command))
+                .expect("the tokio runtime starts");
+            let result = rt.block_on(run(command));
+            // Never shut the runtime down: that waits for every blocking
+            // task, and a mount whose flush timed out still has uploads
+            // retrying against a store that does not answer (their data is
+            // journalled on disk). The process ends here, with the status.
+            exit_with(result)
         }
     };
+    exit_with(result)
+}
+
+/// Ends the process: status 0, or 1 with the error on stderr.
+fn exit_with(result: anyhow::Result<()>) -> ! {
     if let Err(e) = result {
         eprintln!("opensandbox-volume: {e:#}");
         std::process::exit(1);
     }
+    std::process::exit(0)
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ pub mod object;
 pub mod pvc;
 
 use crate::mounts;
-use crate::spec::{BackendSpec, Credentials, VolumeSpec};
+use crate::spec::{BackendSpec, VolumeSpec};
 use host::{HostBackend, HostError};
 use nfs::{NfsBackend, NfsError};
 use object::{ObjectBackend, ObjectError, ObjectSettings};
@@ -193,12 +193,7 @@ impl Backends {
                 }
                 let prefix = object::mount_prefix(obj, spec.sub_path.as_deref());
                 status.insert("prefix".into(), json!(prefix));
-                let credentials = match &obj.credentials {
-                    Credentials::Default => "none (anonymous requests)".to_string(),
-                    Credentials::Profile { name } => format!("profile {name}"),
-                    Credentials::Inline { .. } => "inline keys (hidden)".to_string(),
-                };
-                status.insert("credentials".into(), json!(credentials));
+                status.insert("credentials".into(), json!(obj.credentials.describe()));
                 let (state, reported) = self.object.mount_status(target);
                 status.insert("mount".into(), json!(state));
                 if let Some(r) = reported {
@@ -206,6 +201,10 @@ impl Backends {
                     status.insert("pendingChanges".into(), json!(r.pending_changes));
                     status.insert("cacheBytes".into(), json!(r.cache_bytes));
                     status.insert("passthroughOpens".into(), json!(r.passthrough_opens));
+                    if let Some(e) = &r.store_error {
+                        status.insert("storeError".into(), json!(e));
+                        status.insert("storeErrorSince".into(), json!(r.store_error_since));
+                    }
                 }
             }
         }

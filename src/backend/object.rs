@@ -161,6 +161,13 @@ pub fn mount_config(
             attrs_from_listing: tuning.attrs_from_listing == Some(true),
             cache_size: tuning.cache_size.unwrap_or(default_cache_size),
             dirty_wait: objectfs::config::DIRTY_WAIT,
+            // The mount point's name is the volume's (`names::file_stem`).
+            label: format!(
+                "volume {} (bucket {}, credentials: {})",
+                target.file_name().unwrap_or_default().to_string_lossy(),
+                obj.bucket,
+                obj.credentials.describe()
+            ),
         },
         // Containers run as any user; the kernel still checks the modes.
         mount: MountSettings::new(target.to_path_buf(), &obj.bucket, true),
@@ -543,6 +550,7 @@ mod tests {
                     attrs_from_listing: true,
                     cache_size: 256 << 20,
                     dirty_wait: objectfs::config::DIRTY_WAIT,
+                    label: "volume v (bucket b, credentials: inline keys (hidden))".into(),
                 },
                 mount: MountSettings {
                     mountpoint: "/m/v".into(),

@@ -132,6 +132,18 @@ pub enum Credentials {
     },
 }
 
+impl Credentials {
+    /// Where the keys come from, in words, for Status and log lines; never
+    /// a key.
+    pub fn describe(&self) -> String {
+        match self {
+            Credentials::Default => "none (anonymous requests)".to_string(),
+            Credentials::Profile { name } => format!("profile {name}"),
+            Credentials::Inline { .. } => "inline keys (hidden)".to_string(),
+        }
+    }
+}
+
 /// Debug by hand: a spec in a log line or an error never shows a secret.
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -45,37 +45,17 @@ impl FastS3Server {
     /// Starts s3s-fs over a fresh temporary directory. If the test process
     /// dies, PR_SET_PDEATHSIG ends the server.
     pub fn start() -> FastS3Server {
-        let binary = fast_s3_binary();
-        assert!(
-            binary.components().count() == 1 || binary.exists(),
-            "{} does not exist; run scripts/test.sh (it installs s3s-fs) or set OSV_FAST_S3_SERVER",
-            binary.display()
-        );
         let dir = tempfile::Builder::new()
             .prefix("osv-fast-s3-")
             .tempdir()
             .unwrap();
-        let root = dir.path().join("data");
-        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
         let log = dir.path().join("s3s-fs.log");
         let mut last_error = String::new();
         for _ in 0..3 {
-            let port = free_port();
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let out = std::fs::File::create(&log).unwrap();
-            let mut command = Command::new(&binary);
-            command
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--access-key", "test", "--secret-key", "test"])
-                .arg(&root)
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out);
-            let mut child = super::spawn_tied_to_test_process(command);
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                if answers(addr) {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            match spawn(&dir, &log, addr, ("test", "test")) {
+                Ok(child) => {
                     return FastS3Server {
                         addr,
                         log,
@@ -83,28 +63,28 @@ impl FastS3Server {
                         dir,
                     };
                 }
-                if let Some(status) = child.try_wait().unwrap() {
-                    // Most likely the port was taken in between: try another.
-                    last_error = format!(
-                        "{} exited with {status}; output:\n{}",
-                        binary.display(),
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "{} did not answer on {addr} within {START_TIMEOUT:?}; output:\n{}",
-                        binary.display(),
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
+                // Most likely the port was taken in between: try another.
+                Err(e) => last_error = e,
             }
         }
         panic!("s3s-fs did not start: {last_error}");
+    }
+
+    /// Stops the server and starts it again on the same port and data,
+    /// accepting only the key pair `(id, secret)` from now on: clients with
+    /// other keys are refused, as after a rotation or a revocation.
+    pub fn restart_with_keys(&mut self, id: &str, secret: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + START_TIMEOUT;
+        self.child = loop {
+            match spawn(&self.dir, &self.log, self.addr, (id, secret)) {
+                Ok(child) => break child,
+                // The old process's port may take a moment to be free.
+                Err(e) if Instant::now() > deadline => panic!("s3s-fs did not restart: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
     }
 
     pub fn endpoint(&self) -> String {
@@ -135,6 +115,56 @@ impl FastS3Server {
             path_style: None,
             kind: None,
         }
+    }
+}
+
+/// Starts s3s-fs over `dir/data` on `addr` with one key pair and waits
+/// until it answers; its output goes to `log`. The error says why not.
+fn spawn(
+    dir: &tempfile::TempDir,
+    log: &std::path::Path,
+    addr: SocketAddr,
+    (id, secret): (&str, &str),
+) -> Result<Child, String> {
+    let binary = fast_s3_binary();
+    assert!(
+        binary.components().count() == 1 || binary.exists(),
+        "{} does not exist; run scripts/test.sh (it installs s3s-fs) or set OSV_FAST_S3_SERVER",
+        binary.display()
+    );
+    let out = std::fs::File::create(log).unwrap();
+    let mut command = Command::new(&binary);
+    command
+        .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+        .args(["--access-key", id, "--secret-key", secret])
+        .arg(dir.path().join("data"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    let mut child = super::spawn_tied_to_test_process(command);
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if answers(addr) {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!(
+                "{} exited with {status}; output:\n{}",
+                binary.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} did not answer on {addr} within {START_TIMEOUT:?}; output:\n{}",
+                binary.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

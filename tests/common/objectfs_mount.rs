@@ -118,6 +118,30 @@ impl Mounted {
         assert!(!is_mounted(&self.dir));
     }
 
+    /// SIGTERM, and the exit status whatever it is, and how long the
+    /// process took to exit.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("mounted");
+        let start = std::time::Instant::now();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        (status, start.elapsed())
+    }
+
+    /// The mount's status file, as JSON (`Null` before the first one).
+    pub fn status(&self) -> serde_json::Value {
+        std::fs::read(self.cache.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The mount's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// SIGKILL: the mount dies with whatever it had staged.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("mounted");

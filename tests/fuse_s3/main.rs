@@ -8,6 +8,7 @@
 mod common;
 
 mod objectfs_crash_ops;
+mod objectfs_credentials;
 mod objectfs_disk_full;
 mod objectfs_faults;
 mod objectfs_fuse;

@@ -34,6 +34,7 @@ pub(crate) fn options(cache: &std::path::Path, upload: UploadMode) -> FsOptions 
         attrs_from_listing: false,
         cache_size: 1 << 30,
         dirty_wait: objectfs::config::DIRTY_WAIT,
+        label: "the test fixture".into(),
     }
 }
 

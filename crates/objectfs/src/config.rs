@@ -159,6 +159,7 @@ mod tests {
                 attrs_from_listing: true,
                 cache_size: 5 << 20,
                 dirty_wait: crate::config::DIRTY_WAIT,
+                label: "volume v".into(),
             },
             mount: MountSettings::new("/m/v".into(), "b", true),
         }

@@ -114,6 +114,10 @@ pub struct FsOptions {
     /// gets ENOSPC ([`config::DIRTY_WAIT`] unless a test says otherwise).
     #[serde(default = "default_dirty_wait")]
     pub dirty_wait: Duration,
+    /// How the mount's log lines about the store name it (the plugin says
+    /// `volume NAME (credentials: SOURCE)`); never a key.
+    #[serde(default)]
+    pub label: String,
 }
 
 fn default_dirty_wait() -> Duration {

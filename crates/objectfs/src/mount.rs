@@ -195,10 +195,17 @@ pub struct MountStatus {
     /// with no read request to the mount process.
     #[serde(default)]
     pub passthrough_opens: u64,
+    /// Uploads and namespace changes are failing: the last error (never a
+    /// key) and since when (RFC 3339). What waits stays queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error_since: Option<String>,
 }
 
 /// What the status file reports of `fs` now, in state `state`.
 fn status_of(fs: &ObjectFs, state: &str) -> MountStatus {
+    let failing = fs.store_failing();
     MountStatus {
         pid: std::process::id(),
         state: state.into(),
@@ -206,7 +213,15 @@ fn status_of(fs: &ObjectFs, state: &str) -> MountStatus {
         pending_changes: fs.pending_ops(),
         cache_bytes: fs.cache_bytes().0,
         passthrough_opens: fs.passthrough_opens(),
+        store_error: failing.as_ref().map(|(_, m)| m.clone()),
+        store_error_since: failing.map(|(since, _)| rfc3339(since)),
     }
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    aws_smithy_types::DateTime::from(t)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
 }
 
 fn write_status(path: &Path, status: &MountStatus) {

@@ -25,6 +25,7 @@
 mod cache;
 mod copies;
 mod files;
+mod health;
 mod inodes;
 mod listing;
 mod namespace;
@@ -94,6 +95,8 @@ struct Inner {
     next_fh: AtomicU64,
     /// Opens the kernel serves from the local copy itself (`iomode`).
     passthrough_opens: AtomicU64,
+    /// The run of failed store changes going on now, if any.
+    health: Mutex<health::Health>,
     uploads: UploadQueue,
     /// The clean copies kept in the cache directory, and the bound (lock
     /// order: `state` first).
@@ -140,6 +143,7 @@ impl ObjectFs {
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 passthrough_opens: AtomicU64::new(0),
+                health: Mutex::new(health::Health::default()),
                 uploads,
                 cache: Mutex::new(CacheIndex::new(cache_size)),
                 ops: Mutex::new(OpQueue::default()),
@@ -286,6 +290,45 @@ impl ObjectFs {
             }
         }
         BusyGuard { fs: self, inos }
+    }
+
+    // ----- the store's health -----------------------------------------------
+
+    /// What an upload or a namespace change got from the store: a failure
+    /// starts (or continues) a run of failures, logged once when it starts;
+    /// a success ends it, logged once. What failed stays queued either way.
+    fn note_store_result(&self, result: Result<(), &StoreError>) {
+        let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
+        let label = &self.opts().label;
+        match result {
+            Ok(()) => {
+                if let Some(f) = health.succeeded() {
+                    let secs = f.since.elapsed().unwrap_or_default().as_secs();
+                    tracing::info!(mount = %label, failing_for_s = secs,
+                        "the store takes this mount's changes again; what waited is being sent");
+                }
+            }
+            // Not the store's health: the object went away meanwhile.
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => {
+                if health.failed(e, std::time::SystemTime::now()) {
+                    let what = match e {
+                        StoreError::AccessDenied { .. } => {
+                            "the store refuses this mount's credentials"
+                        }
+                        _ => "the store cannot be reached or fails",
+                    };
+                    tracing::error!(mount = %label, error = %e,
+                        "{what}; writes stay in the cache directory and are sent once it works again");
+                }
+            }
+        }
+    }
+
+    /// The run of failures going on now: since when, and its last error.
+    pub fn store_failing(&self) -> Option<(std::time::SystemTime, String)> {
+        let health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.current().map(|f| (f.since, f.message.clone()))
     }
 
     // ----- staged data ------------------------------------------------------

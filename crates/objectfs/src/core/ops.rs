@@ -363,7 +363,9 @@ impl ObjectFs {
     /// the flush timeout, and the change stays journalled.
     async fn send_op(&self, q: &Queued) {
         loop {
-            match self.apply_op(&q.op).await {
+            let result = self.apply_op(&q.op).await;
+            self.note_store_result(result.as_ref().map(|_| ()));
+            match result {
                 Ok(()) => return,
                 Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
                     tracing::error!(key = %q.op.key(), error = %e,
@@ -371,7 +373,8 @@ impl ObjectFs {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(key = %q.op.key(), errno = errno_of(&e), error = %e,
+                    // The run of failures is logged once (`note_store_result`).
+                    tracing::debug!(key = %q.op.key(), errno = errno_of(&e), error = %e,
                         "a namespace change could not reach the store; retrying");
                     tokio::time::sleep(OP_ROUND_PAUSE).await;
                 }

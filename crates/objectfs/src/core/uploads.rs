@@ -210,6 +210,7 @@ impl ObjectFs {
                 &posix,
                 stream,
             ));
+            self.note_store_result(result.as_ref().map(drop));
             let mut st = self.lock();
             let finished = match st.node_mut(ino) {
                 Ok(n) => {
@@ -232,7 +233,7 @@ impl ObjectFs {
                             self.retire_copy(&mut st, ino);
                         }
                         Err(e) => {
-                            tracing::warn!(key = %key, error = %e, "upload failed; the data stays staged");
+                            tracing::debug!(key = %key, error = %e, "upload failed; the data stays staged");
                         }
                     }
                     true
@@ -280,7 +281,8 @@ impl ObjectFs {
             match self.upload_now(ino, BACKGROUND) {
                 Ok(()) => return,
                 Err(errno) => {
-                    tracing::error!(ino, errno, "background upload failed; retrying");
+                    // The run of failures is logged once (`note_store_result`).
+                    tracing::debug!(ino, errno, "background upload failed; retrying");
                     std::thread::sleep(BACKGROUND_ROUND_PAUSE);
                 }
             }

@@ -59,7 +59,10 @@ pub enum StoreError {
     /// The object (or upload) does not exist.
     #[error("not found")]
     NotFound { op: &'static str, key: String },
-    /// The credentials may not do this (S3's `AccessDenied`).
+    /// The credentials may not do this (S3's `AccessDenied`), or are not
+    /// accepted at all (unknown, expired, a wrong signature): something
+    /// the operator can fix while the mount runs, so what waits for the
+    /// store stays queued.
     #[error("{message}")]
     AccessDenied {
         op: &'static str,

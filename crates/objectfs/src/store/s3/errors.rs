@@ -90,6 +90,17 @@ pub(super) fn classify_service(
         "ServiceUnavailable",
         "OperationAborted",
     ];
+    // The keys or token are unknown, wrong or expired (S3 and OSS codes).
+    const CREDENTIALS: &[&str] = &[
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidToken",
+        "InvalidSecurityToken",
+        "SecurityTokenExpired",
+    ];
     if let Some(code) = code {
         if NOT_FOUND.contains(&code) {
             return StoreError::not_found(op, key);
@@ -110,7 +121,7 @@ pub(super) fn classify_service(
         StoreError::throttled(op, key, text)
     } else if status >= 500 || status == 408 || code.is_some_and(|c| TRANSIENT.contains(&c)) {
         StoreError::transient(op, key, text)
-    } else if code == Some("AccessDenied") {
+    } else if status == 401 || status == 403 || code.is_some_and(|c| CREDENTIALS.contains(&c)) {
         StoreError::access_denied(op, key, text)
     } else if status == 412 || code == Some("PreconditionFailed") {
         StoreError::precondition_failed(op, key, text)
@@ -166,10 +177,23 @@ mod tests {
             c(403, Some("AccessDenied")).to_string(),
             "AccessDenied: msg (Op b/k, HTTP 403)"
         );
-        assert!(matches!(
-            c(403, Some("SignatureDoesNotMatch")),
-            StoreError::Permanent { .. }
-        ));
+        // Keys that are wrong, unknown or expired can be fixed while the
+        // mount runs (a rotated profile, a refreshed token): denied, not
+        // permanent.
+        for (status, code) in [
+            (403, Some("SignatureDoesNotMatch")),
+            (403, Some("InvalidAccessKeyId")),
+            (400, Some("ExpiredToken")),
+            (403, Some("SecurityTokenExpired")),
+            (400, Some("InvalidToken")),
+            (403, None),
+            (401, None),
+        ] {
+            assert!(
+                matches!(c(status, code), StoreError::AccessDenied { .. }),
+                "{status} {code:?}"
+            );
+        }
         assert!(matches!(
             c(400, Some("InvalidRequest")),
             StoreError::Permanent { .. }
