@@ -254,6 +254,7 @@ impl ObjectBackend {
                 access_key_id: access_key_id.clone(),
                 access_key_secret: access_key_secret.clone(),
                 session_token: session_token.clone(),
+                expiration: None,
             }),
             Credentials::Profile { name } => Some(crate::credentials::load_profile(
                 &self.settings.credentials_dir,
@@ -497,6 +498,7 @@ mod tests {
             access_key_id: "AKIDSECRET".into(),
             access_key_secret: "TOPSECRET".into(),
             session_token: Some("TOKENSECRET".into()),
+            expiration: None,
         }
     }
 
@@ -689,6 +691,7 @@ mod tests {
                 access_key_id: "AKIDPROFILE".into(),
                 access_key_secret: "PROFILESECRET".into(),
                 session_token: Some("T".into()),
+                expiration: None,
             })
         );
         o.credentials = Credentials::Default;
