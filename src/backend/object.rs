@@ -141,6 +141,7 @@ pub fn mount_config(
             // An ossfs volume is OSS whatever its endpoint (a custom
             // domain, say); an s3 volume's kind follows from its endpoint.
             kind: matches!(spec.backend, BackendSpec::Ossfs(_)).then_some(StoreKind::Oss),
+            credential_source: None,
         },
         fs: FsOptions {
             // Normalised by the spec; subPath is validated there too.
@@ -528,6 +529,7 @@ mod tests {
                     session_token: Some("TOKENSECRET".into()),
                     path_style: None,
                     kind: None,
+                    credential_source: None,
                 },
                 fs: FsOptions {
                     prefix: "agents/run1/".into(),
