@@ -310,6 +310,7 @@ async fn main() -> anyhow::Result<()> {
         session_token: None,
         path_style: Some(true),
         kind: None,
+        credential_source: None,
     };
     let store = Arc::new(S3Store::new(&config)?);
     match o.mode.as_str() {

@@ -257,6 +257,7 @@ impl MountArgs {
                 path_style: self.path_style,
                 // Decided from the endpoint (OSS for `*.aliyuncs.com`).
                 kind: None,
+                credential_source: None,
             },
         })
     }

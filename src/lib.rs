@@ -20,9 +20,9 @@
 //! - `spec`: options → typed `VolumeSpec`, every option declared once in
 //!   `spec::table`, every error sentence in `spec::error`.
 //! - Small helpers with one job each: `engine` (the Docker Engine API, for
-//!   pvc claims), `credentials` (plugin-side key profiles), `mounts`
-//!   (mountinfo, bind mounts, unmount), `names` (volume name → path
-//!   component).
+//!   pvc claims), `credentials` (key profiles: objectfs's `profile`),
+//!   `mounts` (mountinfo, bind mounts, unmount), `names` (volume name →
+//!   path component).
 //!
 //! The FUSE filesystem and the object store live in the `objectfs` crate
 //! (crates/objectfs), which imports nothing of this crate.
@@ -31,7 +31,6 @@
 
 pub mod backend;
 pub mod cli;
-pub mod credentials;
 pub mod driver;
 pub mod engine;
 pub mod mounts;
@@ -40,3 +39,7 @@ pub mod protocol;
 pub mod spec;
 pub mod supervisor;
 pub mod translate;
+
+/// Credential profiles `NAME.json`: objectfs's `profile` module, which the
+/// mount process uses too, to read a profile again while it runs.
+pub use objectfs::profile as credentials;

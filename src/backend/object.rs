@@ -141,6 +141,7 @@ pub fn mount_config(
             // An ossfs volume is OSS whatever its endpoint (a custom
             // domain, say); an s3 volume's kind follows from its endpoint.
             kind: matches!(spec.backend, BackendSpec::Ossfs(_)).then_some(StoreKind::Oss),
+            credential_source: None,
         },
         fs: FsOptions {
             // Normalised by the spec; subPath is validated there too.
@@ -261,6 +262,7 @@ impl ObjectBackend {
                 access_key_id: access_key_id.clone(),
                 access_key_secret: access_key_secret.clone(),
                 session_token: session_token.clone(),
+                expiration: None,
             }),
             Credentials::Profile { name } => Some(crate::credentials::load_profile(
                 &self.settings.credentials_dir,
@@ -504,6 +506,7 @@ mod tests {
             access_key_id: "AKIDSECRET".into(),
             access_key_secret: "TOPSECRET".into(),
             session_token: Some("TOKENSECRET".into()),
+            expiration: None,
         }
     }
 
@@ -533,6 +536,7 @@ mod tests {
                     session_token: Some("TOKENSECRET".into()),
                     path_style: None,
                     kind: None,
+                    credential_source: None,
                 },
                 fs: FsOptions {
                     prefix: "agents/run1/".into(),
@@ -697,6 +701,7 @@ mod tests {
                 access_key_id: "AKIDPROFILE".into(),
                 access_key_secret: "PROFILESECRET".into(),
                 session_token: Some("T".into()),
+                expiration: None,
             })
         );
         o.credentials = Credentials::Default;

@@ -114,6 +114,7 @@ impl FastS3Server {
             session_token: None,
             path_style: None,
             kind: None,
+            credential_source: None,
         }
     }
 }

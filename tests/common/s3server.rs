@@ -118,6 +118,7 @@ impl MotoServer {
             session_token: None,
             path_style: None,
             kind: None,
+            credential_source: None,
         }
     }
 

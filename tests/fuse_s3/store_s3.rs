@@ -562,6 +562,7 @@ async fn nothing_listening_is_transient() {
         session_token: Some(TOKEN.into()),
         path_style: None,
         kind: None,
+        credential_source: None,
     };
     let s = S3Store::new(&config).unwrap();
     let errors = [

@@ -21,7 +21,9 @@
 //!   retries), `layout` (how names and attributes map to keys and
 //!   metadata).
 //! - `store`: the object store interface and its typed errors, with the S3
-//!   implementation and, behind feature `memory`, an in-memory one.
+//!   implementation (and where its credentials come from,
+//!   `store::s3::credentials`) and, behind feature `memory`, an in-memory
+//!   one; `profile` reads credential profile files (the plugin's too).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -32,6 +34,7 @@ pub mod iomode;
 pub mod layout;
 pub mod mount;
 pub mod oplog;
+pub mod profile;
 pub mod reader;
 pub mod staging;
 pub mod store;

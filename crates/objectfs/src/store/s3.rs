@@ -2,19 +2,24 @@
 //! Alibaba OSS through its S3-compatible API, and any S3-compatible server.
 //!
 //! The client is built from explicit settings only (never the environment
-//! or `~/.aws`), so one process can serve volumes with different
-//! credentials. Checksums are "when required" because OSS and many
-//! S3-compatible stores reject the SDK's default `aws-chunked` CRC uploads.
+//! or `~/.aws`, unless the config names the AWS default chain as its
+//! credential source), so one process can serve volumes with different
+//! credentials; where keys come from when they are not static, and when
+//! they are fetched again, is `credentials`. Checksums are "when required"
+//! because OSS and many S3-compatible stores reject the SDK's default
+//! `aws-chunked` CRC uploads.
 //! Where a config points, and which service is behind it (hence its
 //! CopyObject limit), is worked out in `endpoint`; how an error answer
 //! becomes a [`StoreError`] in `errors`. `wire_tests` runs the client
 //! against a loopback listener that records the raw requests.
 
+pub mod credentials;
 mod endpoint;
 mod errors;
 #[cfg(test)]
 mod wire_tests;
 
+pub use credentials::{CredentialSource, CredentialState, CredentialsUnavailable, RefreshFailure};
 pub use endpoint::{EndpointError, ResolvedEndpoint, StoreKind, resolve_endpoint};
 
 use super::*;
@@ -24,8 +29,8 @@ use aws_sdk_s3::config::http::HttpRequest;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    SharedHttpClient,
+    BehaviorVersion, Credentials, IdentityCache, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, SharedHttpClient,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
@@ -35,6 +40,7 @@ use aws_sdk_s3::types::{
 };
 use errors::{classify, classify_service};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connecting to the store; a dead endpoint fails fast and is retried.
@@ -76,6 +82,11 @@ pub struct S3Config {
     /// whose endpoint may be a custom domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<StoreKind>,
+    /// Where the keys come from when they are not the static ones above
+    /// (which must then be unset), fetched again as they change or expire;
+    /// `None`: the static keys, or anonymous access without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_source: Option<CredentialSource>,
 }
 
 /// Debug by hand so a config in a log line never shows a secret.
@@ -91,6 +102,7 @@ impl std::fmt::Debug for S3Config {
             .field("session_token", &hidden(&self.session_token))
             .field("path_style", &self.path_style)
             .field("kind", &self.kind)
+            .field("credential_source", &self.credential_source)
             .finish()
     }
 }
@@ -100,8 +112,9 @@ impl std::fmt::Debug for S3Config {
 pub struct S3Store {
     client: Client,
     bucket: String,
-    /// Secrets scrubbed from error strings, as a last line of defence.
-    redact: Vec<String>,
+    /// Where the keys come from and their expiry; also the secrets
+    /// scrubbed from error strings, as a last line of defence.
+    credentials: Arc<CredentialState>,
     /// Objects larger than this are copied part by part: the endpoint
     /// kind's CopyObject limit.
     max_copy_object_size: u64,
@@ -118,9 +131,17 @@ impl std::fmt::Debug for S3Store {
 
 impl S3Store {
     /// Builds the client from explicit settings only (never from the
-    /// environment or ~/.aws); no network I/O.
+    /// environment or ~/.aws, unless the credential source is the AWS
+    /// default chain); no network I/O. A profile credential source is read
+    /// now; metadata services are asked at the first request.
     pub fn new(config: &S3Config) -> anyhow::Result<S3Store> {
         Self::build(config, None)
+    }
+
+    /// Where this store's keys come from, when they expire and the last
+    /// failure to fetch them: for the mount's status.
+    pub fn credential_state(&self) -> Arc<CredentialState> {
+        self.credentials.clone()
     }
 
     /// Test knob: copy objects larger than `threshold` with UploadPartCopy
@@ -134,6 +155,16 @@ impl S3Store {
     }
 
     fn build(config: &S3Config, http_client: Option<SharedHttpClient>) -> anyhow::Result<S3Store> {
+        Self::build_with_clock(config, http_client, credentials::Clock::default())
+    }
+
+    /// [`S3Store::build`] with the credential provider's clock (tests move
+    /// it ahead).
+    fn build_with_clock(
+        config: &S3Config,
+        http_client: Option<SharedHttpClient>,
+        clock: credentials::Clock,
+    ) -> anyhow::Result<S3Store> {
         let bucket = config.bucket.trim();
         if bucket.is_empty() {
             bail!("the S3 bucket is not set");
@@ -167,42 +198,44 @@ impl S3Store {
         if let Some(url) = &resolved.url {
             builder = builder.endpoint_url(url);
         }
-        match (key_id, secret) {
-            (Some(id), Some(secret)) => {
-                let credentials = Credentials::new(
-                    id,
-                    secret,
-                    token.map(str::to_string),
-                    None,
-                    "opensandbox-volume",
-                );
-                builder = builder.credentials_provider(credentials);
+        let credentials = match &config.credential_source {
+            Some(source) => {
+                if key_id.is_some() || secret.is_some() || token.is_some() {
+                    bail!(
+                        "the S3 keys and a credential source ({}) are both set; give one or the other",
+                        source.describe()
+                    );
+                }
+                let provider =
+                    credentials::RefreshingProvider::new(source, &resolved.region, clock)
+                        .map_err(anyhow::Error::msg)?;
+                let state = provider.state();
+                // The provider keeps the keys itself and must be asked
+                // before every request, to see a changed profile at once:
+                // no SDK cache on top of it.
+                builder = builder
+                    .credentials_provider(provider)
+                    .identity_cache(IdentityCache::no_cache());
+                state
             }
-            (Some(_), None) => {
-                bail!("the S3 access key secret is missing (the access key id is set)")
+            None => {
+                builder = static_keys(builder, key_id, secret, token)?;
+                let description = if key_id.is_some() {
+                    "static keys"
+                } else {
+                    "anonymous"
+                };
+                let secrets: Vec<&str> = [secret, token].into_iter().flatten().collect();
+                Arc::new(CredentialState::fixed(description, &secrets))
             }
-            (None, Some(_)) => {
-                bail!("the S3 access key id is missing (the access key secret is set)")
-            }
-            (None, None) if token.is_some() => {
-                bail!("the S3 session token is set without an access key id and secret")
-            }
-            // Anonymous: no credentials provider, requests go unsigned.
-            (None, None) => builder = builder.allow_no_auth(),
-        }
+        };
         if let Some(http_client) = http_client {
             builder = builder.http_client(http_client);
         }
-        let redact = [secret, token]
-            .into_iter()
-            .flatten()
-            .filter(|s| s.len() >= 8)
-            .map(str::to_string)
-            .collect();
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
             bucket: bucket.to_string(),
-            redact,
+            credentials,
             max_copy_object_size: resolved.kind.max_copy_object_size(),
             copy_part_size: COPY_PART_SIZE,
         })
@@ -221,11 +254,8 @@ impl S3Store {
         mapped
     }
 
-    fn scrub(&self, mut s: String) -> String {
-        for secret in &self.redact {
-            s = s.replace(secret.as_str(), "<redacted>");
-        }
-        s
+    fn scrub(&self, s: String) -> String {
+        self.credentials.scrub(s)
     }
 
     /// CopyObject with the directive and headers `meta` asks for.
@@ -437,6 +467,35 @@ fn slow_attempts() -> aws_sdk_s3::config::Builder {
             .operation_attempt_timeout(SLOW_ATTEMPT_TIMEOUT)
             .build(),
     )
+}
+
+/// The client signs with static keys, or not at all without them.
+fn static_keys(
+    builder: aws_sdk_s3::config::Builder,
+    key_id: Option<&str>,
+    secret: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<aws_sdk_s3::config::Builder> {
+    Ok(match (key_id, secret) {
+        (Some(id), Some(secret)) => builder.credentials_provider(Credentials::new(
+            id,
+            secret,
+            token.map(str::to_string),
+            None,
+            "opensandbox-volume",
+        )),
+        (Some(_), None) => {
+            bail!("the S3 access key secret is missing (the access key id is set)")
+        }
+        (None, Some(_)) => {
+            bail!("the S3 access key id is missing (the access key secret is set)")
+        }
+        (None, None) if token.is_some() => {
+            bail!("the S3 session token is set without an access key id and secret")
+        }
+        // Anonymous: no credentials provider, requests go unsigned.
+        (None, None) => builder.allow_no_auth(),
+    })
 }
 
 /// A config override bounding a read request as a whole, see READ_TIMEOUT.

@@ -2,7 +2,10 @@
 //! requests to a listener on a loopback address that records each raw
 //! request and answers it with a scripted reply, so what a store would
 //! receive (resolved host name, Host header, request line, SigV4 scope,
-//! headers, body) is pinned down, not only our own strings.
+//! headers, body) is pinned down, not only our own strings. Rotating
+//! credentials on the wire: `rotation`.
+
+mod rotation;
 
 use super::*;
 use std::io::{Read, Write};
@@ -192,8 +195,18 @@ fn signed(endpoint: &str) -> S3Config {
 /// goes to a local listener answering the n-th request with `replies[n]`;
 /// returns the requests, the host names resolved and `op`'s result.
 async fn capture<T>(
+    config: S3Config,
+    replies: Vec<String>,
+    op: impl AsyncFnOnce(&S3Store) -> T,
+) -> (Vec<Request>, Vec<String>, T) {
+    capture_with_clock(config, replies, credentials::Clock::default(), op).await
+}
+
+/// [`capture`] with the credential provider's clock, which the test moves.
+async fn capture_with_clock<T>(
     mut config: S3Config,
     replies: Vec<String>,
+    clock: credentials::Clock,
     op: impl AsyncFnOnce(&S3Store) -> T,
 ) -> (Vec<Request>, Vec<String>, T) {
     let (listener, port) = listener();
@@ -245,7 +258,7 @@ async fn capture<T>(
     if let (Some(p), Some(endpoint)) = (port, config.endpoint.as_mut()) {
         endpoint.push_str(&format!(":{p}"));
     }
-    let store = S3Store::build(&config, Some(http_client)).unwrap();
+    let store = S3Store::build_with_clock(&config, Some(http_client), clock).unwrap();
     let out = op(&store).await;
     stop.store(true, Ordering::SeqCst);
     let requests = server.join().unwrap();

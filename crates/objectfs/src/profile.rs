@@ -5,20 +5,28 @@
 //! A profile is the file `DIR/NAME.json`:
 //!
 //! ```json
-//! {"accessKeyId": "…", "accessKeySecret": "…", "sessionToken": "…"}
+//! {"accessKeyId": "…", "accessKeySecret": "…", "sessionToken": "…",
+//!  "expiration": "2025-06-01T12:00:00Z"}
 //! ```
 //!
-//! (`sessionToken` optional), readable by its owner only. Create checks that
-//! the file exists ([`profile_exists`]); every Mount reads it again
-//! ([`load_profile`]), so rotated keys are picked up by the next mount.
+//! (`sessionToken` and `expiration` optional; `expiration` is an RFC 3339
+//! time, as STS answers and credential sidecars write it), readable by its
+//! owner only. The plugin checks at Create that the file exists
+//! ([`profile_exists`]) and reads it at every Mount ([`load_profile`]); a
+//! mount whose keys come from the profile reads it again itself when the
+//! file changes and before its `expiration` (`store::s3::credentials`).
 //! Nothing here ever puts a key, or any other part of a profile file's
 //! content, into an error message or a `Debug` output.
+//!
+//! The plugin uses this module as its `credentials` module; it lives in
+//! objectfs because the mount process reads profiles too.
 
 use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Where profiles live unless the operator says otherwise.
 pub const DEFAULT_DIR: &str = "/etc/opensandbox-volume/credentials";
@@ -29,7 +37,12 @@ const MAX_NAME_LEN: usize = 64;
 /// and reading it whole would let a wrong path eat memory.
 const MAX_FILE_LEN: u64 = 64 * 1024;
 /// The fields a profile file may have, in the spelling of the volume options.
-const FIELDS: &[&str] = &["accessKeyId", "accessKeySecret", "sessionToken"];
+const FIELDS: &[&str] = &[
+    "accessKeyId",
+    "accessKeySecret",
+    "sessionToken",
+    "expiration",
+];
 
 /// Keys read from a profile.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,6 +50,8 @@ pub struct Keys {
     pub access_key_id: String,
     pub access_key_secret: String,
     pub session_token: Option<String>,
+    /// When the keys stop working, if the profile says (temporary keys).
+    pub expiration: Option<SystemTime>,
 }
 
 /// Debug by hand: the key id is treated as a secret too, since together
@@ -50,6 +65,7 @@ impl std::fmt::Debug for Keys {
                 "session_token",
                 &self.session_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("expiration", &self.expiration)
             .finish()
     }
 }
@@ -87,7 +103,7 @@ pub enum CredentialsError {
     )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error(
-        "credential profile file {path} is not valid: {reason}; it must be a JSON object with the string fields accessKeyId, accessKeySecret and optionally sessionToken",
+        "credential profile file {path} is not valid: {reason}; it must be a JSON object with the string fields accessKeyId, accessKeySecret and optionally sessionToken and expiration (an RFC 3339 time)",
         path = path.display()
     )]
     Malformed { path: PathBuf, reason: String },
@@ -222,7 +238,7 @@ fn parse_profile(path: &Path, text: &str) -> Result<Keys, CredentialsError> {
     if fields.keys().any(|k| !FIELDS.contains(&k.as_str())) {
         return Err(malformed(
             path,
-            "it has a field other than accessKeyId, accessKeySecret and sessionToken (names are case-sensitive)",
+            "it has a field other than accessKeyId, accessKeySecret, sessionToken and expiration (names are case-sensitive)",
         ));
     }
     let access_key_id = required_key(path, &fields, "accessKeyId")?;
@@ -231,11 +247,32 @@ fn parse_profile(path: &Path, text: &str) -> Result<Keys, CredentialsError> {
         None | Some(Value::Null) => None,
         Some(_) => Some(required_key(path, &fields, "sessionToken")?),
     };
+    let expiration = match fields.get("expiration") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(parse_rfc3339(s).ok_or_else(|| {
+            malformed(
+                path,
+                "field `expiration` is not an RFC 3339 time such as 2025-06-01T12:00:00Z",
+            )
+        })?),
+        Some(_) => return Err(malformed(path, "field `expiration` is not a string")),
+    };
     Ok(Keys {
         access_key_id,
         access_key_secret,
         session_token,
+        expiration,
     })
+}
+
+/// An RFC 3339 time (`2025-06-01T12:00:00Z`, with fractional seconds or
+/// an offset), as STS and instance metadata services write expirations.
+/// (Smithy's `Format::DateTime` refuses offsets; `DateTimeWithOffset`
+/// takes both forms.)
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let t = DateTime::from_str(s.trim(), Format::DateTimeWithOffset).ok()?;
+    SystemTime::try_from(t).ok()
 }
 
 fn required_key(
@@ -309,6 +346,55 @@ mod tests {
         let debug = format!("{keys:?}");
         assert_no_secret(&debug);
         assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn an_expiration_is_read_as_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "sts",
+            &format!(
+                r#"{{"accessKeyId":"{KEY_ID}","accessKeySecret":"{SECRET}","sessionToken":"{TOKEN}","expiration":"2025-06-01T12:00:00Z"}}"#
+            ),
+            0o600,
+        );
+        let keys = load_profile(dir.path(), "sts").unwrap();
+        let expected = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_748_779_200);
+        assert_eq!(keys.expiration, Some(expected));
+        assert_eq!(keys.session_token.as_deref(), Some(TOKEN));
+        // The expiration is no secret: Debug shows it, and nothing else.
+        let debug = format!("{keys:?}");
+        assert!(debug.contains("expiration: Some("), "{debug}");
+        assert_no_secret(&debug);
+
+        write(
+            dir.path(),
+            "n",
+            r#"{"accessKeyId":"k","accessKeySecret":"s","expiration":null}"#,
+            0o600,
+        );
+        assert_eq!(load_profile(dir.path(), "n").unwrap().expiration, None);
+    }
+
+    #[test]
+    fn rfc3339_times_with_fractions_and_offsets() {
+        let base = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_748_779_200);
+        assert_eq!(parse_rfc3339("2025-06-01T12:00:00Z"), Some(base));
+        assert_eq!(
+            parse_rfc3339("2025-06-01T12:00:00.250Z"),
+            Some(base + std::time::Duration::from_millis(250))
+        );
+        assert_eq!(parse_rfc3339("2025-06-01T20:00:00+08:00"), Some(base));
+        for bad in [
+            "",
+            "tomorrow",
+            "2025-06-01",
+            "1748779200",
+            "2025-13-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -414,6 +500,24 @@ mod tests {
                     r#"{{"accessKeyId":"{KEY_ID}","accessKeySecret":"{SECRET}","sessionToken":["{TOKEN}"]}}"#
                 ),
                 "`sessionToken` is not a string",
+            ),
+            (
+                format!(
+                    r#"{{"accessKeyId":"{KEY_ID}","accessKeySecret":"{SECRET}","expiration":"{TOKEN}"}}"#
+                ),
+                "`expiration` is not an RFC 3339 time",
+            ),
+            (
+                format!(
+                    r#"{{"accessKeyId":"{KEY_ID}","accessKeySecret":"{SECRET}","expiration":1748779200}}"#
+                ),
+                "`expiration` is not a string",
+            ),
+            (
+                format!(
+                    r#"{{"accessKeyId":"{KEY_ID}","accessKeySecret":"{SECRET}","Expiration":"2025-06-01T12:00:00Z"}}"#
+                ),
+                "a field other than accessKeyId, accessKeySecret, sessionToken and expiration",
             ),
         ];
         for (content, expected) in cases {
