@@ -20,7 +20,7 @@ use crate::credentials::Keys;
 use crate::spec::{BackendSpec, Credentials, ObjectSpec, VolumeSpec};
 use objectfs::config::{self, MountConfig, MountSettings};
 use objectfs::mount::{MountStatus, read_status};
-use objectfs::store::s3::{S3Config, StoreKind};
+use objectfs::store::s3::{CredentialSource, S3Config, StoreKind};
 use objectfs::{FsOptions, UploadMode, layout};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -105,15 +105,43 @@ fn mount_args(target: &Path) -> [&std::ffi::OsStr; 3] {
     ]
 }
 
+/// The daemon's variables a `credentialSource=aws` mount process gets:
+/// where the AWS chain finds a role, a token file or a metadata service.
+/// Never `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`
+/// or `AWS_CONTAINER_AUTHORIZATION_TOKEN`: secrets stay out of a child's
+/// environment.
+const AWS_CHAIN_ENV: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_DISABLED",
+];
+
+/// How a mount gets its keys (see `ObjectBackend::keys`).
+#[derive(Debug)]
+pub enum StoreKeys {
+    /// Anonymous (unsigned) requests.
+    None,
+    /// Inline keys, handed over as they are.
+    Static(Keys),
+    /// A source the mount reads itself, and again when the keys change.
+    Source(CredentialSource),
+}
+
 /// Everything the mount process of a volume needs, built once from its
-/// spec: `keys` are the volume's (inline or from its profile), `None` for
-/// anonymous access; `default_upload` and `default_cache_size` apply when
+/// spec: `keys` says how the mount gets its keys; `default_upload` and `default_cache_size` apply when
 /// the volume names no upload mode or cache size. Owner defaults are this
 /// process's, which the mount process shares.
 pub fn mount_config(
     spec: &VolumeSpec,
     obj: &ObjectSpec,
-    keys: Option<Keys>,
+    keys: StoreKeys,
     target: &Path,
     cache_dir: &Path,
     default_upload: UploadMode,
@@ -121,13 +149,15 @@ pub fn mount_config(
 ) -> MountConfig {
     let tuning = &obj.tuning;
     let upload = tuning.upload.unwrap_or(default_upload);
-    let (access_key_id, access_key_secret, session_token) = match keys {
-        Some(k) => (
+    let (access_key_id, access_key_secret, session_token, credential_source) = match keys {
+        StoreKeys::Static(k) => (
             Some(k.access_key_id),
             Some(k.access_key_secret),
             k.session_token,
+            None,
         ),
-        None => (None, None, None),
+        StoreKeys::Source(source) => (None, None, None, Some(source)),
+        StoreKeys::None => (None, None, None, None),
     };
     MountConfig {
         store: S3Config {
@@ -141,7 +171,7 @@ pub fn mount_config(
             // An ossfs volume is OSS whatever its endpoint (a custom
             // domain, say); an s3 volume's kind follows from its endpoint.
             kind: matches!(spec.backend, BackendSpec::Ossfs(_)).then_some(StoreKind::Oss),
-            credential_source: None,
+            credential_source,
         },
         fs: FsOptions {
             // Normalised by the spec; subPath is validated there too.
@@ -249,25 +279,41 @@ impl ObjectBackend {
         Ok(())
     }
 
-    /// The volume's keys: inline, or read from its profile now (so rotated
-    /// keys reach the next mount); `None` for anonymous access.
-    fn keys(&self, obj: &ObjectSpec) -> Result<Option<Keys>, ObjectError> {
+    /// Where the volume's mount gets its keys: inline keys are handed over;
+    /// a profile (checked now, so a bad one fails this Mount with its
+    /// sentence), an ECS RAM role or the AWS chain is a source the mount
+    /// reads itself, again whenever the keys change or near their expiry;
+    /// neither for anonymous access.
+    fn keys(&self, obj: &ObjectSpec) -> Result<StoreKeys, ObjectError> {
         Ok(match &obj.credentials {
-            Credentials::Default => None,
+            Credentials::Default => StoreKeys::None,
             Credentials::Inline {
                 access_key_id,
                 access_key_secret,
                 session_token,
-            } => Some(Keys {
+            } => StoreKeys::Static(Keys {
                 access_key_id: access_key_id.clone(),
                 access_key_secret: access_key_secret.clone(),
                 session_token: session_token.clone(),
                 expiration: None,
             }),
-            Credentials::Profile { name } => Some(crate::credentials::load_profile(
-                &self.settings.credentials_dir,
-                name,
-            )?),
+            Credentials::Profile { name } => {
+                let dir = &self.settings.credentials_dir;
+                crate::credentials::load_profile(dir, name)?;
+                StoreKeys::Source(CredentialSource::Profile {
+                    dir: dir.clone(),
+                    name: name.clone(),
+                })
+            }
+            Credentials::EcsRamRole { role, endpoint } => {
+                StoreKeys::Source(CredentialSource::EcsRamRole {
+                    role: role.clone(),
+                    endpoint: endpoint.clone(),
+                })
+            }
+            Credentials::Aws { endpoint } => StoreKeys::Source(CredentialSource::AwsDefault {
+                imds_endpoint: endpoint.clone(),
+            }),
         })
     }
 
@@ -328,6 +374,14 @@ impl ObjectBackend {
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            // The AWS chain's pointers (role, token file, endpoints), none
+            // of them a secret; keys in the daemon's environment stay there.
+            .envs(
+                AWS_CHAIN_ENV
+                    .iter()
+                    .filter(|_| matches!(obj.credentials, Credentials::Aws { .. }))
+                    .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
             )
             .stdin(Stdio::piped())
             .stdout(log.try_clone().map_err(ObjectError::Spawn)?)
@@ -516,7 +570,7 @@ mod tests {
         let config = mount_config(
             &spec_of(&o),
             &o,
-            Some(keys()),
+            StoreKeys::Static(keys()),
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Async,
@@ -590,7 +644,7 @@ mod tests {
         let config = mount_config(
             &spec,
             &o,
-            None,
+            StoreKeys::None,
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Sync,
@@ -621,7 +675,7 @@ mod tests {
         let config = mount_config(
             &spec,
             &o,
-            None,
+            StoreKeys::None,
             Path::new("/m/v"),
             Path::new("/c/v"),
             UploadMode::Sync,
@@ -647,7 +701,7 @@ mod tests {
             mount_config(
                 &spec,
                 &o,
-                None,
+                StoreKeys::None,
                 Path::new("/m/v"),
                 Path::new("/c/v"),
                 UploadMode::Sync,
@@ -665,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_come_inline_or_from_the_profile() {
+    fn keys_come_inline_or_from_a_source_the_mount_reads() {
         let dir = tempfile::tempdir().unwrap();
         let backend = ObjectBackend::new(ObjectSettings {
             exe: "/bin/false".into(),
@@ -676,11 +730,18 @@ mod tests {
             default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
         });
         let mut o = obj();
-        let k = backend.keys(&o).unwrap().unwrap();
+        let StoreKeys::Static(k) = backend.keys(&o).unwrap() else {
+            panic!("inline keys are handed over")
+        };
         assert_eq!(
             (k.access_key_id.as_str(), k.access_key_secret.as_str()),
             ("AKIDSECRET", "TOPSECRET")
         );
+        o.credentials = Credentials::Profile {
+            name: "team-a".into(),
+        };
+        // A profile that is not there fails the Mount at once.
+        assert!(backend.keys(&o).is_err());
         let profile = dir.path().join("team-a.json");
         std::fs::write(
             &profile,
@@ -692,20 +753,32 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o600),
         )
         .unwrap();
-        o.credentials = Credentials::Profile {
-            name: "team-a".into(),
+        let StoreKeys::Source(CredentialSource::Profile { dir: d, name }) =
+            backend.keys(&o).unwrap()
+        else {
+            panic!("a profile is read by the mount itself")
         };
-        assert_eq!(
+        assert_eq!((d.as_path(), name.as_str()), (dir.path(), "team-a"));
+        o.credentials = Credentials::EcsRamRole {
+            role: Some("r".into()),
+            endpoint: Some("http://127.0.0.1:9".into()),
+        };
+        assert!(matches!(
             backend.keys(&o).unwrap(),
-            Some(Keys {
-                access_key_id: "AKIDPROFILE".into(),
-                access_key_secret: "PROFILESECRET".into(),
-                session_token: Some("T".into()),
-                expiration: None,
+            StoreKeys::Source(CredentialSource::EcsRamRole {
+                role: Some(_),
+                endpoint: Some(_)
             })
-        );
+        ));
+        o.credentials = Credentials::Aws { endpoint: None };
+        assert!(matches!(
+            backend.keys(&o).unwrap(),
+            StoreKeys::Source(CredentialSource::AwsDefault {
+                imds_endpoint: None
+            })
+        ));
         o.credentials = Credentials::Default;
-        assert_eq!(backend.keys(&o).unwrap(), None);
+        assert!(matches!(backend.keys(&o).unwrap(), StoreKeys::None));
     }
 
     #[test]

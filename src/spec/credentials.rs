@@ -1,6 +1,7 @@
 //! Where an object volume's keys come from: nothing (anonymous), a
-//! credential profile (`credentials=NAME`) or inline keys. No error here
-//! ever holds a key.
+//! credential profile (`credentials=NAME`), inline keys, or a source the
+//! mount asks itself (`credentialSource`: an ECS RAM role, the AWS default
+//! chain). No error here ever holds a key.
 
 use super::error::SpecError;
 use super::model::Credentials;
@@ -11,6 +12,46 @@ const HINT_KEY: &str = "give the key or leave the option out";
 /// Where the keys come from. A profile and inline keys together would make
 /// it unclear which one a mount uses, so that is refused.
 pub(super) fn parse_credentials(opts: &Opts) -> Result<Credentials, SpecError> {
+    let source = opts.value("credentialSource", parse_source)?;
+    let role = opts.value("ramRole", parse_role)?;
+    let endpoint = opts.value("metadataEndpoint", parse_endpoint)?;
+    if let Some(source) = source {
+        let given: Vec<String> = [
+            "credentials",
+            "accessKeyId",
+            "accessKeySecret",
+            "sessionToken",
+        ]
+        .into_iter()
+        .filter(|k| opts.has(k))
+        .map(|k| format!("`{k}`"))
+        .collect();
+        if !given.is_empty() {
+            return Err(SpecError::SourceAndKeys {
+                keys: given.join(", "),
+            });
+        }
+        return match source {
+            Source::EcsRamRole => Ok(Credentials::EcsRamRole { role, endpoint }),
+            Source::Aws if role.is_some() => Err(SpecError::OnlyWithSource {
+                option: "ramRole",
+                with: ECS_RAM_ROLE,
+            }),
+            Source::Aws => Ok(Credentials::Aws { endpoint }),
+        };
+    }
+    if role.is_some() {
+        return Err(SpecError::OnlyWithSource {
+            option: "ramRole",
+            with: ECS_RAM_ROLE,
+        });
+    }
+    if endpoint.is_some() {
+        return Err(SpecError::OnlyWithSource {
+            option: "metadataEndpoint",
+            with: "ecsRamRole or credentialSource=aws",
+        });
+    }
     let id = opts.get("accessKeyId");
     let secret = opts.get("accessKeySecret");
     let token = opts.get("sessionToken");
@@ -49,6 +90,45 @@ pub(super) fn parse_credentials(opts: &Opts) -> Result<Credentials, SpecError> {
             session_token: token.map(|t| check_key("sessionToken", t)).transpose()?,
         }),
     }
+}
+
+const ECS_RAM_ROLE: &str = "ecsRamRole";
+
+/// The values of `credentialSource`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    EcsRamRole,
+    Aws,
+}
+
+fn parse_source(value: &str) -> Option<Source> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case(ECS_RAM_ROLE) => Some(Source::EcsRamRole),
+        v if v.eq_ignore_ascii_case("aws") => Some(Source::Aws),
+        _ => None,
+    }
+}
+
+/// A RAM role name as Alibaba Cloud allows it: 1–64 letters, digits,
+/// `.`, `-` or `_`.
+fn parse_role(value: &str) -> Option<String> {
+    let v = value.trim();
+    let ok = (1..=64).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    ok.then(|| v.to_string())
+}
+
+/// `http://HOST[:PORT]`: where the metadata service answers (plain HTTP,
+/// as the real ones do; no path, the mount appends the service's own).
+fn parse_endpoint(value: &str) -> Option<String> {
+    let v = value.trim().trim_end_matches('/');
+    let host = v.strip_prefix("http://")?;
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    ok.then(|| v.to_string())
 }
 
 /// A key's error names the option only, never the value.
@@ -243,5 +323,86 @@ mod tests {
             }
         }
         assert!(reached >= 60, "only {reached} error paths reached");
+    }
+
+    #[test]
+    fn credential_sources_and_their_options() {
+        let spec = parse(with(
+            &s3(),
+            json!({"credentialSource": "ecsRamRole", "ramRole": "sandbox-writer",
+                   "metadataEndpoint": "http://127.0.0.1:8080/"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            object(&spec).credentials,
+            Credentials::EcsRamRole {
+                role: Some("sandbox-writer".into()),
+                endpoint: Some("http://127.0.0.1:8080".into())
+            }
+        );
+        let spec = parse(with(&ossfs(), json!({"credentialSource": "ECSRAMROLE"}))).unwrap();
+        assert_eq!(
+            object(&spec).credentials,
+            Credentials::EcsRamRole {
+                role: None,
+                endpoint: None
+            }
+        );
+        let spec = parse(with(&s3(), json!({"credentialSource": "aws"}))).unwrap();
+        assert_eq!(
+            object(&spec).credentials,
+            Credentials::Aws { endpoint: None }
+        );
+        assert_eq!(
+            object(&spec).credentials.describe(),
+            "the AWS default credential chain"
+        );
+    }
+
+    #[test]
+    fn credential_source_errors() {
+        let e = err(with(
+            &s3(),
+            json!({"credentialSource": "aws", "credentials": "a", "accessKeyId": "i"}),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "option `credentialSource` cannot be combined with `credentials`, `accessKeyId`; give either a credential source, a credential profile name or the keys"
+        );
+        let e = err(with(&s3(), json!({"ramRole": "r"})));
+        assert_eq!(
+            e.to_string(),
+            "option `ramRole` is only accepted with credentialSource=ecsRamRole"
+        );
+        let e = err(with(
+            &s3(),
+            json!({"credentialSource": "aws", "ramRole": "r"}),
+        ));
+        assert_eq!(
+            e,
+            SpecError::OnlyWithSource {
+                option: "ramRole",
+                with: ECS_RAM_ROLE
+            }
+        );
+        let e = err(with(&s3(), json!({"metadataEndpoint": "http://x"})));
+        assert!(matches!(
+            e,
+            SpecError::OnlyWithSource {
+                option: "metadataEndpoint",
+                ..
+            }
+        ));
+        for (option, value) in [
+            ("credentialSource", "vault"),
+            ("ramRole", "a/b"),
+            ("metadataEndpoint", "https://x/y"),
+        ] {
+            let e = err(with(
+                &s3(),
+                json!({"credentialSource": "ecsRamRole", option: value}),
+            ));
+            assert!(e.to_string().contains(option), "{e}");
+        }
     }
 }

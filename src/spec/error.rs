@@ -102,6 +102,15 @@ pub enum SpecError {
     )]
     TokenWithoutKeys,
     #[error(
+        "option `credentialSource` cannot be combined with {keys}; give either a credential source, a credential profile name or the keys"
+    )]
+    SourceAndKeys { keys: String },
+    #[error("option `{option}` is only accepted with credentialSource={with}")]
+    OnlyWithSource {
+        option: &'static str,
+        with: &'static str,
+    },
+    #[error(
         "option `{0}` contains whitespace or control characters, which no key has; give the key exactly as issued"
     )]
     BadKey(&'static str),

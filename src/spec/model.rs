@@ -130,6 +130,24 @@ pub enum Credentials {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_token: Option<String>,
     },
+    /// `credentialSource=ecsRamRole`: the temporary keys of an Alibaba
+    /// Cloud ECS RAM role, from the instance metadata service (its role
+    /// `ramRole`, else the instance's), fetched and refreshed by the mount.
+    #[serde(rename = "ecsRamRole")]
+    EcsRamRole {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        /// `metadataEndpoint`, else the service's own address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
+    /// `credentialSource=aws`: the AWS SDK's default chain (environment,
+    /// web identity, container and instance metadata), run by the mount.
+    Aws {
+        /// `metadataEndpoint`: the instance metadata service's address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
 }
 
 impl Credentials {
@@ -140,6 +158,9 @@ impl Credentials {
             Credentials::Default => "none (anonymous requests)".to_string(),
             Credentials::Profile { name } => format!("profile {name}"),
             Credentials::Inline { .. } => "inline keys (hidden)".to_string(),
+            Credentials::EcsRamRole { role: Some(r), .. } => format!("ECS RAM role {r}"),
+            Credentials::EcsRamRole { role: None, .. } => "the ECS instance's RAM role".into(),
+            Credentials::Aws { .. } => "the AWS default credential chain".into(),
         }
     }
 }
@@ -151,6 +172,14 @@ impl std::fmt::Debug for Credentials {
             Credentials::Default => f.write_str("Default"),
             Credentials::Profile { name } => f.debug_struct("Profile").field("name", name).finish(),
             Credentials::Inline { .. } => f.write_str("Inline(<redacted>)"),
+            Credentials::EcsRamRole { role, endpoint } => f
+                .debug_struct("EcsRamRole")
+                .field("role", role)
+                .field("endpoint", endpoint)
+                .finish(),
+            Credentials::Aws { endpoint } => {
+                f.debug_struct("Aws").field("endpoint", endpoint).finish()
+            }
         }
     }
 }

@@ -238,7 +238,7 @@ mod tests {
             e.to_string(),
             "option `version` is not accepted for type=s3; accepted options: type, subPath, readOnly, \
              bucket, endpoint, region, prefix, pathStyle, credentials, accessKeyId, accessKeySecret, \
-             sessionToken, upload, metadataTtl, attrsFromListing, uid, gid, umask, cacheSize"
+             sessionToken, upload, metadataTtl, attrsFromListing, uid, gid, umask, cacheSize, credentialSource, ramRole, metadataEndpoint"
         );
         assert!(matches!(
             err(with(&s3(), json!({"options": "ro"}))),
@@ -474,7 +474,7 @@ mod tests {
             e.to_string(),
             "option `prefix` is not accepted for type=ossfs; accepted options: type, subPath, readOnly, \
              bucket, endpoint, path, version, options, accessKeyId, accessKeySecret, sessionToken, \
-             credentials, region, upload, metadataTtl, attrsFromListing, uid, gid, umask, cacheSize"
+             credentials, region, upload, metadataTtl, attrsFromListing, uid, gid, umask, cacheSize, credentialSource, ramRole, metadataEndpoint"
         );
         assert!(matches!(
             err(with(&ossfs(), json!({"pathStyle": "true"}))),

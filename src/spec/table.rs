@@ -436,6 +436,36 @@ pub const OPTIONS: &[VolumeOption] = &[
         ..ROW
     },
     VolumeOption {
+        name: "credentialSource",
+        types: Types::Only(&[plugin(S3, 16), plugin(Ossfs, 17)]),
+        help: "`ecsRamRole`: the temporary keys of an Alibaba Cloud ECS instance's RAM role, from the instance metadata service (hardened mode), refreshed by the mount before they expire; `aws`: the AWS SDK's default chain in the mount (environment, web identity token file, container and instance metadata). Instead of keys or a profile",
+        default: "keys, a profile, or anonymous requests",
+        expected: "ecsRamRole or aws, e.g. credentialSource=ecsRamRole",
+        bad: &[bad("", "vault")],
+        more: SEE_CREDENTIALS,
+        ..ROW
+    },
+    VolumeOption {
+        name: "ramRole",
+        types: Types::Only(&[plugin(S3, 17), plugin(Ossfs, 18)]),
+        help: "with `credentialSource=ecsRamRole`: the RAM role's name",
+        default: "the role attached to the instance (asked of the metadata service)",
+        expected: "a RAM role name of 1–64 letters, digits, `.`, `-` or `_`, e.g. ramRole=sandbox-writer",
+        bad: &[bad("", "a/b")],
+        more: SEE_CREDENTIALS,
+        ..ROW
+    },
+    VolumeOption {
+        name: "metadataEndpoint",
+        types: Types::Only(&[plugin(S3, 18), plugin(Ossfs, 19)]),
+        help: "with `credentialSource`: where the instance metadata service answers, `http://HOST[:PORT]` (for a proxy, or a test's fake service)",
+        default: "`http://100.100.100.200` (ECS), the SDK's own (AWS)",
+        expected: "http://HOST[:PORT], e.g. metadataEndpoint=http://127.0.0.1:8080",
+        bad: &[bad("", "https://x/y")],
+        more: SEE_CREDENTIALS,
+        ..ROW
+    },
+    VolumeOption {
         name: "upload",
         types: Types::Only(&[api(S3, 9), plugin(Ossfs, 10)]),
         help: "`async`: close returns at once, the upload runs in the background, and so do mkdir, unlink, rename and the like (journalled, replayed after a crash); `sync`: close and each of those wait until the bucket has the change (unmount always waits for everything)",
@@ -619,7 +649,7 @@ mod tests {
             "type, subPath, readOnly, path, claimName, createIfNotExists, \
              deleteOnSandboxTermination, bucket, endpoint, version, options, accessKeyId, \
              accessKeySecret, sessionToken, credentials, region, upload, metadataTtl, \
-             attrsFromListing, uid, gid, umask, cacheSize, prefix, pathStyle, server"
+             attrsFromListing, uid, gid, umask, cacheSize, credentialSource, ramRole, metadataEndpoint, prefix, pathStyle, server"
         );
     }
 }

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod docker_credentials;
 mod docker_e2e;
 mod docker_object;
 mod docker_pvc;
