@@ -188,3 +188,45 @@ fn a_crash_while_the_kernel_writes_the_copy_itself_loses_nothing() {
     expected.extend_from_slice(b"tail");
     assert_eq!(bucket.get("vol/data.bin").unwrap(), expected);
 }
+
+#[test]
+fn a_mapping_outlives_its_file_and_never_shows_another_files_data() {
+    use std::os::fd::AsRawFd;
+    require!(Root, Fuse, Moto);
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("passthrough-map");
+    // Nothing uploaded during the test: the removed file's copy is still
+    // the node's own (not yet a cached copy) when it goes.
+    let mut m = Mounted::start(base.path(), &config, "vol", &["--upload-delay", "10min"]);
+    let old = pattern(64 * 1024, 5);
+    fs::write(m.path("lib.so"), &old).unwrap();
+    // As a dynamic loader does: map, close the descriptor, keep the map.
+    let f = fs::File::open(m.path("lib.so")).unwrap();
+    // SAFETY: a read-only shared mapping of the whole file, read below and
+    // unmapped at the end; the slice never outlives it.
+    let map = unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            old.len(),
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        p
+    };
+    drop(f);
+    // The file goes (as an upgrade replaces it), and new files are written,
+    // which would reuse its local copy if it were recycled.
+    fs::remove_file(m.path("lib.so")).unwrap();
+    for i in 0..20 {
+        fs::write(m.path(&format!("new{i}.so")), pattern(64 * 1024, 200)).unwrap();
+    }
+    // SAFETY: `map` is a live mapping of `old.len()` bytes (see above).
+    let seen = unsafe { std::slice::from_raw_parts(map as *const u8, old.len()).to_vec() };
+    unsafe { libc::munmap(map, old.len()) };
+    assert!(seen == old, "the mapping shows other data than its file's");
+    wait_for_passthrough_opens(&m, 1);
+    m.stop();
+}

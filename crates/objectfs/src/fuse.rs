@@ -86,7 +86,7 @@ impl FuseAdapter {
         let fh = FileHandle(o.fh);
         match mode {
             IoMode::Passthrough => {
-                self.fs.count_passthrough_open();
+                self.fs.lend_to_kernel(ino);
                 reply.opened_passthrough(fh, FopenFlags::empty(), &io.backing[&ino])
             }
             IoMode::Cached if o.keep_cache => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
@@ -598,7 +598,7 @@ impl Filesystem for FuseAdapter {
         let (ttl, attr, fh) = (&self.ttl, &file_attr(&a), FileHandle(fh));
         match mode {
             IoMode::Passthrough => {
-                self.fs.count_passthrough_open();
+                self.fs.lend_to_kernel(a.ino);
                 let id = &io.backing[&a.ino];
                 reply.created_passthrough(ttl, attr, Generation(0), fh, FopenFlags::empty(), id)
             }

@@ -300,10 +300,13 @@ impl StagingArea {
         let _ = fs::remove_file(self.data_path(id));
     }
 
-    /// Done with `id`: recycled when nobody else holds the file (an upload
-    /// still reading it keeps it), deleted otherwise.
-    pub fn discard(&self, id: u64, file: Arc<File>) {
-        if let Ok(file) = Arc::try_unwrap(file) {
+    /// Done with `id`: recycled when `recycle` allows it and nobody else
+    /// holds the file (an upload still reading it keeps it), deleted
+    /// otherwise. A file the kernel was given for passthrough is never
+    /// recycled: a mapping of it may outlive every open file, and must not
+    /// see another file's data (deleted, its inode lives on for the map).
+    pub fn discard(&self, id: u64, file: Arc<File>, recycle: bool) {
+        if recycle && let Ok(file) = Arc::try_unwrap(file) {
             let mut pool = self.pool.lock().unwrap();
             // Journal first: a crash between the two must never leave an
             // emptied file journalled for upload.

@@ -233,7 +233,7 @@ impl ObjectFs {
         ));
         let give_back = |file| {
             self.cache().credit(size);
-            self.inner.staging.discard(id, file);
+            self.inner.staging.discard(id, file, true);
         };
         let label = match fetched {
             Ok(label) => label,

@@ -47,7 +47,7 @@ impl ObjectFs {
         }
         let give_back = |id, file| {
             self.cache().credit(charged);
-            self.inner.staging.discard(id, file);
+            self.inner.staging.discard(id, file, true);
         };
         let (id, file) = match self.inner.staging.create() {
             Ok((id, file)) => (id, Arc::new(file)),
@@ -248,9 +248,18 @@ impl ObjectFs {
         })
     }
 
-    /// The FUSE adapter answered an open in passthrough mode.
-    pub fn count_passthrough_open(&self) {
+    /// The FUSE adapter answers an open of `ino` in passthrough mode: the
+    /// kernel reads (and maps) its local copy itself from now on.
+    pub fn lend_to_kernel(&self, ino: u64) {
         self.inner.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = self
+            .lock()
+            .nodes
+            .get_mut(&ino)
+            .and_then(|n| n.staged.as_mut())
+        {
+            s.lent = true;
+        }
     }
 
     /// Opens served from the local copy by the kernel itself so far.

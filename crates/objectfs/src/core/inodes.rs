@@ -34,6 +34,9 @@ pub(super) struct Staged {
     /// (passthrough, `iomode`): while there are any, the copy's length is
     /// the file's size and its journal entry stays, whatever uploads.
     pub(super) direct_writers: usize,
+    /// The kernel was given this copy for passthrough opens: a mapping of
+    /// it may outlive the node's last open file, so it is never recycled.
+    pub(super) lent: bool,
 }
 
 impl Staged {
@@ -50,6 +53,7 @@ impl Staged {
             charged: 0,
             stream: Stream::Off,
             direct_writers: 0,
+            lent: false,
         }
     }
 

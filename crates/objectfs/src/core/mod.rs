@@ -337,7 +337,7 @@ impl ObjectFs {
     fn discard_staged(&self, node: &mut Node) {
         if let Some(s) = node.staged.take() {
             self.cache().credit(s.charged);
-            self.inner.staging.discard(s.id, s.file);
+            self.inner.staging.discard(s.id, s.file, !s.lent);
         }
     }
 

@@ -107,7 +107,7 @@ impl ObjectFs {
                     self.inner.staging.tag_clean(&file, &tag);
                     self.restore_cache(vec![(id, tag, size)]);
                 }
-                None => self.inner.staging.discard(id, file),
+                None => self.inner.staging.discard(id, file, true),
             }
             tracing::info!(key = %entry.key, bytes = size, "recovered staged file");
         }
