@@ -7,10 +7,12 @@
 pub mod requirements;
 
 pub mod docker;
+pub mod fake_ecs_metadata;
 pub mod fast_s3;
 pub mod fault_proxy;
 pub mod http;
 pub mod objectfs_mount;
+pub mod plugin_volume;
 pub mod s3fs;
 pub mod s3server;
 pub mod sha256;

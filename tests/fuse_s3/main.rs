@@ -16,5 +16,6 @@ mod objectfs_interop;
 mod objectfs_mount_copies;
 mod objectfs_passthrough;
 mod objectfs_two_mounts;
+mod plugin_credential_sources;
 mod secrets_in_logs;
 mod store_s3;
