@@ -448,7 +448,7 @@ mod tests {
         let (id, mut f) = area.create().unwrap();
         f.write_all(b"old bytes").unwrap();
         area.journal(id, &f, &entry("k")).unwrap();
-        area.discard(id, Arc::new(f));
+        area.discard(id, Arc::new(f), true);
         let (again, f) = area.create().unwrap();
         assert_eq!(again, id, "the pooled file is handed out again");
         assert_eq!(f.metadata().unwrap().len(), 0);
@@ -456,10 +456,18 @@ mod tests {
         // A file still held elsewhere (an upload reading it) is deleted, not reused.
         let shared = Arc::new(f);
         let _reader = shared.clone();
-        area.discard(again, shared);
+        area.discard(again, shared, true);
         assert!(!area.data_path(again).exists());
-        let (fresh, _) = area.create().unwrap();
+        let (fresh, mut f) = area.create().unwrap();
         assert_ne!(fresh, again);
+        // A file lent to the kernel (passthrough) is deleted, never reused:
+        // a mapping of it keeps its bytes.
+        f.write_all(b"mapped").unwrap();
+        area.discard(fresh, Arc::new(f), false);
+        assert!(!area.data_path(fresh).exists());
+        let (next, f) = area.create().unwrap();
+        assert_ne!(next, fresh);
+        assert_eq!(f.metadata().unwrap().len(), 0);
     }
 
     #[test]
