@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod objectfs_conflicts;
 mod objectfs_crash_ops;
 mod objectfs_credentials;
 mod objectfs_disk_full;

@@ -183,6 +183,26 @@ pub fn normalise_prefix(raw: &str) -> Result<String, String> {
     Ok(format!("{trimmed}/"))
 }
 
+/// The key recovered data goes to when another client changed its object
+/// meanwhile: beside it, saying so and when (`dir/f.txt` →
+/// `dir/f.txt.conflict-20261130T103300Z`), so both versions are kept.
+pub fn conflict_key(key: &str, at: std::time::SystemTime) -> String {
+    let stamp = aws_smithy_types::DateTime::from(at)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default();
+    let stamp: String = stamp
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .take_while(|c| *c != '.')
+        .collect();
+    let stamp = if stamp.ends_with('Z') {
+        stamp
+    } else {
+        format!("{stamp}Z")
+    };
+    format!("{key}.conflict-{stamp}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +277,14 @@ mod tests {
         assert_eq!(dir_prefix("p/", ""), "p/");
         assert_eq!(dir_prefix("p/", "d"), "p/d/");
         assert_eq!(dir_prefix("", ""), "");
+    }
+
+    #[test]
+    fn a_conflict_key_says_so_and_when() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_034_780_500);
+        assert_eq!(
+            super::conflict_key("dir/f.txt", at),
+            "dir/f.txt.conflict-20261130T103300Z"
+        );
     }
 }

@@ -40,11 +40,28 @@ pub struct JournalEntry {
     pub gid: u32,
     /// Seconds since the epoch.
     pub mtime: u64,
+    /// What the bucket had at `key` when this mount began changing the
+    /// file; `None` when not known (journals of earlier versions, a file
+    /// renamed while dirty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Base>,
+}
+
+/// An object as a mount last saw it at a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Base {
+    /// No object.
+    Absent,
+    /// The object with this ETag.
+    Etag(String),
 }
 
 impl JournalEntry {
+    /// An entry for `key` with `posix`'s attributes, its base not known.
     pub fn new(key: &str, posix: &Posix) -> Self {
         JournalEntry {
+            base: None,
             key: key.to_string(),
             perm: posix.perm,
             uid: posix.uid,
@@ -408,6 +425,7 @@ mod tests {
             uid: 1,
             gid: 2,
             mtime: 3,
+            base: Some(Base::Etag("\"e1\"".into())),
         };
         {
             let area = StagingArea::open(dir.path()).unwrap();
@@ -438,6 +456,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 9,
+            base: None,
         }
     }
 

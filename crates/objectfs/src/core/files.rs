@@ -6,7 +6,7 @@
 use super::super::layout::{self, Kind, Posix};
 use super::super::oplog::NsOp;
 use super::super::reader::Reader;
-use super::super::staging::JournalEntry;
+use super::super::staging::{Base, JournalEntry};
 use super::super::transfer::{RetryPolicy, download_to_file, retry};
 use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
 use super::copies::WHOLE_FILE_MAX;
@@ -104,16 +104,26 @@ impl ObjectFs {
             return;
         };
         let posix = n.posix();
+        // What the bucket has at the key, as far as this mount knows: a
+        // recovery after a crash checks it is still so before uploading.
+        let base = match (n.remote, &n.etag) {
+            (false, _) => Some(Base::Absent),
+            (true, Some(etag)) => Some(Base::Etag(etag.clone())),
+            (true, None) => None,
+        };
         let Some(s) = n.staged.as_mut() else { return };
         s.dirty_gen += 1;
         if !s.journaled {
             // No longer a copy of the object its cache tag names.
             self.inner.staging.untag_clean(&s.file);
-            match self
-                .inner
-                .staging
-                .journal(s.id, &s.file, &JournalEntry::new(&key, &posix))
-            {
+            match self.inner.staging.journal(
+                s.id,
+                &s.file,
+                &JournalEntry {
+                    base,
+                    ..JournalEntry::new(&key, &posix)
+                },
+            ) {
                 Ok(()) => s.journaled = true,
                 Err(e) => {
                     tracing::error!(key = %key, error = %e, "could not journal a staged file")

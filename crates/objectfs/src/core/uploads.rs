@@ -5,8 +5,8 @@
 //! flush at unmount.
 
 use super::super::layout;
-use super::super::staging::CacheTag;
-use super::super::transfer::{RetryPolicy, upload_file};
+use super::super::staging::{Base, CacheTag, JournalEntry};
+use super::super::transfer::{RetryPolicy, retry, upload_file};
 use super::super::{FsResult, UploadMode};
 use super::inodes::{InodeTable, Staged};
 use super::ops::DRAIN_WAIT;
@@ -81,12 +81,23 @@ impl ObjectFs {
             files = leftovers.len(),
             "uploading data staged by an earlier mount"
         );
-        for (id, entry) in leftovers {
+        for (id, mut entry) in leftovers {
             let path = self.inner.staging.data_path(id);
             let file = Arc::new(File::open(&path)?);
             let size = file.metadata()?.len();
             let meta = layout::encode(&entry.posix());
             let store = &self.inner.store;
+            let key = self.recovery_key(&entry).map_err(|e| {
+                anyhow::anyhow!(
+                    "could not check {:?} before uploading what an earlier mount staged for it ({e}); it stays in the cache directory and is retried at the next mount",
+                    entry.key
+                )
+            })?;
+            if key != entry.key {
+                tracing::warn!(key = %entry.key, kept_as = %key,
+                    "another client changed this object after the crashed mount last saw it; its object stays, and the data staged here is uploaded beside it");
+                entry.key = key;
+            }
             let etag = self
                 .block_on(upload_file(store, BACKGROUND, &entry.key, file.clone(), size, &meta))
                 .map_err(|e| {
@@ -112,6 +123,31 @@ impl ObjectFs {
             tracing::info!(key = %entry.key, bytes = size, "recovered staged file");
         }
         Ok(())
+    }
+
+    /// Where data an earlier mount staged goes: its key while the bucket
+    /// still has there what that mount last saw (or when that is not
+    /// known), else a conflict name beside it (`layout::conflict_key`), so
+    /// an object another client wrote meanwhile is never overwritten. A
+    /// HEAD, then the upload: a write by another client between the two is
+    /// not caught (no conditional PUT).
+    fn recovery_key(&self, entry: &JournalEntry) -> Result<String, crate::store::StoreError> {
+        let Some(base) = &entry.base else {
+            return Ok(entry.key.clone());
+        };
+        let store = &self.inner.store;
+        let now = match self.block_on(retry(BACKGROUND, "head", || store.head(&entry.key)))? {
+            None => Base::Absent,
+            Some(meta) => match meta.etag {
+                Some(etag) => Base::Etag(etag),
+                // Nothing to compare: as before.
+                None => return Ok(entry.key.clone()),
+            },
+        };
+        Ok(match &now == base {
+            true => entry.key.clone(),
+            false => layout::conflict_key(&entry.key, std::time::SystemTime::now()),
+        })
     }
 
     /// Runs queued uploads, `UPLOAD_WORKERS` at a time, each once its
@@ -229,6 +265,19 @@ impl ObjectFs {
                             n.validated = Instant::now();
                             n.meta_known = true;
                             n.etag = etag.clone();
+                            // An entry that stays (changed again meanwhile)
+                            // now starts from this upload: a recovery must
+                            // not take this mount's own object for another
+                            // client's.
+                            if let Some(s) = n.staged.as_ref().filter(|s| s.journaled) {
+                                let entry = JournalEntry {
+                                    base: etag.clone().map(Base::Etag),
+                                    ..JournalEntry::new(&key, &n.posix())
+                                };
+                                if let Err(e) = self.inner.staging.journal(s.id, &s.file, &entry) {
+                                    tracing::error!(key = %key, error = %e, "could not journal a staged file");
+                                }
+                            }
                             // Clean and closed: kept as a cached copy.
                             self.retire_copy(&mut st, ino);
                         }
