@@ -285,35 +285,26 @@ impl ObjectBackend {
     /// reads itself, again whenever the keys change or near their expiry;
     /// neither for anonymous access.
     fn keys(&self, obj: &ObjectSpec) -> Result<StoreKeys, ObjectError> {
-        Ok(match &obj.credentials {
-            Credentials::Default => StoreKeys::None,
-            Credentials::Inline {
-                access_key_id,
-                access_key_secret,
-                session_token,
-            } => StoreKeys::Static(Keys {
+        let dir = &self.settings.credentials_dir;
+        if let Credentials::Profile { name } = &obj.credentials {
+            crate::credentials::load_profile(dir, name)?;
+        }
+        Ok(match (&obj.credentials, obj.credentials.source(dir)) {
+            (_, Some(source)) => StoreKeys::Source(source),
+            (
+                Credentials::Inline {
+                    access_key_id,
+                    access_key_secret,
+                    session_token,
+                },
+                None,
+            ) => StoreKeys::Static(Keys {
                 access_key_id: access_key_id.clone(),
                 access_key_secret: access_key_secret.clone(),
                 session_token: session_token.clone(),
                 expiration: None,
             }),
-            Credentials::Profile { name } => {
-                let dir = &self.settings.credentials_dir;
-                crate::credentials::load_profile(dir, name)?;
-                StoreKeys::Source(CredentialSource::Profile {
-                    dir: dir.clone(),
-                    name: name.clone(),
-                })
-            }
-            Credentials::EcsRamRole { role, endpoint } => {
-                StoreKeys::Source(CredentialSource::EcsRamRole {
-                    role: role.clone(),
-                    endpoint: endpoint.clone(),
-                })
-            }
-            Credentials::Aws { endpoint } => StoreKeys::Source(CredentialSource::AwsDefault {
-                imds_endpoint: endpoint.clone(),
-            }),
+            (_, None) => StoreKeys::None,
         })
     }
 

@@ -353,10 +353,7 @@ mod tests {
             object(&spec).credentials,
             Credentials::Aws { endpoint: None }
         );
-        assert_eq!(
-            object(&spec).credentials.describe(),
-            "the AWS default credential chain"
-        );
+        assert_eq!(object(&spec).credentials.describe(), "AWS default chain");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! rest of the crate and the state file see them (serde shapes unchanged).
 //! Parsing lives in the sibling modules; nothing here checks a value.
 
+use objectfs::store::s3::CredentialSource;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -151,16 +152,32 @@ pub enum Credentials {
 }
 
 impl Credentials {
-    /// Where the keys come from, in words, for Status and log lines; never
-    /// a key.
-    pub fn describe(&self) -> String {
+    /// The source a mount reads its keys from itself (profiles in
+    /// `profiles`), or `None` for anonymous access and inline keys.
+    pub fn source(&self, profiles: &std::path::Path) -> Option<CredentialSource> {
         match self {
-            Credentials::Default => "none (anonymous requests)".to_string(),
-            Credentials::Profile { name } => format!("profile {name}"),
-            Credentials::Inline { .. } => "inline keys (hidden)".to_string(),
-            Credentials::EcsRamRole { role: Some(r), .. } => format!("ECS RAM role {r}"),
-            Credentials::EcsRamRole { role: None, .. } => "the ECS instance's RAM role".into(),
-            Credentials::Aws { .. } => "the AWS default credential chain".into(),
+            Credentials::Default | Credentials::Inline { .. } => None,
+            Credentials::Profile { name } => Some(CredentialSource::Profile {
+                dir: profiles.to_path_buf(),
+                name: name.clone(),
+            }),
+            Credentials::EcsRamRole { role, endpoint } => Some(CredentialSource::EcsRamRole {
+                role: role.clone(),
+                endpoint: endpoint.clone(),
+            }),
+            Credentials::Aws { endpoint } => Some(CredentialSource::AwsDefault {
+                imds_endpoint: endpoint.clone(),
+            }),
+        }
+    }
+
+    /// Where the keys come from, in words, for Status and log lines; never
+    /// a key. A source's words are its own (`CredentialSource::describe`).
+    pub fn describe(&self) -> String {
+        match (self, self.source(std::path::Path::new(""))) {
+            (_, Some(source)) => source.describe(),
+            (Credentials::Inline { .. }, None) => "inline keys (hidden)".to_string(),
+            (_, None) => "none (anonymous requests)".to_string(),
         }
     }
 }

@@ -148,6 +148,19 @@ fn write_synced(vol: &PluginVolume, rel: &str, data: &[u8]) {
     file.sync_all().unwrap();
 }
 
+/// The start both tests share: a file written and fsynced is in the bucket
+/// under the first keys (`with_first_keys`), and a writer is running.
+fn writing_under_the_first_keys(vol: &PluginVolume, with_first_keys: &Bucket) -> Writer {
+    write_synced(vol, "before.txt", b"signed with the first keys");
+    assert_eq!(
+        with_first_keys.get("before.txt").unwrap(),
+        b"signed with the first keys"
+    );
+    let writer = Writer::start(vol.mountpoint.clone().unwrap());
+    writer.wait_written(3);
+    writer
+}
+
 /// The part of the rotation both tests share: files written from now on
 /// (the writer's index after `rotated`) reach the bucket under the new
 /// keys; then the writer stops, the volume is unmounted (which uploads
@@ -234,15 +247,7 @@ fn an_ecs_ram_role_mount_follows_the_keys_the_metadata_service_hands_out() {
     let pid = vol.mount_pid();
     assert_eq!(vol.status()["credentials"], format!("ECS RAM role {ROLE}"));
 
-    write_synced(&vol, "before.txt", b"signed with the first keys");
-    assert_eq!(
-        bucket_with(&config, &a.id, &a.secret)
-            .get("before.txt")
-            .unwrap(),
-        b"signed with the first keys"
-    );
-    let writer = Writer::start(vol.mountpoint.clone().unwrap());
-    writer.wait_written(3);
+    let writer = writing_under_the_first_keys(&vol, &bucket_with(&config, &a.id, &a.secret));
 
     // The rotation: the store takes only the new pair, and the metadata
     // service hands it out. The mount is told nothing.
@@ -420,15 +425,7 @@ fn a_profile_is_read_again_for_its_expiration_when_its_file_looks_unchanged() {
     let pid = vol.mount_pid();
     assert_eq!(vol.status()["credentials"], format!("profile {name}"));
 
-    write_synced(&vol, "before.txt", b"signed with the first keys");
-    assert_eq!(
-        bucket_with(&config, &a.id, &a.secret)
-            .get("before.txt")
-            .unwrap(),
-        b"signed with the first keys"
-    );
-    let writer = Writer::start(vol.mountpoint.clone().unwrap());
-    writer.wait_written(3);
+    let writer = writing_under_the_first_keys(&vol, &bucket_with(&config, &a.id, &a.secret));
 
     // The rotation: the store takes only the new pair; the profile gets it
     // without any change the mount's check could see.

@@ -19,6 +19,49 @@ fn signed_with(request: &Request) -> (String, Option<String>) {
     )
 }
 
+/// A store on the keys a fake metadata service of `flavor` hands out for
+/// `role` (`source` given the service's endpoint): one request, a rotation
+/// at the service, the clock moved past the refresh point, a second
+/// request. Checks that each request was signed with the keys handed out
+/// at its time; returns the service and the store's credential state, which
+/// must name the second keys' expiry.
+async fn rotated_on_the_wire(
+    flavor: Flavor,
+    role: &str,
+    source: impl FnOnce(String) -> CredentialSource,
+) -> (
+    FakeMetadata,
+    Arc<crate::store::s3::credentials::CredentialState>,
+) {
+    let first = Issued::numbered(1, 60 * MIN);
+    let second = Issued::numbered(2, 120 * MIN);
+    let fake = FakeMetadata::start(flavor, role, first.clone()).await;
+    let clock = Clock::default();
+    let (requests, _, (out, state)) = capture_with_clock(
+        sourced(source(fake.endpoint())),
+        vec![not_found(), not_found()],
+        clock.clone(),
+        async |s: &S3Store| {
+            let first = s.head("key").await;
+            fake.issue(second.clone());
+            clock.advance(56 * MIN);
+            ((first, s.head("key").await), s.credential_state())
+        },
+    )
+    .await;
+    assert_eq!(out, (Ok(None), Ok(None)));
+    assert_eq!(
+        signed_with(&requests[0]),
+        (first.key_id.clone(), Some(first.token.clone()))
+    );
+    assert_eq!(
+        signed_with(&requests[1]),
+        (second.key_id.clone(), Some(second.token.clone()))
+    );
+    assert_eq!(state.expires_at(), Some(second.expiration));
+    (fake, state)
+}
+
 fn sourced(source: CredentialSource) -> S3Config {
     S3Config {
         bucket: "mybucket".into(),
@@ -63,37 +106,14 @@ async fn a_rotated_profile_signs_the_next_request() {
 
 #[tokio::test]
 async fn ecs_ram_role_keys_sign_and_rotate_on_the_wire() {
-    let first = Issued::numbered(1, 60 * MIN);
-    let second = Issued::numbered(2, 120 * MIN);
-    let fake = FakeMetadata::start(Flavor::Aliyun, "web-role", first.clone()).await;
-    let clock = Clock::default();
-    let source = CredentialSource::EcsRamRole {
-        role: None,
-        endpoint: Some(fake.endpoint()),
-    };
-    let (requests, _, (out, state)) = capture_with_clock(
-        sourced(source),
-        vec![not_found(), not_found()],
-        clock.clone(),
-        async |s: &S3Store| {
-            let first = s.head("key").await;
-            fake.issue(second.clone());
-            clock.advance(56 * MIN);
-            ((first, s.head("key").await), s.credential_state())
-        },
-    )
+    let (fake, state) = rotated_on_the_wire(Flavor::Aliyun, "web-role", |endpoint| {
+        CredentialSource::EcsRamRole {
+            role: None,
+            endpoint: Some(endpoint),
+        }
+    })
     .await;
-    assert_eq!(out, (Ok(None), Ok(None)));
-    assert_eq!(
-        signed_with(&requests[0]),
-        (first.key_id.clone(), Some(first.token.clone()))
-    );
-    assert_eq!(
-        signed_with(&requests[1]),
-        (second.key_id.clone(), Some(second.token.clone()))
-    );
     assert_eq!(state.describe(), "ECS RAM role web-role");
-    assert_eq!(state.expires_at(), Some(second.expiration));
     // Hardened mode: each fetch asks for a session token with its
     // lifetime, and every GET carries one the service handed out.
     let seen = fake.seen();
@@ -171,36 +191,13 @@ async fn aws_default_chain_reads_instance_metadata_on_the_wire() {
         return;
     }
 
-    let first = Issued::numbered(1, 60 * MIN);
-    let second = Issued::numbered(2, 120 * MIN);
-    let fake = FakeMetadata::start(Flavor::Aws, "ec2-role", first.clone()).await;
-    let clock = Clock::default();
-    let source = CredentialSource::AwsDefault {
-        imds_endpoint: Some(fake.endpoint()),
-    };
-    let (requests, _, (out, state)) = capture_with_clock(
-        sourced(source),
-        vec![not_found(), not_found()],
-        clock.clone(),
-        async |s: &S3Store| {
-            let first = s.head("key").await;
-            fake.issue(second.clone());
-            clock.advance(56 * MIN);
-            ((first, s.head("key").await), s.credential_state())
-        },
-    )
+    let (fake, state) = rotated_on_the_wire(Flavor::Aws, "ec2-role", |endpoint| {
+        CredentialSource::AwsDefault {
+            imds_endpoint: Some(endpoint),
+        }
+    })
     .await;
-    assert_eq!(out, (Ok(None), Ok(None)));
-    assert_eq!(
-        signed_with(&requests[0]),
-        (first.key_id.clone(), Some(first.token.clone()))
-    );
-    assert_eq!(
-        signed_with(&requests[1]),
-        (second.key_id.clone(), Some(second.token.clone()))
-    );
     assert_eq!(state.describe(), "AWS default chain");
-    assert_eq!(state.expires_at(), Some(second.expiration));
     // IMDSv2: a session token asked for with its lifetime, then the role
     // and its credentials, each GET with the token.
     let seen = fake.seen();
