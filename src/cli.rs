@@ -284,6 +284,9 @@ pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
     } else {
         args.mount_config()?
     };
+    // Start-up touches most of the binary's code once; an idle mount needs
+    // little of it (see residency).
+    tokio::spawn(crate::residency::release_periodically());
     let pending = objectfs::mount::run(config).await?;
     if pending > 0 {
         anyhow::bail!(

@@ -22,7 +22,8 @@
 //! - Small helpers with one job each: `engine` (the Docker Engine API, for
 //!   pvc claims), `credentials` (key profiles: objectfs's `profile`),
 //!   `mounts` (mountinfo, bind mounts, unmount), `names` (volume name →
-//!   path component).
+//!   path component), `residency` (an idle mount process gives back the
+//!   code pages and free memory it holds).
 //!
 //! The FUSE filesystem and the object store live in the `objectfs` crate
 //! (crates/objectfs), which imports nothing of this crate.
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod mounts;
 pub mod names;
 pub mod protocol;
+pub mod residency;
 pub mod spec;
 pub mod supervisor;
 pub mod translate;
