@@ -41,6 +41,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
+# Idle time before memory is read: past the first release of start-up pages
+# (src/residency.rs, RELEASE_EVERY = 30 s), so the figures are a mount's steady state.
+IDLE_S=40
+
 need_root_fuse
 install_missing s3fs:s3fs fusermount3:fuse3
 build_all
@@ -80,8 +84,8 @@ for kind in osv-async s3fs; do
         ls "$MNT_DIR" >/dev/null
         pids+=("$MNT_PID")
     done
-    log "$kind: idle for 10 s"
-    sleep 10
+    log "$kind: idle for $IDLE_S s"
+    sleep "$IDLE_S"
     RSS[$kind]="" ANON[$kind]="" FILEB[$kind]="" PSS[$kind]="" THREADS[$kind]=""
     HEAP[$kind]="" STACKS[$kind]="" OTHER[$kind]=""
     for p in "${pids[@]}"; do
@@ -106,7 +110,7 @@ max() { printf '%s\n' "$@" | sort -n | tail -1; }
 
 {
     echo "idle mounts (issue 16) — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ { printf "%d GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)  "
-    echo "commit $(git -C "$ROOT" rev-parse --short HEAD), server: Garage on $ENDPOINT; s3fs $(s3fs --version 2>&1 | grep -o 'V[0-9][0-9.]*' | head -1); $N mounts per client, each after one \`ls\`, measured after 10 s idle  "
+    echo "commit $(git -C "$ROOT" rev-parse --short HEAD), server: Garage on $ENDPOINT; s3fs $(s3fs --version 2>&1 | grep -o 'V[0-9][0-9.]*' | head -1); $N mounts per client, each after one \`ls\`, measured after $IDLE_S s idle  "
     echo
     echo "| Client | RSS per mount, median (max) | anonymous, median | file-backed, median | PSS, median | threads, median | total RSS of $N mounts | total PSS of $N mounts |"
     echo "|---|---|---|---|---|---|---|---|"
