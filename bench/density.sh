@@ -121,6 +121,7 @@ mounts_of_run() { grep -c " $STATE/" /proc/self/mountinfo || true; }
 
 settle
 sync
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 MEM_BEFORE=$(mem_available_kb)
 MOUNT_PIDS_BEFORE=$(mount_pids | wc -l)
 HOST_T=() OBJ_T=()
@@ -150,6 +151,7 @@ for p in "${PIDS_NOW[@]}"; do
 done
 NPROC=$((${#PIDS_NOW[@]} - MOUNT_PIDS_BEFORE))
 NMOUNTS=$(mounts_of_run)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "removing every container and volume"
 t0=$(now)
@@ -181,7 +183,7 @@ HP50=$(percentile 50 "${HOST_T[@]}") HP99=$(percentile 99 "${HOST_T[@]}")
 OP50=$(percentile 50 "${OBJ_T[@]}") OP99=$(percentile 99 "${OBJ_T[@]}")
 {
     echo "density (issue 16) — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ { printf "%d GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)  "
-    echo "commit $(git -C "$ROOT" rev-parse --short HEAD), $(docker version -f 'dockerd {{.Server.Version}}'), server: Garage on $ENDPOINT; $N containers of each kind, started interleaved, each \`docker run -d\` timed from start to exit; memory after $IDLE_S s idle  "
+    echo "commit $(git -C "$ROOT" rev-parse --short HEAD), $(docker version -f 'dockerd {{.Server.Version}}'), server: Garage on $ENDPOINT; $N containers of each kind, started interleaved, each \`docker run -d\` timed from start to exit; memory after $IDLE_S s idle; load average at start $LOAD_START, when all ran $LOAD_END  "
     echo
     echo "| \`docker run -d\` with | p50 | p99 | max |"
     echo "|---|---|---|---|"
@@ -197,7 +199,7 @@ OP50=$(percentile 50 "${OBJ_T[@]}") OP99=$(percentile 99 "${OBJ_T[@]}")
     echo "| PSS | $(mib "$(median "${PSS[@]}")") MiB | $(mib "$(percentile 100 "${PSS[@]}")") MiB | $(mib "$(sum "${PSS[@]}")") MiB |"
     echo "| threads | $(median "${THREADS[@]}") | $(percentile 100 "${THREADS[@]}") | $(sum "${THREADS[@]}") |"
     echo
-    echo "MemAvailable fell by $(mib $((MEM_BEFORE - MEM_AFTER))) MiB with $N containers of each kind running ($(calc "($MEM_BEFORE - $MEM_AFTER) / 1024 / $N" "%.2f") MiB per pair, containers and mounts together). FUSE mounts of the run: $NMOUNTS. Files in the bucket: $IN_BUCKET of $N."
+    echo "MemAvailable fell by $(mib $((MEM_BEFORE - MEM_AFTER))) MiB with $N containers of each kind running ($(calc "($MEM_BEFORE - $MEM_AFTER) / 1024 / $N" "%.2f") MiB per pair, containers and mounts together; the whole machine's figure, meaningful only when nothing else runs). FUSE mounts of the run: $NMOUNTS. Files in the bucket: $IN_BUCKET of $N."
     echo "Removal of all containers and volumes: $REMOVE_S s; left afterwards: $LEFT_PROCS mount processes, $LEFT_MOUNTS mounts, $LEFT_VOLUMES volumes, $LEFT_STATE registry entries."
     if ((${#PROBLEMS[@]})); then
         echo
