@@ -4,7 +4,7 @@
 use crate::driver::{Driver, DriverConfig};
 use crate::protocol;
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
@@ -336,6 +336,14 @@ pub struct ServeArgs {
     #[arg(long, env = "OSV_HOST_ROOT", default_value = "/")]
     pub host_root: PathBuf,
 
+    /// The host directory that --host-root shows: `/` (the whole host), or
+    /// the directory the managed plugin's `hostfs` mount was narrowed to
+    /// (`docker plugin set PLUGIN hostfs.source=DIR OSV_HOST_ROOT_PATH=DIR`).
+    /// Host paths outside it are refused; below a narrowed one, symlinks
+    /// must be relative and stay inside.
+    #[arg(long, env = "OSV_HOST_ROOT_PATH", default_value = "/")]
+    pub host_root_path: PathBuf,
+
     /// The Docker Engine API socket, where `pvc` volumes look up their
     /// claim (a named volume) at Mount, create it when missing
     /// (`createIfNotExists`) and remove one they created
@@ -375,6 +383,25 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// --host-root-path, checked: absolute and normalised, and every
+    /// allowed host path under it.
+    fn checked_host_root_path(&self) -> anyhow::Result<PathBuf> {
+        let raw = self.host_root_path.to_string_lossy();
+        if raw != "/" && !crate::spec::is_normalised_absolute(&raw) {
+            anyhow::bail!(
+                "--host-root-path {raw:?} must be an absolute, normalised path such as /srv/sandboxes (the host directory that --host-root shows)"
+            );
+        }
+        for allowed in self.allowed_host_paths.iter().map(|s| s.trim()) {
+            if !allowed.is_empty() && !Path::new(allowed).starts_with(&self.host_root_path) {
+                anyhow::bail!(
+                    "--allowed-host-paths entry {allowed:?} is outside --host-root-path {raw:?}, the part of the host this plugin sees; allow directories under it, or widen hostfs and --host-root-path"
+                );
+            }
+        }
+        Ok(self.host_root_path.clone())
+    }
+
     /// Checks the settings and turns them into the driver's configuration.
     pub fn driver_config(&self) -> anyhow::Result<DriverConfig> {
         let mut allowed = Vec::new();
@@ -403,6 +430,7 @@ impl ServeArgs {
                     self.host_root
                 )
             })?,
+            host_root_path: self.checked_host_root_path()?,
             default_upload: self.default_upload,
             default_cache_size: self.default_cache_size,
             docker_socket: self.docker_socket.clone(),

@@ -72,6 +72,14 @@ impl Engine {
         &self.socket
     }
 
+    /// Whether the socket is there at all: a plugin installed without the
+    /// Engine API (the managed plugin's docker-socket mount pointed at
+    /// /dev/null) has something else, or nothing, at its path.
+    pub fn is_present(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(&self.socket).is_ok_and(|m| m.file_type().is_socket())
+    }
+
     /// `GET /volumes/NAME`, blocking the calling thread (which must not be
     /// a runtime worker: the driver runs on blocking threads).
     pub fn volume(&self, name: &str) -> Result<EngineVolume, EngineError> {

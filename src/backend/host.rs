@@ -35,6 +35,14 @@ pub enum HostError {
         "option `subPath`={sub_path:?} is refused: {component:?} is a symlink or not a directory, and subPath must name real directories inside the volume"
     )]
     SubPathNotDirectory { sub_path: String, component: String },
+    #[error(
+        "option `path`={path:?} is outside the part of the host this plugin sees ({shown}, its hostfs mount); use a directory under {shown}, or have the operator point hostfs at a directory that holds it (docker plugin set PLUGIN hostfs.source=DIR OSV_HOST_ROOT_PATH=DIR)"
+    )]
+    OutsideHostRoot { path: PathBuf, shown: PathBuf },
+    #[error(
+        "option `path`={path:?} leads through a symlink that is absolute or climbs out of {shown}, which a plugin that sees only {shown} of the host cannot follow; give the real path"
+    )]
+    SymlinkOutOfHostRoot { path: PathBuf, shown: PathBuf },
     #[error("could not {action} {path:?} on the host: {source}")]
     Io {
         action: &'static str,
@@ -50,6 +58,12 @@ pub struct HostBackend {
     /// in options and in the allow-list are host paths; they are resolved
     /// below this root, symlinks included, as if it were `/`.
     root: PathBuf,
+    /// The host path `root` shows: `/` (the whole host), or the directory a
+    /// narrowed `hostfs` mount was pointed at. Host paths outside it are
+    /// out of reach; under a narrowed root, symlinks may not leave it or
+    /// be absolute (their targets are host paths the kernel would read
+    /// below `root`).
+    shown: PathBuf,
 }
 
 /// A host directory, opened (`O_PATH`) and checked against the allow-list.
@@ -60,8 +74,23 @@ struct Resolved {
 }
 
 impl HostBackend {
+    /// `root` shows the host's `/`.
     pub fn new(allowed: Vec<PathBuf>, root: PathBuf) -> Self {
-        HostBackend { allowed, root }
+        Self::narrowed(allowed, root, "/".into())
+    }
+
+    /// `root` shows the host directory `shown` (an absolute, normalised path).
+    pub fn narrowed(allowed: Vec<PathBuf>, root: PathBuf, shown: PathBuf) -> Self {
+        HostBackend {
+            allowed,
+            root,
+            shown,
+        }
+    }
+
+    /// Whether `root` shows less than the whole host.
+    fn is_narrowed(&self) -> bool {
+        self.shown != Path::new("/")
     }
 
     fn allowed_list(&self) -> String {
@@ -76,19 +105,24 @@ impl HostBackend {
     /// Opens host path `path` below the root, resolving every symlink as
     /// if the root were `/` (an absolute link target, or `..` past the
     /// top, stays inside it), and returns the descriptor and the host path
-    /// it resolved to.
+    /// it resolved to. Under a narrowed root a path outside it fails with
+    /// EXDEV, and so does a symlink that is absolute or climbs out.
     fn open_in_root(&self, path: &Path) -> io::Result<(OwnedFd, PathBuf)> {
         let root = open_dir(None, &self.root)?;
-        let relative = path.strip_prefix("/").unwrap_or(path);
+        let relative = path
+            .strip_prefix(&self.shown)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EXDEV))?;
         let fd = if relative.as_os_str().is_empty() {
             root
         } else {
-            open_in_root(&root, relative)?
+            open_in_root(&root, relative, self.is_narrowed())?
         };
         let seen = fd_path(&fd)?;
         let host_path = match seen.strip_prefix(&self.root) {
-            Ok(rest) => Path::new("/").join(rest),
-            // Cannot happen with RESOLVE_IN_ROOT; refuse rather than guess.
+            Ok(rest) if rest.as_os_str().is_empty() => self.shown.clone(),
+            Ok(rest) => self.shown.join(rest),
+            // Cannot happen with RESOLVE_IN_ROOT or RESOLVE_BENEATH;
+            // refuse rather than guess.
             Err(_) => return Err(io::Error::from_raw_os_error(libc::EXDEV)),
         };
         Ok((fd, host_path))
@@ -134,6 +168,18 @@ impl HostBackend {
     /// the allow-list exists, or what it is, is none of the caller's
     /// business either: it is refused as outside, like one that exists.
     fn unopenable(&self, path: &Path, e: io::Error) -> HostError {
+        if !path.starts_with(&self.shown) {
+            return HostError::OutsideHostRoot {
+                path: path.into(),
+                shown: self.shown.clone(),
+            };
+        }
+        if e.raw_os_error() == Some(libc::EXDEV) {
+            return HostError::SymlinkOutOfHostRoot {
+                path: path.into(),
+                shown: self.shown.clone(),
+            };
+        }
         if let Some(resolved) = self.outside_when_missing(path) {
             return HostError::NotAllowed {
                 path: path.into(),
@@ -192,7 +238,7 @@ impl HostBackend {
             let seen = fd_path(&fd).map_err(|e| io_err("open", e))?;
             let held = seen
                 .strip_prefix(&self.root)
-                .map(|rest| Path::new("/").join(rest))
+                .map(|rest| self.shown.join(rest))
                 .unwrap_or(seen);
             if !held.starts_with(&host_path) || !self.is_allowed(&held) {
                 return Err(HostError::NotAllowed {
@@ -219,6 +265,12 @@ impl HostBackend {
         sub_path: Option<&str>,
     ) -> Result<OwnedFd, HostError> {
         let opened = if in_host_root {
+            if !path.starts_with(&self.shown) {
+                return Err(HostError::OutsideHostRoot {
+                    path: path.into(),
+                    shown: self.shown.clone(),
+                });
+            }
             self.open_in_root(path).map(|(fd, _)| fd)
         } else {
             open_dir(None, path)
@@ -288,18 +340,24 @@ fn open_dir(parent: Option<&OwnedFd>, name: &Path) -> io::Result<OwnedFd> {
 const OPENAT2_ATTEMPTS: u32 = 200;
 
 /// `openat2(root, relative, O_PATH, RESOLVE_IN_ROOT)`: symlinks and `..`
-/// are resolved as if `root` were the filesystem's root.
+/// are resolved as if `root` were the filesystem's root. `beneath`:
+/// RESOLVE_BENEATH instead, where an absolute symlink or a `..` that would
+/// leave `root` fails with EXDEV.
 ///
 /// The kernel fails a lookup that crossed `..` with EAGAIN when any rename
 /// or mount happened on the host meanwhile (it cannot then prove that the
 /// `..` stayed inside) and asks the caller to retry: a busy host makes
 /// that common, so it is retried rather than reported.
-fn open_in_root(root: &OwnedFd, relative: &Path) -> io::Result<OwnedFd> {
+fn open_in_root(root: &OwnedFd, relative: &Path, beneath: bool) -> io::Result<OwnedFd> {
     let c = c_path(relative)?;
     // SAFETY: open_how is plain data; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = if beneath {
+        libc::RESOLVE_BENEATH
+    } else {
+        libc::RESOLVE_IN_ROOT
+    } | libc::RESOLVE_NO_MAGICLINKS;
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -498,5 +556,54 @@ mod tests {
             b.check(Path::new("/srv/nope")),
             Err(HostError::NotFound { .. })
         ));
+    }
+
+    /// A narrowed hostfs: the root shows only the host's /srv/sandboxes.
+    /// Paths under it work (relative symlinks too); paths outside it, and
+    /// symlinks that are absolute or climb out, get their own sentence.
+    #[test]
+    fn a_narrowed_root_shows_only_its_host_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = fs::canonicalize(root.path()).unwrap();
+        fs::create_dir_all(root_path.join("team/data")).unwrap();
+        symlink("data", root_path.join("team/rel-link")).unwrap();
+        symlink("/srv/sandboxes/team/data", root_path.join("team/abs-link")).unwrap();
+        symlink("../../etc", root_path.join("team/climb")).unwrap();
+        let shown = PathBuf::from("/srv/sandboxes");
+        let b = HostBackend::narrowed(
+            vec!["/srv/sandboxes/team".into()],
+            root_path.clone(),
+            shown.clone(),
+        );
+        assert_eq!(
+            b.check(Path::new("/srv/sandboxes/team/data")).unwrap(),
+            Path::new("/srv/sandboxes/team/data")
+        );
+        assert_eq!(
+            b.check(Path::new("/srv/sandboxes/team/rel-link")).unwrap(),
+            Path::new("/srv/sandboxes/team/data")
+        );
+        let fd = b
+            .open_source(Path::new("/srv/sandboxes/team/data"), Some("run1"))
+            .unwrap();
+        assert_eq!(fd_path(&fd).unwrap(), root_path.join("team/data/run1"));
+
+        let err = b.check(Path::new("/etc")).unwrap_err();
+        assert!(matches!(err, HostError::OutsideHostRoot { .. }), "{err}");
+        assert!(err.to_string().contains("hostfs.source=DIR"), "{err}");
+        for link in ["abs-link", "climb"] {
+            let err = b
+                .check(&Path::new("/srv/sandboxes/team").join(link))
+                .unwrap_err();
+            assert!(
+                matches!(err, HostError::SymlinkOutOfHostRoot { .. }),
+                "{link}: {err}"
+            );
+        }
+        // A claim (a local volume's directory) outside what the root shows.
+        let err = b
+            .open_claim(Path::new("/var/lib/docker/volumes/c/_data"), true, None)
+            .unwrap_err();
+        assert!(matches!(err, HostError::OutsideHostRoot { .. }), "{err}");
     }
 }

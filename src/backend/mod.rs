@@ -52,10 +52,11 @@ impl Backends {
     pub fn new(
         allowed_host_paths: Vec<PathBuf>,
         host_root: PathBuf,
+        host_root_path: PathBuf,
         object: ObjectSettings,
     ) -> Self {
         Backends {
-            host: HostBackend::new(allowed_host_paths, host_root),
+            host: HostBackend::narrowed(allowed_host_paths, host_root, host_root_path),
             object: ObjectBackend::new(object),
             nfs: NfsBackend,
         }

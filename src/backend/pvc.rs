@@ -52,6 +52,10 @@ pub enum ClaimError {
         #[source]
         source: EngineError,
     },
+    #[error(
+        "a pvc volume whose claim is not a volume of this plugin needs the Docker Engine API, and this plugin runs without it ({0:?} is not a socket: its docker-socket mount was left out); claim a volume of this plugin, use a host or object volume, or give the plugin the socket (docker plugin set PLUGIN docker-socket.source=/var/run/docker.sock)"
+    )]
+    NoEngine(PathBuf),
     #[error("a pvc volume cannot claim itself (claimName={0:?}); name another volume")]
     ItSelf(String),
     #[error(

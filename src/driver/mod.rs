@@ -36,6 +36,9 @@ pub struct DriverConfig {
     pub allowed_host_paths: Vec<PathBuf>,
     /// Where the host's `/` is seen (`/` but in the managed plugin).
     pub host_root: PathBuf,
+    /// The host path `host_root` shows: `/`, or the directory a narrowed
+    /// hostfs mount was pointed at.
+    pub host_root_path: PathBuf,
     /// Upload mode of object-storage volumes that set none.
     pub default_upload: objectfs::UploadMode,
     /// Cache bound, in bytes, of object-storage volumes that set none.
@@ -127,6 +130,7 @@ impl Driver {
             backends: Backends::new(
                 config.allowed_host_paths,
                 config.host_root,
+                config.host_root_path,
                 ObjectSettings {
                     exe: config.mount_exe,
                     cache_root: config.state_dir.join("cache"),
@@ -450,6 +454,10 @@ impl Driver {
                 }
             })?;
             return Ok(Some(ClaimSource::Plugin(path)));
+        }
+        // Any other claim is Docker's to describe.
+        if !self.engine.is_present() {
+            return Err(ClaimError::NoEngine(self.engine.socket().into()).into());
         }
         let claim_lock = self.claim_lock(claim_name);
         let _claim = lock(&claim_lock);

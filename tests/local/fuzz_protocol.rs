@@ -122,6 +122,7 @@ impl Server {
             mount_root: mount_root.clone(),
             allowed_host_paths: vec![allowed.clone()],
             host_root: "/".into(),
+            host_root_path: "/".into(),
             default_upload: UploadMode::Async,
             default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
             docker_socket: root.join("no-docker.sock"),

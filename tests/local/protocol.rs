@@ -339,6 +339,92 @@ fn option_errors_name_the_option_and_what_is_accepted() {
     assert_eq!(r.body["Volumes"], json!([]));
 }
 
+/// Least privilege: a plugin left without the Engine API socket (the
+/// managed plugin's docker-socket mount pointed at /dev/null) and with a
+/// narrowed view of the host. A pvc volume whose claim is Docker's gets
+/// one sentence at Mount, one claiming a volume of the plugin still works;
+/// a host path outside the narrowed view gets its own sentence, one under
+/// it works.
+#[test]
+fn a_plugin_without_the_engine_api_and_with_a_narrowed_host_view() {
+    require!(Root);
+    let base = tempfile::tempdir().unwrap();
+    let host = fs::canonicalize(base.path()).unwrap().join("host-view");
+    fs::create_dir_all(host.join("team/data")).unwrap();
+    let plugin = Plugin::start_with(
+        &base.path().join("s.sock"),
+        base.path(),
+        &[PathBuf::from("/srv/sandboxes/team")],
+        &[
+            ("OSV_DOCKER_SOCKET", "/dev/null"),
+            ("OSV_HOST_ROOT", host.to_str().unwrap()),
+            ("OSV_HOST_ROOT_PATH", "/srv/sandboxes"),
+        ],
+    );
+    let create = |name: &str, opts: serde_json::Value| {
+        err_of(&call(
+            &plugin.socket,
+            "VolumeDriver.Create",
+            &json!({"Name": name, "Opts": opts}).to_string(),
+        ))
+    };
+    let mount = |name: &str| {
+        call(
+            &plugin.socket,
+            "VolumeDriver.Mount",
+            &json!({"Name": name, "ID": "c1"}).to_string(),
+        )
+    };
+    let unmount = |name: &str| {
+        call(
+            &plugin.socket,
+            "VolumeDriver.Unmount",
+            &json!({"Name": name, "ID": "c1"}).to_string(),
+        )
+    };
+
+    assert_eq!(
+        create(
+            "docker-claim",
+            json!({"type": "pvc", "claimName": "team-data"})
+        ),
+        ""
+    );
+    let e = err_of(&mount("docker-claim"));
+    assert!(
+        e.contains("needs the Docker Engine API") && e.contains("/dev/null"),
+        "{e}"
+    );
+
+    let e = create("outside", json!({"type": "host", "path": "/etc"}));
+    assert!(
+        e.contains("outside the part of the host this plugin sees"),
+        "{e}"
+    );
+
+    assert_eq!(
+        create(
+            "team",
+            json!({"type": "host", "path": "/srv/sandboxes/team/data"})
+        ),
+        ""
+    );
+    assert_eq!(
+        create("own-claim", json!({"type": "pvc", "claimName": "team"})),
+        ""
+    );
+    let r = mount("own-claim");
+    assert_eq!(err_of(&r), "");
+    let mountpoint = PathBuf::from(r.body["Mountpoint"].as_str().unwrap());
+    fs::write(mountpoint.join("hello"), b"through the claim").unwrap();
+    assert_eq!(
+        fs::read(host.join("team/data/hello")).unwrap(),
+        b"through the claim"
+    );
+    assert_eq!(err_of(&unmount("own-claim")), "");
+    unmount_all_under(&plugin.mount_root);
+}
+
 #[test]
 fn recreate_is_idempotent_but_conflicting_options_fail() {
     let env = Env::new();
