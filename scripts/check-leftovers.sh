@@ -13,11 +13,15 @@
 #     osv-check-install-*), or not in the --since list;
 #   - a container of the test image ($OSV_TEST_IMAGE, default osv-test-busybox), or not
 #     in the --since list (the image itself stays);
+#   - a Docker network not in the --since list (swarm init makes docker_gwbridge), and the
+#     daemon's membership of a swarm when it was in none before (or, without --since, at all);
 #   - an objectfs mount (source osv:BUCKET) or an s3fs one, or any mount under the tests'
 #     temporary directories (/tmp/osvtest*, /tmp/osv-*, /tmp/.tmp*), in this mount namespace;
 #   - a process of opensandbox-volume (serve, mount, supervise), moto_server, s3s-fs, s3fs,
-#     or the tests' docker-registry;
-#   - a socket or spec of the tests' driver in /run/docker/plugins (osvtest*).
+#     the tests' docker-registry, or the swarm test's second dockerd and its containerd
+#     (/tmp/osv-swarm-*);
+#   - a socket or spec of the tests' driver in /run/docker/plugins (osvtest*);
+#   - the swarm test's bridge of the second dockerd (network interface osvsw*).
 # Processes and sockets of a test binary that just ended go away a moment later, so the
 # check is repeated for up to $OSV_LEFTOVERS_WAIT seconds (default 10) before it fails.
 # Exit status: 0 when nothing is left, 1 when something is (listed), 2 on bad usage.
@@ -31,6 +35,8 @@ docker_objects() {
     docker plugin ls --format 'plugin {{.Name}}'
     docker volume ls --format 'volume {{.Name}}'
     docker ps -a --format 'container {{.Names}}'
+    docker network ls --format 'network {{.Name}}'
+    echo "swarm $(docker info --format '{{.Swarm.LocalNodeState}}')"
 }
 
 since=""
@@ -55,7 +61,7 @@ known() {
 
 find_leftovers() {
     if docker info >/dev/null 2>&1; then
-        local name enabled driver image
+        local name enabled driver image state
         while read -r name enabled; do
             case "$name" in *osvtest*) echo "plugin $name (enabled: $enabled)" ;;
             *) known plugin "$name" || echo "plugin $name (enabled: $enabled; new since the tests began)" ;;
@@ -75,6 +81,13 @@ find_leftovers() {
                 echo "container $name (image $image; new since the tests began)"
             fi
         done < <(docker ps -a --format '{{.Names}} {{.Image}}')
+        while read -r name; do
+            known network "$name" || echo "network $name (new since the tests began)"
+        done < <(if [ -n "$since" ]; then docker network ls --format '{{.Name}}'; fi)
+        state=$(docker info --format '{{.Swarm.LocalNodeState}}')
+        if [ "$state" != inactive ] && ! known swarm "$state"; then
+            echo "swarm: the daemon is in a swarm (state $state)"
+        fi
     fi
 
     # mountinfo: field 5 is the mount point; type and source follow the " - " separator.
@@ -98,7 +111,8 @@ find_leftovers() {
         case "${argv0##*/} $cmd" in
         "opensandbox-volume "*" serve"* | "opensandbox-volume "*" mount "* | \
             "opensandbox-volume "*" supervise"* | "moto_server "* | "s3s-fs "* | "s3fs "* | \
-            "docker-registry "*/tmp/osv-managed-*)
+            "docker-registry "*/tmp/osv-managed-* | "dockerd "*/tmp/osv-swarm-* | \
+            "containerd "*/tmp/osv-swarm-*)
             echo "process $pid: ${cmd% }" ;;
         *" "*moto_server" "*) # moto_server runs as `python .../moto_server`
             echo "process $pid: ${cmd% }" ;;
@@ -108,6 +122,9 @@ find_leftovers() {
     local f
     for f in "$PLUGIN_DIR"/osvtest*; do
         [ -e "$f" ] && echo "socket $f"
+    done
+    for f in /sys/class/net/osvsw*; do
+        [ -e "$f" ] && echo "network interface ${f##*/}"
     done
     return 0
 }

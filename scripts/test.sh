@@ -149,6 +149,8 @@ command -v s3fs >/dev/null 2>&1 || missing+=(s3fs)
 # on loopback; plugin/build.sh puts the CA bundle into the plugin's rootfs.
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+# tests/docker_serial/docker_swarm.rs makes a bridge for the second dockerd with `ip link`.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing missing packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

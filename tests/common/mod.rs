@@ -11,11 +11,13 @@ pub mod fake_ecs_metadata;
 pub mod fast_s3;
 pub mod fault_proxy;
 pub mod http;
+pub mod managed_plugin;
 pub mod objectfs_mount;
 pub mod plugin_volume;
 pub mod s3fs;
 pub mod s3server;
 pub mod sha256;
+pub mod swarm;
 
 use std::fs;
 use std::os::unix::net::UnixStream;

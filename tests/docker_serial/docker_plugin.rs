@@ -13,39 +13,31 @@ use crate::common;
 use common::docker::{
     Cleanup, dk, docker, docker_fails, docker_ok, image, restart_dockerd, unique,
 };
+use common::managed_plugin::{Registry, build_and_push, registry, remove_plugins};
 use common::objectfs_mount::Bucket;
-use common::s3server::{free_port, moto};
-use common::{spawn_tied_to_test_process, wait_for_within};
+use common::s3server::moto;
+use common::wait_for_within;
 use objectfs::store::s3::S3Config;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{MutexGuard, OnceLock};
 use std::time::Duration;
 
-/// Repository every test plugin is named under, so leftovers of earlier
-/// runs can be found and removed.
-const REPO: &str = "osvtest/managed";
-
 struct Managed {
-    registry: String,
-    /// Lives as long as the test process (it gets SIGTERM when that ends).
-    _registry_process: std::process::Child,
+    registry: &'static Registry,
+    /// This run's directories (the registry's, shared with it).
     base: PathBuf,
     /// The plugin every test uses (installed from the registry by each
     /// test that needs it, removed again when that test ends).
     name: String,
-    /// Whether `name` has been built and pushed to the registry.
-    pushed: AtomicBool,
 }
 
 static MANAGED: OnceLock<Managed> = OnceLock::new();
 
 /// A test's turn (tests/docker_serial's lock). When it ends, however the
-/// test ended, every plugin under [`REPO`] is removed with its volumes, so
-/// none outlives the test binary (a plugin left installed and enabled would
+/// test ended, every test plugin is removed with its volumes, so none
+/// outlives the test binary (a plugin left installed and enabled would
 /// come back at the next dockerd start).
 struct Turn(#[allow(dead_code)] MutexGuard<'static, ()>);
 
@@ -55,7 +47,7 @@ fn turn() -> Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        for problem in remove_plugins() {
+        for problem in remove_plugins(docker) {
             eprintln!("cleaning up the managed plugin: {problem}");
         }
     }
@@ -69,28 +61,25 @@ impl Managed {
                 "these tests need a running dockerd: run scripts/test.sh, which starts one"
             );
             remove_leftover_plugins();
-            let base = PathBuf::from(format!("/tmp/osv-managed-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&base);
+            let registry = registry();
+            let base = registry.base.clone();
             for dir in ["state", "credentials", "allowed", "outside"] {
                 fs::create_dir_all(base.join(dir)).unwrap();
             }
             for dir in ["state", "credentials"] {
                 fs::set_permissions(base.join(dir), fs::Permissions::from_mode(0o700)).unwrap();
             }
-            let (registry, _registry_process) = start_registry(&base);
-            let name = format!("{registry}/{REPO}:1");
+            let name = registry.reference("1");
             Managed {
                 registry,
-                _registry_process,
                 base,
                 name,
-                pushed: AtomicBool::new(false),
             }
         })
     }
 
     fn tag(&self, tag: &str) -> String {
-        format!("{}/{REPO}:{tag}", self.registry)
+        self.registry.reference(tag)
     }
 
     fn allowed(&self) -> PathBuf {
@@ -119,11 +108,7 @@ impl Managed {
             }
             return &self.name;
         }
-        if !self.pushed.load(Ordering::SeqCst) {
-            build_and_push(&self.name);
-            dk(&format!("plugin rm {}", self.name), &[]);
-            self.pushed.store(true, Ordering::SeqCst);
-        }
+        self.registry.pushed("1");
         dk(
             &format!(
                 "plugin install --grant-all-permissions --disable {}",
@@ -147,86 +132,8 @@ impl Managed {
 /// Disables and removes plugins of earlier runs (they would hold state
 /// directories and sockets of runs that are gone).
 fn remove_leftover_plugins() {
-    let problems = remove_plugins();
+    let problems = remove_plugins(docker);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// Disables and removes every plugin under [`REPO`] and its volumes;
-/// returns what could not be done (it never panics: it runs in a drop).
-fn remove_plugins() -> Vec<String> {
-    let out = docker(&["plugin", "ls", "--format", "{{.Name}}"]);
-    if !out.status.success() {
-        return vec![format!(
-            "docker plugin ls: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )];
-    }
-    let mut problems = Vec::new();
-    for name in String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|n| n.contains(REPO))
-    {
-        let volumes = docker(&["volume", "ls", "-q", "--filter", &format!("driver={name}")]);
-        for v in String::from_utf8_lossy(&volumes.stdout).lines() {
-            let _ = docker(&["volume", "rm", "-f", v]);
-        }
-        let _ = docker(&["plugin", "disable", "-f", name]);
-        let rm = docker(&["plugin", "rm", "-f", name]);
-        if !rm.status.success() {
-            problems.push(format!(
-                "docker plugin rm -f {name}: {}",
-                String::from_utf8_lossy(&rm.stderr).trim()
-            ));
-        }
-    }
-    problems
-}
-
-/// Debian's docker-registry on a free loopback port, storing in `base`.
-fn start_registry(base: &Path) -> (String, std::process::Child) {
-    let port = free_port();
-    let config = base.join("registry.yml");
-    fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
-            base.join("registry").display()
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new("docker-registry");
-    command
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(base.join("registry.log")).unwrap());
-    let child = spawn_tied_to_test_process(command);
-    wait_for_within("the registry to listen", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    // The IP, not `localhost`: dockerd treats 127.0.0.1 as an insecure
-    // (plain http) registry by default.
-    (format!("127.0.0.1:{port}"), child)
-}
-
-/// plugin/build.sh with the test build of the binary: rootfs, `docker
-/// plugin create`, push.
-fn build_and_push(name: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin/build.sh");
-    let out = Command::new(script)
-        .args(["--push", name])
-        .env(
-            "OSV_PLUGIN_BINARY",
-            env!("CARGO_BIN_EXE_opensandbox-volume"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "plugin/build.sh --push {name}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn is_enabled(name: &str) -> bool {
