@@ -15,8 +15,10 @@
 //!
 //! A frozen connection stays frozen even after the mode goes back to
 //! `Pass`: the client has to time out by itself, as it would with a hung
-//! server. Threads and std::net only; everything stops when the proxy is
-//! dropped.
+//! server. Apart from the modes, [`FaultProxy::hold`] keeps one chosen
+//! request (by its method and path) from the server until the test lets it
+//! go, so the test can act in between. Threads and std::net only;
+//! everything stops when the proxy is dropped.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -62,11 +64,43 @@ struct Shared {
     mode: Mutex<Mode>,
     stop: AtomicBool,
     stats: Stats,
+    /// The request to hold, until it arrives.
+    hold: Mutex<Option<Arc<Hold>>>,
+}
+
+/// A request held on its way to the server; see [`FaultProxy::hold`].
+pub struct Hold {
+    /// How the request's first bytes start (`PUT /bucket/key?`).
+    start: Vec<u8>,
+    arrived: AtomicBool,
+    released: AtomicBool,
+}
+
+impl Hold {
+    /// Whether the request has arrived (and is being held).
+    pub fn arrived(&self) -> bool {
+        self.arrived.load(Ordering::SeqCst)
+    }
+
+    /// Lets the request go on to the server.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
     fn mode(&self) -> Mode {
         *self.mode.lock().unwrap()
+    }
+
+    /// The hold `bytes` (the start of what a client sends) arrive at, if
+    /// any; it is taken, so only the first such request is held.
+    fn hold_for(&self, bytes: &[u8]) -> Option<Arc<Hold>> {
+        let mut hold = self.hold.lock().unwrap();
+        match hold.as_ref() {
+            Some(h) if bytes.starts_with(&h.start) => hold.take(),
+            _ => None,
+        }
     }
 
     fn stopped(&self) -> bool {
@@ -91,6 +125,7 @@ impl FaultProxy {
             mode: Mutex::new(Mode::Pass),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
+            hold: Mutex::new(None),
         });
         let s = shared.clone();
         let acceptor = thread::spawn(move || accept_loop(listener, addr, upstream, s));
@@ -117,6 +152,21 @@ impl FaultProxy {
 
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// Holds the next request whose first bytes start with `start` (its
+    /// method and path, e.g. `PUT /bucket/dir/key?`: a request always
+    /// begins a read, since HTTP/1.1 clients wait for each answer) before
+    /// it reaches the server, until [`Hold::release`]. Other requests pass
+    /// as the mode says.
+    pub fn hold(&self, start: &str) -> Arc<Hold> {
+        let hold = Arc::new(Hold {
+            start: start.as_bytes().to_vec(),
+            arrived: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+        });
+        *self.shared.hold.lock().unwrap() = Some(hold.clone());
+        hold
     }
 
     /// `set(mode)` now and `set(Mode::Pass)` after `after`, from a thread.
@@ -450,6 +500,14 @@ fn pump(mut from: TcpStream, mut to: TcpStream, direction: u8, conn: &Conn, s: &
         };
         if conn.frozen.load(Ordering::Relaxed) {
             continue; // a hung server: swallow everything, say nothing
+        }
+        if direction == UP
+            && let Some(hold) = s.hold_for(&buf[..n])
+        {
+            hold.arrived.store(true, Ordering::SeqCst);
+            while !hold.released.load(Ordering::SeqCst) && !s.stopped() {
+                thread::sleep(POLL);
+            }
         }
         let mut n = n;
         if direction == DOWN && s.mode() == Mode::StallBody {

@@ -4,8 +4,10 @@
 //! the whole plugin path (options, registry, a mount process fed its
 //! configuration on stdin) for test binaries that must not take the shared
 //! driver socket under /run/docker/plugins. The test reads and writes the
-//! mount point as a container would. Dropped, it ends a mount process
-//! still running (SIGKILL) and unmounts, then stops the daemon.
+//! mount point as a container would, can kill the mount process as a crash
+//! would and mount the volume again as the next container would. Dropped,
+//! it ends a mount process still running (SIGKILL) and unmounts, then
+//! stops the daemon.
 
 use super::http::{Reply, call, err_of};
 use super::{Plugin, is_mounted};
@@ -58,6 +60,36 @@ impl PluginVolume {
             json!({"Name": self.name, "Opts": opts}),
         );
         assert_eq!(err_of(&create), "", "Create");
+        self.mount();
+    }
+
+    /// Unmounts and mounts the volume again, as Docker does for its next
+    /// container: a mount process that died is replaced by a new one,
+    /// which uploads what the dead one had staged before it serves.
+    pub fn remount(&mut self) {
+        let unmount = self.call(
+            "VolumeDriver.Unmount",
+            json!({"Name": self.name, "ID": MOUNT_ID}),
+        );
+        assert_eq!(err_of(&unmount), "", "Unmount");
+        self.mountpoint = None;
+        self.mount();
+    }
+
+    /// SIGKILL of the volume's mount process, as a crash: returns once it
+    /// is gone (its mount point then answers ENOTCONN).
+    pub fn kill_mount_process(&self) {
+        let pid = self.mount_pid();
+        // SAFETY: kill(2) of the mount process this volume started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let target = self.target();
+        super::wait_for_within("the mount process to die", Duration::from_secs(10), || {
+            !process_serves(pid, &target)
+        });
+    }
+
+    /// Mount; must succeed.
+    fn mount(&mut self) {
         let mount = self.call(
             "VolumeDriver.Mount",
             json!({"Name": self.name, "ID": MOUNT_ID}),

@@ -6,6 +6,10 @@
 //! both writing at once lose nothing. This guards any local data cache: a
 //! mount may serve what it last saw for at most the TTL.
 //!
+//! The plugin's view of the same contract, through two plugin daemons, is
+//! tests/fuse_s3/plugin_two_hosts.rs, which uses the helpers marked
+//! `pub(crate)` here.
+//!
 //! "Upload done" is observed, not slept for: most steps fsync on the writer
 //! (objectfs uploads then and there) and check the bucket with an
 //! independent client; the async cases poll the other mount with a
@@ -23,7 +27,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// The metadata TTL of both mounts.
-const TTL: Duration = Duration::from_secs(1);
+pub(crate) const TTL: Duration = Duration::from_secs(1);
 
 /// Added to the TTL before a mount must have forgotten what it saw.
 const TTL_MARGIN: Duration = Duration::from_millis(500);
@@ -82,7 +86,7 @@ fn mount(base: &Path, config: &objectfs::store::s3::S3Config) -> Mounted {
 }
 
 /// Text of exactly `len` bytes, different for each `seed`.
-fn content(seed: u32, len: usize) -> Vec<u8> {
+pub(crate) fn content(seed: u32, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 64);
     let mut line = 0u64;
     while out.len() < len {
@@ -108,7 +112,7 @@ fn summary(r: &io::Result<Vec<u8>>) -> String {
 
 /// Creates or truncates `path`, writes `data` and fsyncs (objectfs uploads
 /// on fsync) before closing.
-fn write_synced(path: &Path, data: &[u8]) {
+pub(crate) fn write_synced(path: &Path, data: &[u8]) {
     let mut f = fs::File::create(path).unwrap();
     f.write_all(data).unwrap();
     f.sync_all().unwrap();
@@ -116,12 +120,12 @@ fn write_synced(path: &Path, data: &[u8]) {
 
 /// fsync of a directory: with `--upload async` the namespace changes made
 /// so far (mkdir, unlink, rmdir, ...) are in the bucket when it returns.
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     fs::File::open(dir).unwrap().sync_all().unwrap();
 }
 
 /// `path` must read exactly `want` now.
-fn expect_reads(step: &str, path: &Path, want: &[u8]) {
+pub(crate) fn expect_reads(step: &str, path: &Path, want: &[u8]) {
     let got = fs::read(path);
     assert!(
         got.as_ref().is_ok_and(|g| g == want),
@@ -133,7 +137,7 @@ fn expect_reads(step: &str, path: &Path, want: &[u8]) {
 }
 
 /// `path` must be gone: stat and open both fail with ENOENT.
-fn expect_absent(step: &str, path: &Path) {
+pub(crate) fn expect_absent(step: &str, path: &Path) {
     let stat = fs::symlink_metadata(path).map(|_| ());
     let open = fs::File::open(path).map(|_| ());
     for (call, r) in [("stat", stat), ("open", open)] {
@@ -159,7 +163,7 @@ fn expect_object(hosts: &TwoHosts, rel: &str, want: &[u8]) {
 
 /// Sleeps until `last_look` (when a mount last read or listed what is
 /// about to be checked) is older than the TTL, kernel's and objectfs's.
-fn wait_past_ttl(last_look: Instant) {
+pub(crate) fn wait_past_ttl(last_look: Instant) {
     let until = last_look + TTL + TTL_MARGIN;
     if let Some(left) = until.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);

@@ -1,9 +1,12 @@
 //! Moving whole files between a local staging file and the store, with
 //! retries: one PutObject for small files, parallel multipart for large ones
-//! (part size grown so any size up to 5 TiB fits in 10,000 parts), and
-//! parallel ranged GETs to fill a staging file.
+//! (part size grown so any size up to 5 TiB fits in 10,000 parts), either
+//! of them conditional if asked, and parallel ranged GETs to fill a staging
+//! file.
 
-use crate::store::{MAX_PARTS, MIN_PART_SIZE, ObjectStore, PutMeta, StoreError, StoreResult};
+use crate::store::{
+    MAX_PARTS, MIN_PART_SIZE, ObjectStore, PutMeta, StoreError, StoreResult, WriteCondition,
+};
 use bytes::Bytes;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -116,10 +119,32 @@ pub async fn upload_file(
     size: u64,
     meta: &PutMeta,
 ) -> StoreResult<Option<String>> {
+    upload_file_if(store, policy, key, file, size, meta, None).await
+}
+
+/// As [`upload_file`], written only while `condition` (when given) holds
+/// at `key`: the PutObject, or the completion of the multipart upload, is
+/// conditional. A refused write is `PreconditionFailed`, and a multipart
+/// upload that could not be completed is aborted.
+pub async fn upload_file_if(
+    store: &Arc<dyn ObjectStore>,
+    policy: RetryPolicy,
+    key: &str,
+    file: Arc<File>,
+    size: u64,
+    meta: &PutMeta,
+    condition: Option<&WriteCondition>,
+) -> StoreResult<Option<String>> {
     if size <= SINGLE_PUT_MAX {
         let _memory = reserve(size).await;
         let body = read_exact_at(&file, key, 0, size)?;
-        return retry(policy, "put", || store.put(key, body.clone(), meta)).await;
+        return retry(policy, "put", || async {
+            match condition {
+                Some(c) => store.put_if(key, body.clone(), meta, c).await,
+                None => store.put(key, body.clone(), meta).await,
+            }
+        })
+        .await;
     }
     let part = part_size(size);
     let upload_id = retry(policy, "create multipart", || {
@@ -127,21 +152,32 @@ pub async fn upload_file(
     })
     .await?;
     let parts = part_ranges(size, part, 1).collect();
-    let result = upload_parts(store, policy, key, &upload_id, file, parts, part).await;
-    match result {
+    let result = match upload_parts(store, policy, key, &upload_id, file, parts, part).await {
         Ok(parts) => {
-            retry(policy, "complete multipart", || {
-                store.complete_multipart(key, &upload_id, parts.clone())
+            retry(policy, "complete multipart", || async {
+                match condition {
+                    Some(c) => {
+                        store
+                            .complete_multipart_if(key, &upload_id, parts.clone(), c)
+                            .await
+                    }
+                    None => {
+                        store
+                            .complete_multipart(key, &upload_id, parts.clone())
+                            .await
+                    }
+                }
             })
             .await
         }
-        Err(e) => {
-            // Best effort: an orphaned upload only costs storage until the
-            // bucket's lifecycle rule (if any) removes it.
-            let _ = store.abort_multipart(key, &upload_id).await;
-            Err(e)
-        }
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        // Best effort: an orphaned upload only costs storage until the
+        // bucket's lifecycle rule (if any) removes it.
+        let _ = store.abort_multipart(key, &upload_id).await;
     }
+    result
 }
 
 /// One part of a multipart upload: its number (1-based) and the bytes of
@@ -408,5 +444,51 @@ mod tests {
             StoreError::access_denied("PutObject", "k", "AccessDenied")
         );
         assert_eq!(mem.object("k"), None);
+    }
+
+    /// A conditional upload the store refuses leaves the object as it
+    /// was, and aborts its multipart upload; one whose condition holds
+    /// goes through.
+    #[tokio::test]
+    async fn a_refused_conditional_upload_changes_nothing() {
+        let mem = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let large: Vec<u8> = (0..(SINGLE_PUT_MAX + 1)).map(|i| (i % 251) as u8).collect();
+        for data in [&b"small"[..], &large] {
+            mem.insert("k", &b"another client's"[..], PutMeta::default());
+            let stale = WriteCondition::Etag("\"what this mount saw\"".into());
+            for condition in [WriteCondition::Absent, stale] {
+                let err = upload_file_if(
+                    &store,
+                    RetryPolicy::INTERACTIVE,
+                    "k",
+                    temp_file_with(data),
+                    data.len() as u64,
+                    &PutMeta::default(),
+                    Some(&condition),
+                )
+                .await
+                .unwrap_err();
+                assert!(
+                    matches!(err, StoreError::PreconditionFailed { .. }),
+                    "{condition:?}: {err:?}"
+                );
+                assert_eq!(mem.object("k").unwrap(), &b"another client's"[..]);
+                assert_eq!(mem.open_uploads(), 0, "{condition:?}");
+            }
+            let current = store.head("k").await.unwrap().unwrap().etag.unwrap();
+            upload_file_if(
+                &store,
+                RetryPolicy::INTERACTIVE,
+                "k",
+                temp_file_with(data),
+                data.len() as u64,
+                &PutMeta::default(),
+                Some(&WriteCondition::Etag(current)),
+            )
+            .await
+            .unwrap();
+            assert_eq!(mem.object("k").unwrap(), data);
+        }
     }
 }

@@ -6,7 +6,8 @@
 
 use super::super::layout;
 use super::super::staging::{Base, CacheTag, JournalEntry};
-use super::super::transfer::{RetryPolicy, retry, upload_file};
+use super::super::store::{StoreError, StoreResult, WriteCondition};
+use super::super::transfer::{RetryPolicy, retry, upload_file_if};
 use super::super::{FsResult, UploadMode};
 use super::inodes::{InodeTable, Staged};
 use super::ops::DRAIN_WAIT;
@@ -67,6 +68,25 @@ impl UploadQueue {
     }
 }
 
+/// Where recovered data goes.
+enum Target {
+    /// Its own key, written under the condition when there is one.
+    Key(Option<WriteCondition>),
+    /// A conflict name beside its key: another client changed the object.
+    Beside,
+}
+
+/// Moves recovered data to a conflict name beside its key
+/// (`layout::conflict_key`), so an object another client wrote after the
+/// crashed mount last saw it is never overwritten, with one log line
+/// naming both keys and what found the conflict.
+fn beside(entry: &mut JournalEntry, found_by: &str) {
+    let kept_as = layout::conflict_key(&entry.key, std::time::SystemTime::now());
+    tracing::warn!(key = %entry.key, kept_as = %kept_as, found_by,
+        "another client changed this object after the crashed mount last saw it; its object stays, and the data staged here is uploaded beside it");
+    entry.key = kept_as;
+}
+
 impl ObjectFs {
     /// Uploads files journalled by an earlier mount of this cache directory
     /// before serving anything, so no one sees the bucket without them.
@@ -87,25 +107,54 @@ impl ObjectFs {
             let size = file.metadata()?.len();
             let meta = layout::encode(&entry.posix());
             let store = &self.inner.store;
-            let key = self.recovery_key(&entry).map_err(|e| {
+            let upload = |key: &str, condition: Option<&WriteCondition>| {
+                self.block_on(upload_file_if(
+                    store,
+                    BACKGROUND,
+                    key,
+                    file.clone(),
+                    size,
+                    &meta,
+                    condition,
+                ))
+            };
+            let target = self.recovery_target(&entry).map_err(|e| {
                 anyhow::anyhow!(
                     "could not check {:?} before uploading what an earlier mount staged for it ({e}); it stays in the cache directory and is retried at the next mount",
                     entry.key
                 )
             })?;
-            if key != entry.key {
-                tracing::warn!(key = %entry.key, kept_as = %key,
-                    "another client changed this object after the crashed mount last saw it; its object stays, and the data staged here is uploaded beside it");
-                entry.key = key;
-            }
-            let etag = self
-                .block_on(upload_file(store, BACKGROUND, &entry.key, file.clone(), size, &meta))
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "could not upload {:?}, staged by an earlier mount ({e}); it stays in the cache directory and is retried at the next mount",
-                        entry.key
-                    )
-                })?;
+            let uploaded = match target {
+                Target::Key(None) => upload(&entry.key, None),
+                Target::Key(Some(condition)) => match upload(&entry.key, Some(&condition)) {
+                    // Another client wrote the key after the HEAD.
+                    Err(e @ StoreError::PreconditionFailed { .. }) => {
+                        beside(
+                            &mut entry,
+                            &format!("the conditional upload was refused: {e}"),
+                        );
+                        upload(&entry.key, None)
+                    }
+                    // A store that refuses the headers rather than
+                    // ignoring them: the HEAD check has passed.
+                    Err(e @ StoreError::Permanent { .. }) => {
+                        tracing::warn!(key = %entry.key, error = %e,
+                            "the store refused a conditional upload; uploading without the condition, checked by a HEAD only");
+                        upload(&entry.key, None)
+                    }
+                    other => other,
+                },
+                Target::Beside => {
+                    beside(&mut entry, "a HEAD found another object");
+                    upload(&entry.key, None)
+                }
+            };
+            let etag = uploaded.map_err(|e| {
+                anyhow::anyhow!(
+                    "could not upload {:?}, staged by an earlier mount ({e}); it stays in the cache directory and is retried at the next mount",
+                    entry.key
+                )
+            })?;
             self.inner.staging.clear_journal(id, &file);
             match etag {
                 // Now a clean copy of what is in the bucket: cached, within
@@ -125,15 +174,15 @@ impl ObjectFs {
         Ok(())
     }
 
-    /// Where data an earlier mount staged goes: its key while the bucket
-    /// still has there what that mount last saw (or when that is not
-    /// known), else a conflict name beside it (`layout::conflict_key`), so
-    /// an object another client wrote meanwhile is never overwritten. A
-    /// HEAD, then the upload: a write by another client between the two is
-    /// not caught (no conditional PUT).
-    fn recovery_key(&self, entry: &JournalEntry) -> Result<String, crate::store::StoreError> {
+    /// Where data an earlier mount staged goes, from a HEAD of its key:
+    /// the key itself while the bucket still has there what that mount
+    /// last saw, with that as the upload's condition (so a write by
+    /// another client after the HEAD is caught too, where the store
+    /// honours conditional writes), or without a condition when that is
+    /// not known; else beside it.
+    fn recovery_target(&self, entry: &JournalEntry) -> StoreResult<Target> {
         let Some(base) = &entry.base else {
-            return Ok(entry.key.clone());
+            return Ok(Target::Key(None));
         };
         let store = &self.inner.store;
         let now = match self.block_on(retry(BACKGROUND, "head", || store.head(&entry.key)))? {
@@ -141,12 +190,13 @@ impl ObjectFs {
             Some(meta) => match meta.etag {
                 Some(etag) => Base::Etag(etag),
                 // Nothing to compare: as before.
-                None => return Ok(entry.key.clone()),
+                None => return Ok(Target::Key(None)),
             },
         };
-        Ok(match &now == base {
-            true => entry.key.clone(),
-            false => layout::conflict_key(&entry.key, std::time::SystemTime::now()),
+        Ok(match (&now == base, now) {
+            (true, Base::Absent) => Target::Key(Some(WriteCondition::Absent)),
+            (true, Base::Etag(etag)) => Target::Key(Some(WriteCondition::Etag(etag))),
+            (false, _) => Target::Beside,
         })
     }
 

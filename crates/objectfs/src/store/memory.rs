@@ -1,7 +1,8 @@
 //! An in-process object store for fast tests of the filesystem core, with
 //! fault injection: fail the next N calls, or be "down" until told
 //! otherwise. It follows S3's semantics where objectfs relies on them
-//! (lexicographic listing, delimiter folding, idempotent delete).
+//! (lexicographic listing, delimiter folding, idempotent delete,
+//! conditional writes).
 
 use super::*;
 use std::collections::HashMap;
@@ -140,6 +141,109 @@ impl MemoryStore {
         Ok((data, etag_of(&o.data)))
     }
 
+    /// Writes `data` at `key` if `condition` (when given) holds there,
+    /// checked and written under one lock, as a store does; the new ETag.
+    fn write(
+        &self,
+        op: &'static str,
+        key: &str,
+        data: Bytes,
+        meta: PutMeta,
+        condition: Option<&WriteCondition>,
+    ) -> StoreResult<String> {
+        let mut objects = self.objects.lock().unwrap();
+        if let Some(condition) = condition {
+            let now = objects.get(key).map(|o| etag_of(&o.data));
+            let holds = match condition {
+                WriteCondition::Absent => now.is_none(),
+                WriteCondition::Etag(etag) => now.as_ref() == Some(etag),
+            };
+            if !holds {
+                return Err(StoreError::precondition_failed(
+                    op,
+                    key,
+                    format!("PreconditionFailed: {condition:?} does not hold (HTTP 412)"),
+                ));
+            }
+        }
+        let etag = etag_of(&data);
+        objects.insert(
+            key.to_string(),
+            Object {
+                data,
+                meta,
+                modified: SystemTime::now(),
+            },
+        );
+        Ok(etag)
+    }
+
+    /// PutObject, if `condition` (when given) holds.
+    fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &PutMeta,
+        condition: Option<&WriteCondition>,
+    ) -> StoreResult<Option<String>> {
+        self.check("PutObject", key)?;
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        let etag = self.write("PutObject", key, body, meta.clone(), condition)?;
+        Ok(Some(etag))
+    }
+
+    /// CompleteMultipartUpload, if `condition` (when given) holds; a
+    /// refused completion leaves the upload open, as S3 does.
+    fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+        condition: Option<&WriteCondition>,
+    ) -> StoreResult<String> {
+        self.check("CompleteMultipartUpload", key)?;
+        let u = self
+            .uploads
+            .lock()
+            .unwrap()
+            .remove(upload_id)
+            .ok_or_else(|| StoreError::not_found("CompleteMultipartUpload", key))?;
+        if u.key != key {
+            return Err(StoreError::permanent(
+                "CompleteMultipartUpload",
+                key,
+                "upload belongs to another key",
+            ));
+        }
+        let mut data = Vec::new();
+        for (i, (n, _)) in parts.iter().enumerate() {
+            let part = u.parts.get(n).ok_or_else(|| {
+                StoreError::permanent(
+                    "CompleteMultipartUpload",
+                    key,
+                    format!("part {n} was never uploaded"),
+                )
+            })?;
+            if i + 1 < parts.len() && (part.len() as u64) < MIN_PART_SIZE {
+                return Err(StoreError::permanent(
+                    "CompleteMultipartUpload",
+                    key,
+                    format!("part {n} is smaller than 5 MiB and not the last"),
+                ));
+            }
+            data.extend_from_slice(part);
+        }
+        let meta = u.meta.clone();
+        let written = self.write("CompleteMultipartUpload", key, data.into(), meta, condition);
+        if written.is_err() {
+            self.uploads
+                .lock()
+                .unwrap()
+                .insert(upload_id.to_string(), u);
+        }
+        written
+    }
+
     fn meta_of(key: &str, o: &Object, with_user_meta: bool) -> ObjectMeta {
         ObjectMeta {
             key: key.to_string(),
@@ -191,11 +295,17 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
-        self.check("PutObject", key)?;
-        self.counters.puts.fetch_add(1, Ordering::Relaxed);
-        let etag = etag_of(&body);
-        self.insert(key, body, meta.clone());
-        Ok(Some(etag))
+        self.put_object(key, body, meta, None)
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &PutMeta,
+        condition: &WriteCondition,
+    ) -> StoreResult<Option<String>> {
+        self.put_object(key, body, meta, Some(condition))
     }
 
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
@@ -239,41 +349,18 @@ impl ObjectStore for MemoryStore {
         upload_id: &str,
         parts: Vec<(i32, String)>,
     ) -> StoreResult<Option<String>> {
-        self.check("CompleteMultipartUpload", key)?;
-        let u = self
-            .uploads
-            .lock()
-            .unwrap()
-            .remove(upload_id)
-            .ok_or_else(|| StoreError::not_found("CompleteMultipartUpload", key))?;
-        if u.key != key {
-            return Err(StoreError::permanent(
-                "CompleteMultipartUpload",
-                key,
-                "upload belongs to another key",
-            ));
-        }
-        let mut data = Vec::new();
-        for (i, (n, _)) in parts.iter().enumerate() {
-            let part = u.parts.get(n).ok_or_else(|| {
-                StoreError::permanent(
-                    "CompleteMultipartUpload",
-                    key,
-                    format!("part {n} was never uploaded"),
-                )
-            })?;
-            if i + 1 < parts.len() && (part.len() as u64) < MIN_PART_SIZE {
-                return Err(StoreError::permanent(
-                    "CompleteMultipartUpload",
-                    key,
-                    format!("part {n} is smaller than 5 MiB and not the last"),
-                ));
-            }
-            data.extend_from_slice(part);
-        }
-        let etag = etag_of(&data);
-        self.insert(key, data, u.meta);
-        Ok(Some(etag))
+        self.complete(key, upload_id, parts, None).map(Some)
+    }
+
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+        condition: &WriteCondition,
+    ) -> StoreResult<Option<String>> {
+        self.complete(key, upload_id, parts, Some(condition))
+            .map(Some)
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
@@ -436,5 +523,43 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Permanent { .. }));
+    }
+
+    #[tokio::test]
+    async fn conditional_writes_hold_or_are_refused() {
+        let s = MemoryStore::new();
+        let m = PutMeta::default();
+        let absent = WriteCondition::Absent;
+        let first = s.put_if("k", "one".into(), &m, &absent).await.unwrap();
+        let refused = s.put_if("k", "two".into(), &m, &absent).await.unwrap_err();
+        assert!(matches!(refused, StoreError::PreconditionFailed { .. }));
+        let stale = WriteCondition::Etag("\"other\"".into());
+        let refused = s.put_if("k", "two".into(), &m, &stale).await.unwrap_err();
+        assert!(matches!(refused, StoreError::PreconditionFailed { .. }));
+        assert_eq!(s.object("k").unwrap(), "one");
+        let current = WriteCondition::Etag(first.unwrap());
+        s.put_if("k", "three".into(), &m, &current).await.unwrap();
+        assert_eq!(s.object("k").unwrap(), "three");
+
+        // A refused completion leaves the upload open.
+        let id = s.create_multipart("k", &m).await.unwrap();
+        let e1 = s.upload_part("k", &id, 1, "four".into()).await.unwrap();
+        let refused = s
+            .complete_multipart_if("k", &id, vec![(1, e1.clone())], &absent)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::PreconditionFailed { .. }));
+        assert_eq!(
+            (s.open_uploads(), s.object("k").unwrap()),
+            (1, "three".into())
+        );
+        let current = WriteCondition::Etag(s.head("k").await.unwrap().unwrap().etag.unwrap());
+        s.complete_multipart_if("k", &id, vec![(1, e1)], &current)
+            .await
+            .unwrap();
+        assert_eq!(
+            (s.open_uploads(), s.object("k").unwrap()),
+            (0, "four".into())
+        );
     }
 }

@@ -42,6 +42,18 @@ pub struct PutMeta {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A condition on a write that the store checks as it writes (S3's
+/// conditional writes): where it no longer holds, the write is refused
+/// with [`StoreError::PreconditionFailed`] and the bucket keeps what it
+/// has. A store that ignores the headers writes anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// No object at the key (`If-None-Match: *`).
+    Absent,
+    /// The object at the key has this ETag (`If-Match`).
+    Etag(String),
+}
+
 /// One page of ListObjectsV2.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListPage {
@@ -69,7 +81,9 @@ pub enum StoreError {
         key: String,
         message: String,
     },
-    /// A condition of the request did not hold (HTTP 412).
+    /// A condition of the request did not hold: HTTP 412, or a conditional
+    /// write refused another way (409 `ConditionalRequestConflict`, OSS's
+    /// 409 `FileAlreadyExists`, no object for `If-Match`).
     #[error("{message}")]
     PreconditionFailed {
         op: &'static str,
@@ -257,6 +271,15 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Writes an object; returns its ETag when the store says it.
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>>;
 
+    /// As `put`, written only while `condition` holds at the key.
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &PutMeta,
+        condition: &WriteCondition,
+    ) -> StoreResult<Option<String>>;
+
     /// Starts a multipart upload and returns its id.
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String>;
 
@@ -274,6 +297,16 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         upload_id: &str,
         parts: Vec<(i32, String)>,
+    ) -> StoreResult<Option<String>>;
+
+    /// As `complete_multipart`, completed only while `condition` holds at
+    /// the key (the upload stays open when it does not).
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+        condition: &WriteCondition,
     ) -> StoreResult<Option<String>>;
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;

@@ -119,6 +119,9 @@ pub struct S3Store {
     /// kind's CopyObject limit.
     max_copy_object_size: u64,
     copy_part_size: u64,
+    /// The service behind the endpoint: OSS also takes its own header for
+    /// a write that must not overwrite.
+    kind: StoreKind,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -238,6 +241,7 @@ impl S3Store {
             credentials,
             max_copy_object_size: resolved.kind.max_copy_object_size(),
             copy_part_size: COPY_PART_SIZE,
+            kind: resolved.kind,
         })
     }
 
@@ -256,6 +260,141 @@ impl S3Store {
 
     fn scrub(&self, s: String) -> String {
         self.credentials.scrub(s)
+    }
+
+    /// Maps the error of a write sent with `condition`: an `If-Match` write
+    /// answered "no such key" found no object to match, so the condition
+    /// failed (the other refusals are classified as such already).
+    fn write_error<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        err: SdkError<E>,
+        condition: Option<&WriteCondition>,
+    ) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let no_such_key = err.code() == Some("NoSuchKey");
+        match self.error(op, key, err) {
+            StoreError::NotFound { .. }
+                if no_such_key && matches!(condition, Some(WriteCondition::Etag(_))) =>
+            {
+                StoreError::precondition_failed(
+                    op,
+                    key,
+                    format!(
+                        "NoSuchKey: no object to match If-Match ({op} {}/{key}, HTTP 404)",
+                        self.bucket
+                    ),
+                )
+            }
+            other => other,
+        }
+    }
+
+    /// Adds to a write what `condition` asks the store for beyond the
+    /// SDK's `If-Match` / `If-None-Match`: on OSS, its own
+    /// `x-oss-forbid-overwrite: true` for "no object" (OSS documents it for
+    /// PutObject and CompleteMultipartUpload, and refuses with 409
+    /// `FileAlreadyExists`).
+    fn condition_headers(
+        &self,
+        condition: Option<&WriteCondition>,
+    ) -> impl Fn(&mut HttpRequest) + Send + Sync + 'static {
+        let forbid = self.kind == StoreKind::Oss && condition == Some(&WriteCondition::Absent);
+        move |request: &mut HttpRequest| {
+            if forbid {
+                request.headers_mut().insert(OSS_FORBID_OVERWRITE, "true");
+            }
+        }
+    }
+
+    /// PutObject, conditional when `condition` is given.
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &PutMeta,
+        condition: Option<&WriteCondition>,
+    ) -> StoreResult<Option<String>> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .set_content_type(meta.content_type.clone())
+            .set_metadata(Some(to_hash_map(&meta.metadata)))
+            .set_if_none_match(if_none_match(condition))
+            .set_if_match(if_match(condition))
+            .customize()
+            .mutate_request(self.condition_headers(condition))
+            .send()
+            .await
+            .map_err(|e| self.write_error("PutObject", key, e, condition))?;
+        Ok(out.e_tag)
+    }
+
+    /// CompleteMultipartUpload, conditional when `condition` is given.
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        mut parts: Vec<(i32, String)>,
+        condition: Option<&WriteCondition>,
+    ) -> StoreResult<Option<String>> {
+        parts.sort_by_key(|(n, _)| *n);
+        let count = parts.len();
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .into_iter()
+                    .map(|(n, etag)| CompletedPart::builder().part_number(n).e_tag(etag).build())
+                    .collect(),
+            ))
+            .build();
+        let result = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .set_if_none_match(if_none_match(condition))
+            .set_if_match(if_match(condition))
+            .customize()
+            .config_override(slow_attempts())
+            .mutate_request(self.condition_headers(condition))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.e_tag),
+            // Some servers (moto 5) answer 200 with a body whose root
+            // element the SDK does not expect. A 200 without an error code
+            // means the upload was assembled; check that the object is
+            // there as a multipart object of this many parts.
+            Err(SdkError::ServiceError(e))
+                if e.raw().status().is_success() && e.err().code().is_none() =>
+            {
+                let etag = self.head(key).await?.and_then(|m| m.etag);
+                let assembled = etag
+                    .as_deref()
+                    .is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{count}")));
+                if assembled {
+                    Ok(etag)
+                } else {
+                    Err(StoreError::transient(
+                        "CompleteMultipartUpload",
+                        key,
+                        format!(
+                            "CompleteMultipartUpload of {key:?} answered 200 with an unreadable body and the object is not there"
+                        ),
+                    ))
+                }
+            }
+            Err(e) => Err(self.write_error("CompleteMultipartUpload", key, e, condition)),
+        }
     }
 
     /// CopyObject with the directive and headers `meta` asks for.
@@ -457,6 +596,22 @@ fn with_content_md5(request: &mut HttpRequest) {
         headers.remove(name);
     }
     headers.insert("content-md5", md5);
+}
+
+/// OSS's request header that makes a write fail where an object exists.
+const OSS_FORBID_OVERWRITE: &str = "x-oss-forbid-overwrite";
+
+/// `If-None-Match` of a write under `condition`.
+fn if_none_match(condition: Option<&WriteCondition>) -> Option<String> {
+    matches!(condition, Some(WriteCondition::Absent)).then(|| "*".to_string())
+}
+
+/// `If-Match` of a write under `condition`.
+fn if_match(condition: Option<&WriteCondition>) -> Option<String> {
+    match condition {
+        Some(WriteCondition::Etag(etag)) => Some(etag.clone()),
+        _ => None,
+    }
 }
 
 /// A config override with the long attempt timeout, for server-side work.
@@ -667,18 +822,17 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .set_content_type(meta.content_type.clone())
-            .set_metadata(Some(to_hash_map(&meta.metadata)))
-            .send()
-            .await
-            .map_err(|e| self.error("PutObject", key, e))?;
-        Ok(out.e_tag)
+        self.put_object(key, body, meta, None).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &PutMeta,
+        condition: &WriteCondition,
+    ) -> StoreResult<Option<String>> {
+        self.put_object(key, body, meta, Some(condition)).await
     }
 
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
@@ -735,56 +889,19 @@ impl ObjectStore for S3Store {
         &self,
         key: &str,
         upload_id: &str,
-        mut parts: Vec<(i32, String)>,
+        parts: Vec<(i32, String)>,
     ) -> StoreResult<Option<String>> {
-        parts.sort_by_key(|(n, _)| *n);
-        let count = parts.len();
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(
-                parts
-                    .into_iter()
-                    .map(|(n, etag)| CompletedPart::builder().part_number(n).e_tag(etag).build())
-                    .collect(),
-            ))
-            .build();
-        let result = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(completed)
-            .customize()
-            .config_override(slow_attempts())
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(out.e_tag),
-            // Some servers (moto 5) answer 200 with a body whose root
-            // element the SDK does not expect. A 200 without an error code
-            // means the upload was assembled; check that the object is
-            // there as a multipart object of this many parts.
-            Err(SdkError::ServiceError(e))
-                if e.raw().status().is_success() && e.err().code().is_none() =>
-            {
-                let etag = self.head(key).await?.and_then(|m| m.etag);
-                let assembled = etag
-                    .as_deref()
-                    .is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{count}")));
-                if assembled {
-                    Ok(etag)
-                } else {
-                    Err(StoreError::transient(
-                        "CompleteMultipartUpload",
-                        key,
-                        format!(
-                            "CompleteMultipartUpload of {key:?} answered 200 with an unreadable body and the object is not there"
-                        ),
-                    ))
-                }
-            }
-            Err(e) => Err(self.error("CompleteMultipartUpload", key, e)),
-        }
+        self.complete(key, upload_id, parts, None).await
+    }
+
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+        condition: &WriteCondition,
+    ) -> StoreResult<Option<String>> {
+        self.complete(key, upload_id, parts, Some(condition)).await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {

@@ -101,6 +101,14 @@ pub(super) fn classify_service(
         "InvalidSecurityToken",
         "SecurityTokenExpired",
     ];
+    // A conditional write refused: the condition no longer holds (412), a
+    // concurrent write to the key won (S3's 409), an object is there
+    // (OSS's 409 for `x-oss-forbid-overwrite`).
+    const PRECONDITION: &[&str] = &[
+        "PreconditionFailed",
+        "ConditionalRequestConflict",
+        "FileAlreadyExists",
+    ];
     if let Some(code) = code {
         if NOT_FOUND.contains(&code) {
             return StoreError::not_found(op, key);
@@ -123,7 +131,7 @@ pub(super) fn classify_service(
         StoreError::transient(op, key, text)
     } else if status == 401 || status == 403 || code.is_some_and(|c| CREDENTIALS.contains(&c)) {
         StoreError::access_denied(op, key, text)
-    } else if status == 412 || code == Some("PreconditionFailed") {
+    } else if status == 412 || code.is_some_and(|c| PRECONDITION.contains(&c)) {
         StoreError::precondition_failed(op, key, text)
     } else {
         StoreError::permanent(op, key, text)
@@ -198,10 +206,17 @@ mod tests {
             c(400, Some("InvalidRequest")),
             StoreError::Permanent { .. }
         ));
-        assert!(matches!(
-            c(412, Some("PreconditionFailed")),
-            StoreError::PreconditionFailed { .. }
-        ));
+        for (status, code) in [
+            (412, Some("PreconditionFailed")),
+            (412, None),
+            (409, Some("ConditionalRequestConflict")),
+            (409, Some("FileAlreadyExists")),
+        ] {
+            assert!(
+                matches!(c(status, code), StoreError::PreconditionFailed { .. }),
+                "{status} {code:?}"
+            );
+        }
         assert!(matches!(
             c(503, Some("SlowDown")),
             StoreError::Throttled { .. }

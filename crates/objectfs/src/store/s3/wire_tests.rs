@@ -3,8 +3,9 @@
 //! request and answers it with a scripted reply, so what a store would
 //! receive (resolved host name, Host header, request line, SigV4 scope,
 //! headers, body) is pinned down, not only our own strings. Rotating
-//! credentials on the wire: `rotation`.
+//! credentials on the wire: `rotation`; conditional writes: `conditional`.
 
+mod conditional;
 mod rotation;
 
 use super::*;
