@@ -1,9 +1,10 @@
 //! The managed plugin as tests get it: a registry on loopback (Debian's
 //! docker-registry, one per test binary), plugin/build.sh run with the
-//! test build of the binary and pushed there, and removal of every test
-//! plugin from a daemon. Any daemon on this machine can `docker plugin
-//! install` what is pushed (dockerd treats 127.0.0.1 registries as
-//! insecure, i.e. plain http, by default).
+//! test build of the binary and pushed there, installed from there as an
+//! operator would, the plugin's processes as the host sees them, and
+//! removal of every test plugin from a daemon. Any daemon on this machine
+//! can `docker plugin install` what is pushed (dockerd treats 127.0.0.1
+//! registries as insecure, i.e. plain http, by default).
 
 use super::s3server::free_port;
 use super::{spawn_tied_to_test_process, wait_for_within};
@@ -121,6 +122,40 @@ pub fn build_and_push(name: &str) {
     );
 }
 
+/// Installs the pushed plugin `remote` as an operator would on a host:
+/// disabled (under the local name `alias` when given), then `docker plugin
+/// set` with `settings` (`KEY=VALUE` words: mount sources, `OSV_*`
+/// variables), then enabled. `docker` talks to the daemon to install on.
+pub fn install(
+    docker: impl Fn(&[&str]) -> Output,
+    remote: &str,
+    alias: Option<&str>,
+    settings: &[String],
+) {
+    let run = |args: &[&str]| {
+        let out = docker(args);
+        assert!(
+            out.status.success(),
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut args = vec!["plugin", "install", "--grant-all-permissions", "--disable"];
+    if let Some(alias) = alias {
+        args.extend(["--alias", alias]);
+    }
+    args.push(remote);
+    run(&args);
+    let name = alias.unwrap_or(remote);
+    if !settings.is_empty() {
+        let mut args = vec!["plugin", "set", name];
+        args.extend(settings.iter().map(String::as_str));
+        run(&args);
+    }
+    run(&["plugin", "enable", name]);
+}
+
 /// Disables and removes every plugin under [`REPO`], with its volumes, from
 /// the daemon `docker` talks to; returns what could not be done (it never
 /// panics: it runs in drops).
@@ -151,4 +186,25 @@ pub fn remove_plugins(docker: impl Fn(&[&str]) -> Output) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Pids (host namespace) of processes whose command line is `argv`, or
+/// starts with it when `prefix`.
+pub fn pids_running(argv: &[&str], prefix: bool) -> Vec<i32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let matches = |c: Vec<u8>| {
+        if prefix {
+            c.starts_with(&want)
+        } else {
+            c == want
+        }
+    };
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(matches))
+        .collect()
 }

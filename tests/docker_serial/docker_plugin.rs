@@ -13,7 +13,9 @@ use crate::common;
 use common::docker::{
     Cleanup, dk, docker, docker_fails, docker_ok, image, restart_dockerd, unique,
 };
-use common::managed_plugin::{Registry, build_and_push, registry, remove_plugins};
+use common::managed_plugin::{
+    Registry, build_and_push, install, pids_running, registry, remove_plugins,
+};
 use common::objectfs_mount::Bucket;
 use common::s3server::moto;
 use common::wait_for_within;
@@ -87,14 +89,22 @@ impl Managed {
     }
 
     /// The settings every test starts from: state and credentials in this
-    /// run's directories, host volumes allowed under `allowed/` only.
+    /// run's directories, host volumes allowed under `allowed` only.
+    fn settings(&self, allowed: &str) -> Vec<String> {
+        vec![
+            format!("state.source={}", self.base.join("state").display()),
+            format!(
+                "credentials.source={}",
+                self.base.join("credentials").display()
+            ),
+            format!("OSV_ALLOWED_HOST_PATHS={allowed}"),
+        ]
+    }
+
+    /// `docker plugin set` of [`Self::settings`] on the disabled plugin `name`.
     fn configure(&self, name: &str, allowed: &str) {
         dk(
-            &format!(
-                "plugin set {name} state.source={} credentials.source={} OSV_ALLOWED_HOST_PATHS={allowed}",
-                self.base.join("state").display(),
-                self.base.join("credentials").display(),
-            ),
+            &format!("plugin set {name} {}", self.settings(allowed).join(" ")),
             &[],
         );
     }
@@ -109,15 +119,12 @@ impl Managed {
             return &self.name;
         }
         self.registry.pushed("1");
-        dk(
-            &format!(
-                "plugin install --grant-all-permissions --disable {}",
-                self.name
-            ),
-            &[],
+        install(
+            docker,
+            &self.name,
+            None,
+            &self.settings(&self.allowed().display().to_string()),
         );
-        self.configure(&self.name, &self.allowed().display().to_string());
-        dk(&format!("plugin enable {}", self.name), &[]);
         &self.name
     }
 
@@ -166,27 +173,6 @@ fn s3_opts(config: &S3Config) -> String {
         config.bucket,
         config.endpoint.as_deref().unwrap()
     )
-}
-
-/// Pids (host namespace) of processes whose command line is `argv`, or
-/// starts with it when `prefix`.
-fn pids_running(argv: &[&str], prefix: bool) -> Vec<i32> {
-    let want: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    let matches = |c: Vec<u8>| {
-        if prefix {
-            c.starts_with(&want)
-        } else {
-            c == want
-        }
-    };
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(matches))
-        .collect()
 }
 
 #[test]

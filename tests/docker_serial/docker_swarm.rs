@@ -22,7 +22,7 @@
 use crate::common;
 
 use common::docker::{SharedPlugin, TEST_DRIVER, image, unique};
-use common::managed_plugin::{REPO, registry, remove_plugins};
+use common::managed_plugin::{REPO, install, registry, remove_plugins};
 use common::objectfs_mount::Bucket;
 use common::s3server::moto;
 use common::swarm::{Node, SecondDockerd, Swarm};
@@ -180,21 +180,14 @@ impl ManagedPlugins {
             fs::create_dir_all(dir.join(sub)).unwrap();
             fs::set_permissions(dir.join(sub), fs::Permissions::from_mode(0o700)).unwrap();
         }
-        let name = &self.name;
-        node.words(
-            &format!("plugin install --grant-all-permissions --disable {name}"),
-            &[],
-        );
-        let mut settings = format!(
-            "plugin set {name} state.source={} credentials.source={}",
-            dir.join("state").display(),
-            dir.join("credentials").display()
-        );
+        let mut settings = vec![
+            format!("state.source={}", dir.join("state").display()),
+            format!("credentials.source={}", dir.join("credentials").display()),
+        ];
         if let Some(socket) = docker_socket {
-            settings += &format!(" docker-socket.source={}", socket.display());
+            settings.push(format!("docker-socket.source={}", socket.display()));
         }
-        node.words(&settings, &[]);
-        node.words(&format!("plugin enable {name}"), &[]);
+        install(|args| node.docker(args), &self.name, None, &settings);
     }
 
     /// Removes the plugins; returns what could not be removed.
