@@ -116,10 +116,23 @@ stop_our_dockerd() {
     wait "$dockerd_pid" 2>/dev/null || true
 }
 
+# The managed-plugin tests keep a registry's storage (tens of MB) in
+# /tmp/osv-managed-PID for as long as their test process runs (a static,
+# never dropped); remove those whose process is gone.
+remove_stale_registries() {
+    local d
+    for d in /tmp/osv-managed-*; do
+        [ -d "$d" ] || continue
+        kill -0 "${d##*-}" 2>/dev/null && continue
+        rm -rf -- "$d"
+    done
+}
+
 on_exit() {
     local rc=$?
     set +e
     remove_stale_test_sockets
+    remove_stale_registries
     stop_our_dockerd
     log "total wall-clock time: $((SECONDS / 60))m$((SECONDS % 60))s (exit status $rc)"
     exit "$rc"
