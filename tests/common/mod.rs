@@ -35,11 +35,18 @@ pub struct Plugin {
     pub log: PathBuf,
     /// Credential profiles of object-storage volumes.
     pub credentials_dir: PathBuf,
+    /// More `serve` arguments, after the ones every test daemon gets.
+    extra: Vec<String>,
 }
 
 impl Plugin {
     /// Starts the plugin on `socket`, keeping state and mounts in `base`.
     pub fn start(socket: &Path, base: &Path, allowed: &[PathBuf]) -> Plugin {
+        Plugin::start_with(socket, base, allowed, &[])
+    }
+
+    /// [`Plugin::start`] with more `serve` arguments (`extra`).
+    pub fn start_with(socket: &Path, base: &Path, allowed: &[PathBuf], extra: &[&str]) -> Plugin {
         let mut plugin = Plugin {
             child: None,
             socket: socket.to_path_buf(),
@@ -48,6 +55,7 @@ impl Plugin {
             allowed: allowed.to_vec(),
             log: base.join("plugin.log"),
             credentials_dir: base.join("credentials"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         plugin.spawn();
         plugin
@@ -79,6 +87,7 @@ impl Plugin {
             .arg(&self.credentials_dir)
             .arg("--log-level")
             .arg("trace")
+            .args(&self.extra)
             .env_remove("OSV_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
