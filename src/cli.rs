@@ -193,7 +193,8 @@ pub struct MountArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log filter: error, warn, info, debug or trace (or a tracing filter
-    /// such as `opensandbox_volume=debug`).
+    /// such as `opensandbox_volume=debug`). With `serve`, the daemon's own:
+    /// the mount processes it starts log at info.
     #[arg(long, env = "OSV_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 

@@ -68,7 +68,9 @@ pub struct ObjectSettings {
 /// [`ObjectBackend::discard`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leftover {
-    /// Nothing: its cache directory and log files are gone.
+    /// There was nothing: the volume never had a mount process.
+    Nothing,
+    /// Nothing now: its cache directory and log files were deleted.
     Gone,
     /// Its mount process still runs (uploading after a slow Unmount):
     /// everything stays until it has exited.
@@ -612,10 +614,12 @@ impl ObjectBackend {
             // which the next clean-up finds again.
             crate::logging::file::remove_log(&self.log_path(target))?;
             std::fs::remove_dir_all(&cache_dir)?;
+            Ok(Leftover::Gone)
+        } else if crate::logging::file::remove_log(&self.log_path(target))? > 0 {
+            Ok(Leftover::Gone)
         } else {
-            crate::logging::file::remove_log(&self.log_path(target))?;
+            Ok(Leftover::Nothing)
         }
-        Ok(Leftover::Gone)
     }
 
     /// The mount as `docker volume inspect` shows it (no storage contacted).
@@ -962,6 +966,71 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&log).unwrap();
         f.write_all(b"thread 'main' panicked at x.rs:1:2:\nno root certificates\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n").unwrap();
         assert_eq!(last_log_line(&log, start).unwrap(), "no root certificates");
+    }
+
+    #[test]
+    fn discard_deletes_only_what_nothing_uses_and_the_bucket_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectBackend::new(ObjectSettings {
+            exe: "/bin/false".into(),
+            cache_root: dir.path().join("cache"),
+            log_root: dir.path().join("logs"),
+            credentials_dir: dir.path().into(),
+            default_upload: UploadMode::Async,
+            default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
+            log: LogOutput {
+                bounds: crate::logging::rotation::Bounds {
+                    max_size: 1 << 20,
+                    max_files: 2,
+                },
+                format: crate::logging::LogFormat::Text,
+            },
+        });
+        let target = dir.path().join("mounts/v");
+        let cache = dir.path().join("cache/v");
+        let logs = dir.path().join("logs");
+        assert_eq!(backend.discard(&target).unwrap(), Leftover::Nothing);
+        std::fs::create_dir_all(&logs).unwrap();
+        let leave = || {
+            std::fs::create_dir_all(cache.join("staging")).unwrap();
+            std::fs::write(cache.join("mount.pid"), "999999999").unwrap();
+            std::fs::write(cache.join("staging/1.data"), "clean").unwrap();
+            std::fs::write(logs.join("v.log"), "a\n").unwrap();
+            std::fs::write(logs.join("v.log.1"), "b\n").unwrap();
+        };
+        leave();
+        std::fs::write(logs.join("w.log"), "another volume's\n").unwrap();
+        assert_eq!(backend.discard(&target).unwrap(), Leftover::Gone);
+        assert!(!cache.exists() && !logs.join("v.log").exists() && !logs.join("v.log.1").exists());
+        assert!(logs.join("w.log").exists());
+        // A mount of the directory holds its lock: everything stays.
+        leave();
+        let area = objectfs::staging::StagingArea::open(&cache).unwrap();
+        assert_eq!(
+            backend.discard(&target).unwrap(),
+            Leftover::Running { pid: None }
+        );
+        drop(area);
+        // A journalled file (a sidecar, as without xattrs) and a change.
+        std::fs::write(cache.join("staging/2.data"), "pending").unwrap();
+        std::fs::write(cache.join("staging/2.json"), "{}").unwrap();
+        std::fs::create_dir_all(cache.join("ops")).unwrap();
+        std::fs::write(cache.join("ops/00000000000000000001.json"), "{}").unwrap();
+        assert_eq!(
+            backend.discard(&target).unwrap(),
+            Leftover::Pending {
+                files: 1,
+                bytes: 7,
+                changes: 1,
+                cache_dir: cache.clone()
+            }
+        );
+        assert!(cache.join("staging/2.data").exists() && logs.join("v.log").exists());
+        // Once uploaded (the journal cleared), it goes.
+        std::fs::remove_file(cache.join("staging/2.json")).unwrap();
+        std::fs::remove_file(cache.join("ops/00000000000000000001.json")).unwrap();
+        assert_eq!(backend.discard(&target).unwrap(), Leftover::Gone);
+        assert!(!cache.exists());
     }
 
     #[test]

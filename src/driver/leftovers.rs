@@ -73,6 +73,7 @@ impl Janitor {
     fn report(&self, stem: &OsStr, outcome: std::io::Result<Leftover>) -> bool {
         let volume = stem.to_string_lossy();
         match outcome {
+            Ok(Leftover::Nothing) => false,
             Ok(Leftover::Gone) => {
                 tracing::info!(volume = %volume, "cache directory and log files removed");
                 false
@@ -114,10 +115,19 @@ impl Janitor {
                     continue;
                 }
                 let map = lock(&janitor.volumes);
-                if map.keys().any(|n| OsStr::new(&names::file_stem(n)) == stem) {
-                    tracing::info!(volume = %stem.to_string_lossy(),
-                        "a new volume of this name uses the cache directory; not removed");
-                    return;
+                let same_name = map
+                    .iter()
+                    .filter(|(n, _)| OsStr::new(&names::file_stem(n)) == stem)
+                    .map(|(_, slot)| slot)
+                    .next();
+                if let Some(slot) = same_name {
+                    if lock(&slot.record).is_some() {
+                        tracing::info!(volume = %stem.to_string_lossy(),
+                            "a new volume of this name uses the cache directory; not removed");
+                        return;
+                    }
+                    // A Create or Remove of that name under way: look again.
+                    continue;
                 }
                 let outcome = janitor.backends.object().discard(&target);
                 drop(map);
