@@ -21,6 +21,12 @@
 #   OSV_ALLOWED_HOST_PATHS  comma-separated host path prefixes type=host volumes may use
 #                           (default empty: host volumes refused)
 #   OSV_LOG_LEVEL           error|warn|info|debug|trace (default info)
+#   OSV_LOG_FILE            the daemon's log file, rotated by size (default: stderr, i.e. the
+#                           journal under systemd; /var/log/opensandbox-volume.log without it)
+#   OSV_LOG_MAX_SIZE        size a log file is rotated at, this one and each volume's
+#                           (default 10MiB)
+#   OSV_LOG_MAX_FILES       files each log keeps, the current one included (default 3)
+#   OSV_LOG_FORMAT          text|json (default text)
 #
 # OSV_INSTALL_BINARY=PATH installs that already built binary instead of running
 # `cargo build --release` (scripts/check-install.sh uses the tests' build).
@@ -33,7 +39,8 @@ readonly DEFAULTS=/etc/default/$NAME
 readonly PIDFILE=/run/$NAME.pid
 readonly LOGFILE=/var/log/$NAME.log
 readonly DEFAULT_SOCKET=/run/docker/plugins/opensandbox.sock
-readonly ENV_VARS=(OSV_SOCKET OSV_STATE_DIR OSV_MOUNT_ROOT OSV_ALLOWED_HOST_PATHS OSV_LOG_LEVEL)
+readonly ENV_VARS=(OSV_SOCKET OSV_STATE_DIR OSV_MOUNT_ROOT OSV_ALLOWED_HOST_PATHS OSV_LOG_LEVEL
+    OSV_LOG_FILE OSV_LOG_MAX_SIZE OSV_LOG_MAX_FILES OSV_LOG_FORMAT)
 readonly START_TIMEOUT=10
 
 log() { printf '[install.sh] %s\n' "$*" >&2; }
@@ -135,6 +142,13 @@ write_defaults_file() {
         echo "#OSV_ALLOWED_HOST_PATHS=/srv/sandboxes,/data/shared"
         echo "# error, warn, info, debug or trace."
         echo "#OSV_LOG_LEVEL=info"
+        echo "# The daemon's log file, rotated by size (default: stderr, the journal)."
+        echo "#OSV_LOG_FILE=/var/log/opensandbox-volume.log"
+        echo "# Size a log file is rotated at (this one and each volume's), and files kept."
+        echo "#OSV_LOG_MAX_SIZE=10MiB"
+        echo "#OSV_LOG_MAX_FILES=3"
+        echo "# text, or json: one JSON object per line."
+        echo "#OSV_LOG_FORMAT=text"
         for v in "${ENV_VARS[@]}"; do
             if [ -n "${!v+x}" ]; then
                 echo ""
@@ -229,8 +243,9 @@ install_background() {
     # The OSV_* settings reach the daemon through the inherited environment.
     log "starting $BIN serve in the background (log: $LOGFILE)"
     # setsid: own session, so it outlives this script and the terminal; it execs in place,
-    # so $! is the daemon's pid.
-    setsid "$BIN" serve </dev/null >>"$LOGFILE" 2>&1 &
+    # so $! is the daemon's pid. It writes $LOGFILE itself, rotated by size (unless
+    # OSV_LOG_FILE names another file); its stderr, for what comes before, follows it.
+    OSV_LOG_FILE="${OSV_LOG_FILE:-$LOGFILE}" setsid "$BIN" serve </dev/null >>"$LOGFILE" 2>&1 &
     pid=$!
     echo "$pid" >"$PIDFILE"
     wait_for_socket "$socket" "$pid"

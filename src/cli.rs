@@ -44,7 +44,7 @@ pub enum Command {
 }
 
 /// The flags `--config-stdin` replaces: every setting of a mount but the
-/// mount point and the log level.
+/// mount point and the logging flags (`LogArgs`).
 const SETTING_FLAGS: &[&str] = &[
     "bucket",
     "endpoint",
@@ -73,8 +73,8 @@ pub struct MountArgs {
     /// Directory to mount on.
     pub mountpoint: PathBuf,
 
-    /// Read every setting but the log level from standard input instead of
-    /// the flags below: one JSON mount configuration (objectfs's
+    /// Read every setting but the logging flags from standard input instead
+    /// of the flags below: one JSON mount configuration (objectfs's
     /// `MountConfig`: store with keys, filesystem options, mount settings)
     /// whose mount point must be MOUNTPOINT. This is how the plugin starts a
     /// volume's mount process, so keys are in neither its arguments nor its
@@ -185,9 +185,77 @@ pub struct MountArgs {
     #[arg(long, env = "OSV_FLUSH_TIMEOUT", default_value = "600")]
     pub flush_timeout: u64,
 
-    /// Log filter (error, warn, info, debug, trace); logs go to stderr.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Where and how a process logs: the same flags for `serve` and `mount`.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log filter: error, warn, info, debug or trace (or a tracing filter
+    /// such as `opensandbox_volume=debug`). With `serve`, the daemon's own:
+    /// the mount processes it starts log at info.
     #[arg(long, env = "OSV_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Write the log to this file instead of stderr (empty: stderr),
+    /// rotated by size: when the next line would take it past
+    /// --log-max-size, FILE becomes FILE.1, FILE.1 becomes FILE.2 and so on,
+    /// and the oldest beyond --log-max-files is deleted. `serve` leaves each
+    /// object volume's mount process its own log, STATE_DIR/logs/VOLUME.log,
+    /// rotated the same way.
+    #[arg(long, env = "OSV_LOG_FILE", value_name = "FILE", default_value = "", hide_default_value = true, value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
+    pub log_file: Option<PathBuf>,
+
+    /// Size a log file is rotated at, e.g. 10MiB, 512KiB or bytes (at
+    /// least 4KiB); for --log-file and, with `serve`, every volume's log.
+    #[arg(long, env = "OSV_LOG_MAX_SIZE", default_value = crate::logging::DEFAULT_MAX_SIZE, value_name = "SIZE", value_parser = parse_log_size)]
+    pub log_max_size: u64,
+
+    /// Files a log keeps, the current one included (1 to 1000); the
+    /// oldest goes at each rotation.
+    #[arg(long, env = "OSV_LOG_MAX_FILES", default_value = crate::logging::DEFAULT_MAX_FILES, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub log_max_files: u32,
+
+    /// `text` (one line per event) or `json` (one JSON object per line,
+    /// for log collectors); for stderr, --log-file and, with `serve`,
+    /// every volume's log.
+    #[arg(
+        long,
+        env = "OSV_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT",
+        value_enum
+    )]
+    pub log_format: crate::logging::LogFormat,
+}
+
+impl LogArgs {
+    /// The settings these flags give; an empty file name means stderr.
+    pub fn settings(&self) -> crate::logging::LogSettings {
+        crate::logging::LogSettings {
+            level: self.log_level.clone(),
+            file: self.log_file.clone().filter(|f| !f.as_os_str().is_empty()),
+            output: crate::logging::LogOutput {
+                bounds: crate::logging::rotation::Bounds {
+                    max_size: self.log_max_size,
+                    max_files: self.log_max_files,
+                },
+                format: self.log_format,
+            },
+        }
+    }
+}
+
+/// A log size flag's value.
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    crate::spec::parse_size(s)
+        .filter(|n| *n >= crate::logging::MIN_MAX_SIZE)
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a log size; give at least 4KiB: a number of bytes, or a whole number with KiB, MiB or GiB (powers of 1024) or KB, MB or GB (powers of 1000), e.g. 10MiB"
+            )
+        })
 }
 
 /// A cache size flag's value; the refusal is the `cacheSize` option's.
@@ -278,7 +346,7 @@ fn config_from_stdin(mountpoint: &std::path::Path) -> anyhow::Result<objectfs::M
 
 /// Mounts a bucket and runs until unmounted or signalled.
 pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_level)?;
+    crate::logging::init(&args.log.settings())?;
     let config = if args.config_stdin {
         config_from_stdin(&args.mountpoint)?
     } else {
@@ -376,10 +444,8 @@ pub struct ServeArgs {
     )]
     pub credentials_dir: PathBuf,
 
-    /// Log filter: error, warn, info, debug or trace (or a tracing filter
-    /// such as `opensandbox_volume=debug`). Logs go to stderr.
-    #[arg(long, env = "OSV_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 impl ServeArgs {
@@ -437,48 +503,15 @@ impl ServeArgs {
             credentials_dir: self.credentials_dir.clone(),
             // Object-storage volumes are served by this binary's `mount`.
             mount_exe: std::env::current_exe()?,
+            mount_log: self.log.settings().output,
         })
     }
-}
-
-/// The AWS SDK's debug and trace output prints request headers and the
-/// resolved credentials (the key id in both); whatever level is asked for,
-/// these targets stay at info.
-const SDK_CAP: &[&str] = &[
-    "aws_smithy_runtime=info",
-    "aws_smithy_runtime_api=info",
-    "aws_smithy_http_client=info",
-    "aws_smithy_types=info",
-    "aws_sigv4=info",
-    "aws_sdk_s3=info",
-    "aws_credential_types=info",
-    "aws_runtime=info",
-    "aws_config=info",
-    "aws_types=info",
-];
-
-fn init_logging(filter: &str) -> anyhow::Result<()> {
-    let mut filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
-        anyhow::anyhow!("--log-level {filter:?} is not a log filter ({e}); use error, warn, info, debug or trace")
-    })?;
-    if filter.max_level_hint() > Some(tracing_subscriber::filter::LevelFilter::INFO) {
-        for cap in SDK_CAP {
-            filter = filter.add_directive(cap.parse()?);
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: logs usually end up in files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    Ok(())
 }
 
 /// Loads the registry, then listens: the first call Docker makes after a
 /// restart already sees every volume.
 pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_level)?;
+    crate::logging::init(&args.log.settings())?;
     let config = args.driver_config()?;
     tracing::info!(socket = %args.socket.display(), state_dir = %config.state_dir.display(),
         mount_root = %config.mount_root.display(), allowed_host_paths = ?config.allowed_host_paths,
@@ -677,18 +710,97 @@ mod tests {
             mount_args(&["/m"]).is_err(),
             "--bucket is required without it"
         );
-        // Every flag but the mount point, --config-stdin and the log level
-        // is a setting the configuration carries.
+        // Every flag but the mount point, --config-stdin and the logging
+        // flags is a setting the configuration carries.
         let cmd = Cli::command();
         let mount = cmd.find_subcommand("mount").unwrap();
+        let logging: Vec<String> = LogArgs::augment_args(clap::Command::new("x"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(logging.len() >= 5, "{logging:?}");
         let mut flags: Vec<&str> = mount
             .get_arguments()
             .map(|a| a.get_id().as_str())
-            .filter(|id| !["mountpoint", "config_stdin", "log_level", "help"].contains(id))
+            .filter(|id| !["mountpoint", "config_stdin", "help"].contains(id))
+            .filter(|id| !logging.iter().any(|l| l == id))
             .collect();
         flags.sort_unstable();
         let mut listed = SETTING_FLAGS.to_vec();
         listed.sort_unstable();
         assert_eq!(flags, listed);
+    }
+
+    /// What the daemon hands a mount process is what that process's
+    /// flags read back, so each setting is spelt once on both sides.
+    #[test]
+    fn log_settings_reach_a_mount_process_through_its_arguments() {
+        use crate::logging::{LogFormat, LogOutput, rotation::Bounds};
+        let output = LogOutput {
+            bounds: Bounds {
+                max_size: 5 << 20,
+                max_files: 7,
+            },
+            format: LogFormat::Json,
+        };
+        let mut args: Vec<std::ffi::OsString> = vec!["/m".into(), "--config-stdin".into()];
+        args.extend(output.mount_args(std::path::Path::new("/s/logs/v.log")));
+        let strs: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let refs: Vec<&str> = strs.iter().map(String::as_str).collect();
+        let m = mount_args(&refs).unwrap();
+        let settings = m.log.settings();
+        assert_eq!(settings.output, output);
+        assert_eq!(
+            settings.file.as_deref(),
+            Some(std::path::Path::new("/s/logs/v.log"))
+        );
+        assert_eq!(settings.level, "info");
+    }
+
+    #[test]
+    fn log_flags_have_defaults_and_refuse_bad_values() {
+        use crate::logging::LogFormat;
+        let m = mount_args(&["/m", "--bucket", "b"]).unwrap();
+        let s = m.log.settings();
+        assert_eq!(s.file, None, "stderr by default");
+        assert_eq!(s.output.bounds.max_size, 10 << 20);
+        assert_eq!(s.output.bounds.max_files, 3);
+        assert_eq!(s.output.format, LogFormat::Text);
+        // An empty file (as config.json gives it) is stderr too.
+        let m = mount_args(&["/m", "--bucket", "b", "--log-file="]).unwrap();
+        assert_eq!(m.log.settings().file, None);
+        let m = mount_args(&[
+            "/m",
+            "--bucket",
+            "b",
+            "--log-max-size=4KiB",
+            "--log-format=json",
+        ])
+        .unwrap();
+        assert_eq!(m.log.settings().output.bounds.max_size, 4096);
+        assert_eq!(m.log.settings().output.format, LogFormat::Json);
+        for bad in [
+            "--log-max-size=4095",
+            "--log-max-size=1.5MiB",
+            "--log-max-files=0",
+            "--log-max-files=1001",
+            "--log-format=xml",
+        ] {
+            let e = mount_args(&["/m", "--bucket", "b", bad]).unwrap_err();
+            use clap::error::ErrorKind::{InvalidValue, ValueValidation};
+            assert!(
+                matches!(e.kind(), ValueValidation | InvalidValue),
+                "{bad}: {e}"
+            );
+        }
+        let e = mount_args(&["/m", "--bucket", "b", "--log-max-size=1k"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is not a log size; give at least 4KiB"),
+            "{e}"
+        );
     }
 }

@@ -21,7 +21,8 @@
 //!   `spec::table`, every error sentence in `spec::error`.
 //! - Small helpers with one job each: `engine` (the Docker Engine API, for
 //!   pvc claims), `credentials` (key profiles: objectfs's `profile`),
-//!   `mounts` (mountinfo, bind mounts, unmount), `names` (volume name →
+//!   `logging` (level, text or JSON, stderr or a log file rotated by
+//!   size), `mounts` (mountinfo, bind mounts, unmount), `names` (volume name →
 //!   path component), `residency` (an idle mount process gives back the
 //!   code pages and free memory it holds).
 //!
@@ -34,6 +35,7 @@ pub mod backend;
 pub mod cli;
 pub mod driver;
 pub mod engine;
+pub mod logging;
 pub mod mounts;
 pub mod names;
 pub mod protocol;

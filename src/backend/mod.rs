@@ -3,7 +3,9 @@
 //!
 //! The driver calls `validate` at Create (cheap, local checks only),
 //! `attach` on a volume's first Mount and `detach` on its last Unmount.
-//! A backend never deletes the user's data: Remove only forgets the volume.
+//! A backend never deletes the user's data: Remove only forgets the volume
+//! (and the plugin's own files of an object volume once nothing in them
+//! waits for the bucket: `object::ObjectBackend::discard`).
 
 pub mod host;
 pub mod nfs;
@@ -60,6 +62,12 @@ impl Backends {
             object: ObjectBackend::new(object),
             nfs: NfsBackend,
         }
+    }
+
+    /// The object-storage backend, for what outlives a volume's record
+    /// (its cache directory and log).
+    pub fn object(&self) -> &ObjectBackend {
+        &self.object
     }
 
     /// True when the volume's mount at `target` is there and answering, so

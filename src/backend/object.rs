@@ -17,13 +17,16 @@
 //! apart from the volume's mount process.
 
 use crate::credentials::Keys;
+use crate::logging::LogOutput;
 use crate::spec::{BackendSpec, Credentials, ObjectSpec, VolumeSpec};
 use objectfs::config::{self, MountConfig, MountSettings};
 use objectfs::mount::{MountStatus, read_status};
 use objectfs::store::s3::{CredentialSource, S3Config, StoreKind};
 use objectfs::{FsOptions, UploadMode, layout};
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -57,6 +60,29 @@ pub struct ObjectSettings {
     pub default_upload: UploadMode,
     /// Cache bound, in bytes, of volumes whose options name none.
     pub default_cache_size: u64,
+    /// How each mount process writes its log (size bound, files, format).
+    pub log: LogOutput,
+}
+
+/// What a removed volume still has in the state directory after
+/// [`ObjectBackend::discard`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// There was nothing: the volume never had a mount process.
+    Nothing,
+    /// Nothing now: its cache directory and log files were deleted.
+    Gone,
+    /// Its mount process still runs (uploading after a slow Unmount):
+    /// everything stays until it has exited.
+    Running { pid: Option<u32> },
+    /// Data the bucket does not have yet (journalled files, namespace
+    /// changes): the cache directory and log stay until it is uploaded.
+    Pending {
+        files: usize,
+        bytes: u64,
+        changes: usize,
+        cache_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,13 +122,12 @@ pub fn mount_prefix(obj: &ObjectSpec, sub_path: Option<&str>) -> String {
     }
 }
 
-/// The mount process's arguments: the configuration comes on its stdin.
-fn mount_args(target: &Path) -> [&std::ffi::OsStr; 3] {
-    [
-        "mount".as_ref(),
-        target.as_os_str(),
-        "--config-stdin".as_ref(),
-    ]
+/// The mount process's arguments: the configuration comes on its stdin;
+/// then where and how it logs.
+fn mount_args(target: &Path, log: &LogOutput, log_file: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["mount".into(), target.into(), "--config-stdin".into()];
+    args.extend(log.mount_args(log_file));
+    args
 }
 
 /// The daemon's variables a `credentialSource=aws` mount process gets:
@@ -226,11 +251,41 @@ fn serves(pid: u32, target: &Path) -> bool {
     args.any(|a| a == b"mount") && cmdline.split(|b| *b == 0).any(|a| a == want)
 }
 
-/// The last non-empty line the mount process wrote after `from`, skipping
+/// Where this run's output begins in the log file: the file (device and
+/// inode) and its length when the mount process was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogStart {
+    file: (u64, u64),
+    len: u64,
+}
+
+impl LogStart {
+    fn of(meta: &std::fs::Metadata) -> LogStart {
+        use std::os::unix::fs::MetadataExt;
+        LogStart {
+            file: (meta.dev(), meta.ino()),
+            len: meta.len(),
+        }
+    }
+
+    /// Where to read this run's output from in `meta`'s file: after the
+    /// old end while it is the same file; from its start once the process
+    /// has rotated it (the new file holds only its own lines).
+    fn offset_in(&self, meta: &std::fs::Metadata) -> u64 {
+        if LogStart::of(meta).file == self.file {
+            self.len
+        } else {
+            0
+        }
+    }
+}
+
+/// The last non-empty line the mount process wrote since `start`, skipping
 /// the `note: run with RUST_BACKTRACE…` hint a panic ends with (the line
 /// before it says what went wrong).
-fn last_log_line(log: &Path, from: u64) -> Option<String> {
+fn last_log_line(log: &Path, start: LogStart) -> Option<String> {
     let mut f = File::open(log).ok()?;
+    let from = start.offset_in(&f.metadata().ok()?);
     f.seek(SeekFrom::Start(from)).ok()?;
     let mut text = String::new();
     f.take(64 * 1024).read_to_string(&mut text).ok()?;
@@ -263,6 +318,11 @@ impl ObjectBackend {
         let text = std::fs::read_to_string(self.cache_dir(target).join(PID_FILE)).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
         (pid_alive(pid) && serves(pid, target)).then_some(pid)
+    }
+
+    /// Whether a live mount process serves `target`.
+    pub fn is_running(&self, target: &Path) -> bool {
+        self.running(target).is_some()
     }
 
     /// Mounted and answering: a mount whose process died fails `stat` with
@@ -355,10 +415,18 @@ impl ObjectBackend {
                 path: log_path.clone(),
                 source,
             })?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let log_start =
+            log.metadata()
+                .map(|m| LogStart::of(&m))
+                .map_err(|source| ObjectError::Prepare {
+                    path: log_path.clone(),
+                    source,
+                })?;
         let mut command = Command::new(&self.settings.exe);
         command
-            .args(mount_args(target))
+            // The process writes its log itself, rotated; its stdout and
+            // stderr (the log file too, until then) follow the current file.
+            .args(mount_args(target, &self.settings.log, &log_path))
             // Nothing of the daemon's: an inherited `OSV_*` would silently
             // change the mount.
             .env_clear()
@@ -418,7 +486,7 @@ impl ObjectBackend {
         obj: &ObjectSpec,
         target: &Path,
         log: &Path,
-        log_start: u64,
+        log_start: LogStart,
     ) -> Result<(), ObjectError> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -488,6 +556,70 @@ impl ObjectBackend {
         crate::mounts::unmount(target)?;
         let _ = std::fs::remove_dir(target);
         Ok(())
+    }
+
+    /// The file names (volume stems) of every cache directory, for the
+    /// clean-up of volumes no longer registered.
+    pub fn cache_stems(&self) -> io::Result<Vec<std::ffi::OsString>> {
+        let entries = match std::fs::read_dir(&self.settings.cache_root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                out.push(entry.file_name());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes what the volume mounted at `target`, which is no longer
+    /// registered, left in the state directory (its cache directory and
+    /// log files) unless a mount process still uses it or it holds data
+    /// the bucket does not have yet; says which. The caller makes sure no
+    /// Mount of a volume with the same name runs meanwhile.
+    pub fn discard(&self, target: &Path) -> io::Result<Leftover> {
+        let cache_dir = self.cache_dir(target);
+        if let Some(pid) = self.running(target) {
+            return Ok(Leftover::Running { pid: Some(pid) });
+        }
+        if cache_dir.is_dir() {
+            // A mount process holds this lock for its whole life (objectfs's
+            // staging area): held, someone still uses the directory; taken,
+            // none can start in it until it is gone.
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(cache_dir.join("lock"))?;
+            // SAFETY: flock takes no pointers; the descriptor is open and
+            // owned by `lock`, which outlives the call.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                return Ok(Leftover::Running { pid: None });
+            }
+            let (files, bytes) = objectfs::staging::journalled(&cache_dir)?;
+            let changes = objectfs::oplog::recorded(&cache_dir)?;
+            if files > 0 || changes > 0 {
+                return Ok(Leftover::Pending {
+                    files,
+                    bytes,
+                    changes,
+                    cache_dir,
+                });
+            }
+            // The log first: a crash in between leaves a cache directory,
+            // which the next clean-up finds again.
+            crate::logging::file::remove_log(&self.log_path(target))?;
+            std::fs::remove_dir_all(&cache_dir)?;
+            Ok(Leftover::Gone)
+        } else if crate::logging::file::remove_log(&self.log_path(target))? > 0 {
+            Ok(Leftover::Gone)
+        } else {
+            Ok(Leftover::Nothing)
+        }
     }
 
     /// The mount as `docker volume inspect` shows it (no storage contacted).
@@ -611,9 +743,31 @@ mod tests {
         );
         // What the mount process gets back from its stdin is the same value.
         assert_eq!(MountConfig::from_json(&config.to_json()).unwrap(), config);
-        // Its arguments name the mount point and nothing else.
-        let args = mount_args(Path::new("/m/v"));
-        assert_eq!(args, ["mount", "/m/v", "--config-stdin"]);
+        // Its arguments name the mount point and its log, nothing else.
+        let log = LogOutput {
+            bounds: crate::logging::rotation::Bounds {
+                max_size: 4096,
+                max_files: 2,
+            },
+            format: crate::logging::LogFormat::Text,
+        };
+        let args = mount_args(Path::new("/m/v"), &log, Path::new("/s/logs/v.log"));
+        assert_eq!(
+            args,
+            [
+                "mount",
+                "/m/v",
+                "--config-stdin",
+                "--log-file",
+                "/s/logs/v.log",
+                "--log-max-size",
+                "4096",
+                "--log-max-files",
+                "2",
+                "--log-format",
+                "text"
+            ]
+        );
         let line = args.join(" ".as_ref()).into_string().unwrap();
         assert!(!line.contains("SECRET") && !line.contains("AKID"), "{line}");
         let debug = format!("{config:?}");
@@ -719,6 +873,13 @@ mod tests {
             credentials_dir: dir.path().into(),
             default_upload: UploadMode::Async,
             default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
+            log: LogOutput {
+                bounds: crate::logging::rotation::Bounds {
+                    max_size: 1 << 20,
+                    max_files: 2,
+                },
+                format: crate::logging::LogFormat::Text,
+            },
         });
         let mut o = obj();
         let StoreKeys::Static(k) = backend.keys(&o).unwrap() else {
@@ -786,20 +947,90 @@ mod tests {
     fn last_log_line_reads_only_this_run() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("v.log");
+        let start_of = |p: &Path| LogStart::of(&std::fs::metadata(p).unwrap());
         std::fs::write(&log, "old failure\n").unwrap();
-        let start = std::fs::metadata(&log).unwrap().len();
+        let start = start_of(&log);
         std::fs::write(&log, "old failure\nINFO mounting\nopensandbox-volume: the bucket cannot be listed: NoSuchBucket\n\n").unwrap();
         assert_eq!(
             last_log_line(&log, start).unwrap(),
             "the bucket cannot be listed: NoSuchBucket"
         );
-        assert_eq!(
-            last_log_line(&log, std::fs::metadata(&log).unwrap().len()),
-            None
-        );
+        assert_eq!(last_log_line(&log, start_of(&log)), None);
+        // The process rotated the log: the new file is all this run's.
+        let start = start_of(&log);
+        std::fs::rename(&log, dir.path().join("v.log.1")).unwrap();
+        std::fs::write(&log, "opensandbox-volume: after the rotation\n").unwrap();
+        assert_eq!(last_log_line(&log, start).unwrap(), "after the rotation");
         // A panic: its message, not the hint that follows it.
-        std::fs::write(&log, "thread 'main' panicked at x.rs:1:2:\nno root certificates\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n").unwrap();
-        assert_eq!(last_log_line(&log, 0).unwrap(), "no root certificates");
+        let start = start_of(&log);
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"thread 'main' panicked at x.rs:1:2:\nno root certificates\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n").unwrap();
+        assert_eq!(last_log_line(&log, start).unwrap(), "no root certificates");
+    }
+
+    #[test]
+    fn discard_deletes_only_what_nothing_uses_and_the_bucket_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectBackend::new(ObjectSettings {
+            exe: "/bin/false".into(),
+            cache_root: dir.path().join("cache"),
+            log_root: dir.path().join("logs"),
+            credentials_dir: dir.path().into(),
+            default_upload: UploadMode::Async,
+            default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
+            log: LogOutput {
+                bounds: crate::logging::rotation::Bounds {
+                    max_size: 1 << 20,
+                    max_files: 2,
+                },
+                format: crate::logging::LogFormat::Text,
+            },
+        });
+        let target = dir.path().join("mounts/v");
+        let cache = dir.path().join("cache/v");
+        let logs = dir.path().join("logs");
+        assert_eq!(backend.discard(&target).unwrap(), Leftover::Nothing);
+        std::fs::create_dir_all(&logs).unwrap();
+        let leave = || {
+            std::fs::create_dir_all(cache.join("staging")).unwrap();
+            std::fs::write(cache.join("mount.pid"), "999999999").unwrap();
+            std::fs::write(cache.join("staging/1.data"), "clean").unwrap();
+            std::fs::write(logs.join("v.log"), "a\n").unwrap();
+            std::fs::write(logs.join("v.log.1"), "b\n").unwrap();
+        };
+        leave();
+        std::fs::write(logs.join("w.log"), "another volume's\n").unwrap();
+        assert_eq!(backend.discard(&target).unwrap(), Leftover::Gone);
+        assert!(!cache.exists() && !logs.join("v.log").exists() && !logs.join("v.log.1").exists());
+        assert!(logs.join("w.log").exists());
+        // A mount of the directory holds its lock: everything stays.
+        leave();
+        let area = objectfs::staging::StagingArea::open(&cache).unwrap();
+        assert_eq!(
+            backend.discard(&target).unwrap(),
+            Leftover::Running { pid: None }
+        );
+        drop(area);
+        // A journalled file (a sidecar, as without xattrs) and a change.
+        std::fs::write(cache.join("staging/2.data"), "pending").unwrap();
+        std::fs::write(cache.join("staging/2.json"), "{}").unwrap();
+        std::fs::create_dir_all(cache.join("ops")).unwrap();
+        std::fs::write(cache.join("ops/00000000000000000001.json"), "{}").unwrap();
+        assert_eq!(
+            backend.discard(&target).unwrap(),
+            Leftover::Pending {
+                files: 1,
+                bytes: 7,
+                changes: 1,
+                cache_dir: cache.clone()
+            }
+        );
+        assert!(cache.join("staging/2.data").exists() && logs.join("v.log").exists());
+        // Once uploaded (the journal cleared), it goes.
+        std::fs::remove_file(cache.join("staging/2.json")).unwrap();
+        std::fs::remove_file(cache.join("ops/00000000000000000001.json")).unwrap();
+        assert_eq!(backend.discard(&target).unwrap(), Leftover::Gone);
+        assert!(!cache.exists());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! The methods are blocking (fsync, mount(2)); the protocol layer runs them
 //! on tokio's blocking pool.
 
+mod leftovers;
 pub mod refcount;
 mod sealing;
 pub mod state;
@@ -49,6 +50,8 @@ pub struct DriverConfig {
     pub credentials_dir: PathBuf,
     /// The binary that serves object-storage mounts (`… mount`).
     pub mount_exe: PathBuf,
+    /// How each mount process writes its log.
+    pub mount_log: crate::logging::LogOutput,
 }
 
 /// Every error a Docker call can get, each one sentence naming the volume.
@@ -96,10 +99,12 @@ struct Slot {
 
 pub struct Driver {
     store: StateStore,
-    backends: Backends,
+    backends: Arc<Backends>,
     engine: Engine,
     mount_root: PathBuf,
-    volumes: Mutex<BTreeMap<String, Arc<Slot>>>,
+    volumes: Arc<Mutex<BTreeMap<String, Arc<Slot>>>>,
+    /// Removes what removed object volumes leave in the state directory.
+    janitor: leftovers::Janitor,
     /// One lock per claim name, held while a pvc Mount looks its claim up
     /// (or creates it) and while a Remove decides on and removes a claim
     /// the plugin created, so a claim is never removed between another pvc
@@ -125,26 +130,35 @@ impl Driver {
             tracing::error!(path = %bad.path.display(), reason = %bad.reason,
                 "skipping a state file the plugin cannot read; its volume is not served until the file is repaired");
         }
+        let backends = Arc::new(Backends::new(
+            config.allowed_host_paths,
+            config.host_root,
+            config.host_root_path,
+            ObjectSettings {
+                exe: config.mount_exe,
+                cache_root: config.state_dir.join("cache"),
+                log_root: config.state_dir.join("logs"),
+                credentials_dir: config.credentials_dir,
+                default_upload: config.default_upload,
+                default_cache_size: config.default_cache_size,
+                log: config.mount_log,
+            },
+        ));
+        let volumes = Arc::new(Mutex::new(BTreeMap::new()));
         let driver = Driver {
             store,
-            backends: Backends::new(
-                config.allowed_host_paths,
-                config.host_root,
-                config.host_root_path,
-                ObjectSettings {
-                    exe: config.mount_exe,
-                    cache_root: config.state_dir.join("cache"),
-                    log_root: config.state_dir.join("logs"),
-                    credentials_dir: config.credentials_dir,
-                    default_upload: config.default_upload,
-                    default_cache_size: config.default_cache_size,
-                },
-            ),
+            janitor: leftovers::Janitor {
+                backends: backends.clone(),
+                volumes: volumes.clone(),
+                mount_root: config.mount_root.clone(),
+            },
+            backends,
             engine: Engine::new(config.docker_socket),
             mount_root: config.mount_root,
-            volumes: Mutex::new(BTreeMap::new()),
+            volumes,
             claim_locks: Mutex::new(BTreeMap::new()),
         };
+        let mut keep: Vec<String> = records.iter().map(|r| names::file_stem(&r.name)).collect();
         for record in records {
             let record = driver.reconcile(record);
             let slot = Slot {
@@ -154,6 +168,14 @@ impl Driver {
             lock(&driver.volumes).insert(record.name.clone(), Arc::new(slot));
         }
         tracing::info!(volumes = lock(&driver.volumes).len(), "registry loaded");
+        // No request is served yet: nothing can mount meanwhile. Volumes
+        // whose state file is unreadable keep their files.
+        keep.extend(
+            unreadable
+                .iter()
+                .filter_map(|u| u.path.file_stem().map(|s| s.to_string_lossy().into_owned())),
+        );
+        driver.janitor.sweep(&keep);
         Ok(driver)
     }
 
@@ -283,7 +305,9 @@ impl Driver {
         Ok(())
     }
 
-    /// Forgets a volume that no container uses. The data stays where it is.
+    /// Forgets a volume that no container uses. The data stays where it is;
+    /// an object volume's cache directory and log go once nothing in them
+    /// waits for the bucket (`leftovers`).
     pub fn remove(&self, name: &str) -> Result<(), DriverError> {
         let slot = self.slot(name)?;
         let op = lock(&slot.op);
@@ -304,6 +328,9 @@ impl Driver {
                 source,
             })?;
         let _ = std::fs::remove_dir(self.mount_path(name));
+        if record.spec.backend.object().is_some() {
+            self.janitor.removed(name);
+        }
         *lock(&slot.record) = None;
         drop(op);
         self.forget_slot(name, &slot);

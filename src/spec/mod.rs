@@ -40,7 +40,7 @@ pub use table::{ALL_TYPES, VolumeType, option_names};
 pub(crate) use values::cache_size_words;
 pub use values::{
     MAX_CLAIM_NAME_LEN, MIN_CACHE_SIZE, is_claim_name, is_dns_label, is_normalised_absolute,
-    parse_cache_size,
+    parse_cache_size, parse_size,
 };
 
 use opts::Given;

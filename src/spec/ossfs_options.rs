@@ -122,7 +122,7 @@ const PART_SIZES: &str = "objectfs chooses its multipart part sizes itself";
 const PARALLEL: &str = "objectfs chooses itself how many parts it transfers at once";
 const OWN_CACHE: &str = "objectfs keeps its own cache in the plugin's state directory, bounded by the volume's `cacheSize`";
 const TIMEOUTS: &str = "objectfs has its own request timeouts and retries";
-const LOGS: &str = "objectfs logs to the volume's log in the plugin's state directory, at the plugin's `--log-level`";
+const LOGS: &str = "objectfs logs to the volume's log in the plugin's state directory, rotated by the plugin's `--log-max-size` and `--log-max-files`";
 const RUN_MODE: &str = "objectfs runs as a process of its own, started by the plugin";
 const KEYS: &str = "give the keys as `accessKeyId` and `accessKeySecret`, or a credential profile as `credentials`";
 

@@ -43,10 +43,15 @@ const SIZE_UNITS: &[(&str, u64)] = &[
     ("TB", 1_000_000_000_000),
 ];
 
-/// A cache size in bytes: `1073741824`, `512MiB`, `2GiB`, `100MB` (digits,
-/// then a unit or none; no sign, fraction or space inside), at least
-/// [`MIN_CACHE_SIZE`].
+/// A cache size in bytes: `1073741824`, `512MiB`, `2GiB`, `100MB` (as
+/// [`parse_size`] reads them), at least [`MIN_CACHE_SIZE`].
 pub fn parse_cache_size(value: &str) -> Option<u64> {
+    parse_size(value).filter(|bytes| *bytes >= MIN_CACHE_SIZE)
+}
+
+/// A size in bytes: digits, then a unit of [`SIZE_UNITS`] or none; no
+/// sign, fraction or space inside.
+pub fn parse_size(value: &str) -> Option<u64> {
     let v = value.trim();
     let digits_end = v
         .bytes()
@@ -59,11 +64,7 @@ pub fn parse_cache_size(value: &str) -> Option<u64> {
     let (_, scale) = SIZE_UNITS
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(unit))?;
-    number
-        .parse::<u64>()
-        .ok()?
-        .checked_mul(*scale)
-        .filter(|bytes| *bytes >= MIN_CACHE_SIZE)
+    number.parse::<u64>().ok()?.checked_mul(*scale)
 }
 
 /// Longest region name we accept (real ones are far shorter).

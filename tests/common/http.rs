@@ -15,10 +15,14 @@ pub struct Reply {
 
 /// Sends `raw` (a complete HTTP request) and reads the reply to EOF.
 pub fn send_raw(socket: &Path, raw: &[u8]) -> Reply {
+    send_raw_within(socket, raw, Duration::from_secs(30))
+}
+
+/// [`send_raw`], waiting up to `timeout` for the reply (dockerd gives
+/// Unmount a minute).
+pub fn send_raw_within(socket: &Path, raw: &[u8], timeout: Duration) -> Reply {
     let mut stream = UnixStream::connect(socket).expect("connecting to the plugin socket");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
     stream.write_all(raw).unwrap();
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes).expect("reading the reply");

@@ -37,23 +37,18 @@ pub struct Plugin {
     pub log: PathBuf,
     /// Credential profiles of object-storage volumes.
     pub credentials_dir: PathBuf,
-    /// `OSV_*` settings given to the daemon besides the usual flags.
-    settings: Vec<(String, String)>,
+    /// More `serve` arguments, after the ones every test daemon gets.
+    extra: Vec<String>,
 }
 
 impl Plugin {
     /// Starts the plugin on `socket`, keeping state and mounts in `base`.
     pub fn start(socket: &Path, base: &Path, allowed: &[PathBuf]) -> Plugin {
-        Self::start_with(socket, base, allowed, &[])
+        Plugin::start_with(socket, base, allowed, &[])
     }
 
-    /// [`Self::start`] with `settings`, `OSV_*` variables and their values.
-    pub fn start_with(
-        socket: &Path,
-        base: &Path,
-        allowed: &[PathBuf],
-        settings: &[(&str, &str)],
-    ) -> Plugin {
+    /// [`Plugin::start`] with more `serve` arguments (`extra`).
+    pub fn start_with(socket: &Path, base: &Path, allowed: &[PathBuf], extra: &[&str]) -> Plugin {
         let mut plugin = Plugin {
             child: None,
             socket: socket.to_path_buf(),
@@ -62,10 +57,7 @@ impl Plugin {
             allowed: allowed.to_vec(),
             log: base.join("plugin.log"),
             credentials_dir: base.join("credentials"),
-            settings: settings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         plugin.spawn();
         plugin
@@ -97,8 +89,8 @@ impl Plugin {
             .arg(&self.credentials_dir)
             .arg("--log-level")
             .arg("trace")
+            .args(&self.extra)
             .env_remove("OSV_SOCKET")
-            .envs(self.settings.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

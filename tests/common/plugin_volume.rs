@@ -22,6 +22,9 @@ pub struct PluginVolume {
     pub name: String,
     /// Where the volume is mounted, once it is.
     pub mountpoint: Option<PathBuf>,
+    /// The mount process's log as it was at the last Unmount: Remove
+    /// deletes the file.
+    last_mount_log: Option<String>,
     plugin: Plugin,
     /// The daemon's directories; removed after `plugin` stops (field order).
     _base: tempfile::TempDir,
@@ -39,6 +42,7 @@ impl PluginVolume {
         PluginVolume {
             name: name.to_string(),
             mountpoint: None,
+            last_mount_log: None,
             plugin,
             _base: base,
         }
@@ -130,14 +134,18 @@ impl PluginVolume {
         reply.body["Volume"]["Status"].clone()
     }
 
-    /// The mount process's log.
+    /// The mount process's log (its current file); once the volume is
+    /// removed, which deletes it, as it was at the last Unmount.
     pub fn mount_log(&self) -> String {
         let log = self
             .plugin
             .state_dir
             .join("logs")
             .join(format!("{}.log", self.stem()));
-        std::fs::read_to_string(log).unwrap_or_default()
+        std::fs::read_to_string(log)
+            .ok()
+            .or_else(|| self.last_mount_log.clone())
+            .unwrap_or_default()
     }
 
     /// The daemon's log.
@@ -162,6 +170,7 @@ impl PluginVolume {
         );
         assert!(!is_mounted(&self.target()));
         self.mountpoint = None;
+        self.last_mount_log = Some(self.mount_log());
         let remove = self.call("VolumeDriver.Remove", json!({"Name": self.name}));
         assert_eq!(err_of(&remove), "", "Remove");
     }

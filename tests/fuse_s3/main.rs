@@ -18,6 +18,7 @@ mod objectfs_mount_copies;
 mod objectfs_passthrough;
 mod objectfs_two_mounts;
 mod plugin_credential_sources;
+mod plugin_logs_and_state;
 mod plugin_two_hosts;
 mod secrets_in_logs;
 mod store_s3;

@@ -128,6 +128,13 @@ impl Server {
             docker_socket: root.join("no-docker.sock"),
             credentials_dir: root.join("credentials"),
             mount_exe: root.join("no-such-mount-binary"),
+            mount_log: opensandbox_volume::logging::LogOutput {
+                bounds: opensandbox_volume::logging::rotation::Bounds {
+                    max_size: 1 << 20,
+                    max_files: 2,
+                },
+                format: opensandbox_volume::logging::LogFormat::Text,
+            },
         };
         let driver = Arc::new(Driver::open(config).unwrap());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

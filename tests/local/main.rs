@@ -18,4 +18,5 @@ mod objectfs_streaming;
 mod path_attacks;
 mod plugin_config;
 mod protocol;
+mod state_sweep;
 mod translate;

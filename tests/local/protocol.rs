@@ -356,9 +356,12 @@ fn a_plugin_without_the_engine_api_and_with_a_narrowed_host_view() {
         base.path(),
         &[PathBuf::from("/srv/sandboxes/team")],
         &[
-            ("OSV_DOCKER_SOCKET", "/dev/null"),
-            ("OSV_HOST_ROOT", host.to_str().unwrap()),
-            ("OSV_HOST_ROOT_PATH", "/srv/sandboxes"),
+            "--docker-socket",
+            "/dev/null",
+            "--host-root",
+            host.to_str().unwrap(),
+            "--host-root-path",
+            "/srv/sandboxes",
         ],
     );
     let create = |name: &str, opts: serde_json::Value| {

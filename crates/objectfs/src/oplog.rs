@@ -65,6 +65,28 @@ impl NsOp {
     }
 }
 
+/// How many namespace changes the cache directory `cache_dir` holds that
+/// are not in the bucket yet (unreadable records included), read only.
+pub fn recorded(cache_dir: &Path) -> io::Result<usize> {
+    let entries = match fs::read_dir(cache_dir.join("ops")) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let name = entry?.file_name();
+        if name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .is_some_and(|seq| seq.parse::<u64>().is_ok())
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 pub struct OpLog {
     dir: PathBuf,
 }
@@ -136,13 +158,17 @@ mod tests {
             body: Vec::new(),
         };
         let del = NsOp::Delete { key: "p/f".into() };
+        assert_eq!(recorded(dir.path()).unwrap(), 0);
         log.write(10, &del).unwrap();
         log.write(9, &put).unwrap();
         fs::write(dir.path().join("ops/00000000000000000011.tmp"), b"{").unwrap();
+        // A half-written record is not a change; the two whole ones are.
+        assert_eq!(recorded(dir.path()).unwrap(), 2);
         let again = OpLog::open(dir.path()).unwrap();
         assert_eq!(again.replay().unwrap(), vec![(9, put), (10, del.clone())]);
         again.remove(9);
         assert_eq!(again.replay().unwrap(), vec![(10, del)]);
+        assert_eq!(recorded(dir.path()).unwrap(), 1);
         assert_eq!(fs::read_dir(dir.path().join("ops")).unwrap().count(), 1);
     }
 }

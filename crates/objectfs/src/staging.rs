@@ -166,6 +166,50 @@ fn read_xattr<T: serde::de::DeserializeOwned>(
         .map_err(io::Error::other)
 }
 
+/// What the cache directory `cache_dir` holds that the bucket does not
+/// have yet: journalled data files and their bytes, as a mount of it would
+/// find them, but read only (no lock taken, nothing deleted), so a plugin
+/// can tell whether the directory may go. An entry that cannot be read
+/// counts as pending: nothing unproven is ever called uploaded.
+pub fn journalled(cache_dir: &Path) -> io::Result<(usize, u64)> {
+    let dir = cache_dir.join("staging");
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let mut sidecars = std::collections::BTreeSet::new();
+    let mut data = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        let Some((id, ext)) = name.to_str().and_then(|n| n.split_once('.')) else {
+            continue;
+        };
+        let Ok(id) = id.parse::<u64>() else { continue };
+        match ext {
+            "json" => {
+                sidecars.insert(id);
+            }
+            "data" => data.push(id),
+            _ => {}
+        }
+    }
+    let (mut files, mut bytes) = (0, 0);
+    for id in data {
+        let path = dir.join(format!("{id}.data"));
+        let Ok(file) = File::open(&path) else {
+            // Gone meanwhile (recycled or deleted): nothing to upload.
+            continue;
+        };
+        let pending = sidecars.contains(&id) || !matches!(read_xattr_journal(&file), Ok(None));
+        if pending {
+            files += 1;
+            bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Ok((files, bytes))
+}
+
 impl StagingArea {
     pub fn open(cache_dir: &Path) -> io::Result<StagingArea> {
         let dir = cache_dir.join("staging");
@@ -518,6 +562,33 @@ mod tests {
         );
         area.delete(kept);
         assert!(!area.data_path(kept).exists());
+    }
+
+    #[test]
+    fn journalled_counts_what_a_mount_would_upload_without_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(journalled(dir.path()).unwrap(), (0, 0), "no staging yet");
+        let area = StagingArea::open(dir.path()).unwrap();
+        let (id, mut f) = area.create().unwrap();
+        io::Write::write_all(&mut f, b"12345").unwrap();
+        area.journal(id, &f, &entry("a")).unwrap();
+        let (clean, mut g) = area.create().unwrap();
+        io::Write::write_all(&mut g, b"clean copy").unwrap();
+        area.tag_clean(
+            &g,
+            &CacheTag {
+                key: "b".into(),
+                etag: "e".into(),
+            },
+        );
+        // Read while the area is open (its lock held): counted, unchanged.
+        assert_eq!(journalled(dir.path()).unwrap(), (1, 5));
+        area.clear_journal(id, &f);
+        assert_eq!(journalled(dir.path()).unwrap(), (0, 0));
+        assert!(area.data_path(clean).exists() && area.data_path(id).exists());
+        // A sidecar journal (no xattrs) counts the same.
+        std::fs::write(area.journal_path(id), b"{}").unwrap();
+        assert_eq!(journalled(dir.path()).unwrap(), (1, 5));
     }
 
     #[test]
