@@ -207,7 +207,7 @@ pub fn mount_config(
 
 /// The process exists and has not exited. A zombie counts as gone: once
 /// the daemon that started a mount process is restarted, nobody may reap it.
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -217,7 +217,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// True if `pid` is a mount process serving `target` (not a recycled pid).
-fn serves(pid: u32, target: &Path) -> bool {
+pub(crate) fn serves(pid: u32, target: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };

@@ -32,11 +32,13 @@ pub mod core;
 pub mod fuse;
 pub mod iomode;
 pub mod layout;
+pub mod metrics;
 pub mod mount;
 pub mod oplog;
 pub mod profile;
 pub mod reader;
 pub mod staging;
+pub mod status;
 pub mod store;
 pub mod transfer;
 
