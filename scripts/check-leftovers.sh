@@ -16,7 +16,8 @@
 #   - an objectfs mount (source osv:BUCKET) or an s3fs one, or any mount under the tests'
 #     temporary directories (/tmp/osvtest*, /tmp/osv-*, /tmp/.tmp*), in this mount namespace;
 #   - a process of opensandbox-volume (serve, mount, supervise), moto_server, s3s-fs, s3fs,
-#     or the tests' docker-registry;
+#     the tests' docker-registry, or the tests' prometheus (its database in /tmp/osv-prometheus-*;
+#     a Prometheus of the host is not the tests');
 #   - a socket or spec of the tests' driver in /run/docker/plugins (osvtest*).
 # Processes and sockets of a test binary that just ended go away a moment later, so the
 # check is repeated for up to $OSV_LEFTOVERS_WAIT seconds (default 10) before it fails.
@@ -98,7 +99,7 @@ find_leftovers() {
         case "${argv0##*/} $cmd" in
         "opensandbox-volume "*" serve"* | "opensandbox-volume "*" mount "* | \
             "opensandbox-volume "*" supervise"* | "moto_server "* | "s3s-fs "* | "s3fs "* | \
-            "docker-registry "*/tmp/osv-managed-*)
+            "docker-registry "*/tmp/osv-managed-* | "prometheus "*/osv-prometheus-*)
             echo "process $pid: ${cmd% }" ;;
         *" "*moto_server" "*) # moto_server runs as `python .../moto_server`
             echo "process $pid: ${cmd% }" ;;

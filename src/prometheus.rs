@@ -438,6 +438,21 @@ mod tests {
         assert_eq!(text.matches("# HELP ").count(), seen.len());
     }
 
+    /// docs/METRICS.md has a row for every family, with its type.
+    #[test]
+    fn the_metrics_doc_lists_every_series() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/METRICS.md"))
+            .unwrap();
+        let text = render(&report(), &BTreeMap::new());
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                let row = format!("| `{name}` | {kind} |");
+                assert!(doc.contains(&row), "docs/METRICS.md lacks the row {row} …");
+            }
+        }
+    }
+
     #[test]
     fn an_empty_registry_is_headers_only_and_no_wait_reads_zero() {
         let empty = Report {

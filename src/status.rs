@@ -47,6 +47,14 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// `n` things: `1 file`, `2 files`.
+fn count(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        n => format!("{n} {thing}s"),
+    }
+}
+
 /// How long the volume's oldest change has waited for the bucket.
 fn oldest_wait(v: &VolumeReport, now: SystemTime) -> Option<Duration> {
     age(v.reported.as_ref()?.oldest_pending_since.as_deref(), now)
@@ -85,7 +93,10 @@ pub fn problems(report: &Report, max_pending_age: Duration) -> Vec<Problem> {
                 "the store fails since {since}{ago}: {error}; what waits stays queued"
             ));
         }
-        if let Some(waited) = oldest_wait(v, now).filter(|w| *w > max_pending_age) {
+        // Whole seconds, as the sentence says them.
+        if let Some(waited) =
+            oldest_wait(v, now).filter(|w| w.as_secs() > max_pending_age.as_secs())
+        {
             say(format!(
                 "data has waited {} for the bucket, longer than {}",
                 human_duration(waited),
@@ -160,12 +171,12 @@ pub fn table(report: &Report, problems: &[Problem]) -> String {
                 return "0".into();
             }
             let mut text = format!(
-                "{} files ({})",
-                s.pending_files,
+                "{} ({})",
+                count(s.pending_files, "file"),
                 human_bytes(s.pending_bytes)
             );
             if s.pending_changes > 0 {
-                text.push_str(&format!(" + {} changes", s.pending_changes));
+                text.push_str(&format!(" + {}", count(s.pending_changes, "change")));
             }
             text
         });
@@ -413,11 +424,11 @@ mod tests {
             ]
         );
         assert_eq!(exit_status(&found), EXIT_PROBLEM);
-        // A longer threshold forgives the wait, not the rest.
-        assert_eq!(problems(&r, Duration::from_secs(601)).len(), 3);
+        // A threshold as long as the wait forgives it, not the rest.
+        assert_eq!(problems(&r, Duration::from_secs(600)).len(), 3);
         let text = table(&r, &found);
         assert!(
-            text.contains("2 files (2.0 KiB) + 1 changes  10m00s"),
+            text.contains("2 files (2.0 KiB) + 1 change  10m00s"),
             "{text}"
         );
         assert!(

@@ -13,6 +13,7 @@ pub mod fault_proxy;
 pub mod http;
 pub mod objectfs_mount;
 pub mod plugin_volume;
+pub mod prometheus;
 pub mod s3fs;
 pub mod s3server;
 pub mod sha256;
@@ -35,11 +36,18 @@ pub struct Plugin {
     pub log: PathBuf,
     /// Credential profiles of object-storage volumes.
     pub credentials_dir: PathBuf,
+    /// More `serve` flags (`--metrics-addr …`).
+    pub extra_args: Vec<String>,
 }
 
 impl Plugin {
     /// Starts the plugin on `socket`, keeping state and mounts in `base`.
     pub fn start(socket: &Path, base: &Path, allowed: &[PathBuf]) -> Plugin {
+        Self::start_with(socket, base, allowed, &[])
+    }
+
+    /// [`Self::start`] with more `serve` flags.
+    pub fn start_with(socket: &Path, base: &Path, allowed: &[PathBuf], extra: &[&str]) -> Plugin {
         let mut plugin = Plugin {
             child: None,
             socket: socket.to_path_buf(),
@@ -48,6 +56,7 @@ impl Plugin {
             allowed: allowed.to_vec(),
             log: base.join("plugin.log"),
             credentials_dir: base.join("credentials"),
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
         };
         plugin.spawn();
         plugin
@@ -79,6 +88,7 @@ impl Plugin {
             .arg(&self.credentials_dir)
             .arg("--log-level")
             .arg("trace")
+            .args(&self.extra_args)
             .env_remove("OSV_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

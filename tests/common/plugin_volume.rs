@@ -28,11 +28,16 @@ pub struct PluginVolume {
 impl PluginVolume {
     /// Starts a plugin daemon for the volume `name` (not created yet).
     pub fn new(name: &str) -> PluginVolume {
+        Self::with_serve_flags(name, &[])
+    }
+
+    /// [`Self::new`] with more `serve` flags (`--metrics-addr …`).
+    pub fn with_serve_flags(name: &str, flags: &[&str]) -> PluginVolume {
         let base = tempfile::Builder::new()
             .prefix("osv-plugin-volume-")
             .tempdir()
             .unwrap();
-        let plugin = Plugin::start(&base.path().join("osv.sock"), base.path(), &[]);
+        let plugin = Plugin::start_with(&base.path().join("osv.sock"), base.path(), &[], flags);
         std::fs::create_dir_all(&plugin.credentials_dir).unwrap();
         PluginVolume {
             name: name.to_string(),
@@ -40,6 +45,11 @@ impl PluginVolume {
             plugin,
             _base: base,
         }
+    }
+
+    /// The daemon's state directory (registry, cache and status files).
+    pub fn state_dir(&self) -> &Path {
+        &self.plugin.state_dir
     }
 
     /// The daemon's credential profiles directory (`credentials=NAME`).
