@@ -322,16 +322,17 @@ impl ObjectBackend {
                 source,
             })
         };
-        prepare(target)?;
         if self.is_healthy(target) && self.running(target).is_some() {
             tracing::info!(target = %target.display(), "adopting a running object-storage mount");
             return Ok(());
         }
-        // A dead mount (ENOTCONN) or one with no process behind it.
+        // A dead mount (ENOTCONN) or one with no process behind it; detached
+        // before the directory is made (a dead mount fails that, EEXIST).
         if crate::mounts::is_mount_point(target).unwrap_or(false) {
             tracing::warn!(target = %target.display(), "detaching a mount whose process is gone");
             let _ = crate::mounts::unmount(target);
         }
+        prepare(target)?;
         let cache_dir = self.cache_dir(target);
         prepare(&cache_dir)?;
         prepare(&self.settings.log_root)?;

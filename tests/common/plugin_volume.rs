@@ -77,6 +77,19 @@ impl PluginVolume {
         self.mountpoint = Some(PathBuf::from(at));
     }
 
+    /// Mounts the volume for one more container mount `id`, as dockerd does
+    /// for a second container; must succeed.
+    pub fn mount_for(&self, id: &str) {
+        let mount = self.call("VolumeDriver.Mount", json!({"Name": self.name, "ID": id}));
+        assert_eq!(err_of(&mount), "", "Mount {id}; log:\n{}", self.mount_log());
+    }
+
+    /// Undoes [`Self::mount_for`]; must succeed.
+    pub fn unmount_for(&self, id: &str) {
+        let unmount = self.call("VolumeDriver.Unmount", json!({"Name": self.name, "ID": id}));
+        assert_eq!(err_of(&unmount), "", "Unmount {id}");
+    }
+
     /// `rel` under the mount point.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mountpoint.as_ref().expect("mounted").join(rel)

@@ -10,7 +10,9 @@
 //! with nothing pending (exit status 0); while the store refuses the
 //! mount's requests (the proxy answers 403, as for revoked keys) the
 //! failure, the waiting data and exit status 1; once it takes them again,
-//! healthy again.
+//! healthy again. A mount process killed under its container is `failed`
+//! at once, and the next container's Mount starts a new one, counted in
+//! `osv_mount_process_restarts_total`.
 
 use crate::common;
 
@@ -363,6 +365,37 @@ fn metrics_and_status_show_a_known_workload_and_a_failing_store() {
         b"written while the store refuses"
     );
     drop(prometheus);
+
+    // The mount process dies under its container: failed at once (its pid
+    // is dead); the next container's Mount starts a new one, counted.
+    let pid = vol.mount_pid();
+    // SAFETY: kill(2) of the volume's mount process, as a crash would.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for_within("status to report the dead mount", SETTLE, || {
+        let (code, report) = status_json(vol.state_dir(), &[]);
+        code == 1 && report["volumes"][0]["state"] == "failed"
+    });
+    let text = scrape(metrics);
+    let state = |text: &str, state: &str| {
+        sample(
+            text,
+            "osv_volume_state",
+            &[("volume", v), ("type", "s3"), ("state", state)],
+        )
+    };
+    assert_eq!(state(&text, "failed"), Some(1.0), "{text}");
+    assert_eq!(state(&text, "mounted"), Some(0.0), "{text}");
+    vol.mount_for("second-container");
+    assert_ne!(vol.mount_pid(), pid);
+    wait_for_within("the new mount process to report", SETTLE, || {
+        let text = scrape(metrics);
+        state(&text, "mounted") == Some(1.0)
+            && sample(&text, "osv_mount_process_restarts_total", &[("volume", v)]) == Some(1.0)
+            && sample(&text, "osv_volume_containers", &[("volume", v)]) == Some(2.0)
+    });
+    assert_eq!(status_json(vol.state_dir(), &[]).0, 0);
+    assert_eq!(fs::read(vol.path("f0.txt")).unwrap(), vec![b'a'; SIZE]);
+    vol.unmount_for("second-container");
 
     vol.unmount_and_remove();
     let (code, report) = status_json(vol.state_dir(), &[]);
