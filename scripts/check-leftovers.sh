@@ -18,8 +18,9 @@
 #   - an objectfs mount (source osv:BUCKET) or an s3fs one, or any mount under the tests'
 #     temporary directories (/tmp/osvtest*, /tmp/osv-*, /tmp/.tmp*), in this mount namespace;
 #   - a process of opensandbox-volume (serve, mount, supervise), moto_server, s3s-fs, s3fs,
-#     the tests' docker-registry, or the swarm test's second dockerd and its containerd
-#     (/tmp/osv-swarm-*);
+#     the tests' docker-registry, the tests' prometheus (its database in /tmp/osv-prometheus-*;
+#     a Prometheus of the host is not the tests'), or the swarm test's second dockerd and
+#     its containerd (/tmp/osv-swarm-*);
 #   - a socket or spec of the tests' driver in /run/docker/plugins (osvtest*);
 #   - the swarm test's bridge of the second dockerd (network interface osvsw*).
 # Processes and sockets of a test binary that just ended go away a moment later, so the
@@ -112,7 +113,7 @@ find_leftovers() {
         "opensandbox-volume "*" serve"* | "opensandbox-volume "*" mount "* | \
             "opensandbox-volume "*" supervise"* | "moto_server "* | "s3s-fs "* | "s3fs "* | \
             "docker-registry "*/tmp/osv-managed-* | "dockerd "*/tmp/osv-swarm-* | \
-            "containerd "*/tmp/osv-swarm-*)
+            "containerd "*/tmp/osv-swarm-* | "prometheus "*/osv-prometheus-*)
             echo "process $pid: ${cmd% }" ;;
         *" "*moto_server" "*) # moto_server runs as `python .../moto_server`
             echo "process $pid: ${cmd% }" ;;

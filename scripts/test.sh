@@ -3,7 +3,7 @@
 #
 # On a fresh Debian 12 machine, as root, it
 #   1. installs the missing system packages (docker.io, fuse3, busybox-static, s3fs,
-#      docker-registry, ca-certificates),
+#      docker-registry, ca-certificates, prometheus),
 #   2. starts dockerd if no daemon answers, and stops that daemon (only that one) at exit,
 #   3. builds the test image osv-test-busybox from scratch (nothing can be pulled),
 #   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test --all-targets,
@@ -164,13 +164,21 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 # tests/docker_serial/docker_swarm.rs makes a bridge for the second dockerd with `ip link`.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing missing packages: ${missing[*]}"
+# tests/fuse_s3/plugin_metrics.rs scrapes the daemon with a real Prometheus server and checks
+# what it serves with promtool; Debian's prometheus has both. Without its recommended node
+# exporter, which the tests do not need.
+missing_bare=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing_bare+=(prometheus)
+if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_bare[@]}" -gt 0 ]; then
+    log "installing missing packages: ${missing[*]} ${missing_bare[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # With recommends, as in the verified recipe: docker.io recommends apparmor, whose
     # apparmor_parser dockerd needs to start containers on kernels with AppArmor enabled.
-    apt-get install -y -q "${missing[@]}"
+    if [ "${#missing[@]}" -gt 0 ]; then apt-get install -y -q "${missing[@]}"; fi
+    if [ "${#missing_bare[@]}" -gt 0 ]; then
+        apt-get install -y -q --no-install-recommends "${missing_bare[@]}"
+    fi
 fi
 
 # ---------------------------------------------------------------------------------------

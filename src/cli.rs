@@ -33,6 +33,15 @@ pub enum Command {
     /// `serve` with the same environment and restarts it when it dies, so
     /// the mounts live on; on SIGTERM every process gets 9 s to finish.
     Supervise,
+    /// Show every volume of this host: its mount, what waits for the
+    /// bucket, the store's errors and the keys' expiry; a health check.
+    ///
+    /// Reads the state directory (the registry and each mount process's
+    /// status file) without the daemon, changing nothing. Exit status 0
+    /// when every volume is healthy; 1 when a mount failed, a store fails
+    /// a mount's uploads or data has waited longer than --max-pending-age;
+    /// 2 when the state directory cannot be read.
+    Status(StatusArgs),
     /// Print what to pass to Docker for OpenSandbox API volumes.
     ///
     /// Reads Lifecycle API volume entries and prints `docker run --mount`
@@ -364,6 +373,73 @@ pub async fn run_mount(args: MountArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the legacy daemon keeps its state (`serve --state-dir`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/opensandbox-volume";
+/// Where the managed plugin keeps its state on the host: the source of its
+/// `state` mount in config.json (a test checks they agree).
+pub const PLUGIN_STATE_DIR: &str = "/var/lib/opensandbox-volume-plugin";
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The daemon's state directory: the managed plugin's is
+    /// /var/lib/opensandbox-volume-plugin on the host (its `state.source`).
+    /// Default: /var/lib/opensandbox-volume if it holds a registry, else
+    /// the managed plugin's.
+    #[arg(long, env = "OSV_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Seconds data may wait for the bucket before it counts as a problem.
+    #[arg(long, value_name = "SECONDS", default_value = "600")]
+    pub max_pending_age: u64,
+}
+
+impl StatusArgs {
+    /// The state directory to read: the one given, else the first default
+    /// that holds a registry.
+    pub fn state_dir(&self) -> Result<PathBuf, String> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        [DEFAULT_STATE_DIR, PLUGIN_STATE_DIR]
+            .iter()
+            .map(PathBuf::from)
+            .find(|d| d.join("volumes").is_dir())
+            .ok_or_else(|| {
+                format!(
+                    "no volume registry in {DEFAULT_STATE_DIR} (the legacy daemon's) nor in {PLUGIN_STATE_DIR} (the managed plugin's); give the daemon's --state-dir"
+                )
+            })
+    }
+}
+
+/// `status`: prints the report of the state directory and returns the
+/// exit status (see [`Command::Status`]).
+pub fn run_status(args: StatusArgs) -> i32 {
+    use crate::status;
+    let report = args
+        .state_dir()
+        .and_then(|dir| crate::report::collect(&dir).map_err(|e| e.to_string()));
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("opensandbox-volume status: {e}");
+            return status::EXIT_UNREADABLE;
+        }
+    };
+    let max = std::time::Duration::from_secs(args.max_pending_age);
+    let problems = status::problems(&report, max);
+    if args.json {
+        println!("{:#}", status::json(&report, &problems, max));
+    } else {
+        print!("{}", status::table(&report, &problems));
+    }
+    status::exit_status(&problems)
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Unix socket to listen on; Docker derives the driver name from its file
@@ -376,11 +452,7 @@ pub struct ServeArgs {
     pub socket: PathBuf,
 
     /// Directory of the durable volume registry (one JSON file per volume).
-    #[arg(
-        long,
-        env = "OSV_STATE_DIR",
-        default_value = "/var/lib/opensandbox-volume"
-    )]
+    #[arg(long, env = "OSV_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
     /// Directory under which the plugin makes the mounts it returns to Docker
@@ -446,6 +518,23 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+    /// Serve Prometheus metrics of every volume at http://ADDR/metrics,
+    /// e.g. 127.0.0.1:9464 (docs/METRICS.md lists the series). Empty: off.
+    #[arg(long, env = "OSV_METRICS_ADDR", value_name = "ADDR", default_value = "", hide_default_value = true, value_parser = parse_metrics_addr)]
+    pub metrics_addr: MetricsAddr,
+}
+
+/// `--metrics-addr`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<std::net::SocketAddr>);
+
+fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
+    if s.trim().is_empty() {
+        return Ok(MetricsAddr(None));
+    }
+    s.trim().parse().map(|a| MetricsAddr(Some(a))).map_err(|_| {
+        format!("{s:?} is not an address and port such as 127.0.0.1:9464 (empty: no metrics)")
+    })
 }
 
 impl ServeArgs {
@@ -523,10 +612,19 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives while the registry loads is
     // then a clean stop, not the default action (death, socket left behind).
     let stop = shutdown_signal()?;
+    let metrics = match args.metrics_addr.0 {
+        Some(addr) => Some(protocol::metrics::bind(addr).await?),
+        None => None,
+    };
     let listener = protocol::server::bind_socket(&args.socket).await?;
     tracing::info!(socket = %args.socket.display(), "listening");
+    let state_dir = config.state_dir.clone();
     let driver = Arc::new(tokio::task::spawn_blocking(move || Driver::open(config)).await??);
     tracing::info!("volumes loaded");
+    if let Some(metrics) = metrics {
+        tracing::info!(addr = ?metrics.local_addr().ok(), "serving metrics at /metrics");
+        tokio::spawn(protocol::metrics::serve(metrics, driver.clone(), state_dir));
+    }
     protocol::server::serve(listener, &args.socket, protocol::router(driver), stop).await?;
     // Mounts are left in place on purpose: containers may still use them,
     // and the next start adopts them from the registry.
@@ -697,6 +795,53 @@ mod tests {
         };
         assert_eq!(s.default_cache_size, config::DEFAULT_CACHE_SIZE);
         assert_eq!(s.default_upload, objectfs::UploadMode::Async);
+    }
+
+    /// `status` looks for the managed plugin's registry where config.json
+    /// puts its state on the host.
+    #[test]
+    fn the_plugins_state_dir_is_config_jsons() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.json");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let state = config["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "state")
+            .unwrap();
+        assert_eq!(state["source"], PLUGIN_STATE_DIR);
+        let given = StatusArgs {
+            json: false,
+            state_dir: Some("/x".into()),
+            max_pending_age: 1,
+        };
+        assert_eq!(given.state_dir().unwrap(), PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        let serve = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["opensandbox-volume", "serve"].iter().chain(args).copied())?;
+            match cli.command {
+                Command::Serve(s) => Ok::<_, clap::Error>(s.metrics_addr),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(serve(&[]).unwrap(), MetricsAddr(None));
+        assert_eq!(serve(&["--metrics-addr="]).unwrap(), MetricsAddr(None));
+        assert_eq!(
+            serve(&["--metrics-addr", "127.0.0.1:9464"]).unwrap(),
+            MetricsAddr(Some(([127, 0, 0, 1], 9464).into()))
+        );
+        let e = serve(&["--metrics-addr", "localhost"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is not an address and port such as 127.0.0.1:9464"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,13 +3,19 @@
 //!
 //! Layers, from the wire inwards (a module imports only modules below it;
 //! docs/ARCHITECTURE.md draws the data path of a Mount through them):
-//! - `cli`: the commands and their flags (`serve`, `mount`, `translate`,
-//!   `supervise`); builds a `driver` for `serve` and an
+//! - `cli`: the commands and their flags (`serve`, `mount`, `status`,
+//!   `translate`, `supervise`); builds a `driver` for `serve` and an
 //!   `objectfs::MountConfig` for `mount`.
 //! - `supervisor`: the managed plugin's PID 1; restarts `serve`, keeps the
 //!   mount processes alive.
-//! - `protocol`: Docker's volume plugin JSON over the unix socket (axum);
-//!   nothing else knows HTTP.
+//! - `protocol`: Docker's volume plugin JSON over the unix socket (axum),
+//!   and the Prometheus endpoint (`protocol::metrics`); nothing else knows
+//!   HTTP.
+//! - `status` and `prometheus`: a `report` as `status` prints it (table,
+//!   JSON, health verdict) and as Prometheus text; both pure.
+//! - `report`: what the state directory says about each volume (registry
+//!   records joined with each mount process's status file), read without
+//!   the daemon.
 //! - `driver`: the durable registry, mount-ID refcounts, sealed state
 //!   files, one lock per volume.
 //! - `backend`: how each storage type is mounted (host bind mounts, pvc
@@ -38,9 +44,12 @@ pub mod engine;
 pub mod logging;
 pub mod mounts;
 pub mod names;
+pub mod prometheus;
 pub mod protocol;
+pub mod report;
 pub mod residency;
 pub mod spec;
+pub mod status;
 pub mod supervisor;
 pub mod translate;
 

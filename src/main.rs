@@ -1,5 +1,6 @@
 //! The `opensandbox-volume` binary: bounds the allocator, parses the command
-//! line and runs the chosen command (serve, mount, translate, supervise).
+//! line and runs the chosen command (serve, mount, status, translate,
+//! supervise).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use clap::Parser;
@@ -29,6 +30,8 @@ fn main() {
         Command::Translate(args) => {
             std::process::exit(opensandbox_volume::translate::run_translate(args))
         }
+        // Reads files only; its exit status is the health verdict.
+        Command::Status(args) => std::process::exit(opensandbox_volume::cli::run_status(args)),
         command => {
             bound_malloc();
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +62,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => opensandbox_volume::cli::run_serve(args).await,
         Command::Mount(args) => opensandbox_volume::cli::run_mount(args).await,
-        Command::Supervise | Command::Translate(_) => {
+        Command::Supervise | Command::Translate(_) | Command::Status(_) => {
             unreachable!("handled before the runtime starts")
         }
     }

@@ -232,7 +232,7 @@ pub fn mount_config(
 
 /// The process exists and has not exited. A zombie counts as gone: once
 /// the daemon that started a mount process is restarted, nobody may reap it.
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -242,7 +242,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// True if `pid` is a mount process serving `target` (not a recycled pid).
-fn serves(pid: u32, target: &Path) -> bool {
+pub(crate) fn serves(pid: u32, target: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
@@ -382,16 +382,17 @@ impl ObjectBackend {
                 source,
             })
         };
-        prepare(target)?;
         if self.is_healthy(target) && self.running(target).is_some() {
             tracing::info!(target = %target.display(), "adopting a running object-storage mount");
             return Ok(());
         }
-        // A dead mount (ENOTCONN) or one with no process behind it.
+        // A dead mount (ENOTCONN) or one with no process behind it; detached
+        // before the directory is made (a dead mount fails that, EEXIST).
         if crate::mounts::is_mount_point(target).unwrap_or(false) {
             tracing::warn!(target = %target.display(), "detaching a mount whose process is gone");
             let _ = crate::mounts::unmount(target);
         }
+        prepare(target)?;
         let cache_dir = self.cache_dir(target);
         prepare(&cache_dir)?;
         prepare(&self.settings.log_root)?;

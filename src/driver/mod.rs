@@ -111,6 +111,10 @@ pub struct Driver {
     /// volume's lookup and its use. One small entry per claim name ever
     /// used; never held across another volume's work.
     claim_locks: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    /// Per object volume, how often this daemon started a new mount
+    /// process for it because the one serving its containers had died (or
+    /// its mount had vanished); for the metrics endpoint.
+    restarts: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A poisoned lock means a panic in another request; the data it guards is
@@ -157,6 +161,7 @@ impl Driver {
             mount_root: config.mount_root,
             volumes,
             claim_locks: Mutex::new(BTreeMap::new()),
+            restarts: Mutex::new(BTreeMap::new()),
         };
         let mut keep: Vec<String> = records.iter().map(|r| names::file_stem(&r.name)).collect();
         for record in records {
@@ -429,6 +434,9 @@ impl Driver {
                 self.release_claim(name, &record.spec);
                 return Err(backend_err(e));
             }
+            if !first && record.spec.backend.object().is_some() {
+                *lock(&self.restarts).entry(name.to_string()).or_default() += 1;
+            }
         }
         if let Err(e) = self.save(&record) {
             if first {
@@ -575,5 +583,11 @@ impl Driver {
 
     pub fn list(&self) -> Vec<VolumeInfo> {
         self.list_records().iter().map(|r| self.info(r)).collect()
+    }
+
+    /// Per object volume, the mount processes this daemon started again
+    /// after the one serving the volume's containers died.
+    pub fn mount_process_restarts(&self) -> BTreeMap<String, u64> {
+        lock(&self.restarts).clone()
     }
 }

@@ -57,6 +57,11 @@ impl MountIds {
         self.0.is_empty()
     }
 
+    /// The IDs mounted now, each once.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     pub fn clear(&mut self) {
         self.0.clear();
     }
@@ -72,6 +77,7 @@ mod tests {
         assert!(ids.acquire("a"));
         assert!(!ids.acquire("a"));
         assert_eq!(ids.total(), 2);
+        assert_eq!(ids.ids().collect::<Vec<_>>(), ["a"]);
         assert_eq!(ids.release("a"), Release::StillMounted);
         assert_eq!(ids.release("a"), Release::Last);
         assert!(ids.is_empty());

@@ -138,6 +138,28 @@ impl Sealer {
     }
 }
 
+/// Inline keys a record holds sealed read as inline keys whose values are
+/// this placeholder when a record is only shown ([`hide_sealed`]).
+pub const HIDDEN: &str = "(sealed)";
+
+/// Makes a serialized record with sealed keys readable without the state
+/// key: its credentials become inline keys with [`HIDDEN`] values, enough
+/// to show the volume (`Credentials::describe` never shows a key), never
+/// to mount it.
+pub fn hide_sealed(record: &mut Value) {
+    let Some(creds) = credentials(record) else {
+        return;
+    };
+    if creds.get("source").and_then(Value::as_str) != Some("sealed") {
+        return;
+    }
+    creds.remove("sealed");
+    creds.insert("source".into(), Value::from("inline"));
+    for field in &SECRET_FIELDS[..2] {
+        creds.insert(field.to_string(), Value::from(HIDDEN));
+    }
+}
+
 /// `spec.backend.credentials` of a serialized record, if it has one.
 fn credentials(record: &mut Value) -> Option<&mut Map<String, Value>> {
     record
@@ -206,6 +228,26 @@ mod tests {
         let stranger = Sealer::open_or_create(&dir.path().join("b.key")).unwrap();
         let err = stranger.unseal_record("v", &mut r).unwrap_err();
         assert!(err.to_string().contains("secret.key"), "{err}");
+    }
+
+    #[test]
+    fn sealed_keys_are_hidden_for_showing_without_the_state_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::open_or_create(&dir.path().join("k")).unwrap();
+        let mut r = record();
+        sealer.seal_record("v", &mut r).unwrap();
+        hide_sealed(&mut r);
+        let creds = &r["spec"]["backend"]["credentials"];
+        assert_eq!(
+            creds,
+            &json!({"source": "inline", "access_key_id": HIDDEN, "access_key_secret": HIDDEN})
+        );
+        // Anything else is left as it is.
+        let mut p =
+            json!({"spec": {"backend": {"credentials": {"source": "profile", "name": "t"}}}});
+        let before = p.clone();
+        hide_sealed(&mut p);
+        assert_eq!(p, before);
     }
 
     #[test]

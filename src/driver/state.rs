@@ -63,36 +63,7 @@ impl StateStore {
 
     /// Reads every record; unreadable files are returned apart.
     pub fn load_all(&self) -> io::Result<(Vec<VolumeRecord>, Vec<UnreadableRecord>)> {
-        let mut records = Vec::new();
-        let mut bad = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                // Leftover `.tmp` files from a crash mid-save: the rename
-                // never happened, so the old record (if any) is still whole.
-                if path.to_string_lossy().ends_with(".json.tmp") {
-                    let _ = fs::remove_file(&path);
-                }
-                continue;
-            }
-            match self.read_record(&path) {
-                Ok(r) if r.version > RECORD_VERSION => bad.push(UnreadableRecord {
-                    path,
-                    reason: format!("record version {} is newer than this plugin's", r.version),
-                }),
-                Ok(r) if self.path_for(&r.name) != path => bad.push(UnreadableRecord {
-                    path,
-                    reason: format!("file name does not match volume name {:?}", r.name),
-                }),
-                Ok(r) => records.push(r),
-                Err(e) => bad.push(UnreadableRecord {
-                    path,
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        records.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok((records, bad))
+        scan(&self.dir, true, |path| self.read_record(path))
     }
 
     /// Durably replaces the record of `record.name`.
@@ -139,6 +110,63 @@ impl StateStore {
         self.sealer.unseal_record(&name, &mut value)?;
         serde_json::from_value(value).map_err(invalid)
     }
+}
+
+/// The records of the registry in `state_dir`, to show them (`status`, the
+/// metrics endpoint) without changing anything: nothing is created or
+/// removed, and the state key is never read, so inline keys stay sealed
+/// (they read as [`super::sealing::HIDDEN`]).
+pub fn load_for_display(
+    state_dir: &Path,
+) -> io::Result<(Vec<VolumeRecord>, Vec<UnreadableRecord>)> {
+    scan(&state_dir.join("volumes"), false, |path| {
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, e);
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&fs::read(path)?).map_err(invalid)?;
+        super::sealing::hide_sealed(&mut value);
+        serde_json::from_value(value).map_err(invalid)
+    })
+}
+
+/// Reads every `*.json` record in `dir` with `read`, sorted by name;
+/// unreadable files are returned apart. With `tidy`, leftover `.tmp` files
+/// from a crash mid-save are removed (the rename never happened, so the
+/// old record, if any, is still whole).
+fn scan(
+    dir: &Path,
+    tidy: bool,
+    read: impl Fn(&Path) -> io::Result<VolumeRecord>,
+) -> io::Result<(Vec<VolumeRecord>, Vec<UnreadableRecord>)> {
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            if tidy && path.to_string_lossy().ends_with(".json.tmp") {
+                let _ = fs::remove_file(&path);
+            }
+            continue;
+        }
+        match read(&path) {
+            Ok(r) if r.version > RECORD_VERSION => bad.push(UnreadableRecord {
+                path,
+                reason: format!("record version {} is newer than this plugin's", r.version),
+            }),
+            Ok(r) if dir.join(format!("{}.json", names::file_stem(&r.name))) != path => {
+                bad.push(UnreadableRecord {
+                    path,
+                    reason: format!("file name does not match volume name {:?}", r.name),
+                })
+            }
+            Ok(r) => records.push(r),
+            Err(e) => bad.push(UnreadableRecord {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((records, bad))
 }
 
 /// A rename is durable only once its directory is synced.
@@ -188,6 +216,40 @@ mod tests {
         store.delete("b").unwrap();
         store.delete("b").unwrap();
         assert_eq!(store.load_all().unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn records_are_shown_without_the_state_key_and_without_changes() {
+        use crate::spec::{BackendSpec, Credentials};
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let mut r = record("s3-vol");
+        let obj: crate::spec::ObjectSpec = serde_json::from_value(serde_json::json!({
+            "bucket": "b", "prefix": "", "credentials": {"source": "inline",
+            "access_key_id": "AKIDSHOWN", "access_key_secret": "NOTSHOWN"}}))
+        .unwrap();
+        r.spec.backend = BackendSpec::S3(obj);
+        store.save(&r).unwrap();
+        store.save(&record("host-vol")).unwrap();
+        fs::write(dir.path().join("volumes/half.json.tmp"), b"{").unwrap();
+        // Without the key the sealed keys stay sealed.
+        fs::remove_file(dir.path().join("secret.key")).unwrap();
+        let (shown, bad) = load_for_display(dir.path()).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(shown.len(), 2);
+        assert_eq!(shown[0], record("host-vol"));
+        let BackendSpec::S3(obj) = &shown[1].spec.backend else {
+            panic!("{:?}", shown[1])
+        };
+        assert!(
+            matches!(&obj.credentials, Credentials::Inline { access_key_id, .. }
+            if access_key_id == super::super::sealing::HIDDEN)
+        );
+        assert!(!format!("{shown:?}").contains("AKIDSHOWN"));
+        // Nothing was created or tidied.
+        assert!(!dir.path().join("secret.key").exists());
+        assert!(dir.path().join("volumes/half.json.tmp").exists());
+        assert!(load_for_display(&dir.path().join("none")).is_err());
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Docker's volume plugin protocol: request parsing, replies and the router.
-//! Nothing outside this module knows about HTTP.
+//! Docker's volume plugin protocol: request parsing, replies and the router;
+//! `metrics` is the Prometheus endpoint. Nothing outside this module knows
+//! about HTTP.
 //!
 //! dockerd sends `POST /<Method>` with no Content-Type, an empty body for
 //! Activate, `"Opts": null` at times, and decodes field names without regard
 //! to case; so bodies are read as bytes and fields looked up the same way.
 
+pub mod metrics;
 pub mod server;
 
 use crate::driver::{Driver, DriverError, VolumeInfo};

@@ -8,7 +8,7 @@
 //! | `Pass` | forwarded | forwarded |
 //! | `Latency(d)` | forwarded, `d` added each time the conversation turns (before a request goes up, before its answer comes back) | the same |
 //! | `Reset` | accepted, then closed with RST (SO_LINGER 0) | closed with RST |
-//! | `ServerError(s)` | each request answered `s` with an S3 XML error, upstream never contacted, `Connection: close` | closed |
+//! | `ServerError(s)` | each request answered `s` with an S3 XML error (code `AccessDenied` for 403, as for revoked keys; `InternalError` or `ServiceUnavailable` otherwise), upstream never contacted, `Connection: close` | closed |
 //! | `Stall` | accepted, requests read and discarded, never answered | frozen: nothing more forwarded, ever |
 //! | `StallBody` | forwarded until the server has sent 4 KiB on it (an answer's head and first bytes), then frozen | the same |
 //! | `Down` | refused (ECONNREFUSED): the listening socket is closed, the port kept by a bound socket that does not listen, and listening again when the mode changes | closed |
@@ -359,6 +359,8 @@ fn answer_errors(mut client: TcpStream, status: u16, s: &Shared) {
     let (code, reason) = match status {
         500 => ("InternalError", "Internal Server Error"),
         503 => ("ServiceUnavailable", "Service Unavailable"),
+        // What a store says to keys it no longer accepts.
+        403 => ("AccessDenied", "Forbidden"),
         _ => ("InternalError", "Error"),
     };
     let body = format!(

@@ -14,6 +14,7 @@ pub mod http;
 pub mod managed_plugin;
 pub mod objectfs_mount;
 pub mod plugin_volume;
+pub mod prometheus;
 pub mod s3fs;
 pub mod s3server;
 pub mod sha256;

@@ -33,11 +33,16 @@ pub struct PluginVolume {
 impl PluginVolume {
     /// Starts a plugin daemon for the volume `name` (not created yet).
     pub fn new(name: &str) -> PluginVolume {
+        Self::with_serve_flags(name, &[])
+    }
+
+    /// [`Self::new`] with more `serve` flags (`--metrics-addr …`).
+    pub fn with_serve_flags(name: &str, flags: &[&str]) -> PluginVolume {
         let base = tempfile::Builder::new()
             .prefix("osv-plugin-volume-")
             .tempdir()
             .unwrap();
-        let plugin = Plugin::start(&base.path().join("osv.sock"), base.path(), &[]);
+        let plugin = Plugin::start_with(&base.path().join("osv.sock"), base.path(), &[], flags);
         std::fs::create_dir_all(&plugin.credentials_dir).unwrap();
         PluginVolume {
             name: name.to_string(),
@@ -46,6 +51,11 @@ impl PluginVolume {
             plugin,
             _base: base,
         }
+    }
+
+    /// The daemon's state directory (registry, cache and status files).
+    pub fn state_dir(&self) -> &Path {
+        &self.plugin.state_dir
     }
 
     /// The daemon's credential profiles directory (`credentials=NAME`).
@@ -101,6 +111,19 @@ impl PluginVolume {
         assert_eq!(err_of(&mount), "", "Mount; log:\n{}", self.mount_log());
         let at = mount.body["Mountpoint"].as_str().expect("Mountpoint");
         self.mountpoint = Some(PathBuf::from(at));
+    }
+
+    /// Mounts the volume for one more container mount `id`, as dockerd does
+    /// for a second container; must succeed.
+    pub fn mount_for(&self, id: &str) {
+        let mount = self.call("VolumeDriver.Mount", json!({"Name": self.name, "ID": id}));
+        assert_eq!(err_of(&mount), "", "Mount {id}; log:\n{}", self.mount_log());
+    }
+
+    /// Undoes [`Self::mount_for`]; must succeed.
+    pub fn unmount_for(&self, id: &str) {
+        let unmount = self.call("VolumeDriver.Unmount", json!({"Name": self.name, "ID": id}));
+        assert_eq!(err_of(&unmount), "", "Unmount {id}");
     }
 
     /// `rel` under the mount point.

@@ -1,5 +1,5 @@
 //! What a test needs from the machine (root, /dev/fuse, an S3 server, s3fs,
-//! a running dockerd) and what happens when something is missing: the test
+//! Prometheus, a running dockerd) and what happens when something is missing: the test
 //! prints one line `TEST: skipped: needs …` to stderr and returns, so a plain
 //! `cargo test` as a normal user runs everything else. Under
 //! `OSV_TEST_REQUIRE_ALL=1` (scripts/test.sh exports it) a missing
@@ -28,6 +28,8 @@ pub enum Need {
     S3fs,
     /// A dockerd that answers `docker info`.
     Dockerd,
+    /// prometheus and promtool on PATH (Debian's `prometheus`).
+    Prometheus,
 }
 
 impl Need {
@@ -58,6 +60,8 @@ impl Need {
                 })
             }
             Need::S3fs => (!on_path("s3fs")).then(|| "needs s3fs on PATH".to_string()),
+            Need::Prometheus => (!on_path("prometheus") || !on_path("promtool"))
+                .then(|| "needs prometheus and promtool on PATH (Debian's prometheus)".to_string()),
             Need::Dockerd => (!dockerd_answers())
                 .then(|| "needs a running dockerd (`docker info` failed)".to_string()),
         }

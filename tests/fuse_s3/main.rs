@@ -19,6 +19,7 @@ mod objectfs_passthrough;
 mod objectfs_two_mounts;
 mod plugin_credential_sources;
 mod plugin_logs_and_state;
+mod plugin_metrics;
 mod plugin_two_hosts;
 mod secrets_in_logs;
 mod store_s3;

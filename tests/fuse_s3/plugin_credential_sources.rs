@@ -246,6 +246,38 @@ fn an_ecs_ram_role_mount_follows_the_keys_the_metadata_service_hands_out() {
     }));
     let pid = vol.mount_pid();
     assert_eq!(vol.status()["credentials"], format!("ECS RAM role {ROLE}"));
+    // `status` shows where the keys come from and when they expire: the
+    // first pair's expiration, as the metadata service said it.
+    let expiry = || {
+        let out = std::process::Command::new(common::BIN)
+            .args(["status", "--json", "--state-dir"])
+            .arg(vol.state_dir())
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let creds = report["volumes"][0]["credentials"].clone();
+        assert_eq!(
+            creds["source"],
+            format!("ECS RAM role {ROLE}"),
+            "{report:#}"
+        );
+        creds["expiresAt"]
+            .as_str()
+            .map(|t| humantime::parse_rfc3339(t).unwrap())
+    };
+    let mut expires = None;
+    wait_for_within("status to show the keys' expiry", FOLLOW_TIMEOUT, || {
+        expires = expiry();
+        expires.is_some()
+    });
+    let (expires, said) = (expires.unwrap(), a.expiration);
+    let apart = expires
+        .duration_since(said)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        apart < Duration::from_secs(1),
+        "{expires:?} is not {said:?}"
+    );
 
     let writer = writing_under_the_first_keys(&vol, &bucket_with(&config, &a.id, &a.secret));
 

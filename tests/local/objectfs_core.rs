@@ -152,9 +152,20 @@ fn async_uploads_wait_out_a_store_outage() {
     }
     assert!(f.mem.keys().is_empty());
     assert!(f.fs.pending_bytes() > 0);
+    // What the status file reports: every file waits, since before now.
+    let pending = f.fs.pending();
+    let bytes: u64 = (0..20).map(|i| format!("data {i}").len() as u64).sum();
+    assert_eq!((pending.files, pending.bytes), (20, bytes));
+    assert!(pending.cache_bytes >= bytes, "{pending:?}");
+    let since = pending.oldest_since.expect("something waits");
+    assert!(since <= std::time::SystemTime::now());
     std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(f.fs.pending().oldest_since, Some(since), "the oldest stays");
     f.mem.set_down(false);
     assert_eq!(f.fs.flush_all(), 0);
+    let done = f.fs.pending();
+    assert_eq!((done.files, done.bytes, done.cache_bytes), (0, 0, 0));
+    assert_eq!(done.oldest_since, None);
     for i in 0..20 {
         assert_eq!(
             f.mem.object(&format!("pre/f{i}")).unwrap(),

@@ -1,7 +1,9 @@
 //! The fuser adapter: translates kernel requests into [`ObjectFs`] calls
-//! and their results into replies. No filesystem logic lives here.
+//! and their results into replies, counting each request by operation
+//! (`metrics`). No filesystem logic lives here.
 
 use super::iomode::{IoMode, IoModes};
+use super::metrics::{FuseOp, Metrics};
 use super::{Attr, Errno, FsResult, Kind, ObjectFs, OpenFlags as FsOpenFlags, Opened, SetAttr};
 use fuser::{
     BackingId, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -12,13 +14,15 @@ use fuser::{
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 pub struct FuseAdapter {
     fs: ObjectFs,
     ttl: Duration,
     io: Mutex<OpenFiles>,
+    /// Counts every request by operation.
+    metrics: Arc<Metrics>,
 }
 
 /// The kernel's I/O mode of every open file, and the backing file
@@ -34,11 +38,12 @@ struct OpenFiles {
 }
 
 impl FuseAdapter {
-    pub fn new(fs: ObjectFs, ttl: Duration) -> Self {
+    pub fn new(fs: ObjectFs, ttl: Duration, metrics: Arc<Metrics>) -> Self {
         FuseAdapter {
             fs,
             ttl,
             io: Mutex::new(OpenFiles::default()),
+            metrics,
         }
     }
 
@@ -218,15 +223,18 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.metrics.fuse(FuseOp::Lookup);
         let r = name_str(name).and_then(|n| self.fs.lookup(parent.0, n));
         self.entry(reply, r);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.metrics.fuse(FuseOp::Forget);
         self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.metrics.fuse(FuseOp::Getattr);
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
@@ -251,6 +259,7 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.metrics.fuse(FuseOp::Setattr);
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,
@@ -265,6 +274,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.metrics.fuse(FuseOp::Readlink);
         data(reply, self.fs.readlink(ino.0));
     }
 
@@ -278,6 +288,7 @@ impl Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.metrics.fuse(FuseOp::Mknod);
         // Only regular files have an object form.
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(errno(libc::EPERM));
@@ -302,11 +313,13 @@ impl Filesystem for FuseAdapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        self.metrics.fuse(FuseOp::Mkdir);
         let r = name_str(name).and_then(|n| self.fs.mkdir(parent.0, n, mode, req.uid(), req.gid()));
         self.entry(reply, r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.metrics.fuse(FuseOp::Unlink);
         empty(
             reply,
             name_str(name).and_then(|n| self.fs.unlink(parent.0, n)),
@@ -314,6 +327,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.metrics.fuse(FuseOp::Rmdir);
         empty(
             reply,
             name_str(name).and_then(|n| self.fs.rmdir(parent.0, n)),
@@ -328,6 +342,7 @@ impl Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.metrics.fuse(FuseOp::Symlink);
         let r = name_str(link_name).and_then(|n| {
             self.fs.symlink(
                 parent.0,
@@ -350,6 +365,7 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.metrics.fuse(FuseOp::Rename);
         let r = name_str(name).and_then(|n| {
             let nn = name_str(newname)?;
             self.fs.rename(parent.0, n, newparent.0, nn, flags.bits())
@@ -358,11 +374,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
+        self.metrics.fuse(FuseOp::Link);
         // Object storage has no hard links (docs/SEMANTICS.md).
         reply.error(errno(libc::EPERM));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.metrics.fuse(FuseOp::Open);
         let r = self.fs.open_file(ino.0, FsOpenFlags::from_libc(flags.0));
         self.reply_open(reply, ino.0, r);
     }
@@ -378,6 +396,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.metrics.fuse(FuseOp::Read);
         data(reply, self.fs.read(fh.0, offset, size));
     }
 
@@ -393,6 +412,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.metrics.fuse(FuseOp::Write);
         match self.fs.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
@@ -407,6 +427,7 @@ impl Filesystem for FuseAdapter {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.metrics.fuse(FuseOp::Flush);
         empty(reply, self.fs.flush(fh.0));
     }
 
@@ -420,6 +441,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.metrics.fuse(FuseOp::Release);
         self.forget_open(fh.0);
         empty(reply, self.fs.release(fh.0));
     }
@@ -432,10 +454,12 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.metrics.fuse(FuseOp::Fsync);
         empty(reply, self.fs.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.metrics.fuse(FuseOp::Opendir);
         opened(reply, self.fs.opendir(ino.0));
     }
 
@@ -447,6 +471,7 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.metrics.fuse(FuseOp::Readdir);
         match self.fs.readdir(fh.0, offset as usize) {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
@@ -469,6 +494,7 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.metrics.fuse(FuseOp::Readdirplus);
         match self.fs.readdir_plus(fh.0, offset as usize) {
             Ok(entries) => {
                 for (i, p) in entries.iter().enumerate() {
@@ -507,6 +533,7 @@ impl Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.metrics.fuse(FuseOp::Releasedir);
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -519,6 +546,7 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.metrics.fuse(FuseOp::Fsyncdir);
         empty(reply, self.fs.fsyncdir());
     }
 
@@ -530,12 +558,14 @@ impl Filesystem for FuseAdapter {
         _size: u32,
         reply: fuser::ReplyXattr,
     ) {
+        self.metrics.fuse(FuseOp::Getxattr);
         // No extended attributes on objects; ENOSYS makes the kernel stop
         // asking (instead of one request per exec for security.capability).
         reply.error(errno(libc::ENOSYS));
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        self.metrics.fuse(FuseOp::Listxattr);
         reply.error(errno(libc::ENOSYS));
     }
 
@@ -550,6 +580,7 @@ impl Filesystem for FuseAdapter {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        self.metrics.fuse(FuseOp::Ioctl);
         // No ioctl is supported (file flags, FIEMAP, …). ENOTTY is what the
         // caller got before too (the kernel turns the library default's
         // ENOSYS into it), minus the library's warning line per call: a
@@ -558,6 +589,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.metrics.fuse(FuseOp::Statfs);
         // Buckets have no fixed size: report a large, mostly free volume so
         // tools that check free space proceed.
         let blocks = 1u64 << 40; // 1 PiB in 1 KiB blocks
@@ -574,6 +606,7 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.metrics.fuse(FuseOp::Create);
         let exclusive = flags & libc::O_EXCL != 0;
         let r = name_str(name).and_then(|n| {
             self.fs

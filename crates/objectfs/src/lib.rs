@@ -6,7 +6,9 @@
 //! operation does on object storage and what other clients see, when.
 //!
 //! Parts, from the kernel down:
-//! - `fuse`: the fuser adapter; `mount`: mounting, serving and unmounting.
+//! - `fuse`: the fuser adapter; `mount`: mounting, serving and unmounting;
+//!   `status`: the status file a mount keeps written for the plugin, with
+//!   what `metrics` counts (FUSE and store requests, latencies, bytes).
 //! - `core`: the filesystem, made of an inode table (`core::inodes`, no
 //!   store calls), an upload queue (`core::uploads`), the local cache
 //!   (`core::cache` bookkeeping, `core::copies` its I/O), the queue of
@@ -22,8 +24,8 @@
 //!   metadata).
 //! - `store`: the object store interface and its typed errors, with the S3
 //!   implementation (and where its credentials come from,
-//!   `store::s3::credentials`) and, behind feature `memory`, an in-memory
-//!   one; `profile` reads credential profile files (the plugin's too).
+//!   `store::s3::credentials`), a wrapper counting every request
+//!   (`store::metered`) and, behind feature `memory`, an in-memory one; `profile` reads credential profile files (the plugin's too).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -32,11 +34,13 @@ pub mod core;
 pub mod fuse;
 pub mod iomode;
 pub mod layout;
+pub mod metrics;
 pub mod mount;
 pub mod oplog;
 pub mod profile;
 pub mod reader;
 pub mod staging;
+pub mod status;
 pub mod store;
 pub mod transfer;
 

@@ -1,15 +1,21 @@
 //! Running one objectfs mount in the foreground: check the bucket, recover
-//! staged data, mount with fuser, and on SIGTERM/SIGINT or an external
-//! unmount, unmount and upload everything before exiting.
+//! staged data, mount with fuser, report in the status file (`status`),
+//! and on SIGTERM/SIGINT or an external unmount, unmount and upload
+//! everything before exiting. The store it mounts is wrapped so every
+//! request is counted (`store::metered`), and the FUSE adapter counts the
+//! kernel's requests, into the one `Metrics` the status file reports.
 
 use super::fuse::FuseAdapter;
 use super::{FsOptions, ObjectFs};
 
 use crate::config::{MountConfig, MountSettings};
+use crate::metrics::Metrics;
+use crate::status::{self, Reporter};
 use crate::store::ObjectStore;
-use crate::store::s3::S3Store;
+use crate::store::metered::Metered;
+use crate::store::s3::{CredentialState, S3Store};
 use fuser::{Config, MountOption, SessionACL};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,19 +70,23 @@ pub fn detach(target: &Path) -> std::io::Result<()> {
 /// could not be uploaded in time (they stay journalled in the cache
 /// directory for the next mount).
 pub async fn run(config: MountConfig) -> anyhow::Result<usize> {
-    let store = Arc::new(S3Store::new(&config.store)?);
+    let s3 = S3Store::new(&config.store)?;
+    let credentials = s3.credential_state();
     let opts = config.fs;
     tracing::info!(bucket = %config.store.bucket, endpoint = ?config.store.endpoint, prefix = %opts.prefix,
         cache_dir = %opts.cache_dir.display(), upload = ?opts.upload, "mounting");
-    serve(store, opts, config.mount).await
+    serve(Arc::new(s3), Some(credentials), opts, config.mount).await
 }
 
-/// [`run`] on any store.
+/// [`run`] on any store (`credentials`: where its keys come from, if known).
 async fn serve(
     store: Arc<dyn ObjectStore>,
+    credentials: Option<Arc<CredentialState>>,
     opts: FsOptions,
     settings: MountSettings,
 ) -> anyhow::Result<usize> {
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn ObjectStore> = Arc::new(Metered::new(store, metrics.clone()));
     // Caught from here on: a SIGTERM that comes as soon as the mount
     // appears still unmounts and uploads.
     let signals = StopSignals::install();
@@ -90,10 +100,19 @@ async fn serve(
     let rt = tokio::runtime::Handle::current();
     let ttl = opts.metadata_ttl;
     let read_only = opts.read_only;
-    let status_path = opts.cache_dir.join(STATUS_FILE);
+    let reporter = Arc::new(Reporter::new(
+        &opts.cache_dir,
+        &settings.mountpoint,
+        metrics.clone(),
+        credentials,
+    ));
+    // Reported while it uploads what an earlier mount left (maybe long).
+    let recovering = tokio::spawn(reporter.clone().keep_reporting(None, status::RECOVERING));
     // ObjectFs::new blocks on the runtime (recovery uploads): not on a
     // runtime thread.
-    let fs = tokio::task::spawn_blocking(move || ObjectFs::new(store, rt, opts)).await??;
+    let fs = tokio::task::spawn_blocking(move || ObjectFs::new(store, rt, opts)).await;
+    stop_reporting(recovering).await;
+    let fs = fs??;
 
     let mut config = Config::default();
     config.mount_options = vec![
@@ -115,16 +134,24 @@ async fn serve(
     config.n_threads = Some(settings.threads.max(1));
     config.clone_fd = true;
 
-    let adapter = FuseAdapter::new(fs.clone(), ttl);
+    let adapter = FuseAdapter::new(fs.clone(), ttl, metrics);
     let session = fuser::spawn_mount(adapter, &settings.mountpoint, &config).map_err(|e| {
         anyhow::anyhow!("could not mount at {}: {e}", settings.mountpoint.display())
     })?;
     tracing::info!(mountpoint = %settings.mountpoint.display(), "mounted");
-    let reporter = tokio::spawn(report_status(fs.clone(), status_path.clone()));
+    let mounted = tokio::spawn(
+        reporter
+            .clone()
+            .keep_reporting(Some(fs.clone()), status::MOUNTED),
+    );
 
     let stopped_by_signal = wait_for_stop(&session, signals).await;
-    reporter.abort();
-    write_status(&status_path, &status_of(&fs, "flushing"));
+    stop_reporting(mounted).await;
+    let flushing = tokio::spawn(
+        reporter
+            .clone()
+            .keep_reporting(Some(fs.clone()), status::FLUSHING),
+    );
     if stopped_by_signal {
         tracing::info!("unmounting");
         let mountpoint = settings.mountpoint.clone();
@@ -153,9 +180,10 @@ async fn serve(
         tracing::info!("unmounted from outside");
         let _ = tokio::task::spawn_blocking(move || session.join()).await;
     }
-    let flushing = fs.clone();
-    let pending = tokio::task::spawn_blocking(move || flushing.flush_all()).await?;
-    write_status(&status_path, &status_of(&fs, "stopped"));
+    let fs_ = fs.clone();
+    let pending = tokio::task::spawn_blocking(move || fs_.flush_all()).await?;
+    stop_reporting(flushing).await;
+    reporter.report(Some(&fs), status::STOPPED);
     if pending > 0 {
         tracing::error!(
             files = pending,
@@ -167,92 +195,17 @@ async fn serve(
     Ok(pending)
 }
 
+pub use crate::status::{MountStatus, STATUS_FILE, read_status};
+
 /// How long a stopping mount waits for the kernel to end the FUSE session
 /// before it uploads anyway.
 const SESSION_END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The file in the cache directory where a running mount reports itself,
-/// so the plugin can show it in `docker volume inspect` without talking to
-/// the mount (or to storage).
-pub const STATUS_FILE: &str = "status.json";
-
-/// What a mount process reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MountStatus {
-    pub pid: u32,
-    /// `mounted`, `flushing` (unmounted, uploading what is left) or `stopped`.
-    pub state: String,
-    /// Bytes written but not yet in the bucket.
-    pub pending_bytes: u64,
-    /// Namespace changes (mkdir, unlink, rename, ...) not yet in the bucket.
-    #[serde(default)]
-    pub pending_changes: usize,
-    /// Bytes of file data in the cache directory (written or cached).
-    #[serde(default)]
-    pub cache_bytes: u64,
-    /// Opens the kernel served from the local copy itself (passthrough),
-    /// with no read request to the mount process.
-    #[serde(default)]
-    pub passthrough_opens: u64,
-    /// Uploads and namespace changes are failing: the last error (never a
-    /// key) and since when (RFC 3339). What waits stays queued.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_error_since: Option<String>,
-}
-
-/// What the status file reports of `fs` now, in state `state`.
-fn status_of(fs: &ObjectFs, state: &str) -> MountStatus {
-    let failing = fs.store_failing();
-    MountStatus {
-        pid: std::process::id(),
-        state: state.into(),
-        pending_bytes: fs.pending_bytes(),
-        pending_changes: fs.pending_ops(),
-        cache_bytes: fs.cache_bytes().0,
-        passthrough_opens: fs.passthrough_opens(),
-        store_error: failing.as_ref().map(|(_, m)| m.clone()),
-        store_error_since: failing.map(|(since, _)| rfc3339(since)),
-    }
-}
-
-fn rfc3339(t: std::time::SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
-}
-
-fn write_status(path: &Path, status: &MountStatus) {
-    let tmp = path.with_extension("json.tmp");
-    let written = serde_json::to_vec(status)
-        .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&tmp, b))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        tracing::debug!(error = %e, "could not write the status file");
-    }
-}
-
-/// Rewrites the status file whenever what it reports changes (checked
-/// once a second).
-async fn report_status(fs: ObjectFs, path: PathBuf) {
-    let mut last = None;
-    loop {
-        let status = status_of(&fs, "mounted");
-        if last.as_ref() != Some(&status) {
-            write_status(&path, &status);
-            last = Some(status);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Reads a mount's status file; `None` when absent or unreadable.
-pub fn read_status(cache_dir: &Path) -> Option<MountStatus> {
-    let bytes = std::fs::read(cache_dir.join(STATUS_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// Ends a status reporting task, and waits until it has: two writers of
+/// the status file at once could leave a reader half a file.
+async fn stop_reporting(task: tokio::task::JoinHandle<()>) {
+    task.abort();
+    let _ = task.await;
 }
 
 /// SIGTERM and SIGINT, caught (and kept until asked for) once installed.

@@ -112,7 +112,7 @@ impl ObjectFs {
             (true, None) => None,
         };
         let Some(s) = n.staged.as_mut() else { return };
-        s.dirty_gen += 1;
+        s.touch();
         if !s.journaled {
             // No longer a copy of the object its cache tag names.
             self.inner.staging.untag_clean(&s.file);
@@ -432,7 +432,7 @@ impl ObjectFs {
         if let Some(s) = n.staged.as_mut()
             && !needs_journal
         {
-            s.dirty_gen += 1; // fast path: journal already points here
+            s.touch(); // fast path: journal already points here
         } else {
             self.mark_dirty(&mut st, *ino);
         }

@@ -23,6 +23,10 @@ pub(super) struct Staged {
     pub(super) dirty_gen: u64,
     /// The generation known to be in the store.
     pub(super) clean_gen: u64,
+    /// Since when the changes not in the store yet have waited (set when
+    /// the copy becomes dirty, cleared when it is clean again; wall-clock
+    /// time, as the status file reports it).
+    pub(super) dirty_since: Option<SystemTime>,
     pub(super) journaled: bool,
     pub(super) uploading: bool,
     pub(super) queued: bool,
@@ -47,6 +51,7 @@ impl Staged {
             file,
             dirty_gen: 0,
             clean_gen: 0,
+            dirty_since: None,
             journaled: false,
             uploading: false,
             queued: false,
@@ -68,6 +73,30 @@ impl Staged {
 
     pub(super) fn dirty(&self) -> bool {
         self.dirty_gen != self.clean_gen
+    }
+
+    /// Content or attributes changed (now): one more generation to upload.
+    pub(super) fn touch(&mut self) {
+        if !self.dirty() {
+            self.dirty_since = Some(SystemTime::now());
+        }
+        self.dirty_gen += 1;
+    }
+
+    /// Generation `gen_` is in the store (an upload that began at
+    /// `started`); what changed since has waited since then at most.
+    pub(super) fn cleaned(&mut self, gen_: u64, started: SystemTime) {
+        self.clean_gen = self.clean_gen.max(gen_);
+        self.dirty_since = match self.dirty() {
+            true => self.dirty_since.map(|t| t.max(started)),
+            false => None,
+        };
+    }
+
+    /// Nothing of this copy is to be uploaded any more (its name is gone).
+    pub(super) fn forget_changes(&mut self) {
+        self.clean_gen = self.dirty_gen;
+        self.dirty_since = None;
     }
 }
 
@@ -582,5 +611,31 @@ mod tests {
         t.node_mut(b).unwrap().unlinked = true;
         let dirty: Vec<u64> = t.dirty_files().map(|(i, _)| i).collect();
         assert_eq!(dirty, vec![a]);
+    }
+
+    #[test]
+    fn a_copy_is_dirty_since_its_first_change_not_in_the_store() {
+        let mut s = Staged::new(1, Arc::new(tempfile::tempfile().unwrap()));
+        assert_eq!(s.dirty_since, None);
+        s.touch();
+        let first = s.dirty_since.expect("dirty since the first change");
+        s.touch();
+        assert_eq!(s.dirty_since, Some(first), "a later change keeps the start");
+        // An upload of generation 2 began; a change came in meanwhile.
+        let started = SystemTime::now();
+        let gen_ = s.dirty_gen;
+        s.touch();
+        s.cleaned(gen_, started);
+        assert!(s.dirty());
+        assert_eq!(
+            s.dirty_since,
+            Some(started),
+            "what waits now came after it began"
+        );
+        s.cleaned(s.dirty_gen, SystemTime::now());
+        assert_eq!((s.dirty(), s.dirty_since), (false, None));
+        s.touch();
+        s.forget_changes();
+        assert_eq!((s.dirty(), s.dirty_since), (false, None));
     }
 }

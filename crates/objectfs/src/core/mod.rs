@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle as RtHandle;
+pub use uploads::Pending;
 use uploads::UploadQueue;
 
 /// How long a lookup or readdirplus waits for a readdir's metadata prefetch.
@@ -351,7 +352,7 @@ impl ObjectFs {
             self.discard_staged(node);
         } else if let Some(s) = node.staged.as_mut() {
             s.stream.stop();
-            s.clean_gen = s.dirty_gen;
+            s.forget_changes();
             self.inner.staging.clear_journal(s.id, &s.file);
         }
     }

@@ -598,7 +598,7 @@ impl ObjectFs {
             let node = st.node_mut(src)?;
             let posix = node.posix();
             if let Some(s) = node.staged.as_mut() {
-                s.dirty_gen += 1;
+                s.touch();
                 let entry = JournalEntry::new(&new_key, &posix);
                 let _ = self.inner.staging.journal(s.id, &s.file, &entry);
                 s.journaled = true;

@@ -271,6 +271,12 @@ impl OpQueue {
         batch
     }
 
+    /// When the earliest queued change (waiting or being sent) became, or
+    /// becomes, ready.
+    pub(super) fn oldest_ready(&self) -> Option<Instant> {
+        self.all().map(|q| q.ready_at).min()
+    }
+
     /// When the first waiting change becomes ready.
     pub(super) fn next_ready(&self) -> Option<Instant> {
         self.waiting.front().map(|q| q.ready_at)
@@ -341,6 +347,21 @@ mod tests {
 
     fn seqs(batch: &[Queued]) -> Vec<u64> {
         batch.iter().map(|q| q.seq).collect()
+    }
+
+    #[test]
+    fn the_oldest_change_counts_while_it_waits_and_while_it_is_sent() {
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(1);
+        let mut q = OpQueue::starting_after(0);
+        assert_eq!(q.oldest_ready(), None);
+        q.push(put("a/"), None, now);
+        q.push(put("b/"), None, later);
+        assert_eq!(q.oldest_ready(), Some(now));
+        assert_eq!(seqs(&q.next_batch(now, false, 1)), vec![1]);
+        assert_eq!(q.oldest_ready(), Some(now), "being sent: still pending");
+        q.finish(1);
+        assert_eq!(q.oldest_ready(), Some(later));
     }
 
     #[test]

@@ -284,6 +284,7 @@ impl ObjectFs {
                 let stream = s.stream.take_active();
                 (key, posix, size, s.file.clone(), s.dirty_gen, stream)
             };
+            let started = std::time::SystemTime::now();
             let meta = layout::encode(&posix);
             // The upload begun while writing, if any, completed; else whole.
             let result = self.block_on(streaming::upload(
@@ -304,7 +305,7 @@ impl ObjectFs {
                     s.uploading = false;
                     match &result {
                         Ok(etag) => {
-                            s.clean_gen = s.clean_gen.max(gen_);
+                            s.cleaned(gen_, started);
                             // A direct writer may change the copy after
                             // this upload read it: the entry stays.
                             if !s.dirty() && s.direct_writers == 0 {
@@ -433,4 +434,63 @@ impl ObjectFs {
         let st = self.lock();
         st.dirty_files().map(|(_, n)| n.size).sum()
     }
+
+    /// What waits for the store now, for the mount's status: files with
+    /// changes not in the bucket, their bytes, the bytes of their local
+    /// copies counted against the cache bound, and since when the oldest
+    /// change (of file data or of a name) has waited.
+    pub fn pending(&self) -> Pending {
+        let (files, bytes, cache_bytes, oldest) = {
+            let st = self.lock();
+            st.dirty_files().fold(
+                (0, 0, 0, None::<std::time::SystemTime>),
+                |(files, bytes, cached, oldest), (_, n)| {
+                    let s = n.staged.as_ref().expect("dirty files are staged");
+                    let since = match (oldest, s.dirty_since) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    (files + 1, bytes + n.size, cached + s.charged, since)
+                },
+            )
+        };
+        let ops = self.ops();
+        // A change becomes ready one upload delay after it was queued.
+        let delay = match self.opts().upload {
+            UploadMode::Async => self.opts().upload_delay,
+            UploadMode::Sync => Duration::ZERO,
+        };
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let op_since = ops.oldest_ready().map(|ready| {
+            let queued = ready.checked_sub(delay).unwrap_or(ready);
+            wall - now.saturating_duration_since(queued)
+        });
+        let oldest = match (oldest, op_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Pending {
+            files,
+            bytes,
+            changes: ops.len(),
+            cache_bytes,
+            oldest_since: oldest,
+        }
+    }
+}
+
+/// What waits for the store (see [`ObjectFs::pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pending {
+    /// Files with changes not in the bucket.
+    pub files: usize,
+    /// Their sizes.
+    pub bytes: u64,
+    /// Namespace changes not in the bucket.
+    pub changes: usize,
+    /// Bytes of those files' local copies counted against the cache bound
+    /// (the cache's dirty part; never evicted).
+    pub cache_bytes: u64,
+    /// Since when the oldest of them has waited.
+    pub oldest_since: Option<std::time::SystemTime>,
 }

@@ -6,12 +6,15 @@
 //! (the mount's prefix already applied); user metadata keys are given
 //! without the `x-amz-meta-` prefix, in lower case.
 //!
+//! `metered` wraps a store and counts its requests for the mount's metrics.
+//!
 //! Failures are typed ([`StoreError`]): not found, access denied,
 //! precondition failed, throttled, transient and permanent, each naming the
 //! request and key; the filesystem core turns them into errnos in one place.
 
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod metered;
 pub mod s3;
 mod segments;
 
