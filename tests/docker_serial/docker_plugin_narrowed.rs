@@ -8,7 +8,11 @@
 //!   local volume is refused at `docker run`, a pvc claim of the plugin's
 //!   own host volume and an s3 volume (moto) work;
 //! - object storage only: `hostfs` pointed at an empty directory, no host
-//!   paths allowed. An s3 volume works, a host volume is refused.
+//!   paths allowed, and Prometheus metrics on (`OSV_METRICS_ADDR`). An s3
+//!   volume works, a host volume is refused; while a container uses the
+//!   s3 volume, `opensandbox-volume status` run on the host against the
+//!   plugin's state directory and a scrape of the plugin's metrics address
+//!   both show it mounted.
 //!
 //! Each also checks from the host the plugin's mounts as `docker plugin
 //! inspect` lists them and what the plugin's processes see at /host and at
@@ -16,9 +20,13 @@
 
 use crate::common;
 
-use common::docker::{Cleanup, dk, docker, docker_fails, docker_ok, image, run_sh, unique};
+use common::docker::{
+    Cleanup, dk, docker, docker_fails, docker_ok, image, run_detached, run_sh, unique,
+};
 use common::managed_plugin::{REPO, install, pids_running, registry, remove_plugins};
 use common::objectfs_mount::Bucket;
+use common::prometheus::{http_get, promtool_check_metrics};
+use common::s3server::free_port;
 use common::s3server::moto;
 use std::collections::BTreeMap;
 use std::fs;
@@ -44,6 +52,8 @@ struct Installed {
     /// State and credentials (the plugin's `state` and `credentials`
     /// mounts) and `host`, the directory its `hostfs` shows.
     dir: tempfile::TempDir,
+    /// Where the plugin serves Prometheus metrics (the object-only profile).
+    metrics: Option<std::net::SocketAddr>,
     /// Dropped last, after the plugin and the directories are gone.
     _turn: std::sync::MutexGuard<'static, ()>,
 }
@@ -62,6 +72,8 @@ impl Installed {
             profile,
             name: format!("{REPO}-narrowed:1"),
             dir,
+            metrics: (profile == Profile::ObjectOnly)
+                .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))),
             _turn: turn,
         };
         for sub in ["state", "credentials"] {
@@ -113,6 +125,9 @@ impl Installed {
                 "OSV_ALLOWED_HOST_PATHS={}",
                 self.allowed().display()
             ));
+        }
+        if let Some(addr) = self.metrics {
+            settings.push(format!("OSV_METRICS_ADDR={addr}"));
         }
         settings
     }
@@ -169,8 +184,8 @@ impl Installed {
     }
 
     /// An s3 volume on a fresh moto bucket, written by a container: the
-    /// object is in the bucket when `docker run` returns.
-    fn check_s3_volume(&self, clean: &mut Cleanup) {
+    /// object is in the bucket when `docker run` returns. Returns the volume.
+    fn check_s3_volume(&self, clean: &mut Cleanup) -> String {
         let bucket = moto().new_bucket(&unique("narrowed"));
         let s3_vol = self.create(
             clean,
@@ -189,6 +204,7 @@ impl Installed {
             Bucket::new(&bucket).get("dir/obj").as_deref(),
             Some(&b"to-bucket\n"[..])
         );
+        s3_vol
     }
 }
 
@@ -325,11 +341,54 @@ fn narrowed_plugin_serves_host_pvc_and_s3_volumes_without_the_rest_of_the_host()
 
 #[test]
 fn object_storage_only_plugin_serves_s3_volumes_and_no_host_directory() {
-    require!(Root, Dockerd, Moto);
+    require!(Root, Dockerd, Moto, Prometheus);
     let p = Installed::install(Profile::ObjectOnly);
     let mut clean = Cleanup::default();
     p.check_grants(&[]);
-    p.check_s3_volume(&mut clean);
+    let s3_vol = p.check_s3_volume(&mut clean);
+
+    // The operator's view of the managed plugin from the host, while a
+    // container holds the volume mounted.
+    let holder = clean.container(&unique("narrowed-holder"));
+    run_detached(&holder, &format!("-v {s3_vol}:/s"), "sleep 600");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opensandbox-volume"))
+        .args(["status", "--json", "--state-dir"])
+        .arg(p.base().join("state"))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let volume = report["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == s3_vol.as_str())
+        .unwrap_or_else(|| panic!("{s3_vol} missing from {report:#}"));
+    assert_eq!(volume["state"], "mounted", "{report:#}");
+    let addr = p.metrics.unwrap();
+    let mut scraped = String::new();
+    common::wait_for("the plugin's metrics to show the volume mounted", || {
+        scraped = match http_get(addr, "/metrics") {
+            Ok((200, body)) => body,
+            _ => return false,
+        };
+        scraped.lines().any(|l| {
+            l.starts_with("osv_volume_state{")
+                && l.contains(&format!("volume=\"{s3_vol}\""))
+                && l.contains("state=\"mounted\"")
+                && l.ends_with(" 1")
+        })
+    });
+    let (clean_text, problems) = promtool_check_metrics(&scraped);
+    assert!(clean_text, "promtool check metrics: {problems}");
+    docker_ok(&["rm", "-f", &holder]);
+
     let err = p.refused_at_create(&format!("-o type=host -o path={}", p.host().display()));
     assert!(
         err.contains(
