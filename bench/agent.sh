@@ -15,15 +15,15 @@
 #   (OSV_BENCH_CLIENTS="osv-async s3fs rclone": the object clients to run, a
 #   subset of these; local disk always runs, it is the reference.)
 #
-# Workloads, each in a fresh directory of the client's mount, inputs made on
-# local disk before any clock starts: tar x of 300 files of 1-8 KiB; git
-# init/add/commit/status of those files; python3 -m venv (with pip); 1,000
-# SQLite INSERTs, one transaction each; mv of a directory of 300 files
-# uploaded before the mount (written through an earlier mount, unmounted);
-# the second read of a 256 MiB file (page cache dropped before the first);
-# dd of 512 MiB with conv=fsync, compared with s3_baseline's raw multipart
-# upload of 512 MiB in the same run. A workload a client cannot do is shown
-# as "failed: <reason>".
+# Workloads (bench/workloads.sh), each in a fresh directory of the client's
+# mount, inputs made on local disk before any clock starts: tar x of 300
+# files of 1-8 KiB; git init/add/commit/status of those files; python3 -m
+# venv (with pip); 1,000 SQLite INSERTs, one transaction each; mv of a
+# directory of 300 files uploaded before the mount (written through an
+# earlier mount, unmounted); the second read of a 256 MiB file (page cache
+# dropped before the first); dd of 512 MiB with conv=fsync, compared with
+# s3_baseline's raw multipart upload of 512 MiB in the same run. A workload
+# a client cannot do is shown as "failed: <reason>".
 #
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse; Garage as for
 # bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, git and
@@ -49,22 +49,15 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+# shellcheck source=bench/workloads.sh
+source "$ROOT/bench/workloads.sh"
 STEP_TIMEOUT=300
-SMALL_N=300
-BIG_MIB=256
-DD_MIB=512
 
 need_root_fuse
-install_missing s3fs:s3fs rclone:rclone fusermount3:fuse3 git:git python3:python3
-PY=$(python3 -c 'import sys; print(sys.executable)')
-if ! "$PY" -c 'import ensurepip, venv, sqlite3' 2>/dev/null; then
-    log "installing python3-venv with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-    "$PY" -c 'import ensurepip, venv, sqlite3' || die "$PY has no ensurepip/venv/sqlite3"
-fi
+install_missing s3fs:s3fs rclone:rclone fusermount3:fuse3
 build_all
 make_workdir
+workload_tools
 CLEANUP_EXTRA=(in local)
 
 read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async s3fs rclone}"
@@ -72,25 +65,7 @@ for c in "${CLIENTS[@]}"; do
     [[ $c == osv-async || $c == s3fs || $c == rclone ]] || die "OSV_BENCH_CLIENTS: unknown client $c"
 done
 start_garage raw "${CLIENTS[@]}"
-
-# git without the user's configuration: an identity, and no ownership check on FUSE.
-export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=$WORK/gitconfig
-printf '[user]\n\tname = bench\n\temail = bench@localhost\n[safe]\n\tdirectory = *\n[init]\n\tdefaultBranch = main\n' >"$GIT_CONFIG_GLOBAL"
-
-# ---------------------------------------------------------------- inputs (untimed)
-IN=$WORK/in
-log "making the inputs in $IN"
-mkdir -p "$IN/files"
-for ((i = 0; i < SMALL_N; i++)); do
-    d=$IN/files/d$((i % 6))
-    mkdir -p "$d"
-    n=$((1024 + RANDOM % 7169))
-    data=$(head -c "$n" /dev/urandom | base64 -w 76) # no pipe cut short: set -o pipefail
-    printf '%s' "${data:0:n}" >"$d/f$i.txt"
-done
-tar -cf "$IN/small.tar" -C "$IN/files" .
-head -c $((BIG_MIB * 1024 * 1024)) /dev/urandom >"$IN/big"
-(cd "$IN/files" && find . -type f -printf '%P\t%s\n' | sort) >"$IN/files.tsv"
+make_inputs
 
 # ---------------------------------------------------------------- results
 declare -A SECS=() # [workload,client] seconds
@@ -98,8 +73,8 @@ declare -A CELL=() # [workload,client] text of the cell
 declare -A BUCKET=() # [client] text of the after-unmount check
 declare -A BGOOD=()  # [client] 1 when every file is in the bucket
 
-# timed W C DIR SCRIPT ARGS...: runs SCRIPT (bash) with DIR and ARGS after Garage is idle; records seconds or the failure.
-timed() {
+# step W C DIR SCRIPT ARGS...: runs SCRIPT (bash) with DIR and ARGS after Garage is idle; records seconds or the failure.
+step() {
     local w=$1 c=$2 t0 secs rc=0 why
     shift 2
     settle
@@ -117,42 +92,15 @@ timed() {
     log "$c: $w ${secs} s"
 }
 
-# untimed C DIR SCRIPT ARGS...: runs a preparation step; false (and logged) when it fails.
-untimed() {
-    local c=$1
-    shift
+# prep P C DIR SCRIPT ARGS...: runs a preparation step; false (and logged) when it fails.
+prep() {
+    local c=$2
+    shift 2
     timeout -k 10 "$STEP_TIMEOUT" bash -c "$2" _ "$1" "${@:3}" >>"$LOGS/prep-$c.log" 2>&1 || { log "$c: preparation failed: $2"; return 1; }
 }
 
-# run_workloads C DIR: every timed workload of client C in DIR (the rename source DIR/ren exists).
-run_workloads() {
-    local c=$1 d=$2
-    timed tar "$c" "$d" 'mkdir "$1/tar" && tar -xf "$2" -C "$1/tar"' "$IN/small.tar"
-    if untimed "$c" "$d" 'mkdir "$1/git" && tar -xf "$2" -C "$1/git"' "$IN/small.tar"; then
-        timed git "$c" "$d" 'cd "$1/git" && git init -q && git add -A && git commit -q -m x && git status --porcelain >/dev/null'
-    else CELL[git,$c]="failed: could not unpack the input"; fi
-    timed venv "$c" "$d" 'mkdir "$1/venv" && cd "$1/venv" && "$2" -m venv v' "$PY"
-    timed sqlite "$c" "$d" 'mkdir "$1/sqlite" && "$2" -c "
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute(\"create table t (id integer primary key, v text)\")
-for i in range(1000):
-    db.execute(\"begin\")
-    db.execute(\"insert into t (v) values (?)\", (\"row %d\" % i,))
-    db.execute(\"commit\")
-db.close()
-" "$1/sqlite/db"' "$PY"
-    if [[ -d $d/ren ]]; then
-        timed rename "$c" "$d" 'mv "$1/ren" "$1/ren-moved"'
-    else CELL[rename,$c]="failed: the uploaded directory is missing"; fi
-    if untimed "$c" "$d" 'mkdir "$1/read" && cp "$2" "$1/read/big"' "$IN/big"; then
-        drop_caches
-        if untimed "$c" "$d" 'dd if="$1/read/big" of=/dev/null bs=8M status=none'; then
-            timed read "$c" "$d" 'dd if="$1/read/big" of=/dev/null bs=8M status=none'
-        else CELL[read,$c]="failed: the first read failed"; fi
-    else CELL[read,$c]="failed: could not write the file"; fi
-    timed dd "$c" "$d" 'mkdir "$1/dd" && dd if=/dev/zero of="$1/dd/F" bs=8M count=64 conv=fsync status=none'
-}
+# skip W C REASON: workload W of client C could not run.
+skip() { CELL[$1,$2]="failed: $3"; }
 
 # listing DIR: "path<TAB>size" of every regular file under DIR, sorted.
 listing() { (cd "$1" && find . -type f -printf '%P\t%s\n' | LC_ALL=C sort); }
@@ -180,8 +128,8 @@ check_bucket() {
 run_client() {
     local c=$1 prep_note t0 i waited
     log "$c: writing the rename fixture ($SMALL_N files) through a first mount"
-    mount_client "$c" "$c" "prep-$c" || { for w in tar git venv sqlite rename read dd; do CELL[$w,$c]="failed: mount"; done; return 0; }
-    untimed "$c" "$MNT_DIR" 'cp -r "$2" "$1/ren"' "$IN/files" || true
+    mount_client "$c" "$c" "prep-$c" || { for w in "${WORKLOADS[@]}"; do skip "$w" "$c" mount; done; return 0; }
+    write_fixture "$c" "$MNT_DIR" || true
     # Uploaded means in the bucket: wait for it (at most 120 s) before unmounting,
     # since a client may unmount before its uploads are done.
     sed 's|^|ren/|' "$IN/files.tsv" >"$LOGS/expect-$c-ren.tsv"
@@ -196,7 +144,7 @@ run_client() {
     check_bucket "$c" "$LOGS/expect-$c-ren.tsv" ren/
     prep_note="fixture ren/ after its unmount: $CHECK (waited ${waited} s for the bucket before unmounting)"
     log "$c: $prep_note"
-    mount_client "$c" "$c" "run-$c" || { for w in tar git venv sqlite rename read dd; do CELL[$w,$c]="failed: mount"; done; return 0; }
+    mount_client "$c" "$c" "run-$c" || { for w in "${WORKLOADS[@]}"; do skip "$w" "$c" mount; done; return 0; }
     run_workloads "$c" "$MNT_DIR"
     listing "$MNT_DIR" >"$LOGS/expect-$c.tsv"
     unmount_client
@@ -226,15 +174,6 @@ TOTAL_S=$(since "$T_START")
 # ---------------------------------------------------------------- table
 # lt A B: true when A < B (numbers).
 lt() { isnum "${1:-}" && isnum "${2:-}" && awk "BEGIN { exit !($1 < $2) }"; }
-declare -A WNAME=(
-    [tar]="\`tar x\` of $SMALL_N files of 1-8 KiB"
-    [git]="\`git init && git add -A && git commit\` + \`git status\` ($SMALL_N files)"
-    [venv]="\`python3 -m venv v\` (with pip)"
-    [sqlite]="SQLite: 1,000 INSERTs, one transaction each"
-    [rename]="\`mv\` of a directory of $SMALL_N uploaded files"
-    [read]="second read of a $BIG_MIB MiB file (dd bs=8M)"
-    [dd]="\`dd bs=8M count=64 conv=fsync\` (512 MiB)"
-)
 # cell W C: seconds and ratio to local disk, or the failure.
 cell() {
     local w=$1 c=$2 s=${SECS[$1,$2]:-}
@@ -274,7 +213,7 @@ table() {
     line="|---|---"
     for c in "${CLIENTS[@]}"; do line+="|---"; done
     echo "$line|---|---|"
-    for w in tar git venv sqlite rename read dd; do
+    for w in "${WORKLOADS[@]}"; do
         line="| ${WNAME[$w]} | $(cell "$w" local)"
         for c in "${CLIENTS[@]}"; do line+=" | $(cell "$w" "$c")"; done
         if [[ " ${CLIENTS[*]} " == *" osv-async "* ]]; then echo "$line | $(target "$w") | $(verdict "$w") |"

@@ -1,11 +1,23 @@
-# bench/lib.sh — shared by bench/objectfs.sh and bench/agent.sh (sourced, not
-# run): logging and arithmetic helpers, packages, builds, the work directory
-# and its cleanup, one Garage server on loopback with a key and buckets, the
-# s3fs and rclone credentials, and mounting/unmounting each client.
+# bench/lib.sh — shared by the bench/ scripts (sourced, not run): logging and
+# arithmetic helpers, packages, builds, the work directory and its cleanup,
+# one Garage server on loopback with a key and buckets, the s3fs and rclone
+# credentials, and mounting/unmounting each client.
 # The sourcing script sets ROOT, and NO_BUILD, KEEP, BEFORE before calling
 # these functions. Every step waits for Garage to be idle where it says so.
 
-GARAGE_ROOT=${OSV_GARAGE_ROOT:-/opt/osv-garage}
+GARAGE_VERSION=2.5.0
+# A script that reads Garage's request counters (bench/requests.sh) sets
+# GARAGE_METRICS=1 before sourcing this file: it gets a Garage built with the
+# `metrics` feature, installed apart so that the Garage the other scripts
+# measure with stays the build they were measured with, and an admin API
+# (ADMIN_URL, METRICS_TOKEN) serving /metrics.
+if ((${GARAGE_METRICS:-0})); then
+    GARAGE_ROOT=${OSV_GARAGE_METRICS_ROOT:-/opt/osv-garage-metrics}
+    GARAGE_FEATURES=bundled-libs,lmdb,metrics
+else
+    GARAGE_ROOT=${OSV_GARAGE_ROOT:-/opt/osv-garage}
+    GARAGE_FEATURES=bundled-libs,lmdb
+fi
 GARAGE=$GARAGE_ROOT/bin/garage
 BIN=$ROOT/target/release/opensandbox-volume
 BASE=$ROOT/target/release/examples/s3_baseline
@@ -51,8 +63,8 @@ install_missing() {
 # build_all: builds Garage if missing and (unless NO_BUILD) the release binaries.
 build_all() {
     if [[ ! -x $GARAGE ]]; then
-        log "building Garage into $GARAGE_ROOT (about 12 minutes on 2 cores)"
-        cargo install garage --no-default-features --features bundled-libs,lmdb --root "$GARAGE_ROOT"
+        log "building Garage $GARAGE_VERSION ($GARAGE_FEATURES) into $GARAGE_ROOT (about 12 minutes on 2 cores)"
+        cargo install garage --version "$GARAGE_VERSION" --no-default-features --features "$GARAGE_FEATURES" --root "$GARAGE_ROOT"
     fi
     if ((!NO_BUILD)); then
         log "cargo build --release (binary and examples/s3_baseline)"
@@ -75,6 +87,8 @@ make_workdir() {
 }
 # Paths under WORK removed by cleanup besides garage/ and cache/ (set by the script).
 CLEANUP_EXTRA=()
+# Commands cleanup runs before it stops Garage (set by the script).
+CLEANUP_HOOKS=()
 
 # cleanup: unmounts, stops mounts and Garage, removes bulky work files (EXIT trap).
 cleanup() {
@@ -94,6 +108,7 @@ cleanup() {
     done
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     for m in "$WORK"/mnt/*; do [[ -d $m ]] && mountpoint -q "$m" && umount -l "$m" 2>/dev/null; done
+    for p in "${CLEANUP_HOOKS[@]}"; do $p; done
     if [[ -n $GARAGE_PID ]]; then
         kill -TERM "$GARAGE_PID" 2>/dev/null
         for ((i = 0; i < 100; i++)); do kill -0 "$GARAGE_PID" 2>/dev/null || break; sleep 0.1; done
@@ -147,6 +162,12 @@ s3_region = "us-east-1"
 api_bind_addr = "127.0.0.1:$S3_PORT"
 root_domain = ".s3.garage.localhost"
 EOF
+    if ((${GARAGE_METRICS:-0})); then
+        ADMIN_PORT=$(free_port $((RPC_PORT + 1))) || die "no free port"
+        ADMIN_URL=http://127.0.0.1:$ADMIN_PORT
+        METRICS_TOKEN=$(hex 16)
+        printf '\n[admin]\napi_bind_addr = "127.0.0.1:%s"\nmetrics_token = "%s"\n' "$ADMIN_PORT" "$METRICS_TOKEN" >>"$WORK/garage.toml"
+    fi
     log "starting Garage on $ENDPOINT (work dir $WORK)"
     RUST_LOG=${GARAGE_LOG:-warn} "$GARAGE" -c "$WORK/garage.toml" server >"$LOGS/garage.log" 2>&1 &
     GARAGE_PID=$!
