@@ -8,7 +8,8 @@
 //! - `docker service create --mount …,volume-driver=…,volume-opt=…` (global,
 //!   legacy plugin): each node's task writes its file;
 //! - `docker stack deploy` of a compose file whose volume has `driver` and
-//!   `driver_opts` (global, legacy plugin), then `docker stack rm`;
+//!   `driver_opts` (global), then `docker stack rm`, with the legacy plugin
+//!   and again with the managed plugins;
 //! - a global service on the managed plugins: both nodes write into one
 //!   prefix, each through its own plugin;
 //! - a task moved from node 1 to node 2 (`service update --constraint-rm
@@ -379,18 +380,20 @@ fn services_and_stacks_on_a_two_node_swarm() {
     at("a. done (legacy service)");
 
     // b. A compose file with `driver` and `driver_opts`, deployed as a
-    // stack, then removed with `docker stack rm`.
-    let stack = deployed.stack(&unique("swstack"));
-    let stack_volume = deployed.volume(&format!("{stack}_data"));
-    let compose = dirs.path().join("stack.yml");
-    fs::write(
-        &compose,
-        format!(
-            r#"version: "3.8"
+    // stack, then removed with `docker stack rm`: with the legacy plugin,
+    // then with the managed plugins (each node's own).
+    for (driver, tag) in [(TEST_DRIVER, "stack"), (managed.as_str(), "mstack")] {
+        let stack = deployed.stack(&unique(&format!("sw{tag}")));
+        let stack_volume = deployed.volume(&format!("{stack}_data"));
+        let compose = dirs.path().join("stack.yml");
+        fs::write(
+            &compose,
+            format!(
+                r#"version: "3.8"
 services:
   writer:
     image: {image}
-    command: ["sh", "-c", 'echo "stack $$NODE" > "/data/stack-$$NODE"']
+    command: ["sh", "-c", 'echo "{tag} $$NODE" > "/data/{tag}-$$NODE"']
     environment:
       NODE: "{{{{.Node.ID}}}}"
     volumes:
@@ -403,79 +406,81 @@ services:
         condition: none
 volumes:
   data:
-    driver: {TEST_DRIVER}
+    driver: {driver}
     driver_opts:
       type: s3
       bucket: {bucket}
       endpoint: "{endpoint}"
       accessKeyId: swarm-key
       accessKeySecret: swarm-secret
-      prefix: stack
+      prefix: {tag}
 networks:
   hostnet:
     external: true
     name: host
 "#,
-            image = image(),
-            bucket = bucket.bucket,
-            endpoint = bucket.endpoint.as_deref().unwrap(),
-        ),
-    )
-    .unwrap();
-    swarm.manager.ok(&[
-        "stack",
-        "deploy",
-        "-c",
-        compose.to_str().unwrap(),
-        "--resolve-image",
-        "never",
-        &stack,
-    ]);
-    let want = per_node(&swarm, |id| format!("stack/stack-{id}"), "stack");
-    wait_for_objects(&swarm, &objects, &format!("{stack}_writer"), &want);
-    swarm.manager.ok(&["stack", "rm", &stack]);
-    let filter = format!("label=com.docker.stack.namespace={stack}");
-    for node in swarm.nodes() {
-        poll(
-            &format!("the stack's containers on {} to go", node.label),
-            TASK_WAIT,
-            || node.lines(&["ps", "-aq", "--filter", &filter]).is_empty(),
-            || node.lines(&["ps", "-a", "--filter", &filter]).join("\n"),
-        );
-        // `stack rm` leaves volumes to the operator, as Docker documents.
-        let listed = node.lines(&["volume", "ls", "-q"]);
+                image = image(),
+                bucket = bucket.bucket,
+                endpoint = bucket.endpoint.as_deref().unwrap(),
+            ),
+        )
+        .unwrap();
+        swarm.manager.ok(&[
+            "stack",
+            "deploy",
+            "-c",
+            compose.to_str().unwrap(),
+            "--resolve-image",
+            "never",
+            &stack,
+        ]);
+        let want = per_node(&swarm, |id| format!("{tag}/{tag}-{id}"), tag);
+        wait_for_objects(&swarm, &objects, &format!("{stack}_writer"), &want);
+        swarm.manager.ok(&["stack", "rm", &stack]);
+        let filter = format!("label=com.docker.stack.namespace={stack}");
+        for node in swarm.nodes() {
+            poll(
+                &format!("the stack's containers on {} to go", node.label),
+                TASK_WAIT,
+                || node.lines(&["ps", "-aq", "--filter", &filter]).is_empty(),
+                || node.lines(&["ps", "-a", "--filter", &filter]).join("\n"),
+            );
+            // `stack rm` leaves volumes to the operator, as Docker documents.
+            let listed = node.lines(&["volume", "ls", "-q"]);
+            assert!(
+                listed.contains(&stack_volume),
+                "{}: {stack_volume} not kept after stack rm: {listed:?}",
+                node.label
+            );
+        }
+        // One legacy plugin serves both daemons here (on two hosts each has
+        // its own): the first removal forgets the volume in it, and the other
+        // daemon then finds it gone and drops its own record. Each managed
+        // plugin has its own record to remove.
+        swarm.manager.ok(&["volume", "rm", &stack_volume]);
+        let out = swarm.worker.docker(&["volume", "rm", &stack_volume]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            listed.contains(&stack_volume),
-            "{}: {stack_volume} not kept after stack rm: {listed:?}",
-            node.label
+            out.status.success() || stderr.contains("no such volume"),
+            "node 2: docker volume rm {stack_volume}: {stderr}"
         );
-    }
-    // One legacy plugin serves both daemons here (on two hosts each has
-    // its own): the first removal forgets the volume in it, and the other
-    // daemon then finds it gone and drops its own record.
-    swarm.manager.ok(&["volume", "rm", &stack_volume]);
-    let out = swarm.worker.docker(&["volume", "rm", &stack_volume]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() || stderr.contains("no such volume"),
-        "node 2: docker volume rm {stack_volume}: {stderr}"
-    );
-    for node in swarm.nodes() {
-        let listed = node.lines(&["volume", "ls", "-q"]);
+        for node in swarm.nodes() {
+            let listed = node.lines(&["volume", "ls", "-q"]);
+            assert!(
+                !listed.contains(&stack_volume),
+                "{}: {stack_volume} still listed",
+                node.label
+            );
+        }
         assert!(
-            !listed.contains(&stack_volume),
-            "{}: {stack_volume} still listed",
-            node.label
+            swarm
+                .manager
+                .lines(&["service", "ls", "-q", "--filter", &filter])
+                .is_empty(),
+            "stack rm left services"
         );
+        at(&format!("b. done (stack, {driver})"));
     }
-    assert!(
-        swarm
-            .manager
-            .lines(&["service", "ls", "-q", "--filter", &filter])
-            .is_empty(),
-        "stack rm left services"
-    );
-    at("b. done (stack)");
 
     // c. A global service on the managed plugins: both nodes write into one
     // prefix, each through the plugin of its own daemon.
