@@ -351,6 +351,7 @@ mod tests {
             taken_at: humantime::parse_rfc3339("2026-01-01T00:00:30Z").unwrap(),
             volumes: vec![object, host],
             unreadable: vec![],
+            removed_with_data: vec![],
         }
     }
 
@@ -460,6 +461,7 @@ mod tests {
             taken_at: SystemTime::now(),
             volumes: vec![],
             unreadable: vec![],
+            removed_with_data: vec![],
         };
         assert!(lines(&render(&empty, &BTreeMap::new())).is_empty());
         let mut r = report();

@@ -97,6 +97,21 @@ pub struct Report {
     /// Registry files that could not be read (their volumes are not
     /// served).
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Cache directories of removed volumes that still hold data the
+    /// bucket does not have (kept until a mount of that volume uploads it).
+    pub removed_with_data: Vec<RemovedWithData>,
+}
+
+/// A removed object volume's cache directory with data not in the bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemovedWithData {
+    /// The directory's name: the volume's name as a file stem.
+    pub stem: String,
+    pub cache_dir: PathBuf,
+    /// Journalled files and their bytes, and recorded namespace changes.
+    pub files: usize,
+    pub bytes: u64,
+    pub changes: usize,
 }
 
 /// Reads the registry and the status files of `state_dir`.
@@ -116,15 +131,48 @@ pub fn collect(state_dir: &Path) -> io::Result<Report> {
         .iter()
         .map(|r| volume_report(r, &cache_root, taken_at))
         .collect();
+    let registered: Vec<String> = records.iter().map(|r| names::file_stem(&r.name)).collect();
     Ok(Report {
         state_dir: state_dir.to_path_buf(),
         taken_at,
         volumes,
+        removed_with_data: removed_with_data(&cache_root, &registered),
         unreadable: unreadable
             .into_iter()
             .map(|UnreadableRecord { path, reason }| (path, reason))
             .collect(),
     })
+}
+
+/// The cache directories under `cache_root` that belong to no registered
+/// volume (file stems `registered`) and whose journals are not empty.
+/// Unreadable ones are skipped: the daemon's clean-up reports those.
+fn removed_with_data(cache_root: &Path, registered: &[String]) -> Vec<RemovedWithData> {
+    let Ok(entries) = std::fs::read_dir(cache_root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<RemovedWithData> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let stem = e.file_name().to_string_lossy().into_owned();
+            if registered.contains(&stem) {
+                return None;
+            }
+            let cache_dir = e.path();
+            let (files, bytes) = objectfs::staging::journalled(&cache_dir).ok()?;
+            let changes = objectfs::oplog::recorded(&cache_dir).ok()?;
+            (files > 0 || changes > 0).then_some(RemovedWithData {
+                stem,
+                cache_dir,
+                files,
+                bytes,
+                changes,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.stem.cmp(&b.stem));
+    out
 }
 
 fn volume_report(record: &VolumeRecord, cache_root: &Path, now: SystemTime) -> VolumeReport {

@@ -104,6 +104,18 @@ pub fn problems(report: &Report, max_pending_age: Duration) -> Vec<Problem> {
             ));
         }
     }
+    for r in &report.removed_with_data {
+        found.push(Problem {
+            subject: r.stem.clone(),
+            sentence: format!(
+                "the volume was removed with {} ({}) and {} not in the bucket, kept in {}; a mount of a volume of this name uploads it (or `opensandbox-volume mount --cache-dir` with its bucket and prefix)",
+                count(r.files, "file"),
+                human_bytes(r.bytes),
+                count(r.changes, "namespace change"),
+                r.cache_dir.display()
+            ),
+        });
+    }
     for (path, reason) in &report.unreadable {
         found.push(Problem {
             subject: path.display().to_string(),
@@ -294,6 +306,17 @@ pub fn json(report: &Report, problems: &[Problem], max_pending_age: Duration) ->
             .map(|p| json!({"subject": p.subject, "problem": p.sentence}))
             .collect::<Vec<_>>(),
         "volumes": volumes,
+        "removedWithData": report
+            .removed_with_data
+            .iter()
+            .map(|r| json!({
+                "volume": r.stem,
+                "cacheDir": r.cache_dir,
+                "pendingFiles": r.files,
+                "pendingBytes": r.bytes,
+                "pendingChanges": r.changes,
+            }))
+            .collect::<Vec<_>>(),
         "unreadable": report
             .unreadable
             .iter()
@@ -331,6 +354,7 @@ mod tests {
             taken_at: at("2026-01-01T00:10:00Z"),
             volumes,
             unreadable: vec![],
+            removed_with_data: vec![],
         }
     }
 
@@ -439,6 +463,29 @@ mod tests {
             text.contains("\nnotes:\n  slow: fetching new keys fails since 2026-01-01T00:09:00Z: metadata down\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_removed_volume_with_data_not_in_the_bucket_is_a_problem() {
+        let mut r = report(vec![healthy()]);
+        assert!(problems(&r, Duration::from_secs(600)).is_empty());
+        r.removed_with_data.push(crate::report::RemovedWithData {
+            stem: "gone".into(),
+            cache_dir: PathBuf::from("/var/lib/opensandbox-volume/cache/gone"),
+            files: 2,
+            bytes: 2048,
+            changes: 1,
+        });
+        let found = problems(&r, Duration::from_secs(600));
+        assert_eq!(exit_status(&found), EXIT_PROBLEM);
+        assert_eq!(
+            found[0].sentence,
+            "the volume was removed with 2 files (2.0 KiB) and 1 namespace change not in the bucket, kept in /var/lib/opensandbox-volume/cache/gone; a mount of a volume of this name uploads it (or `opensandbox-volume mount --cache-dir` with its bucket and prefix)"
+        );
+        let j = json(&r, &found, Duration::from_secs(600));
+        assert_eq!(j["removedWithData"][0]["volume"], "gone");
+        assert_eq!(j["removedWithData"][0]["pendingBytes"], 2048);
+        assert!(table(&r, &found).contains("\nproblems:\n  gone: the volume was removed"));
     }
 
     #[test]

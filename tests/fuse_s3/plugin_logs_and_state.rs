@@ -10,6 +10,7 @@
 
 use crate::common;
 
+use crate::plugin_metrics::status_json;
 use common::fast_s3::FastS3Server;
 use common::fault_proxy::{FaultProxy, Mode};
 use common::http::{Reply, docker_request, err_of, send_raw_within};
@@ -449,6 +450,15 @@ fn plugin_a_removed_volume_keeps_data_not_uploaded_until_a_mount_uploads_it() {
     );
     let bucket = Bucket::new(&config);
     assert_eq!(bucket.get("late.txt"), None);
+    // `status` shows what was kept, and fails as a health check.
+    let (code, report) = status_json(daemon.state(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        report["removedWithData"],
+        json!([{"volume": "kept", "cacheDir": cache, "pendingFiles": 1,
+                "pendingBytes": 22, "pendingChanges": 0}]),
+        "{report:#}"
+    );
 
     proxy.set(Mode::Pass);
     daemon.create(name, opts);
@@ -462,6 +472,9 @@ fn plugin_a_removed_volume_keeps_data_not_uploaded_until_a_mount_uploads_it() {
     daemon.remove(name);
     assert!(!cache.exists());
     assert!(log_files(&daemon.volume_log(name)).is_empty());
+    let (code, report) = status_json(daemon.state(), &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["removedWithData"], json!([]), "{report:#}");
 }
 
 /// A volume removed while its mount process still uploads (the store was

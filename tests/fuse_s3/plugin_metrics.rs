@@ -82,7 +82,7 @@ fn scrape(addr: SocketAddr) -> String {
 }
 
 /// `opensandbox-volume status --json` of `state_dir`: exit status and JSON.
-fn status_json(state_dir: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+pub(crate) fn status_json(state_dir: &std::path::Path, extra: &[&str]) -> (i32, Value) {
     let out = std::process::Command::new(BIN)
         .args(["status", "--json", "--state-dir"])
         .arg(state_dir)
