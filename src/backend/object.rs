@@ -864,14 +864,13 @@ mod tests {
         assert_eq!(resolved.kind, StoreKind::S3);
     }
 
-    #[test]
-    fn keys_come_inline_or_from_a_source_the_mount_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = ObjectBackend::new(ObjectSettings {
+    /// A backend whose cache, logs and credential profiles are under `dir`.
+    fn backend_in(dir: &Path) -> ObjectBackend {
+        ObjectBackend::new(ObjectSettings {
             exe: "/bin/false".into(),
-            cache_root: dir.path().join("cache"),
-            log_root: dir.path().join("logs"),
-            credentials_dir: dir.path().into(),
+            cache_root: dir.join("cache"),
+            log_root: dir.join("logs"),
+            credentials_dir: dir.into(),
             default_upload: UploadMode::Async,
             default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
             log: LogOutput {
@@ -881,7 +880,13 @@ mod tests {
                 },
                 format: crate::logging::LogFormat::Text,
             },
-        });
+        })
+    }
+
+    #[test]
+    fn keys_come_inline_or_from_a_source_the_mount_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = backend_in(dir.path());
         let mut o = obj();
         let StoreKeys::Static(k) = backend.keys(&o).unwrap() else {
             panic!("inline keys are handed over")
@@ -972,21 +977,7 @@ mod tests {
     #[test]
     fn discard_deletes_only_what_nothing_uses_and_the_bucket_has() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ObjectBackend::new(ObjectSettings {
-            exe: "/bin/false".into(),
-            cache_root: dir.path().join("cache"),
-            log_root: dir.path().join("logs"),
-            credentials_dir: dir.path().into(),
-            default_upload: UploadMode::Async,
-            default_cache_size: objectfs::config::DEFAULT_CACHE_SIZE,
-            log: LogOutput {
-                bounds: crate::logging::rotation::Bounds {
-                    max_size: 1 << 20,
-                    max_files: 2,
-                },
-                format: crate::logging::LogFormat::Text,
-            },
-        });
+        let backend = backend_in(dir.path());
         let target = dir.path().join("mounts/v");
         let cache = dir.path().join("cache/v");
         let logs = dir.path().join("logs");
