@@ -22,7 +22,7 @@ use common::objectfs_mount::{Bucket, Mounted};
 use common::s3server::moto;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -446,6 +446,112 @@ fn deletes_on_a_give_enoent_on_b() {
     }
     assert_eq!(names_in(&b.dir), ["kept.txt"], "{step}");
     expect_reads(step, &b.path("kept.txt"), &kept);
+}
+
+/// HEADs `m` has sent so far, from a status file written after `since`.
+fn heads_sent(m: &Mounted, since: Instant) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = m.status();
+        let age = st["updatedAt"].as_str().and_then(status_age);
+        if age.is_some_and(|a| a < since.elapsed()) {
+            return st["metrics"]["storeRequests"]["HeadObject"]["ok"]
+                .as_u64()
+                .unwrap_or(0);
+        }
+        assert!(Instant::now() < deadline, "no fresh status file: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How old a status file's `updatedAt` (RFC 3339, UTC) is.
+fn status_age(stamp: &str) -> Option<Duration> {
+    let t = humantime::parse_rfc3339(stamp).ok()?;
+    std::time::SystemTime::now().duration_since(t).ok()
+}
+
+/// What `ls -l DIR` asks of a mount: the names, then each one's attributes.
+fn ls_l(dir: &Path) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let mode = fs::symlink_metadata(e.path()).unwrap().permissions().mode();
+            (e.file_name().into_string().unwrap(), mode & 0o7777)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// After the TTL, a listing confirms the files whose object it shows
+/// unchanged (same ETag, size and date as when their metadata was read),
+/// so `ls -l` sends no HEAD for them, also for files whose mtime is not
+/// their object's date (as after `tar x`). A mode rewritten in place by
+/// another client keeps the ETag but not the date, and is read again.
+#[test]
+fn a_listing_confirms_unchanged_files_and_sees_a_mode_changed_elsewhere() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-relist");
+    let (a, b) = (&hosts.a, &hosts.b);
+    fs::create_dir(a.path("d")).unwrap();
+    let old = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    for i in 0..20 {
+        let p = a.path(&format!("d/f{i:02}"));
+        fs::write(&p, content(70 + i, 100)).unwrap();
+        let f = fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(old).unwrap();
+        f.sync_all().unwrap();
+    }
+    sync_dir(&a.path("d"));
+    let keys = hosts.bucket.keys(&format!("{PREFIX}/d/"));
+    assert_eq!(
+        keys.iter().filter(|k| !k.ends_with('/')).count(),
+        20,
+        "{keys:?}"
+    );
+    // B reads the metadata more than two seconds after the objects' dates
+    // (whole seconds): a later rewrite then has another date.
+    std::thread::sleep(Duration::from_millis(2500));
+    let first = ls_l(&b.path("d"));
+    assert_eq!(first.len(), 20);
+    assert!(first.iter().all(|(_, m)| *m == 0o644), "{first:?}");
+    let looked = Instant::now();
+    wait_past_ttl(looked);
+    let before = heads_sent(b, looked);
+    let listed = Instant::now();
+    assert_eq!(ls_l(&b.path("d")), first, "the same listing after the TTL");
+    let mtime = fs::metadata(b.path("d/f03")).unwrap().modified().unwrap();
+    assert_eq!(mtime, old, "the file's mtime, not its object's date");
+    // At most the directory's own: its attributes are on its marker.
+    let heads = heads_sent(b, listed) - before;
+    assert!(
+        heads <= 2,
+        "{heads} HEADs: the 20 files the listing showed unchanged need none"
+    );
+
+    // Another client changes one file's mode in place.
+    let key = TwoHosts::key("d/f05");
+    let mut meta = hosts.bucket.metadata(&key);
+    assert_eq!(meta.get("mode").map(String::as_str), Some("33188"));
+    meta.insert("mode".into(), (0o100600).to_string());
+    let etag = hosts.bucket.head(&key).unwrap().etag;
+    hosts.bucket.set_metadata(
+        &key,
+        &objectfs::store::PutMeta {
+            content_type: None,
+            metadata: meta,
+        },
+    );
+    assert_eq!(
+        hosts.bucket.head(&key).unwrap().etag,
+        etag,
+        "same content, same ETag"
+    );
+    wait_past_ttl(Instant::now());
+    let after = ls_l(&b.path("d"));
+    let changed: Vec<_> = after.iter().filter(|(_, m)| *m != 0o644).collect();
+    assert_eq!(changed, [&("f05".to_string(), 0o600)], "{after:?}");
 }
 
 #[test]

@@ -609,6 +609,8 @@ impl ObjectFs {
                 self.queue_op_with(&mut st, op, Some(ino), false);
             } else {
                 self.store_attrs(&key, &posix, remote, kind)?;
+                // Rewritten here: the object's date is new.
+                self.lock().node_mut(ino)?.remote_modified = None;
             }
         }
         if set.size.is_some() || (meta_change && staged) {

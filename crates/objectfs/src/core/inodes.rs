@@ -10,7 +10,7 @@ use super::super::layout::{Kind, Posix};
 use super::super::{Attr, FsResult, ROOT_INO};
 use super::streaming::Stream;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -133,6 +133,13 @@ pub(super) struct Node {
     /// The ETag of the node's object as last seen (probe, listing or this
     /// mount's upload); a clean local copy equals this object.
     pub(super) etag: Option<String>,
+    /// The LastModified of the object whose metadata the node holds (read
+    /// by a HEAD), when that read came at least [`DATE_SETTLED`] after it:
+    /// a rewrite after the read then has another date. None when not known
+    /// so (this mount's own uploads and copies answer no date). A listing
+    /// shows the same object, metadata included, only while it shows this
+    /// date.
+    pub(super) remote_modified: Option<SystemTime>,
     /// The store's object changed under this node (another client wrote
     /// it) since the kernel last opened it: the kernel's page cache of it
     /// is stale. Changes made through this mount go through the kernel and
@@ -172,6 +179,7 @@ impl Node {
             prefetching: false,
             link_target: None,
             etag: None,
+            remote_modified: None,
             changed_remotely: false,
             ops: 0,
             source: None,
@@ -215,6 +223,7 @@ impl Node {
         if self.etag != etag {
             self.changed_remotely = true;
             self.etag = etag;
+            self.remote_modified = None;
         }
     }
 
@@ -241,11 +250,74 @@ impl Node {
                 self.changed_remotely = true;
                 self.etag = found.etag.clone();
             }
+            self.remote_modified = found
+                .last_modified
+                .filter(|d| SystemTime::now() >= *d + DATE_SETTLED);
         }
         self.remote = self.remote || found.marker || found.kind != Kind::Dir;
         self.meta_known = found.meta_known;
         self.validated = Instant::now();
     }
+
+    /// Takes what a listing begun at `at` shows of this file's object.
+    /// The same ETag, size and date as the object whose metadata the node
+    /// holds confirms that metadata as of `at`, without a HEAD; another
+    /// ETag, size or date is another object (new content, or metadata
+    /// rewritten in place by `chmod` elsewhere), whose metadata a lookup
+    /// reads again (`meta_from_listing`: unless the listing is enough).
+    /// Without a date to compare, the listing tells nothing.
+    pub(super) fn relisted(
+        &mut self,
+        o: &Listed,
+        at: Instant,
+        meta_from_listing: bool,
+    ) -> Relisted {
+        if self.authoritative() || self.kind == Kind::Dir {
+            return Relisted::Unknown;
+        }
+        let differs = |a: Option<&str>, b: Option<&str>| a.zip(b).is_some_and(|(a, b)| a != b);
+        let date_differs = self
+            .remote_modified
+            .zip(o.modified)
+            .is_some_and(|(a, b)| !same_second(a, b));
+        if self.size != o.size || differs(o.etag, self.etag.as_deref()) || date_differs {
+            self.changed_remotely = true;
+            self.size = o.size;
+            self.etag = o.etag.map(str::to_string);
+            self.remote_modified = None;
+            if let Some(m) = o.modified {
+                self.mtime = m;
+            }
+            self.meta_known = meta_from_listing && self.kind == Kind::File;
+            return Relisted::Changed;
+        }
+        let same = o.etag.is_some()
+            && self.etag.is_some()
+            && self.remote_modified.zip(o.modified).is_some();
+        if !same {
+            return Relisted::Unknown;
+        }
+        if self.meta_known && at > self.validated {
+            self.validated = at;
+        }
+        Relisted::Same
+    }
+}
+
+/// How long after an object's date a read of its metadata must come for
+/// a listing to confirm that metadata by the date alone: dates have
+/// whole seconds, so a rewrite within the second of the read may keep the
+/// date. (Assumes the store's clock and this host's within a second.)
+pub(super) const DATE_SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether two dates of one object agree: a HEAD gives whole seconds, a
+/// listing may give milliseconds.
+fn same_second(a: SystemTime, b: SystemTime) -> bool {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    secs(a) == secs(b)
 }
 
 /// What a remote probe found at a name.
@@ -257,6 +329,28 @@ pub(super) struct Found {
     pub(super) meta_known: bool,
     /// The object's ETag (none for directories).
     pub(super) etag: Option<String>,
+    /// The object's LastModified (none for directories).
+    pub(super) last_modified: Option<SystemTime>,
+}
+
+/// A file's object as a listing shows it.
+pub(super) struct Listed<'a> {
+    pub(super) etag: Option<&'a str>,
+    pub(super) size: u64,
+    pub(super) modified: Option<SystemTime>,
+}
+
+/// What a listing said of a node's object.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Relisted {
+    /// The object the node knows: its metadata stays, confirmed as of the
+    /// listing.
+    Same,
+    /// Another object (new content, or metadata rewritten in place): its
+    /// size and date are the listing's; its metadata must be read again.
+    Changed,
+    /// Nothing to tell (local state is the truth, or no ETag to compare).
+    Unknown,
 }
 
 pub(super) struct InodeTable {
@@ -273,6 +367,11 @@ pub(super) struct InodeTable {
     pub(super) pinned: HashMap<u64, String>,
     /// Nodes with a `source`, by that key.
     pub(super) sourced: HashMap<String, u64>,
+    /// Directories a lookup is listing right now (one LIST for all).
+    pub(super) listing: HashSet<u64>,
+    /// Directories found larger than one listing page, and since when:
+    /// lookups in them probe names one by one for the TTL.
+    pub(super) paged: HashMap<u64, Instant>,
     next_ino: u64,
 }
 
@@ -289,6 +388,8 @@ impl InodeTable {
             listed: HashMap::new(),
             pinned: HashMap::new(),
             sourced: HashMap::new(),
+            listing: HashSet::new(),
+            paged: HashMap::new(),
             next_ino: ROOT_INO + 1,
         }
     }
@@ -375,6 +476,7 @@ impl InodeTable {
             self.detach_name(ino);
             self.nodes.remove(&ino);
             self.listed.remove(&ino);
+            self.paged.remove(&ino);
             ino = parent;
         }
     }
@@ -414,6 +516,12 @@ impl InodeTable {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.parent = new_parent;
             n.name = new_name.to_string();
+        }
+        // Objects at new keys: copies of this mount's, with new dates.
+        for i in std::iter::once(ino).chain(self.descendants(ino)) {
+            if let Some(n) = self.nodes.get_mut(&i) {
+                n.remote_modified = None;
+            }
         }
         self.children
             .insert((new_parent, new_name.to_string()), ino);
@@ -570,6 +678,121 @@ mod tests {
         assert_eq!(t.children.get(&(ROOT_INO, "x".into())), Some(&new));
     }
 
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    }
+
+    /// A file whose metadata a HEAD read (long after the object's date
+    /// `at(100)`) and whose POSIX mtime (from its header) is not that date,
+    /// as after `tar x`.
+    fn headed_file(t: &mut InodeTable) -> u64 {
+        let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
+        let n = t.node_mut(f).unwrap();
+        n.size = 5;
+        n.remote = true;
+        n.etag = Some("e1".into());
+        n.remote_modified = Some(at(100));
+        n.validated = Instant::now() - std::time::Duration::from_secs(60);
+        f
+    }
+
+    fn listed(etag: &str, size: u64, secs: u64) -> Listed<'_> {
+        Listed {
+            etag: Some(etag),
+            size,
+            modified: Some(at(secs)),
+        }
+    }
+
+    #[test]
+    fn a_listing_of_the_same_object_confirms_its_metadata() {
+        let mut t = table();
+        let f = headed_file(&mut t);
+        let now = Instant::now();
+        let n = t.node_mut(f).unwrap();
+        let ms = Listed {
+            modified: Some(at(100) + std::time::Duration::from_millis(340)),
+            ..listed("e1", 5, 100)
+        };
+        assert_eq!(
+            n.relisted(&ms, now, false),
+            Relisted::Same,
+            "a listing's milliseconds"
+        );
+        assert_eq!(n.validated, now);
+        assert!(n.meta_known && !n.changed_remotely);
+        // The header's mtime stays: the object's date is not the file's.
+        assert_eq!(n.mtime, SystemTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn another_etag_size_or_date_is_another_object() {
+        // A new date alone: the metadata was rewritten in place elsewhere.
+        for (etag, size, date) in [("e2", 5, 100), ("e1", 6, 100), ("e1", 5, 101)] {
+            let mut t = table();
+            let f = headed_file(&mut t);
+            let n = t.node_mut(f).unwrap();
+            let before = n.validated;
+            let got = n.relisted(&listed(etag, size, date), Instant::now(), false);
+            assert_eq!(got, Relisted::Changed, "{etag} {size} {date}");
+            assert_eq!((n.size, n.etag.as_deref()), (size, Some(etag)));
+            assert!(!n.meta_known && n.changed_remotely);
+            assert_eq!((n.validated, n.remote_modified), (before, None));
+        }
+    }
+
+    #[test]
+    fn a_listing_confirms_nothing_without_a_settled_date_or_over_local_state() {
+        let mut t = table();
+        let f = headed_file(&mut t);
+        let n = t.node_mut(f).unwrap();
+        let before = n.validated;
+        let now = Instant::now();
+        n.open_handles = 1;
+        assert_eq!(
+            n.relisted(&listed("e9", 1, 1), now, false),
+            Relisted::Unknown
+        );
+        assert_eq!(n.size, 5);
+        n.open_handles = 0;
+        let no_etag = Listed {
+            etag: None,
+            size: 5,
+            modified: Some(at(100)),
+        };
+        assert_eq!(n.relisted(&no_etag, now, false), Relisted::Unknown);
+        // This mount's own upload: no date to compare.
+        n.remote_modified = None;
+        assert_eq!(
+            n.relisted(&listed("e1", 5, 100), now, false),
+            Relisted::Unknown
+        );
+        assert_eq!(n.validated, before);
+    }
+
+    #[test]
+    fn a_date_is_kept_only_when_the_head_came_well_after_it() {
+        let mut t = table();
+        let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
+        for (date, kept) in [
+            (SystemTime::now() - std::time::Duration::from_secs(10), true),
+            (SystemTime::now(), false),
+        ] {
+            let found = Found {
+                kind: Kind::File,
+                size: 1,
+                posix: posix(Kind::File),
+                marker: false,
+                meta_known: true,
+                etag: Some("e".into()),
+                last_modified: Some(date),
+            };
+            let n = t.node_mut(f).unwrap();
+            n.apply(&found);
+            assert_eq!(n.remote_modified.is_some(), kept);
+        }
+    }
+
     #[test]
     fn apply_keeps_local_attributes_of_an_open_file() {
         let mut t = table();
@@ -584,6 +807,7 @@ mod tests {
             marker: false,
             meta_known: true,
             etag: None,
+            last_modified: None,
         };
         let n = t.node_mut(f).unwrap();
         n.open_handles = 1;

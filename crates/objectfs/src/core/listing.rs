@@ -3,9 +3,9 @@
 //! the background metadata prefetch for `ls -l`, and the small-directory
 //! listing that answers a burst of lookups with one request.
 
-use super::super::layout::{self, Kind, Posix};
+use super::super::layout::{self, Kind};
 use super::super::{DirEntry, FsResult, PlusEntry};
-use super::inodes::{Found, InodeTable};
+use super::inodes::{Found, InodeTable, Listed};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
 use crate::store::ObjectMeta;
@@ -68,7 +68,7 @@ impl ObjectFs {
             &mut st,
             ino,
             &prefix,
-            (&objects, &dirs),
+            (&objects, &dirs, list_started),
             &mut seen,
             &gone,
         ));
@@ -174,6 +174,7 @@ impl ObjectFs {
                             marker,
                             meta_known: true,
                             etag: None,
+                            last_modified: None,
                         }
                     }
                     (_, Some(meta)) => {
@@ -190,6 +191,7 @@ impl ObjectFs {
                             marker: false,
                             meta_known: true,
                             etag: meta.etag,
+                            last_modified: meta.last_modified,
                         }
                     }
                     (_, None) => continue, // gone; the next lookup says so
@@ -199,13 +201,14 @@ impl ObjectFs {
         });
     }
 
-    /// Brings a directory's listing into the table; returns its entries.
+    /// Brings a directory's listing (begun at `at`) into the table;
+    /// returns its entries.
     fn apply_listing(
         &self,
         st: &mut InodeTable,
         ino: u64,
         prefix: &str,
-        (objects, dirs): (&[ObjectMeta], &[String]),
+        (objects, dirs, at): (&[ObjectMeta], &[String], Instant),
         seen: &mut HashSet<String>,
         gone: &Removals,
     ) -> Vec<DirEntry> {
@@ -219,8 +222,16 @@ impl ObjectFs {
             if name.is_empty() || !seen.insert(name.to_string()) {
                 continue;
             }
-            let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
-            let child = self.listed_child(st, ino, name, Kind::Dir, 0, posix);
+            let child = match st.children.get(&(ino, name.to_string())) {
+                Some(&c) => c,
+                None => {
+                    let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
+                    let c = st.new_node(ino, name, Kind::Dir, posix);
+                    st.nodes.get_mut(&c).expect("just inserted").meta_known =
+                        self.listing_is_enough(Kind::Dir, 0);
+                    c
+                }
+            };
             entries.push(DirEntry {
                 ino: child,
                 kind: Kind::Dir,
@@ -232,17 +243,7 @@ impl ObjectFs {
             if name.is_empty() || name.contains('/') || !seen.insert(name.to_string()) {
                 continue;
             }
-            let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
-            let child = self.listed_child(st, ino, name, Kind::File, o.size, posix);
-            if let Some(n) = st.nodes.get_mut(&child)
-                && !n.authoritative()
-                && n.kind == Kind::File
-                && o.etag.is_some()
-                && n.etag != o.etag
-            {
-                n.etag = o.etag.clone();
-                n.changed_remotely = true;
-            }
+            let child = self.listed_child(st, ino, name, o, at);
             let kind = st.nodes.get(&child).map_or(Kind::File, |n| n.kind);
             entries.push(DirEntry {
                 ino: child,
@@ -256,10 +257,38 @@ impl ObjectFs {
     /// One LIST of a directory instead of a probe per name: when the
     /// directory fits in one page, its whole listing answers this lookup and
     /// every other one for the TTL (creating many files costs one LIST per
-    /// TTL instead of two requests per file). False for larger directories.
+    /// TTL instead of two requests per file, and files whose object is
+    /// unchanged need no HEAD). False for larger directories, which are
+    /// then not listed this way again for the TTL. Lookups of one directory
+    /// that come together share one LIST.
     pub(super) fn list_small_dir(&self, ino: u64, prefix: &str) -> FsResult<bool> {
+        let asked = Instant::now();
+        {
+            let st = self.lock();
+            let mut st = self.wait_while(st, |st| st.listing.contains(&ino));
+            if st.paged.get(&ino).is_some_and(|t| self.ttl_fresh(*t)) {
+                return Ok(false);
+            }
+            if st.listed.get(&ino).is_some_and(|t| *t >= asked) {
+                return Ok(true); // listed by another lookup while this one waited
+            }
+            st.listing.insert(ino);
+        }
+        let result = self.list_small_dir_now(ino, prefix);
+        let mut st = self.lock();
+        st.listing.remove(&ino);
+        if result == Ok(false) {
+            st.paged.insert(ino, asked);
+        }
+        drop(st);
+        self.inner.changed.notify_all();
+        result
+    }
+
+    fn list_small_dir_now(&self, ino: u64, prefix: &str) -> FsResult<bool> {
         let store = &self.inner.store;
         let before = self.removals();
+        let started = Instant::now();
         let page = self.call("list", || store.list(prefix, Some("/"), None, 1000))?;
         if page.next_token.is_some() {
             return Ok(false);
@@ -274,46 +303,46 @@ impl ObjectFs {
             &mut st,
             ino,
             prefix,
-            (&page.objects, &page.common_prefixes),
+            (&page.objects, &page.common_prefixes, started),
             &mut seen,
             &gone,
         );
-        st.listed.insert(ino, Instant::now());
+        st.listed.insert(ino, started);
         Ok(true)
     }
 
-    /// The node for a listed entry: the existing one (its size and mtime
-    /// refreshed unless local state is newer) or a new one whose mode is not
-    /// known yet (listings carry no metadata; lookup fetches it).
+    /// The node for a listed object: the existing one, which the listing
+    /// confirms or finds changed (`Node::relisted`; `at`: when the LIST
+    /// began), or a new one whose mode is not known yet (listings carry no
+    /// metadata; lookup fetches it).
     fn listed_child(
         &self,
         st: &mut InodeTable,
         parent: u64,
         name: &str,
-        kind: Kind,
-        size: u64,
-        posix: Posix,
+        o: &ObjectMeta,
+        at: Instant,
     ) -> u64 {
+        let listed = Listed {
+            etag: o.etag.as_deref(),
+            size: o.size,
+            modified: o.last_modified,
+        };
+        let enough = self.listing_is_enough(Kind::File, o.size);
         if let Some(&c) = st.children.get(&(parent, name.to_string())) {
-            if let Some(n) = st.nodes.get_mut(&c)
-                && !n.authoritative()
-                && n.kind == kind
-                && n.kind == Kind::File
-                && (n.size != size || n.mtime != posix.mtime)
-            {
-                n.changed_remotely = true;
-                n.size = size;
-                n.mtime = posix.mtime;
-                n.meta_known = self.listing_is_enough(kind, size);
+            if let Some(n) = st.nodes.get_mut(&c) {
+                n.relisted(&listed, at, enough);
             }
             return c;
         }
-        let c = st.new_node(parent, name, kind, posix);
-        let known = self.listing_is_enough(kind, size);
+        let defaults = self.opts().defaults;
+        let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
+        let c = st.new_node(parent, name, Kind::File, posix);
         let n = st.nodes.get_mut(&c).expect("just inserted");
-        n.size = size;
-        n.remote = kind != Kind::Dir;
-        n.meta_known = known;
+        n.size = o.size;
+        n.etag = o.etag.clone();
+        n.remote = true;
+        n.meta_known = enough;
         c
     }
 

@@ -16,8 +16,10 @@ use std::time::{Instant, SystemTime};
 
 impl ObjectFs {
     /// What the store has at `key`: a file/symlink object, or a directory
-    /// (marker `key/` or keys below it). One HEAD and one LIST, in parallel.
-    fn probe(&self, key: &str) -> FsResult<Option<Found>> {
+    /// (marker `key/` or keys below it). One HEAD and one LIST, in parallel;
+    /// for a name known to be a file (`file_known`), the HEAD first and the
+    /// LIST only when it finds nothing.
+    fn probe(&self, key: &str, file_known: bool) -> FsResult<Option<Found>> {
         let store = &self.inner.store;
         let dir_prefix = format!("{key}/");
         let policy = RetryPolicy::INTERACTIVE;
@@ -25,11 +27,18 @@ impl ObjectFs {
         // which that rename hides from everything else.
         let source = self.lock().sourced.contains_key(key);
         let before = self.removals();
+        let list_dir = || retry(policy, "list", || store.list(&dir_prefix, None, None, 1));
         let (head, list) = self.block_on(async {
-            tokio::join!(
-                retry(policy, "head", || store.head(key)),
-                retry(policy, "list", || store.list(&dir_prefix, None, None, 1)),
-            )
+            if file_known {
+                let head = retry(policy, "head", || store.head(key)).await;
+                let list = match &head {
+                    Ok(None) => list_dir().await,
+                    _ => Ok(Default::default()),
+                };
+                (head, list)
+            } else {
+                tokio::join!(retry(policy, "head", || store.head(key)), list_dir())
+            }
         });
         let mut gone = self.gone_since(before);
         if source {
@@ -47,6 +56,7 @@ impl ObjectFs {
                 marker: false,
                 meta_known: true,
                 etag: meta.etag,
+                last_modified: meta.last_modified,
             }));
         }
         let mut list = list.map_err(|e| errno_of(&e))?;
@@ -72,6 +82,7 @@ impl ObjectFs {
                 marker: true,
                 meta_known: true,
                 etag: None,
+                last_modified: None,
             }));
         }
         let posix = layout::decode(
@@ -87,6 +98,7 @@ impl ObjectFs {
             marker: false,
             meta_known: true,
             etag: None,
+            last_modified: None,
         }))
     }
 
@@ -111,6 +123,7 @@ impl ObjectFs {
             marker: exists,
             meta_known: true,
             etag: None,
+            last_modified: None,
         })
     }
     /// Finds `name` in `parent`, from the table when fresh, else from the
@@ -161,20 +174,40 @@ impl ObjectFs {
                 Some(&ino) => self.read_key(&st, ino),
                 None => self.child_key(&st, parent, name),
             };
+            // A known object whose attributes are older than the TTL: one
+            // listing of its directory confirms it and its siblings.
+            // (Listed within the TTL already: this one was not confirmed.)
+            let stale_object = st.children.get(&entry).is_some_and(|i| {
+                st.nodes[i].kind != Kind::Dir
+                    && !st.pinned.contains_key(&parent)
+                    && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
+            });
+            let known_file = st
+                .children
+                .get(&entry)
+                .is_some_and(|i| st.nodes[i].kind != Kind::Dir);
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 st.children.contains_key(&entry),
+                stale_object,
+                known_file,
             )
         };
-        let (key, parent_prefix, known) = key;
-        if !known && self.list_small_dir(parent, &parent_prefix)? {
+        let (key, parent_prefix, known, stale_object, known_file) = key;
+        if (!known || stale_object) && self.list_small_dir(parent, &parent_prefix)? {
             let mut st = self.lock();
             let entry = (parent, name.to_string());
             match st.children.get(&entry).copied() {
                 None => {
                     st.negative.insert(entry, Instant::now());
                     return Err(libc::ENOENT);
+                }
+                // Not in the listing, or changed: the probe below says.
+                Some(ino) if known => {
+                    if self.attrs_current(ino, &st.nodes[&ino]) {
+                        return Ok(ino);
+                    }
                 }
                 Some(ino) if st.nodes[&ino].meta_known => return Ok(ino),
                 // A listed directory's attributes are on its marker.
@@ -188,7 +221,7 @@ impl ObjectFs {
                 Some(_) => {}
             }
         }
-        let mut found = self.probe(&key)?;
+        let mut found = self.probe(&key, known_file)?;
         let mut st = self.lock();
         let entry = (parent, name.to_string());
         // Moved by a queued directory rename while we asked: ask again at
@@ -199,7 +232,7 @@ impl ObjectFs {
         {
             let now_at = self.read_key(&st, ino);
             drop(st);
-            found = self.probe(&now_at)?;
+            found = self.probe(&now_at, known_file)?;
             st = self.lock();
         }
         match found {

@@ -393,6 +393,8 @@ impl ObjectFs {
             && let Some(n) = st.nodes.get_mut(&ino)
         {
             n.ops = n.ops.saturating_sub(1);
+            // The object was rewritten here (its date is new).
+            n.remote_modified = None;
             if matches!(q.op, NsOp::Put { .. }) {
                 n.remote = true;
                 n.validated = Instant::now();

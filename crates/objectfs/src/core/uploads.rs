@@ -316,6 +316,7 @@ impl ObjectFs {
                             n.validated = Instant::now();
                             n.meta_known = true;
                             n.etag = etag.clone();
+                            n.remote_modified = None;
                             // An entry that stays (changed again meanwhile)
                             // now starts from this upload: a recovery must
                             // not take this mount's own object for another
