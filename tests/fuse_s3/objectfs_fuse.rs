@@ -158,6 +158,70 @@ fn every_operation_through_the_kernel() {
     );
 }
 
+/// The mount clears set-user-ID and set-group-ID bits itself (the kernel
+/// leaves that to it, and so sends no GETATTR before each chown): a chown
+/// clears them, a write or a truncate by another user than root clears
+/// them, root's write keeps them, and set-group-ID without group execute
+/// stays. The object's mode in the bucket says the same.
+#[test]
+fn set_id_bits_go_as_posix_says() {
+    require!(Root, Fuse, Moto);
+    let base = tempfile::tempdir().unwrap();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let config = moto().new_bucket("setid");
+    let bucket = Bucket::new(&config);
+    let m = Mounted::start(
+        base.path(),
+        &config,
+        "vol",
+        &["--upload", "sync", "--allow-other"],
+    );
+    let f = m.path("tool");
+    let mode = || fs::metadata(&f).unwrap().permissions().mode() & 0o7777;
+    let chmod = |mode: u32| fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+    let as_nobody = |script: &str| {
+        use std::os::unix::process::CommandExt;
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&f)
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script} as nobody");
+    };
+    fs::write(&f, b"#!/bin/sh\n").unwrap();
+
+    chmod(0o6777);
+    let mut w = fs::OpenOptions::new().append(true).open(&f).unwrap();
+    w.write_all(b"# root\n").unwrap();
+    drop(w);
+    assert_eq!(mode(), 0o6777, "root's write keeps them");
+    as_nobody(r#"printf '# nobody\n' >> "$0""#);
+    assert_eq!(mode(), 0o777, "another user's write clears both");
+
+    chmod(0o6755);
+    std::os::unix::fs::chown(&f, Some(1), Some(1)).unwrap();
+    assert_eq!(mode(), 0o755, "a chown clears both");
+    assert_eq!(fs::metadata(&f).unwrap().uid(), 1);
+
+    chmod(0o4777);
+    as_nobody(r#"truncate -s 3 "$0""#);
+    assert_eq!(mode(), 0o777, "another user's truncate clears set-user-ID");
+
+    chmod(0o2666);
+    as_nobody(r#"printf x >> "$0""#);
+    assert_eq!(
+        mode(),
+        0o2666,
+        "set-group-ID without group execute is locking: kept"
+    );
+    let meta = bucket.metadata("vol/tool");
+    assert_eq!(meta["mode"], (libc::S_IFREG | 0o2666).to_string());
+    assert_eq!(fs::read(&f).unwrap(), b"#!/x");
+}
+
 #[test]
 fn unsupported_ioctls_get_enotty_and_leave_no_log_line() {
     require!(Root, Fuse, Moto);

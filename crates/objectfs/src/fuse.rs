@@ -213,6 +213,11 @@ impl Filesystem for FuseAdapter {
                 "the kernel has no readdirplus; plain readdir it is"
             );
         }
+        // Clearing set-user/group-ID bits is ours (write, truncate, chown):
+        // the kernel then sends no GETATTR before every chown.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV) {
+            tracing::info!(?missing, "the kernel clears set-ID bits itself");
+        }
         let passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
         if !passthrough {
@@ -243,7 +248,7 @@ impl Filesystem for FuseAdapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -266,6 +271,7 @@ impl Filesystem for FuseAdapter {
             gid,
             size,
             mtime: mtime.map(time_of),
+            kill_set_ids: uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0),
         };
         match self.fs.setattr(ino.0, set) {
             Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
@@ -402,7 +408,7 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -413,6 +419,12 @@ impl Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         self.metrics.fuse(FuseOp::Write);
+        // Root keeps set-ID bits on write (CAP_FSETID); anyone else not.
+        if req.uid() != 0
+            && let Err(e) = self.fs.write_drops_set_ids(fh.0)
+        {
+            return reply.error(errno(e));
+        }
         match self.fs.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
@@ -428,6 +440,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         self.metrics.fuse(FuseOp::Flush);
+        if !self.fs.close_waits() {
+            // ENOSYS: the kernel sends no FLUSH again on this mount.
+            return reply.error(errno(libc::ENOSYS));
+        }
         empty(reply, self.fs.flush(fh.0));
     }
 

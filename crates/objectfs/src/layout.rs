@@ -67,6 +67,18 @@ impl Defaults {
     }
 }
 
+/// `perm` as a write, truncate or chown leaves it (POSIX, as Linux does
+/// it): without set-user-ID, and without set-group-ID where group execute
+/// is set (without it, the bit means mandatory locking and stays).
+pub fn without_set_ids(perm: u32) -> u32 {
+    let sgid = if perm & libc::S_IXGRP != 0 {
+        libc::S_ISGID
+    } else {
+        0
+    };
+    perm & !(libc::S_ISUID | sgid)
+}
+
 /// POSIX attributes as stored in (or derived for) one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Posix {
@@ -286,5 +298,15 @@ mod tests {
             super::conflict_key("dir/f.txt", at),
             "dir/f.txt.conflict-20261130T103300Z"
         );
+    }
+
+    #[test]
+    fn writes_and_chowns_drop_set_ids() {
+        assert_eq!(without_set_ids(0o4755), 0o755);
+        assert_eq!(without_set_ids(0o2755), 0o755);
+        assert_eq!(without_set_ids(0o6711), 0o711);
+        // Set-group-ID without group execute is mandatory locking: kept.
+        assert_eq!(without_set_ids(0o2644), 0o2644);
+        assert_eq!(without_set_ids(0o1777), 0o1777, "sticky stays");
     }
 }

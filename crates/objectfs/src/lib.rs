@@ -185,6 +185,10 @@ pub struct SetAttr {
     pub gid: Option<u32>,
     pub size: Option<u64>,
     pub mtime: Option<SystemTime>,
+    /// Clear the set-user-ID and set-group-ID bits unless `perm` is given
+    /// (the kernel leaves that to us: a chown, or a truncate by a caller
+    /// without the privilege to keep them).
+    pub kill_set_ids: bool,
 }
 
 /// Open flags objectfs cares about.

@@ -440,6 +440,35 @@ impl ObjectFs {
         Ok(data.len() as u32)
     }
 
+    /// A write by a caller without the privilege to keep them clears the
+    /// file's set-user-ID and set-group-ID bits (the kernel leaves it to
+    /// us); the attributes travel with the upload the write causes.
+    pub fn write_drops_set_ids(&self, fh: u64) -> FsResult<()> {
+        let h = self.file_handle(fh)?;
+        let HandleKind::File { ino, .. } = h.as_ref() else {
+            return Ok(());
+        };
+        let mut st = self.lock();
+        let n = st.node_mut(*ino)?;
+        let cleared = layout::without_set_ids(n.perm);
+        if cleared != n.perm {
+            n.perm = cleared;
+            n.ctime = SystemTime::now();
+            if let Some(s) = n.staged.as_mut() {
+                s.stream.stop(); // an upload begun while writing has the old mode
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a close has anything to wait for. With async uploads it has
+    /// not: release queues the upload and takes a direct writer's size, so
+    /// the adapter tells the kernel to send no FLUSH at all (a round trip
+    /// less per close).
+    pub fn close_waits(&self) -> bool {
+        self.opts().upload == UploadMode::Sync
+    }
+
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let h = self.file_handle(fh)?;
         let HandleKind::File { ino, write, .. } = h.as_ref() else {
@@ -556,6 +585,12 @@ impl ObjectFs {
             n.size = size;
             n.mtime = set.mtime.unwrap_or_else(SystemTime::now);
             self.mark_dirty(&mut st, ino);
+        }
+        let mut set = set;
+        if set.kill_set_ids && set.perm.is_none() && kind != Kind::Dir {
+            let perm = self.lock().node(ino)?.perm;
+            let cleared = layout::without_set_ids(perm);
+            set.perm = (cleared != perm).then_some(cleared);
         }
         let meta_change =
             set.perm.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some();
