@@ -37,6 +37,7 @@ pub mod layout;
 pub mod metrics;
 pub mod mount;
 pub mod oplog;
+pub mod partbuf;
 pub mod profile;
 pub mod reader;
 pub mod staging;

@@ -98,7 +98,7 @@ pub fn parallel_parts(part: u64) -> usize {
 
 /// `len` bytes at `offset` of the staged file that goes to `key`.
 fn read_exact_at(file: &File, key: &str, offset: u64, len: u64) -> StoreResult<Bytes> {
-    let mut buf = vec![0u8; len as usize];
+    let mut buf = crate::partbuf::take(len as usize);
     file.read_exact_at(&mut buf, offset).map_err(|e| {
         StoreError::permanent(
             "upload",
@@ -106,7 +106,7 @@ fn read_exact_at(file: &File, key: &str, offset: u64, len: u64) -> StoreResult<B
             format!("reading the staged file failed: {e}"),
         )
     })?;
-    Ok(Bytes::from(buf))
+    Ok(crate::partbuf::into_body(buf))
 }
 
 /// Uploads the first `size` bytes of `file` to `key`; returns the new
