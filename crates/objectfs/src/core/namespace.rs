@@ -17,9 +17,11 @@ use std::time::{Instant, SystemTime};
 impl ObjectFs {
     /// What the store has at `key`: a file/symlink object, or a directory
     /// (marker `key/` or keys below it). One HEAD and one LIST, in parallel;
-    /// for a name known to be a file (`file_known`), the HEAD first and the
-    /// LIST only when it finds nothing.
-    fn probe(&self, key: &str, file_known: bool) -> FsResult<Option<Found>> {
+    /// for a name known to be a file, the HEAD first and the LIST only when
+    /// it finds nothing; for a name known to be a directory, its marker's
+    /// HEAD too, in the same round.
+    fn probe(&self, key: &str, known: Option<Kind>) -> FsResult<Option<Found>> {
+        let file_known = known.is_some_and(|k| k != Kind::Dir);
         let store = &self.inner.store;
         let dir_prefix = format!("{key}/");
         let policy = RetryPolicy::INTERACTIVE;
@@ -28,6 +30,13 @@ impl ObjectFs {
         let source = self.lock().sourced.contains_key(key);
         let before = self.removals();
         let list_dir = || retry(policy, "list", || store.list(&dir_prefix, None, None, 1));
+        let marker = (known == Some(Kind::Dir)).then(|| {
+            let store = store.clone();
+            let marker = dir_prefix.clone();
+            self.inner
+                .rt
+                .spawn(async move { retry(policy, "head", || store.head(&marker)).await })
+        });
         let (head, list) = self.block_on(async {
             if file_known {
                 let head = retry(policy, "head", || store.head(key)).await;
@@ -71,9 +80,15 @@ impl ObjectFs {
         };
         // A marker sorts first under its own prefix: read its attributes.
         if first.key == dir_prefix {
-            let meta = self
-                .call("head", || store.head(&dir_prefix))?
-                .unwrap_or_default();
+            let asked = match marker {
+                Some(task) => self.block_on(task).ok(),
+                None => None,
+            };
+            let meta = match asked {
+                Some(meta) => meta.map_err(|e| errno_of(&e))?,
+                None => self.call("head", || store.head(&dir_prefix))?,
+            }
+            .unwrap_or_default();
             let posix = layout::decode(&meta.metadata, Kind::Dir, meta.last_modified, defaults);
             return Ok(Some(Found {
                 kind: Kind::Dir,
@@ -182,19 +197,16 @@ impl ObjectFs {
                     && !st.pinned.contains_key(&parent)
                     && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
             });
-            let known_file = st
-                .children
-                .get(&entry)
-                .is_some_and(|i| st.nodes[i].kind != Kind::Dir);
+            let known_kind = st.children.get(&entry).map(|i| st.nodes[i].kind);
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 st.children.contains_key(&entry),
                 stale_object,
-                known_file,
+                known_kind,
             )
         };
-        let (key, parent_prefix, known, stale_object, known_file) = key;
+        let (key, parent_prefix, known, stale_object, known_kind) = key;
         if (!known || stale_object) && self.list_small_dir(parent, &parent_prefix)? {
             let mut st = self.lock();
             let entry = (parent, name.to_string());
@@ -221,7 +233,7 @@ impl ObjectFs {
                 Some(_) => {}
             }
         }
-        let mut found = self.probe(&key, known_file)?;
+        let mut found = self.probe(&key, known_kind)?;
         let mut st = self.lock();
         let entry = (parent, name.to_string());
         // Moved by a queued directory rename while we asked: ask again at
@@ -232,7 +244,7 @@ impl ObjectFs {
         {
             let now_at = self.read_key(&st, ino);
             drop(st);
-            found = self.probe(&now_at, known_file)?;
+            found = self.probe(&now_at, known_kind)?;
             st = self.lock();
         }
         match found {
