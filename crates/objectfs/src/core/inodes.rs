@@ -280,6 +280,8 @@ impl Node {
             .remote_modified
             .zip(o.modified)
             .is_some_and(|(a, b)| !same_second(a, b));
+        // With attributes from listings, the listing is all there is to know.
+        let listing_enough = meta_from_listing && self.kind == Kind::File;
         if self.size != o.size || differs(o.etag, self.etag.as_deref()) || date_differs {
             self.changed_remotely = true;
             self.size = o.size;
@@ -288,13 +290,16 @@ impl Node {
             if let Some(m) = o.modified {
                 self.mtime = m;
             }
-            self.meta_known = meta_from_listing && self.kind == Kind::File;
+            self.meta_known = listing_enough;
+            if listing_enough && at > self.validated {
+                self.validated = at;
+            }
             return Relisted::Changed;
         }
         let same = o.etag.is_some()
             && self.etag.is_some()
             && self.remote_modified.zip(o.modified).is_some();
-        if !same {
+        if !same && !listing_enough {
             return Relisted::Unknown;
         }
         if self.meta_known && at > self.validated {
@@ -768,6 +773,24 @@ mod tests {
             Relisted::Unknown
         );
         assert_eq!(n.validated, before);
+    }
+
+    #[test]
+    fn with_attributes_from_listings_a_listing_confirms_what_it_shows() {
+        let mut t = table();
+        let f = headed_file(&mut t);
+        let n = t.node_mut(f).unwrap();
+        n.remote_modified = None; // uploaded here: no date
+        let now = Instant::now();
+        assert_eq!(n.relisted(&listed("e1", 5, 100), now, true), Relisted::Same);
+        assert_eq!(n.validated, now);
+        let later = now + std::time::Duration::from_millis(5);
+        assert_eq!(
+            n.relisted(&listed("e2", 7, 200), later, true),
+            Relisted::Changed
+        );
+        assert_eq!((n.size, n.validated, n.mtime), (7, later, at(200)));
+        assert!(n.meta_known && n.changed_remotely);
     }
 
     #[test]
