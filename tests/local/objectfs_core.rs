@@ -768,6 +768,24 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
             assert_eq!((private.perm, private.uid), (0o700, 7));
         }
     }
+    // Past the TTL, a listing again gives the attributes: no HEAD.
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(cache.path(), UploadMode::Async);
+    opts.metadata_ttl = Duration::from_millis(50);
+    opts.attrs_from_listing = true;
+    let fs = ObjectFs::new(mem.clone(), rt.handle().clone(), opts).unwrap();
+    for round in 0..3 {
+        let fh = fs.opendir(ROOT_INO).unwrap();
+        fs.releasedir(fh);
+        let heads = mem.counters.heads.load(Ordering::Relaxed);
+        assert_eq!(fs.lookup(ROOT_INO, "big").unwrap().size, 2000);
+        assert_eq!(
+            mem.counters.heads.load(Ordering::Relaxed),
+            heads,
+            "round {round}: the listing confirmed it"
+        );
+        std::thread::sleep(Duration::from_millis(80));
+    }
 }
 
 /// A directory removed while its creation is still on its way to the store
