@@ -54,7 +54,9 @@ impl FuseAdapter {
     /// Answers the open of `ino` the core made, in the mode `iomode`
     /// chooses: passthrough to its local copy when it has one and the
     /// kernel allows it, or when the inode is in passthrough mode already.
-    fn reply_open(&self, reply: ReplyOpen, ino: u64, r: FsResult<Opened>) {
+    /// (`caller`: the opener's uid; a writer in passthrough mode writes
+    /// where the mount does not see it, so set-ID bits go at its open.)
+    fn reply_open(&self, reply: ReplyOpen, ino: u64, r: FsResult<Opened>, caller: u32) {
         let o = match r {
             Ok(o) => o,
             Err(e) => return reply.error(errno(e)),
@@ -81,7 +83,7 @@ impl FuseAdapter {
             }
         }
         if mode == IoMode::Passthrough
-            && let Err(e) = self.fs.writes_directly(o.fh)
+            && let Err(e) = self.fs.writes_directly(o.fh, caller != 0)
         {
             drop(io);
             let _ = self.fs.release(o.fh);
@@ -385,10 +387,10 @@ impl Filesystem for FuseAdapter {
         reply.error(errno(libc::EPERM));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.metrics.fuse(FuseOp::Open);
         let r = self.fs.open_file(ino.0, FsOpenFlags::from_libc(flags.0));
-        self.reply_open(reply, ino.0, r);
+        self.reply_open(reply, ino.0, r, req.uid());
     }
 
     fn read(
@@ -637,7 +639,7 @@ impl Filesystem for FuseAdapter {
         let mut io = self.io();
         let mode = io.modes.choose(a.ino, false);
         if mode == IoMode::Passthrough
-            && let Err(e) = self.fs.writes_directly(fh)
+            && let Err(e) = self.fs.writes_directly(fh, req.uid() != 0)
         {
             drop(io);
             let _ = self.fs.release(fh);

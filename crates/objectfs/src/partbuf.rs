@@ -3,8 +3,10 @@
 //! back to the kernel), and a fresh one is faulted in page by page, zeroed
 //! by the kernel and unmapped again for every part: about a tenth of the
 //! mount's CPU during a large upload. A body's buffer returns here when the
-//! request that sent it lets the body go; the pool empties itself whenever
-//! no body is out, so an idle mount holds none of it.
+//! request that sent it lets the body go (or at once, when the read
+//! failed); the pool empties itself whenever no body is out, so an idle
+//! mount holds none of it. Kept and lent buffers together stay within twice
+//! the upload budget.
 
 use bytes::Bytes;
 use std::sync::Mutex;
@@ -64,29 +66,62 @@ fn pool() -> std::sync::MutexGuard<'static, Pool> {
 }
 
 /// A buffer of `len` bytes to read a body into (its old content, if any,
-/// is to be overwritten whole).
-pub fn take(len: usize) -> Vec<u8> {
+/// is to be overwritten whole). It goes back to the pool when dropped, or
+/// when the body made of it is ([`Buffer::into_body`]).
+pub fn take(len: usize) -> Buffer {
     if len < POOLED_MIN {
-        return vec![0; len];
+        return Buffer {
+            buf: vec![0; len],
+            pooled: false,
+        };
     }
     let reused = pool().lend(len);
-    match reused {
+    let buf = match reused {
         Some(mut buf) => {
             buf.resize(len, 0);
             buf.truncate(len);
             buf
         }
-        None => vec![0; len],
+        None => {
+            // Whole MiB, so that the next body of about this size fits it.
+            let mut buf = Vec::with_capacity(len.next_multiple_of(POOLED_MIN));
+            buf.resize(len, 0);
+            buf
+        }
+    };
+    Buffer { buf, pooled: true }
+}
+
+/// A body's buffer, lent from the pool (or not, when small).
+pub struct Buffer {
+    buf: Vec<u8>,
+    pooled: bool,
+}
+
+impl Buffer {
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// The body: when the last holder drops it, the buffer goes back to
+    /// the pool.
+    pub fn into_body(mut self) -> Bytes {
+        let buf = std::mem::take(&mut self.buf);
+        if std::mem::take(&mut self.pooled) {
+            Bytes::from_owner(Returned(buf))
+        } else {
+            Bytes::from(buf)
+        }
     }
 }
 
-/// The body for `buf` (from [`take`]): when the last holder drops it, the
-/// buffer goes back to the pool.
-pub fn into_body(buf: Vec<u8>) -> Bytes {
-    if buf.len() < POOLED_MIN {
-        return Bytes::from(buf);
+impl Drop for Buffer {
+    /// Not made into a body (the read failed): back to the pool at once.
+    fn drop(&mut self) {
+        if self.pooled {
+            drop(Returned(std::mem::take(&mut self.buf)));
+        }
     }
-    Bytes::from_owner(Returned(buf))
 }
 
 /// A pooled buffer lent out as a body.
@@ -144,12 +179,12 @@ mod tests {
     }
 
     #[test]
-    fn bodies_hold_what_was_read() {
+    fn bodies_hold_what_was_read_and_unused_buffers_go_back() {
         let mut buf = take(POOLED_MIN + 5);
-        buf.fill(7);
-        let body = into_body(buf);
+        buf.as_mut_slice().fill(7);
+        let body = buf.into_body();
         assert_eq!(body.len(), POOLED_MIN + 5);
         assert!(body.iter().all(|b| *b == 7));
-        assert_eq!(into_body(take(100)).len(), 100, "small bodies too");
+        assert_eq!(take(100).into_body().len(), 100, "small bodies too");
     }
 }

@@ -99,14 +99,15 @@ pub fn parallel_parts(part: u64) -> usize {
 /// `len` bytes at `offset` of the staged file that goes to `key`.
 fn read_exact_at(file: &File, key: &str, offset: u64, len: u64) -> StoreResult<Bytes> {
     let mut buf = crate::partbuf::take(len as usize);
-    file.read_exact_at(&mut buf, offset).map_err(|e| {
-        StoreError::permanent(
-            "upload",
-            key,
-            format!("reading the staged file failed: {e}"),
-        )
-    })?;
-    Ok(crate::partbuf::into_body(buf))
+    file.read_exact_at(buf.as_mut_slice(), offset)
+        .map_err(|e| {
+            StoreError::permanent(
+                "upload",
+                key,
+                format!("reading the staged file failed: {e}"),
+            )
+        })?;
+    Ok(buf.into_body())
 }
 
 /// Uploads the first `size` bytes of `file` to `key`; returns the new

@@ -283,7 +283,9 @@ impl ObjectFs {
     /// The copy counts as changed from now on (journalled, so a crash
     /// keeps it), and its size and time are taken from the copy at every
     /// flush, fsync and release of the handle (`sync_direct`).
-    pub fn writes_directly(&self, fh: u64) -> FsResult<()> {
+    /// (`drop_set_ids`: the writer may not keep set-ID bits; they go now,
+    /// since its writes never pass through the mount.)
+    pub fn writes_directly(&self, fh: u64, drop_set_ids: bool) -> FsResult<()> {
         let h = self.file_handle(fh)?;
         let HandleKind::File {
             ino, write, direct, ..
@@ -299,6 +301,10 @@ impl ObjectFs {
         s.direct_writers += 1;
         s.stream.stop();
         direct.store(true, Ordering::Relaxed);
+        if drop_set_ids {
+            let n = st.node_mut(*ino)?;
+            n.perm = layout::without_set_ids(n.perm);
+        }
         self.mark_dirty(&mut st, *ino);
         Ok(())
     }

@@ -250,9 +250,7 @@ impl Node {
                 self.changed_remotely = true;
                 self.etag = found.etag.clone();
             }
-            self.remote_modified = found
-                .last_modified
-                .filter(|d| SystemTime::now() >= *d + DATE_SETTLED);
+            self.remote_modified = found.last_modified;
         }
         self.remote = self.remote || found.marker || found.kind != Kind::Dir;
         self.meta_known = found.meta_known;
@@ -272,7 +270,9 @@ impl Node {
         at: Instant,
         meta_from_listing: bool,
     ) -> Relisted {
-        if self.authoritative() || self.kind == Kind::Dir {
+        // A listing begun before the node's last check (an upload of ours
+        // that landed meanwhile) tells nothing newer.
+        if self.authoritative() || self.kind == Kind::Dir || at < self.validated {
             return Relisted::Unknown;
         }
         let differs = |a: Option<&str>, b: Option<&str>| a.zip(b).is_some_and(|(a, b)| a != b);
@@ -334,8 +334,16 @@ pub(super) struct Found {
     pub(super) meta_known: bool,
     /// The object's ETag (none for directories).
     pub(super) etag: Option<String>,
-    /// The object's LastModified (none for directories).
+    /// The object's LastModified, only when the HEAD that read it was
+    /// sent [`DATE_SETTLED`] after it or later ([`settled`]; none for
+    /// directories).
     pub(super) last_modified: Option<SystemTime>,
+}
+
+/// `date`, an object's LastModified read by a HEAD sent at `asked`, when a
+/// rewrite after that HEAD must have another date.
+pub(super) fn settled(date: Option<SystemTime>, asked: SystemTime) -> Option<SystemTime> {
+    date.filter(|d| asked >= *d + DATE_SETTLED)
 }
 
 /// A file's object as a listing shows it.
@@ -794,26 +802,28 @@ mod tests {
     }
 
     #[test]
-    fn a_date_is_kept_only_when_the_head_came_well_after_it() {
+    fn a_date_is_kept_only_when_the_head_was_sent_well_after_it() {
+        let asked = at(1000);
+        assert_eq!(settled(Some(at(990)), asked), Some(at(990)));
+        assert_eq!(settled(Some(at(998)), asked), Some(at(998)));
+        assert_eq!(
+            settled(Some(at(999)), asked),
+            None,
+            "within a second and a margin"
+        );
+        assert_eq!(settled(None, asked), None);
+    }
+
+    #[test]
+    fn a_listing_begun_before_the_last_check_tells_nothing() {
         let mut t = table();
-        let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
-        for (date, kept) in [
-            (SystemTime::now() - std::time::Duration::from_secs(10), true),
-            (SystemTime::now(), false),
-        ] {
-            let found = Found {
-                kind: Kind::File,
-                size: 1,
-                posix: posix(Kind::File),
-                marker: false,
-                meta_known: true,
-                etag: Some("e".into()),
-                last_modified: Some(date),
-            };
-            let n = t.node_mut(f).unwrap();
-            n.apply(&found);
-            assert_eq!(n.remote_modified.is_some(), kept);
-        }
+        let f = headed_file(&mut t);
+        let n = t.node_mut(f).unwrap();
+        let begun = Instant::now();
+        n.validated = begun + std::time::Duration::from_millis(5); // an upload landed meanwhile
+        let got = n.relisted(&listed("e0", 1, 50), begun, true);
+        assert_eq!(got, Relisted::Unknown);
+        assert_eq!((n.size, n.etag.as_deref()), (5, Some("e1")));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::super::layout::{self, Kind};
 use super::super::{DirEntry, FsResult, PlusEntry};
-use super::inodes::{Found, InodeTable, Listed};
+use super::inodes::{Found, InodeTable, Listed, settled};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
 use crate::store::ObjectMeta;
@@ -140,11 +140,14 @@ impl ObjectFs {
             let mut heads = futures_util::stream::iter(targets)
                 .map(|(ino, key)| {
                     let store = store.clone();
-                    async move { (ino, store.head(&key).await) }
+                    async move {
+                        let asked = std::time::SystemTime::now();
+                        (ino, asked, store.head(&key).await)
+                    }
                 })
                 .buffer_unordered(32);
             let defaults = fs.opts().defaults;
-            while let Some((ino, result)) = heads.next().await {
+            while let Some((ino, asked, result)) = heads.next().await {
                 let mut st = fs.lock();
                 if let Some(n) = st.nodes.get_mut(&ino) {
                     n.prefetching = false;
@@ -191,7 +194,7 @@ impl ObjectFs {
                             marker: false,
                             meta_known: true,
                             etag: meta.etag,
-                            last_modified: meta.last_modified,
+                            last_modified: settled(meta.last_modified, asked),
                         }
                     }
                     (_, None) => continue, // gone; the next lookup says so

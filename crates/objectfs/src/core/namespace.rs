@@ -8,7 +8,7 @@ use super::super::oplog::NsOp;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{Attr, FsResult, ROOT_INO};
-use super::inodes::{Found, InodeTable};
+use super::inodes::{Found, InodeTable, settled};
 use super::{ObjectFs, errno_of};
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -30,6 +30,7 @@ impl ObjectFs {
         let source = self.lock().sourced.contains_key(key);
         let before = self.removals();
         let list_dir = || retry(policy, "list", || store.list(&dir_prefix, None, None, 1));
+        let asked = SystemTime::now();
         let marker = (known == Some(Kind::Dir)).then(|| {
             let store = store.clone();
             let marker = dir_prefix.clone();
@@ -65,7 +66,7 @@ impl ObjectFs {
                 marker: false,
                 meta_known: true,
                 etag: meta.etag,
-                last_modified: meta.last_modified,
+                last_modified: settled(meta.last_modified, asked),
             }));
         }
         let mut list = list.map_err(|e| errno_of(&e))?;
