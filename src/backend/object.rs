@@ -26,7 +26,6 @@ use objectfs::{FsOptions, UploadMode, layout};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -588,19 +587,11 @@ impl ObjectBackend {
             return Ok(Leftover::Running { pid: Some(pid) });
         }
         if cache_dir.is_dir() {
-            // A mount process holds this lock for its whole life (objectfs's
-            // staging area): held, someone still uses the directory; taken,
-            // none can start in it until it is gone.
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(cache_dir.join("lock"))?;
-            // SAFETY: flock takes no pointers; the descriptor is open and
-            // owned by `lock`, which outlives the call.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            // Held by a mount process: someone still uses the directory;
+            // taken here: none can start in it until it is gone.
+            let Some(_lock) = objectfs::staging::lock_cache_dir(&cache_dir)? else {
                 return Ok(Leftover::Running { pid: None });
-            }
+            };
             let (files, bytes) = objectfs::staging::journalled(&cache_dir)?;
             let changes = objectfs::oplog::recorded(&cache_dir)?;
             if files > 0 || changes > 0 {

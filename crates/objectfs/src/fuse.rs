@@ -422,12 +422,7 @@ impl Filesystem for FuseAdapter {
     ) {
         self.metrics.fuse(FuseOp::Write);
         // Root keeps set-ID bits on write (CAP_FSETID); anyone else not.
-        if req.uid() != 0
-            && let Err(e) = self.fs.write_drops_set_ids(fh.0)
-        {
-            return reply.error(errno(e));
-        }
-        match self.fs.write(fh.0, offset, data) {
+        match self.fs.write_by(fh.0, offset, data, req.uid() == 0) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
         }

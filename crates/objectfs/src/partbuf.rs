@@ -79,7 +79,6 @@ pub fn take(len: usize) -> Buffer {
     let buf = match reused {
         Some(mut buf) => {
             buf.resize(len, 0);
-            buf.truncate(len);
             buf
         }
         None => {

@@ -210,18 +210,26 @@ pub fn journalled(cache_dir: &Path) -> io::Result<(usize, u64)> {
     Ok((files, bytes))
 }
 
+/// Takes the lock a mount process holds on its cache directory for its
+/// whole life (held: someone uses the directory; taken: none can start in
+/// it while the returned file is open). `None` when another holds it.
+pub fn lock_cache_dir(cache_dir: &Path) -> io::Result<Option<File>> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cache_dir.join("lock"))?;
+    // SAFETY: flock takes no pointers; the descriptor is open, owned by
+    // `lock`, which outlives the call.
+    let taken = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(taken.then_some(lock))
+}
+
 impl StagingArea {
     pub fn open(cache_dir: &Path) -> io::Result<StagingArea> {
         let dir = cache_dir.join("staging");
         fs::create_dir_all(&dir)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(cache_dir.join("lock"))?;
-        // SAFETY: flock takes no pointers; the descriptor is open, owned by
-        // `lock`, which outlives the call.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let Some(lock) = lock_cache_dir(cache_dir)? else {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(
@@ -229,7 +237,7 @@ impl StagingArea {
                     cache_dir.display()
                 ),
             ));
-        }
+        };
         let mut max = 0;
         for entry in fs::read_dir(&dir)? {
             let name = entry?.file_name();

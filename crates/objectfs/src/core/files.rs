@@ -302,8 +302,7 @@ impl ObjectFs {
         s.stream.stop();
         direct.store(true, Ordering::Relaxed);
         if drop_set_ids {
-            let n = st.node_mut(*ino)?;
-            n.perm = layout::without_set_ids(n.perm);
+            st.node_mut(*ino)?.drop_set_ids();
         }
         self.mark_dirty(&mut st, *ino);
         Ok(())
@@ -403,6 +402,18 @@ impl ObjectFs {
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.write_by(fh, offset, data, true)
+    }
+
+    /// As [`Self::write`], by a caller who may keep set-ID bits (root) or
+    /// not (then they go).
+    pub fn write_by(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        keeps_set_ids: bool,
+    ) -> FsResult<u32> {
         let h = self.file_handle(fh)?;
         let HandleKind::File { ino, write, .. } = h.as_ref() else {
             unreachable!()
@@ -431,6 +442,9 @@ impl ObjectFs {
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         let mut st = self.lock();
         let n = st.node_mut(*ino)?;
+        if !keeps_set_ids {
+            n.drop_set_ids();
+        }
         let size_before = n.size;
         n.size = n.size.max(offset + data.len() as u64);
         n.mtime = SystemTime::now();
@@ -444,27 +458,6 @@ impl ObjectFs {
         }
         self.stream_after_write(&mut st, *ino, offset, data.len() as u64, size_before);
         Ok(data.len() as u32)
-    }
-
-    /// A write by a caller without the privilege to keep them clears the
-    /// file's set-user-ID and set-group-ID bits (the kernel leaves it to
-    /// us); the attributes travel with the upload the write causes.
-    pub fn write_drops_set_ids(&self, fh: u64) -> FsResult<()> {
-        let h = self.file_handle(fh)?;
-        let HandleKind::File { ino, .. } = h.as_ref() else {
-            return Ok(());
-        };
-        let mut st = self.lock();
-        let n = st.node_mut(*ino)?;
-        let cleared = layout::without_set_ids(n.perm);
-        if cleared != n.perm {
-            n.perm = cleared;
-            n.ctime = SystemTime::now();
-            if let Some(s) = n.staged.as_mut() {
-                s.stream.stop(); // an upload begun while writing has the old mode
-            }
-        }
-        Ok(())
     }
 
     /// Whether a close has anything to wait for. With async uploads it has

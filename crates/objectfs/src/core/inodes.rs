@@ -6,7 +6,7 @@
 //! store, blocks or waits. The operations in the sibling modules read and
 //! change it between their store calls.
 
-use super::super::layout::{Kind, Posix};
+use super::super::layout::{self, Kind, Posix};
 use super::super::{Attr, FsResult, ROOT_INO};
 use super::streaming::Stream;
 use bytes::Bytes;
@@ -224,6 +224,21 @@ impl Node {
             self.changed_remotely = true;
             self.etag = etag;
             self.remote_modified = None;
+        }
+    }
+
+    /// A write, truncate or open for writing by a caller who may not keep
+    /// them clears the set-user-ID and set-group-ID bits; the mode travels
+    /// with the upload that follows (one begun while writing has the old
+    /// one, so it stops).
+    pub(super) fn drop_set_ids(&mut self) {
+        let cleared = layout::without_set_ids(self.perm);
+        if cleared != self.perm {
+            self.perm = cleared;
+            self.ctime = SystemTime::now();
+            if let Some(s) = self.staged.as_mut() {
+                s.stream.stop();
+            }
         }
     }
 

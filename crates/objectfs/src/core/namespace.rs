@@ -186,28 +186,27 @@ impl ObjectFs {
             {
                 return Err(libc::ENOENT);
             }
-            let key = match st.children.get(&entry) {
-                Some(&ino) => self.read_key(&st, ino),
+            let known = st.children.get(&entry).copied();
+            let key = match known {
+                Some(ino) => self.read_key(&st, ino),
                 None => self.child_key(&st, parent, name),
             };
+            let known_kind = known.map(|i| st.nodes[&i].kind);
             // A known object whose attributes are older than the TTL: one
             // listing of its directory confirms it and its siblings.
             // (Listed within the TTL already: this one was not confirmed.)
-            let stale_object = st.children.get(&entry).is_some_and(|i| {
-                st.nodes[i].kind != Kind::Dir
-                    && !st.pinned.contains_key(&parent)
-                    && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
-            });
-            let known_kind = st.children.get(&entry).map(|i| st.nodes[i].kind);
+            let stale_object = known_kind.is_some_and(|k| k != Kind::Dir)
+                && !st.pinned.contains_key(&parent)
+                && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
             (
                 key,
                 self.dir_prefix_of(&st, parent),
-                st.children.contains_key(&entry),
-                stale_object,
                 known_kind,
+                stale_object,
             )
         };
-        let (key, parent_prefix, known, stale_object, known_kind) = key;
+        let (key, parent_prefix, known_kind, stale_object) = key;
+        let known = known_kind.is_some();
         if (!known || stale_object) && self.list_small_dir(parent, &parent_prefix)? {
             let mut st = self.lock();
             let entry = (parent, name.to_string());
