@@ -460,14 +460,6 @@ impl ObjectFs {
         Ok(data.len() as u32)
     }
 
-    /// Whether a close has anything to wait for. With async uploads it has
-    /// not: release queues the upload and takes a direct writer's size, so
-    /// the adapter tells the kernel to send no FLUSH at all (a round trip
-    /// less per close).
-    pub fn close_waits(&self) -> bool {
-        self.opts().upload == UploadMode::Sync
-    }
-
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let h = self.file_handle(fh)?;
         let HandleKind::File { ino, write, .. } = h.as_ref() else {
