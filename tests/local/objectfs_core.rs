@@ -11,6 +11,7 @@ use objectfs::{Kind, ObjectFs, OpenFlags, ROOT_INO, SetAttr, UploadMode};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[test]
@@ -31,6 +32,39 @@ fn files_directories_and_their_objects() {
     assert_eq!(f.ino("d/a.txt"), Err(libc::ENOENT));
     f.rmdir("d").unwrap();
     assert!(f.mem.keys().is_empty(), "{:?}", f.mem.keys());
+}
+
+/// A directory is listed at its first readdir, not at its open: an open
+/// for fsync (SQLite's journal directory) or fchdir costs no LIST, a
+/// listing that fails fails the readdir and the next one lists again.
+#[test]
+fn a_directory_is_listed_at_its_first_readdir() {
+    let f = fixture(UploadMode::Async);
+    f.mem.insert("pre/d/x", "x", PutMeta::default());
+    let d = f.ino("d").unwrap();
+    let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
+    let before = lists();
+    let fh = f.fs.opendir(d).unwrap();
+    f.fs.fsyncdir().unwrap();
+    f.fs.releasedir(fh);
+    assert_eq!(lists(), before, "opendir and fsyncdir sent a LIST");
+    let fh = f.fs.opendir(d).unwrap();
+    assert_eq!(lists(), before);
+    f.mem.set_down(true);
+    assert_eq!(f.fs.readdir(fh, 0).map(|_| ()), Err(libc::EIO));
+    f.mem.set_down(false);
+    let names: Vec<String> =
+        f.fs.readdir(fh, 2)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+    assert_eq!(names, ["x"]);
+    let listed = lists();
+    assert_eq!(f.fs.readdir(fh, 0).unwrap().len(), 3, "., .. and x");
+    assert_eq!(lists(), listed, "one snapshot per handle");
+    f.fs.releasedir(fh);
+    assert_eq!(f.fs.readdir(fh, 0).map(|_| ()), Err(libc::EBADF));
 }
 
 #[test]
@@ -776,6 +810,7 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
     let fs = ObjectFs::new(mem.clone(), rt.handle().clone(), opts).unwrap();
     for round in 0..3 {
         let fh = fs.opendir(ROOT_INO).unwrap();
+        fs.readdir(fh, 0).unwrap();
         fs.releasedir(fh);
         let heads = mem.counters.heads.load(Ordering::Relaxed);
         assert_eq!(fs.lookup(ROOT_INO, "big").unwrap().size, 2000);

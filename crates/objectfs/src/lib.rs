@@ -18,7 +18,8 @@
 //!   (`core::namespace`, `core::listing`, `core::files`); store errors
 //!   become errnos in one place there.
 //! - `reader` (sequential read-ahead), `staging` (local copies of file
-//!   data, their journal and cache tags), `oplog` (the journal of queued
+//!   data, their journal and cache tags; `datapool` keeps empty data files
+//!   ready for it), `oplog` (the journal of queued
 //!   namespace changes), `transfer` (whole-file uploads and downloads with
 //!   retries), `layout` (how names and attributes map to keys and
 //!   metadata).
@@ -31,6 +32,7 @@
 
 pub mod config;
 pub mod core;
+mod datapool;
 pub mod fuse;
 pub mod iomode;
 pub mod layout;

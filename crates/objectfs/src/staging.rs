@@ -14,20 +14,21 @@
 //! the key and the ETag it equals, so a later mount finds it again. Where
 //! the file system has no user xattrs, clean copies last one mount.
 //!
-//! Data files are recycled (truncated and kept open in a small pool) rather
-//! than deleted: creating thousands of small files, ext4 spends more time
+//! Data files come from a pool ([`crate::datapool`]): recycled (truncated
+//! and kept open) rather than deleted, and made ahead by a background
+//! thread: creating thousands of small files, ext4 spends more time
 //! allocating inodes for new staging files than everything else together,
 //! and an xattr journal costs no inode at all.
 
+use crate::datapool::DataPool;
 use crate::layout::{Kind, Posix};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Where a staged file's data belongs, as written to its journal entry.
@@ -105,15 +106,12 @@ pub struct Leftovers {
 const JOURNAL_XATTR: &std::ffi::CStr = c"user.osv.journal";
 /// The extended attribute naming the object a clean data file copies.
 const CACHE_XATTR: &std::ffi::CStr = c"user.osv.cache";
-/// Clean data files kept open for reuse; beyond this they are deleted.
-const POOL_MAX: usize = 64;
 
 pub struct StagingArea {
     dir: PathBuf,
-    next_id: AtomicU64,
     /// False once the file system refused a user xattr: sidecar files then.
     xattrs: AtomicBool,
-    pool: Mutex<Vec<(u64, File)>>,
+    pool: DataPool,
     _lock: File,
 }
 
@@ -250,10 +248,9 @@ impl StagingArea {
             }
         }
         Ok(StagingArea {
+            pool: DataPool::new(dir.clone(), max + 1),
             dir,
-            next_id: AtomicU64::new(max + 1),
             xattrs: AtomicBool::new(true),
-            pool: Mutex::new(Vec::new()),
             _lock: lock,
         })
     }
@@ -266,19 +263,9 @@ impl StagingArea {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// An empty data file: a recycled one when the pool has one.
+    /// An empty, unjournalled and untagged data file, from the pool.
     pub fn create(&self) -> io::Result<(u64, File)> {
-        if let Some(reused) = self.pool.lock().unwrap().pop() {
-            return Ok(reused);
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.data_path(id))?;
-        Ok((id, file))
+        self.pool.take()
     }
 
     /// Records (or updates) where `id`'s data belongs.
@@ -376,13 +363,11 @@ impl StagingArea {
     /// see another file's data (deleted, its inode lives on for the map).
     pub fn discard(&self, id: u64, file: Arc<File>, recycle: bool) {
         if recycle && let Ok(file) = Arc::try_unwrap(file) {
-            let mut pool = self.pool.lock().unwrap();
             // Journal first: a crash between the two must never leave an
             // emptied file journalled for upload.
             self.clear_journal(id, &file);
             self.untag_clean(&file);
-            if pool.len() < POOL_MAX && file.set_len(0).is_ok() {
-                pool.push((id, file));
+            if file.set_len(0).is_ok() && self.pool.recycle(id, file).is_none() {
                 return;
             }
         }

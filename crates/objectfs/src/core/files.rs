@@ -84,7 +84,7 @@ impl ObjectFs {
             give_back(id, file);
             return Ok(());
         }
-        let mut staged = Staged::new(id, file);
+        let mut staged = Staged::from_pool(id, file);
         staged.charged = charged;
         n.staged = Some(staged);
         match label {
@@ -115,7 +115,10 @@ impl ObjectFs {
         s.touch();
         if !s.journaled {
             // No longer a copy of the object its cache tag names.
-            self.inner.staging.untag_clean(&s.file);
+            if s.maybe_tagged {
+                self.inner.staging.untag_clean(&s.file);
+                s.maybe_tagged = false;
+            }
             match self.inner.staging.journal(
                 s.id,
                 &s.file,
@@ -188,7 +191,7 @@ impl ObjectFs {
             let n = st.node_mut(ino)?;
             n.lookups += 1;
             n.open_handles += 1;
-            n.staged = Some(Staged::new(id, Arc::new(file)));
+            n.staged = Some(Staged::from_pool(id, Arc::new(file)));
         }
         // A new empty file must reach the bucket too.
         self.mark_dirty(&mut st, ino);

@@ -41,10 +41,15 @@ pub(super) struct Staged {
     /// The kernel was given this copy for passthrough opens: a mapping of
     /// it may outlive the node's last open file, so it is never recycled.
     pub(super) lent: bool,
+    /// The file may carry a cache tag, which must go before it changes
+    /// (never for a file from the staging area's pool).
+    pub(super) maybe_tagged: bool,
 }
 
 impl Staged {
-    /// A fresh staging file whose content nobody has changed yet.
+    /// A staging file whose content nobody has changed yet (a clean copy,
+    /// possibly tagged as one; [`Staged::from_pool`] for a file that
+    /// cannot be).
     pub(super) fn new(id: u64, file: Arc<File>) -> Staged {
         Staged {
             id,
@@ -59,6 +64,15 @@ impl Staged {
             stream: Stream::Off,
             direct_writers: 0,
             lent: false,
+            maybe_tagged: true,
+        }
+    }
+
+    /// A file from the staging area's pool, which never carries a tag.
+    pub(super) fn from_pool(id: u64, file: Arc<File>) -> Staged {
+        Staged {
+            maybe_tagged: false,
+            ..Staged::new(id, file)
         }
     }
 

@@ -1,5 +1,6 @@
-//! Directory listing: opendir (one paged LIST, merged with names that
-//! exist only locally), readdir and readdirplus from the handle's snapshot,
+//! Directory listing: a directory handle's snapshot (one paged LIST at
+//! its first readdir, merged with names that exist only locally), readdir
+//! and readdirplus from it,
 //! the background metadata prefetch for `ls -l`, and the small-directory
 //! listing that answers a burst of lookups with one request.
 
@@ -10,8 +11,8 @@ use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
 use crate::store::ObjectMeta;
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// With `attrs_from_listing`, listed objects up to this size are still
@@ -19,7 +20,41 @@ use std::time::Instant;
 const SYMLINK_PROBE_MAX: u64 = 1024;
 
 impl ObjectFs {
+    /// Opens a directory; its listing waits for the first readdir, so an
+    /// open for fsync or fchdir (SQLite's journal, `find`) costs no LIST.
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if self.lock().node(ino)?.kind != Kind::Dir {
+            return Err(libc::ENOTDIR);
+        }
+        let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.inner.handles.lock().unwrap().insert(
+            fh,
+            Arc::new(HandleKind::Dir {
+                dir: ino,
+                entries: Mutex::new(None),
+            }),
+        );
+        Ok(fh)
+    }
+
+    /// Directory handle `fh`: its directory and its entries from `offset`,
+    /// listed now if this is its first readdir.
+    fn dir_entries(&self, fh: u64, offset: usize) -> FsResult<(u64, Vec<DirEntry>)> {
+        let handle = self.inner.handles.lock().unwrap().get(&fh).cloned();
+        let Some(HandleKind::Dir { dir, entries }) = handle.as_deref() else {
+            return Err(libc::EBADF);
+        };
+        let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.is_none() {
+            *entries = Some(self.snapshot(*dir)?);
+        }
+        let all = entries.as_deref().unwrap_or_default();
+        Ok((*dir, all.iter().skip(offset).cloned().collect()))
+    }
+
+    /// The entries of directory `ino`: its listing in the store, merged
+    /// with what exists only in the table; starts the metadata prefetch.
+    fn snapshot(&self, ino: u64) -> FsResult<Vec<DirEntry>> {
         let (prefix, pinned) = {
             let st = self.lock();
             if st.node(ino)?.kind != Kind::Dir {
@@ -116,13 +151,7 @@ impl ObjectFs {
         }
         drop(st);
         self.prefetch_metadata(unknown);
-        let fh = self.inner.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .handles
-            .lock()
-            .unwrap()
-            .insert(fh, Arc::new(HandleKind::Dir { dir: ino, entries }));
-        Ok(fh)
+        Ok(entries)
     }
 
     /// Listings carry no user metadata, and `ls -l` looks up every entry
@@ -358,13 +387,7 @@ impl ObjectFs {
     }
 
     pub fn readdir(&self, fh: u64, offset: usize) -> FsResult<Vec<DirEntry>> {
-        let handles = self.inner.handles.lock().unwrap();
-        match handles.get(&fh).map(|h| h.as_ref()) {
-            Some(HandleKind::Dir { entries, .. }) => {
-                Ok(entries.iter().skip(offset).cloned().collect())
-            }
-            _ => Err(libc::EBADF),
-        }
+        self.dir_entries(fh, offset).map(|(_, entries)| entries)
     }
 
     /// readdirplus: the entries from `offset`, each with its attributes and
@@ -373,16 +396,7 @@ impl ObjectFs {
     /// cache). `None` for an entry whose node is gone and cannot be found
     /// again: the caller sends it without attributes.
     pub fn readdir_plus(&self, fh: u64, offset: usize) -> FsResult<Vec<PlusEntry>> {
-        let (dir, entries) = {
-            let handles = self.inner.handles.lock().unwrap();
-            match handles.get(&fh).map(|h| h.as_ref()) {
-                Some(HandleKind::Dir { dir, entries }) => (
-                    *dir,
-                    entries.iter().skip(offset).cloned().collect::<Vec<_>>(),
-                ),
-                _ => return Err(libc::EBADF),
-            }
-        };
+        let (dir, entries) = self.dir_entries(fh, offset)?;
         self.wait_for_small_prefetches(&entries);
         let mut out = Vec::with_capacity(entries.len());
         for mut entry in entries {

@@ -80,7 +80,8 @@ enum HandleKind {
     },
     Dir {
         dir: u64,
-        entries: Vec<DirEntry>,
+        /// The snapshot readdir serves, taken at the first readdir.
+        entries: Mutex<Option<Vec<DirEntry>>>,
     },
 }
 
