@@ -1,13 +1,14 @@
 //! The journal of namespace changes not yet in the bucket (`upload=async`):
 //! one small JSON file per change in the cache directory's `ops/`, named by
-//! its sequence number, written before the change is acknowledged and
-//! removed once the store has it. The next mount of the same cache
+//! its sequence number, written before the change is acknowledged (into a
+//! file made ahead, renamed into place) and removed once the store has it. The next mount of the same cache
 //! directory replays what is left, in order, before anything else.
 
+use crate::datapool::DataPool;
 use crate::store::PutMeta;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// One namespace change, as the store will see it.
@@ -89,13 +90,18 @@ pub fn recorded(cache_dir: &Path) -> io::Result<usize> {
 
 pub struct OpLog {
     dir: PathBuf,
+    /// Empty `N.tmp` files, made ahead: a record costs no inode allocation.
+    blanks: DataPool,
 }
 
 impl OpLog {
     pub fn open(cache_dir: &Path) -> io::Result<OpLog> {
         let dir = cache_dir.join("ops");
         fs::create_dir_all(&dir)?;
-        Ok(OpLog { dir })
+        Ok(OpLog {
+            blanks: DataPool::new(dir.clone(), "tmp", 1),
+            dir,
+        })
     }
 
     fn path(&self, seq: u64) -> PathBuf {
@@ -105,10 +111,15 @@ impl OpLog {
     /// Records change `seq` (or replaces what was recorded for it).
     pub fn write(&self, seq: u64, op: &NsOp) -> io::Result<()> {
         let json = serde_json::to_vec(op).map_err(io::Error::other)?;
-        let path = self.path(seq);
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, json)?;
-        fs::rename(&tmp, &path)
+        let (id, mut file) = self.blanks.take()?;
+        let tmp = self.blanks.path(id);
+        let written = file.write_all(&json);
+        drop(file);
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, self.path(seq))) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Change `seq` is in the store (or was cancelled).

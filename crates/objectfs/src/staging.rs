@@ -248,7 +248,7 @@ impl StagingArea {
             }
         }
         Ok(StagingArea {
-            pool: DataPool::new(dir.clone(), max + 1),
+            pool: DataPool::new(dir.clone(), "data", max + 1),
             dir,
             xattrs: AtomicBool::new(true),
             _lock: lock,
