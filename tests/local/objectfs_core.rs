@@ -67,6 +67,59 @@ fn a_directory_is_listed_at_its_first_readdir() {
     assert_eq!(f.fs.readdir(fh, 0).map(|_| ()), Err(libc::EBADF));
 }
 
+/// Files this mount uploaded have no date a listing could confirm them by
+/// until a HEAD reads it: past the TTL, a readdir, or a lookup that lists
+/// the directory, sends those HEADs for every such file of the listing at
+/// once, rather than one per lookup as a walk (`git status`) reaches each.
+#[test]
+fn a_listing_revalidates_the_files_it_cannot_confirm_together() {
+    let ttl = Duration::from_millis(300);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    f.mkdir("d").unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("d/f{i}")).collect();
+    for n in &names {
+        f.write_file(n, n.as_bytes()).unwrap();
+    }
+    let heads = || f.mem.counters.heads.load(Ordering::Relaxed);
+    let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
+    // Every HEAD sent without another lookup: at most 10 s for 10 HEADs.
+    let wait_heads = |want: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while heads() < want && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        heads()
+    };
+    let d = f.ino("d").unwrap();
+    for round in ["readdir", "lookup"] {
+        std::thread::sleep(ttl + Duration::from_millis(50));
+        let (h0, l0) = (heads(), lists());
+        let first = if round == "readdir" {
+            let fh = f.fs.opendir(d).unwrap();
+            assert_eq!(f.fs.readdir(fh, 2).unwrap().len(), 10);
+            f.fs.releasedir(fh);
+            0
+        } else {
+            assert_eq!(f.fs.lookup(d, "f0").unwrap().size, 4);
+            1
+        };
+        assert_eq!(lists(), l0 + 1, "{round}: one LIST");
+        assert_eq!(
+            wait_heads(h0 + 10),
+            h0 + 10,
+            "{round}: a HEAD per file, together"
+        );
+        for i in first..10 {
+            assert_eq!(f.fs.lookup(d, &format!("f{i}")).unwrap().size, 4);
+        }
+        assert_eq!(
+            (heads(), lists()),
+            (h0 + 10, l0 + 1),
+            "{round}: lookups sent more"
+        );
+    }
+}
+
 #[test]
 fn objects_from_other_tools_get_defaults_and_implied_dirs() {
     let f = fixture(UploadMode::Sync);

@@ -15,6 +15,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// At most this many known files of one listing that it could not confirm
+/// are revalidated together (a readdir's, [`ObjectFs::list_small_dir`]'s).
+const REVALIDATE_MAX: usize = 128;
+
 /// With `attrs_from_listing`, listed objects up to this size are still
 /// HEADed: they may be symlinks, whose type lives in metadata.
 const SYMLINK_PROBE_MAX: u64 = 1024;
@@ -132,10 +136,25 @@ impl ObjectFs {
             }
         }
         // Files' metadata is on their object, directories' on their marker.
+        // Known files the listing did not confirm (uploaded here, with no
+        // date known yet) are revalidated together too, as a walk over
+        // them (`ls -l`, `git status`) would one by one.
+        let mut stale = 0;
         let unknown: Vec<(u64, String)> = entries
             .iter()
             .filter(|e| e.name != "." && e.name != "..")
-            .filter(|e| st.nodes.get(&e.ino).is_some_and(|n| !n.meta_known))
+            .filter(|e| {
+                st.nodes.get(&e.ino).is_some_and(|n| {
+                    !n.meta_known
+                        || (n.kind != Kind::Dir
+                            && !n.prefetching
+                            && !self.attrs_current(e.ino, n)
+                            && {
+                                stale += 1;
+                                stale <= REVALIDATE_MAX
+                            })
+                })
+            })
             .map(
                 |e| match (e.kind, st.nodes.get(&e.ino).and_then(|n| n.source.clone())) {
                     (_, Some(source)) => (e.ino, source),
@@ -157,7 +176,9 @@ impl ObjectFs {
     /// Listings carry no user metadata, and `ls -l` looks up every entry
     /// right after readdir: fetch the entries' metadata in the background,
     /// 32 HEADs at a time, so those lookups find it cached instead of each
-    /// waiting for its own HEAD.
+    /// waiting for its own HEAD. (The same for the files a revalidating
+    /// listing could not confirm, [`Self::list_small_dir`].) The caller
+    /// has marked each target `prefetching`.
     fn prefetch_metadata(&self, targets: Vec<(u64, String)>) {
         if targets.is_empty() {
             return;
@@ -186,7 +207,8 @@ impl ObjectFs {
                 let Some(n) = st.nodes.get_mut(&ino) else {
                     continue;
                 };
-                if n.authoritative() || n.meta_known {
+                // Known already: by local state, or by a lookup's own probe.
+                if n.authoritative() || (n.meta_known && fs.attrs_current(ino, n)) {
                     continue;
                 }
                 let found = match (n.kind, meta) {
@@ -293,7 +315,14 @@ impl ObjectFs {
     /// unchanged need no HEAD). False for larger directories, which are
     /// then not listed this way again for the TTL. Lookups of one directory
     /// that come together share one LIST.
-    pub(super) fn list_small_dir(&self, ino: u64, prefix: &str) -> FsResult<bool> {
+    ///
+    /// `walk`: the lookup revalidates a file it knew (a walk over a tree
+    /// known before, like `git status` or a second `ls -l`): the listing's
+    /// known files that it could not confirm (uploaded here, whose date is
+    /// not known yet, or changed) have their metadata fetched together in
+    /// the background, [`REVALIDATE_MAX`] at most, instead of by one HEAD
+    /// per lookup, one after the other.
+    pub(super) fn list_small_dir(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {
         let asked = Instant::now();
         {
             let st = self.lock();
@@ -306,7 +335,7 @@ impl ObjectFs {
             }
             st.listing.insert(ino);
         }
-        let result = self.list_small_dir_now(ino, prefix);
+        let result = self.list_small_dir_now(ino, prefix, walk);
         let mut st = self.lock();
         st.listing.remove(&ino);
         if result == Ok(false) {
@@ -317,7 +346,7 @@ impl ObjectFs {
         result
     }
 
-    fn list_small_dir_now(&self, ino: u64, prefix: &str) -> FsResult<bool> {
+    fn list_small_dir_now(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {
         let store = &self.inner.store;
         let before = self.removals();
         let started = Instant::now();
@@ -340,6 +369,31 @@ impl ObjectFs {
             &gone,
         );
         st.listed.insert(ino, started);
+        let mut stale = Vec::new();
+        if walk {
+            for o in &page.objects {
+                let name = &o.key[prefix.len()..];
+                let Some(&c) = st.children.get(&(ino, name.to_string())) else {
+                    continue;
+                };
+                let n = &st.nodes[&c];
+                if n.kind != Kind::Dir
+                    && n.meta_known
+                    && !n.prefetching
+                    && !self.attrs_current(c, n)
+                    && stale.len() < REVALIDATE_MAX
+                {
+                    stale.push((c, self.read_key(&st, c)));
+                }
+            }
+            for (c, _) in &stale {
+                if let Some(n) = st.nodes.get_mut(c) {
+                    n.prefetching = true;
+                }
+            }
+        }
+        drop(st);
+        self.prefetch_metadata(stale);
         Ok(true)
     }
 
@@ -425,7 +479,7 @@ impl ObjectFs {
         Ok(out)
     }
 
-    /// A small listed object may turn out to be a symlink, and the kernel
+    /// A small object new to the table may turn out to be a symlink, and the kernel
     /// must not get an inode of the wrong type: wait (2 s at most) for the
     /// metadata prefetch of such entries before handing out attributes.
     fn wait_for_small_prefetches(&self, entries: &[DirEntry]) {
@@ -433,7 +487,10 @@ impl ObjectFs {
         drop(self.wait_while(st, |st| {
             entries.iter().any(|e| {
                 st.nodes.get(&e.ino).is_some_and(|n| {
-                    n.prefetching && n.kind == Kind::File && n.size <= SYMLINK_PROBE_MAX
+                    n.prefetching
+                        && !n.meta_known
+                        && n.kind == Kind::File
+                        && n.size <= SYMLINK_PROBE_MAX
                 })
             })
         }));

@@ -207,7 +207,7 @@ impl ObjectFs {
         };
         let (key, parent_prefix, known_kind, stale_object) = key;
         let known = known_kind.is_some();
-        if (!known || stale_object) && self.list_small_dir(parent, &parent_prefix)? {
+        if (!known || stale_object) && self.list_small_dir(parent, &parent_prefix, stale_object)? {
             let mut st = self.lock();
             let entry = (parent, name.to_string());
             match st.children.get(&entry).copied() {
@@ -215,9 +215,16 @@ impl ObjectFs {
                     st.negative.insert(entry, Instant::now());
                     return Err(libc::ENOENT);
                 }
-                // Not in the listing, or changed: the probe below says.
+                // Not confirmed by the listing: its revalidation, begun by
+                // the listing, or else the probe below says.
                 Some(ino) if known => {
-                    if self.attrs_current(ino, &st.nodes[&ino]) {
+                    st =
+                        self.wait_while(st, |st| st.nodes.get(&ino).is_some_and(|n| n.prefetching));
+                    if st
+                        .nodes
+                        .get(&ino)
+                        .is_some_and(|n| self.attrs_current(ino, n))
+                    {
                         return Ok(ino);
                     }
                 }
