@@ -120,6 +120,43 @@ fn a_listing_revalidates_the_files_it_cannot_confirm_together() {
     }
 }
 
+/// A name new to the table is probed when it is the first in its
+/// directory within the TTL (one round, whatever the directory holds); a
+/// second one is a burst, which one LIST of the directory answers, and
+/// that listing answers the names after it too.
+#[test]
+fn a_lone_new_name_is_probed_and_a_burst_lists_its_directory() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
+    for i in 0..20 {
+        f.mem
+            .insert(&format!("pre/big/f{i}"), "x", PutMeta::default());
+    }
+    let big = f.ino("big").unwrap();
+    let count = || {
+        let c = &f.mem.counters;
+        (
+            c.heads.load(Ordering::Relaxed),
+            c.lists.load(Ordering::Relaxed),
+        )
+    };
+    let (h0, l0) = count();
+    assert_eq!(f.fs.lookup(big, "new-1").map(|_| ()), Err(libc::ENOENT));
+    assert_eq!(
+        count(),
+        (h0 + 1, l0 + 1),
+        "a probe: HEAD and LIST of the name"
+    );
+    assert_eq!(f.fs.lookup(big, "new-2").map(|_| ()), Err(libc::ENOENT));
+    assert_eq!(
+        count(),
+        (h0 + 1, l0 + 2),
+        "a burst: one LIST of the directory"
+    );
+    assert_eq!(f.fs.lookup(big, "new-3").map(|_| ()), Err(libc::ENOENT));
+    assert_eq!(f.fs.lookup(big, "f7").unwrap().size, 1);
+    assert_eq!(count().1, l0 + 2, "the listing answers the rest");
+}
+
 #[test]
 fn objects_from_other_tools_get_defaults_and_implied_dirs() {
     let f = fixture(UploadMode::Sync);

@@ -70,6 +70,7 @@ impl ObjectFs {
             }));
         }
         let mut list = list.map_err(|e| errno_of(&e))?;
+        list.objects.retain(|o| !gone.hides(&o.key));
         if self.ops().pending_under(&dir_prefix) {
             let before = self.removals();
             list = self.call("list", || store.list(&dir_prefix, None, None, 1000))?;
@@ -198,16 +199,28 @@ impl ObjectFs {
             let stale_object = known_kind.is_some_and(|k| k != Kind::Dir)
                 && !st.pinned.contains_key(&parent)
                 && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
+            // A name new to the table: the first in its directory within
+            // the TTL is probed (one round, whatever the directory holds:
+            // `mv a b` or `touch new` in a large tree); a second is a burst
+            // (creating many files, imports), which one LIST answers, as
+            // it answers every lookup while one is under way.
+            let burst = known.is_none()
+                && (st.listing.contains(&parent)
+                    || st.probed.get(&parent).is_some_and(|t| self.ttl_fresh(*t)));
+            if known.is_none() {
+                st.probed.insert(parent, Instant::now());
+            }
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 known_kind,
-                stale_object,
+                stale_object || burst,
             )
         };
-        let (key, parent_prefix, known_kind, stale_object) = key;
+        let (key, parent_prefix, known_kind, list_first) = key;
         let known = known_kind.is_some();
-        if (!known || stale_object) && self.list_small_dir(parent, &parent_prefix, stale_object)? {
+        let walk = list_first && known;
+        if list_first && self.list_small_dir(parent, &parent_prefix, walk)? {
             let mut st = self.lock();
             let entry = (parent, name.to_string());
             match st.children.get(&entry).copied() {
