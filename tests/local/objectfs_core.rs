@@ -157,6 +157,22 @@ fn a_lone_new_name_is_probed_and_a_burst_lists_its_directory() {
     assert_eq!(count().1, l0 + 2, "the listing answers the rest");
 }
 
+/// A name the kernel forgot (memory pressure, `drop_caches`) within the
+/// TTL of its directory's listing is still found: its node went from the
+/// table, and with it the listing's claim to be whole.
+#[test]
+fn a_name_the_kernel_forgot_is_found_again_within_the_ttl() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
+    f.mem.insert("pre/d/x", "x", PutMeta::default());
+    let d = f.ino("d").unwrap();
+    let fh = f.fs.opendir(d).unwrap();
+    assert_eq!(f.fs.readdir(fh, 2).unwrap().len(), 1);
+    f.fs.releasedir(fh);
+    let x = f.fs.lookup(d, "x").unwrap();
+    f.fs.forget(x.ino, 1);
+    assert_eq!(f.fs.lookup(d, "x").map(|a| a.size), Ok(1));
+}
+
 #[test]
 fn objects_from_other_tools_get_defaults_and_implied_dirs() {
     let f = fixture(UploadMode::Sync);

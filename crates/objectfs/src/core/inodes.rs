@@ -502,7 +502,9 @@ impl InodeTable {
     }
 
     /// Drops a node nobody refers to any more, and then its parent if that
-    /// became unreferenced too.
+    /// became unreferenced too. A name that still exists goes from the
+    /// table with its node, so its directory's listing is no longer whole
+    /// there: the next lookup in it asks again instead of finding it absent.
     pub(super) fn prune(&mut self, mut ino: u64) {
         while ino != ROOT_INO {
             let Some(n) = self.nodes.get(&ino) else {
@@ -519,6 +521,9 @@ impl InodeTable {
                 return;
             }
             let parent = n.parent;
+            if self.children.get(&(parent, n.name.clone())) == Some(&ino) {
+                self.listed.remove(&parent);
+            }
             self.detach_name(ino);
             self.nodes.remove(&ino);
             self.listed.remove(&ino);
@@ -688,6 +693,21 @@ mod tests {
         assert!(!t.listed.contains_key(&a));
         assert!(t.nodes.contains_key(&ROOT_INO));
         assert_eq!(t.node(ROOT_INO).unwrap().children, 0);
+    }
+
+    #[test]
+    fn a_pruned_name_leaves_its_directory_listing_incomplete() {
+        let mut t = table();
+        let a = t.new_node(ROOT_INO, "a", Kind::Dir, posix(Kind::Dir));
+        t.node_mut(a).unwrap().lookups = 1;
+        let b = t.new_node(a, "b", Kind::File, posix(Kind::File));
+        let c = t.new_node(a, "c", Kind::File, posix(Kind::File));
+        t.listed.insert(a, Instant::now());
+        t.forget_name(a, "c", c); // gone by name: the listing stays whole
+        assert!(t.listed.contains_key(&a));
+        t.prune(b); // the kernel forgot b, which still exists
+        assert!(!t.nodes.contains_key(&b));
+        assert!(!t.listed.contains_key(&a), "b would be found absent");
     }
 
     #[test]
