@@ -411,9 +411,6 @@ pub(super) struct InodeTable {
     pub(super) sourced: HashMap<String, u64>,
     /// Directories a lookup is listing right now (one LIST for all).
     pub(super) listing: HashSet<u64>,
-    /// Directories in which a lookup last probed a name new to the table,
-    /// and when: another such lookup within the TTL lists the directory.
-    pub(super) probed: HashMap<u64, Instant>,
     /// Directories found larger than one listing page, and since when:
     /// lookups in them probe names one by one for the TTL.
     pub(super) paged: HashMap<u64, Instant>,
@@ -434,7 +431,6 @@ impl InodeTable {
             pinned: HashMap::new(),
             sourced: HashMap::new(),
             listing: HashSet::new(),
-            probed: HashMap::new(),
             paged: HashMap::new(),
             next_ino: ROOT_INO + 1,
         }
@@ -528,7 +524,6 @@ impl InodeTable {
             self.nodes.remove(&ino);
             self.listed.remove(&ino);
             self.paged.remove(&ino);
-            self.probed.remove(&ino);
             ino = parent;
         }
     }

@@ -1,6 +1,7 @@
 //! Directory listing: a directory handle's snapshot (one paged LIST at
-//! its first readdir, merged with names that exist only locally), readdir
-//! and readdirplus from it,
+//! its first readdir, merged with names that exist only locally; the table
+//! alone when the directory was listed within the TTL), readdir and
+//! readdirplus from it,
 //! the background metadata prefetch for `ls -l`, and the small-directory
 //! listing that answers a burst of lookups with one request.
 
@@ -56,24 +57,29 @@ impl ObjectFs {
         Ok((*dir, all.iter().skip(offset).cloned().collect()))
     }
 
-    /// The entries of directory `ino`: its listing in the store, merged
-    /// with what exists only in the table; starts the metadata prefetch.
+    /// The entries of directory `ino`: its listing in the store (none when
+    /// the table has it whole), merged with what exists only in the table;
+    /// starts the metadata prefetch.
     fn snapshot(&self, ino: u64) -> FsResult<Vec<DirEntry>> {
-        let (prefix, pinned) = {
+        // Inside a queued rename the table has the whole content; the store
+        // has only part of it at this prefix yet. A directory listed within
+        // the TTL has its whole content in the table too (`git status` right
+        // after `git add` lists nothing again).
+        let (prefix, whole, listed) = {
             let st = self.lock();
             if st.node(ino)?.kind != Kind::Dir {
                 return Err(libc::ENOTDIR);
             }
-            (self.dir_prefix_of(&st, ino), st.pinned.contains_key(&ino))
+            let listed = st.listed.get(&ino).is_some_and(|t| self.ttl_fresh(*t));
+            let whole = listed || st.pinned.contains_key(&ino);
+            (self.dir_prefix_of(&st, ino), whole, listed)
         };
         let store = &self.inner.store;
         let list_started = Instant::now();
         let before = self.removals();
         let mut objects: Vec<ObjectMeta> = Vec::new();
         let mut dirs: Vec<String> = Vec::new();
-        // Inside a queued rename the table has the whole content; the store
-        // has only part of it at this prefix yet.
-        if !pinned {
+        if !whole {
             let mut token = None;
             loop {
                 let page = self.call("list", || {
@@ -111,7 +117,9 @@ impl ObjectFs {
             &mut seen,
             &gone,
         ));
-        st.listed.insert(ino, Instant::now());
+        if !listed {
+            st.listed.insert(ino, list_started);
+        }
         // Files created here and not uploaded yet exist only in the table;
         // so, for this listing, do those whose upload finished while the
         // LIST was under way (their staged copy may be gone already).
@@ -124,7 +132,7 @@ impl ObjectFs {
         for (name, child) in local {
             let n = &st.nodes[&child];
             if n.authoritative()
-                || pinned
+                || whole
                 || (n.remote && n.validated >= list_started)
                 || (n.kind == Kind::Dir && n.remote && self.ttl_fresh(n.validated))
             {
@@ -330,8 +338,14 @@ impl ObjectFs {
             if st.paged.get(&ino).is_some_and(|t| self.ttl_fresh(*t)) {
                 return Ok(false);
             }
-            if st.listed.get(&ino).is_some_and(|t| *t >= asked) {
-                return Ok(true); // listed by another lookup while this one waited
+            // Listed by another lookup while this one waited (or by the
+            // background listing it joined, begun a moment earlier).
+            if st
+                .listed
+                .get(&ino)
+                .is_some_and(|t| *t >= asked || self.ttl_fresh(*t))
+            {
+                return Ok(true);
             }
             st.listing.insert(ino);
         }

@@ -199,26 +199,28 @@ impl ObjectFs {
             let stale_object = known_kind.is_some_and(|k| k != Kind::Dir)
                 && !st.pinned.contains_key(&parent)
                 && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
-            // A name new to the table: the first in its directory within
-            // the TTL is probed (one round, whatever the directory holds:
-            // `mv a b` or `touch new` in a large tree); a second is a burst
-            // (creating many files, imports), which one LIST answers, as
-            // it answers every lookup while one is under way.
-            let burst = known.is_none()
-                && (st.listing.contains(&parent)
-                    || st.probed.get(&parent).is_some_and(|t| self.ttl_fresh(*t)));
-            if known.is_none() {
-                st.probed.insert(parent, Instant::now());
-            }
+            // A name new to the table is probed on its own, one round
+            // whatever the directory holds (`mv a b`, `touch new` in a large
+            // tree), while its directory is listed in the background for the
+            // lookups that follow (creating many files, imports); those that
+            // come while that LIST is under way wait for it.
+            let join_listing = known.is_none() && st.listing.contains(&parent);
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 known_kind,
-                stale_object || burst,
+                stale_object || join_listing,
             )
         };
         let (key, parent_prefix, known_kind, list_first) = key;
         let known = known_kind.is_some();
+        if !known && !list_first {
+            let fs = self.clone();
+            let prefix = parent_prefix.clone();
+            self.inner.rt.spawn_blocking(move || {
+                let _ = fs.list_small_dir(parent, &prefix, false);
+            });
+        }
         let walk = list_first && known;
         if list_first && self.list_small_dir(parent, &parent_prefix, walk)? {
             let mut st = self.lock();
