@@ -160,7 +160,8 @@ pub struct MountArgs {
     #[arg(long, env = "OSV_ALLOW_OTHER")]
     pub allow_other: bool,
 
-    /// Seconds attributes and negative lookups are cached (fractions allowed).
+    /// Seconds attributes, negative lookups and directory listings are cached
+    /// (fractions allowed).
     #[arg(long, env = "OSV_METADATA_TTL", default_value = "1")]
     pub metadata_ttl: f64,
 

@@ -478,7 +478,7 @@ pub const OPTIONS: &[VolumeOption] = &[
         name: "metadataTtl",
         types: Types::Only(&[api(S3, 10), plugin(Ossfs, 11)]),
         value: ValueType::Seconds,
-        help: "seconds attributes and negative lookups are cached, 0–3600, fractions allowed (`0.25`); no sign, exponent or unit",
+        help: "seconds attributes, negative lookups and directory listings are cached, 0–3600, fractions allowed (`0.25`); no sign, exponent or unit",
         default: "1",
         expected: "a number of seconds from 0 to 3600 (fractions allowed), e.g. metadataTtl=1.5",
         bad: &[bad("", "-1")],
