@@ -104,6 +104,64 @@ fn a_readdir_within_the_ttl_of_a_listing_sends_no_list() {
     assert_eq!(lists(), l0 + 1);
 }
 
+/// A name another client deleted stays gone once a listing has not shown
+/// it: a readdir within that listing's TTL, served from the table, does
+/// not bring it back.
+#[test]
+fn a_name_deleted_elsewhere_stays_gone_after_a_listing() {
+    let ttl = Duration::from_millis(300);
+    let f = fixture_with_ttl(UploadMode::Async, ttl);
+    f.mem.insert("pre/d/a", "a", PutMeta::default());
+    f.mem.insert("pre/d/z", "z", PutMeta::default());
+    assert_eq!(f.list("d").unwrap(), ["a", "z"]);
+    f.mem.delete_now("pre/d/z");
+    std::thread::sleep(ttl + Duration::from_millis(50));
+    assert_eq!(f.list("d").unwrap(), ["a"], "the listing past the TTL");
+    assert_eq!(f.list("d").unwrap(), ["a"], "the table within its TTL");
+    assert_eq!(f.ino("d/z"), Err(libc::ENOENT));
+}
+
+/// A listing begun before this mount removed a name (a rename is a copy
+/// and a delete, sent at once) and answered after does not bring the old
+/// name back.
+#[test]
+fn a_listing_that_lands_after_a_rename_does_not_bring_back_the_old_name() {
+    let ttl = Duration::from_secs(1);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    f.mem.insert("pre/d/", "", PutMeta::default());
+    let d = f.ino("d").unwrap();
+    let (a, fh) = f.fs.create(d, "a", 0o644, 1, 2, false).unwrap();
+    f.fs.write(fh, 0, b"a").unwrap();
+    f.fs.flush(fh).unwrap(); // uploaded; the open file keeps it local
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    f.mem.slow_listings("pre/d/", Duration::from_millis(300));
+    // A new name: probed at once, its directory listed in the background
+    // (that LIST sees "a" and answers 300 ms later).
+    let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
+    let l0 = lists();
+    assert_eq!(f.fs.lookup(d, "b").map(|_| ()), Err(libc::ENOENT));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lists() < l0 + 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(lists(), l0 + 2, "the probe's LIST and the directory's");
+    std::thread::sleep(Duration::from_millis(20)); // it has read the bucket
+    f.fs.rename(d, "a", d, "b", 0).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let fh_dir = f.fs.opendir(d).unwrap();
+    let names: Vec<String> =
+        f.fs.readdir(fh_dir, 2)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+    f.fs.releasedir(fh_dir);
+    assert_eq!(names, ["b"]);
+    assert_eq!(f.fs.lookup(d, "a").map(|_| ()), Err(libc::ENOENT));
+    f.fs.release(fh).unwrap();
+    let _ = a;
+}
+
 /// Files this mount uploaded have no date a listing could confirm them by
 /// until a HEAD reads it: past the TTL, a readdir, or a lookup that lists
 /// the directory, sends those HEADs for every such file of the listing at

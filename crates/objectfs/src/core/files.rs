@@ -17,7 +17,7 @@ use bytes::Bytes;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 impl ObjectFs {
     /// Gives `ino` a staging file holding its current content, and pins it
@@ -638,8 +638,13 @@ impl ObjectFs {
                 self.queue_op_with(&mut st, op, Some(ino), false);
             } else {
                 self.store_attrs(&key, &posix, remote, kind)?;
-                // Rewritten here: the object's date is new.
-                self.lock().node_mut(ino)?.remote_modified = None;
+                // Rewritten here: the object's date is new, and its
+                // attributes are known as of now (a HEAD sent before the
+                // change must not bring the old ones back).
+                let mut st = self.lock();
+                let n = st.node_mut(ino)?;
+                n.remote_modified = None;
+                n.validated = Instant::now();
             }
         }
         if set.size.is_some() || (meta_change && staged) {

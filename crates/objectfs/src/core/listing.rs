@@ -117,12 +117,16 @@ impl ObjectFs {
             &mut seen,
             &gone,
         ));
+        if !whole {
+            self.drop_unlisted(&mut st, ino, &seen, list_started);
+        }
         if !listed {
             st.listed.insert(ino, list_started);
         }
-        // Files created here and not uploaded yet exist only in the table;
-        // so, for this listing, do those whose upload finished while the
-        // LIST was under way (their staged copy may be gone already).
+        // Names in the table the listing did not show, and kept (files
+        // created here and not uploaded yet, or whose upload finished while
+        // the LIST was under way); all of them when the table has the
+        // directory whole.
         let local: Vec<(String, u64)> = st
             .children
             .iter()
@@ -131,17 +135,11 @@ impl ObjectFs {
             .collect();
         for (name, child) in local {
             let n = &st.nodes[&child];
-            if n.authoritative()
-                || whole
-                || (n.remote && n.validated >= list_started)
-                || (n.kind == Kind::Dir && n.remote && self.ttl_fresh(n.validated))
-            {
-                entries.push(DirEntry {
-                    ino: child,
-                    kind: n.kind,
-                    name,
-                });
-            }
+            entries.push(DirEntry {
+                ino: child,
+                kind: n.kind,
+                name,
+            });
         }
         // Files' metadata is on their object, directories' on their marker.
         // Known files the listing did not confirm (uploaded here, with no
@@ -263,8 +261,39 @@ impl ObjectFs {
         });
     }
 
+    /// After a complete listing of directory `ino` begun at `at`: a name
+    /// in the table that it did not show is gone (another client deleted
+    /// it), unless this mount knows better: local state, a queued rename's
+    /// source, an object confirmed after the LIST began, or a directory
+    /// confirmed within the TTL. (A readdir within the TTL serves the table
+    /// as it is then.)
+    fn drop_unlisted(&self, st: &mut InodeTable, ino: u64, seen: &HashSet<String>, at: Instant) {
+        if st.pinned.contains_key(&ino) {
+            return;
+        }
+        let gone: Vec<u64> = st
+            .children
+            .iter()
+            .filter(|((p, name), _)| *p == ino && !seen.contains(name))
+            .map(|(_, c)| *c)
+            .filter(|c| {
+                st.nodes.get(c).is_some_and(|n| {
+                    !(n.authoritative()
+                        || n.source.is_some()
+                        || (n.remote && n.validated >= at)
+                        || (n.kind == Kind::Dir && n.remote && self.ttl_fresh(n.validated)))
+                })
+            })
+            .collect();
+        for c in gone {
+            st.detach_name(c);
+            st.prune(c);
+        }
+    }
+
     /// Brings a directory's listing (begun at `at`) into the table;
-    /// returns its entries.
+    /// returns its entries. A name this mount removed after the LIST began
+    /// (its negative entry is newer) stays removed.
     fn apply_listing(
         &self,
         st: &mut InodeTable,
@@ -279,9 +308,14 @@ impl ObjectFs {
         // What this mount deleted and has not sent yet is gone already.
         let dirs: Vec<&String> = dirs.iter().filter(|d| !gone.hides(d)).collect();
         let objects: Vec<&ObjectMeta> = objects.iter().filter(|o| !gone.hides(&o.key)).collect();
+        let removed_since = |st: &InodeTable, name: &str| {
+            st.negative
+                .get(&(ino, name.to_string()))
+                .is_some_and(|t| *t >= at)
+        };
         for d in dirs {
             let name = d[prefix.len()..].trim_end_matches('/');
-            if name.is_empty() || !seen.insert(name.to_string()) {
+            if name.is_empty() || removed_since(st, name) || !seen.insert(name.to_string()) {
                 continue;
             }
             let child = match st.children.get(&(ino, name.to_string())) {
@@ -302,7 +336,11 @@ impl ObjectFs {
         }
         for o in objects {
             let name = &o.key[prefix.len()..];
-            if name.is_empty() || name.contains('/') || !seen.insert(name.to_string()) {
+            if name.is_empty()
+                || name.contains('/')
+                || removed_since(st, name)
+                || !seen.insert(name.to_string())
+            {
                 continue;
             }
             let child = self.listed_child(st, ino, name, o, at);
@@ -382,6 +420,7 @@ impl ObjectFs {
             &mut seen,
             &gone,
         );
+        self.drop_unlisted(&mut st, ino, &seen, started);
         st.listed.insert(ino, started);
         let mut stale = Vec::new();
         if walk {

@@ -89,6 +89,10 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     rt: RtHandle,
     opts: FsOptions,
+    /// Declared (so dropped) before `staging`, which holds the cache
+    /// directory's lock: the journal's unused blank files are deleted while
+    /// the directory is still this mount's.
+    oplog: OpLog,
     staging: StagingArea,
     state: Mutex<InodeTable>,
     /// Signalled whenever an upload ends.
@@ -104,10 +108,10 @@ struct Inner {
     /// order: `state` first).
     cache: Mutex<CacheIndex>,
     /// Namespace changes on their way to the store (lock order: `state`
-    /// first), their journal, the sender's wake-up, and how many callers
-    /// are waiting for changes (the sender then skips the upload delay).
+    /// first; their journal is `oplog`), the sender's wake-up, and how many
+    /// callers are waiting for changes (the sender then skips the upload
+    /// delay).
     ops: Mutex<OpQueue>,
-    oplog: OpLog,
     ops_notify: Arc<tokio::sync::Notify>,
     ops_urgent: AtomicUsize,
 }

@@ -28,6 +28,9 @@ struct Faults {
     /// Errors returned by the next calls, one each, in order.
     queued: std::collections::VecDeque<StoreError>,
     down: bool,
+    /// Directory listings (with a delimiter) of this prefix answer what
+    /// the bucket held when they were asked, this much later.
+    slow_listing: Option<(String, std::time::Duration)>,
 }
 
 /// Counters a test can assert on.
@@ -61,9 +64,68 @@ impl MemoryStore {
         f.queued.extend(std::iter::repeat_n(err, n));
     }
 
+    /// Deletes `key` as another client would, counting no request.
+    pub fn delete_now(&self, key: &str) {
+        self.objects.lock().unwrap().remove(key);
+    }
+
+    /// Directory listings of `prefix` (with a delimiter) answer `delay`
+    /// late, with what the bucket held when they were asked.
+    pub fn slow_listings(&self, prefix: &str, delay: std::time::Duration) {
+        self.faults.lock().unwrap().slow_listing = Some((prefix.to_string(), delay));
+    }
+
     /// While down, every call fails as a refused connection would.
     pub fn set_down(&self, down: bool) {
         self.faults.lock().unwrap().down = down;
+    }
+
+    /// One page of a listing, as the bucket holds it now.
+    fn list_now(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: i32,
+    ) -> StoreResult<ListPage> {
+        let objects = self.objects.lock().unwrap();
+        let max = max_keys.max(1) as usize;
+        let mut page = ListPage::default();
+        let mut count = 0;
+        // The token is the last key or prefix returned: resume after it.
+        let after = token.unwrap_or_default();
+        for (key, o) in objects.range(prefix.to_string()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if !after.is_empty() && key.as_str() <= after.as_str() {
+                continue;
+            }
+            if let Some(d) = delimiter
+                && let Some(pos) = key[prefix.len()..].find(d)
+            {
+                let cp = &key[..prefix.len() + pos + d.len()];
+                if page.common_prefixes.last().map(String::as_str) == Some(cp)
+                    || (!after.is_empty() && cp <= after.as_str())
+                {
+                    continue;
+                }
+                if count == max {
+                    page.next_token = Some(last_returned(&page));
+                    break;
+                }
+                page.common_prefixes.push(cp.to_string());
+                count += 1;
+                continue;
+            }
+            if count == max {
+                page.next_token = Some(last_returned(&page));
+                break;
+            }
+            page.objects.push(Self::meta_of(key, o, false));
+            count += 1;
+        }
+        Ok(page)
     }
 
     /// Fails request `op` on `key` if a fault says so.
@@ -378,44 +440,15 @@ impl ObjectStore for MemoryStore {
     ) -> StoreResult<ListPage> {
         self.check("ListObjectsV2", prefix)?;
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
-        let objects = self.objects.lock().unwrap();
-        let max = max_keys.max(1) as usize;
-        let mut page = ListPage::default();
-        let mut count = 0;
-        // The token is the last key or prefix returned: resume after it.
-        let after = token.unwrap_or_default();
-        for (key, o) in objects.range(prefix.to_string()..) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if !after.is_empty() && key.as_str() <= after.as_str() {
-                continue;
-            }
-            if let Some(d) = delimiter
-                && let Some(pos) = key[prefix.len()..].find(d)
-            {
-                let cp = &key[..prefix.len() + pos + d.len()];
-                if page.common_prefixes.last().map(String::as_str) == Some(cp)
-                    || (!after.is_empty() && cp <= after.as_str())
-                {
-                    continue;
-                }
-                if count == max {
-                    page.next_token = Some(last_returned(&page));
-                    break;
-                }
-                page.common_prefixes.push(cp.to_string());
-                count += 1;
-                continue;
-            }
-            if count == max {
-                page.next_token = Some(last_returned(&page));
-                break;
-            }
-            page.objects.push(Self::meta_of(key, o, false));
-            count += 1;
+        let slow = match &self.faults.lock().unwrap().slow_listing {
+            Some((p, delay)) if p == prefix && delimiter.is_some() => Some(*delay),
+            _ => None,
+        };
+        let page = self.list_now(prefix, delimiter, token, max_keys);
+        if let Some(delay) = slow {
+            tokio::time::sleep(delay).await;
         }
-        Ok(page)
+        page
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
