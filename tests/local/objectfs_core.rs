@@ -3,7 +3,7 @@
 //! cache too small for all files, outside writes and remounts), and faults.
 
 use super::objectfs_fixture::{
-    Fixture, copy_dir, fixture, fixture_with, fixture_with_ttl, options,
+    Fixture, copy_dir, fixture, fixture_with, fixture_with_ttl, options, wait_until,
 };
 use objectfs::store::memory::MemoryStore;
 use objectfs::store::{ObjectStore, PutMeta, StoreError};
@@ -81,18 +81,7 @@ fn a_readdir_within_the_ttl_of_a_listing_sends_no_list() {
     assert_eq!(f.list("").unwrap(), ["d"]);
     let d = f.ino("d").unwrap();
     let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
-    let names = || {
-        let fh = f.fs.opendir(d).unwrap();
-        let mut names: Vec<String> =
-            f.fs.readdir(fh, 2)
-                .unwrap()
-                .into_iter()
-                .map(|e| e.name)
-                .collect();
-        f.fs.releasedir(fh);
-        names.sort();
-        names
-    };
+    let names = || f.list_ino(d).unwrap();
     assert_eq!(names(), ["a"]);
     let l0 = lists();
     f.write_file("d/mine", b"m").unwrap();
@@ -140,22 +129,12 @@ fn a_listing_that_lands_after_a_rename_does_not_bring_back_the_old_name() {
     let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
     let l0 = lists();
     assert_eq!(f.fs.lookup(d, "b").map(|_| ()), Err(libc::ENOENT));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while lists() < l0 + 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(|| lists() >= l0 + 2);
     assert_eq!(lists(), l0 + 2, "the probe's LIST and the directory's");
     std::thread::sleep(Duration::from_millis(20)); // it has read the bucket
     f.fs.rename(d, "a", d, "b", 0).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let fh_dir = f.fs.opendir(d).unwrap();
-    let names: Vec<String> =
-        f.fs.readdir(fh_dir, 2)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-    f.fs.releasedir(fh_dir);
+    let names = f.list_ino(d).unwrap();
     assert_eq!(names, ["b"]);
     assert_eq!(f.fs.lookup(d, "a").map(|_| ()), Err(libc::ENOENT));
     f.fs.release(fh).unwrap();
@@ -179,10 +158,7 @@ fn a_listing_revalidates_the_files_it_cannot_confirm_together() {
     let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
     // Every HEAD sent without another lookup: at most 10 s for 10 HEADs.
     let wait_heads = |want: u64| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while heads() < want && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(|| heads() >= want);
         heads()
     };
     let d = f.ino("d").unwrap();
@@ -238,10 +214,7 @@ fn a_new_name_is_probed_while_its_directory_is_listed_in_the_background() {
     let (h0, l0) = count();
     assert_eq!(f.fs.lookup(big, "new-1").map(|_| ()), Err(libc::ENOENT));
     assert_eq!(count().0, h0 + 1, "a probe: HEAD (and LIST) of the name");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while count().1 < l0 + 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(|| count().1 >= l0 + 2);
     assert_eq!(count(), (h0 + 1, l0 + 2), "and one LIST of the directory");
     assert_eq!(f.fs.lookup(big, "new-2").map(|_| ()), Err(libc::ENOENT));
     assert_eq!(f.fs.lookup(big, "f7").unwrap().size, 1);

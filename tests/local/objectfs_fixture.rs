@@ -176,7 +176,12 @@ impl Fixture {
     }
 
     pub(crate) fn list(&self, path: &str) -> Result<Vec<String>, i32> {
-        let fh = self.fs.opendir(self.ino(path)?)?;
+        self.list_ino(self.ino(path)?)
+    }
+
+    /// The names in directory `ino`, sorted (no lookup of its path).
+    pub(crate) fn list_ino(&self, ino: u64) -> Result<Vec<String>, i32> {
+        let fh = self.fs.opendir(ino)?;
         let mut names: Vec<String> = self
             .fs
             .readdir(fh, 2)?
@@ -199,4 +204,13 @@ pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         .status()
         .unwrap();
     assert!(status.success(), "cp -a failed");
+}
+
+/// Waits (10 s at most) until `done` holds, as a background step may take
+/// a moment; the caller asserts it afterwards.
+pub(crate) fn wait_until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
