@@ -141,6 +141,23 @@ fn a_listing_that_lands_after_a_rename_does_not_bring_back_the_old_name() {
     let _ = a;
 }
 
+/// A directory renamed into another (async: its objects are copied in the
+/// background) makes that one non-empty at once, though a LIST of it shows
+/// nothing until the copy lands. Found by the reference model.
+#[test]
+fn a_directory_with_a_directory_renamed_into_it_is_not_empty() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(5));
+    f.mkdir("d").unwrap();
+    f.mkdir("e").unwrap();
+    assert_eq!(f.fs.flush_all(), 0); // both markers in the bucket
+    f.mem.slow_copies(Duration::from_millis(500));
+    f.rename("e", "d/a").unwrap();
+    assert_eq!(f.rmdir("d"), Err(libc::ENOTEMPTY));
+    assert_eq!(f.list("d").unwrap(), ["a"]);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/d/", "pre/d/a/"]);
+}
+
 /// Files this mount uploaded have no date a listing could confirm them by
 /// until a HEAD reads it: past the TTL, a readdir, or a lookup that lists
 /// the directory, sends those HEADs for every such file of the listing at

@@ -481,12 +481,13 @@ impl ObjectFs {
             if st.pinned.contains_key(&ino) {
                 return Ok(st.children.keys().any(|(p, _)| *p == ino));
             }
+            // Entries the store may not show yet: new here, or with a
+            // queued change (a name renamed in, copied in the background).
             let local = st.children.iter().any(|((p, _), c)| {
                 *p == ino
-                    && st
-                        .nodes
-                        .get(c)
-                        .is_some_and(|n| n.authoritative() && !n.remote)
+                    && st.nodes.get(c).is_some_and(|n| {
+                        (n.authoritative() && !n.remote) || n.ops > 0 || n.source.is_some()
+                    })
             });
             if local {
                 return Ok(true);

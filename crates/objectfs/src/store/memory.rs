@@ -31,6 +31,8 @@ struct Faults {
     /// Directory listings (with a delimiter) of this prefix answer what
     /// the bucket held when they were asked, this much later.
     slow_listing: Option<(String, std::time::Duration)>,
+    /// Copies wait this long before they happen.
+    slow_copy: Option<std::time::Duration>,
 }
 
 /// Counters a test can assert on.
@@ -73,6 +75,11 @@ impl MemoryStore {
     /// late, with what the bucket held when they were asked.
     pub fn slow_listings(&self, prefix: &str, delay: std::time::Duration) {
         self.faults.lock().unwrap().slow_listing = Some((prefix.to_string(), delay));
+    }
+
+    /// Copies (a rename's first half) happen `delay` after they are asked.
+    pub fn slow_copies(&self, delay: std::time::Duration) {
+        self.faults.lock().unwrap().slow_copy = Some(delay);
     }
 
     /// While down, every call fails as a refused connection would.
@@ -459,6 +466,10 @@ impl ObjectStore for MemoryStore {
 
     async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
         self.check("CopyObject", src)?;
+        let slow = self.faults.lock().unwrap().slow_copy;
+        if let Some(delay) = slow {
+            tokio::time::sleep(delay).await;
+        }
         let mut objects = self.objects.lock().unwrap();
         let o = objects
             .get(src)
