@@ -238,6 +238,35 @@ fn a_new_name_is_probed_while_its_directory_is_listed_in_the_background() {
     assert_eq!(count().1, l0 + 2, "the listing answers the rest");
 }
 
+/// A new name looked up while its directory's listing is under way is
+/// probed at once: `mv src dst` looks up `dst` right after `src`, whose
+/// lookup began a LIST of their directory that takes many rounds when it
+/// is large.
+#[test]
+fn a_new_name_does_not_wait_for_its_directorys_listing() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
+    f.mem.insert("pre/d/src", "x", PutMeta::default());
+    let d = f.ino("d").unwrap();
+    let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
+    let slow = Duration::from_secs(3);
+    f.mem.slow_listings("pre/d/", slow);
+    let l0 = lists();
+    let t0 = std::time::Instant::now();
+    assert_eq!(f.fs.lookup(d, "src").unwrap().size, 1);
+    wait_until(|| lists() >= l0 + 2); // the probe's LIST and d's
+    assert_eq!(f.fs.lookup(d, "dst").map(|_| ()), Err(libc::ENOENT));
+    assert!(
+        t0.elapsed() < slow / 2,
+        "the lookup of dst waited for d's listing ({:?})",
+        t0.elapsed()
+    );
+    // Once it lands, the listing answers the next new name.
+    std::thread::sleep(slow + Duration::from_millis(200));
+    let l1 = lists();
+    assert_eq!(f.fs.lookup(d, "third").map(|_| ()), Err(libc::ENOENT));
+    assert_eq!(lists(), l1, "no probe once the listing is in");
+}
+
 #[test]
 fn objects_from_other_tools_get_defaults_and_implied_dirs() {
     let f = fixture(UploadMode::Sync);

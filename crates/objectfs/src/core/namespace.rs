@@ -202,19 +202,22 @@ impl ObjectFs {
             // A name new to the table is probed on its own, one round
             // whatever the directory holds (`mv a b`, `touch new` in a large
             // tree), while its directory is listed in the background for the
-            // lookups that follow (creating many files, imports); those that
-            // come while that LIST is under way wait for it.
-            let join_listing = known.is_none() && st.listing.contains(&parent);
+            // lookups that follow (creating many files, imports). Those that
+            // come while that LIST is under way are probed too rather than
+            // wait for it: a LIST of a large directory takes many rounds
+            // (`mv`'s lookup of its target, right after that of its source).
+            let listing = st.listing.contains(&parent);
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 known_kind,
-                stale_object || join_listing,
+                stale_object,
+                listing,
             )
         };
-        let (key, parent_prefix, known_kind, list_first) = key;
+        let (key, parent_prefix, known_kind, list_first, listing) = key;
         let known = known_kind.is_some();
-        if !known && !list_first {
+        if !known && !listing {
             let fs = self.clone();
             let prefix = parent_prefix.clone();
             self.inner.rt.spawn_blocking(move || {
