@@ -124,13 +124,15 @@ fn a_listing_that_lands_after_a_rename_does_not_bring_back_the_old_name() {
     f.fs.flush(fh).unwrap(); // uploaded; the open file keeps it local
     std::thread::sleep(ttl + Duration::from_millis(100));
     f.mem.slow_listings("pre/d/", Duration::from_millis(300));
-    // A new name: probed at once, its directory listed in the background
-    // (that LIST sees "a" and answers 300 ms later).
+    // Two new names: each probed at once, and after the second its
+    // directory is listed in the background (that LIST sees "a" and
+    // answers 300 ms later).
     let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
     let l0 = lists();
+    assert_eq!(f.fs.lookup(d, "c").map(|_| ()), Err(libc::ENOENT));
     assert_eq!(f.fs.lookup(d, "b").map(|_| ()), Err(libc::ENOENT));
-    wait_until(|| lists() >= l0 + 2);
-    assert_eq!(lists(), l0 + 2, "the probe's LIST and the directory's");
+    wait_until(|| lists() >= l0 + 3);
+    assert_eq!(lists(), l0 + 3, "the probes' LISTs and the directory's");
     std::thread::sleep(Duration::from_millis(20)); // it has read the bucket
     f.fs.rename(d, "a", d, "b", 0).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -139,6 +141,53 @@ fn a_listing_that_lands_after_a_rename_does_not_bring_back_the_old_name() {
     assert_eq!(f.fs.lookup(d, "a").map(|_| ()), Err(libc::ENOENT));
     f.fs.release(fh).unwrap();
     let _ = a;
+}
+
+/// A directory rename (async) returns before any request: the old prefix's
+/// content is listed into the table afterwards, what is below the new name
+/// waits for that listing, and a file opened before the rename reads from
+/// its old key meanwhile.
+#[test]
+fn a_directory_rename_returns_before_its_content_is_listed() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
+    for i in 0..20 {
+        let body = format!("body {i}");
+        f.mem
+            .insert(&format!("pre/d/f{i}"), body, PutMeta::default());
+    }
+    f.mem.insert("pre/d/sub/g", "deep", PutMeta::default());
+    let fh =
+        f.fs.open(f.ino("d/f3").unwrap(), OpenFlags::default())
+            .unwrap();
+    assert_eq!(f.ino("e"), Err(libc::ENOENT));
+    let slow = Duration::from_secs(2);
+    f.mem.slow_walks("pre/d/", slow);
+    let t0 = std::time::Instant::now();
+    f.fs.rename(ROOT_INO, "d", ROOT_INO, "e", 0).unwrap();
+    assert!(
+        t0.elapsed() < slow / 2,
+        "the rename waited for the listing ({:?})",
+        t0.elapsed()
+    );
+    assert_eq!(&f.fs.read(fh, 0, 100).unwrap()[..], b"body 3");
+    let mut want: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    want.push("sub".into());
+    want.sort();
+    let mut got = f.list("e").unwrap();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(t0.elapsed() >= slow, "listed before the content was in");
+    assert_eq!(f.read_file("e/sub/g").unwrap(), b"deep");
+    assert_eq!(f.read_file("e/f7").unwrap(), b"body 7");
+    assert_eq!(f.ino("d"), Err(libc::ENOENT));
+    f.fs.release(fh).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let mut keys: Vec<String> = (0..20).map(|i| format!("pre/e/f{i}")).collect();
+    keys.push("pre/e/".into());
+    keys.push("pre/e/sub/g".into());
+    keys.sort();
+    assert_eq!(f.mem.keys(), keys, "moved, with a marker for the new name");
+    assert_eq!(f.mem.object("pre/e/f7").unwrap(), "body 7".as_bytes());
 }
 
 /// A directory renamed into another (async: its objects are copied in the
@@ -209,10 +258,11 @@ fn a_listing_revalidates_the_files_it_cannot_confirm_together() {
 }
 
 /// A name new to the table is probed on its own (one round, whatever the
-/// directory holds) while its directory is listed in the background; that
-/// listing answers the lookups after it.
+/// directory holds); a second one in the directory within the TTL has its
+/// directory listed in the background after its probe, and that listing
+/// answers the lookups after it.
 #[test]
-fn a_new_name_is_probed_while_its_directory_is_listed_in_the_background() {
+fn a_new_name_is_probed_and_a_second_one_lists_its_directory() {
     let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
     for i in 0..20 {
         f.mem
@@ -230,18 +280,30 @@ fn a_new_name_is_probed_while_its_directory_is_listed_in_the_background() {
     };
     let (h0, l0) = count();
     assert_eq!(f.fs.lookup(big, "new-1").map(|_| ()), Err(libc::ENOENT));
-    assert_eq!(count().0, h0 + 1, "a probe: HEAD (and LIST) of the name");
-    wait_until(|| count().1 >= l0 + 2);
-    assert_eq!(count(), (h0 + 1, l0 + 2), "and one LIST of the directory");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        count(),
+        (h0 + 1, l0 + 1),
+        "a probe alone: HEAD and LIST of the name"
+    );
     assert_eq!(f.fs.lookup(big, "new-2").map(|_| ()), Err(libc::ENOENT));
+    wait_until(|| count().1 >= l0 + 3);
+    std::thread::sleep(Duration::from_millis(200)); // it has landed
+    assert_eq!(
+        count(),
+        (h0 + 2, l0 + 3),
+        "its probe, then one LIST of the directory"
+    );
+    assert_eq!(f.fs.lookup(big, "new-3").map(|_| ()), Err(libc::ENOENT));
+    assert_eq!(count(), (h0 + 2, l0 + 3), "the listing answers the rest");
+    // (A listed file's mode and owner are on its object: a HEAD.)
     assert_eq!(f.fs.lookup(big, "f7").unwrap().size, 1);
-    assert_eq!(count().1, l0 + 2, "the listing answers the rest");
+    assert_eq!(count().1, l0 + 3);
 }
 
 /// A new name looked up while its directory's listing is under way is
-/// probed at once: `mv src dst` looks up `dst` right after `src`, whose
-/// lookup began a LIST of their directory that takes many rounds when it
-/// is large.
+/// probed at once rather than wait for that LIST, which takes many rounds
+/// when the directory is large.
 #[test]
 fn a_new_name_does_not_wait_for_its_directorys_listing() {
     let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
@@ -253,7 +315,8 @@ fn a_new_name_does_not_wait_for_its_directorys_listing() {
     let l0 = lists();
     let t0 = std::time::Instant::now();
     assert_eq!(f.fs.lookup(d, "src").unwrap().size, 1);
-    wait_until(|| lists() >= l0 + 2); // the probe's LIST and d's
+    assert_eq!(f.fs.lookup(d, "other").map(|_| ()), Err(libc::ENOENT));
+    wait_until(|| lists() >= l0 + 3); // the probes' LISTs and d's
     assert_eq!(f.fs.lookup(d, "dst").map(|_| ()), Err(libc::ENOENT));
     assert!(
         t0.elapsed() < slow / 2,
@@ -1048,54 +1111,63 @@ fn a_removed_directory_stays_gone_while_its_changes_are_in_flight() {
 /// at its new name exactly once, no source left, nothing else touched.
 #[test]
 fn a_directory_rename_cut_short_is_finished_by_the_next_mount() {
-    use objectfs::oplog::{NsOp, OpLog};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mem = Arc::new(MemoryStore::new());
-    let cache = tempfile::tempdir().unwrap();
-    let names = ["", "a", "b", "sub/c", "sub/d"];
-    let body = |n: &str| format!("body of {n}").into_bytes();
-    // Moved before the crash: "a" (copied and deleted); "b" copied only.
-    mem.insert("pre/new/a", body("a"), PutMeta::default());
-    mem.insert("pre/new/b", body("b"), PutMeta::default());
-    for n in ["", "b", "sub/c", "sub/d"] {
-        mem.insert(&format!("pre/old/{n}"), body(n), PutMeta::default());
-    }
-    mem.insert("pre/other", b"untouched".to_vec(), PutMeta::default());
-    OpLog::open(cache.path())
-        .unwrap()
-        .write(
-            7,
-            &NsOp::RenameDir {
-                from: "pre/old/".into(),
-                to: "pre/new/".into(),
-                names: names.iter().map(|n| n.to_string()).collect(),
-                marker: None,
-            },
+    // As journalled before the mount listed the old prefix itself (list:
+    // false), and as journalled at once (list: true: the names are what the
+    // old prefix holds, its marker is copied).
+    for list in [false, true] {
+        use objectfs::oplog::{NsOp, OpLog};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mem = Arc::new(MemoryStore::new());
+        let cache = tempfile::tempdir().unwrap();
+        let names = ["", "a", "b", "sub/c", "sub/d"];
+        let body = |n: &str| format!("body of {n}").into_bytes();
+        // Moved before the crash: "a" (copied and deleted); "b" copied only.
+        mem.insert("pre/new/a", body("a"), PutMeta::default());
+        mem.insert("pre/new/b", body("b"), PutMeta::default());
+        for n in ["", "b", "sub/c", "sub/d"] {
+            mem.insert(&format!("pre/old/{n}"), body(n), PutMeta::default());
+        }
+        mem.insert("pre/other", b"untouched".to_vec(), PutMeta::default());
+        OpLog::open(cache.path())
+            .unwrap()
+            .write(
+                7,
+                &NsOp::RenameDir {
+                    from: "pre/old/".into(),
+                    to: "pre/new/".into(),
+                    names: match list {
+                        true => Vec::new(),
+                        false => names.iter().map(|n| n.to_string()).collect(),
+                    },
+                    marker: list.then(PutMeta::default),
+                    list,
+                },
+            )
+            .unwrap();
+
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let fs = ObjectFs::new(
+            store,
+            rt.handle().clone(),
+            options(cache.path(), UploadMode::Async),
         )
         .unwrap();
-
-    let store: Arc<dyn ObjectStore> = mem.clone();
-    let fs = ObjectFs::new(
-        store,
-        rt.handle().clone(),
-        options(cache.path(), UploadMode::Async),
-    )
-    .unwrap();
-    let mut want: Vec<String> = names.iter().map(|n| format!("pre/new/{n}")).collect();
-    want.push("pre/other".into());
-    want.sort();
-    assert_eq!(mem.keys(), want);
-    for n in names {
+        let mut want: Vec<String> = names.iter().map(|n| format!("pre/new/{n}")).collect();
+        want.push("pre/other".into());
+        want.sort();
+        assert_eq!(mem.keys(), want);
+        for n in names {
+            assert_eq!(
+                mem.object(&format!("pre/new/{n}")).unwrap(),
+                body(n),
+                "{n:?}"
+            );
+        }
+        assert_eq!(fs.pending_ops(), 0);
         assert_eq!(
-            mem.object(&format!("pre/new/{n}")).unwrap(),
-            body(n),
-            "{n:?}"
+            std::fs::read_dir(cache.path().join("ops")).unwrap().count(),
+            0,
+            "the journal is empty once replayed"
         );
     }
-    assert_eq!(fs.pending_ops(), 0);
-    assert_eq!(
-        std::fs::read_dir(cache.path().join("ops")).unwrap().count(),
-        0,
-        "the journal is empty once replayed"
-    );
 }

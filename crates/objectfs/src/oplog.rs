@@ -28,13 +28,18 @@ pub enum NsOp {
     SetMeta { key: String, meta: PutMeta },
     /// A directory renamed: each of `names` (relative to `from`, `""` for
     /// the marker) is copied to `to` and then deleted at `from`; with
-    /// `marker`, a marker is written at `to` (`from` had none). Safe to
-    /// repeat: a name already moved is skipped.
+    /// `marker`, a marker is written at `to` (`from` had none). With
+    /// `list`, the names are whatever `from` holds when the change is sent
+    /// (nothing else can land there before: later changes and uploads of
+    /// both prefixes wait for this one), and `marker` is written only when
+    /// `from` has none. Safe to repeat: a name already moved is skipped.
     RenameDir {
         from: String,
         to: String,
         names: Vec<String>,
         marker: Option<PutMeta>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        list: bool,
     },
 }
 

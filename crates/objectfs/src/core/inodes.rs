@@ -409,8 +409,14 @@ pub(super) struct InodeTable {
     pub(super) pinned: HashMap<u64, String>,
     /// Nodes with a `source`, by that key.
     pub(super) sourced: HashMap<String, u64>,
+    /// Renamed directories whose content is still being read from the old
+    /// prefix into the table: what is below them waits for it.
+    pub(super) filling: HashSet<u64>,
     /// Directories a lookup is listing right now (one LIST for all).
     pub(super) listing: HashSet<u64>,
+    /// Directories in which a name new to the table was last probed, and
+    /// when: the next such lookup within the TTL lists the directory.
+    pub(super) probed: HashMap<u64, Instant>,
     /// Directories found larger than one listing page, and since when:
     /// lookups in them probe names one by one for the TTL.
     pub(super) paged: HashMap<u64, Instant>,
@@ -430,7 +436,9 @@ impl InodeTable {
             listed: HashMap::new(),
             pinned: HashMap::new(),
             sourced: HashMap::new(),
+            filling: HashSet::new(),
             listing: HashSet::new(),
+            probed: HashMap::new(),
             paged: HashMap::new(),
             next_ino: ROOT_INO + 1,
         }
@@ -524,6 +532,7 @@ impl InodeTable {
             self.nodes.remove(&ino);
             self.listed.remove(&ino);
             self.paged.remove(&ino);
+            self.probed.remove(&ino);
             ino = parent;
         }
     }
@@ -575,6 +584,23 @@ impl InodeTable {
         self.negative.remove(&(new_parent, new_name.to_string()));
         if let Some(p) = self.nodes.get_mut(&new_parent) {
             p.children += 1;
+        }
+    }
+
+    /// Whether `ino` is, or is below, a renamed directory whose content
+    /// is still being read into the table.
+    pub(super) fn being_filled(&self, mut ino: u64) -> bool {
+        if self.filling.is_empty() {
+            return false;
+        }
+        loop {
+            if self.filling.contains(&ino) {
+                return true;
+            }
+            match self.nodes.get(&ino) {
+                Some(n) if ino != ROOT_INO => ino = n.parent,
+                _ => return false,
+            }
         }
     }
 

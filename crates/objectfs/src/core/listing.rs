@@ -67,6 +67,7 @@ impl ObjectFs {
         // after `git add` lists nothing again).
         let (prefix, whole, listed) = {
             let st = self.lock();
+            let st = self.wait_filled(st, ino)?;
             if st.node(ino)?.kind != Kind::Dir {
                 return Err(libc::ENOTDIR);
             }

@@ -284,6 +284,31 @@ impl ObjectFs {
         }
     }
 
+    /// Waits until `ino` is no longer inside a renamed directory whose
+    /// content is being read into the table (a LIST of its old prefix).
+    /// EIO after [`ops::DRAIN_WAIT`], as when the store cannot be reached.
+    fn wait_filled<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        ino: u64,
+    ) -> FsResult<MutexGuard<'a, InodeTable>> {
+        let deadline = Instant::now() + ops::DRAIN_WAIT;
+        while st.being_filled(ino) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::error!("a renamed directory's content could not be listed in time");
+                return Err(libc::EIO);
+            }
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(st)
+    }
+
     /// Waits until `inos` are idle, then marks them busy until the guard is
     /// dropped: uploads of them wait, so none can land at a key the caller
     /// is about to change or delete.

@@ -147,7 +147,8 @@ impl ObjectFs {
     /// store. Does not change lookup counts.
     pub(super) fn resolve(&self, parent: u64, name: &str) -> FsResult<u64> {
         let key = {
-            let mut st = self.lock();
+            let st = self.lock();
+            let mut st = self.wait_filled(st, parent)?;
             let p = st.node(parent)?;
             if p.kind != Kind::Dir {
                 return Err(libc::ENOTDIR);
@@ -201,31 +202,51 @@ impl ObjectFs {
                 && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
             // A name new to the table is probed on its own, one round
             // whatever the directory holds (`mv a b`, `touch new` in a large
-            // tree), while its directory is listed in the background for the
-            // lookups that follow (creating many files, imports). Those that
-            // come while that LIST is under way are probed too rather than
-            // wait for it: a LIST of a large directory takes many rounds
-            // (`mv`'s lookup of its target, right after that of its source).
-            let listing = st.listing.contains(&parent);
+            // tree). When a second one in the directory follows within the
+            // TTL, the directory is listed in the background once its probe
+            // is done, for the lookups after it (creating many files,
+            // imports). A LIST of a large directory takes many rounds, and
+            // slows the store's answers to the probes beside it: a single
+            // new name (`mv`'s target) never waits for one, and those that
+            // come while it is under way are probed too.
+            let list_after = known.is_none() && !st.listing.contains(&parent) && {
+                let again = st.probed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
+                st.probed.insert(parent, Instant::now());
+                again
+            };
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 known_kind,
                 stale_object,
-                listing,
+                list_after,
             )
         };
-        let (key, parent_prefix, known_kind, list_first, listing) = key;
-        let known = known_kind.is_some();
-        if !known && !listing {
+        let (key, parent_prefix, known_kind, list_first, list_after) = key;
+        let result =
+            self.resolve_in_store(parent, name, (&key, &parent_prefix), known_kind, list_first);
+        if list_after {
             let fs = self.clone();
-            let prefix = parent_prefix.clone();
             self.inner.rt.spawn_blocking(move || {
-                let _ = fs.list_small_dir(parent, &prefix, false);
+                let _ = fs.list_small_dir(parent, &parent_prefix, false);
             });
         }
+        result
+    }
+
+    /// The rest of `resolve`, which asks the store: a listing of the
+    /// directory first (`list_first`), else a probe of `key`.
+    fn resolve_in_store(
+        &self,
+        parent: u64,
+        name: &str,
+        (key, parent_prefix): (&str, &str),
+        known_kind: Option<Kind>,
+        list_first: bool,
+    ) -> FsResult<u64> {
+        let known = known_kind.is_some();
         let walk = list_first && known;
-        if list_first && self.list_small_dir(parent, &parent_prefix, walk)? {
+        if list_first && self.list_small_dir(parent, parent_prefix, walk)? {
             let mut st = self.lock();
             let entry = (parent, name.to_string());
             match st.children.get(&entry).copied() {
@@ -250,7 +271,7 @@ impl ObjectFs {
                 // A listed directory's attributes are on its marker.
                 Some(ino) if st.nodes[&ino].kind == Kind::Dir => {
                     drop(st);
-                    let found = self.probe_marker(&key)?;
+                    let found = self.probe_marker(key)?;
                     let mut st = self.lock();
                     st.node_mut(ino)?.apply(&found);
                     return Ok(ino);
@@ -258,7 +279,7 @@ impl ObjectFs {
                 Some(_) => {}
             }
         }
-        let mut found = self.probe(&key, known_kind)?;
+        let mut found = self.probe(key, known_kind)?;
         let mut st = self.lock();
         let entry = (parent, name.to_string());
         // Moved by a queued directory rename while we asked: ask again at
@@ -480,6 +501,7 @@ impl ObjectFs {
     fn dir_has_entries(&self, ino: u64) -> FsResult<bool> {
         let prefix = {
             let st = self.lock();
+            let st = self.wait_filled(st, ino)?;
             // Inside a queued rename the table has the whole content.
             if st.pinned.contains_key(&ino) {
                 return Ok(st.children.keys().any(|(p, _)| *p == ino));
@@ -578,6 +600,12 @@ impl ObjectFs {
         }
         let src_kind = {
             let st = self.lock();
+            // A directory renamed a moment ago: its content first.
+            let st = self.wait_filled(st, src)?;
+            let st = match dst {
+                Some(d) => self.wait_filled(st, d)?,
+                None => st,
+            };
             // Renaming a directory into itself would loop.
             let mut cur = new_parent;
             while cur != ROOT_INO {
@@ -782,24 +810,21 @@ impl ObjectFs {
                 }
             }
         };
-        let mut objects = list_all()?;
         if self.queued_namespace() {
-            // A change inside queued while we listed (the kernel does not
-            // lock the directory's content for a rename in one parent)
-            // would be missed by the listing: send it, and list again.
+            // A change inside still queued (the kernel does not lock the
+            // directory's content for a rename in one parent) would be
+            // missed by the listing of the old prefix: send it first.
             while !self.queue_dir_rename(
                 src,
                 (new_parent, new_name),
                 dst,
                 (&old_prefix, &new_prefix),
-                &objects,
             ) {
                 self.drain_ops(std::slice::from_ref(&old_prefix))?;
-                objects = list_all()?;
             }
             return Ok(());
         }
-        let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+        let keys: Vec<String> = list_all()?.into_iter().map(|o| o.key).collect();
         if let Some(d) = dst {
             let st = self.lock();
             let marker = self.dir_prefix_of(&st, d);

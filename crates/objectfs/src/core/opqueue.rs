@@ -40,6 +40,10 @@ pub(super) struct OpQueue {
     next_seq: u64,
     waiting: VecDeque<Queued>,
     running: HashMap<u64, Queued>,
+    /// Directory renames (by their old prefix) whose content the mount is
+    /// still reading into its table: not sent until it has (once sent,
+    /// the old prefix would no longer show it).
+    held: HashSet<String>,
 }
 
 impl OpQueue {
@@ -50,6 +54,16 @@ impl OpQueue {
             next_seq: last + 1,
             ..OpQueue::default()
         }
+    }
+
+    /// The directory rename from `from` is not to be sent yet.
+    pub(super) fn hold(&mut self, from: &str) {
+        self.held.insert(from.to_string());
+    }
+
+    /// The directory rename from `from` may be sent.
+    pub(super) fn release(&mut self, from: &str) {
+        self.held.remove(from);
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -252,8 +266,8 @@ impl OpQueue {
             if !hurry && q.ready_at > now {
                 break;
             }
-            if matches!(q.op, NsOp::RenameDir { .. }) {
-                if batch.is_empty() && self.running.is_empty() {
+            if let NsOp::RenameDir { from, .. } = &q.op {
+                if batch.is_empty() && self.running.is_empty() && !self.held.contains(from) {
                     let q = self.waiting.remove(i).expect("in range");
                     self.running.insert(q.seq, q.clone());
                     batch.push(q);
@@ -471,6 +485,7 @@ mod tests {
             to: "p/new/".into(),
             names: vec!["".into(), "f".into()],
             marker: None,
+            list: false,
         };
         q.push(put("a/"), None, now);
         q.push(ren, Some(4), now);
@@ -486,6 +501,11 @@ mod tests {
             "waits for a/ to end"
         );
         q.finish(1);
+        // Held while the mount reads the old content: it waits, and what
+        // comes after it too.
+        q.hold("p/old/");
+        assert!(q.next_batch(now, true, 8).is_empty(), "held");
+        q.release("p/old/");
         assert_eq!(seqs(&q.next_batch(now, false, 8)), vec![2]);
         assert!(q.next_batch(now, false, 8).is_empty(), "nothing beside it");
         q.finish(2);
@@ -501,6 +521,7 @@ mod tests {
                 to: "b/".into(),
                 names: vec!["".into()],
                 marker: None,
+                list: false,
             },
             None,
             now,

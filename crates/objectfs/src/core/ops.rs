@@ -230,8 +230,18 @@ impl ObjectFs {
                 to,
                 names,
                 marker,
+                list,
             } => {
                 use futures_util::StreamExt;
+                let listed;
+                let (names, marker) = if *list {
+                    listed = self.names_under(from).await?;
+                    // The old marker is copied; else one is written.
+                    let has_marker = listed.iter().any(String::is_empty);
+                    (&listed, marker.as_ref().filter(|_| !has_marker))
+                } else {
+                    (names, marker.as_ref())
+                };
                 let copies: Vec<_> = names
                     .iter()
                     .map(|name| self.copy_one(format!("{from}{name}"), format!("{to}{name}")))
@@ -251,6 +261,28 @@ impl ObjectFs {
                         .map(drop),
                     None => Ok(()),
                 }
+            }
+        }
+    }
+
+    /// The keys below `prefix` (the whole subtree), relative to it.
+    async fn names_under(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let store = &self.inner.store;
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = retry(OP_RETRY, "list", || {
+                store.list(prefix, None, token.clone(), 1000)
+            })
+            .await?;
+            names.extend(
+                page.objects
+                    .into_iter()
+                    .map(|o| o.key[prefix.len()..].to_string()),
+            );
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return Ok(names),
             }
         }
     }

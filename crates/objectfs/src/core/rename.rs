@@ -1,31 +1,38 @@
-//! A directory rename queued (`upload=async`): the table takes the new
-//! name at once and holds the directory's whole content, read from one
-//! listing of the old prefix, so the new tree is served immediately; each
-//! object is read from its old key until the background rename has copied
-//! it. The copies and deletes are one journalled change (`NsOp::RenameDir`,
-//! sent by `ops`), which never deletes a source before its copy exists and
-//! can be repeated after a crash. Another host sees the rename as it lands.
+//! A directory rename queued (`upload=async`): it returns once the table
+//! has the new name and the change is journalled, before any request. The
+//! directory's content is then read from one listing of the old prefix
+//! into the table (what is below the new name waits for that), and the
+//! whole new tree is served from the table; each object is read from its
+//! old key until the background rename has copied it. The copies and
+//! deletes are one journalled change (`NsOp::RenameDir`, sent by `ops`,
+//! which lists the old prefix itself), which never deletes a source before
+//! its copy exists and can be repeated after a crash. Another host sees the
+//! rename as it lands.
 
 use super::super::layout::{self, Kind};
 use super::super::oplog::NsOp;
+use super::super::transfer::{RetryPolicy, retry};
 use super::ObjectFs;
 use super::inodes::InodeTable;
-use crate::store::ObjectMeta;
-use std::time::{Instant, SystemTime};
+use crate::store::{ObjectMeta, StoreResult};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Between rounds of listing a renamed directory's old prefix while the
+/// store fails.
+const FILL_PAUSE: Duration = Duration::from_secs(2);
 
 impl ObjectFs {
-    /// Renames directory `src` (whose objects under `old` are `objects`)
-    /// to `new_name` in `new_parent`, at prefix `new`, replacing the empty
-    /// directory `dst`; true once the table has it and the change is
-    /// journalled. False, with nothing done, when a change below `old` was
-    /// queued meanwhile (the listing may miss it): send it and list again.
+    /// Renames directory `src` to `new_name` in `new_parent`, at prefix
+    /// `new` (from `old`), replacing the empty directory `dst`; true once
+    /// the table has the new name and the change is journalled, its content
+    /// being read in the background. False, with nothing done, when a
+    /// change below `old` is queued (it must reach the store first).
     pub(super) fn queue_dir_rename(
         &self,
         src: u64,
         to: (u64, &str),
         dst: Option<u64>,
         (old, new): (&str, &str),
-        objects: &[ObjectMeta],
     ) -> bool {
         let mut st = self.lock();
         if self.ops().pending_under(old) {
@@ -36,26 +43,99 @@ impl ObjectFs {
             let key = self.dir_prefix_of(&st, d);
             self.queue_op(&mut st, NsOp::Delete { key }, None);
         }
+        // Files known below read from their old keys until copied.
+        let moving: Vec<(u64, String)> = st
+            .descendants(src)
+            .into_iter()
+            .filter(|i| {
+                st.nodes
+                    .get(i)
+                    .is_some_and(|n| n.remote && n.kind != Kind::Dir)
+            })
+            .map(|i| (i, self.key_of(&st, i)))
+            .collect();
         self.move_dir_node(&mut st, src, to, dst);
         st.pinned.insert(src, new.to_string());
-        let mut names = Vec::with_capacity(objects.len());
-        for o in objects {
-            let name = &o.key[old.len()..];
-            names.push(name.to_string());
-            self.fill_from_listing(&mut st, src, name, o, new);
+        for (ino, key) in moving {
+            if let Some(n) = st.nodes.get_mut(&ino) {
+                n.source = Some(key.clone());
+                st.sourced.insert(key, ino);
+            }
         }
-        let marker = match names.iter().any(|n| n.is_empty()) {
-            true => None,
-            false => st.nodes.get(&src).map(|n| layout::encode(&n.posix())),
-        };
+        st.filling.insert(src);
+        self.ops().hold(old);
+        let marker = st.nodes.get(&src).map(|n| layout::encode(&n.posix()));
         let op = NsOp::RenameDir {
             from: old.to_string(),
             to: new.to_string(),
-            names,
+            names: Vec::new(),
             marker,
+            list: true,
         };
         self.queue_op(&mut st, op, Some(src));
+        drop(st);
+        let fs = self.clone();
+        let (old, new) = (old.to_string(), new.to_string());
+        self.inner.rt.spawn(async move {
+            let objects = fs.list_renamed(&old).await;
+            let fs2 = fs.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || fs2.fill_renamed(src, &old, &new, &objects))
+                    .await;
+        });
         true
+    }
+
+    /// Every object below `old`, listed until the store answers.
+    async fn list_renamed(&self, old: &str) -> Vec<ObjectMeta> {
+        loop {
+            match self.list_subtree(old).await {
+                Ok(objects) => return objects,
+                Err(e) => {
+                    self.note_store_result(Err(&e));
+                    tokio::time::sleep(FILL_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    async fn list_subtree(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let store = &self.inner.store;
+        let mut objects = Vec::new();
+        let mut token = None;
+        loop {
+            let page = retry(RetryPolicy::INTERACTIVE, "list", || {
+                store.list(prefix, None, token.clone(), 1000)
+            })
+            .await?;
+            objects.extend(page.objects);
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return Ok(objects),
+            }
+        }
+    }
+
+    /// Puts the listing `objects` of renamed directory `src`'s old prefix
+    /// `old` into the table below it, then lets what waited for it go on
+    /// (and the rename be sent).
+    fn fill_renamed(&self, src: u64, old: &str, new: &str, objects: &[ObjectMeta]) {
+        let mut st = self.lock();
+        // (Waited for by everything below it, so it is still there.)
+        let objects = if st.nodes.contains_key(&src) {
+            objects
+        } else {
+            &[]
+        };
+        for o in objects {
+            let name = &o.key[old.len()..];
+            self.fill_from_listing(&mut st, src, name, o, new);
+        }
+        st.filling.remove(&src);
+        self.ops().release(old);
+        drop(st);
+        self.inner.changed.notify_all();
+        self.inner.ops_notify.notify_one();
     }
 
     /// Puts object `o`, at `name` below renamed directory `top`, into the

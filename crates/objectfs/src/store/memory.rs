@@ -31,6 +31,8 @@ struct Faults {
     /// Directory listings (with a delimiter) of this prefix answer what
     /// the bucket held when they were asked, this much later.
     slow_listing: Option<(String, std::time::Duration)>,
+    /// Listings of this whole prefix (no delimiter) answer this much later.
+    slow_walk: Option<(String, std::time::Duration)>,
     /// Copies wait this long before they happen.
     slow_copy: Option<std::time::Duration>,
 }
@@ -75,6 +77,12 @@ impl MemoryStore {
     /// late, with what the bucket held when they were asked.
     pub fn slow_listings(&self, prefix: &str, delay: std::time::Duration) {
         self.faults.lock().unwrap().slow_listing = Some((prefix.to_string(), delay));
+    }
+
+    /// Listings of the whole subtree below `prefix` (no delimiter) answer
+    /// `delay` late, with what the bucket held when they were asked.
+    pub fn slow_walks(&self, prefix: &str, delay: std::time::Duration) {
+        self.faults.lock().unwrap().slow_walk = Some((prefix.to_string(), delay));
     }
 
     /// Copies (a rename's first half) happen `delay` after they are asked.
@@ -447,9 +455,13 @@ impl ObjectStore for MemoryStore {
     ) -> StoreResult<ListPage> {
         self.check("ListObjectsV2", prefix)?;
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
-        let slow = match &self.faults.lock().unwrap().slow_listing {
-            Some((p, delay)) if p == prefix && delimiter.is_some() => Some(*delay),
-            _ => None,
+        let slow = {
+            let f = self.faults.lock().unwrap();
+            let fault = match delimiter {
+                Some(_) => &f.slow_listing,
+                None => &f.slow_walk,
+            };
+            fault.as_ref().filter(|(p, _)| p == prefix).map(|(_, d)| *d)
         };
         let page = self.list_now(prefix, delimiter, token, max_keys);
         if let Some(delay) = slow {
