@@ -34,7 +34,7 @@ fn revoked_keys_lose_nothing_show_in_status_and_uploads_resume_by_themselves() {
     let config = server.new_bucket("revoked");
     let bucket = Bucket::new(&config);
     let base = tempfile::tempdir().unwrap();
-    let m = Mounted::start(base.path(), &config, PREFIX, &[]);
+    let m = Mounted::start(base.path(), &config, PREFIX, &["--metadata-ttl", "60"]);
 
     fs::write(m.path("before.txt"), b"written before").unwrap();
     fs::File::open(m.path("before.txt"))
@@ -42,6 +42,9 @@ fn revoked_keys_lose_nothing_show_in_status_and_uploads_resume_by_themselves() {
         .sync_all()
         .unwrap();
     assert_eq!(bucket.get(&key("before.txt")).unwrap(), b"written before");
+    // Listed within the TTL: the mount knows which names are new without
+    // asking the store (which is about to refuse every request).
+    assert_eq!(fs::read_dir(m.path("")).unwrap().count(), 1);
 
     // The keys stop working: every request of the mount is refused.
     server.restart_with_keys("another-key", "another-secret");

@@ -12,9 +12,10 @@
 use super::super::layout::{self, Kind};
 use super::super::oplog::NsOp;
 use super::super::transfer::{RetryPolicy, retry};
-use super::ObjectFs;
 use super::inodes::InodeTable;
+use super::{Inner, ObjectFs};
 use crate::store::{ObjectMeta, StoreResult};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Between rounds of listing a renamed directory's old prefix while the
@@ -74,29 +75,17 @@ impl ObjectFs {
         };
         self.queue_op(&mut st, op, Some(src));
         drop(st);
-        let fs = self.clone();
+        // (Weak: a mount going away while the store fails stops it.)
+        let weak = Arc::downgrade(&self.inner);
         let (old, new) = (old.to_string(), new.to_string());
         self.inner.rt.spawn(async move {
-            let objects = fs.list_renamed(&old).await;
-            let fs2 = fs.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || fs2.fill_renamed(src, &old, &new, &objects))
-                    .await;
+            let Some((fs, objects)) = list_renamed(weak, &old).await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || fs.fill_renamed(src, &old, &new, &objects))
+                .await;
         });
         true
-    }
-
-    /// Every object below `old`, listed until the store answers.
-    async fn list_renamed(&self, old: &str) -> Vec<ObjectMeta> {
-        loop {
-            match self.list_subtree(old).await {
-                Ok(objects) => return objects,
-                Err(e) => {
-                    self.note_store_result(Err(&e));
-                    tokio::time::sleep(FILL_PAUSE).await;
-                }
-            }
-        }
     }
 
     async fn list_subtree(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
@@ -205,5 +194,23 @@ impl ObjectFs {
         let n = st.nodes.get_mut(&ino).expect("just added");
         n.remote = true;
         ino
+    }
+}
+
+/// Every object below `old`, listed until the store answers (or the mount
+/// is gone).
+async fn list_renamed(weak: Weak<Inner>, old: &str) -> Option<(ObjectFs, Vec<ObjectMeta>)> {
+    loop {
+        let fs = ObjectFs {
+            inner: weak.upgrade()?,
+        };
+        match fs.list_subtree(old).await {
+            Ok(objects) => return Some((fs, objects)),
+            Err(e) => {
+                fs.note_store_result(Err(&e));
+                drop(fs);
+                tokio::time::sleep(FILL_PAUSE).await;
+            }
+        }
     }
 }
