@@ -190,6 +190,55 @@ fn a_directory_rename_returns_before_its_content_is_listed() {
     assert_eq!(f.mem.object("pre/e/f7").unwrap(), "body 7".as_bytes());
 }
 
+/// A lookup below a directory, begun before the directory is renamed
+/// (async) and answered while the rename's listing fills the table, is
+/// asked again once the table has the new tree: the store's answer was the
+/// old name's, which the rename hides.
+#[test]
+fn a_lookup_answered_while_a_rename_fills_the_table_finds_the_file() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
+    f.mem.insert("pre/a/sub/f", "x", PutMeta::default());
+    f.mem.insert("pre/a/sub/g", "y", PutMeta::default());
+    let sub = f.ino("a/sub").unwrap();
+    assert_eq!(f.ino("b"), Err(libc::ENOENT));
+    // The lookup's probe answers after 300 ms, the rename's listing of
+    // the old prefix after 600 ms.
+    f.mem.slow_walks("pre/a/sub/f/", Duration::from_millis(300));
+    f.mem.slow_walks("pre/a/", Duration::from_millis(600));
+    std::thread::scope(|s| {
+        let lookup = s.spawn(|| f.fs.lookup(sub, "f").map(|a| a.size));
+        std::thread::sleep(Duration::from_millis(100));
+        f.fs.rename(ROOT_INO, "a", ROOT_INO, "b", 0).unwrap();
+        assert_eq!(lookup.join().unwrap(), Ok(1));
+    });
+    assert_eq!(f.read_file("b/sub/f").unwrap(), b"x");
+    let mut got = f.list("b/sub").unwrap();
+    got.sort();
+    assert_eq!(got, ["f", "g"]);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/b/", "pre/b/sub/f", "pre/b/sub/g"]);
+}
+
+/// Once a queued directory rename has been sent, every name below the new
+/// one is still there, looked up before or not (the nodes the rename
+/// filled in go once moved, and the table no longer has the whole
+/// directory).
+#[test]
+fn every_name_of_a_renamed_directory_is_there_after_the_rename_is_sent() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(30));
+    for i in 0..5 {
+        f.mem
+            .insert(&format!("pre/d/f{i}"), "x", PutMeta::default());
+    }
+    assert_eq!(f.ino("d/f1").map(|_| ()), Ok(()));
+    f.rename("d", "e").unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let mut got = f.list("e").unwrap();
+    got.sort();
+    assert_eq!(got, ["f0", "f1", "f2", "f3", "f4"]);
+    assert_eq!(f.read_file("e/f3").unwrap(), b"x");
+}
+
 /// A directory renamed into another (async: its objects are copied in the
 /// background) makes that one non-empty at once, though a LIST of it shows
 /// nothing until the copy lands. Found by the reference model.

@@ -31,7 +31,8 @@ pub enum NsOp {
     /// `marker`, a marker is written at `to` (`from` had none). With
     /// `list`, the names are whatever `from` holds when the change is sent
     /// (nothing else can land there before: later changes and uploads of
-    /// both prefixes wait for this one), and `marker` is written only when
+    /// both prefixes wait for this one, and its record is removed before
+    /// they are sent), and `marker` is written only when
     /// `from` has none. Safe to repeat: a name already moved is skipped.
     RenameDir {
         from: String,

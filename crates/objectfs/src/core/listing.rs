@@ -96,6 +96,11 @@ impl ObjectFs {
         }
         let gone = self.gone_since(before);
         let mut st = self.lock();
+        if st.being_filled(ino) {
+            // Renamed while we listed: again, from the table it fills.
+            drop(st);
+            return self.snapshot(ino);
+        }
         let parent_ino = st.node(ino)?.parent;
         let mut entries = vec![
             DirEntry {
@@ -377,8 +382,8 @@ impl ObjectFs {
             if st.paged.get(&ino).is_some_and(|t| self.ttl_fresh(*t)) {
                 return Ok(false);
             }
-            // Listed by another lookup while this one waited (or by the
-            // background listing it joined, begun a moment earlier).
+            // Listed by another lookup while this one waited (or by a
+            // background listing begun a moment earlier).
             if st
                 .listed
                 .get(&ino)
@@ -411,6 +416,20 @@ impl ObjectFs {
         let mut st = self.lock();
         if !st.nodes.contains_key(&ino) {
             return Ok(false);
+        }
+        if st.being_filled(ino) {
+            // Renamed while we listed: the table has it whole once filled.
+            drop(self.wait_filled(st, ino)?);
+            return Ok(true);
+        }
+        if st.pinned.contains_key(&ino) {
+            return Ok(true); // whole in the table, the store not yet
+        }
+        let now_at = self.dir_prefix_of(&st, ino);
+        if now_at != prefix {
+            // Renamed (and sent) while we listed: list where it is now.
+            drop(st);
+            return self.list_small_dir_now(ino, &now_at, walk);
         }
         let mut seen = HashSet::new();
         self.apply_listing(

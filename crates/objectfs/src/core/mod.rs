@@ -285,26 +285,30 @@ impl ObjectFs {
     }
 
     /// Waits until `ino` is no longer inside a renamed directory whose
-    /// content is being read into the table (a LIST of its old prefix).
-    /// EIO after [`ops::DRAIN_WAIT`], as when the store cannot be reached.
+    /// content is being read into the table (a LIST of its old prefix, a
+    /// request per 1,000 keys). EIO once the store has failed for
+    /// [`ops::DRAIN_WAIT`] of the wait.
     fn wait_filled<'a>(
         &'a self,
         mut st: MutexGuard<'a, InodeTable>,
         ino: u64,
     ) -> FsResult<MutexGuard<'a, InodeTable>> {
-        let deadline = Instant::now() + ops::DRAIN_WAIT;
+        let mut failing = Duration::ZERO;
         while st.being_filled(ino) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if failing >= ops::DRAIN_WAIT {
                 tracing::error!("a renamed directory's content could not be listed in time");
                 return Err(libc::EIO);
             }
+            let t = Instant::now();
             st = self
                 .inner
                 .changed
-                .wait_timeout(st, left)
+                .wait_timeout(st, Duration::from_secs(1))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            if self.store_failing().is_some() {
+                failing += t.elapsed();
+            }
         }
         Ok(st)
     }

@@ -248,6 +248,11 @@ impl ObjectFs {
         let walk = list_first && known;
         if list_first && self.list_small_dir(parent, parent_prefix, walk)? {
             let mut st = self.lock();
+            if st.being_filled(parent) {
+                // Renamed while we asked: again, once the table has it.
+                drop(st);
+                return self.resolve(parent, name);
+            }
             let entry = (parent, name.to_string());
             match st.children.get(&entry).copied() {
                 None => {
@@ -281,6 +286,12 @@ impl ObjectFs {
         }
         let mut found = self.probe(key, known_kind)?;
         let mut st = self.lock();
+        if st.being_filled(parent) {
+            // Renamed while we asked (the answer is hidden as the old
+            // name's): again, once the table has the new tree.
+            drop(st);
+            return self.resolve(parent, name);
+        }
         let entry = (parent, name.to_string());
         // Moved by a queued directory rename while we asked: ask again at
         // the key it is at now.
@@ -759,8 +770,9 @@ impl ObjectFs {
     }
 
     /// Renames a directory: every key below it is copied to the new prefix,
-    /// then deleted (queued, with `upload=async`: see `rename`). Not atomic: a crash midway leaves some objects under
-    /// each name (none lost). Local staged files move with their nodes.
+    /// then deleted (queued with `upload=async`: the `rename` module). Not
+    /// atomic: a crash midway leaves some objects under each name (none
+    /// lost). Local staged files move with their nodes.
     fn rename_dir(
         &self,
         src: u64,

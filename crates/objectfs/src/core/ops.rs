@@ -305,14 +305,24 @@ impl ObjectFs {
     }
 
     /// A renamed directory's object `src` has its copy at the new name:
-    /// its node reads from its own key from now on.
+    /// its node reads from its own key from now on. It stays in the table
+    /// while it has its name there, as a listing's nodes do: the renamed
+    /// directory's content is whole in the table, and stays so for a TTL
+    /// once the rename is done. (One removed meanwhile goes.)
     fn moved(&self, src: &str) {
         let mut st = self.lock();
         if let Some(ino) = st.sourced.remove(src) {
-            if let Some(n) = st.nodes.get_mut(&ino) {
-                n.source = None;
+            let named = match st.nodes.get_mut(&ino) {
+                Some(n) => {
+                    n.source = None;
+                    let entry = (n.parent, n.name.clone());
+                    st.children.get(&entry) == Some(&ino)
+                }
+                None => false,
+            };
+            if !named {
+                st.prune(ino);
             }
-            st.prune(ino);
         }
     }
 
@@ -417,10 +427,13 @@ impl ObjectFs {
     /// Change `seq` is in the store.
     fn op_done(&self, seq: u64) {
         let mut st = self.lock();
+        // Out of the journal before later changes can be sent: a replay
+        // must never repeat it after them (a rename that lists its old
+        // prefix would take a new directory there with it).
+        self.inner.oplog.remove(seq);
         let Some(q) = self.ops().finish(seq) else {
             return;
         };
-        self.inner.oplog.remove(seq);
         if let Some(ino) = q.ino
             && let Some(n) = st.nodes.get_mut(&ino)
         {

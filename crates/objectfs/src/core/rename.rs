@@ -44,19 +44,25 @@ impl ObjectFs {
             let key = self.dir_prefix_of(&st, d);
             self.queue_op(&mut st, NsOp::Delete { key }, None);
         }
-        // Files known below read from their old keys until copied.
-        let moving: Vec<(u64, String)> = st
-            .descendants(src)
-            .into_iter()
+        // Files known below read from their old keys until copied; the
+        // directories known below are whole in the table once it is filled.
+        let below = st.descendants(src);
+        let moving: Vec<(u64, String)> = below
+            .iter()
             .filter(|i| {
                 st.nodes
                     .get(i)
                     .is_some_and(|n| n.remote && n.kind != Kind::Dir)
             })
-            .map(|i| (i, self.key_of(&st, i)))
+            .map(|&i| (i, self.key_of(&st, i)))
             .collect();
         self.move_dir_node(&mut st, src, to, dst);
         st.pinned.insert(src, new.to_string());
+        for i in below {
+            if st.nodes.get(&i).is_some_and(|n| n.kind == Kind::Dir) {
+                st.pinned.insert(i, new.to_string());
+            }
+        }
         for (ino, key) in moving {
             if let Some(n) = st.nodes.get_mut(&ino) {
                 n.source = Some(key.clone());

@@ -31,8 +31,9 @@ struct Faults {
     /// Directory listings (with a delimiter) of this prefix answer what
     /// the bucket held when they were asked, this much later.
     slow_listing: Option<(String, std::time::Duration)>,
-    /// Listings of this whole prefix (no delimiter) answer this much later.
-    slow_walk: Option<(String, std::time::Duration)>,
+    /// Listings of these whole prefixes (no delimiter) answer this much
+    /// later.
+    slow_walks: Vec<(String, std::time::Duration)>,
     /// Copies wait this long before they happen.
     slow_copy: Option<std::time::Duration>,
 }
@@ -82,7 +83,9 @@ impl MemoryStore {
     /// Listings of the whole subtree below `prefix` (no delimiter) answer
     /// `delay` late, with what the bucket held when they were asked.
     pub fn slow_walks(&self, prefix: &str, delay: std::time::Duration) {
-        self.faults.lock().unwrap().slow_walk = Some((prefix.to_string(), delay));
+        let mut f = self.faults.lock().unwrap();
+        f.slow_walks.retain(|(p, _)| p != prefix);
+        f.slow_walks.push((prefix.to_string(), delay));
     }
 
     /// Copies (a rename's first half) happen `delay` after they are asked.
@@ -457,11 +460,12 @@ impl ObjectStore for MemoryStore {
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         let slow = {
             let f = self.faults.lock().unwrap();
-            let fault = match delimiter {
-                Some(_) => &f.slow_listing,
-                None => &f.slow_walk,
+            let mut faults = match delimiter {
+                Some(_) => f.slow_listing.iter().collect::<Vec<_>>(),
+                None => f.slow_walks.iter().collect(),
             };
-            fault.as_ref().filter(|(p, _)| p == prefix).map(|(_, d)| *d)
+            faults.retain(|(p, _)| p == prefix);
+            faults.first().map(|(_, d)| *d)
         };
         let page = self.list_now(prefix, delimiter, token, max_keys);
         if let Some(delay) = slow {
