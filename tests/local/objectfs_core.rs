@@ -219,6 +219,27 @@ fn a_lookup_answered_while_a_rename_fills_the_table_finds_the_file() {
     assert_eq!(f.mem.keys(), ["pre/b/", "pre/b/sub/f", "pre/b/sub/g"]);
 }
 
+/// A new directory at a renamed one's old name is empty: its names are not
+/// the old objects there, which the queued rename's files still read from.
+/// Found by the reference model.
+#[test]
+fn a_new_directory_at_a_renamed_ones_old_name_is_empty() {
+    for ttl in [Duration::ZERO, Duration::from_secs(30)] {
+        let f = fixture_with_ttl(UploadMode::Async, ttl);
+        f.mkdir("d").unwrap();
+        f.write_file("d/e", b"old").unwrap();
+        assert_eq!(f.fs.flush_all(), 0); // pre/d/e in the bucket
+        f.mem.slow_copies(Duration::from_millis(500));
+        f.rename("d", "e").unwrap();
+        f.mkdir("d").unwrap();
+        assert_eq!(f.ino("d/e"), Err(libc::ENOENT), "ttl {ttl:?}");
+        assert_eq!(f.write_file("d/e/f", b"x"), Err(libc::ENOENT));
+        assert_eq!(f.read_file("e/e").unwrap(), b"old");
+        assert_eq!(f.fs.flush_all(), 0);
+        assert_eq!(f.mem.keys(), ["pre/d/", "pre/e/", "pre/e/e"]);
+    }
+}
+
 /// Once a queued directory rename has been sent, every name below the new
 /// one is still there, looked up before or not (the nodes the rename
 /// filled in go once moved, and the table no longer has the whole

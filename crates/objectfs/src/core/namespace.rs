@@ -20,14 +20,14 @@ impl ObjectFs {
     /// for a name known to be a file, the HEAD first and the LIST only when
     /// it finds nothing; for a name known to be a directory, its marker's
     /// HEAD too, in the same round.
-    fn probe(&self, key: &str, known: Option<Kind>) -> FsResult<Option<Found>> {
+    fn probe(&self, key: &str, known: Option<Kind>, source: bool) -> FsResult<Option<Found>> {
         let file_known = known.is_some_and(|k| k != Kind::Dir);
         let store = &self.inner.store;
         let dir_prefix = format!("{key}/");
         let policy = RetryPolicy::INTERACTIVE;
-        // A file of a queued directory rename is probed at its old key,
-        // which that rename hides from everything else.
-        let source = self.lock().sourced.contains_key(key);
+        // A file of a queued directory rename is probed at its old key
+        // (`source`), which that rename hides from everything else (a new
+        // name at the old path included).
         let before = self.removals();
         let list_dir = || retry(policy, "list", || store.list(&dir_prefix, None, None, 1));
         let asked = SystemTime::now();
@@ -284,7 +284,16 @@ impl ObjectFs {
                 Some(_) => {}
             }
         }
-        let mut found = self.probe(key, known_kind)?;
+        // Its name's node reads from this key, the old one of a renamed
+        // directory's file.
+        let reads_source = |st: &InodeTable, key: &str| {
+            st.children
+                .get(&(parent, name.to_string()))
+                .and_then(|i| st.nodes.get(i))
+                .is_some_and(|n| n.source.as_deref() == Some(key))
+        };
+        let source = reads_source(&self.lock(), key);
+        let mut found = self.probe(key, known_kind, source)?;
         let mut st = self.lock();
         if st.being_filled(parent) {
             // Renamed while we asked (the answer is hidden as the old
@@ -300,8 +309,9 @@ impl ObjectFs {
             && self.read_key(&st, ino) != key
         {
             let now_at = self.read_key(&st, ino);
+            let source = reads_source(&st, &now_at);
             drop(st);
-            found = self.probe(&now_at, known_kind)?;
+            found = self.probe(&now_at, known_kind, source)?;
             st = self.lock();
         }
         match found {
