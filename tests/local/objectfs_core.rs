@@ -219,6 +219,45 @@ fn a_lookup_answered_while_a_rename_fills_the_table_finds_the_file() {
     assert_eq!(f.mem.keys(), ["pre/b/", "pre/b/sub/f", "pre/b/sub/g"]);
 }
 
+/// A listing of a directory begun before a file or a directory is renamed
+/// into it (sync: the copies are made before rename returns) does not drop
+/// the new name when it lands. Found by the reference model.
+#[test]
+fn a_listing_that_lands_after_a_rename_keeps_the_new_name() {
+    let ttl = Duration::from_secs(1);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    f.write_file("a", b"a").unwrap();
+    f.mkdir("x").unwrap();
+    let (a, x) = (f.ino("a").unwrap(), f.ino("x").unwrap());
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    // Their attributes current again (a sync chmod), the root's listing not.
+    for ino in [a, x] {
+        let perm = Some(0o750);
+        f.fs.setattr(
+            ino,
+            SetAttr {
+                perm,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    f.mem.slow_listings("pre/", Duration::from_millis(400));
+    // Two new names: the root is listed in the background after the
+    // second one's probe (it answers 400 ms later, without "b" and "y").
+    let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
+    let l0 = lists();
+    assert_eq!(f.fs.lookup(ROOT_INO, "n1").map(|_| ()), Err(libc::ENOENT));
+    assert_eq!(f.fs.lookup(ROOT_INO, "n2").map(|_| ()), Err(libc::ENOENT));
+    wait_until(|| lists() >= l0 + 3);
+    assert_eq!(lists(), l0 + 3, "two probes and the root's listing");
+    f.fs.rename(ROOT_INO, "a", ROOT_INO, "b", 0).unwrap();
+    f.fs.rename(ROOT_INO, "x", ROOT_INO, "y", 0).unwrap();
+    std::thread::sleep(Duration::from_millis(600)); // it has landed
+    assert_eq!(f.fs.lookup(ROOT_INO, "b").map(|a| a.size), Ok(1));
+    assert_eq!(f.fs.lookup(ROOT_INO, "y").map(|a| a.kind), Ok(Kind::Dir));
+}
+
 /// A new directory at a renamed one's old name is empty: its names are not
 /// the old objects there, which the queued rename's files still read from.
 /// Found by the reference model.

@@ -729,6 +729,11 @@ impl ObjectFs {
         if let Ok(n) = st.node_mut(src) {
             n.ctime = now;
             n.remote = (!dirty && remote) || dst_remote;
+            if !dirty && remote {
+                // Copied just now: a listing begun before cannot show it,
+                // and must not drop it.
+                n.validated = Instant::now();
+            }
         }
         if let Some(d) = dst {
             st.prune(d);
@@ -761,6 +766,8 @@ impl ObjectFs {
         if let Ok(n) = st.node_mut(src) {
             n.ctime = SystemTime::now();
             n.remote = true;
+            // New at this name: a listing begun before must not drop it.
+            n.validated = Instant::now();
         }
         for ino in st.descendants(src) {
             let key = self.key_of(st, ino);
