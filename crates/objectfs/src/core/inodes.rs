@@ -414,9 +414,6 @@ pub(super) struct InodeTable {
     pub(super) filling: HashSet<u64>,
     /// Directories a lookup is listing right now (one LIST for all).
     pub(super) listing: HashSet<u64>,
-    /// Directories in which a name new to the table was last probed, and
-    /// when: the next such lookup within the TTL lists the directory.
-    pub(super) probed: HashMap<u64, Instant>,
     /// Directories found larger than one listing page, and since when:
     /// lookups in them probe names one by one for the TTL.
     pub(super) paged: HashMap<u64, Instant>,
@@ -438,7 +435,6 @@ impl InodeTable {
             sourced: HashMap::new(),
             filling: HashSet::new(),
             listing: HashSet::new(),
-            probed: HashMap::new(),
             paged: HashMap::new(),
             next_ino: ROOT_INO + 1,
         }
@@ -532,7 +528,6 @@ impl InodeTable {
             self.nodes.remove(&ino);
             self.listed.remove(&ino);
             self.paged.remove(&ino);
-            self.probed.remove(&ino);
             ino = parent;
         }
     }

@@ -202,36 +202,28 @@ impl ObjectFs {
                 && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
             // A name new to the table is probed on its own, one round
             // whatever the directory holds (`mv a b`, `touch new` in a large
-            // tree). When a second one in the directory follows within the
-            // TTL, the directory is listed in the background once its probe
-            // is done, for the lookups after it (creating many files,
-            // imports). A LIST of a large directory takes many rounds, and
-            // slows the store's answers to the probes beside it: a single
-            // new name (`mv`'s target) never waits for one, and those that
-            // come while it is under way are probed too.
-            let list_after = known.is_none() && !st.listing.contains(&parent) && {
-                let again = st.probed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
-                st.probed.insert(parent, Instant::now());
-                again
-            };
+            // tree), while its directory is listed in the background for the
+            // lookups that follow (creating many files, imports). Those that
+            // come while that LIST is under way are probed too rather than
+            // wait for it: a LIST of a large directory takes many rounds.
+            let list_beside = known.is_none() && !st.listing.contains(&parent);
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 known_kind,
                 stale_object,
-                list_after,
+                list_beside,
             )
         };
-        let (key, parent_prefix, known_kind, list_first, list_after) = key;
-        let result =
-            self.resolve_in_store(parent, name, (&key, &parent_prefix), known_kind, list_first);
-        if list_after {
+        let (key, parent_prefix, known_kind, list_first, list_beside) = key;
+        if list_beside {
             let fs = self.clone();
+            let prefix = parent_prefix.clone();
             self.inner.rt.spawn_blocking(move || {
-                let _ = fs.list_small_dir(parent, &parent_prefix, false);
+                let _ = fs.list_small_dir(parent, &prefix, false);
             });
         }
-        result
+        self.resolve_in_store(parent, name, (&key, &parent_prefix), known_kind, list_first)
     }
 
     /// The rest of `resolve`, which asks the store: a listing of the
