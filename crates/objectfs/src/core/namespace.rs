@@ -816,21 +816,6 @@ impl ObjectFs {
         self.forget_cached(&new_prefix);
         let store = self.inner.store.clone();
         let policy = RetryPolicy::INTERACTIVE;
-        // Every key below the old prefix (no delimiter: the whole subtree).
-        let list_all = || -> FsResult<Vec<crate::store::ObjectMeta>> {
-            let mut objects = Vec::new();
-            let mut token = None;
-            loop {
-                let page = self.call("list", || {
-                    store.list(&old_prefix, None, token.clone(), 1000)
-                })?;
-                objects.extend(page.objects);
-                match page.next_token {
-                    Some(t) => token = Some(t),
-                    None => return Ok(objects),
-                }
-            }
-        };
         if self.queued_namespace() {
             // A change inside still queued (the kernel does not lock the
             // directory's content for a rename in one parent) would be
@@ -845,7 +830,13 @@ impl ObjectFs {
             }
             return Ok(());
         }
-        let keys: Vec<String> = list_all()?.into_iter().map(|o| o.key).collect();
+        // Every key below the old prefix, then the copies and deletes.
+        let objects = self.block_on(self.list_subtree(&old_prefix, policy));
+        let keys: Vec<String> = objects
+            .map_err(|e| errno_of(&e))?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         if let Some(d) = dst {
             let st = self.lock();
             let marker = self.dir_prefix_of(&st, d);

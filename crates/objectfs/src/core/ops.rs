@@ -235,7 +235,9 @@ impl ObjectFs {
                 use futures_util::StreamExt;
                 let listed;
                 let (names, marker) = if *list {
-                    listed = self.names_under(from).await?;
+                    listed = (self.list_subtree(from, OP_RETRY).await?.into_iter())
+                        .map(|o| o.key[from.len()..].to_string())
+                        .collect::<Vec<_>>();
                     // The old marker is copied; else one is written.
                     let has_marker = listed.iter().any(String::is_empty);
                     (&listed, marker.as_ref().filter(|_| !has_marker))
@@ -261,28 +263,6 @@ impl ObjectFs {
                         .map(drop),
                     None => Ok(()),
                 }
-            }
-        }
-    }
-
-    /// The keys below `prefix` (the whole subtree), relative to it.
-    async fn names_under(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        let store = &self.inner.store;
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
-            let page = retry(OP_RETRY, "list", || {
-                store.list(prefix, None, token.clone(), 1000)
-            })
-            .await?;
-            names.extend(
-                page.objects
-                    .into_iter()
-                    .map(|o| o.key[prefix.len()..].to_string()),
-            );
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => return Ok(names),
             }
         }
     }

@@ -94,12 +94,18 @@ impl ObjectFs {
         true
     }
 
-    async fn list_subtree(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+    /// Every object below `prefix` (the whole subtree, every page), each
+    /// page retried by `policy`: what a directory rename moves.
+    pub(super) async fn list_subtree(
+        &self,
+        prefix: &str,
+        policy: RetryPolicy,
+    ) -> StoreResult<Vec<ObjectMeta>> {
         let store = &self.inner.store;
         let mut objects = Vec::new();
         let mut token = None;
         loop {
-            let page = retry(RetryPolicy::INTERACTIVE, "list", || {
+            let page = retry(policy, "list", || {
                 store.list(prefix, None, token.clone(), 1000)
             })
             .await?;
@@ -210,7 +216,7 @@ async fn list_renamed(weak: Weak<Inner>, old: &str) -> Option<(ObjectFs, Vec<Obj
         let fs = ObjectFs {
             inner: weak.upgrade()?,
         };
-        match fs.list_subtree(old).await {
+        match fs.list_subtree(old, RetryPolicy::INTERACTIVE).await {
             Ok(objects) => return Some((fs, objects)),
             Err(e) => {
                 fs.note_store_result(Err(&e));
