@@ -254,7 +254,7 @@ impl Bucket {
     /// metadata, as s3fs's chmod does): same content and ETag, new date.
     pub fn set_metadata(&self, key: &str, meta: &objectfs::store::PutMeta) {
         self.rt
-            .block_on(self.store.copy(key, key, Some(meta)))
+            .block_on(self.store.copy(key, None, key, Some(meta)))
             .unwrap();
     }
 

@@ -358,7 +358,7 @@ async fn copy_keeps_or_replaces_metadata() {
     .await
     .unwrap();
 
-    s.copy("src", "kept", None).await.unwrap();
+    s.copy("src", None, "kept", None).await.unwrap();
     let h = s.head("kept").await.unwrap().unwrap();
     assert_eq!(h.content_type.as_deref(), Some("text/x-src"));
     assert_eq!(h.metadata.get("mode").map(String::as_str), Some("33188"));
@@ -366,18 +366,24 @@ async fn copy_keeps_or_replaces_metadata() {
     assert_eq!(s.get_range("kept", 0, 1 << 20).await.unwrap(), data);
 
     let new = meta("text/x-new", &[("mode", "33261")]);
-    s.copy("src", "replaced", Some(&new)).await.unwrap();
+    s.copy("src", None, "replaced", Some(&new)).await.unwrap();
     let h = s.head("replaced").await.unwrap().unwrap();
     assert_eq!(h.content_type.as_deref(), Some("text/x-new"));
     assert_eq!(h.metadata, new.metadata);
     assert_eq!(s.get_range("replaced", 0, 1 << 20).await.unwrap(), data);
 
+    // The size known from a listing: the same copy, without asking it.
+    s.copy("src", Some(3000), "sized", None).await.unwrap();
+    let h = s.head("sized").await.unwrap().unwrap();
+    assert_eq!(h.metadata.get("mode").map(String::as_str), Some("33188"));
+    assert_eq!(s.get_range("sized", 0, 1 << 20).await.unwrap(), data);
+
     // In place, as chmod does: replace the metadata of the object itself.
-    s.copy("src", "src", Some(&new)).await.unwrap();
+    s.copy("src", None, "src", Some(&new)).await.unwrap();
     assert_eq!(s.head("src").await.unwrap().unwrap().metadata, new.metadata);
 
     assert!(matches!(
-        s.copy("missing", "x", None).await.unwrap_err(),
+        s.copy("missing", None, "x", None).await.unwrap_err(),
         StoreError::NotFound { .. }
     ));
 }
@@ -396,7 +402,7 @@ async fn multipart_copy_for_large_objects() {
     )
     .await
     .unwrap();
-    s.copy(src, "odd/big copy%", None).await.unwrap();
+    s.copy(src, None, "odd/big copy%", None).await.unwrap();
     let h = s.head("odd/big copy%").await.unwrap().unwrap();
     assert_eq!(h.size, data.len() as u64);
     assert_eq!(h.content_type.as_deref(), Some("video/x-big"));
@@ -407,7 +413,7 @@ async fn multipart_copy_for_large_objects() {
     );
 
     let new = meta("video/x-new", &[("uid", "7")]);
-    s.copy(src, "replaced", Some(&new)).await.unwrap();
+    s.copy(src, None, "replaced", Some(&new)).await.unwrap();
     let h = s.head("replaced").await.unwrap().unwrap();
     assert_eq!(h.metadata, new.metadata);
     assert_eq!(h.content_type.as_deref(), Some("video/x-new"));
@@ -418,7 +424,7 @@ async fn multipart_copy_for_large_objects() {
     s.put("small", Bytes::from_static(b"s"), &PutMeta::default())
         .await
         .unwrap();
-    s.copy("small", "small2", None).await.unwrap();
+    s.copy("small", None, "small2", None).await.unwrap();
     assert_eq!(
         s.get_range("small2", 0, 10).await.unwrap(),
         Bytes::from_static(b"s")
@@ -447,10 +453,10 @@ async fn odd_keys_through_put_head_get_copy_list() {
         assert_eq!(h.metadata.get("n"), Some(&i.to_string()));
         assert_eq!(s.get_range(key, 0, 100).await.unwrap(), body, "{key:?}");
         let copy = format!("copies/{key}");
-        s.copy(key, &copy, None).await.unwrap();
+        s.copy(key, None, &copy, None).await.unwrap();
         assert_eq!(s.get_range(&copy, 0, 100).await.unwrap(), body, "{copy:?}");
         let replaced = format!("replaced/{key}");
-        s.copy(key, &replaced, Some(&meta("a/b", &[("k", "v")])))
+        s.copy(key, None, &replaced, Some(&meta("a/b", &[("k", "v")])))
             .await
             .unwrap();
         let h = s.head(&replaced).await.unwrap().unwrap();

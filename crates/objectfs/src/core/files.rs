@@ -681,7 +681,7 @@ impl ObjectFs {
             .map(drop)
         } else {
             self.block_on(retry(policy, "set attributes", || {
-                store.copy(key, key, Some(&meta))
+                store.copy(key, None, key, Some(&meta))
             }))
         };
         result.map_err(|e| errno_of(&e))

@@ -675,7 +675,7 @@ impl ObjectFs {
         dst: Option<u64>,
     ) -> FsResult<()> {
         let _claim = self.claim(std::iter::once(src).chain(dst).collect());
-        let (old_key, new_key, dirty, remote) = {
+        let (old_key, new_key, dirty, remote, size) = {
             let st = self.lock();
             let n = st.node(src)?;
             let dirty = n.staged.as_ref().is_some_and(|s| s.dirty());
@@ -684,6 +684,7 @@ impl ObjectFs {
                 self.child_key(&st, new_parent, new_name),
                 dirty,
                 n.remote,
+                n.size,
             )
         };
         self.forget_cached(&old_key);
@@ -691,7 +692,7 @@ impl ObjectFs {
         let store = &self.inner.store;
         if !dirty && remote {
             // Server-side copy keeps data and metadata; then drop the old key.
-            self.call("copy", || store.copy(&old_key, &new_key, None))?;
+            self.call("copy", || store.copy(&old_key, Some(size), &new_key, None))?;
         }
         let mut st = self.lock();
         // A replaced object stays in the store until the moved file's data
@@ -831,12 +832,10 @@ impl ObjectFs {
             return Ok(());
         }
         // Every key below the old prefix, then the copies and deletes.
-        let objects = self.block_on(self.list_subtree(&old_prefix, policy));
-        let keys: Vec<String> = objects
-            .map_err(|e| errno_of(&e))?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let objects = self
+            .block_on(self.list_subtree(&old_prefix, policy))
+            .map_err(|e| errno_of(&e))?;
+        let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
         if let Some(d) = dst {
             let st = self.lock();
             let marker = self.dir_prefix_of(&st, d);
@@ -845,15 +844,19 @@ impl ObjectFs {
         }
         let copy_all = async {
             use futures_util::StreamExt;
-            let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(keys.iter())
-                .map(|k| {
-                    let new_key = format!("{new_prefix}{}", &k[old_prefix.len()..]);
-                    let store = store.clone();
-                    async move { retry(policy, "copy", || store.copy(k, &new_key, None)).await }
-                })
-                .buffer_unordered(16)
-                .collect()
-                .await;
+            let results: Vec<Result<(), StoreError>> =
+                futures_util::stream::iter(objects.iter())
+                    .map(|o| {
+                        let (k, size) = (&o.key, Some(o.size));
+                        let new_key = format!("{new_prefix}{}", &k[old_prefix.len()..]);
+                        let store = store.clone();
+                        async move {
+                            retry(policy, "copy", || store.copy(k, size, &new_key, None)).await
+                        }
+                    })
+                    .buffer_unordered(16)
+                    .collect()
+                    .await;
             results.into_iter().collect::<Result<(), _>>()
         };
         self.block_on(copy_all).map_err(|e| errno_of(&e))?;

@@ -215,7 +215,7 @@ impl ObjectFs {
             NsOp::Delete { key } => retry(OP_RETRY, "delete", || store.delete(key)).await,
             NsOp::SetMeta { key, meta } => {
                 match retry(OP_RETRY, "set attributes", || {
-                    store.copy(key, key, Some(meta))
+                    store.copy(key, None, key, Some(meta))
                 })
                 .await
                 {
@@ -228,25 +228,31 @@ impl ObjectFs {
             NsOp::RenameDir {
                 from,
                 to,
-                names,
-                marker,
+                names: journalled,
+                marker: marker_meta,
                 list,
             } => {
                 use futures_util::StreamExt;
+                // Each name below `from`, with its size when a listing
+                // gave it (a copy then needs no HEAD).
+                let (names, marker): (Vec<(&str, Option<u64>)>, _);
                 let listed;
-                let (names, marker) = if *list {
-                    listed = (self.list_subtree(from, OP_RETRY).await?.into_iter())
-                        .map(|o| o.key[from.len()..].to_string())
-                        .collect::<Vec<_>>();
+                if *list {
+                    listed = self.list_subtree(from, OP_RETRY).await?;
+                    names = (listed.iter())
+                        .map(|o| (&o.key[from.len()..], Some(o.size)))
+                        .collect();
                     // The old marker is copied; else one is written.
-                    let has_marker = listed.iter().any(String::is_empty);
-                    (&listed, marker.as_ref().filter(|_| !has_marker))
+                    let has_marker = names.iter().any(|(name, _)| name.is_empty());
+                    marker = marker_meta.as_ref().filter(|_| !has_marker);
                 } else {
-                    (names, marker.as_ref())
-                };
-                let copies: Vec<_> = names
-                    .iter()
-                    .map(|name| self.copy_one(format!("{from}{name}"), format!("{to}{name}")))
+                    names = (journalled.iter()).map(|n| (n.as_str(), None)).collect();
+                    marker = marker_meta.as_ref();
+                }
+                let copies: Vec<_> = (names.iter())
+                    .map(|&(name, size)| {
+                        self.copy_one(format!("{from}{name}"), size, format!("{to}{name}"))
+                    })
                     .collect();
                 let copied = futures_util::stream::iter(copies)
                     .buffer_unordered(OP_PARALLEL)
@@ -270,9 +276,14 @@ impl ObjectFs {
     /// Copies one object of a renamed directory to its new name; returns
     /// the source to delete once every copy exists, or none when there is
     /// nothing to move.
-    async fn copy_one(&self, src: String, dst: String) -> StoreResult<Option<String>> {
+    async fn copy_one(
+        &self,
+        src: String,
+        size: Option<u64>,
+        dst: String,
+    ) -> StoreResult<Option<String>> {
         let store = self.inner.store.clone();
-        match retry(OP_RETRY, "copy", || store.copy(&src, &dst, None)).await {
+        match retry(OP_RETRY, "copy", || store.copy(&src, size, &dst, None)).await {
             Ok(()) => {
                 self.moved(&src);
                 Ok(Some(src))

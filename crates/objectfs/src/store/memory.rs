@@ -480,7 +480,13 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
+    async fn copy(
+        &self,
+        src: &str,
+        _size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+    ) -> StoreResult<()> {
         self.check("CopyObject", src)?;
         let slow = self.faults.lock().unwrap().slow_copy;
         if let Some(delay) = slow {

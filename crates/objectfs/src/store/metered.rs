@@ -212,8 +212,14 @@ impl ObjectStore for Metered {
             .await
     }
 
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
-        self.count(StoreOp::Copy, self.inner.copy(src, dst, meta), ok)
+    async fn copy(
+        &self,
+        src: &str,
+        size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+    ) -> StoreResult<()> {
+        self.count(StoreOp::Copy, self.inner.copy(src, size, dst, meta), ok)
             .await
     }
 }
@@ -258,7 +264,7 @@ mod tests {
             assert!(store.head("a").await.unwrap().is_some());
             assert!(store.head("missing").await.unwrap().is_none());
             assert_eq!(&store.get_range("a", 1, 3).await.unwrap()[..], b"ell");
-            assert!(store.copy("nothing", "c", None).await.is_err());
+            assert!(store.copy("nothing", None, "c", None).await.is_err());
             store.delete("b").await.unwrap();
         });
         let s = metrics.snapshot();

@@ -338,5 +338,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
 
     /// Server-side copy; `meta` replaces the metadata (else it is copied).
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()>;
+    /// `size` is the source's size when the caller knows it (a listing
+    /// gave it): S3 then sends no HEAD to choose how to copy.
+    async fn copy(
+        &self,
+        src: &str,
+        size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+    ) -> StoreResult<()>;
 }

@@ -1002,7 +1002,22 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn copy(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
+    async fn copy(
+        &self,
+        src: &str,
+        size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+    ) -> StoreResult<()> {
+        // A known size spares the HEAD. Should the object have grown past
+        // the limit since it was listed, the store refuses CopyObject (a
+        // 400): the HEAD decides then.
+        if size.is_some_and(|s| s <= self.max_copy_object_size) {
+            match self.copy_object(src, dst, meta).await {
+                Err(StoreError::Permanent { .. }) => {}
+                done => return done,
+            }
+        }
         let source = self
             .head(src)
             .await?

@@ -456,7 +456,7 @@ async fn anonymous_request_on_the_wire_is_unsigned() {
 /// (`POST dst?uploads`).
 async fn copy_request(config: S3Config, size: u64) -> (Request, StoreError) {
     let (mut requests, _, out) = capture(config, vec![head_of(size), denied()], async |s| {
-        s.copy("src", "dst", None).await
+        s.copy("src", None, "dst", None).await
     })
     .await;
     assert_eq!(requests.len(), 2, "{requests:?}");
@@ -510,6 +510,68 @@ async fn copy_switches_to_multipart_at_the_endpoint_kinds_limit() {
     }
 }
 
+/// A copy whose source size the caller knows (a listing gave it) sends
+/// CopyObject at once, without a HEAD; a size past the limit still asks
+/// first. A source gone meanwhile is "not found", from the copy itself.
+#[tokio::test]
+async fn a_copy_of_a_known_size_sends_no_head() {
+    let copied = xml("<CopyObjectResult><ETag>\"dst-etag\"</ETag>\
+         <LastModified>2025-01-01T00:00:00.000Z</LastModified></CopyObjectResult>");
+    let s3 = || signed("http://storage.example.com");
+    let (requests, _, out) = capture(s3(), vec![copied], async |s: &S3Store| {
+        s.copy("src", Some(5 << 30), "dst", None).await
+    })
+    .await;
+    assert_eq!(out, Ok(()));
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(is_copy_object(&requests[0]), "{}", requests[0].head);
+
+    let (requests, _, out) = capture(s3(), vec![head_of((5 << 30) + 1), denied()], async |s| {
+        s.copy("src", Some((5 << 30) + 1), "dst", None).await
+    })
+    .await;
+    assert!(requests[0].line().starts_with("HEAD /src "), "{requests:?}");
+    assert!(is_multipart_start(&requests[1]), "{}", requests[1].head);
+    assert_eq!(out.unwrap_err().op(), "CreateMultipartUpload");
+
+    let (requests, _, out) = capture(s3(), vec![not_found()], async |s| {
+        s.copy("src", Some(10), "dst", None).await
+    })
+    .await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(matches!(out, Err(StoreError::NotFound { .. })), "{out:?}");
+}
+
+/// A known size that is out of date (the object grew past the limit
+/// after it was listed): the store refuses CopyObject with a 400, and the
+/// HEAD then sends the copy part by part.
+#[tokio::test]
+async fn a_copy_refused_for_its_size_asks_the_size_and_copies_by_parts() {
+    let too_large = reply(
+        "400 Bad Request",
+        &[("Content-Type", "application/xml")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidRequest</Code>\
+         <Message>The specified copy source is larger than the maximum allowable size \
+         for a copy source: 5368709120</Message></Error>",
+    );
+    let replies = vec![too_large, head_of((5 << 30) + 1), denied()];
+    let (requests, _, out) = capture(
+        signed("http://storage.example.com"),
+        replies,
+        async |s: &S3Store| s.copy("src", Some(10), "dst", None).await,
+    )
+    .await;
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(is_copy_object(&requests[0]), "{}", requests[0].head);
+    assert!(
+        requests[1].line().starts_with("HEAD /src "),
+        "{}",
+        requests[1].head
+    );
+    assert!(is_multipart_start(&requests[2]), "{}", requests[2].head);
+    assert_eq!(out.unwrap_err().op(), "CreateMultipartUpload");
+}
+
 /// A 1.5 GB object on OSS is copied whole by UploadPartCopy: three ranges
 /// that cover it exactly, then the completion naming the three parts.
 #[tokio::test]
@@ -534,7 +596,7 @@ async fn oss_copy_of_a_large_object_on_the_wire() {
     let (requests, _, out) = capture(
         signed("http://oss-cn-hangzhou.aliyuncs.com"),
         replies,
-        async |s: &S3Store| s.copy("src", "dst", None).await,
+        async |s: &S3Store| s.copy("src", None, "dst", None).await,
     )
     .await;
     assert_eq!(out, Ok(()));
