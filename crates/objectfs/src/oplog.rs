@@ -24,8 +24,14 @@ pub enum NsOp {
     },
     /// The object is deleted (a missing one is fine).
     Delete { key: String },
-    /// The object's metadata is replaced (a copy onto itself).
-    SetMeta { key: String, meta: PutMeta },
+    /// The object's metadata is replaced (a copy onto itself); `size`,
+    /// a file's size as the mount knew it, spares the copy a HEAD.
+    SetMeta {
+        key: String,
+        meta: PutMeta,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+    },
     /// A directory renamed: each of `names` (relative to `from`, `""` for
     /// the marker) is copied to `to` and then deleted at `from`; with
     /// `marker`, a marker is written at `to` (`from` had none). With
@@ -188,5 +194,23 @@ mod tests {
         assert_eq!(again.replay().unwrap(), vec![(10, del)]);
         assert_eq!(recorded(dir.path()).unwrap(), 1);
         assert_eq!(fs::read_dir(dir.path().join("ops")).unwrap().count(), 1);
+    }
+
+    /// A metadata change keeps the size it was queued with, and a record
+    /// written before it had one (an earlier version) reads back without.
+    #[test]
+    fn a_metadata_change_keeps_its_size_and_older_records_read_without() {
+        let sized = NsOp::SetMeta {
+            key: "p/f".into(),
+            meta: PutMeta::default(),
+            size: Some(42),
+        };
+        let json = serde_json::to_string(&sized).unwrap();
+        assert_eq!(serde_json::from_str::<NsOp>(&json).unwrap(), sized);
+        let older = r#"{"op":"set_meta","key":"p/f","meta":{"content_type":null,"metadata":{}}}"#;
+        let NsOp::SetMeta { size, .. } = serde_json::from_str::<NsOp>(older).unwrap() else {
+            panic!("not a metadata change")
+        };
+        assert_eq!(size, None);
     }
 }

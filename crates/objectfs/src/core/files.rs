@@ -588,7 +588,7 @@ impl ObjectFs {
         }
         let meta_change =
             set.perm.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some();
-        let (staged, key, posix, remote, kind) = {
+        let (staged, key, posix, remote, size) = {
             let mut st = self.lock();
             let key = if kind == Kind::Dir {
                 self.dir_prefix_of(&st, ino)
@@ -609,7 +609,9 @@ impl ObjectFs {
                 n.mtime = t;
             }
             n.ctime = SystemTime::now();
-            (n.staged.is_some(), key, n.posix(), n.remote, n.kind)
+            // A file's object is as large as the file (it is not staged).
+            let size = (kind == Kind::File).then_some(n.size);
+            (n.staged.is_some(), key, n.posix(), n.remote, size)
         };
         if meta_change && ino != ROOT_INO {
             if staged {
@@ -631,13 +633,13 @@ impl ObjectFs {
                         body: Vec::new(),
                     }
                 } else {
-                    NsOp::SetMeta { key, meta }
+                    NsOp::SetMeta { key, meta, size }
                 };
                 // A marker written here may replace one the mount has not
                 // seen: never cancelled by a later rmdir.
                 self.queue_op_with(&mut st, op, Some(ino), false);
             } else {
-                self.store_attrs(&key, &posix, remote, kind)?;
+                self.store_attrs(&key, &posix, remote, kind, size)?;
                 // Rewritten here: the object's date is new, and its
                 // attributes are known as of now (a HEAD sent before the
                 // change must not bring the old ones back).
@@ -668,9 +670,17 @@ impl ObjectFs {
         Ok(st.node(ino)?.attr(ino))
     }
 
-    /// Rewrites an object's metadata in place (copy onto itself), or
-    /// writes a marker for a directory that had none.
-    fn store_attrs(&self, key: &str, posix: &Posix, remote: bool, kind: Kind) -> FsResult<()> {
+    /// Rewrites an object's metadata in place (copy onto itself; `size`,
+    /// when known, spares it a HEAD), or writes a marker for a directory
+    /// that had none.
+    fn store_attrs(
+        &self,
+        key: &str,
+        posix: &Posix,
+        remote: bool,
+        kind: Kind,
+        size: Option<u64>,
+    ) -> FsResult<()> {
         let meta: PutMeta = layout::encode(posix);
         let store = &self.inner.store;
         let policy = RetryPolicy::INTERACTIVE;
@@ -681,7 +691,7 @@ impl ObjectFs {
             .map(drop)
         } else {
             self.block_on(retry(policy, "set attributes", || {
-                store.copy(key, None, key, Some(&meta))
+                store.copy(key, size, key, Some(&meta))
             }))
         };
         result.map_err(|e| errno_of(&e))

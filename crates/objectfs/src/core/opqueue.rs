@@ -352,6 +352,7 @@ mod tests {
     fn set(key: &str, mode: &str) -> NsOp {
         NsOp::SetMeta {
             key: key.into(),
+            size: None,
             meta: PutMeta {
                 content_type: None,
                 metadata: [("mode".to_string(), mode.to_string())].into(),

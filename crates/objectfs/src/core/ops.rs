@@ -213,9 +213,9 @@ impl ObjectFs {
                     .map(drop)
             }
             NsOp::Delete { key } => retry(OP_RETRY, "delete", || store.delete(key)).await,
-            NsOp::SetMeta { key, meta } => {
+            NsOp::SetMeta { key, meta, size } => {
                 match retry(OP_RETRY, "set attributes", || {
-                    store.copy(key, None, key, Some(meta))
+                    store.copy(key, *size, key, Some(meta))
                 })
                 .await
                 {
