@@ -25,9 +25,15 @@
 # s3_baseline's raw multipart upload of 512 MiB in the same run. A workload
 # a client cannot do is shown as "failed: <reason>".
 #
+# Two floors, measured in the same run, say what no client can beat while
+# its fsync means "in the bucket": the SQLite workload's fsync calls on
+# local disk (counted with strace, not timed) times the latency of one raw
+# PutObject of 8 KiB (s3_baseline small, one in flight); and, for dd, the
+# raw multipart upload's own time.
+#
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse; Garage as for
-# bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, git and
-# python3-venv with apt-get when missing. Only loopback addresses are used.
+# bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, strace, git
+# and python3-venv with apt-get when missing. Only loopback addresses are used.
 set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -54,11 +60,11 @@ source "$ROOT/bench/workloads.sh"
 STEP_TIMEOUT=300
 
 need_root_fuse
-install_missing s3fs:s3fs rclone:rclone fusermount3:fuse3
+install_missing s3fs:s3fs rclone:rclone fusermount3:fuse3 strace:strace
 build_all
 make_workdir
 workload_tools
-CLEANUP_EXTRA=(in local)
+CLEANUP_EXTRA=(in local fsyncs)
 
 read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async s3fs rclone}"
 for c in "${CLIENTS[@]}"; do
@@ -162,6 +168,17 @@ log "raw: seq-write ${DD_MIB} MiB (8 MiB parts, 8 in flight)"
 settle
 r=$(base --bucket raw seq-write --key big --size $((DD_MIB * 1024 * 1024)) --part-size 8M --jobs 8)
 RAW_MIBS=$(field mib_per_s "$r") RAW_S=$(field seconds "$r")
+log "raw: 300 PutObjects of 8 KiB, one at a time"
+settle
+r=$(base --bucket raw small --prefix lat/ --count 300 --size 8192 --jobs 1)
+PUT_MS=$(calc "1000 / $(field ops_per_s "$r")" %.2f)
+log "local disk: the SQLite workload's fsync calls (strace, not timed)"
+mkdir -p "$WORK/fsyncs"
+strace -f -qq -c -e trace=fsync,fdatasync -o "$LOGS/sqlite-fsyncs.txt" \
+    "$PY" -c "$SQLITE_PY" "$WORK/fsyncs/db" >/dev/null
+# strace -c: "% time, seconds, usecs/call, calls, [errors,] syscall".
+FSYNCS=$(awk '$NF == "fsync" || $NF == "fdatasync" { n += $4 } END { print n + 0 }' "$LOGS/sqlite-fsyncs.txt")
+SQLITE_FLOOR=$(calc "$FSYNCS * $PUT_MS / 1000" %.3f)
 
 log "local disk: $WORK/local"
 mkdir -p "$WORK/local"
@@ -194,7 +211,12 @@ verdict() {
     read) awk "BEGIN { exit !(0.8 * $o <= $l) }" || bad+=("< 0.8× local throughput") ;;
     dd) lt "$(calc "0.8 * $RAW_MIBS" %.6f)" "$(calc "$DD_MIB / $o" %.6f)" || bad+=("$(calc "$DD_MIB / $o") MiB/s < 0.8× raw") ;;
     esac
-    if ((${#bad[@]})); then echo "**FAIL** ($(printf '%s; ' "${bad[@]}" | sed 's/; $//'))"; else echo "**PASS**"; fi
+    if ((${#bad[@]})); then echo -n "**FAIL** ($(printf '%s; ' "${bad[@]}" | sed 's/; $//'))"; else echo -n "**PASS**"; fi
+    case $w in
+    sqlite) echo "; floor for a durable fsync: $SQLITE_FLOOR s ($FSYNCS fsyncs × $PUT_MS ms), $(isnum "$l" && calc "$SQLITE_FLOOR / $l" %.2f || echo ?)× local" ;;
+    dd) echo "; floor: the raw multipart upload, $RAW_S s" ;;
+    *) echo ;;
+    esac
 }
 target() {
     case $1 in
@@ -230,7 +252,7 @@ table() {
 header() {
     echo "agent workloads (issue 14) — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
     echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && echo ' (working tree has uncommitted changes)'), server: Garage $("$GARAGE" --version 2>/dev/null | awk '{ sub(/^cargo:/, "", $2); print $2 }') on $ENDPOINT (lmdb, 1 node, no compression); s3fs $(s3fs --version 2>/dev/null | grep -o 'V[0-9.]*' | head -1); $(rclone version 2>/dev/null | head -1); $("$PY" --version 2>&1); $(git --version)"
-    echo "each workload run once (1 run, no medians), seconds from start to exit of the command; raw multipart upload of $DD_MIB MiB (s3_baseline seq-write, 8 MiB parts, 8 in flight): $RAW_MIBS MiB/s ($RAW_S s); page cache dropped before the first read: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "each workload run once (1 run, no medians), seconds from start to exit of the command; raw multipart upload of $DD_MIB MiB (s3_baseline seq-write, 8 MiB parts, 8 in flight): $RAW_MIBS MiB/s ($RAW_S s); one raw PutObject of 8 KiB (1 in flight): $PUT_MS ms; the SQLite workload's fsync calls on local disk: $FSYNCS; page cache dropped before the first read: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 emit_report

@@ -14,6 +14,18 @@
 SMALL_N=300
 BIG_MIB=256
 DD_MIB=512
+# The SQLite workload: 1,000 INSERTs, one transaction each, into the
+# database named by its argument (python3's sqlite3, SQLite's defaults).
+SQLITE_PY='
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("create table t (id integer primary key, v text)")
+for i in range(1000):
+    db.execute("begin")
+    db.execute("insert into t (v) values (?)", ("row %d" % i,))
+    db.execute("commit")
+db.close()
+'
 # The workloads in the order run_workloads runs them.
 WORKLOADS=(tar git venv sqlite rename read dd)
 # Their preparations, and what each one does.
@@ -83,16 +95,7 @@ run_workloads() {
         step git "$c" "$d" 'cd "$1/git" && git init -q && git add -A && git commit -q -m x && git status --porcelain >/dev/null'
     else skip git "$c" "could not unpack the input"; fi
     step venv "$c" "$d" 'mkdir "$1/venv" && cd "$1/venv" && "$2" -m venv v' "$PY"
-    step sqlite "$c" "$d" 'mkdir "$1/sqlite" && "$2" -c "
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute(\"create table t (id integer primary key, v text)\")
-for i in range(1000):
-    db.execute(\"begin\")
-    db.execute(\"insert into t (v) values (?)\", (\"row %d\" % i,))
-    db.execute(\"commit\")
-db.close()
-" "$1/sqlite/db"' "$PY"
+    step sqlite "$c" "$d" 'mkdir "$1/sqlite" && "$2" -c "$3" "$1/sqlite/db"' "$PY" "$SQLITE_PY"
     if [[ -d $d/ren ]]; then
         step rename "$c" "$d" 'mv "$1/ren" "$1/ren-moved"'
     else skip rename "$c" "the uploaded directory is missing"; fi
