@@ -29,8 +29,10 @@
 # Each step's figures are what reached Garage from the moment it started
 # until Garage was quiet again, so a client's background uploads count for
 # the step that caused them. Only one mount talks to Garage at a time. The
-# counts do not depend on the machine's speed; "active s" (from the step's
-# start to its last request or byte) does.
+# counts depend little on the machine's speed (what objectfs folds within
+# its upload delay, and how many new names it probes while their
+# directory's listing is in flight, do); "active s" (from the step's start
+# to its last request or byte) does.
 #
 # Needs root (FUSE mounts, drop_caches, nftables) and /dev/fuse; a Garage
 # built with its `metrics` feature, in /opt/osv-garage-metrics (built here
