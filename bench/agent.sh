@@ -175,13 +175,20 @@ r=$(base --bucket raw small --prefix lat/ --count 300 --size 8192 --jobs 1)
 PUT_MS=$(calc "1000 / $(field ops_per_s "$r")" %.2f)
 log "local disk: the SQLite workload's fsync calls (strace, not timed)"
 mkdir -p "$WORK/fsyncs"
-strace -f -qq -y -e trace=fsync,fdatasync -o "$LOGS/sqlite-fsyncs.txt" \
-    "$PY" -c "$SQLITE_PY" "$WORK/fsyncs/db" >/dev/null
-# Lines like `fsync(3</path/db-journal>) = 0`: a file's fsync uploads it,
-# the directory's (SQLite syncs it after creating its journal) need not.
-FSYNCS=$(grep -c "^[0-9]* *f[a-z]*sync([0-9]*<$WORK/fsyncs/db[^/>]*>)" "$LOGS/sqlite-fsyncs.txt" || true)
-DIR_FSYNCS=$(grep -c "^[0-9]* *f[a-z]*sync([0-9]*<$WORK/fsyncs>)" "$LOGS/sqlite-fsyncs.txt" || true)
-SQLITE_FLOOR=$(calc "$FSYNCS * $PUT_MS / 1000" %.3f)
+FSYNCS=? DIR_FSYNCS=?
+if strace -f -qq -y -e trace=fsync,fdatasync -o "$LOGS/sqlite-fsyncs.txt" \
+    "$PY" -c "$SQLITE_PY" "$WORK/fsyncs/db" >/dev/null 2>"$LOGS/sqlite-fsyncs.err"; then
+    # Lines like `fsync(3</path/db-journal>) = 0`: a file's fsync uploads it,
+    # the directory's (SQLite syncs it after creating its journal) need not.
+    d=$(realpath "$WORK/fsyncs")
+    FSYNCS=$(grep -c "^[0-9]* *f[a-z]*sync([0-9]*<$d/db[^/>]*>)" "$LOGS/sqlite-fsyncs.txt" || true)
+    DIR_FSYNCS=$(grep -c "^[0-9]* *f[a-z]*sync([0-9]*<$d>)" "$LOGS/sqlite-fsyncs.txt" || true)
+    ((FSYNCS > 0)) || { problem "no fsync of SQLite's files found in $LOGS/sqlite-fsyncs.txt"; FSYNCS=?; }
+else
+    problem "strace of the SQLite workload failed: $(tail -1 "$LOGS/sqlite-fsyncs.err")"
+fi
+SQLITE_FLOOR=?
+isnum "$FSYNCS" && SQLITE_FLOOR=$(calc "$FSYNCS * $PUT_MS / 1000" %.3f)
 
 log "local disk: $WORK/local"
 mkdir -p "$WORK/local"
@@ -216,7 +223,7 @@ verdict() {
     esac
     if ((${#bad[@]})); then echo -n "**FAIL** ($(printf '%s; ' "${bad[@]}" | sed 's/; $//'))"; else echo -n "**PASS**"; fi
     case $w in
-    sqlite) echo "; floor for a durable fsync: $SQLITE_FLOOR s ($FSYNCS fsyncs of a file × $PUT_MS ms), $(isnum "$l" && calc "$SQLITE_FLOOR / $l" %.2f || echo ?)× local" ;;
+    sqlite) echo "; floor for a durable fsync: $SQLITE_FLOOR s ($FSYNCS fsyncs of a file × $PUT_MS ms), $(isnum "$l" && isnum "$SQLITE_FLOOR" && calc "$SQLITE_FLOOR / $l" %.2f || echo ?)× local" ;;
     dd) echo "; floor: the raw multipart upload, $RAW_S s" ;;
     *) echo ;;
     esac

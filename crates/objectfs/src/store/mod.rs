@@ -338,8 +338,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
 
     /// Server-side copy; `meta` replaces the metadata (else it is copied).
-    /// `size` is the source's size when the caller knows it (a listing
-    /// gave it): S3 then sends no HEAD to choose how to copy.
+    /// `size` is the source's size when the caller knows it (from a
+    /// listing, or the mount's table): S3 then sends no HEAD to choose how
+    /// to copy, unless CopyObject is refused.
     async fn copy(
         &self,
         src: &str,

@@ -1010,11 +1010,14 @@ impl ObjectStore for S3Store {
         meta: Option<&PutMeta>,
     ) -> StoreResult<()> {
         // A known size spares the HEAD. Should the object have grown past
-        // the limit since it was listed, the store refuses CopyObject (a
-        // 400): the HEAD decides then.
+        // the limit since (S3 refuses CopyObject with a 400; a store may
+        // say it another way), the copy is done as without a size: only a
+        // missing source and a retryable failure are answers.
         if size.is_some_and(|s| s <= self.max_copy_object_size) {
             match self.copy_object(src, dst, meta).await {
-                Err(StoreError::Permanent { .. }) => {}
+                Err(e) if !matches!(e, StoreError::NotFound { .. }) && !e.is_transient() => {
+                    tracing::debug!(error = %e, "CopyObject with a known size refused; asking the size");
+                }
                 done => return done,
             }
         }
