@@ -363,6 +363,51 @@ fn a_listing_revalidates_the_files_it_cannot_confirm_together() {
     }
 }
 
+/// A walk past the TTL over a directory holding more files this mount
+/// uploaded than one listing revalidates together: the first lookup of a
+/// file the listing left out starts the HEADs of the next ones with its
+/// own, so the walk (`git add` after `tar x`) waits for rounds of HEADs,
+/// not for one after another; each file still costs one HEAD.
+#[test]
+fn a_walk_past_what_a_listing_revalidates_revalidates_the_rest_together() {
+    // Long enough for the walk to end within it: a listing past the TTL
+    // would revalidate the rest together anyway.
+    let ttl = Duration::from_secs(2);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    f.mkdir("d").unwrap();
+    let n = 300;
+    for i in 0..n {
+        f.write_file(&format!("d/f{i}"), b"abcd").unwrap();
+    }
+    let c = &f.mem.counters;
+    let heads = || c.heads.load(Ordering::SeqCst);
+    let in_flight = || c.heads_in_flight.load(Ordering::SeqCst);
+    std::thread::sleep(ttl + Duration::from_millis(50));
+    f.mem.slow_heads(Duration::from_millis(5));
+    let d = f.ino("d").unwrap();
+    let h0 = heads();
+    let fh = f.fs.opendir(d).unwrap();
+    assert_eq!(f.fs.readdir(fh, 2).unwrap().len(), n as usize);
+    f.fs.releasedir(fh);
+    // The listing's own HEADs, answered.
+    wait_until(|| heads() > h0 && in_flight() == 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(in_flight(), 0, "the listing's HEADs still going");
+    assert!(
+        heads() - h0 < n,
+        "the listing revalidated every file itself"
+    );
+    c.heads_in_flight_max.store(0, Ordering::SeqCst);
+    for i in 0..n {
+        assert_eq!(f.fs.lookup(d, &format!("f{i}")).unwrap().size, 4);
+    }
+    assert_eq!(heads(), h0 + n, "one HEAD per file");
+    assert!(
+        c.heads_in_flight_max.load(Ordering::SeqCst) > 1,
+        "the walk's HEADs went one after another"
+    );
+}
+
 /// A name new to the table is probed on its own (one round, whatever the
 /// directory holds) while its directory is listed in the background; that
 /// listing answers the lookups after it.
@@ -1162,7 +1207,9 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
     // Past the TTL, a listing again gives the attributes: no HEAD.
     let cache = tempfile::tempdir().unwrap();
     let mut opts = options(cache.path(), UploadMode::Async);
-    opts.metadata_ttl = Duration::from_millis(50);
+    // (A TTL long enough that a loaded machine does not let it pass
+    // between the readdir and the lookup.)
+    opts.metadata_ttl = Duration::from_millis(500);
     opts.attrs_from_listing = true;
     let fs = ObjectFs::new(mem.clone(), rt.handle().clone(), opts).unwrap();
     for round in 0..3 {
@@ -1176,7 +1223,7 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
             heads,
             "round {round}: the listing confirmed it"
         );
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(550));
     }
 }
 

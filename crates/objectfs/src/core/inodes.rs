@@ -143,6 +143,10 @@ pub(super) struct Node {
     /// A readdir's background HEAD for this node is in flight; a lookup
     /// waits for it instead of sending its own.
     pub(super) prefetching: bool,
+    /// A background HEAD of it failed since its metadata was last read:
+    /// its lookups probe it themselves (with retries) rather than start
+    /// another round of background HEADs.
+    pub(super) head_failed: bool,
     pub(super) link_target: Option<Bytes>,
     /// The ETag of the node's object as last seen (probe, listing or this
     /// mount's upload); a clean local copy equals this object.
@@ -191,6 +195,7 @@ impl Node {
             unlinked: false,
             busy: false,
             prefetching: false,
+            head_failed: false,
             link_target: None,
             etag: None,
             remote_modified: None,
@@ -283,6 +288,7 @@ impl Node {
         }
         self.remote = self.remote || found.marker || found.kind != Kind::Dir;
         self.meta_known = found.meta_known;
+        self.head_failed = false;
         self.validated = Instant::now();
     }
 

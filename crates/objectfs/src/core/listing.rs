@@ -215,8 +215,11 @@ impl ObjectFs {
                     n.prefetching = false;
                 }
                 fs.inner.changed.notify_all();
-                let Ok(meta) = result else { continue };
                 let Some(n) = st.nodes.get_mut(&ino) else {
+                    continue;
+                };
+                let Ok(meta) = result else {
+                    n.head_failed = true;
                     continue;
                 };
                 // Known already: by local state, or by a lookup's own probe.
@@ -468,6 +471,51 @@ impl ObjectFs {
         drop(st);
         self.prefetch_metadata(stale);
         Ok(true)
+    }
+
+    /// A lookup of `first`, a known file gone stale in directory `parent`
+    /// listed within the TTL, which the listing neither confirmed nor
+    /// revalidated (it revalidates [`REVALIDATE_MAX`] at most): starts the
+    /// HEADs of `first` and of the next stale files of `parent`, up to
+    /// [`REVALIDATE_MAX`], in the background, as the listing did for the
+    /// first ones. A walk over a larger directory this mount wrote (`git
+    /// add` after `tar x`) then waits for a few rounds, not one HEAD per
+    /// file; each file still costs one HEAD, and a readdir not followed by
+    /// lookups no more than before. Marks them `prefetching`; the caller
+    /// waits for `first`.
+    pub(super) fn revalidate_with_siblings(
+        &self,
+        mut st: std::sync::MutexGuard<'_, InodeTable>,
+        parent: u64,
+        first: u64,
+    ) {
+        let mut batch = vec![first];
+        batch.extend(
+            st.children
+                .iter()
+                .filter(|((p, _), c)| *p == parent && **c != first)
+                .map(|(_, c)| *c)
+                .filter(|c| {
+                    st.nodes.get(c).is_some_and(|n| {
+                        n.kind != Kind::Dir
+                            && !n.prefetching
+                            && !n.head_failed
+                            && !self.attrs_current(*c, n)
+                    })
+                })
+                .take(REVALIDATE_MAX - 1),
+        );
+        let targets: Vec<(u64, String)> = batch
+            .into_iter()
+            .map(|c| (c, self.read_key(&st, c)))
+            .collect();
+        for (c, _) in &targets {
+            if let Some(n) = st.nodes.get_mut(c) {
+                n.prefetching = true;
+            }
+        }
+        drop(st);
+        self.prefetch_metadata(targets);
     }
 
     /// The node for a listed object: the existing one, which the listing

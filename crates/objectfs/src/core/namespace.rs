@@ -167,9 +167,32 @@ impl ObjectFs {
                 if self.attrs_current(ino, n) {
                     return Ok(ino);
                 }
+                // A stale file its directory's listing (within the TTL)
+                // did not confirm: revalidated with its stale siblings.
+                if n.kind != Kind::Dir
+                    && !n.head_failed
+                    && !st.pinned.contains_key(&parent)
+                    && st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
+                {
+                    self.revalidate_with_siblings(st, parent, ino);
+                    st = self.wait_while(self.lock(), |st| {
+                        st.nodes.get(&ino).is_some_and(|n| n.prefetching)
+                    });
+                    if st.children.get(&entry) == Some(&ino)
+                        && st
+                            .nodes
+                            .get(&ino)
+                            .is_some_and(|n| self.attrs_current(ino, n))
+                    {
+                        return Ok(ino);
+                    }
+                }
                 // Inside a queued rename a directory is what the table
                 // says; its attributes are on its marker at the old key.
-                if n.kind == Kind::Dir && st.pinned.contains_key(&parent) {
+                if let Some(n) = st.nodes.get(&ino)
+                    && n.kind == Kind::Dir
+                    && st.pinned.contains_key(&parent)
+                {
                     let Some(marker) = n.source.clone() else {
                         return Ok(ino);
                     };

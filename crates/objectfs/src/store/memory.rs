@@ -1,6 +1,6 @@
 //! An in-process object store for fast tests of the filesystem core, with
-//! fault injection: fail the next N calls, or be "down" until told
-//! otherwise. It follows S3's semantics where objectfs relies on them
+//! fault injection: fail the next N calls of an operation, answer slowly,
+//! or be "down" until told otherwise. It follows S3's semantics where objectfs relies on them
 //! (lexicographic listing, delimiter folding, idempotent delete,
 //! conditional writes).
 
@@ -25,7 +25,8 @@ struct Upload {
 
 #[derive(Default)]
 struct Faults {
-    /// Errors returned by the next calls, one each, in order.
+    /// Errors returned by the next calls of their operation, one each, in
+    /// order.
     queued: std::collections::VecDeque<StoreError>,
     down: bool,
     /// Directory listings (with a delimiter) of this prefix answer what
@@ -36,6 +37,8 @@ struct Faults {
     slow_walks: Vec<(String, std::time::Duration)>,
     /// Copies wait this long before they happen.
     slow_copy: Option<std::time::Duration>,
+    /// HEADs answer this much later.
+    slow_head: Option<std::time::Duration>,
 }
 
 /// Counters a test can assert on.
@@ -47,6 +50,10 @@ pub struct Counters {
     pub heads: AtomicU64,
     pub lists: AtomicU64,
     pub parts: AtomicU64,
+    /// HEADs being answered right now, and the most at once since the
+    /// test last reset it.
+    pub heads_in_flight: AtomicU64,
+    pub heads_in_flight_max: AtomicU64,
 }
 
 #[derive(Default)]
@@ -63,7 +70,8 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The next `n` calls fail with `err`.
+    /// The next `n` calls of `err`'s operation fail with it (calls of
+    /// other operations, a background listing say, go through).
     pub fn fail_next(&self, n: usize, err: StoreError) {
         let mut f = self.faults.lock().unwrap();
         f.queued.extend(std::iter::repeat_n(err, n));
@@ -91,6 +99,12 @@ impl MemoryStore {
     /// Copies (a rename's first half) happen `delay` after they are asked.
     pub fn slow_copies(&self, delay: std::time::Duration) {
         self.faults.lock().unwrap().slow_copy = Some(delay);
+    }
+
+    /// HEADs answer `delay` after they are asked (with what the bucket
+    /// held when asked), so that HEADs sent together overlap.
+    pub fn slow_heads(&self, delay: std::time::Duration) {
+        self.faults.lock().unwrap().slow_head = Some(delay);
     }
 
     /// While down, every call fails as a refused connection would.
@@ -156,8 +170,8 @@ impl MemoryStore {
                 "connection refused (store is down)",
             ));
         }
-        match f.queued.pop_front() {
-            Some(e) => Err(e),
+        match f.queued.iter().position(|e| e.op() == op) {
+            Some(i) => Err(f.queued.remove(i).expect("found above")),
             None => Ok(()),
         }
     }
@@ -345,8 +359,19 @@ impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
         self.check("HeadObject", key)?;
         self.counters.heads.fetch_add(1, Ordering::Relaxed);
-        let objects = self.objects.lock().unwrap();
-        Ok(objects.get(key).map(|o| Self::meta_of(key, o, true)))
+        let found = {
+            let objects = self.objects.lock().unwrap();
+            objects.get(key).map(|o| Self::meta_of(key, o, true))
+        };
+        let slow = self.faults.lock().unwrap().slow_head;
+        if let Some(delay) = slow {
+            let c = &self.counters;
+            let now = c.heads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            c.heads_in_flight_max.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            c.heads_in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(found)
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes> {
