@@ -30,11 +30,14 @@
 # files on local disk (counted with strace, not timed; the fsyncs of their
 # directory are left out) times the latency of one raw
 # PutObject of 8 KiB (s3_baseline small, one in flight); and, for dd, the
-# raw multipart upload's own time.
+# raw multipart upload's own time. A third says what FUSE alone costs: every
+# workload also runs on bindfs over local disk (a FUSE filesystem that only
+# passes each call on to the disk; its rename fixture is copied in beneath
+# it), the nearest any FUSE client can come to local disk on this machine.
 #
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse; Garage as for
-# bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, strace, git
-# and python3-venv with apt-get when missing. Only loopback addresses are used.
+# bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, bindfs,
+# strace, git and python3-venv with apt-get when missing. Only loopback addresses are used.
 set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -61,11 +64,11 @@ source "$ROOT/bench/workloads.sh"
 STEP_TIMEOUT=300
 
 need_root_fuse
-install_missing s3fs:s3fs rclone:rclone fusermount3:fuse3 strace:strace
+install_missing s3fs:s3fs rclone:rclone fusermount3:fuse3 bindfs:bindfs strace:strace
 build_all
 make_workdir
 workload_tools
-CLEANUP_EXTRA=(in local fsyncs)
+CLEANUP_EXTRA=(in local bindfs fsyncs)
 
 read -r -a CLIENTS <<<"${OSV_BENCH_CLIENTS:-osv-async s3fs rclone}"
 for c in "${CLIENTS[@]}"; do
@@ -195,6 +198,16 @@ mkdir -p "$WORK/local"
 cp -r "$IN/files" "$WORK/local/ren" && sync
 run_workloads local "$WORK/local"
 listing "$WORK/local" >"$LOGS/expect-local.tsv"
+log "bindfs over local disk (FUSE alone): $WORK/mnt/bindfs"
+mkdir -p "$WORK/bindfs" "$WORK/mnt/bindfs"
+cp -r "$IN/files" "$WORK/bindfs/ren" && sync
+if bindfs "$WORK/bindfs" "$WORK/mnt/bindfs" 2>"$LOGS/bindfs.err"; then
+    run_workloads bindfs "$WORK/mnt/bindfs"
+    umount "$WORK/mnt/bindfs" || problem "bindfs: could not unmount $WORK/mnt/bindfs"
+else
+    problem "bindfs: mount failed: $(tail -1 "$LOGS/bindfs.err")"
+    for w in "${WORKLOADS[@]}"; do skip "$w" bindfs "mount failed"; done
+fi
 for c in "${CLIENTS[@]}"; do run_client "$c"; done
 TOTAL_S=$(since "$T_START")
 
@@ -223,10 +236,11 @@ verdict() {
     esac
     if ((${#bad[@]})); then echo -n "**FAIL** ($(printf '%s; ' "${bad[@]}" | sed 's/; $//'))"; else echo -n "**PASS**"; fi
     case $w in
-    sqlite) echo "; floor for a durable fsync: $SQLITE_FLOOR s ($FSYNCS fsyncs of a file × $PUT_MS ms), $(isnum "$l" && isnum "$SQLITE_FLOOR" && calc "$SQLITE_FLOOR / $l" %.2f || echo ?)× local" ;;
-    dd) echo "; floor: the raw multipart upload, $RAW_S s" ;;
-    *) echo ;;
+    sqlite) echo -n "; floor for a durable fsync: $SQLITE_FLOOR s ($FSYNCS fsyncs of a file × $PUT_MS ms), $(isnum "$l" && isnum "$SQLITE_FLOOR" && calc "$SQLITE_FLOOR / $l" %.2f || echo ?)× local" ;;
+    dd) echo -n "; floor: the raw multipart upload, $RAW_S s" ;;
     esac
+    local b=${SECS[$w,bindfs]:-}
+    if isnum "$b" && isnum "$l"; then echo "; FUSE alone (bindfs): $(calc "$b / $l" %.2f)× local"; else echo; fi
 }
 target() {
     case $1 in
@@ -235,18 +249,18 @@ target() {
     *) echo "≤ 3× local, < rclone" ;;
     esac
 }
-declare -A CNAME=([local]="local disk (ext4)" [osv-async]="objectfs --upload async" [s3fs]="s3fs" [rclone]="rclone --vfs-cache-mode writes")
+declare -A CNAME=([local]="local disk (ext4)" [bindfs]="bindfs over local disk (FUSE alone)" [osv-async]="objectfs --upload async" [s3fs]="s3fs" [rclone]="rclone --vfs-cache-mode writes")
 
 table() {
     local w c line
-    line="| Workload | ${CNAME[local]}"
+    line="| Workload | ${CNAME[local]} | ${CNAME[bindfs]}"
     for c in "${CLIENTS[@]}"; do line+=" | ${CNAME[$c]}"; done
     echo "$line | Target (objectfs) | Verdict |"
-    line="|---|---"
+    line="|---|---|---"
     for c in "${CLIENTS[@]}"; do line+="|---"; done
     echo "$line|---|---|"
     for w in "${WORKLOADS[@]}"; do
-        line="| ${WNAME[$w]} | $(cell "$w" local)"
+        line="| ${WNAME[$w]} | $(cell "$w" local) | $(cell "$w" bindfs)"
         for c in "${CLIENTS[@]}"; do line+=" | $(cell "$w" "$c")"; done
         if [[ " ${CLIENTS[*]} " == *" osv-async "* ]]; then echo "$line | $(target "$w") | $(verdict "$w") |"
         else echo "$line | | |"; fi
