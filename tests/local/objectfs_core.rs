@@ -313,18 +313,53 @@ fn a_directory_with_a_directory_renamed_into_it_is_not_empty() {
     assert_eq!(f.mem.keys(), ["pre/d/", "pre/d/a/"]);
 }
 
-/// Files this mount uploaded have no date a listing could confirm them by
-/// until a HEAD reads it: past the TTL, a readdir, or a lookup that lists
+/// Files this mount uploaded itself: past the TTL, the listing that shows
+/// them with the ETag and size their upload answered, dated no later than
+/// that answer, confirms them, and no HEAD is sent (`git add` after
+/// `tar x`). One rewritten elsewhere since (another ETag) is read again.
+#[test]
+fn a_listing_confirms_the_files_this_mount_uploaded_without_a_head() {
+    let ttl = Duration::from_millis(300);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    f.mkdir("d").unwrap();
+    for i in 0..10 {
+        f.write_file(&format!("d/f{i}"), b"abcd").unwrap();
+    }
+    let heads = || f.mem.counters.heads.load(Ordering::Relaxed);
+    std::thread::sleep(ttl + Duration::from_millis(50));
+    f.mem.insert("pre/d/f3", "changed", PutMeta::default());
+    let d = f.ino("d").unwrap();
+    let h0 = heads();
+    let fh = f.fs.opendir(d).unwrap();
+    assert_eq!(f.fs.readdir(fh, 2).unwrap().len(), 10);
+    f.fs.releasedir(fh);
+    for i in 0..10 {
+        let want = if i == 3 { 7 } else { 4 };
+        assert_eq!(f.fs.lookup(d, &format!("f{i}")).unwrap().size, want);
+    }
+    assert_eq!(
+        heads(),
+        h0 + 1,
+        "a HEAD for the file changed elsewhere only"
+    );
+}
+
+/// Files whose object's date the mount does not know (another client's,
+/// whose metadata it read within two seconds of that date) cannot be
+/// confirmed by a listing: past the TTL, a readdir, or a lookup that lists
 /// the directory, sends those HEADs for every such file of the listing at
 /// once, rather than one per lookup as a walk (`git status`) reaches each.
 #[test]
 fn a_listing_revalidates_the_files_it_cannot_confirm_together() {
     let ttl = Duration::from_millis(300);
     let f = fixture_with_ttl(UploadMode::Sync, ttl);
-    f.mkdir("d").unwrap();
     let names: Vec<String> = (0..10).map(|i| format!("d/f{i}")).collect();
     for n in &names {
-        f.write_file(n, n.as_bytes()).unwrap();
+        f.mem
+            .insert(&format!("pre/{n}"), n.clone(), PutMeta::default());
+    }
+    for n in &names {
+        assert_eq!(f.ino(n).map(|_| ()), Ok(()));
     }
     let heads = || f.mem.counters.heads.load(Ordering::Relaxed);
     let lists = || f.mem.counters.lists.load(Ordering::Relaxed);
@@ -363,8 +398,8 @@ fn a_listing_revalidates_the_files_it_cannot_confirm_together() {
     }
 }
 
-/// A walk past the TTL over a directory holding more files this mount
-/// uploaded than one listing revalidates together: the first lookup of a
+/// A walk past the TTL over a directory holding more files a listing
+/// cannot confirm (as above) than one listing revalidates together: the first lookup of a
 /// file the listing left out starts the HEADs of the next ones with its
 /// own, so the walk (`git add` after `tar x`) waits for rounds of HEADs,
 /// not for one after another; each file still costs one HEAD.
@@ -374,10 +409,13 @@ fn a_walk_past_what_a_listing_revalidates_revalidates_the_rest_together() {
     // would revalidate the rest together anyway.
     let ttl = Duration::from_secs(2);
     let f = fixture_with_ttl(UploadMode::Sync, ttl);
-    f.mkdir("d").unwrap();
     let n = 300;
     for i in 0..n {
-        f.write_file(&format!("d/f{i}"), b"abcd").unwrap();
+        f.mem
+            .insert(&format!("pre/d/f{i}"), "abcd", PutMeta::default());
+    }
+    for i in 0..n {
+        assert_eq!(f.ino(&format!("d/f{i}")).map(|_| ()), Ok(()));
     }
     let c = &f.mem.counters;
     let heads = || c.heads.load(Ordering::SeqCst);

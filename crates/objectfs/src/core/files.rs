@@ -646,6 +646,7 @@ impl ObjectFs {
                 let mut st = self.lock();
                 let n = st.node_mut(ino)?;
                 n.remote_modified = None;
+                n.own_write = Some(SystemTime::now());
                 n.validated = Instant::now();
             }
         }

@@ -158,6 +158,11 @@ pub(super) struct Node {
     /// shows the same object, metadata included, only while it shows this
     /// date.
     pub(super) remote_modified: Option<SystemTime>,
+    /// When this mount's own write of the node's object (an upload, or a
+    /// metadata rewrite in place) was answered, while that object's date
+    /// is not known: a listing showing `etag` and `size` dated at most
+    /// [`OWN_WRITE_SKEW`] after this is that write ([`Node::relisted`]).
+    pub(super) own_write: Option<SystemTime>,
     /// The store's object changed under this node (another client wrote
     /// it) since the kernel last opened it: the kernel's page cache of it
     /// is stale. Changes made through this mount go through the kernel and
@@ -199,6 +204,7 @@ impl Node {
             link_target: None,
             etag: None,
             remote_modified: None,
+            own_write: None,
             changed_remotely: false,
             ops: 0,
             source: None,
@@ -243,6 +249,7 @@ impl Node {
             self.changed_remotely = true;
             self.etag = etag;
             self.remote_modified = None;
+            self.own_write = None;
         }
     }
 
@@ -285,6 +292,7 @@ impl Node {
                 self.etag = found.etag.clone();
             }
             self.remote_modified = found.last_modified;
+            self.own_write = None;
         }
         self.remote = self.remote || found.marker || found.kind != Kind::Dir;
         self.meta_known = found.meta_known;
@@ -322,6 +330,7 @@ impl Node {
             self.size = o.size;
             self.etag = o.etag.map(str::to_string);
             self.remote_modified = None;
+            self.own_write = None;
             if let Some(m) = o.modified {
                 self.mtime = m;
             }
@@ -334,7 +343,23 @@ impl Node {
         let same = o.etag.is_some()
             && self.etag.is_some()
             && self.remote_modified.zip(o.modified).is_some();
-        if !same && !listing_enough {
+        // This mount's own write, shown with its ETag and size: its date,
+        // once settled, confirms later listings too.
+        let own = !same
+            && o.etag.is_some()
+            && self.etag.is_some()
+            && self
+                .own_write
+                .zip(o.modified)
+                .is_some_and(|(w, d)| d <= w + OWN_WRITE_SKEW);
+        if own {
+            let listed_at = SystemTime::now() - at.elapsed();
+            if let Some(d) = o.modified.filter(|d| listed_at >= *d + DATE_SETTLED) {
+                self.remote_modified = Some(d);
+                self.own_write = None;
+            }
+        }
+        if !same && !own && !listing_enough {
             return Relisted::Unknown;
         }
         if self.meta_known && at > self.validated {
@@ -349,6 +374,14 @@ impl Node {
 /// whole seconds, so a rewrite within the second of the read may keep the
 /// date. (Assumes the store's clock and this host's within a second.)
 pub(super) const DATE_SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How much later than the answer to this mount's own write of an object
+/// a listing may date that object and still show that write: the store's
+/// clock may be ahead of this host's (by less than a second, as for
+/// [`DATE_SETTLED`]). Another client's rewrite of the object's metadata in
+/// place, keeping its ETag, within this time of the answer is taken for
+/// this mount's write (docs/SEMANTICS.md).
+pub(super) const OWN_WRITE_SKEW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether two dates of one object agree: a HEAD gives whole seconds, a
 /// listing may give milliseconds.
@@ -812,6 +845,65 @@ mod tests {
         assert!(n.meta_known && !n.changed_remotely);
         // The header's mtime stays: the object's date is not the file's.
         assert_eq!(n.mtime, SystemTime::UNIX_EPOCH);
+    }
+
+    /// A file this mount uploaded (answered at `written`): no date known.
+    fn uploaded_file(t: &mut InodeTable, written: SystemTime) -> u64 {
+        let f = headed_file(t);
+        let n = t.node_mut(f).unwrap();
+        n.remote_modified = None;
+        n.own_write = Some(written);
+        f
+    }
+
+    #[test]
+    fn a_listing_shows_this_mounts_own_write_by_its_etag_size_and_date() {
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let sec = std::time::Duration::from_secs(1);
+        // Dated up to a second after the answer (the store's clock ahead).
+        let written = SystemTime::now() - 10 * sec;
+        for late in [0, 1] {
+            let mut t = table();
+            let f = uploaded_file(&mut t, written);
+            let n = t.node_mut(f).unwrap();
+            let now = Instant::now();
+            let shown = listed("e1", 5, secs(written) + late);
+            assert_eq!(n.relisted(&shown, now, false), Relisted::Same, "{late}");
+            assert_eq!(n.validated, now);
+            assert!(n.meta_known && !n.changed_remotely);
+            // Listed long after its date: later listings go by the date.
+            assert_eq!(n.remote_modified, shown.modified);
+            assert_eq!(n.own_write, None);
+        }
+        // Dated later: a rewrite after this mount's (a chmod elsewhere).
+        let mut t = table();
+        let f = uploaded_file(&mut t, written);
+        let n = t.node_mut(f).unwrap();
+        let shown = listed("e1", 5, secs(written) + 2);
+        assert_eq!(n.relisted(&shown, Instant::now(), false), Relisted::Unknown);
+        assert!(n.own_write.is_some() && n.remote_modified.is_none());
+        // Another ETag or size: another object.
+        let shown = listed("e2", 5, secs(written));
+        assert_eq!(n.relisted(&shown, Instant::now(), false), Relisted::Changed);
+        assert_eq!((n.own_write, n.remote_modified), (None, None));
+    }
+
+    #[test]
+    fn an_own_write_listed_within_seconds_of_its_date_is_confirmed_but_its_date_not_kept() {
+        // Listed right after the upload: a rewrite later in the same second
+        // would have the same date, so the date is not kept yet.
+        let written = SystemTime::now();
+        let mut t = table();
+        let f = uploaded_file(&mut t, written);
+        let n = t.node_mut(f).unwrap();
+        let shown = Listed {
+            modified: Some(written),
+            ..listed("e1", 5, 0)
+        };
+        let now = Instant::now();
+        assert_eq!(n.relisted(&shown, now, false), Relisted::Same);
+        assert_eq!(n.validated, now);
+        assert_eq!((n.own_write, n.remote_modified), (Some(written), None));
     }
 
     #[test]

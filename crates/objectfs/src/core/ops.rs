@@ -17,7 +17,7 @@ use crate::store::{StoreError, StoreResult};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Changes sent to the store at once.
 const OP_PARALLEL: usize = 16;
@@ -379,8 +379,8 @@ impl ObjectFs {
                 for q in batch {
                     let fs = fs.clone();
                     tokio::spawn(async move {
-                        fs.send_op(&q).await;
-                        fs.op_done(q.seq);
+                        let landed = fs.send_op(&q).await;
+                        fs.op_done(q.seq, landed);
                     });
                 }
             }
@@ -394,16 +394,16 @@ impl ObjectFs {
     /// including access denied (credentials can be fixed), are retried in
     /// rounds for as long as the mount lives; unmount stops waiting after
     /// the flush timeout, and the change stays journalled.
-    async fn send_op(&self, q: &Queued) {
+    async fn send_op(&self, q: &Queued) -> bool {
         loop {
             let result = self.apply_op(&q.op).await;
             self.note_store_result(result.as_ref().map(|_| ()));
             match result {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
                     tracing::error!(key = %q.op.key(), error = %e,
                         "the store refused a namespace change for good; it is dropped");
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     // The run of failures is logged once (`note_store_result`).
@@ -415,8 +415,8 @@ impl ObjectFs {
         }
     }
 
-    /// Change `seq` is in the store.
-    fn op_done(&self, seq: u64) {
+    /// Change `seq` is in the store (`landed`), or was refused for good.
+    fn op_done(&self, seq: u64, landed: bool) {
         let mut st = self.lock();
         // Out of the journal before later changes can be sent: a replay
         // must never repeat it after them (a rename that lists its old
@@ -431,6 +431,7 @@ impl ObjectFs {
             n.ops = n.ops.saturating_sub(1);
             // The object was rewritten here (its date is new).
             n.remote_modified = None;
+            n.own_write = landed.then(SystemTime::now);
             if matches!(q.op, NsOp::Put { .. }) {
                 n.remote = true;
                 n.validated = Instant::now();

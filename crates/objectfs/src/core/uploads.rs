@@ -15,7 +15,7 @@ use super::streaming;
 use super::{ObjectFs, errno_of};
 use std::fs::File;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 /// Background uploads retry transient failures for a long time: the data
@@ -317,6 +317,7 @@ impl ObjectFs {
                             n.meta_known = true;
                             n.etag = etag.clone();
                             n.remote_modified = None;
+                            n.own_write = Some(SystemTime::now());
                             // An entry that stays (changed again meanwhile)
                             // now starts from this upload: a recovery must
                             // not take this mount's own object for another
