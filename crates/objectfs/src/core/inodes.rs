@@ -152,11 +152,11 @@ pub(super) struct Node {
     /// mount's upload); a clean local copy equals this object.
     pub(super) etag: Option<String>,
     /// The LastModified of the object whose metadata the node holds (read
-    /// by a HEAD), when that read came at least [`DATE_SETTLED`] after it:
-    /// a rewrite after the read then has another date. None when not known
-    /// so (this mount's own uploads and copies answer no date). A listing
-    /// shows the same object, metadata included, only while it shows this
-    /// date.
+    /// by a HEAD, or by a listing of this mount's own write), when that
+    /// read came at least [`DATE_SETTLED`] after it: a rewrite after the
+    /// read then has another date. None when not known so (this mount's own
+    /// uploads and copies answer no date: `own_write`). A listing shows the
+    /// same object, metadata included, only while it shows this date.
     pub(super) remote_modified: Option<SystemTime>,
     /// When this mount's own write of the node's object (an upload, or a
     /// metadata rewrite in place) was answered, while that object's date
@@ -942,7 +942,7 @@ mod tests {
             modified: Some(at(100)),
         };
         assert_eq!(n.relisted(&no_etag, now, false), Relisted::Unknown);
-        // This mount's own upload: no date to compare.
+        // No date to compare (nor a write of this mount's).
         n.remote_modified = None;
         assert_eq!(
             n.relisted(&listed("e1", 5, 100), now, false),
@@ -956,7 +956,7 @@ mod tests {
         let mut t = table();
         let f = headed_file(&mut t);
         let n = t.node_mut(f).unwrap();
-        n.remote_modified = None; // uploaded here: no date
+        n.remote_modified = None; // no date known
         let now = Instant::now();
         assert_eq!(n.relisted(&listed("e1", 5, 100), now, true), Relisted::Same);
         assert_eq!(n.validated, now);

@@ -148,9 +148,9 @@ impl ObjectFs {
             });
         }
         // Files' metadata is on their object, directories' on their marker.
-        // Known files the listing did not confirm (uploaded here, with no
-        // date known yet) are revalidated together too, as a walk over
-        // them (`ls -l`, `git status`) would one by one.
+        // Known files the listing did not confirm (another client's whose
+        // date is not known yet, or changed) are revalidated together too,
+        // as a walk over them (`ls -l`, `git status`) would one by one.
         let mut stale = 0;
         let unknown: Vec<(u64, String)> = entries
             .iter()
@@ -373,8 +373,8 @@ impl ObjectFs {
     ///
     /// `walk`: the lookup revalidates a file it knew (a walk over a tree
     /// known before, like `git status` or a second `ls -l`): the listing's
-    /// known files that it could not confirm (uploaded here, whose date is
-    /// not known yet, or changed) have their metadata fetched together in
+    /// known files that it could not confirm (whose date is not known yet,
+    /// or changed) have their metadata fetched together in
     /// the background, [`REVALIDATE_MAX`] at most, instead of by one HEAD
     /// per lookup, one after the other.
     pub(super) fn list_small_dir(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {
