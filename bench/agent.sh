@@ -32,8 +32,9 @@
 # PutObject of 8 KiB (s3_baseline small, one in flight); and, for dd, the
 # raw multipart upload's own time. A third says what FUSE alone costs: every
 # workload also runs on bindfs over local disk (a FUSE filesystem that only
-# passes each call on to the disk; its rename fixture is copied in beneath
-# it), the nearest any FUSE client can come to local disk on this machine.
+# passes each call on to the disk, with bindfs's default options; its rename
+# fixture is copied in beneath it): what a FUSE client doing no work of its
+# own takes on this machine.
 #
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse; Garage as for
 # bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, bindfs,

@@ -171,6 +171,7 @@ impl ObjectFs {
                 // did not confirm: revalidated with its stale siblings.
                 if n.kind != Kind::Dir
                     && !n.head_failed
+                    && !n.prefetching
                     && !st.pinned.contains_key(&parent)
                     && st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
                 {

@@ -394,16 +394,19 @@ impl ObjectFs {
     /// including access denied (credentials can be fixed), are retried in
     /// rounds for as long as the mount lives; unmount stops waiting after
     /// the flush timeout, and the change stays journalled.
-    async fn send_op(&self, q: &Queued) -> bool {
+    /// When it landed: the time its answer came, taken at once (None when
+    /// it was refused for good).
+    async fn send_op(&self, q: &Queued) -> Option<SystemTime> {
         loop {
             let result = self.apply_op(&q.op).await;
+            let answered = SystemTime::now();
             self.note_store_result(result.as_ref().map(|_| ()));
             match result {
-                Ok(()) => return true,
+                Ok(()) => return Some(answered),
                 Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
                     tracing::error!(key = %q.op.key(), error = %e,
                         "the store refused a namespace change for good; it is dropped");
-                    return false;
+                    return None;
                 }
                 Err(e) => {
                     // The run of failures is logged once (`note_store_result`).
@@ -415,8 +418,9 @@ impl ObjectFs {
         }
     }
 
-    /// Change `seq` is in the store (`landed`), or was refused for good.
-    fn op_done(&self, seq: u64, landed: bool) {
+    /// Change `seq` is in the store (`landed`: when its answer came), or
+    /// was refused for good.
+    fn op_done(&self, seq: u64, landed: Option<SystemTime>) {
         let mut st = self.lock();
         // Out of the journal before later changes can be sent: a replay
         // must never repeat it after them (a rename that lists its old
@@ -431,7 +435,12 @@ impl ObjectFs {
             n.ops = n.ops.saturating_sub(1);
             // The object was rewritten here (its date is new).
             n.remote_modified = None;
-            n.own_write = landed.then(SystemTime::now);
+            n.own_write = landed;
+            if landed.is_some() {
+                // As of now the store has what this mount holds: a listing
+                // begun before it landed shows the object before it.
+                n.validated = Instant::now();
+            }
             if matches!(q.op, NsOp::Put { .. }) {
                 n.remote = true;
                 n.validated = Instant::now();

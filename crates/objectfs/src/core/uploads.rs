@@ -297,6 +297,7 @@ impl ObjectFs {
                 &posix,
                 stream,
             ));
+            let answered = SystemTime::now();
             self.note_store_result(result.as_ref().map(drop));
             let mut st = self.lock();
             let finished = match st.node_mut(ino) {
@@ -317,7 +318,7 @@ impl ObjectFs {
                             n.meta_known = true;
                             n.etag = etag.clone();
                             n.remote_modified = None;
-                            n.own_write = Some(SystemTime::now());
+                            n.own_write = Some(answered);
                             // An entry that stays (changed again meanwhile)
                             // now starts from this upload: a recovery must
                             // not take this mount's own object for another
