@@ -27,7 +27,8 @@
 #   OSV_FAST_S3_SERVER               s3s-fs (crates.io, in /opt/osv-s3s-fs-VERSION), for the
 #                                    1 GiB round trip
 # A dockerd restarted by a test with OSV_DOCKERD_CMD writes the same pid file, so the exit
-# trap stops it as well.
+# trap stops it as well. The exit trap also removes the test processes' directories and S3
+# server logs in /tmp, and dockerd's log after a run that passed (a failed run keeps the logs).
 #
 # Knobs:
 #   OSV_SETUP_ONLY=1   stop after set-up (packages, dockerd, image, smoke test, S3 servers);
@@ -128,12 +129,41 @@ remove_stale_registries() {
     done
 }
 
+# The shared test plugins keep their state in /tmp/osvtest*-PID for as long as their test
+# process runs (a static, never dropped), and each test process's S3 server logs to
+# /tmp/osv-moto-PID.log: remove those whose process is gone (the logs only after a run that
+# passed: a failed one keeps them to read). Never a directory something is mounted below.
+remove_stale_test_files() {
+    local rc=$1 d f pid
+    for d in /tmp/osvtest*-*; do
+        [ -d "$d" ] || continue
+        pid=${d##*-}
+        case $pid in '' | *[!0-9]*) continue ;; esac
+        kill -0 "$pid" 2>/dev/null && continue
+        if awk -v p="$d/" 'index($2 "/", p) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+            log "warning: $d still has a mount below it; left in place"
+            continue
+        fi
+        rm -rf -- "$d"
+    done
+    [ "$rc" -eq 0 ] || return 0
+    for f in /tmp/osv-moto-*.log; do
+        [ -f "$f" ] || continue
+        pid=${f##*-}
+        pid=${pid%.log}
+        kill -0 "$pid" 2>/dev/null || rm -f -- "$f"
+    done
+}
+
 on_exit() {
     local rc=$?
     set +e
     remove_stale_test_sockets
     remove_stale_registries
     stop_our_dockerd
+    remove_stale_test_files "$rc"
+    # The log of the dockerd this script started: printed above when the run failed.
+    [ "$rc" -eq 0 ] && [ -n "$dockerd_log" ] && rm -f -- "$dockerd_log"
     log "total wall-clock time: $((SECONDS / 60))m$((SECONDS % 60))s (exit status $rc)"
     exit "$rc"
 }
