@@ -175,13 +175,7 @@ impl ObjectFs {
                 },
             )
             .collect();
-        for (ino, _) in &unknown {
-            if let Some(n) = st.nodes.get_mut(ino) {
-                n.prefetching = true;
-            }
-        }
-        drop(st);
-        self.prefetch_metadata(unknown);
+        self.prefetch_metadata(st, unknown);
         Ok(entries)
     }
 
@@ -189,9 +183,19 @@ impl ObjectFs {
     /// right after readdir: fetch the entries' metadata in the background,
     /// 32 HEADs at a time, so those lookups find it cached instead of each
     /// waiting for its own HEAD. (The same for the files a revalidating
-    /// listing could not confirm, [`Self::list_small_dir`].) The caller
-    /// has marked each target `prefetching`.
-    fn prefetch_metadata(&self, targets: Vec<(u64, String)>) {
+    /// listing could not confirm, [`Self::list_small_dir`].) Marks each
+    /// target `prefetching` (lookups wait for it) and lets the table go.
+    fn prefetch_metadata(
+        &self,
+        mut st: std::sync::MutexGuard<'_, InodeTable>,
+        targets: Vec<(u64, String)>,
+    ) {
+        for (ino, _) in &targets {
+            if let Some(n) = st.nodes.get_mut(ino) {
+                n.prefetching = true;
+            }
+        }
+        drop(st);
         if targets.is_empty() {
             return;
         }
@@ -462,14 +466,8 @@ impl ObjectFs {
                     stale.push((c, self.read_key(&st, c)));
                 }
             }
-            for (c, _) in &stale {
-                if let Some(n) = st.nodes.get_mut(c) {
-                    n.prefetching = true;
-                }
-            }
         }
-        drop(st);
-        self.prefetch_metadata(stale);
+        self.prefetch_metadata(st, stale);
         Ok(true)
     }
 
@@ -481,11 +479,10 @@ impl ObjectFs {
     /// first ones. A walk over a larger directory this mount wrote (`git
     /// add` after `tar x`) then waits for a few rounds, not one HEAD per
     /// file; each file still costs one HEAD, and a readdir not followed by
-    /// lookups no more than before. Marks them `prefetching`; the caller
-    /// waits for `first`.
+    /// lookups no more than before. The caller waits for `first`.
     pub(super) fn revalidate_with_siblings(
         &self,
-        mut st: std::sync::MutexGuard<'_, InodeTable>,
+        st: std::sync::MutexGuard<'_, InodeTable>,
         parent: u64,
         first: u64,
     ) {
@@ -509,13 +506,7 @@ impl ObjectFs {
             .into_iter()
             .map(|c| (c, self.read_key(&st, c)))
             .collect();
-        for (c, _) in &targets {
-            if let Some(n) = st.nodes.get_mut(c) {
-                n.prefetching = true;
-            }
-        }
-        drop(st);
-        self.prefetch_metadata(targets);
+        self.prefetch_metadata(st, targets);
     }
 
     /// The node for a listed object: the existing one, which the listing
