@@ -27,6 +27,7 @@ impl Metered {
     async fn count<T>(
         &self,
         op: StoreOp,
+        key: &str,
         request: impl std::future::Future<Output = StoreResult<T>>,
         outcome: impl FnOnce(&T) -> Outcome,
     ) -> StoreResult<T> {
@@ -36,7 +37,15 @@ impl Metered {
             Ok(v) => outcome(v),
             Err(e) => Outcome::of_error(e),
         };
-        self.metrics.store(op, how, started.elapsed());
+        let took = started.elapsed();
+        tracing::trace!(
+            ?op,
+            key,
+            ?how,
+            micros = took.as_micros() as u64,
+            "store request"
+        );
+        self.metrics.store(op, how, took);
         result
     }
 }
@@ -48,16 +57,21 @@ fn ok<T>(_: &T) -> Outcome {
 #[async_trait]
 impl ObjectStore for Metered {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        self.count(StoreOp::Head, self.inner.head(key), |found| match found {
-            Some(_) => Outcome::Ok,
-            None => Outcome::NotFound,
-        })
+        self.count(
+            StoreOp::Head,
+            key,
+            self.inner.head(key),
+            |found| match found {
+                Some(_) => Outcome::Ok,
+                None => Outcome::NotFound,
+            },
+        )
         .await
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes> {
         let body = self
-            .count(StoreOp::Get, self.inner.get_range(key, start, len), ok)
+            .count(StoreOp::Get, key, self.inner.get_range(key, start, len), ok)
             .await?;
         self.metrics.read_bytes(body.len() as u64);
         Ok(body)
@@ -67,6 +81,7 @@ impl ObjectStore for Metered {
         let body = self
             .count(
                 StoreOp::Get,
+                key,
                 self.inner.get_range_segments(key, start, len),
                 ok,
             )
@@ -84,6 +99,7 @@ impl ObjectStore for Metered {
         let (body, etag) = self
             .count(
                 StoreOp::Get,
+                key,
                 self.inner.get_range_tagged(key, start, len),
                 ok,
             )
@@ -95,7 +111,7 @@ impl ObjectStore for Metered {
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
         let len = body.len() as u64;
         let etag = self
-            .count(StoreOp::Put, self.inner.put(key, body, meta), ok)
+            .count(StoreOp::Put, key, self.inner.put(key, body, meta), ok)
             .await?;
         self.metrics.written_bytes(len);
         Ok(etag)
@@ -112,6 +128,7 @@ impl ObjectStore for Metered {
         let etag = self
             .count(
                 StoreOp::Put,
+                key,
                 self.inner.put_if(key, body, meta, condition),
                 ok,
             )
@@ -123,6 +140,7 @@ impl ObjectStore for Metered {
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
         self.count(
             StoreOp::CreateMultipart,
+            key,
             self.inner.create_multipart(key, meta),
             ok,
         )
@@ -140,6 +158,7 @@ impl ObjectStore for Metered {
         let etag = self
             .count(
                 StoreOp::UploadPart,
+                key,
                 self.inner.upload_part(key, upload_id, part_number, body),
                 ok,
             )
@@ -156,6 +175,7 @@ impl ObjectStore for Metered {
     ) -> StoreResult<Option<String>> {
         self.count(
             StoreOp::CompleteMultipart,
+            key,
             self.inner.complete_multipart(key, upload_id, parts),
             ok,
         )
@@ -171,6 +191,7 @@ impl ObjectStore for Metered {
     ) -> StoreResult<Option<String>> {
         self.count(
             StoreOp::CompleteMultipart,
+            key,
             self.inner
                 .complete_multipart_if(key, upload_id, parts, condition),
             ok,
@@ -181,6 +202,7 @@ impl ObjectStore for Metered {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         self.count(
             StoreOp::AbortMultipart,
+            key,
             self.inner.abort_multipart(key, upload_id),
             ok,
         )
@@ -196,6 +218,7 @@ impl ObjectStore for Metered {
     ) -> StoreResult<ListPage> {
         self.count(
             StoreOp::List,
+            prefix,
             self.inner.list(prefix, delimiter, token, max_keys),
             ok,
         )
@@ -203,13 +226,18 @@ impl ObjectStore for Metered {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.count(StoreOp::Delete, self.inner.delete(key), ok)
+        self.count(StoreOp::Delete, key, self.inner.delete(key), ok)
             .await
     }
 
     async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
-        self.count(StoreOp::DeleteMany, self.inner.delete_many(keys), ok)
-            .await
+        self.count(
+            StoreOp::DeleteMany,
+            keys.first().map_or("", |k| k.as_str()),
+            self.inner.delete_many(keys),
+            ok,
+        )
+        .await
     }
 
     async fn copy(
@@ -219,8 +247,13 @@ impl ObjectStore for Metered {
         dst: &str,
         meta: Option<&PutMeta>,
     ) -> StoreResult<()> {
-        self.count(StoreOp::Copy, self.inner.copy(src, size, dst, meta), ok)
-            .await
+        self.count(
+            StoreOp::Copy,
+            dst,
+            self.inner.copy(src, size, dst, meta),
+            ok,
+        )
+        .await
     }
 }
 
