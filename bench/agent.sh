@@ -17,7 +17,8 @@
 #
 # Workloads (bench/workloads.sh), each in a fresh directory of the client's
 # mount, inputs made on local disk before any clock starts: tar x of 300
-# files of 1-8 KiB; git init/add/commit/status of those files; python3 -m
+# files of 1-8 KiB; git init/add/commit/status of those files; git add and
+# commit after unpacking them again over the work tree; python3 -m
 # venv (with pip); 1,000 SQLite INSERTs, one transaction each; mv of a
 # directory of 300 files uploaded before the mount (written through an
 # earlier mount, unmounted); the second read of a 256 MiB file (page cache

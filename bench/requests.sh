@@ -323,7 +323,7 @@ declare -A LNAME=(
 )
 for w in "${WORKLOADS[@]}"; do LNAME[$w]=${WNAME[$w]}; done
 for p in "${PREPS[@]}"; do LNAME[$p]="(preparation) ${PNAME[$p]}"; done
-WORKLOAD_ROWS=(ren-fixture mount tar git-input git venv sqlite rename read-copy read-first read dd unmount)
+WORKLOAD_ROWS=(ren-fixture mount tar git-input git git-rewrite regit venv sqlite rename read-copy read-first read dd unmount)
 IDLE_ROWS=(first-ls idle poll-ls poll-names poll-cat cold-read)
 
 # groups FILE: the requests of a row by kind, then total, errors, bytes to

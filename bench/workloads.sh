@@ -27,18 +27,20 @@ for i in range(1000):
 db.close()
 '
 # The workloads in the order run_workloads runs them.
-WORKLOADS=(tar git venv sqlite rename read dd)
+WORKLOADS=(tar git regit venv sqlite rename read dd)
 # Their preparations, and what each one does.
-PREPS=(ren-fixture git-input read-copy read-first)
+PREPS=(ren-fixture git-input git-rewrite read-copy read-first)
 declare -A PNAME=(
     [ren-fixture]="writing the rename fixture ($SMALL_N files) through a first mount"
     [git-input]="unpacking git's $SMALL_N input files"
+    [git-rewrite]="unpacking the $SMALL_N files again over git's work tree, then 2.5 s (past objectfs's 1 s TTL)"
     [read-copy]="\`cp\` of the $BIG_MIB MiB file into the mount"
     [read-first]="first read of the $BIG_MIB MiB file (page cache dropped)"
 )
 declare -A WNAME=(
     [tar]="\`tar x\` of $SMALL_N files of 1-8 KiB"
     [git]="\`git init && git add -A && git commit\` + \`git status\` ($SMALL_N files)"
+    [regit]="\`git add -A && git commit\` after rewriting the $SMALL_N tracked files"
     [venv]="\`python3 -m venv v\` (with pip)"
     [sqlite]="SQLite: 1,000 INSERTs, one transaction each"
     [rename]="\`mv\` of a directory of $SMALL_N uploaded files"
@@ -93,7 +95,15 @@ run_workloads() {
     step tar "$c" "$d" 'mkdir "$1/tar" && tar -xf "$2" -C "$1/tar"' "$IN/small.tar"
     if prep git-input "$c" "$d" 'mkdir "$1/git" && tar -xf "$2" -C "$1/git"' "$IN/small.tar"; then
         step git "$c" "$d" 'cd "$1/git" && git init -q && git add -A && git commit -q -m x && git status --porcelain >/dev/null'
-    else skip git "$c" "could not unpack the input"; fi
+        # An agent regenerating files it committed: git hashes them again and
+        # freshens each loose object (one per .git/objects/xx/) it finds.
+        if prep git-rewrite "$c" "$d" 'tar -xf "$2" -C "$1/git" && sleep 2.5' "$IN/small.tar"; then
+            step regit "$c" "$d" 'cd "$1/git" && git add -A && git commit -q --allow-empty -m y'
+        else skip regit "$c" "could not unpack the input again"; fi
+    else
+        skip git "$c" "could not unpack the input"
+        skip regit "$c" "could not unpack the input"
+    fi
     step venv "$c" "$d" 'mkdir "$1/venv" && cd "$1/venv" && "$2" -m venv v' "$PY"
     step sqlite "$c" "$d" 'mkdir "$1/sqlite" && "$2" -c "$3" "$1/sqlite/db"' "$PY" "$SQLITE_PY"
     if [[ -d $d/ren ]]; then

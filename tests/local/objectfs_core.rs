@@ -507,6 +507,54 @@ fn a_new_name_does_not_wait_for_its_directorys_listing() {
     assert_eq!(lists(), l1, "no probe once the listing is in");
 }
 
+/// A walk over many known directories of one parent past the TTL (`git
+/// add` freshening a loose object in each `.git/objects/xx/`): the first
+/// directory is probed and listed; the second lists the parent's whole
+/// subtree in one request, which answers every directory below and the
+/// files this mount wrote in them, and the directories' markers are read
+/// together. Another client's changes below show at the next walk.
+#[test]
+fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
+    let ttl = Duration::from_millis(300);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    let n = 40;
+    f.mkdir("objects").unwrap();
+    for i in 0..n {
+        f.mkdir(&format!("objects/{i:02x}")).unwrap();
+        f.write_file(&format!("objects/{i:02x}/obj"), b"x").unwrap();
+    }
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    let objects = f.ino("objects").unwrap();
+    let c = &f.mem.counters;
+    let lists = || c.lists.load(Ordering::Relaxed);
+    let heads = || c.heads.load(Ordering::Relaxed);
+    f.mem.slow_heads(Duration::from_millis(20));
+    let (l0, h0) = (lists(), heads());
+    let walk = |file: &str| -> Vec<Result<u64, i32>> {
+        (0..n)
+            .map(|i| {
+                let d = f.fs.lookup(objects, &format!("{i:02x}")).unwrap().ino;
+                f.fs.lookup(d, file).map(|a| a.size)
+            })
+            .collect()
+    };
+    assert!(walk("obj").iter().all(|r| *r == Ok(1)));
+    assert_eq!(
+        lists() - l0,
+        3,
+        "the first directory's probe and listing, then one of the subtree"
+    );
+    // The first directory's marker and key, then every other marker.
+    assert_eq!(heads() - h0, 2 + (n - 1));
+    assert!(c.heads_in_flight_max.load(Ordering::SeqCst) > 1);
+
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    f.mem.delete_now("pre/objects/05/obj");
+    f.mem.insert("pre/objects/06/new", "yz", PutMeta::default());
+    assert_eq!(walk("obj")[5], Err(libc::ENOENT));
+    assert_eq!(walk("new")[6], Ok(2));
+}
+
 #[test]
 fn objects_from_other_tools_get_defaults_and_implied_dirs() {
     let f = fixture(UploadMode::Sync);

@@ -456,6 +456,14 @@ pub(super) struct InodeTable {
     /// Directories found larger than one listing page, and since when:
     /// lookups in them probe names one by one for the TTL.
     pub(super) paged: HashMap<u64, Instant>,
+    /// Directories with more keys below them than one listing page, and
+    /// since when: not listed as a whole subtree for the TTL.
+    pub(super) deep: HashMap<u64, Instant>,
+    /// Directories in which a known subdirectory was last probed: which
+    /// one, and when. Another one within the TTL is a walk, which lists the
+    /// whole subtree instead (the same one again is not: SQLite looking up
+    /// its directory once a TTL).
+    pub(super) dir_probed: HashMap<u64, (u64, Instant)>,
     next_ino: u64,
 }
 
@@ -475,6 +483,8 @@ impl InodeTable {
             filling: HashSet::new(),
             listing: HashSet::new(),
             paged: HashMap::new(),
+            deep: HashMap::new(),
+            dir_probed: HashMap::new(),
             next_ino: ROOT_INO + 1,
         }
     }
@@ -567,6 +577,8 @@ impl InodeTable {
             self.nodes.remove(&ino);
             self.listed.remove(&ino);
             self.paged.remove(&ino);
+            self.deep.remove(&ino);
+            self.dir_probed.remove(&ino);
             ino = parent;
         }
     }

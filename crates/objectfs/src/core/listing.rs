@@ -18,7 +18,7 @@ use std::time::Instant;
 
 /// At most this many known files of one listing that it could not confirm
 /// are revalidated together (a readdir's, [`ObjectFs::list_small_dir`]'s).
-const REVALIDATE_MAX: usize = 128;
+pub(super) const REVALIDATE_MAX: usize = 128;
 
 /// With `attrs_from_listing`, listed objects up to this size are still
 /// HEADed: they may be symlinks, whose type lives in metadata.
@@ -185,7 +185,7 @@ impl ObjectFs {
     /// waiting for its own HEAD. (The same for the files a revalidating
     /// listing could not confirm, [`Self::list_small_dir`].) Marks each
     /// target `prefetching` (lookups wait for it) and lets the table go.
-    fn prefetch_metadata(
+    pub(super) fn prefetch_metadata(
         &self,
         mut st: std::sync::MutexGuard<'_, InodeTable>,
         targets: Vec<(u64, String)>,
@@ -280,7 +280,13 @@ impl ObjectFs {
     /// source, an object confirmed after the LIST began, or a directory
     /// confirmed within the TTL. (A readdir within the TTL serves the table
     /// as it is then.)
-    fn drop_unlisted(&self, st: &mut InodeTable, ino: u64, seen: &HashSet<String>, at: Instant) {
+    pub(super) fn drop_unlisted(
+        &self,
+        st: &mut InodeTable,
+        ino: u64,
+        seen: &HashSet<String>,
+        at: Instant,
+    ) {
         if st.pinned.contains_key(&ino) {
             return;
         }
@@ -307,7 +313,7 @@ impl ObjectFs {
     /// Brings a directory's listing (begun at `at`) into the table;
     /// returns its entries. A name this mount removed after the LIST began
     /// (its negative entry is newer) stays removed.
-    fn apply_listing(
+    pub(super) fn apply_listing(
         &self,
         st: &mut InodeTable,
         ino: u64,
@@ -471,15 +477,17 @@ impl ObjectFs {
         Ok(true)
     }
 
-    /// A lookup of `first`, a known file gone stale in directory `parent`
-    /// listed within the TTL, which the listing neither confirmed nor
-    /// revalidated (it revalidates [`REVALIDATE_MAX`] at most): starts the
-    /// HEADs of `first` and of the next stale files of `parent`, up to
-    /// [`REVALIDATE_MAX`], in the background, as the listing did for the
-    /// first ones. A walk over a larger directory this mount wrote (`git
-    /// add` after `tar x`) then waits for a few rounds, not one HEAD per
-    /// file; each file still costs one HEAD, and a readdir not followed by
-    /// lookups no more than before. The caller waits for `first`.
+    /// A lookup of `first`, a known file or directory gone stale in
+    /// directory `parent` listed within the TTL, which the listing neither
+    /// confirmed nor revalidated (it revalidates [`REVALIDATE_MAX`] at
+    /// most): starts the HEADs of `first` and of the next stale entries of
+    /// `parent` (a directory's: of its marker; the listing showed that it
+    /// exists), up to [`REVALIDATE_MAX`], in the background, as the listing
+    /// did for the first ones. A walk over a larger directory this mount
+    /// wrote (`git add` after `tar x`) then waits for a few rounds, not one
+    /// HEAD per entry; each entry still costs one HEAD, and a readdir not
+    /// followed by lookups no more than before. The caller waits for
+    /// `first`.
     pub(super) fn revalidate_with_siblings(
         &self,
         st: std::sync::MutexGuard<'_, InodeTable>,
@@ -494,17 +502,20 @@ impl ObjectFs {
                 .map(|(_, c)| *c)
                 .filter(|c| {
                     st.nodes.get(c).is_some_and(|n| {
-                        n.kind != Kind::Dir
-                            && !n.prefetching
+                        !n.prefetching
                             && !n.head_failed
                             && !self.attrs_current(*c, n)
+                            && !st.pinned.contains_key(c)
                     })
                 })
                 .take(REVALIDATE_MAX - 1),
         );
         let targets: Vec<(u64, String)> = batch
             .into_iter()
-            .map(|c| (c, self.read_key(&st, c)))
+            .map(|c| match st.nodes.get(&c).map(|n| n.kind) {
+                Some(Kind::Dir) => (c, self.dir_prefix_of(&st, c)),
+                _ => (c, self.read_key(&st, c)),
+            })
             .collect();
         self.prefetch_metadata(st, targets);
     }

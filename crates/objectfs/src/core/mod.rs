@@ -9,7 +9,9 @@
 //! journal and send namespace changes in async mode; `streaming` uploads
 //! the parts of a file being appended to while it is written; `namespace`,
 //! `listing` and `files` are the file-system operations on top of them
-//! (names, directory listings, file data). Store failures become errnos in
+//! (names, directory listings, file data), and `subtree` the one listing
+//! of a whole subtree that a walk over many stale directories takes instead
+//! of a probe and a listing per directory. Store failures become errnos in
 //! one place, `errno_of`.
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
@@ -33,6 +35,7 @@ mod opqueue;
 mod ops;
 mod rename;
 mod streaming;
+mod subtree;
 mod uploads;
 
 use super::layout::{self, Kind, Posix};

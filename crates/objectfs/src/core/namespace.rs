@@ -167,10 +167,37 @@ impl ObjectFs {
                 if self.attrs_current(ino, n) {
                     return Ok(ino);
                 }
-                // A stale file its directory's listing (within the TTL)
+                // A stale directory in a directory where another one was
+                // probed within the TTL: a walk over them, which one
+                // listing of the parent's whole subtree answers (or, when
+                // it is larger than a page, the probes below).
+                if n.kind == Kind::Dir
+                    && !st.pinned.contains_key(&parent)
+                    && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
+                    && st
+                        .dir_probed
+                        .get(&parent)
+                        .is_some_and(|(d, t)| *d != ino && self.ttl_fresh(*t))
+                {
+                    drop(st);
+                    let whole = self.list_whole_dir(parent)?;
+                    st = self.wait_while(self.lock(), |st| {
+                        st.nodes.get(&ino).is_some_and(|n| n.prefetching)
+                    });
+                    match st.children.get(&entry) {
+                        Some(&i) if i == ino && self.attrs_current(ino, &st.nodes[&ino]) => {
+                            return Ok(ino);
+                        }
+                        None if whole => return Err(libc::ENOENT),
+                        _ => {}
+                    }
+                }
+                let Some(n) = st.nodes.get(&ino) else {
+                    return self.resolve(parent, name);
+                };
+                // A stale entry its directory's listing (within the TTL)
                 // did not confirm: revalidated with its stale siblings.
-                if n.kind != Kind::Dir
-                    && !n.head_failed
+                if !n.head_failed
                     && !n.prefetching
                     && !st.pinned.contains_key(&parent)
                     && st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
@@ -218,6 +245,9 @@ impl ObjectFs {
                 None => self.child_key(&st, parent, name),
             };
             let known_kind = known.map(|i| st.nodes[&i].kind);
+            if let Some(ino) = known.filter(|_| known_kind == Some(Kind::Dir)) {
+                st.dir_probed.insert(parent, (ino, Instant::now()));
+            }
             // A known object whose attributes are older than the TTL: one
             // listing of its directory confirms it and its siblings.
             // (Listed within the TTL already: this one was not confirmed.)
