@@ -448,20 +448,63 @@ fn deletes_on_a_give_enoent_on_b() {
     expect_reads(step, &b.path("kept.txt"), &kept);
 }
 
-/// HEADs `m` has sent so far, from a status file written after `since`.
-fn heads_sent(m: &Mounted, since: Instant) -> u64 {
+/// A miss is kept by B's kernel (a negative entry) for what is left of
+/// B's TTL on it: B looking for an absent file again and again sends its
+/// mount one lookup, not one per look; and no longer: once A has created
+/// the file and B's last look is older than the TTL, B reads it.
+#[test]
+fn a_miss_is_kept_by_the_kernel_for_the_ttl_and_no_longer() {
+    require!(Root, Fuse, Moto);
+    let hosts = TwoHosts::start("two-mounts-miss");
+    let (a, b) = (&hosts.a, &hosts.b);
+    let data = content(60, 500);
+    let step = "B, looking for a file nobody wrote yet";
+    // Past the TTL of B's first listing: its own miss from now on.
+    wait_past_ttl(Instant::now());
+    let before = lookups_sent(b, Instant::now());
+    for _ in 0..20 {
+        expect_absent(step, &b.path("later.txt"));
+    }
+    let b_looked = Instant::now();
+    let sent = lookups_sent(b, b_looked) - before;
+    assert!(sent <= 2, "{step}: 40 looks sent {sent} lookups");
+
+    write_synced(&a.path("later.txt"), &data);
+    wait_past_ttl(b_looked);
+    expect_reads(
+        "B, after A's create and the TTL",
+        &b.path("later.txt"),
+        &data,
+    );
+}
+
+/// Lookups the kernel has sent `m` so far, from a status file written
+/// after `since`.
+fn lookups_sent(m: &Mounted, since: Instant) -> u64 {
+    let st = fresh_status(m, since);
+    st["metrics"]["fuseOps"]["lookup"].as_u64().unwrap_or(0)
+}
+
+/// `m`'s status file, once one written after `since` is there.
+fn fresh_status(m: &Mounted, since: Instant) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let st = m.status();
         let age = st["updatedAt"].as_str().and_then(status_age);
         if age.is_some_and(|a| a < since.elapsed()) {
-            return st["metrics"]["storeRequests"]["HeadObject"]["ok"]
-                .as_u64()
-                .unwrap_or(0);
+            return st;
         }
         assert!(Instant::now() < deadline, "no fresh status file: {st}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// HEADs `m` has sent so far, from a status file written after `since`.
+fn heads_sent(m: &Mounted, since: Instant) -> u64 {
+    let st = fresh_status(m, since);
+    st["metrics"]["storeRequests"]["HeadObject"]["ok"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 /// How old a status file's `updatedAt` (RFC 3339, UTC) is.

@@ -555,6 +555,27 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     assert_eq!(walk("new")[6], Ok(2));
 }
 
+/// A miss stays true, as far as the mount knows, for what is left of the
+/// TTL of the negative entry or listing that answered it, and the kernel
+/// may keep it that long (docs/SEMANTICS.md): no longer than the TTL.
+#[test]
+fn a_miss_is_known_for_what_is_left_of_its_ttl() {
+    let ttl = Duration::from_millis(400);
+    let f = fixture_with_ttl(UploadMode::Async, ttl);
+    f.mem.insert("pre/d/x", "x", PutMeta::default());
+    let d = f.ino("d").unwrap();
+    assert_eq!(f.fs.miss_ttl(d, "y"), Duration::ZERO, "nothing known yet");
+    assert_eq!(f.fs.lookup(d, "y").map(|_| ()), Err(libc::ENOENT));
+    let left = f.fs.miss_ttl(d, "y");
+    assert!(left > ttl / 2 && left <= ttl, "{left:?}");
+    std::thread::sleep(ttl / 2);
+    assert!(f.fs.miss_ttl(d, "y") < left);
+    std::thread::sleep(ttl / 2 + Duration::from_millis(50));
+    assert_eq!(f.fs.miss_ttl(d, "y"), Duration::ZERO);
+    // Known to exist: no miss to keep.
+    assert_eq!(f.fs.lookup(d, "x").unwrap().size, 1);
+}
+
 #[test]
 fn objects_from_other_tools_get_defaults_and_implied_dirs() {
     let f = fixture(UploadMode::Sync);

@@ -232,6 +232,16 @@ impl Filesystem for FuseAdapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.metrics.fuse(FuseOp::Lookup);
         let r = name_str(name).and_then(|n| self.fs.lookup(parent.0, n));
+        if r == Err(libc::ENOENT) {
+            // A miss the kernel may keep (a negative entry) for what is
+            // left of the mount's own TTL on it: git's and Python's
+            // repeated looks for absent files cost no request.
+            let ttl = name_str(name).map_or(Duration::ZERO, |n| self.fs.miss_ttl(parent.0, n));
+            if !ttl.is_zero() {
+                reply.entry(&ttl, &unlinked_attr(Kind::File), Generation(0));
+                return;
+            }
+        }
         self.entry(reply, r);
     }
 

@@ -12,7 +12,7 @@ use super::inodes::{Found, InodeTable, settled};
 use super::{ObjectFs, errno_of};
 use crate::store::StoreError;
 use bytes::Bytes;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 impl ObjectFs {
     /// What the store has at `key`: a file/symlink object, or a directory
@@ -390,6 +390,20 @@ impl ObjectFs {
         let node = st.node_mut(ino)?;
         node.lookups += 1;
         Ok(node.attr(ino))
+    }
+
+    /// How long a miss of `name` in `parent`, just answered, stays true as
+    /// far as this mount knows: what is left of the TTL of the negative
+    /// entry or of the directory's listing that answered it; zero when
+    /// neither is fresh. The kernel may keep the miss that long and no
+    /// longer, so another host's new file still shows within the TTL.
+    pub fn miss_ttl(&self, parent: u64, name: &str) -> Duration {
+        let st = self.lock();
+        let ttl = self.opts().metadata_ttl;
+        let left = |at: &Instant| ttl.saturating_sub(at.elapsed());
+        let negative = st.negative.get(&(parent, name.to_string())).map(left);
+        let listed = st.listed.get(&parent).map(left);
+        negative.into_iter().chain(listed).max().unwrap_or_default()
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
