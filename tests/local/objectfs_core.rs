@@ -510,9 +510,11 @@ fn a_new_name_does_not_wait_for_its_directorys_listing() {
 /// A walk over many known directories of one parent past the TTL (`git
 /// add` freshening a loose object in each `.git/objects/xx/`): the first
 /// directory is probed and listed; the second lists the parent's whole
-/// subtree in one request, which answers every directory below and the
-/// files this mount wrote in them, and the directories' markers are read
-/// together. Another client's changes below show at the next walk.
+/// subtree in one request, which answers every directory below (their
+/// markers this mount wrote, shown with their dates) and the files this
+/// mount wrote in them. Markers another client rewrote are read again,
+/// together, and another client's deleted and new files show, at the next
+/// walk.
 #[test]
 fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     let ttl = Duration::from_millis(300);
@@ -530,29 +532,49 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     let heads = || c.heads.load(Ordering::Relaxed);
     f.mem.slow_heads(Duration::from_millis(20));
     let (l0, h0) = (lists(), heads());
-    let walk = |file: &str| -> Vec<Result<u64, i32>> {
+    let walk = |file: &str| -> Vec<(u32, Result<u64, i32>)> {
         (0..n)
             .map(|i| {
-                let d = f.fs.lookup(objects, &format!("{i:02x}")).unwrap().ino;
-                f.fs.lookup(d, file).map(|a| a.size)
+                let d = f.fs.lookup(objects, &format!("{i:02x}")).unwrap();
+                (d.perm, f.fs.lookup(d.ino, file).map(|a| a.size))
             })
             .collect()
     };
-    assert!(walk("obj").iter().all(|r| *r == Ok(1)));
+    assert!(walk("obj").iter().all(|(_, r)| *r == Ok(1)));
     assert_eq!(
         lists() - l0,
         3,
         "the first directory's probe and listing, then one of the subtree"
     );
-    // The first directory's marker and key, then every other marker.
-    assert_eq!(heads() - h0, 2 + (n - 1));
-    assert!(c.heads_in_flight_max.load(Ordering::SeqCst) > 1);
+    assert_eq!(heads() - h0, 2, "the first directory's marker and key");
 
-    std::thread::sleep(ttl + Duration::from_millis(100));
-    f.mem.delete_now("pre/objects/05/obj");
-    f.mem.insert("pre/objects/06/new", "yz", PutMeta::default());
-    assert_eq!(walk("obj")[5], Err(libc::ENOENT));
-    assert_eq!(walk("new")[6], Ok(2));
+    // Another client: new attributes on ten directories' markers (a
+    // second later than this mount's writes), a file deleted, one added.
+    std::thread::sleep(Duration::from_millis(1100));
+    let private = PutMeta {
+        content_type: None,
+        metadata: BTreeMap::from([("mode".to_string(), (libc::S_IFDIR | 0o700).to_string())]),
+    };
+    for i in 0..10 {
+        f.mem
+            .insert(&format!("pre/objects/{i:02x}/"), "", private.clone());
+    }
+    f.mem.delete_now("pre/objects/15/obj");
+    f.mem.insert("pre/objects/16/new", "yz", PutMeta::default());
+    let h1 = heads();
+    let seen = walk("obj");
+    assert!(
+        seen[..10].iter().all(|(perm, _)| *perm == 0o700),
+        "{seen:?}"
+    );
+    assert!(
+        seen[10..].iter().all(|(perm, _)| *perm == 0o755),
+        "{seen:?}"
+    );
+    assert_eq!(seen[0x15].1, Err(libc::ENOENT));
+    assert_eq!(walk("new")[0x16].1, Ok(2));
+    assert!(heads() - h1 >= 10);
+    assert!(c.heads_in_flight_max.load(Ordering::SeqCst) > 1);
 }
 
 /// A miss stays true, as far as the mount knows, for what is left of the

@@ -300,13 +300,15 @@ impl Node {
         self.validated = Instant::now();
     }
 
-    /// Takes what a listing begun at `at` shows of this file's object.
-    /// The same ETag, size and date as the object whose metadata the node
-    /// holds confirms that metadata as of `at`, without a HEAD; another
-    /// ETag, size or date is another object (new content, or metadata
-    /// rewritten in place by `chmod` elsewhere), whose metadata a lookup
-    /// reads again (`meta_from_listing`: unless the listing is enough).
-    /// Without a date to compare, the listing tells nothing.
+    /// Takes what a listing begun at `at` shows of this file's object, or
+    /// of this directory's marker (an empty object; its ETag, the same for
+    /// every marker, is not compared). The same ETag, size and date as the
+    /// object whose metadata the node holds confirms that metadata as of
+    /// `at`, without a HEAD; another ETag, size or date is another object
+    /// (new content, or metadata rewritten in place by `chmod` elsewhere),
+    /// whose metadata a lookup reads again (`meta_from_listing`: unless the
+    /// listing is enough). Without a date to compare, the listing tells
+    /// nothing.
     pub(super) fn relisted(
         &mut self,
         o: &Listed,
@@ -315,39 +317,44 @@ impl Node {
     ) -> Relisted {
         // A listing begun before the node's last check (an upload of ours
         // that landed meanwhile) tells nothing newer.
-        if self.authoritative() || self.kind == Kind::Dir || at < self.validated {
+        if self.authoritative() || at < self.validated {
             return Relisted::Unknown;
         }
-        let differs = |a: Option<&str>, b: Option<&str>| a.zip(b).is_some_and(|(a, b)| a != b);
+        let marker = self.kind == Kind::Dir;
+        let differs =
+            |a: Option<&str>, b: Option<&str>| !marker && a.zip(b).is_some_and(|(a, b)| a != b);
+        let etags = marker || (o.etag.is_some() && self.etag.is_some());
         let date_differs = self
             .remote_modified
             .zip(o.modified)
             .is_some_and(|(a, b)| !same_second(a, b));
         // With attributes from listings, the listing is all there is to know.
         let listing_enough = meta_from_listing && self.kind == Kind::File;
-        if self.size != o.size || differs(o.etag, self.etag.as_deref()) || date_differs {
+        let size_differs = !marker && self.size != o.size;
+        if size_differs || differs(o.etag, self.etag.as_deref()) || date_differs {
+            self.remote_modified = None;
+            self.own_write = None;
+            self.meta_known = listing_enough;
+            if marker {
+                // Rewritten elsewhere: a lookup reads the marker again.
+                return Relisted::Changed;
+            }
             self.changed_remotely = true;
             self.size = o.size;
             self.etag = o.etag.map(str::to_string);
-            self.remote_modified = None;
-            self.own_write = None;
             if let Some(m) = o.modified {
                 self.mtime = m;
             }
-            self.meta_known = listing_enough;
             if listing_enough && at > self.validated {
                 self.validated = at;
             }
             return Relisted::Changed;
         }
-        let same = o.etag.is_some()
-            && self.etag.is_some()
-            && self.remote_modified.zip(o.modified).is_some();
+        let same = etags && self.remote_modified.zip(o.modified).is_some();
         // This mount's own write, shown with its ETag and size: its date,
         // once settled, confirms later listings too.
         let own = !same
-            && o.etag.is_some()
-            && self.etag.is_some()
+            && etags
             && self
                 .own_write
                 .zip(o.modified)
@@ -932,6 +939,57 @@ mod tests {
             assert!(!n.meta_known && n.changed_remotely);
             assert_eq!((n.validated, n.remote_modified), (before, None));
         }
+    }
+
+    /// A directory whose marker was read (dated 100), or written by this
+    /// mount (`own_write`), as a listing of it shows its marker.
+    fn dir_with_marker(t: &mut InodeTable, own_write: Option<SystemTime>) -> u64 {
+        let d = t.new_node(ROOT_INO, "d", Kind::Dir, posix(Kind::Dir));
+        let n = t.node_mut(d).unwrap();
+        n.remote = true;
+        n.etag = own_write.is_none().then(|| "empty".into());
+        n.remote_modified = own_write.is_none().then(|| at(100));
+        n.own_write = own_write;
+        n.validated = Instant::now() - std::time::Duration::from_secs(60);
+        d
+    }
+
+    #[test]
+    fn a_listed_marker_confirms_its_directory_by_its_date_alone() {
+        let sec = std::time::Duration::from_secs(1);
+        let mut t = table();
+        let d = dir_with_marker(&mut t, None);
+        let n = t.node_mut(d).unwrap();
+        let now = Instant::now();
+        // Every marker has the ETag of empty content: it is not compared.
+        assert_eq!(
+            n.relisted(&listed("another", 0, 100), now, false),
+            Relisted::Same
+        );
+        assert!(n.meta_known && n.validated == now);
+        // A marker this mount wrote, listed with its date.
+        let written = SystemTime::now() - 10 * sec;
+        let mut t = table();
+        let d = dir_with_marker(&mut t, Some(written));
+        let n = t.node_mut(d).unwrap();
+        let shown = Listed {
+            etag: None,
+            size: 0,
+            modified: Some(written),
+        };
+        assert_eq!(n.relisted(&shown, Instant::now(), false), Relisted::Same);
+        // Rewritten elsewhere (a chmod of the directory): read it again,
+        // the attributes kept until then.
+        let mut t = table();
+        let d = dir_with_marker(&mut t, None);
+        let n = t.node_mut(d).unwrap();
+        let before = (n.validated, n.mtime, n.size);
+        assert_eq!(
+            n.relisted(&listed("empty", 0, 101), Instant::now(), false),
+            Relisted::Changed
+        );
+        assert!(!n.meta_known && n.remote_modified.is_none());
+        assert_eq!((n.validated, n.mtime, n.size), before);
     }
 
     #[test]

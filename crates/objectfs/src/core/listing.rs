@@ -6,7 +6,7 @@
 //! listing that answers a burst of lookups with one request.
 
 use super::super::layout::{self, Kind};
-use super::super::{DirEntry, FsResult, PlusEntry};
+use super::super::{DirEntry, FsResult, PlusEntry, ROOT_INO};
 use super::inodes::{Found, InodeTable, Listed, settled};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
@@ -246,8 +246,8 @@ impl ObjectFs {
                             ),
                             marker,
                             meta_known: true,
-                            etag: None,
-                            last_modified: None,
+                            etag: meta.etag.clone(),
+                            last_modified: settled(meta.last_modified, asked),
                         }
                     }
                     (_, Some(meta)) => {
@@ -355,6 +355,19 @@ impl ObjectFs {
         }
         for o in objects {
             let name = &o.key[prefix.len()..];
+            if name.is_empty()
+                && ino != ROOT_INO
+                && let Some(n) = st.nodes.get_mut(&ino)
+                && n.kind == Kind::Dir
+            {
+                // The directory's own marker, which holds its attributes.
+                let marker = Listed {
+                    etag: o.etag.as_deref(),
+                    size: o.size,
+                    modified: o.last_modified,
+                };
+                n.relisted(&marker, at, false);
+            }
             if name.is_empty()
                 || name.contains('/')
                 || removed_since(st, name)

@@ -82,11 +82,11 @@ impl ObjectFs {
         };
         // A marker sorts first under its own prefix: read its attributes.
         if first.key == dir_prefix {
-            let asked = match marker {
+            let fetched = match marker {
                 Some(task) => self.block_on(task).ok(),
                 None => None,
             };
-            let meta = match asked {
+            let meta = match fetched {
                 Some(meta) => meta.map_err(|e| errno_of(&e))?,
                 None => self.call("head", || store.head(&dir_prefix))?,
             }
@@ -98,8 +98,8 @@ impl ObjectFs {
                 posix,
                 marker: true,
                 meta_known: true,
-                etag: None,
-                last_modified: None,
+                etag: meta.etag.clone(),
+                last_modified: settled(meta.last_modified, asked),
             }));
         }
         let posix = layout::decode(
@@ -124,6 +124,7 @@ impl ObjectFs {
     fn probe_marker(&self, key: &str) -> FsResult<Found> {
         let store = &self.inner.store;
         let marker = format!("{key}/");
+        let asked = SystemTime::now();
         let meta = self.call("head", || store.head(&marker))?;
         let exists = meta.is_some();
         let meta = meta.unwrap_or_default();
@@ -139,8 +140,8 @@ impl ObjectFs {
             posix,
             marker: exists,
             meta_known: true,
-            etag: None,
-            last_modified: None,
+            etag: meta.etag.clone(),
+            last_modified: settled(meta.last_modified, asked),
         })
     }
     /// Finds `name` in `parent`, from the table when fresh, else from the
@@ -476,6 +477,11 @@ impl ObjectFs {
         }
         let node = st.node_mut(ino)?;
         node.remote = !queued;
+        if !queued {
+            // Its marker is this mount's own write: a listing showing it
+            // confirms the directory (`Node::relisted`).
+            node.own_write = Some(SystemTime::now());
+        }
         node.lookups += 1;
         Ok(node.attr(ino))
     }

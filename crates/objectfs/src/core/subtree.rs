@@ -76,7 +76,7 @@ impl ObjectFs {
         {
             return Ok(false); // renamed while we listed: the lookup probes
         }
-        let mut stale = Vec::new();
+        let mut shown = Vec::new();
         let mut dirs = VecDeque::from([(ino, prefix.to_string())]);
         while let Some((dir, dir_prefix)) = dirs.pop_front() {
             if st.pinned.contains_key(&dir) {
@@ -96,27 +96,29 @@ impl ObjectFs {
             st.listed.insert(dir, started);
             for e in entries {
                 let child_prefix = format!("{dir_prefix}{}/", e.name);
-                let Some(n) = st.nodes.get(&e.ino) else {
-                    continue;
+                // A directory's attributes are on its marker.
+                let key = match e.kind {
+                    Kind::Dir => child_prefix.clone(),
+                    _ => self.read_key(&st, e.ino),
                 };
-                let revalidate = n.meta_known
-                    && !n.prefetching
-                    && !n.head_failed
-                    && !self.attrs_current(e.ino, n)
-                    && stale.len() < REVALIDATE_MAX;
-                if revalidate {
-                    // A directory's attributes are on its marker.
-                    let key = match e.kind {
-                        Kind::Dir => child_prefix.clone(),
-                        _ => self.read_key(&st, e.ino),
-                    };
-                    stale.push((e.ino, key));
-                }
+                shown.push((e.ino, key));
                 if e.kind == Kind::Dir {
                     dirs.push_back((e.ino, child_prefix));
                 }
             }
         }
+        // Known entries the listings could not confirm (a directory is
+        // confirmed by its own listing, which shows its marker) are
+        // revalidated together.
+        let stale: Vec<(u64, String)> = shown
+            .into_iter()
+            .filter(|(i, _)| {
+                st.nodes.get(i).is_some_and(|n| {
+                    n.meta_known && !n.prefetching && !n.head_failed && !self.attrs_current(*i, n)
+                })
+            })
+            .take(REVALIDATE_MAX)
+            .collect();
         self.prefetch_metadata(st, stale);
         Ok(true)
     }
