@@ -561,7 +561,8 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     }
     f.mem.delete_now("pre/objects/15/obj");
     f.mem.insert("pre/objects/16/new", "yz", PutMeta::default());
-    let h1 = heads();
+    let (l1, h1) = (lists(), heads());
+    c.heads_in_flight_max.store(0, Ordering::SeqCst);
     let seen = walk("obj");
     assert!(
         seen[..10].iter().all(|(perm, _)| *perm == 0o700),
@@ -572,9 +573,10 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
         "{seen:?}"
     );
     assert_eq!(seen[0x15].1, Err(libc::ENOENT));
-    assert_eq!(walk("new")[0x16].1, Ok(2));
-    assert!(heads() - h1 >= 10);
+    assert!(heads() - h1 >= 10, "the rewritten markers were not read");
     assert!(c.heads_in_flight_max.load(Ordering::SeqCst) > 1);
+    assert_eq!(lists() - l1, 3, "the walk listed more than before");
+    assert_eq!(walk("new")[0x16].1, Ok(2));
 }
 
 /// A miss stays true, as far as the mount knows, for what is left of the
@@ -594,8 +596,37 @@ fn a_miss_is_known_for_what_is_left_of_its_ttl() {
     assert!(f.fs.miss_ttl(d, "y") < left);
     std::thread::sleep(ttl / 2 + Duration::from_millis(50));
     assert_eq!(f.fs.miss_ttl(d, "y"), Duration::ZERO);
-    // Known to exist: no miss to keep.
-    assert_eq!(f.fs.lookup(d, "x").unwrap().size, 1);
+    // A readdir's listing answers for every name it did not show, and for
+    // no name it did.
+    assert_eq!(f.list("d").unwrap(), ["x"]);
+    let left = f.fs.miss_ttl(d, "z");
+    assert!(left > ttl / 2 && left <= ttl, "{left:?}");
+    assert_eq!(f.fs.miss_ttl(d, "x"), Duration::ZERO);
+}
+
+/// A directory another client removed, which a listing of its parent
+/// keeps for having been checked within the TTL, misses at its first
+/// lookup past its TTL (the promise a HEAD finding its marker gone must
+/// not break: such a HEAD no longer confirms a directory that had one).
+#[test]
+fn a_directory_removed_elsewhere_is_not_confirmed_by_its_missing_marker() {
+    let ttl = Duration::from_millis(600);
+    let f = fixture_with_ttl(UploadMode::Async, ttl);
+    f.mem.insert("pre/p/d/", "", PutMeta::default());
+    f.mem.insert("pre/p/d/x", "x", PutMeta::default());
+    f.mem.insert("pre/p/e", "e", PutMeta::default());
+    let p = f.ino("p").unwrap();
+    let checked = std::time::Instant::now();
+    assert!(f.fs.lookup(p, "d").is_ok());
+    f.mem.delete_now("pre/p/d/");
+    f.mem.delete_now("pre/p/d/x");
+    std::thread::sleep(Duration::from_millis(200));
+    // Listed now: d is not shown, but was checked within the TTL.
+    assert_eq!(f.list("p").unwrap(), ["d", "e"]);
+    // Past d's TTL, within p's listing's.
+    let until = checked + ttl + Duration::from_millis(50);
+    std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+    assert_eq!(f.fs.lookup(p, "d").map(|_| ()), Err(libc::ENOENT));
 }
 
 #[test]

@@ -471,6 +471,9 @@ pub(super) struct InodeTable {
     /// whole subtree instead (the same one again is not: SQLite looking up
     /// its directory once a TTL).
     pub(super) dir_probed: HashMap<u64, (u64, Instant)>,
+    /// Directories renamed so far: a subtree listing during which one was
+    /// renamed may show it half copied, and is not applied.
+    pub(super) dir_moves: u64,
     next_ino: u64,
 }
 
@@ -492,6 +495,7 @@ impl InodeTable {
             paged: HashMap::new(),
             deep: HashMap::new(),
             dir_probed: HashMap::new(),
+            dir_moves: 0,
             next_ino: ROOT_INO + 1,
         }
     }

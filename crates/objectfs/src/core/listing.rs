@@ -230,6 +230,13 @@ impl ObjectFs {
                 if n.authoritative() || (n.meta_known && fs.attrs_current(ino, n)) {
                     continue;
                 }
+                // A directory whose marker is gone may be gone as a whole
+                // (a listing keeps a directory checked within the TTL even
+                // when it no longer shows it): its lookup asks the store.
+                if n.kind == Kind::Dir && n.remote && meta.is_none() {
+                    n.head_failed = true;
+                    continue;
+                }
                 let found = match (n.kind, meta) {
                     // A directory without a marker keeps the defaults.
                     (Kind::Dir, meta) => {

@@ -400,6 +400,9 @@ impl ObjectFs {
     /// longer, so another host's new file still shows within the TTL.
     pub fn miss_ttl(&self, parent: u64, name: &str) -> Duration {
         let st = self.lock();
+        if st.children.contains_key(&(parent, name.to_string())) {
+            return Duration::ZERO; // known since (a listing that landed)
+        }
         let ttl = self.opts().metadata_ttl;
         let left = |at: &Instant| ttl.saturating_sub(at.elapsed());
         let negative = st.negative.get(&(parent, name.to_string())).map(left);
@@ -830,6 +833,7 @@ impl ObjectFs {
             st.prune(d);
         }
         st.move_node(src, new_parent, new_name);
+        st.dir_moves += 1;
         if let Ok(n) = st.node_mut(src) {
             n.ctime = SystemTime::now();
             n.remote = true;

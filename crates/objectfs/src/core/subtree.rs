@@ -11,27 +11,44 @@ use super::super::layout::Kind;
 use super::ObjectFs;
 use super::listing::REVALIDATE_MAX;
 use crate::store::ObjectMeta;
-use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::time::Instant;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 /// A subtree is listed this way when it has at most this many keys (one
 /// page of a LIST).
 const SUBTREE_PAGE: i32 = 1000;
+
+/// A subtree found larger than a page is not listed whole again for this
+/// long (or the TTL, when longer): it seldom shrinks, and each try costs a
+/// full page.
+const DEEP_FOR: Duration = Duration::from_secs(30);
+
+/// What became of a subtree listing.
+#[derive(Debug, PartialEq, Eq)]
+enum Whole {
+    /// Applied to the table.
+    Listed,
+    /// More keys than one page.
+    Deep,
+    /// A directory was renamed while it was under way: not applied.
+    Moved,
+}
 
 impl ObjectFs {
     /// Lists everything below directory `ino` with one request. True when
     /// the table now has `ino` and every directory below it listed (and the
     /// known entries the listing could not confirm, [`REVALIDATE_MAX`] at
     /// most, being revalidated in the background); false when the subtree
-    /// is larger than one page (not tried again for the TTL) or `ino` moved
-    /// meanwhile. Lookups that come together share one LIST, as with
-    /// [`ObjectFs::list_small_dir`].
+    /// is larger than one page (not tried again for [`DEEP_FOR`]) or a
+    /// directory was renamed meanwhile. Lookups that come together share
+    /// one LIST, as with [`ObjectFs::list_small_dir`].
     pub(super) fn list_whole_dir(&self, ino: u64) -> FsResult<bool> {
         let asked = Instant::now();
         let prefix = {
             let st = self.lock();
             let mut st = self.wait_while(st, |st| st.listing.contains(&ino));
-            if st.deep.get(&ino).is_some_and(|t| self.ttl_fresh(*t)) {
+            let deep_for = DEEP_FOR.max(self.opts().metadata_ttl);
+            if st.deep.get(&ino).is_some_and(|t| t.elapsed() < deep_for) {
                 return Ok(false);
             }
             if st
@@ -51,38 +68,44 @@ impl ObjectFs {
         let result = self.list_whole_dir_now(ino, &prefix);
         let mut st = self.lock();
         st.listing.remove(&ino);
-        if result == Ok(false) {
+        if result == Ok(Whole::Deep) {
             st.deep.insert(ino, asked);
         }
         drop(st);
         self.inner.changed.notify_all();
-        result
+        result.map(|w| w == Whole::Listed)
     }
 
-    fn list_whole_dir_now(&self, ino: u64, prefix: &str) -> FsResult<bool> {
+    fn list_whole_dir_now(&self, ino: u64, prefix: &str) -> FsResult<Whole> {
         let store = &self.inner.store;
         let before = self.removals();
+        let moves = self.lock().dir_moves;
         let started = Instant::now();
         let page = self.call("list", || store.list(prefix, None, None, SUBTREE_PAGE))?;
         if page.next_token.is_some() {
-            return Ok(false);
+            return Ok(Whole::Deep);
         }
         let gone = self.gone_since(before);
         let mut st = self.lock();
-        if !st.nodes.contains_key(&ino)
+        // A directory renamed while we listed (into this subtree, or out
+        // of it) may show half copied: the lookup probes instead.
+        if st.dir_moves != moves
+            || !st.nodes.contains_key(&ino)
             || st.pinned.contains_key(&ino)
             || st.being_filled(ino)
             || self.dir_prefix_of(&st, ino) != prefix
         {
-            return Ok(false); // renamed while we listed: the lookup probes
+            return Ok(Whole::Moved);
         }
+        let mut levels = by_level(&page.objects, prefix);
         let mut shown = Vec::new();
         let mut dirs = VecDeque::from([(ino, prefix.to_string())]);
         while let Some((dir, dir_prefix)) = dirs.pop_front() {
             if st.pinned.contains_key(&dir) {
                 continue; // whole in the table, the store not yet
             }
-            let (objects, subdirs) = one_level(&page.objects, &dir_prefix);
+            let (objects, subdirs) = levels.remove(&dir_prefix).unwrap_or_default();
+            let subdirs: Vec<String> = subdirs.into_iter().collect();
             let mut seen = HashSet::new();
             let entries = self.apply_listing(
                 &mut st,
@@ -102,7 +125,10 @@ impl ObjectFs {
                     _ => self.read_key(&st, e.ino),
                 };
                 shown.push((e.ino, key));
-                if e.kind == Kind::Dir {
+                // (A name that is a file here and a prefix in the store
+                // stays the file: nothing to list below it.)
+                let is_dir = st.nodes.get(&e.ino).is_some_and(|n| n.kind == Kind::Dir);
+                if e.kind == Kind::Dir && is_dir {
                     dirs.push_back((e.ino, child_prefix));
                 }
             }
@@ -120,26 +146,38 @@ impl ObjectFs {
             .take(REVALIDATE_MAX)
             .collect();
         self.prefetch_metadata(st, stale);
-        Ok(true)
+        Ok(Whole::Listed)
     }
 }
 
-/// What a delimited listing of `dir_prefix` would show, out of the objects
-/// of a subtree listing: the objects directly in it (its own marker among
-/// them, which a listing skips), and its subdirectories' prefixes.
-fn one_level(all: &[ObjectMeta], dir_prefix: &str) -> (Vec<ObjectMeta>, Vec<String>) {
-    let mut objects = Vec::new();
-    let mut subdirs = BTreeSet::new();
-    for o in all.iter().filter(|o| o.key.starts_with(dir_prefix)) {
-        let rest = &o.key[dir_prefix.len()..];
-        match rest.find('/') {
-            Some(i) => {
-                subdirs.insert(format!("{dir_prefix}{}", &rest[..=i]));
-            }
-            None => objects.push(o.clone()),
+/// Objects and subdirectories' prefixes directly in one directory.
+type Level = (Vec<ObjectMeta>, BTreeSet<String>);
+
+/// What a delimited listing of each directory at or below `top` would show,
+/// out of the objects of a subtree listing of `top`, by the directory's
+/// prefix: the objects directly in it (its own marker among them, which a
+/// listing takes as the directory's), and its subdirectories' prefixes.
+/// One pass over the keys.
+fn by_level(all: &[ObjectMeta], top: &str) -> HashMap<String, Level> {
+    let mut levels: HashMap<String, Level> = HashMap::new();
+    for o in all.iter().filter(|o| o.key.starts_with(top)) {
+        let mut dir_end = top.len();
+        for (i, _) in o.key[top.len()..].match_indices('/') {
+            let sub_end = top.len() + i + 1;
+            levels
+                .entry(o.key[..dir_end].to_string())
+                .or_default()
+                .1
+                .insert(o.key[..sub_end].to_string());
+            dir_end = sub_end;
         }
+        levels
+            .entry(o.key[..dir_end].to_string())
+            .or_default()
+            .0
+            .push(o.clone());
     }
-    (objects, subdirs.into_iter().collect())
+    levels
 }
 
 #[cfg(test)]
@@ -154,21 +192,23 @@ mod tests {
     }
 
     #[test]
-    fn one_level_of_a_subtree_is_what_a_delimited_listing_shows() {
+    fn each_level_of_a_subtree_is_what_a_delimited_listing_shows() {
         let all: Vec<ObjectMeta> = ["p/", "p/a", "p/d/", "p/d/x", "p/e/f/g", "q/z"]
             .into_iter()
             .map(obj)
             .collect();
-        let (objects, dirs) = one_level(&all, "p/");
-        let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(keys, ["p/", "p/a"]);
-        assert_eq!(dirs, ["p/d/", "p/e/"]);
-        let (objects, dirs) = one_level(&all, "p/e/");
-        assert!(objects.is_empty());
-        assert_eq!(dirs, ["p/e/f/"]);
-        let (objects, dirs) = one_level(&all, "p/d/");
-        let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(keys, ["p/d/", "p/d/x"]);
-        assert!(dirs.is_empty());
+        let levels = by_level(&all, "p/");
+        let keys =
+            |dir: &str| -> Vec<String> { levels[dir].0.iter().map(|o| o.key.clone()).collect() };
+        let dirs = |dir: &str| -> Vec<String> { levels[dir].1.iter().cloned().collect() };
+        assert_eq!(keys("p/"), ["p/", "p/a"]);
+        assert_eq!(dirs("p/"), ["p/d/", "p/e/"]);
+        assert_eq!(keys("p/d/"), ["p/d/", "p/d/x"]);
+        assert!(dirs("p/d/").is_empty());
+        // A directory only implied by a deeper key.
+        assert!(keys("p/e/").is_empty());
+        assert_eq!(dirs("p/e/"), ["p/e/f/"]);
+        assert_eq!(keys("p/e/f/"), ["p/e/f/g"]);
+        assert!(!levels.contains_key("q/"));
     }
 }
