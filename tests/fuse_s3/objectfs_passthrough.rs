@@ -49,6 +49,14 @@ fn a_local_copy_is_read_by_the_kernel_itself() {
     // Written through the mount: the copy stays local after close.
     let local = pattern(5 * 1024 * 1024 + 17, 3);
     fs::write(m.path("local.bin"), &local).unwrap();
+    // The writer's RELEASE reaches the mount after close returns, and an
+    // open before it goes through the page cache (the kernel refuses
+    // passthrough beside such an open): wait for it (flaked in CI).
+    wait_for("the writer's release in the status", || {
+        m.status()["metrics"]["fuseOps"]["release"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    });
     assert_eq!(fs::read(m.path("local.bin")).unwrap(), local);
     wait_for_passthrough_opens(&m, 1);
 
