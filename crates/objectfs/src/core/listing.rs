@@ -409,32 +409,59 @@ impl ObjectFs {
     /// per lookup, one after the other.
     pub(super) fn list_small_dir(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {
         let asked = Instant::now();
-        {
-            let st = self.lock();
-            let mut st = self.wait_while(st, |st| st.listing.contains(&ino));
-            if st.paged.get(&ino).is_some_and(|t| self.ttl_fresh(*t)) {
-                return Ok(false);
-            }
-            // Listed by another lookup while this one waited (or by a
-            // background listing begun a moment earlier).
-            if st
-                .listed
-                .get(&ino)
-                .is_some_and(|t| *t >= asked || self.ttl_fresh(*t))
-            {
-                return Ok(true);
-            }
-            st.listing.insert(ino);
+        let skip = |st: &InodeTable| {
+            let paged = st.paged.get(&ino).is_some_and(|t| self.ttl_fresh(*t));
+            paged.then_some(false)
+        };
+        if let Err(answer) = self.listing_turn(ino, asked, skip) {
+            return Ok(answer);
         }
         let result = self.list_small_dir_now(ino, prefix, walk);
+        self.end_listing(ino, |st| {
+            if result == Ok(false) {
+                st.paged.insert(ino, asked);
+            }
+        });
+        result
+    }
+
+    /// One listing of directory `ino` at a time, for lookups (asked at
+    /// `asked`) that come together. Waits while another is under way; then
+    /// `Err(answer)` when this one need not list: what `skip` says (a
+    /// directory known too large), or `true` when the directory was listed
+    /// meanwhile (by another lookup, or a background listing begun a moment
+    /// earlier) or within the TTL. Else `Ok`, the table with `ino` marked
+    /// as being listed: the caller lists, then calls [`Self::end_listing`].
+    pub(super) fn listing_turn(
+        &self,
+        ino: u64,
+        asked: Instant,
+        skip: impl FnOnce(&InodeTable) -> Option<bool>,
+    ) -> Result<std::sync::MutexGuard<'_, InodeTable>, bool> {
+        let st = self.lock();
+        let mut st = self.wait_while(st, |st| st.listing.contains(&ino));
+        if let Some(answer) = skip(&st) {
+            return Err(answer);
+        }
+        if st
+            .listed
+            .get(&ino)
+            .is_some_and(|t| *t >= asked || self.ttl_fresh(*t))
+        {
+            return Err(true);
+        }
+        st.listing.insert(ino);
+        Ok(st)
+    }
+
+    /// Ends the listing [`Self::listing_turn`] began: `done` records what
+    /// it found in the table, and the lookups waiting for it go on.
+    pub(super) fn end_listing(&self, ino: u64, done: impl FnOnce(&mut InodeTable)) {
         let mut st = self.lock();
         st.listing.remove(&ino);
-        if result == Ok(false) {
-            st.paged.insert(ino, asked);
-        }
+        done(&mut st);
         drop(st);
         self.inner.changed.notify_all();
-        result
     }
 
     fn list_small_dir_now(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {

@@ -9,6 +9,7 @@
 use super::super::FsResult;
 use super::super::layout::Kind;
 use super::ObjectFs;
+use super::inodes::InodeTable;
 use super::listing::REVALIDATE_MAX;
 use crate::store::ObjectMeta;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -44,35 +45,24 @@ impl ObjectFs {
     /// one LIST, as with [`ObjectFs::list_small_dir`].
     pub(super) fn list_whole_dir(&self, ino: u64) -> FsResult<bool> {
         let asked = Instant::now();
-        let prefix = {
-            let st = self.lock();
-            let mut st = self.wait_while(st, |st| st.listing.contains(&ino));
-            let deep_for = DEEP_FOR.max(self.opts().metadata_ttl);
-            if st.deep.get(&ino).is_some_and(|t| t.elapsed() < deep_for) {
-                return Ok(false);
-            }
-            if st
-                .listed
-                .get(&ino)
-                .is_some_and(|t| *t >= asked || self.ttl_fresh(*t))
-            {
-                return Ok(true);
-            }
-            if !st.nodes.contains_key(&ino) || st.pinned.contains_key(&ino) || st.being_filled(ino)
-            {
-                return Ok(false);
-            }
-            st.listing.insert(ino);
-            self.dir_prefix_of(&st, ino)
+        let deep_for = DEEP_FOR.max(self.opts().metadata_ttl);
+        let skip = |st: &InodeTable| {
+            let deep = st.deep.get(&ino).is_some_and(|t| t.elapsed() < deep_for);
+            let gone_or_moving = !st.nodes.contains_key(&ino)
+                || st.pinned.contains_key(&ino)
+                || st.being_filled(ino);
+            (deep || gone_or_moving).then_some(false)
+        };
+        let prefix = match self.listing_turn(ino, asked, skip) {
+            Ok(st) => self.dir_prefix_of(&st, ino),
+            Err(answer) => return Ok(answer),
         };
         let result = self.list_whole_dir_now(ino, &prefix);
-        let mut st = self.lock();
-        st.listing.remove(&ino);
-        if result == Ok(Whole::Deep) {
-            st.deep.insert(ino, asked);
-        }
-        drop(st);
-        self.inner.changed.notify_all();
+        self.end_listing(ino, |st| {
+            if result == Ok(Whole::Deep) {
+                st.deep.insert(ino, asked);
+            }
+        });
         result.map(|w| w == Whole::Listed)
     }
 
