@@ -579,6 +579,46 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     assert_eq!(walk("new")[0x16].1, Ok(2));
 }
 
+/// A walk of readdirs over sibling directories past the TTL (`git status`
+/// finding untracked files) lists the next directories ahead, several at
+/// once, after its second one; each directory is still listed once, and
+/// another client's changes show.
+#[test]
+fn a_walk_of_readdirs_lists_the_next_directories_ahead() {
+    let ttl = Duration::from_millis(400);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    let n = 12;
+    f.mkdir("w").unwrap();
+    let mut dirs = Vec::new();
+    for i in 0..n {
+        f.mkdir(&format!("w/d{i:02}")).unwrap();
+        f.write_file(&format!("w/d{i:02}/f"), b"x").unwrap();
+        dirs.push(f.ino(&format!("w/d{i:02}")).unwrap());
+    }
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    f.mem.insert("pre/w/d05/new", "y", PutMeta::default());
+    f.mem.delete_now("pre/w/d07/f");
+    let c = &f.mem.counters;
+    let lists = || c.lists.load(Ordering::Relaxed);
+    f.mem
+        .slow_listings_below("pre/w/", Duration::from_millis(60));
+    c.lists_in_flight_max.store(0, Ordering::SeqCst);
+    let l0 = lists();
+    let seen: Vec<Vec<String>> = dirs.iter().map(|d| f.list_ino(*d).unwrap()).collect();
+    assert_eq!(seen[5], ["f", "new"]);
+    assert!(seen[7].is_empty(), "{:?}", seen[7]);
+    assert!(
+        seen.iter()
+            .enumerate()
+            .all(|(i, s)| i == 5 || i == 7 || s == &["f"])
+    );
+    assert_eq!(lists() - l0, n as u64, "a directory was listed twice");
+    assert!(
+        c.lists_in_flight_max.load(Ordering::SeqCst) > 1,
+        "no listing went ahead of the walk"
+    );
+}
+
 /// A miss stays true, as far as the mount knows, for what is left of the
 /// TTL of the negative entry or listing that answered it, and the kernel
 /// may keep it that long (docs/SEMANTICS.md): no longer than the TTL.

@@ -471,6 +471,12 @@ pub(super) struct InodeTable {
     /// whole subtree instead (the same one again is not: SQLite looking up
     /// its directory once a TTL).
     pub(super) dir_probed: HashMap<u64, (u64, Instant)>,
+    /// Directories in which a subdirectory was last listed past its TTL:
+    /// which one, and when. Another one within the TTL is a walk, whose
+    /// next directories are listed ahead (`core/ahead.rs`).
+    pub(super) dir_listed: HashMap<u64, (u64, Instant)>,
+    /// Directories waiting for a listing ahead of a walk.
+    pub(super) ahead: HashSet<u64>,
     /// Directories renamed so far: a subtree listing during which one was
     /// renamed may show it half copied, and is not applied.
     pub(super) dir_moves: u64,
@@ -495,6 +501,8 @@ impl InodeTable {
             paged: HashMap::new(),
             deep: HashMap::new(),
             dir_probed: HashMap::new(),
+            dir_listed: HashMap::new(),
+            ahead: HashSet::new(),
             dir_moves: 0,
             next_ino: ROOT_INO + 1,
         }
@@ -590,6 +598,7 @@ impl InodeTable {
             self.paged.remove(&ino);
             self.deep.remove(&ino);
             self.dir_probed.remove(&ino);
+            self.dir_listed.remove(&ino);
             ino = parent;
         }
     }

@@ -65,15 +65,26 @@ impl ObjectFs {
         // has only part of it at this prefix yet. A directory listed within
         // the TTL has its whole content in the table too (`git status` right
         // after `git add` lists nothing again).
+        // A listing of it under way (a lookup's, or one ahead of a walk)
+        // is waited for rather than asked again.
         let (prefix, whole, listed) = {
             let st = self.lock();
             let st = self.wait_filled(st, ino)?;
+            let mut st = self.wait_while(st, |st| st.listing.contains(&ino));
             if st.node(ino)?.kind != Kind::Dir {
                 return Err(libc::ENOTDIR);
             }
             let listed = st.listed.get(&ino).is_some_and(|t| self.ttl_fresh(*t));
             let whole = listed || st.pinned.contains_key(&ino);
-            (self.dir_prefix_of(&st, ino), whole, listed)
+            let ahead = if whole {
+                Vec::new()
+            } else {
+                self.siblings_to_list(&mut st, ino)
+            };
+            let prefix = self.dir_prefix_of(&st, ino);
+            drop(st);
+            self.list_ahead(ahead);
+            (prefix, whole, listed)
         };
         let store = &self.inner.store;
         let list_started = Instant::now();
@@ -408,14 +419,29 @@ impl ObjectFs {
     /// the background, [`REVALIDATE_MAX`] at most, instead of by one HEAD
     /// per lookup, one after the other.
     pub(super) fn list_small_dir(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {
+        self.list_small_dir_as(ino, prefix, walk, true)
+    }
+
+    /// [`Self::list_small_dir`]; `lead`: this listing may start listings
+    /// ahead of a walk (`core/ahead.rs`), which those listings do not.
+    pub(super) fn list_small_dir_as(
+        &self,
+        ino: u64,
+        prefix: &str,
+        walk: bool,
+        lead: bool,
+    ) -> FsResult<bool> {
         let asked = Instant::now();
         let skip = |st: &InodeTable| {
             let paged = st.paged.get(&ino).is_some_and(|t| self.ttl_fresh(*t));
             paged.then_some(false)
         };
-        if let Err(answer) = self.listing_turn(ino, asked, skip) {
-            return Ok(answer);
-        }
+        let ahead = match self.listing_turn(ino, asked, skip) {
+            Ok(mut st) if lead => self.siblings_to_list(&mut st, ino),
+            Ok(_) => Vec::new(),
+            Err(answer) => return Ok(answer),
+        };
+        self.list_ahead(ahead);
         let result = self.list_small_dir_now(ino, prefix, walk);
         self.end_listing(ino, |st| {
             if result == Ok(false) {

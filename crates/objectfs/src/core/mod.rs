@@ -11,7 +11,8 @@
 //! `listing` and `files` are the file-system operations on top of them
 //! (names, directory listings, file data), and `subtree` the one listing
 //! of a whole subtree that a walk over many stale directories takes instead
-//! of a probe and a listing per directory. Store failures become errnos in
+//! of a probe and a listing per directory; `ahead` lists sibling
+//! directories ahead of a walk of readdirs. Store failures become errnos in
 //! one place, `errno_of`.
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
@@ -24,6 +25,7 @@
 //! All methods block the calling thread (FUSE request threads); store calls
 //! run on the tokio runtime through `Handle::block_on`.
 
+mod ahead;
 mod cache;
 mod copies;
 mod files;

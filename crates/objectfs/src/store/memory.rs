@@ -32,6 +32,9 @@ struct Faults {
     /// Directory listings (with a delimiter) of this prefix answer what
     /// the bucket held when they were asked, this much later.
     slow_listing: Option<(String, std::time::Duration)>,
+    /// Directory listings of every prefix below this one answer this much
+    /// later.
+    slow_listings_below: Option<(String, std::time::Duration)>,
     /// Listings of these whole prefixes (no delimiter) answer this much
     /// later.
     slow_walks: Vec<(String, std::time::Duration)>,
@@ -54,6 +57,9 @@ pub struct Counters {
     /// test last reset it.
     pub heads_in_flight: AtomicU64,
     pub heads_in_flight_max: AtomicU64,
+    /// The same for LISTs.
+    pub lists_in_flight: AtomicU64,
+    pub lists_in_flight_max: AtomicU64,
 }
 
 #[derive(Default)]
@@ -86,6 +92,12 @@ impl MemoryStore {
     /// late, with what the bucket held when they were asked.
     pub fn slow_listings(&self, prefix: &str, delay: std::time::Duration) {
         self.faults.lock().unwrap().slow_listing = Some((prefix.to_string(), delay));
+    }
+
+    /// Directory listings (with a delimiter) of every prefix that starts
+    /// with `prefix` answer `delay` late.
+    pub fn slow_listings_below(&self, prefix: &str, delay: std::time::Duration) {
+        self.faults.lock().unwrap().slow_listings_below = Some((prefix.to_string(), delay));
     }
 
     /// Listings of the whole subtree below `prefix` (no delimiter) answer
@@ -490,12 +502,21 @@ impl ObjectStore for MemoryStore {
                 None => f.slow_walks.iter().collect(),
             };
             faults.retain(|(p, _)| p == prefix);
+            let below = f
+                .slow_listings_below
+                .iter()
+                .filter(|(p, _)| delimiter.is_some() && prefix.starts_with(p.as_str()));
+            faults.extend(below);
             faults.first().map(|(_, d)| *d)
         };
         let page = self.list_now(prefix, delimiter, token, max_keys);
+        let c = &self.counters;
+        let now = c.lists_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        c.lists_in_flight_max.fetch_max(now, Ordering::SeqCst);
         if let Some(delay) = slow {
             tokio::time::sleep(delay).await;
         }
+        c.lists_in_flight.fetch_sub(1, Ordering::SeqCst);
         page
     }
 

@@ -1,0 +1,90 @@
+//! Listings ahead of a walk over sibling directories. `git status` or
+//! `git add` past the TTL goes through a tree one directory after another,
+//! each directory a LIST it waits for before it asks for the next. When a
+//! second directory of one parent is listed within the TTL of the first,
+//! the parent's other stale subdirectories are listed in the background, a
+//! few at a time, so the walk finds them listed (or waits for a listing
+//! already under way) instead of asking for each in turn. Each listing is
+//! one page at most ([`ObjectFs::list_small_dir`]), as a lookup's would be.
+
+use super::super::ROOT_INO;
+use super::super::layout::Kind;
+use super::ObjectFs;
+use super::inodes::InodeTable;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// At most this many directories are listed ahead when a walk is seen.
+const AHEAD_MAX: usize = 64;
+
+/// Listings ahead under way at once.
+const AHEAD_IN_FLIGHT: usize = 8;
+
+impl ObjectFs {
+    /// Directory `ino` is being listed past its TTL, at a readdir or a
+    /// lookup. When another directory of the same parent was listed so
+    /// within the TTL (a walk), marks the parent's other subdirectories not
+    /// listed within the TTL, [`AHEAD_MAX`] at most in name order, as
+    /// waiting to be listed ahead and returns them with their prefixes:
+    /// the caller lets the table go and calls [`Self::list_ahead`].
+    pub(super) fn siblings_to_list(&self, st: &mut InodeTable, ino: u64) -> Vec<(u64, String)> {
+        let Some(parent) = st.nodes.get(&ino).map(|n| n.parent) else {
+            return Vec::new();
+        };
+        let walk = st
+            .dir_listed
+            .insert(parent, (ino, Instant::now()))
+            .is_some_and(|(d, t)| d != ino && self.ttl_fresh(t));
+        if ino == ROOT_INO || !walk || st.pinned.contains_key(&parent) {
+            return Vec::new();
+        }
+        let mut siblings: Vec<(&str, u64)> = st
+            .children
+            .iter()
+            .filter(|((p, _), c)| *p == parent && **c != ino)
+            .filter(|(_, c)| {
+                let fresh = |at: Option<&Instant>| at.is_some_and(|t| self.ttl_fresh(*t));
+                st.nodes.get(c).is_some_and(|n| n.kind == Kind::Dir)
+                    && !fresh(st.listed.get(c))
+                    && !fresh(st.paged.get(c))
+                    && !st.listing.contains(c)
+                    && !st.ahead.contains(c)
+                    && !st.pinned.contains_key(c)
+                    && !st.being_filled(**c)
+            })
+            .map(|((_, name), c)| (name.as_str(), *c))
+            .collect();
+        siblings.sort_unstable();
+        siblings.truncate(AHEAD_MAX);
+        let dirs: Vec<u64> = siblings.into_iter().map(|(_, c)| c).collect();
+        dirs.into_iter()
+            .map(|c| {
+                st.ahead.insert(c);
+                (c, self.dir_prefix_of(st, c))
+            })
+            .collect()
+    }
+
+    /// Lists `dirs` (from [`Self::siblings_to_list`]) in the background,
+    /// [`AHEAD_IN_FLIGHT`] at a time, in their order. A directory listed
+    /// meanwhile (by a lookup or a readdir that came first) is not listed
+    /// again; a failed listing is left to the walk's own request.
+    pub(super) fn list_ahead(&self, dirs: Vec<(u64, String)>) {
+        if dirs.is_empty() {
+            return;
+        }
+        let workers = dirs.len().min(AHEAD_IN_FLIGHT);
+        let queue = Arc::new(Mutex::new(dirs.into_iter().rev().collect::<Vec<_>>()));
+        for _ in 0..workers {
+            let (fs, queue) = (self.clone(), queue.clone());
+            self.inner.rt.spawn_blocking(move || {
+                loop {
+                    let next = queue.lock().unwrap().pop();
+                    let Some((dir, prefix)) = next else { break };
+                    let _ = fs.list_small_dir_as(dir, &prefix, false, false);
+                    fs.lock().ahead.remove(&dir);
+                }
+            });
+        }
+    }
+}
