@@ -124,21 +124,10 @@ fn put_plain(bucket: &Bucket, model: &Model) {
     }
 }
 
-/// Journal entries of namespace changes in the cache directory.
+/// Namespace changes the cache directory's journal holds, as the plugin
+/// counts them.
 fn journal_entries(m: &Mounted) -> usize {
-    match fs::read_dir(m.cache.join("ops")) {
-        Ok(entries) => entries
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".json")
-            })
-            .count(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => panic!("{e}"),
-    }
+    objectfs::oplog::recorded(&m.cache).unwrap()
 }
 
 /// What a mount shows below `root`, one line per entry in path order: type,

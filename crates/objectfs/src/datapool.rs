@@ -1,7 +1,6 @@
 //! Empty files ready before anyone asks for one ([`DataPool`]): the
 //! staging area's data files (recycled from deleted ones, and new ones a
-//! background thread makes ahead) and the namespace journal's records
-//! (made ahead). Allocating an inode is the dearest part of a create on
+//! background thread makes ahead). Allocating an inode is the dearest part of a create on
 //! ext4 (65 to 370 µs here, more than the rest of a FUSE CREATE or MKDIR
 //! together), so an operation that finds a file waiting answers that much
 //! sooner; the thread starts at the first file taken and stops, joined,
@@ -133,11 +132,6 @@ impl DataPool {
             Some(f) => Ok(f),
             None => self.shared.new_file(),
         }
-    }
-
-    /// Where file `id` is.
-    pub(crate) fn path(&self, id: u64) -> PathBuf {
-        self.shared.path(id)
     }
 
     /// Keeps an emptied, unjournalled, untagged file for reuse; gives it

@@ -1,15 +1,24 @@
 //! The journal of namespace changes not yet in the bucket (`upload=async`):
-//! one small JSON file per change in the cache directory's `ops/`, named by
-//! its sequence number, written before the change is acknowledged (into a
-//! file made ahead, renamed into place) and removed once the store has it. The next mount of the same cache
-//! directory replays what is left, in order, before anything else.
+//! append-only segment files in the cache directory's `ops/`
+//! (`N.log`, one JSON line per record). A change is recorded (one line,
+//! one `write`) before it is acknowledged; once the store has it, a line
+//! saying so follows, and segments whose changes are all done are deleted
+//! (the last one emptied). The next mount of the same cache directory
+//! replays what is left, in order, before anything else.
+//!
+//! A file per change, as earlier versions wrote (`N.json`, still read and
+//! replayed), cost an inode allocation and a delete per change, the
+//! dearest part of a `utime` or `mkdir` on ext4; a line costs one write.
+//! A line cut short by a crash (the change it recorded was never
+//! acknowledged) is skipped.
 
-use crate::datapool::DataPool;
 use crate::store::PutMeta;
 use serde::{Deserialize, Serialize};
-use std::fs;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// One namespace change, as the store will see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,98 +87,300 @@ impl NsOp {
     }
 }
 
-/// How many namespace changes the cache directory `cache_dir` holds that
-/// are not in the bucket yet (unreadable records included), read only.
-pub fn recorded(cache_dir: &Path) -> io::Result<usize> {
-    let entries = match fs::read_dir(cache_dir.join("ops")) {
+/// A segment grows to about this size before the next record starts a
+/// new one (so segments whose changes are done can go while another
+/// change waits).
+const SEGMENT_MAX: u64 = 1 << 20;
+
+/// One line of a segment: a change recorded (or recorded again, replacing
+/// what was recorded for `seq`), or, without `op`, change `seq` done.
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    op: Option<&'a NsOp>,
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    seq: u64,
+    #[serde(default)]
+    op: Option<NsOp>,
+}
+
+/// What `ops/` holds.
+#[derive(Default)]
+struct Loaded {
+    /// Changes not done, with the segment of their last record (`None`:
+    /// a file of an earlier version).
+    ops: BTreeMap<u64, (NsOp, Option<u64>)>,
+    /// Records of an earlier version that cannot be read (left in place).
+    unreadable: usize,
+    /// Segment numbers, ascending.
+    segments: Vec<u64>,
+    /// Anything else (temporary files of an earlier version).
+    other: Vec<PathBuf>,
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:020}.log"))
+}
+
+fn record_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.json"))
+}
+
+/// Reads `dir` (an `ops/`); a missing one is empty.
+fn load(dir: &Path) -> io::Result<Loaded> {
+    let mut loaded = Loaded::default();
+    let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(loaded),
         Err(e) => return Err(e),
     };
-    let mut n = 0;
     for entry in entries {
-        let name = entry?.file_name();
-        if name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".json"))
-            .is_some_and(|seq| seq.parse::<u64>().is_ok())
-        {
-            n += 1;
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let number = |ext: &str| name.strip_suffix(ext).and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = number(".json") {
+            match fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<NsOp>(&b).ok())
+            {
+                Some(op) => {
+                    loaded.ops.insert(seq, (op, None));
+                }
+                None => {
+                    tracing::error!(path = %path.display(),
+                        "unreadable namespace journal entry left in place for inspection");
+                    loaded.unreadable += 1;
+                }
+            }
+        } else if let Some(n) = number(".log") {
+            loaded.segments.push(n);
+        } else {
+            loaded.other.push(path);
         }
     }
-    Ok(n)
+    loaded.segments.sort_unstable();
+    // Segments are newer than files, and later lines replace earlier ones.
+    for &n in &loaded.segments {
+        let text = fs::read(segment_path(dir, n))?;
+        let mut skipped = 0;
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<RecordIn>(line) {
+                Ok(RecordIn { seq, op: Some(op) }) => {
+                    loaded.ops.insert(seq, (op, Some(n)));
+                }
+                Ok(RecordIn { seq, op: None }) => {
+                    loaded.ops.remove(&seq);
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                segment = n,
+                lines = skipped,
+                "namespace journal lines cut short by a crash skipped (their changes were never acknowledged)"
+            );
+        }
+    }
+    Ok(loaded)
+}
+
+/// How many namespace changes the cache directory `cache_dir` holds that
+/// are not in the bucket yet (unreadable records of an earlier version
+/// included), read only.
+pub fn recorded(cache_dir: &Path) -> io::Result<usize> {
+    let loaded = load(&cache_dir.join("ops"))?;
+    Ok(loaded.ops.len() + loaded.unreadable)
 }
 
 pub struct OpLog {
     dir: PathBuf,
-    /// Empty `N.tmp` files, made ahead: a record costs no inode allocation.
-    blanks: DataPool,
+    state: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    /// The segment appended to, its number and length; opened at the
+    /// first record.
+    active: Option<(u64, File, u64)>,
+    next_segment: u64,
+    /// Each change not done: the segment of its last record (`None`: a
+    /// file of an earlier version).
+    home: HashMap<u64, Option<u64>>,
+    /// Changes not done per segment (every segment on disk is a key).
+    live: BTreeMap<u64, usize>,
+}
+
+impl LogState {
+    fn settle(&mut self, seq: u64, home: Option<u64>) {
+        if let Some(Some(old)) = self.home.insert(seq, home)
+            && let Some(n) = self.live.get_mut(&old)
+        {
+            *n -= 1;
+        }
+        if let Some(seg) = home {
+            *self.live.entry(seg).or_default() += 1;
+        }
+    }
 }
 
 impl OpLog {
     pub fn open(cache_dir: &Path) -> io::Result<OpLog> {
         let dir = cache_dir.join("ops");
         fs::create_dir_all(&dir)?;
-        Ok(OpLog {
-            blanks: DataPool::new(dir.clone(), "tmp", 1),
+        let log = OpLog {
             dir,
-        })
+            state: Mutex::new(LogState::default()),
+        };
+        log.load_state()?;
+        Ok(log)
     }
 
-    fn path(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!("{seq:020}.json"))
+    /// Takes in what `ops/` holds: the changes not done, and where.
+    fn load_state(&self) -> io::Result<Loaded> {
+        let loaded = load(&self.dir)?;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *st = LogState {
+            next_segment: loaded.segments.last().map_or(1, |n| n + 1),
+            ..LogState::default()
+        };
+        for &n in &loaded.segments {
+            st.live.insert(n, 0);
+        }
+        for (seq, (_, home)) in &loaded.ops {
+            st.settle(*seq, *home);
+        }
+        Ok(loaded)
+    }
+
+    /// Appends one record to the active segment (a new one when there is
+    /// none, or it is full).
+    fn append(&self, st: &mut LogState, seq: u64, op: Option<&NsOp>) -> io::Result<u64> {
+        let mut line = serde_json::to_vec(&RecordOut { seq, op }).map_err(io::Error::other)?;
+        line.push(b'\n');
+        if st
+            .active
+            .as_ref()
+            .is_some_and(|(_, _, len)| *len >= SEGMENT_MAX)
+        {
+            st.active = None;
+        }
+        if st.active.is_none() {
+            let n = st.next_segment;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(segment_path(&self.dir, n))?;
+            st.next_segment += 1;
+            st.live.entry(n).or_default();
+            st.active = Some((n, file, 0));
+        }
+        let Some((n, file, len)) = st.active.as_mut() else {
+            unreachable!("a segment was just opened")
+        };
+        if let Err(e) = file.write_all(&line) {
+            // What was cut short stays at this segment's end.
+            st.active = None;
+            return Err(e);
+        }
+        *len += line.len() as u64;
+        Ok(*n)
     }
 
     /// Records change `seq` (or replaces what was recorded for it).
     pub fn write(&self, seq: u64, op: &NsOp) -> io::Result<()> {
-        let json = serde_json::to_vec(op).map_err(io::Error::other)?;
-        let (id, mut file) = self.blanks.take()?;
-        let tmp = self.blanks.path(id);
-        let written = file.write_all(&json);
-        drop(file);
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, self.path(seq))) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let seg = self.append(&mut st, seq, Some(op))?;
+        if st.home.get(&seq) == Some(&None) {
+            let _ = fs::remove_file(record_path(&self.dir, seq));
         }
+        st.settle(seq, Some(seg));
         Ok(())
     }
 
     /// Change `seq` is in the store (or was cancelled).
     pub fn remove(&self, seq: u64) {
-        let _ = fs::remove_file(self.path(seq));
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(home) = st.home.remove(&seq) else {
+            return;
+        };
+        let Some(seg) = home else {
+            let _ = fs::remove_file(record_path(&self.dir, seq));
+            return;
+        };
+        if let Some(n) = st.live.get_mut(&seg) {
+            *n -= 1;
+        }
+        if let Err(e) = self.append(&mut st, seq, None) {
+            tracing::warn!(error = %e, "could not journal a namespace change as done; a crash now would send it again");
+        }
+        self.drop_done(&mut st);
     }
 
-    /// What an earlier mount left, in order. An unreadable record is left
-    /// in place and reported; half-written temporary files are dropped.
-    pub fn replay(&self) -> io::Result<Vec<(u64, NsOp)>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let Some(seq) = name
-                .strip_suffix(".json")
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                let _ = fs::remove_file(&path);
-                continue;
-            };
-            match fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<NsOp>(&b).ok())
-            {
-                Some(op) => out.push((seq, op)),
-                None => tracing::error!(path = %path.display(),
-                    "unreadable namespace journal entry left in place for inspection"),
+    /// Deletes the oldest segments while every change in them is done
+    /// (their lines saying so are in later segments, or in these), and
+    /// empties the active segment once nothing at all is left to do.
+    fn drop_done(&self, st: &mut LogState) {
+        let active = st.active.as_ref().map(|(n, _, _)| *n);
+        while let Some((&n, &live)) = st.live.first_key_value() {
+            if live > 0 || Some(n) == active {
+                break;
             }
+            if let Err(e) = fs::remove_file(segment_path(&self.dir, n))
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                break;
+            }
+            st.live.remove(&n);
         }
-        out.sort_by_key(|(seq, _)| *seq);
-        Ok(out)
+        if st.home.is_empty()
+            && st.live.len() == 1
+            && let Some((_, file, len)) = st.active.as_mut()
+            && *len > 0
+            && file.set_len(0).is_ok()
+        {
+            *len = 0;
+        }
+    }
+
+    /// What an earlier mount left, in order. An unreadable record of an
+    /// earlier version is left in place and reported; its half-written
+    /// temporary files are dropped, as are segments with nothing left to
+    /// do.
+    pub fn replay(&self) -> io::Result<Vec<(u64, NsOp)>> {
+        let loaded = self.load_state()?;
+        for path in &loaded.other {
+            let _ = fs::remove_file(path);
+        }
+        self.drop_done(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(loaded
+            .ops
+            .into_iter()
+            .map(|(seq, (op, _))| (seq, op))
+            .collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn segments(dir: &Path) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = fs::read_dir(dir.join("ops"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().len())
+            })
+            .collect();
+        out.sort();
+        out
+    }
 
     #[test]
     fn records_come_back_in_order_until_removed() {
@@ -184,16 +395,107 @@ mod tests {
         assert_eq!(recorded(dir.path()).unwrap(), 0);
         log.write(10, &del).unwrap();
         log.write(9, &put).unwrap();
-        fs::write(dir.path().join("ops/00000000000000000011.tmp"), b"{").unwrap();
-        // A half-written record is not a change; the two whole ones are.
+        // One file for both, whatever the number of changes.
+        assert_eq!(segments(dir.path()).len(), 1);
+        // A line cut short by a crash is no change; the two whole ones are.
+        let seg = dir.path().join("ops").join(&segments(dir.path())[0].0);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(br#"{"seq":11,"op":{"op":"dele"#).unwrap();
         assert_eq!(recorded(dir.path()).unwrap(), 2);
-        drop(log); // as a mount ends: its blank files go with it
+        drop(log);
         let again = OpLog::open(dir.path()).unwrap();
         assert_eq!(again.replay().unwrap(), vec![(9, put), (10, del.clone())]);
         again.remove(9);
-        assert_eq!(again.replay().unwrap(), vec![(10, del)]);
         assert_eq!(recorded(dir.path()).unwrap(), 1);
-        assert_eq!(fs::read_dir(dir.path().join("ops")).unwrap().count(), 1);
+        drop(again);
+        let third = OpLog::open(dir.path()).unwrap();
+        assert_eq!(third.replay().unwrap(), vec![(10, del)]);
+        third.remove(10);
+        assert_eq!(recorded(dir.path()).unwrap(), 0);
+        // Nothing left to do: one empty segment.
+        let left = segments(dir.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].1, 0, "{left:?}");
+    }
+
+    /// A change recorded again replaces what was recorded for it, in this
+    /// mount and after a crash.
+    #[test]
+    fn a_change_recorded_again_replaces_the_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OpLog::open(dir.path()).unwrap();
+        let first = NsOp::Delete { key: "p/a".into() };
+        let second = NsOp::Delete { key: "p/b".into() };
+        log.write(4, &first).unwrap();
+        log.write(4, &second).unwrap();
+        assert_eq!(recorded(dir.path()).unwrap(), 1);
+        drop(log);
+        let again = OpLog::open(dir.path()).unwrap();
+        assert_eq!(again.replay().unwrap(), vec![(4, second)]);
+    }
+
+    /// Segments fill up and the next one starts; a segment whose changes
+    /// are all done is deleted while a later change still waits.
+    #[test]
+    fn full_segments_go_once_their_changes_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OpLog::open(dir.path()).unwrap();
+        let big = |key: &str| NsOp::Put {
+            key: key.into(),
+            meta: PutMeta::default(),
+            // (about 400 KiB as JSON: three fill a segment)
+            body: vec![b'x'; (SEGMENT_MAX / 10) as usize],
+        };
+        for seq in 1..=3 {
+            log.write(seq, &big(&format!("p/{seq}"))).unwrap();
+        }
+        let waiting = NsOp::Delete { key: "p/w".into() };
+        log.write(4, &waiting).unwrap();
+        assert_eq!(segments(dir.path()).len(), 2, "{:?}", segments(dir.path()));
+        log.remove(1);
+        log.remove(3);
+        assert_eq!(segments(dir.path()).len(), 2);
+        log.remove(2);
+        let left = segments(dir.path());
+        assert_eq!(left.len(), 1, "the full segment was kept: {left:?}");
+        assert_eq!(recorded(dir.path()).unwrap(), 1);
+        drop(log);
+        let again = OpLog::open(dir.path()).unwrap();
+        assert_eq!(again.replay().unwrap(), vec![(4, waiting)]);
+    }
+
+    /// Records of an earlier version (a file per change) are replayed and
+    /// removed when done; an unreadable one stays for inspection, and a
+    /// half-written temporary file goes.
+    #[test]
+    fn an_earlier_versions_records_are_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = dir.path().join("ops");
+        fs::create_dir_all(&ops).unwrap();
+        let del = NsOp::Delete {
+            key: "p/old".into(),
+        };
+        fs::write(record_path(&ops, 5), serde_json::to_vec(&del).unwrap()).unwrap();
+        fs::write(record_path(&ops, 6), b"{").unwrap();
+        fs::write(ops.join("00000000000000000007.tmp"), b"").unwrap();
+        assert_eq!(recorded(dir.path()).unwrap(), 2);
+        let log = OpLog::open(dir.path()).unwrap();
+        assert_eq!(log.replay().unwrap(), vec![(5, del)]);
+        assert!(!ops.join("00000000000000000007.tmp").exists());
+        log.remove(5);
+        assert!(!record_path(&ops, 5).exists());
+        assert!(record_path(&ops, 6).exists());
+        assert_eq!(recorded(dir.path()).unwrap(), 1);
+        // A later record of the same change replaces the earlier file.
+        let set = NsOp::Delete {
+            key: "p/new".into(),
+        };
+        fs::write(record_path(&ops, 8), serde_json::to_vec(&set).unwrap()).unwrap();
+        let log = OpLog::open(dir.path()).unwrap();
+        log.replay().unwrap();
+        log.write(8, &set).unwrap();
+        assert!(!record_path(&ops, 8).exists());
+        assert_eq!(log.replay().unwrap(), vec![(8, set)]);
     }
 
     /// A metadata change keeps the size it was queued with, and a record
