@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -92,6 +93,14 @@ impl NsOp {
 /// change waits).
 const SEGMENT_MAX: u64 = 1 << 20;
 
+/// Room kept in every segment beyond [`SEGMENT_MAX`] for lines saying a
+/// change is done (about 25 bytes each).
+const DONE_ROOM: u64 = 256 << 10;
+
+/// More segments than this on disk (behind one waiting change) makes the
+/// oldest segment's waiting changes be recorded again at the end.
+const COMPACT_AFTER: usize = 8;
+
 /// One line of a segment: a change recorded (or recorded again, replacing
 /// what was recorded for `seq`), or, without `op`, change `seq` done.
 #[derive(Serialize)]
@@ -143,10 +152,11 @@ fn load(dir: &Path) -> io::Result<Loaded> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let number = |ext: &str| name.strip_suffix(ext).and_then(|n| n.parse::<u64>().ok());
         if let Some(seq) = number(".json") {
-            match fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<NsOp>(&b).ok())
-            {
+            let bytes = match fs::read(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // done meanwhile
+                read => read.ok(),
+            };
+            match bytes.and_then(|b| serde_json::from_slice::<NsOp>(&b).ok()) {
                 Some(op) => {
                     loaded.ops.insert(seq, (op, None));
                 }
@@ -165,7 +175,10 @@ fn load(dir: &Path) -> io::Result<Loaded> {
     loaded.segments.sort_unstable();
     // Segments are newer than files, and later lines replace earlier ones.
     for &n in &loaded.segments {
-        let text = fs::read(segment_path(dir, n))?;
+        let text = match fs::read(segment_path(dir, n)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // all done meanwhile
+            read => read?,
+        };
         let mut skipped = 0;
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice::<RecordIn>(line) {
@@ -209,21 +222,33 @@ struct LogState {
     active: Option<(u64, File, u64)>,
     next_segment: u64,
     /// Each change not done: the segment of its last record (`None`: a
-    /// file of an earlier version).
-    home: HashMap<u64, Option<u64>>,
+    /// file of an earlier version), and the change.
+    home: HashMap<u64, (Option<u64>, NsOp)>,
     /// Changes not done per segment (every segment on disk is a key).
     live: BTreeMap<u64, usize>,
+    /// Changes done whose line saying so could not be written yet: they
+    /// keep their segment, and the line is tried again before the next.
+    undone: Vec<u64>,
 }
 
 impl LogState {
-    fn settle(&mut self, seq: u64, home: Option<u64>) {
-        if let Some(Some(old)) = self.home.insert(seq, home)
+    fn settle(&mut self, seq: u64, home: Option<u64>, op: NsOp) {
+        if let Some((Some(old), _)) = self.home.insert(seq, (home, op))
             && let Some(n) = self.live.get_mut(&old)
         {
             *n -= 1;
         }
         if let Some(seg) = home {
             *self.live.entry(seg).or_default() += 1;
+        }
+    }
+
+    /// Change `seq` is done and its line says so.
+    fn forget(&mut self, seq: u64) {
+        if let Some((Some(seg), _)) = self.home.remove(&seq)
+            && let Some(n) = self.live.get_mut(&seg)
+        {
+            *n -= 1;
         }
     }
 }
@@ -240,10 +265,14 @@ impl OpLog {
         Ok(log)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes in what `ops/` holds: the changes not done, and where.
     fn load_state(&self) -> io::Result<Loaded> {
         let loaded = load(&self.dir)?;
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.lock();
         *st = LogState {
             next_segment: loaded.segments.last().map_or(1, |n| n + 1),
             ..LogState::default()
@@ -251,22 +280,25 @@ impl OpLog {
         for &n in &loaded.segments {
             st.live.insert(n, 0);
         }
-        for (seq, (_, home)) in &loaded.ops {
-            st.settle(*seq, *home);
+        for (seq, (op, home)) in &loaded.ops {
+            st.settle(*seq, *home, op.clone());
         }
         Ok(loaded)
     }
 
-    /// Appends one record to the active segment (a new one when there is
-    /// none, or it is full).
+    /// Appends one record to the active segment. A change starts a new
+    /// segment when there is none or it is full; a line saying a change is
+    /// done goes into the room every segment is given beyond that (made
+    /// when the segment is), so that it needs no new block on a full disk.
     fn append(&self, st: &mut LogState, seq: u64, op: Option<&NsOp>) -> io::Result<u64> {
         let mut line = serde_json::to_vec(&RecordOut { seq, op }).map_err(io::Error::other)?;
         line.push(b'\n');
-        if st
-            .active
-            .as_ref()
-            .is_some_and(|(_, _, len)| *len >= SEGMENT_MAX)
-        {
+        let limit = if op.is_some() {
+            SEGMENT_MAX
+        } else {
+            SEGMENT_MAX + DONE_ROOM - line.len() as u64
+        };
+        if st.active.as_ref().is_some_and(|(_, _, len)| *len >= limit) {
             st.active = None;
         }
         if st.active.is_none() {
@@ -275,6 +307,16 @@ impl OpLog {
                 .create(true)
                 .append(true)
                 .open(segment_path(&self.dir, n))?;
+            // (Where the file system cannot, done lines take their chance.)
+            // SAFETY: fallocate on an open descriptor, no memory involved.
+            unsafe {
+                libc::fallocate(
+                    file.as_raw_fd(),
+                    libc::FALLOC_FL_KEEP_SIZE,
+                    0,
+                    (SEGMENT_MAX + DONE_ROOM) as libc::off_t,
+                )
+            };
             st.next_segment += 1;
             st.live.entry(n).or_default();
             st.active = Some((n, file, 0));
@@ -291,34 +333,51 @@ impl OpLog {
         Ok(*n)
     }
 
-    /// Records change `seq` (or replaces what was recorded for it).
-    pub fn write(&self, seq: u64, op: &NsOp) -> io::Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let seg = self.append(&mut st, seq, Some(op))?;
-        if st.home.get(&seq) == Some(&None) {
-            let _ = fs::remove_file(record_path(&self.dir, seq));
+    /// Writes the done lines that could not be written before.
+    fn catch_up(&self, st: &mut LogState) -> io::Result<()> {
+        while let Some(&seq) = st.undone.first() {
+            self.append(st, seq, None)?;
+            st.undone.remove(0);
+            st.forget(seq);
         }
-        st.settle(seq, Some(seg));
         Ok(())
     }
 
-    /// Change `seq` is in the store (or was cancelled).
-    pub fn remove(&self, seq: u64) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(home) = st.home.remove(&seq) else {
-            return;
-        };
-        let Some(seg) = home else {
+    /// Records change `seq` (or replaces what was recorded for it).
+    pub fn write(&self, seq: u64, op: &NsOp) -> io::Result<()> {
+        let mut st = self.lock();
+        let _ = self.catch_up(&mut st); // (a full disk fails the record too)
+        let seg = self.append(&mut st, seq, Some(op))?;
+        if matches!(st.home.get(&seq), Some((None, _))) {
             let _ = fs::remove_file(record_path(&self.dir, seq));
-            return;
-        };
-        if let Some(n) = st.live.get_mut(&seg) {
-            *n -= 1;
         }
-        if let Err(e) = self.append(&mut st, seq, None) {
-            tracing::warn!(error = %e, "could not journal a namespace change as done; a crash now would send it again");
+        st.settle(seq, Some(seg), op.clone());
+        self.compact(&mut st);
+        Ok(())
+    }
+
+    /// Change `seq` is in the store (or was cancelled). Should the line
+    /// saying so fail (a full disk past the room kept for it), it is tried
+    /// again before every later record, and until then the change stays
+    /// where a crash would send it again.
+    pub fn remove(&self, seq: u64) {
+        let mut st = self.lock();
+        match st.home.get(&seq) {
+            None => return,
+            Some((None, _)) => {
+                let _ = fs::remove_file(record_path(&self.dir, seq));
+                st.home.remove(&seq);
+                return;
+            }
+            Some(_) => {}
+        }
+        st.undone.push(seq);
+        if let Err(e) = self.catch_up(&mut st) {
+            tracing::error!(error = %e, "could not journal that a namespace change was sent; it is tried again with the next change, and a crash before then sends it again");
+            return;
         }
         self.drop_done(&mut st);
+        self.compact(&mut st);
     }
 
     /// Deletes the oldest segments while every change in them is done
@@ -347,6 +406,33 @@ impl OpLog {
         }
     }
 
+    /// A change that waits long (a store refusing it) keeps its segment,
+    /// and the prefix rule every later one: past [`COMPACT_AFTER`]
+    /// segments, the changes still waiting in the oldest are recorded
+    /// again at the end, and the segments before the next waiting one go.
+    fn compact(&self, st: &mut LogState) {
+        if st.live.len() <= COMPACT_AFTER {
+            return;
+        }
+        let Some(&oldest) = st.live.keys().next() else {
+            return;
+        };
+        let mut waiting: Vec<(u64, NsOp)> = st
+            .home
+            .iter()
+            .filter(|(_, (seg, _))| *seg == Some(oldest))
+            .map(|(seq, (_, op))| (*seq, op.clone()))
+            .collect();
+        waiting.sort_by_key(|(seq, _)| *seq);
+        for (seq, op) in waiting {
+            match self.append(st, seq, Some(&op)) {
+                Ok(seg) => st.settle(seq, Some(seg), op),
+                Err(_) => return,
+            }
+        }
+        self.drop_done(st);
+    }
+
     /// What an earlier mount left, in order. An unreadable record of an
     /// earlier version is left in place and reported; its half-written
     /// temporary files are dropped, as are segments with nothing left to
@@ -356,7 +442,7 @@ impl OpLog {
         for path in &loaded.other {
             let _ = fs::remove_file(path);
         }
-        self.drop_done(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        self.drop_done(&mut self.lock());
         Ok(loaded
             .ops
             .into_iter()
@@ -462,6 +548,71 @@ mod tests {
         drop(log);
         let again = OpLog::open(dir.path()).unwrap();
         assert_eq!(again.replay().unwrap(), vec![(4, waiting)]);
+    }
+
+    /// The line saying a change is done may be in a later segment than
+    /// the change: a segment goes only once it and every older one have
+    /// nothing left to do, so no crash brings back a change that was sent.
+    #[test]
+    fn done_lines_in_later_segments_keep_their_changes_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OpLog::open(dir.path()).unwrap();
+        let big = |seq: u64| NsOp::Put {
+            key: format!("p/{seq}"),
+            meta: PutMeta::default(),
+            // (about 400 KiB as JSON: three fill a segment)
+            body: vec![b'x'; (SEGMENT_MAX / 10) as usize],
+        };
+        for seq in 1..=3 {
+            log.write(seq, &big(seq)).unwrap();
+        }
+        log.write(4, &big(4)).unwrap(); // segment 2
+        log.remove(1); // its line in segment 2
+        log.write(5, &big(5)).unwrap();
+        log.write(6, &big(6)).unwrap();
+        log.write(7, &big(7)).unwrap(); // segment 3
+        for seq in [4, 5, 6] {
+            log.remove(seq);
+        }
+        let names: Vec<String> = segments(dir.path()).into_iter().map(|(n, _)| n).collect();
+        assert!(
+            names.contains(&"00000000000000000002.log".to_string()),
+            "the segment saying 1 is done went before 1's own: {names:?}"
+        );
+        drop(log);
+        let again = OpLog::open(dir.path()).unwrap();
+        let left: Vec<u64> = again
+            .replay()
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(left, [2, 3, 7]);
+    }
+
+    /// One change that waits (a store refusing it) does not keep every
+    /// later segment: past a few segments it is recorded again at the end.
+    #[test]
+    fn a_waiting_change_does_not_keep_every_later_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OpLog::open(dir.path()).unwrap();
+        let waiting = NsOp::Delete { key: "p/w".into() };
+        log.write(1, &waiting).unwrap();
+        let big = |seq: u64| NsOp::Put {
+            key: format!("p/{seq}"),
+            meta: PutMeta::default(),
+            body: vec![b'x'; (SEGMENT_MAX / 10) as usize],
+        };
+        for seq in 2..80 {
+            log.write(seq, &big(seq)).unwrap();
+            log.remove(seq);
+        }
+        let n = segments(dir.path()).len();
+        assert!(n <= COMPACT_AFTER + 1, "{n} segments");
+        assert_eq!(recorded(dir.path()).unwrap(), 1);
+        drop(log);
+        let again = OpLog::open(dir.path()).unwrap();
+        assert_eq!(again.replay().unwrap(), vec![(1, waiting)]);
     }
 
     /// Records of an earlier version (a file per change) are replayed and

@@ -11,13 +11,12 @@ use super::super::ROOT_INO;
 use super::super::layout::Kind;
 use super::ObjectFs;
 use super::inodes::InodeTable;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// At most this many directories are listed ahead when a walk is seen.
 const AHEAD_MAX: usize = 64;
 
-/// Listings ahead under way at once.
+/// Listings ahead under way at once, in the whole mount.
 const AHEAD_IN_FLIGHT: usize = 8;
 
 impl ObjectFs {
@@ -35,7 +34,13 @@ impl ObjectFs {
             .dir_listed
             .insert(parent, (ino, Instant::now()))
             .is_some_and(|(d, t)| d != ino && self.ttl_fresh(t));
-        if ino == ROOT_INO || !walk || st.pinned.contains_key(&parent) {
+        // (Once per batch: a parent with listings ahead still to come is
+        // not looked through again.)
+        if ino == ROOT_INO
+            || !walk
+            || st.pinned.contains_key(&parent)
+            || st.ahead.values().any(|p| *p == parent)
+        {
             return Vec::new();
         }
         let mut siblings: Vec<(&str, u64)> = st
@@ -48,7 +53,7 @@ impl ObjectFs {
                     && !fresh(st.listed.get(c))
                     && !fresh(st.paged.get(c))
                     && !st.listing.contains(c)
-                    && !st.ahead.contains(c)
+                    && !st.ahead.contains_key(c)
                     && !st.pinned.contains_key(c)
                     && !st.being_filled(**c)
             })
@@ -59,27 +64,41 @@ impl ObjectFs {
         let dirs: Vec<u64> = siblings.into_iter().map(|(_, c)| c).collect();
         dirs.into_iter()
             .map(|c| {
-                st.ahead.insert(c);
+                st.ahead.insert(c, parent);
                 (c, self.dir_prefix_of(st, c))
             })
             .collect()
     }
 
     /// Lists `dirs` (from [`Self::siblings_to_list`]) in the background,
-    /// [`AHEAD_IN_FLIGHT`] at a time, in their order. A directory listed
-    /// meanwhile (by a lookup or a readdir that came first) is not listed
+    /// in their order, [`AHEAD_IN_FLIGHT`] at a time for the whole mount. A
+    /// directory listed meanwhile by a readdir or lookup is not listed
     /// again; a failed listing is left to the walk's own request.
     pub(super) fn list_ahead(&self, dirs: Vec<(u64, String)>) {
         if dirs.is_empty() {
             return;
         }
-        let workers = dirs.len().min(AHEAD_IN_FLIGHT);
-        let queue = Arc::new(Mutex::new(dirs.into_iter().rev().collect::<Vec<_>>()));
-        for _ in 0..workers {
-            let (fs, queue) = (self.clone(), queue.clone());
+        let start = {
+            let mut st = self.lock();
+            st.ahead_queue.extend(dirs);
+            let start = AHEAD_IN_FLIGHT
+                .saturating_sub(st.ahead_workers)
+                .min(st.ahead_queue.len());
+            st.ahead_workers += start;
+            start
+        };
+        for _ in 0..start {
+            let fs = self.clone();
             self.inner.rt.spawn_blocking(move || {
                 loop {
-                    let next = queue.lock().unwrap().pop();
+                    let next = {
+                        let mut st = fs.lock();
+                        let next = st.ahead_queue.pop_front();
+                        if next.is_none() {
+                            st.ahead_workers -= 1;
+                        }
+                        next
+                    };
                     let Some((dir, prefix)) = next else { break };
                     let _ = fs.list_small_dir_as(dir, &prefix, false, false);
                     fs.lock().ahead.remove(&dir);

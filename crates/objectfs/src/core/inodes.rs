@@ -475,8 +475,14 @@ pub(super) struct InodeTable {
     /// which one, and when. Another one within the TTL is a walk, whose
     /// next directories are listed ahead (`core/ahead.rs`).
     pub(super) dir_listed: HashMap<u64, (u64, Instant)>,
-    /// Directories waiting for a listing ahead of a walk.
-    pub(super) ahead: HashSet<u64>,
+    /// Directories waiting for (or being given) a listing ahead of a walk,
+    /// with their parent; a readdir or lookup that lists one itself takes
+    /// it out.
+    pub(super) ahead: HashMap<u64, u64>,
+    /// The listings ahead not started yet, in order, and the workers
+    /// running them.
+    pub(super) ahead_queue: std::collections::VecDeque<(u64, String)>,
+    pub(super) ahead_workers: usize,
     /// Directories renamed so far: a subtree listing during which one was
     /// renamed may show it half copied, and is not applied.
     pub(super) dir_moves: u64,
@@ -502,7 +508,9 @@ impl InodeTable {
             deep: HashMap::new(),
             dir_probed: HashMap::new(),
             dir_listed: HashMap::new(),
-            ahead: HashSet::new(),
+            ahead: HashMap::new(),
+            ahead_queue: std::collections::VecDeque::new(),
+            ahead_workers: 0,
             dir_moves: 0,
             next_ino: ROOT_INO + 1,
         }

@@ -79,6 +79,7 @@ impl ObjectFs {
             let ahead = if whole {
                 Vec::new()
             } else {
+                st.ahead.remove(&ino); // listed here, not ahead
                 self.siblings_to_list(&mut st, ino)
             };
             let prefix = self.dir_prefix_of(&st, ino);
@@ -433,11 +434,18 @@ impl ObjectFs {
     ) -> FsResult<bool> {
         let asked = Instant::now();
         let skip = |st: &InodeTable| {
+            // A listing ahead whose directory a readdir or lookup took.
+            if !lead && !st.ahead.contains_key(&ino) {
+                return Some(true);
+            }
             let paged = st.paged.get(&ino).is_some_and(|t| self.ttl_fresh(*t));
             paged.then_some(false)
         };
         let ahead = match self.listing_turn(ino, asked, skip) {
-            Ok(mut st) if lead => self.siblings_to_list(&mut st, ino),
+            Ok(mut st) if lead => {
+                st.ahead.remove(&ino);
+                self.siblings_to_list(&mut st, ino)
+            }
             Ok(_) => Vec::new(),
             Err(answer) => return Ok(answer),
         };
