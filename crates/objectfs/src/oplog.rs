@@ -14,7 +14,7 @@
 
 use crate::store::PutMeta;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -210,6 +210,21 @@ pub fn recorded(cache_dir: &Path) -> io::Result<usize> {
     Ok(loaded.ops.len() + loaded.unreadable)
 }
 
+/// Allocates a segment's room ([`SEGMENT_MAX`] and [`DONE_ROOM`]) past
+/// its end, so its lines need no new block on a full disk. Where the file
+/// system cannot, lines take their chance.
+fn reserve(file: &File) {
+    // SAFETY: fallocate on an open descriptor, no memory involved.
+    unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            (SEGMENT_MAX + DONE_ROOM) as libc::off_t,
+        )
+    };
+}
+
 pub struct OpLog {
     dir: PathBuf,
     state: Mutex<LogState>,
@@ -228,7 +243,7 @@ struct LogState {
     live: BTreeMap<u64, usize>,
     /// Changes done whose line saying so could not be written yet: they
     /// keep their segment, and the line is tried again before the next.
-    undone: Vec<u64>,
+    undone: VecDeque<u64>,
 }
 
 impl LogState {
@@ -307,16 +322,7 @@ impl OpLog {
                 .create(true)
                 .append(true)
                 .open(segment_path(&self.dir, n))?;
-            // (Where the file system cannot, done lines take their chance.)
-            // SAFETY: fallocate on an open descriptor, no memory involved.
-            unsafe {
-                libc::fallocate(
-                    file.as_raw_fd(),
-                    libc::FALLOC_FL_KEEP_SIZE,
-                    0,
-                    (SEGMENT_MAX + DONE_ROOM) as libc::off_t,
-                )
-            };
+            reserve(&file);
             st.next_segment += 1;
             st.live.entry(n).or_default();
             st.active = Some((n, file, 0));
@@ -335,9 +341,9 @@ impl OpLog {
 
     /// Writes the done lines that could not be written before.
     fn catch_up(&self, st: &mut LogState) -> io::Result<()> {
-        while let Some(&seq) = st.undone.first() {
+        while let Some(&seq) = st.undone.front() {
             self.append(st, seq, None)?;
-            st.undone.remove(0);
+            st.undone.pop_front();
             st.forget(seq);
         }
         Ok(())
@@ -371,7 +377,7 @@ impl OpLog {
             }
             Some(_) => {}
         }
-        st.undone.push(seq);
+        st.undone.push_back(seq);
         if let Err(e) = self.catch_up(&mut st) {
             tracing::error!(error = %e, "could not journal that a namespace change was sent; it is tried again with the next change, and a crash before then sends it again");
             return;
@@ -402,6 +408,8 @@ impl OpLog {
             && *len > 0
             && file.set_len(0).is_ok()
         {
+            // (Truncating gave back the room kept past the end, too.)
+            reserve(file);
             *len = 0;
         }
     }
@@ -455,6 +463,15 @@ impl OpLog {
 mod tests {
     use super::*;
 
+    /// A change of about 400 KiB as JSON: three fill a segment.
+    fn big(seq: u64) -> NsOp {
+        NsOp::Put {
+            key: format!("p/{seq}"),
+            meta: PutMeta::default(),
+            body: vec![b'x'; (SEGMENT_MAX / 10) as usize],
+        }
+    }
+
     fn segments(dir: &Path) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = fs::read_dir(dir.join("ops"))
             .unwrap()
@@ -498,10 +515,24 @@ mod tests {
         assert_eq!(third.replay().unwrap(), vec![(10, del)]);
         third.remove(10);
         assert_eq!(recorded(dir.path()).unwrap(), 0);
-        // Nothing left to do: one empty segment.
+        // Nothing left to do: one empty segment, its room still kept
+        // (where the file system keeps room at all).
         let left = segments(dir.path());
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!(left[0].1, 0, "{left:?}");
+        let probe = dir.path().join("probe");
+        reserve(&File::create(&probe).unwrap());
+        let kept = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(p).unwrap().blocks() * 512
+        };
+        if kept(&probe) > 0 {
+            let seg = dir.path().join("ops").join(&left[0].0);
+            assert!(
+                kept(&seg) >= SEGMENT_MAX,
+                "the emptied segment lost its room"
+            );
+        }
     }
 
     /// A change recorded again replaces what was recorded for it, in this
@@ -526,14 +557,8 @@ mod tests {
     fn full_segments_go_once_their_changes_are_done() {
         let dir = tempfile::tempdir().unwrap();
         let log = OpLog::open(dir.path()).unwrap();
-        let big = |key: &str| NsOp::Put {
-            key: key.into(),
-            meta: PutMeta::default(),
-            // (about 400 KiB as JSON: three fill a segment)
-            body: vec![b'x'; (SEGMENT_MAX / 10) as usize],
-        };
         for seq in 1..=3 {
-            log.write(seq, &big(&format!("p/{seq}"))).unwrap();
+            log.write(seq, &big(seq)).unwrap();
         }
         let waiting = NsOp::Delete { key: "p/w".into() };
         log.write(4, &waiting).unwrap();
@@ -557,12 +582,6 @@ mod tests {
     fn done_lines_in_later_segments_keep_their_changes_done() {
         let dir = tempfile::tempdir().unwrap();
         let log = OpLog::open(dir.path()).unwrap();
-        let big = |seq: u64| NsOp::Put {
-            key: format!("p/{seq}"),
-            meta: PutMeta::default(),
-            // (about 400 KiB as JSON: three fill a segment)
-            body: vec![b'x'; (SEGMENT_MAX / 10) as usize],
-        };
         for seq in 1..=3 {
             log.write(seq, &big(seq)).unwrap();
         }
@@ -598,11 +617,6 @@ mod tests {
         let log = OpLog::open(dir.path()).unwrap();
         let waiting = NsOp::Delete { key: "p/w".into() };
         log.write(1, &waiting).unwrap();
-        let big = |seq: u64| NsOp::Put {
-            key: format!("p/{seq}"),
-            meta: PutMeta::default(),
-            body: vec![b'x'; (SEGMENT_MAX / 10) as usize],
-        };
         for seq in 2..80 {
             log.write(seq, &big(seq)).unwrap();
             log.remove(seq);
