@@ -22,7 +22,7 @@ use common::objectfs_mount::{Bucket, Mounted};
 use common::s3server::moto;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -266,10 +266,9 @@ fn an_overwrite_on_a_replaces_what_b_read_before() {
         expect_reads("B, before any change", &b.path("data.bin"), &old);
         expect_reads("B, before any change", &b.path("same.bin"), &same_old);
     }
-    let b_mtime = fs::metadata(b.path("same.bin"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let b_md = fs::metadata(b.path("same.bin")).unwrap();
+    let b_mtime = b_md.modified().unwrap();
+    let b_ctime = ctime_of(&b_md);
     let b_looked = Instant::now();
 
     // A overwrites data.bin with longer content (truncate, write, fsync).
@@ -304,11 +303,66 @@ fn an_overwrite_on_a_replaces_what_b_read_before() {
         (same_old.len() as u64, b_mtime),
         "{step}: same.bin's size and mtime are what B saw before"
     );
+    assert!(
+        ctime_of(&md) > b_ctime,
+        "{step}: same.bin's ctime moved on from {b_ctime:?} (git sees the change): {:?}",
+        ctime_of(&md)
+    );
     expect_reads(step, &b.path("same.bin"), &same_new);
     // And it stays new, across another TTL.
     std::thread::sleep(TTL + TTL_MARGIN);
     expect_reads("B, a TTL later", &b.path("data.bin"), &new);
     expect_reads("B, a TTL later", &b.path("same.bin"), &same_new);
+}
+
+/// A file's ctime as (seconds, nanoseconds).
+fn ctime_of(md: &fs::Metadata) -> (i64, i64) {
+    (md.ctime(), md.ctime_nsec())
+}
+
+/// A name read from the store has its object's date for ctime, and its
+/// path's inode number: the same on both hosts and after a remount, so
+/// `git status` there finds every file unchanged instead of hashing it
+/// again.
+#[test]
+fn ctime_and_inode_are_the_same_on_every_host_and_after_a_remount() {
+    require!(Root, Fuse, Moto);
+    let mut hosts = TwoHosts::start("two-mounts-ctime");
+    write_synced(&hosts.a.path("f.txt"), &content(30, 5000));
+    let ino = fs::metadata(hosts.a.path("f.txt")).unwrap().ino();
+    let stored = hosts.bucket.head(&TwoHosts::key("f.txt")).unwrap();
+    let date = stored
+        .last_modified
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // B meets other names first: the numbers do not depend on the order.
+    fs::write(hosts.b.path("g.txt"), "g").unwrap();
+    let md = fs::metadata(hosts.b.path("f.txt")).unwrap();
+    let on_b = ctime_of(&md);
+    assert_eq!(on_b, (date, 0), "B's ctime is the object's date");
+    assert_eq!(md.ino(), ino, "B's inode number is A's");
+    hosts.a.stop();
+    hosts.a.restart();
+    let md = fs::metadata(hosts.a.path("f.txt")).unwrap();
+    assert_eq!(ctime_of(&md), on_b, "A's ctime after a remount");
+    assert_eq!(md.ino(), ino, "A's inode number after a remount");
+    // A change through the mount is a change now, as on a local disk.
+    let changed_now = |what: &str, change: &dyn Fn(&Path)| {
+        let before = std::time::SystemTime::now();
+        change(&hosts.a.path("f.txt"));
+        let md = fs::metadata(hosts.a.path("f.txt")).unwrap();
+        let at = UNIX_EPOCH + Duration::new(md.ctime() as u64, md.ctime_nsec() as u32);
+        assert!(at >= before, "{what} on A set ctime to its time");
+    };
+    changed_now("a write", &|p| {
+        let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.write_all_at(b"x", 10).unwrap();
+    });
+    changed_now("chmod", &|p| {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o600)).unwrap()
+    });
 }
 
 #[test]

@@ -234,6 +234,7 @@ impl ObjectFs {
                     s.file.set_len(0).map_err(|_| libc::EIO)?;
                     n.size = 0;
                     n.mtime = SystemTime::now();
+                    n.ctime = n.mtime;
                 }
                 drop(self.charge_to(st, ino, 0, false));
             }
@@ -338,6 +339,7 @@ impl ObjectFs {
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.size = meta.len();
             n.mtime = meta.modified().unwrap_or_else(|_| SystemTime::now());
+            n.ctime = SystemTime::now();
         }
         self.mark_dirty(&mut st, ino);
         st
@@ -451,6 +453,7 @@ impl ObjectFs {
         let size_before = n.size;
         n.size = n.size.max(offset + data.len() as u64);
         n.mtime = SystemTime::now();
+        n.ctime = n.mtime;
         let needs_journal = n.staged.as_ref().is_some_and(|s| !s.journaled);
         if let Some(s) = n.staged.as_mut()
             && !needs_journal

@@ -241,12 +241,20 @@ impl Node {
         }
     }
 
+    /// The store's object changed (another client's write), dated
+    /// `ctime`: a ctime later than the one shown so far, even when the
+    /// change came within the second of the last (dates have seconds).
+    fn changed_at(&mut self, ctime: SystemTime) {
+        self.ctime = ctime.max(self.ctime + std::time::Duration::from_micros(1));
+    }
+
     /// The node's content is now a copy of the object with `etag` (read
     /// from the store just now); another version than the one known means
     /// the kernel's page cache of it is stale.
     pub(super) fn note_etag(&mut self, etag: Option<String>) {
         if self.etag != etag {
             self.changed_remotely = true;
+            self.changed_at(SystemTime::now()); // its date is not known here
             self.etag = etag;
             self.remote_modified = None;
             self.own_write = None;
@@ -278,6 +286,9 @@ impl Node {
     pub(super) fn apply(&mut self, found: &Found) {
         self.kind = found.kind;
         if !self.authoritative() {
+            if self.size != found.size || self.etag != found.etag || self.posix() != found.posix {
+                self.changed_at(found.ctime);
+            }
             if self.size != found.size {
                 self.changed_remotely = true;
             }
@@ -345,6 +356,7 @@ impl Node {
             if let Some(m) = o.modified {
                 self.mtime = m;
             }
+            self.changed_at(store_ctime(o.modified, self.mtime));
             if listing_enough && at > self.validated {
                 self.validated = at;
             }
@@ -400,6 +412,18 @@ fn same_second(a: SystemTime, b: SystemTime) -> bool {
     secs(a) == secs(b)
 }
 
+/// The inode number of a name at `path` below the mount root: the same
+/// at every mount of the bucket, so that what remembers inode numbers with
+/// other stat data (git's index) finds a file unchanged after a remount.
+/// The first eight bytes of the path's MD5, in [2^32, 2^63): apart from
+/// the counter [`InodeTable::new_node`] falls back to, which starts at 2.
+pub(super) fn path_ino(path: &str) -> u64 {
+    use md5::Digest;
+    let digest = md5::Md5::digest(path.as_bytes());
+    let first: [u8; 8] = digest[..8].try_into().expect("16 bytes");
+    (u64::from_be_bytes(first) >> 1) | (1 << 32)
+}
+
 /// What a remote probe found at a name.
 pub(super) struct Found {
     pub(super) kind: Kind,
@@ -413,6 +437,23 @@ pub(super) struct Found {
     /// sent [`DATE_SETTLED`] after it or later ([`settled`]; none for
     /// directories).
     pub(super) last_modified: Option<SystemTime>,
+    /// The status-change time the object stands for ([`store_ctime`]).
+    pub(super) ctime: SystemTime,
+}
+
+/// The ctime of a name read from the store: its object's LastModified (the
+/// store's time of its last change, content or metadata) in whole seconds,
+/// which a HEAD and a listing give alike; its mtime when it has no object
+/// (a directory without a marker). The same object thus has the same ctime
+/// at every mount, so a remount is no change to `git status` and the like,
+/// and another client's rewrite shows as one even when it keeps the mtime.
+pub(super) fn store_ctime(modified: Option<SystemTime>, mtime: SystemTime) -> SystemTime {
+    modified.map_or(mtime, |m| {
+        let secs = m
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    })
 }
 
 /// `date`, an object's LastModified read by a HEAD sent at `asked`, when a
@@ -486,6 +527,7 @@ pub(super) struct InodeTable {
     /// Directories renamed so far: a subtree listing during which one was
     /// renamed may show it half copied, and is not applied.
     pub(super) dir_moves: u64,
+    /// The next number for a node whose path's number is taken.
     next_ino: u64,
 }
 
@@ -548,10 +590,17 @@ impl InodeTable {
         self.nodes.get_mut(&ino).ok_or(libc::ENOENT)
     }
 
-    /// Adds a node named `name` in `parent` and returns its number.
+    /// Adds a node named `name` in `parent` and returns its number: the
+    /// one its path has ([`path_ino`]) unless a live node holds that (a
+    /// file unlinked while open, a clash), else the next of a counter.
     pub(super) fn new_node(&mut self, parent: u64, name: &str, kind: Kind, posix: Posix) -> u64 {
-        let ino = self.next_ino;
-        self.next_ino += 1;
+        let by_path = path_ino(&self.child_path(parent, name));
+        let ino = if self.nodes.contains_key(&by_path) {
+            self.next_ino += 1;
+            self.next_ino - 1
+        } else {
+            by_path
+        };
         self.nodes.insert(ino, Node::new(parent, name, kind, posix));
         self.children.insert((parent, name.to_string()), ino);
         self.negative.remove(&(parent, name.to_string()));
@@ -1100,6 +1149,7 @@ mod tests {
             meta_known: true,
             etag: None,
             last_modified: None,
+            ctime: SystemTime::UNIX_EPOCH,
         };
         let n = t.node_mut(f).unwrap();
         n.open_handles = 1;
@@ -1109,6 +1159,99 @@ mod tests {
         n.open_handles = 0;
         n.apply(&found);
         assert_eq!((n.size, n.perm), (9, 0o600));
+    }
+
+    /// What a HEAD of the object `etag` dated `at(100) + 700 ms` finds.
+    fn found_object(etag: &str, mtime: SystemTime) -> Found {
+        let date = at(100) + std::time::Duration::from_millis(700);
+        let posix = Posix {
+            mtime,
+            ..posix(Kind::File)
+        };
+        Found {
+            kind: Kind::File,
+            size: 5,
+            posix,
+            marker: false,
+            meta_known: true,
+            etag: Some(etag.into()),
+            last_modified: Some(date),
+            ctime: store_ctime(Some(date), posix.mtime),
+        }
+    }
+
+    #[test]
+    fn a_name_has_the_number_of_its_path_at_every_mount() {
+        let mut one = table();
+        let d = one.new_node(ROOT_INO, "d", Kind::Dir, posix(Kind::Dir));
+        let f = one.new_node(d, "f.txt", Kind::File, posix(Kind::File));
+        // Another mount meets the names in another order.
+        let mut two = table();
+        two.new_node(ROOT_INO, "other", Kind::File, posix(Kind::File));
+        let d2 = two.new_node(ROOT_INO, "d", Kind::Dir, posix(Kind::Dir));
+        assert_eq!(
+            (d2, two.new_node(d2, "f.txt", Kind::File, posix(Kind::File))),
+            (d, f)
+        );
+        assert_ne!(d, f);
+        assert!((1 << 32..1 << 63).contains(&f), "{f:#x}");
+        assert_eq!(f, path_ino("d/f.txt"));
+        // A file unlinked while open keeps its number; a new file of that
+        // name takes one of the counter's.
+        one.detach_name(f);
+        let again = one.new_node(d, "f.txt", Kind::File, posix(Kind::File));
+        assert!(again > ROOT_INO && again < 1 << 32, "{again}");
+        // Once the old one is gone, the path's number is free again.
+        one.detach_name(again);
+        one.nodes.remove(&f);
+        assert_eq!(one.new_node(d, "f.txt", Kind::File, posix(Kind::File)), f);
+    }
+
+    #[test]
+    fn a_stored_object_has_its_date_in_whole_seconds_for_ctime() {
+        let ms = at(100) + std::time::Duration::from_millis(999);
+        assert_eq!(store_ctime(Some(ms), at(7)), at(100));
+        assert_eq!(store_ctime(None, at(7)), at(7));
+    }
+
+    #[test]
+    fn ctime_changes_with_the_object_and_only_then() {
+        let mut t = table();
+        let f = headed_file(&mut t);
+        let n = t.node_mut(f).unwrap();
+        n.ctime = at(100); // as read from the store
+        // The same object read again (as by a HEAD past the TTL): no
+        // change, whatever the date of the read.
+        let same = found_object("e1", SystemTime::UNIX_EPOCH);
+        n.apply(&same);
+        assert_eq!(n.ctime, at(100));
+        // Rewritten elsewhere with the same size and mtime (`tar x` of
+        // another version): the ETag says so, and ctime is its date.
+        let other = Found {
+            last_modified: Some(at(200)),
+            ctime: at(200),
+            ..found_object("e2", SystemTime::UNIX_EPOCH)
+        };
+        n.apply(&other);
+        assert_eq!(n.ctime, at(200));
+        // Another rewrite within that second still shows as a change.
+        n.apply(&Found {
+            etag: Some("e2b".into()),
+            ..other
+        });
+        assert!(n.ctime > at(200) && n.ctime < at(201));
+        // A listing of a third version dates it too.
+        n.validated = Instant::now() - std::time::Duration::from_secs(60);
+        let shown = Listed {
+            modified: Some(at(300) + std::time::Duration::from_millis(250)),
+            ..listed("e3", 5, 300)
+        };
+        assert_eq!(n.relisted(&shown, Instant::now(), false), Relisted::Changed);
+        assert_eq!(n.ctime, at(300));
+        // A read that finds another version, its date unknown: now.
+        n.staged = None;
+        n.note_etag(Some("e4".into()));
+        assert!(n.ctime > at(300));
     }
 
     #[test]

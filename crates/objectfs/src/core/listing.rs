@@ -7,7 +7,7 @@
 
 use super::super::layout::{self, Kind};
 use super::super::{DirEntry, FsResult, PlusEntry, ROOT_INO};
-use super::inodes::{Found, InodeTable, Listed, settled};
+use super::inodes::{Found, InodeTable, Listed, settled, store_ctime};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
 use crate::store::ObjectMeta;
@@ -254,19 +254,21 @@ impl ObjectFs {
                     (Kind::Dir, meta) => {
                         let marker = meta.is_some();
                         let meta = meta.unwrap_or_default();
+                        let posix = layout::decode(
+                            &meta.metadata,
+                            Kind::Dir,
+                            meta.last_modified.or(Some(n.mtime)),
+                            &defaults,
+                        );
                         Found {
                             kind: Kind::Dir,
                             size: 0,
-                            posix: layout::decode(
-                                &meta.metadata,
-                                Kind::Dir,
-                                meta.last_modified.or(Some(n.mtime)),
-                                &defaults,
-                            ),
+                            posix,
                             marker,
                             meta_known: true,
                             etag: meta.etag.clone(),
                             last_modified: settled(meta.last_modified, asked),
+                            ctime: store_ctime(meta.last_modified, posix.mtime),
                         }
                     }
                     (_, Some(meta)) => {
@@ -284,6 +286,7 @@ impl ObjectFs {
                             meta_known: true,
                             etag: meta.etag,
                             last_modified: settled(meta.last_modified, asked),
+                            ctime: store_ctime(meta.last_modified, posix.mtime),
                         }
                     }
                     (_, None) => continue, // gone; the next lookup says so
@@ -361,8 +364,9 @@ impl ObjectFs {
                 None => {
                     let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
                     let c = st.new_node(ino, name, Kind::Dir, posix);
-                    st.nodes.get_mut(&c).expect("just inserted").meta_known =
-                        self.listing_is_enough(Kind::Dir, 0);
+                    let n = st.nodes.get_mut(&c).expect("just inserted");
+                    n.ctime = store_ctime(None, posix.mtime);
+                    n.meta_known = self.listing_is_enough(Kind::Dir, 0);
                     c
                 }
             };
@@ -629,6 +633,7 @@ impl ObjectFs {
         let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
         let c = st.new_node(parent, name, Kind::File, posix);
         let n = st.nodes.get_mut(&c).expect("just inserted");
+        n.ctime = store_ctime(o.last_modified, posix.mtime);
         n.size = o.size;
         n.etag = o.etag.clone();
         n.remote = true;

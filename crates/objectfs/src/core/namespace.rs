@@ -8,7 +8,7 @@ use super::super::oplog::NsOp;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{Attr, FsResult, ROOT_INO};
-use super::inodes::{Found, InodeTable, settled};
+use super::inodes::{Found, InodeTable, settled, store_ctime};
 use super::{ObjectFs, errno_of};
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -67,6 +67,7 @@ impl ObjectFs {
                 meta_known: true,
                 etag: meta.etag,
                 last_modified: settled(meta.last_modified, asked),
+                ctime: store_ctime(meta.last_modified, posix.mtime),
             }));
         }
         let mut list = list.map_err(|e| errno_of(&e))?;
@@ -100,6 +101,7 @@ impl ObjectFs {
                 meta_known: true,
                 etag: meta.etag.clone(),
                 last_modified: settled(meta.last_modified, asked),
+                ctime: store_ctime(meta.last_modified, posix.mtime),
             }));
         }
         let posix = layout::decode(
@@ -116,6 +118,7 @@ impl ObjectFs {
             meta_known: true,
             etag: None,
             last_modified: None,
+            ctime: posix.mtime,
         }))
     }
 
@@ -142,6 +145,7 @@ impl ObjectFs {
             meta_known: true,
             etag: meta.etag.clone(),
             last_modified: settled(meta.last_modified, asked),
+            ctime: store_ctime(meta.last_modified, posix.mtime),
         })
     }
     /// Finds `name` in `parent`, from the table when fresh, else from the
@@ -376,7 +380,11 @@ impl ObjectFs {
             Some(found) => {
                 let ino = match st.children.get(&entry) {
                     Some(&ino) => ino,
-                    None => st.new_node(parent, name, found.kind, found.posix),
+                    None => {
+                        let ino = st.new_node(parent, name, found.kind, found.posix);
+                        st.node_mut(ino)?.ctime = found.ctime;
+                        ino
+                    }
                 };
                 let node = st.node_mut(ino)?;
                 node.apply(&found);
