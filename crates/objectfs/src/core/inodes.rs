@@ -286,8 +286,15 @@ impl Node {
     pub(super) fn apply(&mut self, found: &Found) {
         self.kind = found.kind;
         if !self.authoritative() {
-            if self.size != found.size || self.etag != found.etag || self.posix() != found.posix {
+            // Another object, or (known before) other metadata: a change.
+            // Attributes a listing guessed taking their real values are not.
+            if self.size != found.size
+                || self.etag != found.etag
+                || (self.meta_known && self.posix() != found.posix)
+            {
                 self.changed_at(found.ctime);
+            } else if !self.meta_known {
+                self.ctime = found.ctime;
             }
             if self.size != found.size {
                 self.changed_remotely = true;
@@ -1212,6 +1219,19 @@ mod tests {
         let ms = at(100) + std::time::Duration::from_millis(999);
         assert_eq!(store_ctime(Some(ms), at(7)), at(100));
         assert_eq!(store_ctime(None, at(7)), at(7));
+    }
+
+    #[test]
+    fn a_listed_name_keeps_its_ctime_when_its_metadata_arrives() {
+        let mut t = table();
+        let f = headed_file(&mut t);
+        let n = t.node_mut(f).unwrap();
+        // As a listing made it: the date for ctime, guessed attributes.
+        n.ctime = at(100);
+        n.meta_known = false;
+        n.perm = 0o644;
+        n.apply(&found_object("e1", at(42)));
+        assert_eq!((n.ctime, n.perm, n.mtime), (at(100), 0o755, at(42)));
     }
 
     #[test]
