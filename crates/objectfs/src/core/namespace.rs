@@ -378,16 +378,15 @@ impl ObjectFs {
                 Err(libc::ENOENT)
             }
             Some(found) => {
-                let ino = match st.children.get(&entry) {
-                    Some(&ino) => ino,
-                    None => {
-                        let ino = st.new_node(parent, name, found.kind, found.posix);
-                        st.node_mut(ino)?.ctime = found.ctime;
-                        ino
-                    }
+                let (ino, new) = match st.children.get(&entry) {
+                    Some(&ino) => (ino, false),
+                    None => (st.new_node(parent, name, found.kind, found.posix), true),
                 };
                 let node = st.node_mut(ino)?;
                 node.apply(&found);
+                if new {
+                    node.ctime = found.ctime; // the object's, not a change
+                }
                 Ok(ino)
             }
         }
