@@ -23,7 +23,12 @@
 # directory of 300 files uploaded before the mount (written through an
 # earlier mount, unmounted); the second read of a 256 MiB file (page cache
 # dropped before the first); dd of 512 MiB with conv=fsync, compared with
-# s3_baseline's raw multipart upload of 512 MiB in the same run. A workload
+# s3_baseline's raw multipart upload of 512 MiB in the same run. Then, for an
+# object client, `git status` of that repository through a new mount with an
+# empty cache directory (another host, or the sandbox restarted), twice: the
+# first on the index the workloads' mount wrote, the second on the index the
+# first refreshed; for local disk and bindfs, `git status` after dropping
+# the page cache. A status that shows any change counts as failed. A workload
 # a client cannot do is shown as "failed: <reason>".
 #
 # Two floors, measured in the same run, say what no client can beat while
@@ -78,6 +83,14 @@ for c in "${CLIENTS[@]}"; do
 done
 start_garage raw "${CLIENTS[@]}"
 make_inputs
+
+# Rows after the workloads: `git status` on a new mount (see above).
+REMOUNTS=(status-new status-again)
+WNAME[status-new]="\`git status\` on a new mount (empty cache), index from the writing mount"
+WNAME[status-again]="\`git status\` on another new mount, index refreshed by the one before"
+# A clean `git status` in DIR/git (script for step).
+# shellcheck disable=SC2016
+GIT_CLEAN='out=$(cd "$1/git" && git status --porcelain) && { [[ -z $out ]] || { echo "git status shows $(wc -l <<<"$out") changed path(s)" >&2; exit 1; }; }'
 
 # ---------------------------------------------------------------- results
 declare -A SECS=() # [workload,client] seconds
@@ -140,7 +153,7 @@ check_bucket() {
 run_client() {
     local c=$1 prep_note t0 i waited
     log "$c: writing the rename fixture ($SMALL_N files) through a first mount"
-    mount_client "$c" "$c" "prep-$c" || { for w in "${WORKLOADS[@]}"; do skip "$w" "$c" mount; done; return 0; }
+    mount_client "$c" "$c" "prep-$c" || { for w in "${WORKLOADS[@]}" "${REMOUNTS[@]}"; do skip "$w" "$c" mount; done; return 0; }
     write_fixture "$c" "$MNT_DIR" || true
     # Uploaded means in the bucket: wait for it (at most 120 s) before unmounting,
     # since a client may unmount before its uploads are done.
@@ -156,7 +169,7 @@ run_client() {
     check_bucket "$c" "$LOGS/expect-$c-ren.tsv" ren/
     prep_note="fixture ren/ after its unmount: $CHECK (waited ${waited} s for the bucket before unmounting)"
     log "$c: $prep_note"
-    mount_client "$c" "$c" "run-$c" || { for w in "${WORKLOADS[@]}"; do skip "$w" "$c" mount; done; return 0; }
+    mount_client "$c" "$c" "run-$c" || { for w in "${WORKLOADS[@]}" "${REMOUNTS[@]}"; do skip "$w" "$c" mount; done; return 0; }
     run_workloads "$c" "$MNT_DIR"
     listing "$MNT_DIR" >"$LOGS/expect-$c.tsv"
     unmount_client
@@ -165,6 +178,21 @@ run_client() {
     BUCKET[$c]="$CHECK (files as the mount listed them before unmount; local disk has $(wc -l <"$LOGS/expect-local.tsv")); unmount ${UNMOUNT_S} s; $prep_note"
     ((CHECK_OK)) || problem "$c: files missing from bucket $c after unmount: see ${LOGS}/missing-$c-all.tsv"
     log "$c: ${BUCKET[$c]}"
+    for w in "${REMOUNTS[@]}"; do
+        mount_client "$c" "$c" "$w-$c" || { skip "$w" "$c" mount; continue; }
+        step "$w" "$c" "$MNT_DIR" "$GIT_CLEAN"
+        unmount_client
+    done
+}
+
+# status_after_drop C DIR: the REMOUNTS rows of local disk or bindfs, C's
+# repository in DIR read after dropping the page cache.
+status_after_drop() {
+    local w
+    for w in "${REMOUNTS[@]}"; do
+        drop_caches
+        step "$w" "$1" "$2" "$GIT_CLEAN"
+    done
 }
 
 # ---------------------------------------------------------------- run
@@ -200,15 +228,17 @@ mkdir -p "$WORK/local"
 cp -r "$IN/files" "$WORK/local/ren" && sync
 run_workloads local "$WORK/local"
 listing "$WORK/local" >"$LOGS/expect-local.tsv"
+status_after_drop local "$WORK/local"
 log "bindfs over local disk (FUSE alone): $WORK/mnt/bindfs"
 mkdir -p "$WORK/bindfs" "$WORK/mnt/bindfs"
 cp -r "$IN/files" "$WORK/bindfs/ren" && sync
 if bindfs "$WORK/bindfs" "$WORK/mnt/bindfs" 2>"$LOGS/bindfs.err"; then
     run_workloads bindfs "$WORK/mnt/bindfs"
+    status_after_drop bindfs "$WORK/mnt/bindfs"
     umount "$WORK/mnt/bindfs" || problem "bindfs: could not unmount $WORK/mnt/bindfs"
 else
     problem "bindfs: mount failed: $(tail -1 "$LOGS/bindfs.err")"
-    for w in "${WORKLOADS[@]}"; do skip "$w" bindfs "mount failed"; done
+    for w in "${WORKLOADS[@]}" "${REMOUNTS[@]}"; do skip "$w" bindfs "mount failed"; done
 fi
 for c in "${CLIENTS[@]}"; do run_client "$c"; done
 TOTAL_S=$(since "$T_START")
@@ -261,7 +291,7 @@ table() {
     line="|---|---|---"
     for c in "${CLIENTS[@]}"; do line+="|---"; done
     echo "$line|---|---|"
-    for w in "${WORKLOADS[@]}"; do
+    for w in "${WORKLOADS[@]}" "${REMOUNTS[@]}"; do
         line="| ${WNAME[$w]} | $(cell "$w" local) | $(cell "$w" bindfs)"
         for c in "${CLIENTS[@]}"; do line+=" | $(cell "$w" "$c")"; done
         if [[ " ${CLIENTS[*]} " == *" osv-async "* ]]; then echo "$line | $(target "$w") | $(verdict "$w") |"
