@@ -4,8 +4,8 @@
 //! `path/` marker (or only implied by deeper keys); a symlink is an object
 //! whose body is its target. POSIX attributes travel as user metadata
 //! (`x-amz-meta-mode` in decimal with the file-type bits, `-uid`, `-gid`,
-//! `-mtime` in seconds). Objects other tools wrote without them get the
-//! mount's defaults.
+//! `-mtime` and `-ctime` in seconds, with a fraction when they have one).
+//! Objects other tools wrote without them get the mount's defaults.
 
 use crate::store::PutMeta;
 use std::collections::BTreeMap;
@@ -88,6 +88,10 @@ pub struct Posix {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    /// The status-change time: the `ctime` metadata (s3fs writes it too)
+    /// when there is one, else the object's date in whole seconds
+    /// ([`ctime_from_date`]), else the mtime.
+    pub ctime: SystemTime,
 }
 
 /// Reads attributes from user metadata, falling back to `defaults` field by
@@ -118,22 +122,51 @@ pub fn decode(
         .and_then(|v| parse_seconds(v))
         .or(last_modified)
         .unwrap_or(UNIX_EPOCH);
+    let ctime = metadata
+        .get("ctime")
+        .and_then(|v| parse_seconds(v))
+        .unwrap_or_else(|| ctime_from_date(last_modified, mtime));
     Posix {
         kind,
         perm,
         uid: num("uid").unwrap_or(defaults.uid),
         gid: num("gid").unwrap_or(defaults.gid),
         mtime,
+        ctime,
     }
 }
 
-/// s3fs writes whole seconds; other tools write fractions. Both are read.
+/// The ctime of an object without `ctime` metadata: its date (LastModified,
+/// the store's time of its last change) in whole seconds, which a HEAD and
+/// a listing give alike; `mtime` when there is no object (a directory
+/// without a marker).
+pub fn ctime_from_date(date: Option<SystemTime>, mtime: SystemTime) -> SystemTime {
+    date.map_or(mtime, |d| {
+        UNIX_EPOCH + Duration::from_secs(d.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+    })
+}
+
+/// Seconds since the epoch, whole (as s3fs writes them) or with a fraction
+/// of up to nine digits (as objectfs and rclone write them), read exactly.
 fn parse_seconds(v: &str) -> Option<SystemTime> {
-    let secs: f64 = v.trim().parse().ok()?;
-    if !secs.is_finite() || secs < 0.0 {
+    let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || !all_digits(secs) || !all_digits(frac) {
         return None;
     }
-    Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+    let digits = &frac[..frac.len().min(9)];
+    let nanos = format!("{digits:0<9}").parse::<u32>().ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs.parse().ok()?, nanos))
+}
+
+/// `t` as seconds since the epoch, with nine digits of fraction when it has
+/// one: s3fs 1.90 reads both forms to the nanosecond.
+fn format_seconds(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    match d.subsec_nanos() {
+        0 => d.as_secs().to_string(),
+        n => format!("{}.{n:09}", d.as_secs()),
+    }
 }
 
 /// The headers of an object that stores `posix`.
@@ -145,12 +178,8 @@ pub fn encode(posix: &Posix) -> PutMeta {
     );
     metadata.insert("uid".to_string(), posix.uid.to_string());
     metadata.insert("gid".to_string(), posix.gid.to_string());
-    let secs = posix
-        .mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    metadata.insert("mtime".to_string(), secs.to_string());
+    metadata.insert("mtime".to_string(), format_seconds(posix.mtime));
+    metadata.insert("ctime".to_string(), format_seconds(posix.ctime));
     PutMeta {
         content_type: match posix.kind {
             Kind::Dir => Some(DIR_CONTENT_TYPE.to_string()),
@@ -236,7 +265,8 @@ mod tests {
                 perm: 0o644,
                 uid: 1000,
                 gid: 100,
-                mtime: t
+                mtime: t,
+                ctime: t,
             }
         );
         assert_eq!(decode(&BTreeMap::new(), Kind::Dir, None, &D).perm, 0o755);
@@ -250,11 +280,31 @@ mod tests {
             uid: 7,
             gid: 8,
             mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            ctime: UNIX_EPOCH + Duration::new(1_700_000_001, 987_654_321),
         };
         let meta = encode(&p);
         assert_eq!(meta.metadata["mode"], (0o100000 | 0o4750).to_string());
         assert_eq!(meta.metadata["mtime"], "1700000000");
+        assert_eq!(meta.metadata["ctime"], "1700000001.987654321");
         assert_eq!(decode(&meta.metadata, Kind::File, None, &D), p);
+        // To the nanosecond, where a float would round.
+        let p = Posix {
+            mtime: UNIX_EPOCH + Duration::new(1_764_640_000, 123_456_789),
+            ..p
+        };
+        assert_eq!(encode(&p).metadata["mtime"], "1764640000.123456789");
+        assert_eq!(decode(&encode(&p).metadata, Kind::File, None, &D), p);
+    }
+
+    #[test]
+    fn without_ctime_metadata_ctime_is_the_date_in_whole_seconds() {
+        let date = UNIX_EPOCH + Duration::from_millis(100_999);
+        let p = decode(&BTreeMap::new(), Kind::File, Some(date), &D);
+        assert_eq!(p.ctime, UNIX_EPOCH + Duration::from_secs(100));
+        let mut m = BTreeMap::new();
+        m.insert("mtime".to_string(), "7".to_string());
+        let p = decode(&m, Kind::Dir, None, &D);
+        assert_eq!(p.ctime, UNIX_EPOCH + Duration::from_secs(7));
     }
 
     #[test]
@@ -274,9 +324,19 @@ mod tests {
         m.insert("uid".to_string(), "-1".to_string());
         m.insert("gid".to_string(), "5".to_string());
         m.insert("mtime".to_string(), "12.5".to_string());
+        m.insert("ctime".to_string(), "-3".to_string());
         let p = decode(&m, Kind::File, None, &D);
         assert_eq!((p.perm, p.uid, p.gid), (0o644, 1000, 5));
         assert_eq!(p.mtime, UNIX_EPOCH + Duration::from_millis(12_500));
+        assert_eq!(p.ctime, p.mtime);
+        for bad in ["", ".5", "1e9", "12.x", " 1 2"] {
+            m.insert("mtime".to_string(), bad.to_string());
+            assert_eq!(
+                decode(&m, Kind::File, None, &D).mtime,
+                UNIX_EPOCH,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

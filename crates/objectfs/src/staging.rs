@@ -29,7 +29,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where a staged file's data belongs, as written to its journal entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +82,8 @@ impl JournalEntry {
             uid: self.uid,
             gid: self.gid,
             mtime: UNIX_EPOCH + Duration::from_secs(self.mtime),
+            // Not journalled: the upload after a crash is a change now.
+            ctime: SystemTime::now(),
         }
     }
 }

@@ -178,12 +178,14 @@ impl ObjectFs {
             Err(e) => return Err(e),
         }
         let (id, file) = self.inner.staging.create().map_err(|_| libc::EIO)?;
+        let now = SystemTime::now();
         let posix = Posix {
             kind: Kind::File,
             perm: perm & 0o7777,
             uid,
             gid,
-            mtime: SystemTime::now(),
+            mtime: now,
+            ctime: now,
         };
         let mut st = self.lock();
         let ino = st.new_node(parent, name, Kind::File, posix);

@@ -189,7 +189,7 @@ impl Node {
             uid: posix.uid,
             gid: posix.gid,
             mtime: posix.mtime,
-            ctime: SystemTime::now(),
+            ctime: posix.ctime,
             lookups: 0,
             children: 0,
             validated: Instant::now(),
@@ -218,6 +218,7 @@ impl Node {
             uid: self.uid,
             gid: self.gid,
             mtime: self.mtime,
+            ctime: self.ctime,
         }
     }
 
@@ -292,9 +293,9 @@ impl Node {
                 || self.etag != found.etag
                 || (self.meta_known && self.posix() != found.posix)
             {
-                self.changed_at(found.ctime);
+                self.changed_at(found.posix.ctime);
             } else if !self.meta_known {
-                self.ctime = found.ctime;
+                self.ctime = found.posix.ctime;
             }
             if self.size != found.size {
                 self.changed_remotely = true;
@@ -363,7 +364,7 @@ impl Node {
             if let Some(m) = o.modified {
                 self.mtime = m;
             }
-            self.changed_at(store_ctime(o.modified, self.mtime));
+            self.changed_at(layout::ctime_from_date(o.modified, self.mtime));
             if listing_enough && at > self.validated {
                 self.validated = at;
             }
@@ -444,23 +445,6 @@ pub(super) struct Found {
     /// sent [`DATE_SETTLED`] after it or later ([`settled`]; none for
     /// directories).
     pub(super) last_modified: Option<SystemTime>,
-    /// The status-change time the object stands for ([`store_ctime`]).
-    pub(super) ctime: SystemTime,
-}
-
-/// The ctime of a name read from the store: its object's LastModified (the
-/// store's time of its last change, content or metadata) in whole seconds,
-/// which a HEAD and a listing give alike; its mtime when it has no object
-/// (a directory without a marker). The same object thus has the same ctime
-/// at every mount, so a remount is no change to `git status` and the like,
-/// and another client's rewrite shows as one even when it keeps the mtime.
-pub(super) fn store_ctime(modified: Option<SystemTime>, mtime: SystemTime) -> SystemTime {
-    modified.map_or(mtime, |m| {
-        let secs = m
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
-    })
 }
 
 /// `date`, an object's LastModified read by a HEAD sent at `asked`, when a
@@ -783,6 +767,7 @@ mod tests {
             uid: 1,
             gid: 2,
             mtime: SystemTime::UNIX_EPOCH,
+            ctime: SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -1156,7 +1141,6 @@ mod tests {
             meta_known: true,
             etag: None,
             last_modified: None,
-            ctime: SystemTime::UNIX_EPOCH,
         };
         let n = t.node_mut(f).unwrap();
         n.open_handles = 1;
@@ -1173,6 +1157,7 @@ mod tests {
         let date = at(100) + std::time::Duration::from_millis(700);
         let posix = Posix {
             mtime,
+            ctime: layout::ctime_from_date(Some(date), mtime),
             ..posix(Kind::File)
         };
         Found {
@@ -1183,7 +1168,6 @@ mod tests {
             meta_known: true,
             etag: Some(etag.into()),
             last_modified: Some(date),
-            ctime: store_ctime(Some(date), posix.mtime),
         }
     }
 
@@ -1215,13 +1199,6 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_object_has_its_date_in_whole_seconds_for_ctime() {
-        let ms = at(100) + std::time::Duration::from_millis(999);
-        assert_eq!(store_ctime(Some(ms), at(7)), at(100));
-        assert_eq!(store_ctime(None, at(7)), at(7));
-    }
-
-    #[test]
     fn a_listed_name_keeps_its_ctime_when_its_metadata_arrives() {
         let mut t = table();
         let f = headed_file(&mut t);
@@ -1247,11 +1224,9 @@ mod tests {
         assert_eq!(n.ctime, at(100));
         // Rewritten elsewhere with the same size and mtime (`tar x` of
         // another version): the ETag says so, and ctime is its date.
-        let other = Found {
-            last_modified: Some(at(200)),
-            ctime: at(200),
-            ..found_object("e2", SystemTime::UNIX_EPOCH)
-        };
+        let mut other = found_object("e2", SystemTime::UNIX_EPOCH);
+        other.last_modified = Some(at(200));
+        other.posix.ctime = at(200);
         n.apply(&other);
         assert_eq!(n.ctime, at(200));
         // Another rewrite within that second still shows as a change.

@@ -7,7 +7,7 @@
 
 use super::super::layout::{self, Kind};
 use super::super::{DirEntry, FsResult, PlusEntry, ROOT_INO};
-use super::inodes::{Found, InodeTable, Listed, settled, store_ctime};
+use super::inodes::{Found, InodeTable, Listed, settled};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
 use crate::store::ObjectMeta;
@@ -268,7 +268,6 @@ impl ObjectFs {
                             meta_known: true,
                             etag: meta.etag.clone(),
                             last_modified: settled(meta.last_modified, asked),
-                            ctime: store_ctime(meta.last_modified, posix.mtime),
                         }
                     }
                     (_, Some(meta)) => {
@@ -286,7 +285,6 @@ impl ObjectFs {
                             meta_known: true,
                             etag: meta.etag,
                             last_modified: settled(meta.last_modified, asked),
-                            ctime: store_ctime(meta.last_modified, posix.mtime),
                         }
                     }
                     (_, None) => continue, // gone; the next lookup says so
@@ -365,7 +363,7 @@ impl ObjectFs {
                     let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
                     let c = st.new_node(ino, name, Kind::Dir, posix);
                     let n = st.nodes.get_mut(&c).expect("just inserted");
-                    n.ctime = store_ctime(None, posix.mtime);
+                    n.ctime = posix.ctime;
                     n.meta_known = self.listing_is_enough(Kind::Dir, 0);
                     c
                 }
@@ -633,7 +631,7 @@ impl ObjectFs {
         let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
         let c = st.new_node(parent, name, Kind::File, posix);
         let n = st.nodes.get_mut(&c).expect("just inserted");
-        n.ctime = store_ctime(o.last_modified, posix.mtime);
+        n.ctime = posix.ctime;
         n.size = o.size;
         n.etag = o.etag.clone();
         n.remote = true;

@@ -134,12 +134,14 @@ impl ObjectFs {
     pub fn new(store: Arc<dyn ObjectStore>, rt: RtHandle, opts: FsOptions) -> anyhow::Result<Self> {
         let staging = StagingArea::open(&opts.cache_dir)?;
         let oplog = OpLog::open(&opts.cache_dir)?;
+        let now = SystemTime::now();
         let root = Posix {
             kind: Kind::Dir,
             perm: opts.defaults.perm(Kind::Dir),
             uid: opts.defaults.uid,
             gid: opts.defaults.gid,
-            mtime: SystemTime::now(),
+            mtime: now,
+            ctime: now,
         };
         let (uploads, upload_rx) = UploadQueue::new();
         let cache_size = opts.cache_size;

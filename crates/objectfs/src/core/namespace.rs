@@ -8,7 +8,7 @@ use super::super::oplog::NsOp;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{Attr, FsResult, ROOT_INO};
-use super::inodes::{Found, InodeTable, settled, store_ctime};
+use super::inodes::{Found, InodeTable, settled};
 use super::{ObjectFs, errno_of};
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -67,7 +67,6 @@ impl ObjectFs {
                 meta_known: true,
                 etag: meta.etag,
                 last_modified: settled(meta.last_modified, asked),
-                ctime: store_ctime(meta.last_modified, posix.mtime),
             }));
         }
         let mut list = list.map_err(|e| errno_of(&e))?;
@@ -101,7 +100,6 @@ impl ObjectFs {
                 meta_known: true,
                 etag: meta.etag.clone(),
                 last_modified: settled(meta.last_modified, asked),
-                ctime: store_ctime(meta.last_modified, posix.mtime),
             }));
         }
         let posix = layout::decode(
@@ -118,7 +116,6 @@ impl ObjectFs {
             meta_known: true,
             etag: None,
             last_modified: None,
-            ctime: posix.mtime,
         }))
     }
 
@@ -145,7 +142,6 @@ impl ObjectFs {
             meta_known: true,
             etag: meta.etag.clone(),
             last_modified: settled(meta.last_modified, asked),
-            ctime: store_ctime(meta.last_modified, posix.mtime),
         })
     }
     /// Finds `name` in `parent`, from the table when fresh, else from the
@@ -385,7 +381,7 @@ impl ObjectFs {
                 let node = st.node_mut(ino)?;
                 node.apply(&found);
                 if new {
-                    node.ctime = found.ctime; // the object's, not a change
+                    node.ctime = found.posix.ctime; // the object's, not a change
                 }
                 Ok(ino)
             }
@@ -456,12 +452,14 @@ impl ObjectFs {
     pub fn mkdir(&self, parent: u64, name: &str, perm: u32, uid: u32, gid: u32) -> FsResult<Attr> {
         self.check_writable()?;
         self.ensure_absent(parent, name)?;
+        let now = SystemTime::now();
         let posix = Posix {
             kind: Kind::Dir,
             perm: perm & 0o7777,
             uid,
             gid,
-            mtime: SystemTime::now(),
+            mtime: now,
+            ctime: now,
         };
         let key = {
             let st = self.lock();
@@ -506,12 +504,14 @@ impl ObjectFs {
     ) -> FsResult<Attr> {
         self.check_writable()?;
         self.ensure_absent(parent, name)?;
+        let now = SystemTime::now();
         let posix = Posix {
             kind: Kind::Symlink,
             perm: 0o777,
             uid,
             gid,
-            mtime: SystemTime::now(),
+            mtime: now,
+            ctime: now,
         };
         let key = {
             let st = self.lock();

@@ -202,6 +202,7 @@ impl ObjectFs {
         let defaults = self.opts().defaults;
         let mut posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
         posix.mtime = SystemTime::now();
+        posix.ctime = posix.mtime;
         let ino = st.new_node(parent, name, Kind::Dir, posix);
         let n = st.nodes.get_mut(&ino).expect("just added");
         n.remote = true;
