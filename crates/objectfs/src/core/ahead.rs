@@ -21,7 +21,8 @@ const AHEAD_IN_FLIGHT: usize = 8;
 
 impl ObjectFs {
     /// Directory `ino` is being listed past its TTL, at a readdir or a
-    /// lookup. When another directory of the same parent was listed so
+    /// lookup of a name it had (not of a new name, which is no walk). When
+    /// another directory of the same parent was listed so
     /// within the TTL (a walk), marks the parent's other subdirectories not
     /// listed within the TTL, [`AHEAD_MAX`] at most in name order, as
     /// waiting to be listed ahead and returns them with their prefixes:

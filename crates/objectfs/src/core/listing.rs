@@ -446,7 +446,13 @@ impl ObjectFs {
         let ahead = match self.listing_turn(ino, asked, skip) {
             Ok(mut st) if lead => {
                 st.ahead.remove(&ino);
-                self.siblings_to_list(&mut st, ino)
+                // A listing beside the probe of a new name is no step of a
+                // walk: `git status` looking up a few loose objects, one
+                // per `.git/objects/xx/`, would list 64 of those ahead.
+                match walk {
+                    true => self.siblings_to_list(&mut st, ino),
+                    false => Vec::new(),
+                }
             }
             Ok(_) => Vec::new(),
             Err(answer) => return Ok(answer),
