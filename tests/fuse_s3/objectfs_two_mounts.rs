@@ -371,6 +371,21 @@ fn ctime_and_inode_are_the_same_on_every_host_and_after_a_remount() {
     changed_now("chmod", &|p| {
         fs::set_permissions(p, fs::Permissions::from_mode(0o600)).unwrap()
     });
+    // A rename's ctime travels with the copy: B shows what A shows.
+    fs::File::open(hosts.a.path("f.txt"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    fs::rename(hosts.a.path("f.txt"), hosts.a.path("h.txt")).unwrap();
+    sync_dir(&hosts.a.dir);
+    let on_a = fs::metadata(hosts.a.path("h.txt")).unwrap();
+    wait_past_ttl(Instant::now());
+    let on_b = fs::metadata(hosts.b.path("h.txt")).unwrap();
+    assert_eq!(
+        (ctime_of(&on_b), on_b.mtime(), on_b.mtime_nsec()),
+        (ctime_of(&on_a), on_a.mtime(), on_a.mtime_nsec()),
+        "B's ctime and mtime of a file A renamed"
+    );
 }
 
 #[test]

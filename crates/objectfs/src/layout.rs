@@ -156,7 +156,7 @@ fn parse_seconds(v: &str) -> Option<SystemTime> {
     }
     let digits = &frac[..frac.len().min(9)];
     let nanos = format!("{digits:0<9}").parse::<u32>().ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs.parse().ok()?, nanos))
+    UNIX_EPOCH.checked_add(Duration::new(secs.parse().ok()?, nanos))
 }
 
 /// `t` as seconds since the epoch, with nine digits of fraction when it has
@@ -329,7 +329,7 @@ mod tests {
         assert_eq!((p.perm, p.uid, p.gid), (0o644, 1000, 5));
         assert_eq!(p.mtime, UNIX_EPOCH + Duration::from_millis(12_500));
         assert_eq!(p.ctime, p.mtime);
-        for bad in ["", ".5", "1e9", "12.x", " 1 2"] {
+        for bad in ["", ".5", "1e9", "12.x", " 1 2", "18446744073709551615"] {
             m.insert("mtime".to_string(), bad.to_string());
             assert_eq!(
                 decode(&m, Kind::File, None, &D).mtime,

@@ -339,9 +339,12 @@ impl ObjectFs {
             );
         }
         if let Some(n) = st.nodes.get_mut(&ino) {
+            let mtime = meta.modified().unwrap_or_else(|_| SystemTime::now());
+            if (n.size, n.mtime) != (meta.len(), mtime) {
+                n.ctime = SystemTime::now(); // written, not only closed
+            }
             n.size = meta.len();
-            n.mtime = meta.modified().unwrap_or_else(|_| SystemTime::now());
-            n.ctime = SystemTime::now();
+            n.mtime = mtime;
         }
         self.mark_dirty(&mut st, ino);
         st

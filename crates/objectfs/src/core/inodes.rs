@@ -177,8 +177,9 @@ pub(super) struct Node {
 }
 
 impl Node {
-    /// A node with `posix`'s attributes, changed just now, not in the store
-    /// yet and not looked up.
+    /// A node with `posix`'s attributes (its ctime too: the time of a local
+    /// creation, or what the store has), not in the store yet and not
+    /// looked up.
     fn new(parent: u64, name: &str, kind: Kind, posix: Posix) -> Node {
         Node {
             parent,
@@ -288,11 +289,16 @@ impl Node {
         self.kind = found.kind;
         if !self.authoritative() {
             // Another object, or (known before) other metadata: a change.
-            // Attributes a listing guessed taking their real values are not.
-            if self.size != found.size
-                || self.etag != found.etag
-                || (self.meta_known && self.posix() != found.posix)
-            {
+            // Attributes a listing guessed taking their real values are not,
+            // nor an ETag this mount did not know, nor a stored ctime alone
+            // (a rename's copy may keep the old one).
+            let other_etag = self.etag.is_some() && self.etag != found.etag;
+            let other_meta = self.meta_known
+                && Posix {
+                    ctime: found.posix.ctime,
+                    ..self.posix()
+                } != found.posix;
+            if self.size != found.size || other_etag || other_meta {
                 self.changed_at(found.posix.ctime);
             } else if !self.meta_known {
                 self.ctime = found.posix.ctime;
@@ -423,13 +429,14 @@ fn same_second(a: SystemTime, b: SystemTime) -> bool {
 /// The inode number of a name at `path` below the mount root: the same
 /// at every mount of the bucket, so that what remembers inode numbers with
 /// other stat data (git's index) finds a file unchanged after a remount.
-/// The first eight bytes of the path's MD5, in [2^32, 2^63): apart from
-/// the counter [`InodeTable::new_node`] falls back to, which starts at 2.
+/// The first four bytes of the path's MD5, in [2, 2^32) (what 32-bit
+/// programs can stat, and all git keeps): apart from the counter
+/// [`InodeTable::new_node`] falls back to, which starts at 2^32.
 pub(super) fn path_ino(path: &str) -> u64 {
     use md5::Digest;
     let digest = md5::Md5::digest(path.as_bytes());
-    let first: [u8; 8] = digest[..8].try_into().expect("16 bytes");
-    (u64::from_be_bytes(first) >> 1) | (1 << 32)
+    let first: [u8; 4] = digest[..4].try_into().expect("16 bytes");
+    u64::from(u32::from_be_bytes(first)).max(ROOT_INO + 1)
 }
 
 /// What a remote probe found at a name.
@@ -545,7 +552,7 @@ impl InodeTable {
             ahead_queue: std::collections::VecDeque::new(),
             ahead_workers: 0,
             dir_moves: 0,
-            next_ino: ROOT_INO + 1,
+            next_ino: 1 << 32,
         }
     }
 
@@ -1185,13 +1192,13 @@ mod tests {
             (d, f)
         );
         assert_ne!(d, f);
-        assert!((1 << 32..1 << 63).contains(&f), "{f:#x}");
+        assert!((ROOT_INO + 1..1 << 32).contains(&f), "{f:#x}");
         assert_eq!(f, path_ino("d/f.txt"));
         // A file unlinked while open keeps its number; a new file of that
         // name takes one of the counter's.
         one.detach_name(f);
         let again = one.new_node(d, "f.txt", Kind::File, posix(Kind::File));
-        assert!(again > ROOT_INO && again < 1 << 32, "{again}");
+        assert!(again >= 1 << 32, "{again}");
         // Once the old one is gone, the path's number is free again.
         one.detach_name(again);
         one.nodes.remove(&f);
@@ -1207,8 +1214,26 @@ mod tests {
         n.ctime = at(100);
         n.meta_known = false;
         n.perm = 0o644;
-        n.apply(&found_object("e1", at(42)));
-        assert_eq!((n.ctime, n.perm, n.mtime), (at(100), 0o755, at(42)));
+        // The HEAD finds a stored ctime (its writer's), which it takes.
+        let mut found = found_object("e1", at(42));
+        found.posix.ctime = at(90);
+        n.apply(&found);
+        assert_eq!((n.ctime, n.perm, n.mtime), (at(90), 0o755, at(42)));
+    }
+
+    #[test]
+    fn ctime_stays_put_while_the_object_does() {
+        let mut t = table();
+        let f = headed_file(&mut t);
+        let n = t.node_mut(f).unwrap();
+        // Shown a ctime the store does not have (a rename's copy that kept
+        // the old one), and an ETag this mount never learnt (its own mkdir).
+        n.ctime = at(100) + std::time::Duration::from_micros(1);
+        n.etag = None;
+        for _ in 0..3 {
+            n.apply(&found_object("e1", SystemTime::UNIX_EPOCH));
+            assert_eq!(n.ctime, at(100) + std::time::Duration::from_micros(1));
+        }
     }
 
     #[test]

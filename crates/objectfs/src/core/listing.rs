@@ -254,12 +254,15 @@ impl ObjectFs {
                     (Kind::Dir, meta) => {
                         let marker = meta.is_some();
                         let meta = meta.unwrap_or_default();
-                        let posix = layout::decode(
+                        let mut posix = layout::decode(
                             &meta.metadata,
                             Kind::Dir,
                             meta.last_modified.or(Some(n.mtime)),
                             &defaults,
                         );
+                        if !marker {
+                            posix.ctime = posix.mtime;
+                        }
                         Found {
                             kind: Kind::Dir,
                             size: 0,
@@ -362,9 +365,8 @@ impl ObjectFs {
                 None => {
                     let posix = layout::decode(&Default::default(), Kind::Dir, None, &defaults);
                     let c = st.new_node(ino, name, Kind::Dir, posix);
-                    let n = st.nodes.get_mut(&c).expect("just inserted");
-                    n.ctime = posix.ctime;
-                    n.meta_known = self.listing_is_enough(Kind::Dir, 0);
+                    st.nodes.get_mut(&c).expect("just inserted").meta_known =
+                        self.listing_is_enough(Kind::Dir, 0);
                     c
                 }
             };
@@ -637,7 +639,6 @@ impl ObjectFs {
         let posix = layout::decode(&Default::default(), Kind::File, o.last_modified, &defaults);
         let c = st.new_node(parent, name, Kind::File, posix);
         let n = st.nodes.get_mut(&c).expect("just inserted");
-        n.ctime = posix.ctime;
         n.size = o.size;
         n.etag = o.etag.clone();
         n.remote = true;

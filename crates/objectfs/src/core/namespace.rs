@@ -102,12 +102,13 @@ impl ObjectFs {
                 last_modified: settled(meta.last_modified, asked),
             }));
         }
-        let posix = layout::decode(
+        let mut posix = layout::decode(
             &Default::default(),
             Kind::Dir,
             first.last_modified,
             defaults,
         );
+        posix.ctime = posix.mtime; // no object of its own to date it
         Ok(Some(Found {
             kind: Kind::Dir,
             size: 0,
@@ -759,7 +760,11 @@ impl ObjectFs {
         dst: Option<u64>,
     ) -> FsResult<()> {
         let _claim = self.claim(std::iter::once(src).chain(dst).collect());
-        let (old_key, new_key, dirty, remote, size) = {
+        // The rename's ctime, which the copy stores when the metadata is
+        // known (else the copy keeps the source's, guessed attributes are
+        // never written).
+        let now = SystemTime::now();
+        let (old_key, new_key, dirty, remote, size, meta) = {
             let st = self.lock();
             let n = st.node(src)?;
             let dirty = n.staged.as_ref().is_some_and(|s| s.dirty());
@@ -769,14 +774,22 @@ impl ObjectFs {
                 dirty,
                 n.remote,
                 n.size,
+                n.meta_known.then(|| {
+                    layout::encode(&Posix {
+                        ctime: now,
+                        ..n.posix()
+                    })
+                }),
             )
         };
         self.forget_cached(&old_key);
         self.forget_cached(&new_key);
         let store = &self.inner.store;
         if !dirty && remote {
-            // Server-side copy keeps data and metadata; then drop the old key.
-            self.call("copy", || store.copy(&old_key, Some(size), &new_key, None))?;
+            // Server-side copy keeps the data; then drop the old key.
+            self.call("copy", || {
+                store.copy(&old_key, Some(size), &new_key, meta.as_ref())
+            })?;
         }
         let mut st = self.lock();
         // A replaced object stays in the store until the moved file's data
@@ -802,7 +815,6 @@ impl ObjectFs {
             }
             self.enqueue_if_idle(&mut st, src);
         }
-        let now = SystemTime::now();
         if let Ok(n) = st.node_mut(src) {
             n.ctime = now;
             n.remote = (!dirty && remote) || dst_remote;
