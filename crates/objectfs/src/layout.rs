@@ -141,9 +141,12 @@ pub fn decode(
 /// a listing give alike; `mtime` when there is no object (a directory
 /// without a marker).
 pub fn ctime_from_date(date: Option<SystemTime>, mtime: SystemTime) -> SystemTime {
-    date.map_or(mtime, |d| {
-        UNIX_EPOCH + Duration::from_secs(d.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
-    })
+    date.map_or(mtime, whole_seconds)
+}
+
+/// `t` without its fraction of a second (as an object's date from a HEAD).
+pub fn whole_seconds(t: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
 /// Seconds since the epoch, whole (as s3fs writes them) or with a fraction

@@ -419,11 +419,7 @@ pub(super) const OWN_WRITE_SKEW: std::time::Duration = std::time::Duration::from
 /// Whether two dates of one object agree: a HEAD gives whole seconds, a
 /// listing may give milliseconds.
 fn same_second(a: SystemTime, b: SystemTime) -> bool {
-    let secs = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    };
-    secs(a) == secs(b)
+    layout::whole_seconds(a) == layout::whole_seconds(b)
 }
 
 /// The inode number of a name at `path` below the mount root: the same
