@@ -32,6 +32,19 @@ fn wait_for_passthrough_opens(m: &Mounted, n: u64) {
     });
 }
 
+/// Waits until the status file counts `n` RELEASEs: close() returns after
+/// FLUSH and the RELEASE reaches the mount afterwards, and an open before it
+/// goes through the page cache (the kernel refuses passthrough beside such
+/// an open), so a test that counts passthrough opens waits for it first
+/// (flaked in CI).
+fn wait_for_releases(m: &Mounted, n: u64) {
+    wait_for(&format!("{n} releases in the status"), || {
+        m.status()["metrics"]["fuseOps"]["release"]
+            .as_u64()
+            .is_some_and(|r| r >= n)
+    });
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
 }
@@ -49,14 +62,7 @@ fn a_local_copy_is_read_by_the_kernel_itself() {
     // Written through the mount: the copy stays local after close.
     let local = pattern(5 * 1024 * 1024 + 17, 3);
     fs::write(m.path("local.bin"), &local).unwrap();
-    // The writer's RELEASE reaches the mount after close returns, and an
-    // open before it goes through the page cache (the kernel refuses
-    // passthrough beside such an open): wait for it (flaked in CI).
-    wait_for("the writer's release in the status", || {
-        m.status()["metrics"]["fuseOps"]["release"]
-            .as_u64()
-            .is_some_and(|n| n >= 1)
-    });
+    wait_for_releases(&m, 1);
     assert_eq!(fs::read(m.path("local.bin")).unwrap(), local);
     wait_for_passthrough_opens(&m, 1);
 
@@ -208,6 +214,7 @@ fn a_mapping_outlives_its_file_and_never_shows_another_files_data() {
     let mut m = Mounted::start(base.path(), &config, "vol", &["--upload-delay", "10min"]);
     let old = pattern(64 * 1024, 5);
     fs::write(m.path("lib.so"), &old).unwrap();
+    wait_for_releases(&m, 1);
     // As a dynamic loader does: map, close the descriptor, keep the map.
     let f = fs::File::open(m.path("lib.so")).unwrap();
     // SAFETY: a read-only shared mapping of the whole file, read below and
