@@ -197,6 +197,36 @@ impl ObjectFs {
                 let Some(n) = st.nodes.get(&ino) else {
                     return self.resolve(parent, name);
                 };
+                // A stale directory with a marker (read, or written by this
+                // mount): one listing of its whole subtree, when that fits
+                // in a page, confirms it by its marker and everything a walk
+                // below it looks up next (`git add` past the TTL: `.git/`,
+                // its refs and its object directories), one round instead
+                // of a probe and a listing per level. (Without a marker, the
+                // listing could not confirm it: probed.)
+                if n.kind == Kind::Dir
+                    && (n.remote_modified.is_some() || n.own_write.is_some())
+                    && !st.pinned.contains_key(&parent)
+                    && !st.pinned.contains_key(&ino)
+                {
+                    st.dir_probed.insert(parent, (ino, Instant::now()));
+                    drop(st);
+                    self.list_whole_dir(ino)?;
+                    st = self.wait_while(self.lock(), |st| {
+                        st.nodes.get(&ino).is_some_and(|n| n.prefetching)
+                    });
+                    if st.children.get(&entry) == Some(&ino)
+                        && st
+                            .nodes
+                            .get(&ino)
+                            .is_some_and(|n| self.attrs_current(ino, n))
+                    {
+                        return Ok(ino);
+                    }
+                }
+                let Some(n) = st.nodes.get(&ino) else {
+                    return self.resolve(parent, name);
+                };
                 // A stale entry its directory's listing (within the TTL)
                 // did not confirm: revalidated with its stale siblings.
                 if !n.head_failed

@@ -1,10 +1,11 @@
-//! The listing of a whole subtree: a walk over many known directories of
-//! one parent past the TTL (`git add` freshening its loose objects, one per
+//! The listing of a whole subtree: a walk over many known directories
+//! past the TTL (`git add` freshening its loose objects, one per
 //! `.git/objects/xx/`; `git status` over a tree of directories) would probe
 //! each directory and then list it, two rounds of requests per directory.
-//! One LIST without a delimiter of everything below the parent, when it fits
-//! in one page, is taken instead as the listing of the parent and of every
-//! directory below it, as of when that LIST began.
+//! One LIST without a delimiter of everything below a stale directory (or
+//! below the parent of sibling directories walked over), when it fits in
+//! one page, is taken instead as the listing of it and of every directory
+//! below it, as of when that LIST began.
 
 use super::super::FsResult;
 use super::super::layout::Kind;
