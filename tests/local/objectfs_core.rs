@@ -582,6 +582,58 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     assert_eq!(walk("new")[0x16].1, Ok(2));
 }
 
+/// A stale directory this mount wrote is revalidated by one listing of its
+/// whole subtree, which answers the lookups below it without a request;
+/// one whose subtree is larger than a page is listed so once, then probed
+/// (it and the directories above it), since each try costs a full page.
+#[test]
+fn a_stale_directory_is_revalidated_by_its_subtree_listing_unless_larger_than_a_page() {
+    let ttl = Duration::from_millis(300);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    f.mkdir("top").unwrap();
+    f.mkdir("top/small").unwrap();
+    f.mkdir("top/small/a").unwrap();
+    f.write_file("top/small/a/f", b"x").unwrap();
+    f.mkdir("top/big").unwrap();
+    for i in 0..1001 {
+        f.mem
+            .insert(&format!("pre/top/big/k{i:04}"), "y", PutMeta::default());
+    }
+    let c = &f.mem.counters;
+    let lists = || c.lists.load(Ordering::Relaxed);
+    let heads = || c.heads.load(Ordering::Relaxed);
+    let top = f.ino("top").unwrap();
+    let small = f.fs.lookup(top, "small").unwrap().ino;
+    std::thread::sleep(ttl + Duration::from_millis(100));
+
+    let (l0, h0) = (lists(), heads());
+    assert_eq!(f.fs.lookup(top, "small").unwrap().ino, small);
+    assert_eq!((lists() - l0, heads() - h0), (1, 0), "one subtree listing");
+    let a = f.fs.lookup(small, "a").unwrap().ino;
+    assert_eq!(f.fs.lookup(a, "f").unwrap().size, 1);
+    assert_eq!(f.fs.lookup(a, "g"), Err(libc::ENOENT));
+    assert_eq!(
+        (lists() - l0, heads() - h0),
+        (1, 0),
+        "the walk below asked again"
+    );
+
+    // Larger than a page: listed whole once (a page, to no avail), then
+    // probed as before.
+    let l1 = lists();
+    let big = f.fs.lookup(top, "big").unwrap().ino;
+    let first = lists() - l1;
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    let l2 = lists();
+    assert_eq!(f.fs.lookup(top, "big").unwrap().ino, big);
+    assert_eq!(lists() - l2, 1, "more than the probe's one-key LIST");
+    assert!(first > 1, "no subtree listing before the probe: {first}");
+    // The directory above it holds it: probed, not listed whole either.
+    let l3 = lists();
+    assert!(f.ino("top").is_ok());
+    assert_eq!(lists() - l3, 1, "more than the probe's one-key LIST");
+}
+
 /// A walk of readdirs over sibling directories past the TTL (`git status`
 /// finding untracked files) lists the next directories ahead, several at
 /// once, after its second one; each directory is still listed once, and

@@ -203,9 +203,12 @@ impl ObjectFs {
                 // below it looks up next (`git add` past the TTL: `.git/`,
                 // its refs and its object directories), one round instead
                 // of a probe and a listing per level. (Without a marker, the
-                // listing could not confirm it: probed.)
+                // listing could not confirm it: probed. Found larger than a
+                // page once: probed for as long as the table has it, since
+                // each try costs a full page.)
                 if n.kind == Kind::Dir
                     && (n.remote_modified.is_some() || n.own_write.is_some())
+                    && !st.deep.contains_key(&ino)
                     && !st.pinned.contains_key(&parent)
                     && !st.pinned.contains_key(&ino)
                 {

@@ -41,7 +41,8 @@ impl ObjectFs {
     /// the table now has `ino` and every directory below it listed (and the
     /// known entries the listing could not confirm, [`REVALIDATE_MAX`] at
     /// most, being revalidated in the background); false when the subtree
-    /// is larger than one page (not tried again for [`DEEP_FOR`]) or a
+    /// is larger than one page (not tried again for [`DEEP_FOR`], nor for
+    /// the directories above it, which hold it) or a
     /// directory was renamed meanwhile. Lookups that come together share
     /// one LIST, as with [`ObjectFs::list_small_dir`].
     pub(super) fn list_whole_dir(&self, ino: u64) -> FsResult<bool> {
@@ -61,7 +62,12 @@ impl ObjectFs {
         let result = self.list_whole_dir_now(ino, &prefix);
         self.end_listing(ino, |st| {
             if result == Ok(Whole::Deep) {
-                st.deep.insert(ino, asked);
+                // Every directory above holds it: as deep.
+                let mut at = Some(ino);
+                while let Some(dir) = at {
+                    st.deep.insert(dir, asked);
+                    at = st.nodes.get(&dir).map(|n| n.parent).filter(|p| *p != dir);
+                }
             }
         });
         result.map(|w| w == Whole::Listed)
