@@ -582,8 +582,9 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     assert_eq!(walk("new")[0x16].1, Ok(2));
 }
 
-/// A stale directory this mount wrote is revalidated by one listing of its
-/// whole subtree, which answers the lookups below it without a request;
+/// A stale directory this mount wrote and knows entries of is revalidated
+/// by one listing of its whole subtree, which answers the lookups below it
+/// without a request (one it knows nothing in is probed);
 /// one whose subtree is larger than a page is listed so once, then probed
 /// (it and the directories above it), since each try costs a full page.
 #[test]
@@ -604,6 +605,9 @@ fn a_stale_directory_is_revalidated_by_its_subtree_listing_unless_larger_than_a_
     let heads = || c.heads.load(Ordering::Relaxed);
     let top = f.ino("top").unwrap();
     let small = f.fs.lookup(top, "small").unwrap().ino;
+    // (Directories whose entries the table knows: a walk below is likely.)
+    f.write_file("top/big/mine", b"z").unwrap();
+    f.mkdir("top/lone").unwrap();
     std::thread::sleep(ttl + Duration::from_millis(100));
 
     let (l0, h0) = (lists(), heads());
@@ -632,6 +636,14 @@ fn a_stale_directory_is_revalidated_by_its_subtree_listing_unless_larger_than_a_
     let l3 = lists();
     assert!(f.ino("top").is_ok());
     assert_eq!(lists() - l3, 1, "more than the probe's one-key LIST");
+    // One the mount knows nothing in (a `stat` of it, a poll) is probed.
+    let (l4, h4) = (lists(), heads());
+    assert!(f.fs.lookup(top, "lone").is_ok());
+    assert_eq!(lists() - l4, 1, "more than the probe's one-key LIST");
+    assert!(
+        heads() > h4,
+        "listed, not probed (HEADs of its key and marker)"
+    );
 }
 
 /// A walk of readdirs over sibling directories past the TTL (`git status`

@@ -198,7 +198,8 @@ impl ObjectFs {
                     return self.resolve(parent, name);
                 };
                 // A stale directory with a marker (read, or written by this
-                // mount): one listing of its whole subtree, when that fits
+                // mount) and entries the table knows (not one only stat'ed,
+                // or polled): one listing of its whole subtree, when that fits
                 // in a page, confirms it by its marker and everything a walk
                 // below it looks up next (`git add` past the TTL: `.git/`,
                 // its refs and its object directories), one round instead
@@ -207,6 +208,7 @@ impl ObjectFs {
                 // page once: probed for as long as the table has it, since
                 // each try costs a full page.)
                 if n.kind == Kind::Dir
+                    && n.children > 0
                     && (n.remote_modified.is_some() || n.own_write.is_some())
                     && !st.deep.contains_key(&ino)
                     && !st.pinned.contains_key(&parent)
