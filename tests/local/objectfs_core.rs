@@ -420,11 +420,9 @@ fn a_walk_past_what_a_listing_revalidates_revalidates_the_rest_together() {
     let c = &f.mem.counters;
     let heads = || c.heads.load(Ordering::SeqCst);
     let in_flight = || c.heads_in_flight.load(Ordering::SeqCst);
-    // (Looked up within the TTL: a stale directory's own lookup lists
-    // its whole subtree, which is not the walk this test is about.)
-    let d = f.ino("d").unwrap();
     std::thread::sleep(ttl + Duration::from_millis(50));
     f.mem.slow_heads(Duration::from_millis(5));
+    let d = f.ino("d").unwrap();
     let h0 = heads();
     let fh = f.fs.opendir(d).unwrap();
     assert_eq!(f.fs.readdir(fh, 2).unwrap().len(), n as usize);
@@ -623,7 +621,9 @@ fn a_stale_directory_is_revalidated_by_its_subtree_listing_unless_larger_than_a_
     );
 
     // Larger than a page: listed whole once (a page, to no avail), then
-    // probed as before.
+    // probed as before. (Past the TTL of the walk above, whose listing of
+    // `top` would mark it deep itself.)
+    std::thread::sleep(ttl + Duration::from_millis(100));
     let l1 = lists();
     let big = f.fs.lookup(top, "big").unwrap().ino;
     let first = lists() - l1;

@@ -498,13 +498,14 @@ pub(super) struct InodeTable {
     /// Directories found larger than one listing page, and since when:
     /// lookups in them probe names one by one for the TTL.
     pub(super) paged: HashMap<u64, Instant>,
-    /// Directories with more keys below them than one listing page, and
-    /// since when: not listed as a whole subtree for the TTL.
+    /// Directories with more keys below them than one listing page (found
+    /// so, or holding one found so), and since when: not listed as a whole
+    /// subtree for a while (`core/subtree.rs`).
     pub(super) deep: HashMap<u64, Instant>,
-    /// Directories in which a known subdirectory was last probed: which
-    /// one, and when. Another one within the TTL is a walk, which lists the
-    /// whole subtree instead (the same one again is not: SQLite looking up
-    /// its directory once a TTL).
+    /// Directories in which a known subdirectory was last probed or listed
+    /// whole at its lookup: which one, and when. Another one within the
+    /// TTL is a walk, which lists the parent's whole subtree instead (the
+    /// same one again is not: SQLite looking up its directory once a TTL).
     pub(super) dir_probed: HashMap<u64, (u64, Instant)>,
     /// Directories in which a subdirectory was last listed past its TTL:
     /// which one, and when. Another one within the TTL is a walk, whose

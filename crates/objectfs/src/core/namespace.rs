@@ -205,12 +205,14 @@ impl ObjectFs {
                 // its refs and its object directories), one round instead
                 // of a probe and a listing per level. (Without a marker, the
                 // listing could not confirm it: probed. Found larger than a
-                // page once: probed for as long as the table has it, since
-                // each try costs a full page.)
+                // page: probed for a while, since each try costs a full page.
+                // In a directory listed within the TTL it is revalidated with
+                // its stale siblings below, one round for many of them.)
                 if n.kind == Kind::Dir
                     && n.children > 0
                     && (n.remote_modified.is_some() || n.own_write.is_some())
-                    && !st.deep.contains_key(&ino)
+                    && !self.known_deep(&st, ino)
+                    && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
                     && !st.pinned.contains_key(&parent)
                     && !st.pinned.contains_key(&ino)
                 {

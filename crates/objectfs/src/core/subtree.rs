@@ -25,6 +25,11 @@ const SUBTREE_PAGE: i32 = 1000;
 /// full page.
 const DEEP_FOR: Duration = Duration::from_secs(30);
 
+/// A subtree found larger than a page is not listed whole at a lookup of
+/// its directory (or of one above it) again for this long: unlike a walk,
+/// a lookup has no sign that the listing would pay.
+const DEEP_AT_LOOKUP_FOR: Duration = Duration::from_secs(300);
+
 /// What became of a subtree listing.
 #[derive(Debug, PartialEq, Eq)]
 enum Whole {
@@ -71,6 +76,14 @@ impl ObjectFs {
             }
         });
         result.map(|w| w == Whole::Listed)
+    }
+
+    /// Directory `ino` (or one below it) was found larger than a page
+    /// within [`DEEP_AT_LOOKUP_FOR`] (or the TTL, when longer): a lookup of
+    /// it probes rather than list its whole subtree.
+    pub(super) fn known_deep(&self, st: &InodeTable, ino: u64) -> bool {
+        let within = DEEP_AT_LOOKUP_FOR.max(self.opts().metadata_ttl);
+        st.deep.get(&ino).is_some_and(|t| t.elapsed() < within)
     }
 
     fn list_whole_dir_now(&self, ino: u64, prefix: &str) -> FsResult<Whole> {
