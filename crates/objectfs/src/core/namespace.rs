@@ -12,6 +12,7 @@ use super::inodes::{Found, InodeTable, settled};
 use super::{ObjectFs, errno_of};
 use crate::store::StoreError;
 use bytes::Bytes;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant, SystemTime};
 
 impl ObjectFs {
@@ -183,15 +184,13 @@ impl ObjectFs {
                 {
                     drop(st);
                     let whole = self.list_whole_dir(parent)?;
-                    st = self.wait_while(self.lock(), |st| {
-                        st.nodes.get(&ino).is_some_and(|n| n.prefetching)
-                    });
-                    match st.children.get(&entry) {
-                        Some(&i) if i == ino && self.attrs_current(ino, &st.nodes[&ino]) => {
-                            return Ok(ino);
-                        }
-                        None if whole => return Err(libc::ENOENT),
-                        _ => {}
+                    let current;
+                    (st, current) = self.after_revalidation(&entry, ino);
+                    if current {
+                        return Ok(ino);
+                    }
+                    if whole && !st.children.contains_key(&entry) {
+                        return Err(libc::ENOENT);
                     }
                 }
                 let Some(n) = st.nodes.get(&ino) else {
@@ -219,15 +218,9 @@ impl ObjectFs {
                     st.dir_probed.insert(parent, (ino, Instant::now()));
                     drop(st);
                     self.list_whole_dir(ino)?;
-                    st = self.wait_while(self.lock(), |st| {
-                        st.nodes.get(&ino).is_some_and(|n| n.prefetching)
-                    });
-                    if st.children.get(&entry) == Some(&ino)
-                        && st
-                            .nodes
-                            .get(&ino)
-                            .is_some_and(|n| self.attrs_current(ino, n))
-                    {
+                    let current;
+                    (st, current) = self.after_revalidation(&entry, ino);
+                    if current {
                         return Ok(ino);
                     }
                 }
@@ -242,15 +235,9 @@ impl ObjectFs {
                     && st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t))
                 {
                     self.revalidate_with_siblings(st, parent, ino);
-                    st = self.wait_while(self.lock(), |st| {
-                        st.nodes.get(&ino).is_some_and(|n| n.prefetching)
-                    });
-                    if st.children.get(&entry) == Some(&ino)
-                        && st
-                            .nodes
-                            .get(&ino)
-                            .is_some_and(|n| self.attrs_current(ino, n))
-                    {
+                    let current;
+                    (st, current) = self.after_revalidation(&entry, ino);
+                    if current {
                         return Ok(ino);
                     }
                 }
@@ -317,6 +304,25 @@ impl ObjectFs {
             });
         }
         self.resolve_in_store(parent, name, (&key, &parent_prefix), known_kind, list_first)
+    }
+
+    /// After a revalidation of `ino` (a listing, its HEAD): the table once
+    /// `ino`'s metadata is no longer being fetched, and whether `entry`
+    /// still names it with attributes current.
+    fn after_revalidation(
+        &self,
+        entry: &(u64, String),
+        ino: u64,
+    ) -> (MutexGuard<'_, InodeTable>, bool) {
+        let st = self.wait_while(self.lock(), |st| {
+            st.nodes.get(&ino).is_some_and(|n| n.prefetching)
+        });
+        let current = st.children.get(entry) == Some(&ino)
+            && st
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| self.attrs_current(ino, n));
+        (st, current)
     }
 
     /// The rest of `resolve`, which asks the store: a listing of the
