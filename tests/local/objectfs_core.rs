@@ -580,6 +580,54 @@ fn a_walk_over_stale_directories_lists_their_parents_subtree_once() {
     assert_eq!(walk("new")[0x16].1, Ok(2));
 }
 
+/// A name new to the mount is probed on its own: its directory's listing,
+/// for the lookups that follow, starts once the probe is answered, so that
+/// the store does not serve the two at once (a `mv` to a new name waited for
+/// a LIST of the bucket's root beside its probe). Then the next miss in
+/// that directory is answered from the listing.
+#[test]
+fn a_new_names_directory_is_listed_after_its_probe_not_beside_it() {
+    let ttl = Duration::from_secs(5);
+    let f = fixture_with_ttl(UploadMode::Sync, ttl);
+    for i in 0..20 {
+        f.mem
+            .insert(&format!("pre/dir/f{i:02}"), "x", PutMeta::default());
+    }
+    let c = &f.mem.counters;
+    let lists = || c.lists.load(Ordering::Relaxed);
+    let heads = || c.heads.load(Ordering::Relaxed);
+    let dir = f.ino("dir").unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the root's listing
+    let hold = Duration::from_millis(400);
+    f.mem.slow_heads(hold);
+    let l0 = lists();
+    let during = std::thread::scope(|s| {
+        let probe = s.spawn(|| f.fs.lookup(dir, "moved"));
+        std::thread::sleep(hold / 2);
+        let during = lists() - l0;
+        assert_eq!(probe.join().unwrap(), Err(libc::ENOENT));
+        during
+    });
+    assert_eq!(
+        during, 1,
+        "while the probe's HEAD was answered, only its own LIST (of the name's prefix) was sent"
+    );
+    f.mem.slow_heads(Duration::ZERO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lists() - l0 < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lists() - l0, 2, "the directory was listed after the probe");
+    std::thread::sleep(Duration::from_millis(100)); // its answer into the table
+    let (l1, h1) = (lists(), heads());
+    assert_eq!(f.fs.lookup(dir, "other"), Err(libc::ENOENT));
+    assert_eq!(
+        (lists() - l1, heads() - h1),
+        (0, 0),
+        "the listing answered the next lookups"
+    );
+}
+
 /// A stale directory this mount wrote and knows entries of is revalidated
 /// by one listing of its whole subtree, which answers the lookups below it
 /// without a request (one it knows nothing in is probed);

@@ -448,7 +448,7 @@ impl ObjectFs {
         let ahead = match self.listing_turn(ino, asked, skip) {
             Ok(mut st) if lead => {
                 st.ahead.remove(&ino);
-                // A listing beside the probe of a new name is no step of a
+                // A listing after the probe of a new name is no step of a
                 // walk: `git status` looking up a few loose objects, one
                 // per `.git/objects/xx/`, would list 64 of those ahead.
                 match walk {

@@ -282,28 +282,33 @@ impl ObjectFs {
                 && !st.listed.get(&parent).is_some_and(|t| self.ttl_fresh(*t));
             // A name new to the table is probed on its own, one round
             // whatever the directory holds (`mv a b`, `touch new` in a large
-            // tree), while its directory is listed in the background for the
-            // lookups that follow (creating many files, imports). Those that
-            // come while that LIST is under way are probed too rather than
-            // wait for it: a LIST of a large directory takes many rounds.
-            let list_beside = known.is_none() && !st.listing.contains(&parent);
+            // tree); then its directory is listed in the background for the
+            // lookups that follow (creating many files, imports). Not
+            // during the probe: the store would serve the two at once, and a
+            // listing of a directory with much below it (a bucket's root)
+            // slowed the probe that the caller waits for 2-4 times (a `mv`
+            // to a new name). Those that come while that LIST is under way
+            // are probed too rather than wait for it: a LIST of a large
+            // directory takes many rounds.
+            let list_after = known.is_none() && !st.listing.contains(&parent);
             (
                 key,
                 self.dir_prefix_of(&st, parent),
                 known_kind,
                 stale_object,
-                list_beside,
+                list_after,
             )
         };
-        let (key, parent_prefix, known_kind, list_first, list_beside) = key;
-        if list_beside {
+        let (key, parent_prefix, known_kind, list_first, list_after) = key;
+        let found =
+            self.resolve_in_store(parent, name, (&key, &parent_prefix), known_kind, list_first);
+        if list_after {
             let fs = self.clone();
-            let prefix = parent_prefix.clone();
             self.inner.rt.spawn_blocking(move || {
-                let _ = fs.list_small_dir(parent, &prefix, false);
+                let _ = fs.list_small_dir(parent, &parent_prefix, false);
             });
         }
-        self.resolve_in_store(parent, name, (&key, &parent_prefix), known_kind, list_first)
+        found
     }
 
     /// After a revalidation of `ino` (a listing, its HEAD): the table once
