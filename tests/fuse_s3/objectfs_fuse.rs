@@ -281,6 +281,47 @@ fn read_only_mounts_refuse_writes_with_erofs() {
     assert_eq!(errno_of(fs::remove_file(m.path("f"))), libc::EROFS);
 }
 
+/// The mount's count of kernel requests `op` in its status file.
+fn fuse_ops(m: &Mounted, op: &str) -> u64 {
+    m.status()["metrics"]["fuseOps"][op].as_u64().unwrap_or(0)
+}
+
+/// The close of a file opened read-only sends the mount nothing (its FLUSH
+/// did nothing: the open answers `FOPEN_NOFLUSH`); a writer's close still
+/// sends its FLUSH, which queues the upload, and the data lands.
+#[test]
+fn a_readers_close_sends_no_flush_a_writers_does() {
+    require!(Root, Fuse, Moto);
+    let base = tempfile::tempdir().unwrap();
+    let config = moto().new_bucket("noflush");
+    let bucket = Bucket::new(&config);
+    let m = Mounted::start(base.path(), &config, "vol", &[]);
+    fs::write(m.path("f.txt"), b"hello").unwrap();
+    common::wait_for("the writer's release in the status", || {
+        fuse_ops(&m, "release") >= 1 && fuse_ops(&m, "flush") >= 1
+    });
+    let (flushes, releases) = (fuse_ops(&m, "flush"), fuse_ops(&m, "release"));
+    for _ in 0..20 {
+        assert_eq!(fs::read(m.path("f.txt")).unwrap(), b"hello");
+    }
+    common::wait_for("the readers' releases in the status", || {
+        fuse_ops(&m, "release") >= releases + 20
+    });
+    assert_eq!(
+        fuse_ops(&m, "flush"),
+        flushes,
+        "a reader's close sent a FLUSH"
+    );
+    fs::write(m.path("g.txt"), b"x").unwrap();
+    common::wait_for("the second writer's FLUSH in the status", || {
+        fuse_ops(&m, "flush") > flushes
+    });
+    common::wait_for("both files in the bucket", || {
+        bucket.get("vol/f.txt").as_deref() == Some(&b"hello"[..])
+            && bucket.get("vol/g.txt").as_deref() == Some(&b"x"[..])
+    });
+}
+
 #[test]
 fn git_workflow_on_a_300_file_tree() {
     require!(Root, Fuse, Moto);

@@ -91,13 +91,19 @@ impl FuseAdapter {
         }
         io.modes.opened(o.fh, ino, mode);
         let fh = FileHandle(o.fh);
+        let flush = match o.flush {
+            true => FopenFlags::empty(),
+            false => FopenFlags::FOPEN_NOFLUSH,
+        };
         match mode {
             IoMode::Passthrough => {
                 self.fs.lend_to_kernel(ino);
-                reply.opened_passthrough(fh, FopenFlags::empty(), &io.backing[&ino])
+                reply.opened_passthrough(fh, flush, &io.backing[&ino])
             }
-            IoMode::Cached if o.keep_cache => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
-            IoMode::Cached => reply.opened(fh, FopenFlags::empty()),
+            IoMode::Cached if o.keep_cache => {
+                reply.opened(fh, flush | FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            IoMode::Cached => reply.opened(fh, flush),
         }
     }
 

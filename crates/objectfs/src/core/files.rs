@@ -260,6 +260,8 @@ impl ObjectFs {
         Ok(Opened {
             fh: self.new_file_handle(ino, flags.write),
             keep_cache,
+            // (What `flush` does for a handle that cannot write: nothing.)
+            flush: flags.write,
             local,
         })
     }
