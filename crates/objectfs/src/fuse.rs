@@ -91,10 +91,7 @@ impl FuseAdapter {
         }
         io.modes.opened(o.fh, ino, mode);
         let fh = FileHandle(o.fh);
-        let flush = match o.flush {
-            true => FopenFlags::empty(),
-            false => FopenFlags::FOPEN_NOFLUSH,
-        };
+        let flush = self.flush_flag(o.fh);
         match mode {
             IoMode::Passthrough => {
                 self.fs.lend_to_kernel(ino);
@@ -104,6 +101,14 @@ impl FuseAdapter {
                 reply.opened(fh, flush | FopenFlags::FOPEN_KEEP_CACHE)
             }
             IoMode::Cached => reply.opened(fh, flush),
+        }
+    }
+
+    /// `FOPEN_NOFLUSH` for an open whose closes need not reach the mount.
+    fn flush_flag(&self, fh: u64) -> FopenFlags {
+        match self.fs.flush_needed(fh) {
+            true => FopenFlags::empty(),
+            false => FopenFlags::FOPEN_NOFLUSH,
         }
     }
 
@@ -653,14 +658,15 @@ impl Filesystem for FuseAdapter {
             return reply.error(errno(e));
         }
         io.modes.opened(fh, a.ino, mode);
+        let flush = self.flush_flag(fh);
         let (ttl, attr, fh) = (&self.ttl, &file_attr(&a), FileHandle(fh));
         match mode {
             IoMode::Passthrough => {
                 self.fs.lend_to_kernel(a.ino);
                 let id = &io.backing[&a.ino];
-                reply.created_passthrough(ttl, attr, Generation(0), fh, FopenFlags::empty(), id)
+                reply.created_passthrough(ttl, attr, Generation(0), fh, flush, id)
             }
-            IoMode::Cached => reply.created(ttl, attr, Generation(0), fh, FopenFlags::empty()),
+            IoMode::Cached => reply.created(ttl, attr, Generation(0), fh, flush),
         }
     }
 }

@@ -139,17 +139,14 @@ fn default_cache_size() -> u64 {
 }
 
 /// An open file: its handle, whether the kernel may keep the page cache
-/// it has of the file (`FOPEN_KEEP_CACHE`), whether its closes need a
-/// [`ObjectFs::flush`] (a writer's do; a reader's flush does nothing, so
-/// the kernel may skip it: `FOPEN_NOFLUSH`, one round trip less per
-/// `close`), and, for a read-only open of a file with a complete local
-/// copy, that copy (the kernel may read it itself: `iomode`). The copy
-/// stays the node's, unchanged in place, until the handle is released.
+/// it has of the file (`FOPEN_KEEP_CACHE`), and, for a read-only open of
+/// a file with a complete local copy, that copy (the kernel may read it
+/// itself: `iomode`). The copy stays the node's, unchanged in place, until
+/// the handle is released.
 #[derive(Debug, Clone)]
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
-    pub flush: bool,
     pub local: Option<std::sync::Arc<std::fs::File>>,
 }
 

@@ -260,8 +260,6 @@ impl ObjectFs {
         Ok(Opened {
             fh: self.new_file_handle(ino, flags.write),
             keep_cache,
-            // (What `flush` does for a handle that cannot write: nothing.)
-            flush: flags.write,
             local,
         })
     }
@@ -471,6 +469,23 @@ impl ObjectFs {
         }
         self.stream_after_write(&mut st, *ino, offset, data.len() as u64, size_before);
         Ok(data.len() as u32)
+    }
+
+    /// Whether the closes of `fh` must reach [`Self::flush`]: only where
+    /// it does what the handle's release does not (the upload of a sync
+    /// mount's writer; the size of a copy the kernel writes itself, for a
+    /// `stat` right after `close`). A reader's flush does nothing, and an
+    /// async writer's queues the upload, as its release does; those the
+    /// kernel may skip (`FOPEN_NOFLUSH`): one round trip less per `close`.
+    /// Asked once the open's I/O mode is settled (`writes_directly`).
+    pub fn flush_needed(&self, fh: u64) -> bool {
+        let Ok(h) = self.file_handle(fh) else {
+            return true;
+        };
+        let HandleKind::File { write, direct, .. } = h.as_ref() else {
+            return true;
+        };
+        *write && (self.opts().upload == UploadMode::Sync || direct.load(Ordering::Relaxed))
     }
 
     pub fn flush(&self, fh: u64) -> FsResult<()> {
