@@ -593,9 +593,7 @@ fn a_new_names_directory_is_listed_after_its_probe_not_beside_it() {
         f.mem
             .insert(&format!("pre/dir/f{i:02}"), "x", PutMeta::default());
     }
-    let c = &f.mem.counters;
-    let lists = || c.lists.load(Ordering::Relaxed);
-    let heads = || c.heads.load(Ordering::Relaxed);
+    let lists = || f.lists_and_heads().0;
     let dir = f.ino("dir").unwrap();
     std::thread::sleep(Duration::from_millis(200)); // the root's listing
     let hold = Duration::from_millis(400);
@@ -619,11 +617,11 @@ fn a_new_names_directory_is_listed_after_its_probe_not_beside_it() {
     }
     assert_eq!(lists() - l0, 2, "the directory was listed after the probe");
     std::thread::sleep(Duration::from_millis(100)); // its answer into the table
-    let (l1, h1) = (lists(), heads());
+    let before = f.lists_and_heads();
     assert_eq!(f.fs.lookup(dir, "other"), Err(libc::ENOENT));
     assert_eq!(
-        (lists() - l1, heads() - h1),
-        (0, 0),
+        f.lists_and_heads(),
+        before,
         "the listing answered the next lookups"
     );
 }

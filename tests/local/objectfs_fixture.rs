@@ -73,6 +73,15 @@ fn mount(mem: Arc<MemoryStore>, cache: tempfile::TempDir, opts: FsOptions) -> Fi
 }
 
 impl Fixture {
+    /// The LISTs and HEADs the store has answered so far.
+    pub(crate) fn lists_and_heads(&self) -> (u64, u64) {
+        let c = &self.mem.counters;
+        (
+            c.lists.load(std::sync::atomic::Ordering::Relaxed),
+            c.heads.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// Unmounts cleanly and mounts a new core on the same cache directory
     /// and bucket, as the next mount process would. Everything is uploaded
     /// first; dropping the runtime waits for upload workers still finishing
