@@ -293,10 +293,11 @@ fn fuse_ops(m: &Mounted, op: &str) -> u64 {
 #[test]
 fn only_a_sync_writers_close_sends_a_flush() {
     require!(Root, Fuse, Moto);
-    let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("noflush");
     let bucket = Bucket::new(&config);
     for (prefix, mode) in [("async", "async"), ("sync", "sync")] {
+        // (A cache directory each: no status file of the mount before.)
+        let base = tempfile::tempdir().unwrap();
         let mut m = Mounted::start(base.path(), &config, prefix, &["--upload", mode]);
         fs::write(m.path("f.txt"), b"hello").unwrap();
         let sync = mode == "sync";

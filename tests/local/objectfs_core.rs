@@ -594,8 +594,19 @@ fn a_new_names_directory_is_listed_after_its_probe_not_beside_it() {
             .insert(&format!("pre/dir/f{i:02}"), "x", PutMeta::default());
     }
     let lists = || f.lists_and_heads().0;
+    // The store's LIST calls are all answered (after `lists` reached `n`).
+    let settled = |n: u64| {
+        let in_flight = || f.mem.counters.lists_in_flight.load(Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while (lists() < n || in_flight() > 0) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50)); // their answers into the table
+        lists() >= n
+    };
+    let l = lists();
     let dir = f.ino("dir").unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // the root's listing
+    assert!(settled(l + 2), "the probe of dir/ and the root's listing");
     let hold = Duration::from_millis(400);
     f.mem.slow_heads(hold);
     let l0 = lists();
@@ -611,12 +622,8 @@ fn a_new_names_directory_is_listed_after_its_probe_not_beside_it() {
         "while the probe's HEAD was answered, only its own LIST (of the name's prefix) was sent"
     );
     f.mem.slow_heads(Duration::ZERO);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while lists() - l0 < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(settled(l0 + 2));
     assert_eq!(lists() - l0, 2, "the directory was listed after the probe");
-    std::thread::sleep(Duration::from_millis(100)); // its answer into the table
     let before = f.lists_and_heads();
     assert_eq!(f.fs.lookup(dir, "other"), Err(libc::ENOENT));
     assert_eq!(
