@@ -607,13 +607,19 @@ fn a_new_names_directory_is_listed_after_its_probe_not_beside_it() {
     let l = lists();
     let dir = f.ino("dir").unwrap();
     assert!(settled(l + 2), "the probe of dir/ and the root's listing");
-    let hold = Duration::from_millis(400);
-    f.mem.slow_heads(hold);
+    f.mem.slow_heads(Duration::from_millis(600));
     let l0 = lists();
+    let heads_held = || f.mem.counters.heads_in_flight.load(Ordering::SeqCst);
     let during = std::thread::scope(|s| {
         let probe = s.spawn(|| f.fs.lookup(dir, "moved"));
-        std::thread::sleep(hold / 2);
+        // Read while the probe's HEAD is held, once its own LIST is in.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while (heads_held() == 0 || lists() == l0) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
         let during = lists() - l0;
+        assert_eq!(heads_held(), 1, "read after the probe's HEAD was answered");
         assert_eq!(probe.join().unwrap(), Err(libc::ENOENT));
         during
     });
