@@ -639,6 +639,43 @@ fn a_new_names_directory_is_listed_after_its_probe_not_beside_it() {
     );
 }
 
+/// A readdir queues the metadata HEADs of what it shows, 32 in flight at a
+/// time; a lookup of an entry still queued behind hundreds of others sends
+/// its HEAD at once instead of waiting for them (a `git status` stats its
+/// work tree while `.git/objects/`'s markers are prefetched), and that HEAD
+/// is not asked a second time when the queue reaches it.
+#[test]
+fn a_lookup_does_not_wait_behind_a_readdirs_queued_prefetch() {
+    let f = fixture_with_ttl(UploadMode::Sync, Duration::from_secs(30));
+    for i in 0..300 {
+        f.mem.insert(
+            &format!("pre/big/f{i:03}"),
+            vec![7u8; 10 + i],
+            PutMeta::default(),
+        );
+    }
+    let big = f.ino("big").unwrap();
+    let idle = || f.mem.counters.heads_in_flight.load(Ordering::SeqCst) == 0;
+    std::thread::sleep(Duration::from_millis(300)); // the root's listing and prefetch
+    f.mem.slow_heads(Duration::from_millis(200));
+    let (_, h0) = f.lists_and_heads();
+    assert_eq!(f.list_ino(big).unwrap().len(), 300);
+    let attr = f.fs.lookup(big, "f299").unwrap();
+    let sent = f.lists_and_heads().1 - h0;
+    assert_eq!(attr.size, 309, "the lookup got the prefetched attributes");
+    assert!(
+        sent < 150,
+        "{sent} of the 300 HEADs were sent before the lookup of the last entry returned"
+    );
+    wait_until(|| f.lists_and_heads().1 - h0 >= 300 && idle());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        f.lists_and_heads().1 - h0,
+        300,
+        "one HEAD per entry, the hurried one included"
+    );
+}
+
 /// A stale directory this mount wrote and knows entries of is revalidated
 /// by one listing of its whole subtree, which answers the lookups below it
 /// without a request (one it knows nothing in is probed);

@@ -140,9 +140,13 @@ pub(super) struct Node {
     /// Claimed by a namespace operation (rename, unlink) that is changing
     /// this node's key: no upload may start until it is done.
     pub(super) busy: bool,
-    /// A readdir's background HEAD for this node is in flight; a lookup
-    /// waits for it instead of sending its own.
+    /// A readdir's background HEAD for this node is queued or in flight;
+    /// a lookup waits for it instead of sending its own.
     pub(super) prefetching: bool,
+    /// The key that background HEAD asks, while it is still queued behind
+    /// others: a lookup that needs it takes it and asks at once
+    /// (`ObjectFs::hurry_prefetch`); the queue then skips it.
+    pub(super) prefetch_queued: Option<String>,
     /// A background HEAD of it failed since its metadata was last read:
     /// its lookups probe it themselves (with retries) rather than start
     /// another round of background HEADs.
@@ -201,6 +205,7 @@ impl Node {
             unlinked: false,
             busy: false,
             prefetching: false,
+            prefetch_queued: None,
             head_failed: false,
             link_target: None,
             etag: None,

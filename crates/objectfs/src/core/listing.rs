@@ -1,13 +1,13 @@
 //! Directory listing: a directory handle's snapshot (one paged LIST at
 //! its first readdir, merged with names that exist only locally; the table
 //! alone when the directory was listed within the TTL), readdir and
-//! readdirplus from it,
-//! the background metadata prefetch for `ls -l`, and the small-directory
-//! listing that answers a burst of lookups with one request.
+//! readdirplus from it (the metadata of what they show is fetched by
+//! `prefetch`), and the small-directory listing that answers a burst of
+//! lookups with one request.
 
 use super::super::layout::{self, Kind};
 use super::super::{DirEntry, FsResult, PlusEntry, ROOT_INO};
-use super::inodes::{Found, InodeTable, Listed, settled};
+use super::inodes::{InodeTable, Listed};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
 use crate::store::ObjectMeta;
@@ -189,112 +189,6 @@ impl ObjectFs {
             .collect();
         self.prefetch_metadata(st, unknown);
         Ok(entries)
-    }
-
-    /// Listings carry no user metadata, and `ls -l` looks up every entry
-    /// right after readdir: fetch the entries' metadata in the background,
-    /// 32 HEADs at a time, so those lookups find it cached instead of each
-    /// waiting for its own HEAD. (The same for the files a revalidating
-    /// listing could not confirm, [`Self::list_small_dir`].) Marks each
-    /// target `prefetching` (lookups wait for it) and lets the table go.
-    pub(super) fn prefetch_metadata(
-        &self,
-        mut st: std::sync::MutexGuard<'_, InodeTable>,
-        targets: Vec<(u64, String)>,
-    ) {
-        for (ino, _) in &targets {
-            if let Some(n) = st.nodes.get_mut(ino) {
-                n.prefetching = true;
-            }
-        }
-        drop(st);
-        if targets.is_empty() {
-            return;
-        }
-        let fs = self.clone();
-        self.inner.rt.spawn(async move {
-            use futures_util::StreamExt;
-            let store = fs.inner.store.clone();
-            let mut heads = futures_util::stream::iter(targets)
-                .map(|(ino, key)| {
-                    let store = store.clone();
-                    async move {
-                        let asked = std::time::SystemTime::now();
-                        (ino, asked, store.head(&key).await)
-                    }
-                })
-                .buffer_unordered(32);
-            let defaults = fs.opts().defaults;
-            while let Some((ino, asked, result)) = heads.next().await {
-                let mut st = fs.lock();
-                if let Some(n) = st.nodes.get_mut(&ino) {
-                    n.prefetching = false;
-                }
-                fs.inner.changed.notify_all();
-                let Some(n) = st.nodes.get_mut(&ino) else {
-                    continue;
-                };
-                let Ok(meta) = result else {
-                    n.head_failed = true;
-                    continue;
-                };
-                // Known already: by local state, or by a lookup's own probe.
-                if n.authoritative() || (n.meta_known && fs.attrs_current(ino, n)) {
-                    continue;
-                }
-                // A directory whose marker is gone may be gone as a whole
-                // (a listing keeps a directory checked within the TTL even
-                // when it no longer shows it): its lookup asks the store.
-                if n.kind == Kind::Dir && n.remote && meta.is_none() {
-                    n.head_failed = true;
-                    continue;
-                }
-                let found = match (n.kind, meta) {
-                    // A directory without a marker keeps the defaults.
-                    (Kind::Dir, meta) => {
-                        let marker = meta.is_some();
-                        let meta = meta.unwrap_or_default();
-                        let mut posix = layout::decode(
-                            &meta.metadata,
-                            Kind::Dir,
-                            meta.last_modified.or(Some(n.mtime)),
-                            &defaults,
-                        );
-                        if !marker {
-                            posix.ctime = posix.mtime;
-                        }
-                        Found {
-                            kind: Kind::Dir,
-                            size: 0,
-                            posix,
-                            marker,
-                            meta_known: true,
-                            etag: meta.etag.clone(),
-                            last_modified: settled(meta.last_modified, asked),
-                        }
-                    }
-                    (_, Some(meta)) => {
-                        let posix = layout::decode(
-                            &meta.metadata,
-                            Kind::File,
-                            meta.last_modified,
-                            &defaults,
-                        );
-                        Found {
-                            kind: posix.kind,
-                            size: meta.size,
-                            posix,
-                            marker: false,
-                            meta_known: true,
-                            etag: meta.etag,
-                            last_modified: settled(meta.last_modified, asked),
-                        }
-                    }
-                    (_, None) => continue, // gone; the next lookup says so
-                };
-                n.apply(&found);
-            }
-        });
     }
 
     /// After a complete listing of directory `ino` begun at `at`: a name

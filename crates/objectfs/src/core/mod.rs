@@ -12,7 +12,8 @@
 //! (names, directory listings, file data), and `subtree` the one listing
 //! of a whole subtree that a walk over many stale directories takes instead
 //! of a probe and a listing per directory; `ahead` lists sibling
-//! directories ahead of a walk of readdirs. Store failures become errnos in
+//! directories ahead of a walk of readdirs; `prefetch` fetches the metadata
+//! of listed entries in the background, a lookup's first. Store failures become errnos in
 //! one place, `errno_of`.
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
@@ -35,6 +36,7 @@ mod listing;
 mod namespace;
 mod opqueue;
 mod ops;
+mod prefetch;
 mod rename;
 mod streaming;
 mod subtree;

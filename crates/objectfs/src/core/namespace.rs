@@ -158,7 +158,11 @@ impl ObjectFs {
             }
             let entry = (parent, name.to_string());
             // `ls -l` looks up entries one by one right after readdir: wait
-            // for the parallel prefetch of this one rather than racing it.
+            // for the parallel prefetch of this one rather than racing it
+            // (sent now if it is still queued).
+            if let Some(&ino) = st.children.get(&entry) {
+                self.hurry_prefetch(&mut st, ino);
+            }
             st = self.wait_while(st, |st| {
                 st.children
                     .get(&entry)
@@ -319,9 +323,9 @@ impl ObjectFs {
         entry: &(u64, String),
         ino: u64,
     ) -> (MutexGuard<'_, InodeTable>, bool) {
-        let st = self.wait_while(self.lock(), |st| {
-            st.nodes.get(&ino).is_some_and(|n| n.prefetching)
-        });
+        let mut st = self.lock();
+        self.hurry_prefetch(&mut st, ino);
+        let st = self.wait_while(st, |st| st.nodes.get(&ino).is_some_and(|n| n.prefetching));
         let current = st.children.get(entry) == Some(&ino)
             && st
                 .nodes
@@ -358,6 +362,7 @@ impl ObjectFs {
                 // Not confirmed by the listing: its revalidation, begun by
                 // the listing, or else the probe below says.
                 Some(ino) if known => {
+                    self.hurry_prefetch(&mut st, ino);
                     st =
                         self.wait_while(st, |st| st.nodes.get(&ino).is_some_and(|n| n.prefetching));
                     if st
