@@ -676,6 +676,51 @@ fn a_lookup_does_not_wait_behind_a_readdirs_queued_prefetch() {
     );
 }
 
+/// A lookup in a directory listed within the TTL fetches the metadata of
+/// the entry's unconfirmed siblings with it, for the walk that follows
+/// (`git status` stats every file of its work tree); directories known from
+/// the listing only are left out of that batch (`git status` reads two
+/// loose objects of the 256 directories of `.git/objects/`).
+#[test]
+fn a_lookup_batches_its_sibling_files_but_not_directories_only_listed() {
+    let f = fixture_with_ttl(UploadMode::Sync, Duration::from_secs(30));
+    for i in 0..200 {
+        f.mem
+            .insert(&format!("pre/objs/{i:02x}/o"), "x", PutMeta::default());
+        f.mem
+            .insert(&format!("pre/files/f{i:03}"), "x", PutMeta::default());
+    }
+    let heads = || f.lists_and_heads().1;
+    let settle = || {
+        wait_until(|| f.mem.counters.heads_in_flight.load(Ordering::SeqCst) == 0);
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // The first lookup of a name in each directory lists it afterwards.
+    f.ino("objs/00/o").unwrap();
+    f.ino("files/f000").unwrap();
+    settle();
+    f.mem.slow_heads(Duration::from_millis(20)); // counted while in flight
+    let objs = f.ino("objs").unwrap();
+    let h0 = heads();
+    assert!(f.fs.lookup(objs, "a0").is_ok());
+    assert!(f.fs.lookup(objs, "b1").is_ok());
+    settle();
+    let sent = heads() - h0;
+    assert!(
+        (2..=4).contains(&sent),
+        "{sent} HEADs for two lookups among 200 listed directories"
+    );
+    let files = f.ino("files").unwrap();
+    let h0 = heads();
+    assert!(f.fs.lookup(files, "f100").is_ok());
+    settle();
+    let sent = heads() - h0;
+    assert!(
+        sent >= 100,
+        "{sent} HEADs: the lookup of one listed file fetched its siblings' metadata with its own"
+    );
+}
+
 /// A stale directory this mount wrote and knows entries of is revalidated
 /// by one listing of its whole subtree, which answers the lookups below it
 /// without a request (one it knows nothing in is probed);

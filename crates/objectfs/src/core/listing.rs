@@ -471,8 +471,11 @@ impl ObjectFs {
     /// did for the first ones. A walk over a larger directory this mount
     /// wrote (`git add` after `tar x`) then waits for a few rounds, not one
     /// HEAD per entry; each entry still costs one HEAD, and a readdir not
-    /// followed by lookups no more than before. The caller waits for
-    /// `first`.
+    /// followed by lookups no more than before. A sibling directory known
+    /// from a listing only is left out: lookups of a few of many
+    /// (`git status` reading two loose objects in `.git/objects/`, 256
+    /// directories) would otherwise send the markers of all of them, which
+    /// the lookups after them wait behind. The caller waits for `first`.
     pub(super) fn revalidate_with_siblings(
         &self,
         st: std::sync::MutexGuard<'_, InodeTable>,
@@ -488,6 +491,7 @@ impl ObjectFs {
                 .filter(|c| {
                     st.nodes.get(c).is_some_and(|n| {
                         !n.prefetching
+                            && (n.kind != Kind::Dir || n.meta_known)
                             && !n.head_failed
                             && !self.attrs_current(*c, n)
                             && !st.pinned.contains_key(c)
