@@ -7,7 +7,7 @@
 //! object's ETag. The reference model with a small cache, remounts and
 //! outside writes is in `objectfs_core`.
 
-use super::objectfs_fixture::{Fixture, copy_dir, fixture, fixture_with, options};
+use super::objectfs_fixture::{Fixture, copy_dir, fixture, fixture_with, mount, options};
 use objectfs::store::memory::MemoryStore;
 use objectfs::store::{ObjectStore, PutMeta};
 use objectfs::{ObjectFs, OpenFlags, ROOT_INO, UploadMode};
@@ -345,4 +345,56 @@ fn data_recovered_at_mount_is_kept_within_the_bound() {
     let (used, clean) = fs.cache_bytes();
     assert!(used <= 300, "{used} bytes cached under a bound of 300");
     assert_eq!(used, clean, "recovered copies are clean");
+}
+
+/// A file uploaded by its fsync and still open is a clean copy from then
+/// on: a mount that dies before closing it leaves it tagged as one, so the
+/// next mount sends nothing again and reads it without a GET; one written
+/// again after its fsync is journalled again, and its new data uploaded at
+/// the next mount.
+#[test]
+fn a_file_fsynced_and_still_open_at_a_crash_is_a_clean_copy_at_the_next_mount() {
+    let mem = Arc::new(MemoryStore::new());
+    let cache = tempfile::tempdir().unwrap();
+    {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let opts = options(cache.path(), UploadMode::Async);
+        let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
+        let (_, a) = fs.create(ROOT_INO, "a", 0o644, 0, 0, true).unwrap();
+        let (_, b) = fs.create(ROOT_INO, "b", 0o644, 0, 0, true).unwrap();
+        fs.write(a, 0, &pattern(3000, 1)).unwrap();
+        fs.fsync(a).unwrap();
+        fs.write(b, 0, &pattern(3000, 2)).unwrap();
+        fs.fsync(b).unwrap();
+        fs.write(b, 3000, &pattern(1000, 3)).unwrap();
+        assert_eq!(mem.object("pre/a").unwrap(), &pattern(3000, 1)[..]);
+        // The process dies with both files open.
+        std::mem::forget(fs);
+        std::mem::forget(rt);
+    }
+    let cache2 = tempfile::tempdir().unwrap();
+    copy_dir(
+        &cache.path().join("staging"),
+        &cache2.path().join("staging"),
+    );
+    let puts = mem.counters.puts.load(Ordering::Relaxed);
+    let opts = options(cache2.path(), UploadMode::Async);
+    let f = mount(mem.clone(), cache2, opts);
+    let mut b_now = pattern(3000, 2);
+    b_now.extend(pattern(1000, 3));
+    assert_eq!(mem.object("pre/b").unwrap(), &b_now[..], "b's new data");
+    assert_eq!(
+        mem.counters.puts.load(Ordering::Relaxed) - puts,
+        1,
+        "b was uploaded again, a was not"
+    );
+    assert_eq!(
+        f.fs.cache_bytes(),
+        (7000, 7000),
+        "both kept as clean copies"
+    );
+    let gets0 = gets(&f);
+    assert_eq!(f.read_file("a").unwrap(), pattern(3000, 1));
+    assert_eq!(gets(&f), gets0, "a came from its copy");
 }

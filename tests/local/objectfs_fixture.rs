@@ -55,7 +55,7 @@ pub(crate) fn fixture_with(upload: UploadMode, adjust: impl FnOnce(&mut FsOption
     mount(mem, cache, opts)
 }
 
-fn mount(mem: Arc<MemoryStore>, cache: tempfile::TempDir, opts: FsOptions) -> Fixture {
+pub(crate) fn mount(mem: Arc<MemoryStore>, cache: tempfile::TempDir, opts: FsOptions) -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

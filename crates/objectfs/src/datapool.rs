@@ -5,7 +5,9 @@
 //! together), so an operation that finds a file waiting answers that much
 //! sooner; the thread starts at the first file taken and stops, joined,
 //! with the pool. Files left in a pool at exit are empty, unjournalled and
-//! untagged: the next mount's leftover sweep deletes them.
+//! untagged: the next mount's leftover sweep deletes them. The same thread
+//! deletes the files given up ([`DataPool::delete_later`]): an unlink on
+//! ext4 took 0.25 ms of every `rm` of a cached file, under the table's lock.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -40,6 +42,8 @@ struct State {
     fresh: Vec<(u64, File)>,
     /// The maker is asked to refill `fresh`.
     refill: bool,
+    /// Files to delete, by number.
+    doomed: Vec<u64>,
     closed: bool,
 }
 
@@ -67,11 +71,20 @@ impl Shared {
     fn make(&self) {
         let mut st = self.state();
         loop {
-            while !st.closed && !st.refill {
+            while !st.closed && !st.refill && st.doomed.is_empty() {
                 st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
             }
             if st.closed {
                 return;
+            }
+            if !st.doomed.is_empty() {
+                let doomed = std::mem::take(&mut st.doomed);
+                drop(st);
+                for id in doomed {
+                    let _ = std::fs::remove_file(self.path(id));
+                }
+                st = self.state();
+                continue;
             }
             if st.fresh.len() >= FRESH_MAX {
                 st.refill = false;
@@ -134,6 +147,21 @@ impl DataPool {
         }
     }
 
+    /// Deletes file `id` (closed, and never handed out again) soon, on
+    /// the maker thread; at the latest when the pool is dropped.
+    pub(crate) fn delete_later(&self, id: u64) {
+        let mut st = self.shared.state();
+        if st.closed {
+            drop(st);
+            let _ = std::fs::remove_file(self.shared.path(id));
+            return;
+        }
+        st.doomed.push(id);
+        drop(st);
+        self.shared.wake.notify_one();
+        self.start_maker();
+    }
+
     /// Keeps an emptied, unjournalled, untagged file for reuse; gives it
     /// back when the pool is full.
     pub(crate) fn recycle(&self, id: u64, file: File) -> Option<(u64, File)> {
@@ -162,8 +190,8 @@ impl DataPool {
     }
 }
 
-/// Stops the maker and deletes the files nobody took: the cache
-/// directory keeps none of them.
+/// Stops the maker and deletes the files nobody took, and those still to
+/// delete: the cache directory keeps none of them.
 impl Drop for DataPool {
     fn drop(&mut self) {
         self.shared.state().closed = true;
@@ -174,6 +202,9 @@ impl Drop for DataPool {
         let st = &mut *self.shared.state();
         for (id, file) in st.recycled.drain(..).chain(st.fresh.drain(..)) {
             drop(file);
+            let _ = std::fs::remove_file(self.shared.path(id));
+        }
+        for id in st.doomed.drain(..) {
             let _ = std::fs::remove_file(self.shared.path(id));
         }
     }

@@ -353,9 +353,11 @@ impl StagingArea {
             .open(self.data_path(id))
     }
 
-    /// Deletes a clean copy nobody holds.
+    /// Deletes a clean copy nobody holds (soon, off the caller's path:
+    /// a crash before then leaves a tagged copy, which the next mount
+    /// takes for a copy of the object it names, or drops).
     pub fn delete(&self, id: u64) {
-        let _ = fs::remove_file(self.data_path(id));
+        self.pool.delete_later(id);
     }
 
     /// Done with `id`: recycled when `recycle` allows it and nobody else
@@ -549,14 +551,62 @@ mod tests {
         let area = StagingArea::open(dir.path()).unwrap();
         let left = area.leftovers().unwrap();
         assert!(left.journalled.is_empty());
-        assert_eq!(left.cached, vec![(kept, tag, 10)]);
+        assert_eq!(left.cached, vec![(kept, tag.clone(), 10)]);
         assert!(!area.data_path(dropped).exists());
         assert_eq!(
             fs::read(area.reopen(kept).map(|_| area.data_path(kept)).unwrap()).unwrap(),
             b"clean copy"
         );
+        // Deleted off the caller's path, soon.
         area.delete(kept);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while area.data_path(kept).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         assert!(!area.data_path(kept).exists());
+        // And at the latest when the area closes.
+        let (id3, f3) = area.create().unwrap();
+        area.tag_clean(&f3, &tag);
+        drop(f3);
+        area.delete(id3);
+        let path = area.data_path(id3);
+        drop(area);
+        assert!(!path.exists());
+    }
+
+    /// A file carries its cache tag and its journal entry at once for a
+    /// moment (tagged before the entry goes after an upload; journalled
+    /// before the tag goes when it changes): a crash then finds it
+    /// journalled, never a clean copy.
+    #[test]
+    fn a_file_both_tagged_and_journalled_is_journalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = JournalEntry {
+            key: "p/a".into(),
+            perm: 0o644,
+            uid: 1,
+            gid: 2,
+            mtime: 3,
+            base: None,
+        };
+        let id = {
+            let area = StagingArea::open(dir.path()).unwrap();
+            let (id, mut f) = area.create().unwrap();
+            f.write_all(b"changed").unwrap();
+            area.tag_clean(
+                &f,
+                &CacheTag {
+                    key: "p/a".into(),
+                    etag: "\"e1\"".into(),
+                },
+            );
+            area.journal(id, &f, &entry).unwrap();
+            id
+        };
+        let area = StagingArea::open(dir.path()).unwrap();
+        let left = area.leftovers().unwrap();
+        assert_eq!(left.journalled, vec![(id, entry)]);
+        assert!(left.cached.is_empty());
     }
 
     #[test]

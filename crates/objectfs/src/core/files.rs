@@ -114,11 +114,6 @@ impl ObjectFs {
         let Some(s) = n.staged.as_mut() else { return };
         s.touch();
         if !s.journaled {
-            // No longer a copy of the object its cache tag names.
-            if s.maybe_tagged {
-                self.inner.staging.untag_clean(&s.file);
-                s.maybe_tagged = false;
-            }
             match self.inner.staging.journal(
                 s.id,
                 &s.file,
@@ -131,6 +126,14 @@ impl ObjectFs {
                 Err(e) => {
                     tracing::error!(key = %key, error = %e, "could not journal a staged file")
                 }
+            }
+            // No longer a copy of the object its cache tag names. Untagged
+            // after the journal entry is written, so that the file keeps an
+            // extended attribute throughout (see `upload_now`); a crash in
+            // between leaves both, and the journal entry wins.
+            if s.maybe_tagged {
+                self.inner.staging.untag_clean(&s.file);
+                s.maybe_tagged = false;
             }
         }
     }
