@@ -117,6 +117,13 @@ pub struct StagingArea {
     _lock: File,
 }
 
+/// Removes `file`'s cache tag, if any.
+fn drop_tag(file: &File) {
+    // SAFETY: the descriptor is open for as long as `file` is borrowed and
+    // the name is a NUL-terminated constant.
+    unsafe { libc::fremovexattr(file.as_raw_fd(), CACHE_XATTR.as_ptr()) };
+}
+
 fn cvt(rc: libc::c_int) -> io::Result<()> {
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -340,9 +347,7 @@ impl StagingArea {
     /// `file` is about to change: it no longer copies the object its tag
     /// names.
     pub fn untag_clean(&self, file: &File) {
-        // SAFETY: the descriptor is open for as long as `file` is borrowed
-        // and the name is a NUL-terminated constant.
-        unsafe { libc::fremovexattr(file.as_raw_fd(), CACHE_XATTR.as_ptr()) };
+        drop_tag(file);
     }
 
     /// Opens a kept data file again.
@@ -365,18 +370,20 @@ impl StagingArea {
     /// otherwise. A file the kernel was given for passthrough is never
     /// recycled: a mapping of it may outlive every open file, and must not
     /// see another file's data (deleted, its inode lives on for the map).
+    ///
+    /// The journal entry goes now: a crash must never find the data of a
+    /// file given up journalled for upload (nor an emptied file). The rest
+    /// (its cache tag and length, or the file itself) is left to the pool's
+    /// thread: a crash before then leaves at most a tagged clean copy,
+    /// which equals the object its tag names.
     pub fn discard(&self, id: u64, file: Arc<File>, recycle: bool) {
+        self.clear_journal(id, &file);
         if recycle && let Ok(file) = Arc::try_unwrap(file) {
-            // Journal first: a crash between the two must never leave an
-            // emptied file journalled for upload.
-            self.clear_journal(id, &file);
-            self.untag_clean(&file);
-            if file.set_len(0).is_ok() && self.pool.recycle(id, file).is_none() {
-                return;
-            }
+            // Pool files carry no tag.
+            self.pool.recycle_later(id, file, drop_tag);
+            return;
         }
-        let _ = fs::remove_file(self.journal_path(id));
-        let _ = fs::remove_file(self.data_path(id));
+        self.pool.delete_later(id);
     }
 
     /// What an earlier mount left: journal entries, oldest first, and
@@ -509,6 +516,7 @@ mod tests {
         f.write_all(b"old bytes").unwrap();
         area.journal(id, &f, &entry("k")).unwrap();
         area.discard(id, Arc::new(f), true);
+        crate::datapool::tests::wait_for(|| area.pool.idle());
         let (again, f) = area.create().unwrap();
         assert_eq!(again, id, "the pooled file is handed out again");
         assert_eq!(f.metadata().unwrap().len(), 0);
@@ -517,6 +525,7 @@ mod tests {
         let shared = Arc::new(f);
         let _reader = shared.clone();
         area.discard(again, shared, true);
+        crate::datapool::tests::wait_for(|| area.pool.idle());
         assert!(!area.data_path(again).exists());
         let (fresh, mut f) = area.create().unwrap();
         assert_ne!(fresh, again);
@@ -524,6 +533,7 @@ mod tests {
         // a mapping of it keeps its bytes.
         f.write_all(b"mapped").unwrap();
         area.discard(fresh, Arc::new(f), false);
+        crate::datapool::tests::wait_for(|| area.pool.idle());
         assert!(!area.data_path(fresh).exists());
         let (next, f) = area.create().unwrap();
         assert_ne!(next, fresh);

@@ -446,14 +446,35 @@ impl ObjectFs {
             let s = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?;
             let (file, charged) = (s.file.clone(), s.charged);
             if end > charged {
-                let (_st, room) = self.charge_to(st, *ino, end, true);
+                let room;
+                (st, room) = self.charge_to(st, *ino, end, true);
                 room?;
+            }
+            // Counted on the copy the bytes go to (the one found above,
+            // unless it was replaced while waiting for room).
+            if let Some(s) = st
+                .node_mut(*ino)?
+                .staged
+                .as_mut()
+                .filter(|s| Arc::ptr_eq(&s.file, &file))
+            {
+                s.writes_in_flight += 1;
             }
             file
         };
-        file.write_all_at(data, offset)
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let written = file
+            .write_all_at(data, offset)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
         let mut st = self.lock();
+        if let Some(s) = st
+            .nodes
+            .get_mut(ino)
+            .and_then(|n| n.staged.as_mut())
+            .filter(|s| Arc::ptr_eq(&s.file, &file))
+        {
+            s.writes_in_flight -= 1;
+        }
+        written?;
         let n = st.node_mut(*ino)?;
         if !keeps_set_ids {
             n.drop_set_ids();

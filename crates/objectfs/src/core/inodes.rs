@@ -44,6 +44,10 @@ pub(super) struct Staged {
     /// The file may carry a cache tag, which must go before it changes
     /// (never for a file from the staging area's pool).
     pub(super) maybe_tagged: bool,
+    /// Writes whose bytes are going into the file now (the table's lock
+    /// not held): until they are done, an upload that finishes leaves the
+    /// journal entry in place and tags nothing.
+    pub(super) writes_in_flight: u32,
 }
 
 impl Staged {
@@ -65,6 +69,7 @@ impl Staged {
             direct_writers: 0,
             lent: false,
             maybe_tagged: true,
+            writes_in_flight: 0,
         }
     }
 

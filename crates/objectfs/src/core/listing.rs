@@ -169,7 +169,7 @@ impl ObjectFs {
             .filter(|e| e.name != "." && e.name != "..")
             .filter(|e| {
                 st.nodes.get(&e.ino).is_some_and(|n| {
-                    !n.meta_known
+                    (!n.meta_known && !n.prefetching)
                         || (n.kind != Kind::Dir
                             && !n.prefetching
                             && !self.attrs_current(e.ino, n)

@@ -308,8 +308,9 @@ impl ObjectFs {
                         Ok(etag) => {
                             s.cleaned(gen_, started);
                             // A direct writer may change the copy after
-                            // this upload read it: the entry stays.
-                            if !s.dirty() && s.direct_writers == 0 {
+                            // this upload read it, and a write may be
+                            // under way: the entry stays.
+                            if !s.dirty() && s.direct_writers == 0 && s.writes_in_flight == 0 {
                                 // Tagged as the clean copy it now is before
                                 // the entry goes: ext4 frees and allocates
                                 // an xattr block when a file's last one goes
