@@ -460,6 +460,27 @@ pub(super) struct Found {
     pub(super) last_modified: Option<SystemTime>,
 }
 
+impl Found {
+    /// A file found by a HEAD of its object sent at `asked`: its type and
+    /// attributes from the object's metadata (`defaults` where it has none).
+    pub(super) fn file(
+        meta: crate::store::ObjectMeta,
+        asked: SystemTime,
+        defaults: &layout::Defaults,
+    ) -> Found {
+        let posix = layout::decode(&meta.metadata, Kind::File, meta.last_modified, defaults);
+        Found {
+            kind: posix.kind,
+            size: meta.size,
+            posix,
+            marker: false,
+            meta_known: true,
+            etag: meta.etag,
+            last_modified: settled(meta.last_modified, asked),
+        }
+    }
+}
+
 /// `date`, an object's LastModified read by a HEAD sent at `asked`, when a
 /// rewrite after that HEAD must have another date.
 pub(super) fn settled(date: Option<SystemTime>, asked: SystemTime) -> Option<SystemTime> {

@@ -59,16 +59,7 @@ impl ObjectFs {
         // What this mount deleted and has not sent yet is gone already.
         let head = head.map(|h| h.filter(|_| !gone.hides(key)));
         if let Some(meta) = head.map_err(|e| errno_of(&e))? {
-            let posix = layout::decode(&meta.metadata, Kind::File, meta.last_modified, defaults);
-            return Ok(Some(Found {
-                kind: posix.kind,
-                size: meta.size,
-                posix,
-                marker: false,
-                meta_known: true,
-                etag: meta.etag,
-                last_modified: settled(meta.last_modified, asked),
-            }));
+            return Ok(Some(Found::file(meta, asked, defaults)));
         }
         let mut list = list.map_err(|e| errno_of(&e))?;
         list.objects.retain(|o| !gone.hides(&o.key));

@@ -139,19 +139,7 @@ impl ObjectFs {
                     last_modified: settled(meta.last_modified, asked),
                 }
             }
-            (_, Some(meta)) => {
-                let posix =
-                    layout::decode(&meta.metadata, Kind::File, meta.last_modified, &defaults);
-                Found {
-                    kind: posix.kind,
-                    size: meta.size,
-                    posix,
-                    marker: false,
-                    meta_known: true,
-                    etag: meta.etag,
-                    last_modified: settled(meta.last_modified, asked),
-                }
-            }
+            (_, Some(meta)) => Found::file(meta, asked, &defaults),
             (_, None) => return, // gone; the next lookup says so
         };
         n.apply(&found);
