@@ -411,3 +411,43 @@ fn a_file_fsynced_and_still_open_at_a_crash_is_a_clean_copy_at_the_next_mount() 
     assert_eq!(f.read_file("a").unwrap(), pattern(3000, 1));
     assert_eq!(gets(&f), gets0, "a came from its copy");
 }
+
+/// A file unlinked while open (a temporary file: create, unlink, write on)
+/// keeps its data for its open handles only: a crash leaves nothing
+/// journalled for it, and the next mount uploads nothing under its old name.
+#[test]
+fn a_file_written_after_its_unlink_is_not_brought_back_by_a_crash() {
+    let mem = Arc::new(MemoryStore::new());
+    let cache = tempfile::tempdir().unwrap();
+    {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let opts = options(cache.path(), UploadMode::Async);
+        let fs = ObjectFs::new(store, rt.handle().clone(), opts).unwrap();
+        let (_, fh) = fs.create(ROOT_INO, "tmp", 0o600, 0, 0, true).unwrap();
+        fs.write(fh, 0, &pattern(3000, 1)).unwrap();
+        fs.fsync(fh).unwrap();
+        assert!(mem.object("pre/tmp").is_some());
+        fs.unlink(ROOT_INO, "tmp").unwrap();
+        fs.write(fh, 3000, &pattern(1000, 2)).unwrap();
+        assert_eq!(
+            fs.read(fh, 0, 4000).unwrap().len(),
+            4000,
+            "kept for the handle"
+        );
+        // The namespace change is sent; then the process dies, the file open.
+        assert_eq!(fs.flush_all(), 0);
+        assert!(mem.object("pre/tmp").is_none());
+        std::mem::forget(fs);
+        std::mem::forget(rt);
+    }
+    let cache2 = tempfile::tempdir().unwrap();
+    copy_dir(
+        &cache.path().join("staging"),
+        &cache2.path().join("staging"),
+    );
+    let opts = options(cache2.path(), UploadMode::Async);
+    let f = mount(mem.clone(), cache2, opts);
+    assert!(mem.object("pre/tmp").is_none(), "brought back by the crash");
+    assert_eq!(f.fs.pending_bytes(), 0);
+}

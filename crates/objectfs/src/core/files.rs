@@ -111,8 +111,19 @@ impl ObjectFs {
             (true, Some(etag)) => Some(Base::Etag(etag.clone())),
             (true, None) => None,
         };
+        let unlinked = n.unlinked;
         let Some(s) = n.staged.as_mut() else { return };
         s.touch();
+        if unlinked {
+            // Kept for its open handles only, never uploaded: nothing to
+            // journal (a crash must not bring the name back), and no longer
+            // a copy of any object.
+            if s.maybe_tagged {
+                self.inner.staging.untag_clean(&s.file);
+                s.maybe_tagged = false;
+            }
+            return;
+        }
         if !s.journaled {
             match self.inner.staging.journal(
                 s.id,
