@@ -454,22 +454,19 @@ impl ObjectFs {
                 // find the journal entry, never a clean copy's cache tag.
                 self.mark_dirty(&mut st, *ino);
             }
-            let s = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?;
+            // Counted from here, before any wait for room, until the bytes
+            // are in: an upload that finishes meanwhile leaves the journal
+            // entry and tags nothing (`upload_now`).
+            let s = st.node_mut(*ino)?.staged.as_mut().ok_or(libc::EIO)?;
             let (file, charged) = (s.file.clone(), s.charged);
+            s.writes_in_flight += 1;
             if end > charged {
                 let room;
                 (st, room) = self.charge_to(st, *ino, end, true);
-                room?;
-            }
-            // Counted on the copy the bytes go to (the one found above,
-            // unless it was replaced while waiting for room).
-            if let Some(s) = st
-                .node_mut(*ino)?
-                .staged
-                .as_mut()
-                .filter(|s| Arc::ptr_eq(&s.file, &file))
-            {
-                s.writes_in_flight += 1;
+                if let Err(e) = room {
+                    Self::write_done(&mut st, *ino, &file);
+                    return Err(e);
+                }
             }
             file
         };
@@ -477,15 +474,13 @@ impl ObjectFs {
             .write_all_at(data, offset)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
         let mut st = self.lock();
-        if let Some(s) = st
-            .nodes
-            .get_mut(ino)
-            .and_then(|n| n.staged.as_mut())
-            .filter(|s| Arc::ptr_eq(&s.file, &file))
-        {
-            s.writes_in_flight -= 1;
+        Self::write_done(&mut st, *ino, &file);
+        if let Err(e) = written {
+            // Part of the bytes may be in: the copy no longer equals what
+            // the bucket has, whatever the caller is told.
+            self.mark_dirty(&mut st, *ino);
+            return Err(e);
         }
-        written?;
         let n = st.node_mut(*ino)?;
         if !keeps_set_ids {
             n.drop_set_ids();
@@ -504,6 +499,18 @@ impl ObjectFs {
         }
         self.stream_after_write(&mut st, *ino, offset, data.len() as u64, size_before);
         Ok(data.len() as u32)
+    }
+
+    /// A write into `file` (the copy of `ino` it began on) is over.
+    fn write_done(st: &mut InodeTable, ino: u64, file: &Arc<std::fs::File>) {
+        if let Some(s) = st
+            .nodes
+            .get_mut(&ino)
+            .and_then(|n| n.staged.as_mut())
+            .filter(|s| Arc::ptr_eq(&s.file, file))
+        {
+            s.writes_in_flight -= 1;
+        }
     }
 
     /// Whether the closes of `fh` must reach [`Self::flush`]: only where
