@@ -591,14 +591,7 @@ mod tests {
     #[test]
     fn a_file_both_tagged_and_journalled_is_journalled() {
         let dir = tempfile::tempdir().unwrap();
-        let entry = JournalEntry {
-            key: "p/a".into(),
-            perm: 0o644,
-            uid: 1,
-            gid: 2,
-            mtime: 3,
-            base: None,
-        };
+        let entry = entry("p/a");
         let id = {
             let area = StagingArea::open(dir.path()).unwrap();
             let (id, mut f) = area.create().unwrap();

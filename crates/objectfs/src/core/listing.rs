@@ -169,14 +169,12 @@ impl ObjectFs {
             .filter(|e| e.name != "." && e.name != "..")
             .filter(|e| {
                 st.nodes.get(&e.ino).is_some_and(|n| {
-                    (!n.meta_known && !n.prefetching)
-                        || (n.kind != Kind::Dir
-                            && !n.prefetching
-                            && !self.attrs_current(e.ino, n)
-                            && {
+                    !n.prefetching
+                        && (!n.meta_known
+                            || (n.kind != Kind::Dir && !self.attrs_current(e.ino, n) && {
                                 stale += 1;
                                 stale <= REVALIDATE_MAX
-                            })
+                            }))
                 })
             })
             .map(

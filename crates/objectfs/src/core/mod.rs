@@ -13,8 +13,8 @@
 //! of a whole subtree that a walk over many stale directories takes instead
 //! of a probe and a listing per directory; `ahead` lists sibling
 //! directories ahead of a walk of readdirs; `prefetch` fetches the metadata
-//! of listed entries in the background, a lookup's first. Store failures become errnos in
-//! one place, `errno_of`.
+//! of listed entries in the background, a lookup's first. Store failures
+//! become errnos in one place, `errno_of`.
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
 //! across a store call. A node being uploaded is marked `uploading`;
