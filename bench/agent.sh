@@ -27,8 +27,10 @@
 # object client, `git status` of that repository through a new mount with an
 # empty cache directory (another host, or the sandbox restarted), twice: the
 # first on the index the workloads' mount wrote, the second on the index the
-# first refreshed; for local disk and bindfs, `git status` after dropping
-# the page cache. A status that shows any change counts as failed. A workload
+# first refreshed; and the first read of the tar workload's files through a
+# third (`diff -r` with the input, which is in the page cache); for local
+# disk and bindfs, the same after dropping the page cache. A status that
+# shows any change, or a file that differs, counts as failed. A workload
 # a client cannot do is shown as "failed: <reason>".
 #
 # Two floors, measured in the same run, say what no client can beat while
@@ -84,13 +86,18 @@ done
 start_garage raw "${CLIENTS[@]}"
 make_inputs
 
-# Rows after the workloads: `git status` on a new mount (see above).
-REMOUNTS=(status-new status-again)
+# Rows after the workloads, each on a new mount (see above), and the script
+# (for step, run with the directory) each runs.
+REMOUNTS=(status-new status-again coldread)
 WNAME[status-new]="\`git status\` on a new mount (empty cache), index from the writing mount"
 WNAME[status-again]="\`git status\` on another new mount, index refreshed by the one before"
-# A clean `git status` in DIR/git (script for step).
+WNAME[coldread]="first read of the $SMALL_N files of \`tar x\` on another new mount (\`diff -r\` with the input)"
+declare -A RSCRIPT=()
 # shellcheck disable=SC2016
-GIT_CLEAN='out=$(cd "$1/git" && git status --porcelain) && { [[ -z $out ]] || { echo "git status shows $(wc -l <<<"$out") changed path(s)" >&2; exit 1; }; }'
+RSCRIPT[status-new]='out=$(cd "$1/git" && git status --porcelain) && { [[ -z $out ]] || { echo "git status shows $(wc -l <<<"$out") changed path(s)" >&2; exit 1; }; }'
+RSCRIPT[status-again]=${RSCRIPT[status-new]}
+# shellcheck disable=SC2016
+RSCRIPT[coldread]='diff -rq "$2" "$1/tar"'
 
 # ---------------------------------------------------------------- results
 declare -A SECS=() # [workload,client] seconds
@@ -180,18 +187,18 @@ run_client() {
     log "$c: ${BUCKET[$c]}"
     for w in "${REMOUNTS[@]}"; do
         mount_client "$c" "$c" "$w-$c" || { skip "$w" "$c" mount; continue; }
-        step "$w" "$c" "$MNT_DIR" "$GIT_CLEAN"
+        step "$w" "$c" "$MNT_DIR" "${RSCRIPT[$w]}" "$IN/files"
         unmount_client
     done
 }
 
-# status_after_drop C DIR: the REMOUNTS rows of local disk or bindfs, C's
-# repository in DIR read after dropping the page cache.
-status_after_drop() {
+# remounts_after_drop C DIR: the REMOUNTS rows of local disk or bindfs, C's
+# files in DIR read after dropping the page cache.
+remounts_after_drop() {
     local w
     for w in "${REMOUNTS[@]}"; do
         drop_caches
-        step "$w" "$1" "$2" "$GIT_CLEAN"
+        step "$w" "$1" "$2" "${RSCRIPT[$w]}" "$IN/files"
     done
 }
 
@@ -228,13 +235,13 @@ mkdir -p "$WORK/local"
 cp -r "$IN/files" "$WORK/local/ren" && sync
 run_workloads local "$WORK/local"
 listing "$WORK/local" >"$LOGS/expect-local.tsv"
-status_after_drop local "$WORK/local"
+remounts_after_drop local "$WORK/local"
 log "bindfs over local disk (FUSE alone): $WORK/mnt/bindfs"
 mkdir -p "$WORK/bindfs" "$WORK/mnt/bindfs"
 cp -r "$IN/files" "$WORK/bindfs/ren" && sync
 if bindfs "$WORK/bindfs" "$WORK/mnt/bindfs" 2>"$LOGS/bindfs.err"; then
     run_workloads bindfs "$WORK/mnt/bindfs"
-    status_after_drop bindfs "$WORK/mnt/bindfs"
+    remounts_after_drop bindfs "$WORK/mnt/bindfs"
     umount "$WORK/mnt/bindfs" || problem "bindfs: could not unmount $WORK/mnt/bindfs"
 else
     problem "bindfs: mount failed: $(tail -1 "$LOGS/bindfs.err")"

@@ -10,12 +10,15 @@
 //! `aws-chunked` CRC uploads.
 //! Where a config points, and which service is behind it (hence its
 //! CopyObject limit), is worked out in `endpoint`; how an error answer
-//! becomes a [`StoreError`] in `errors`. `wire_tests` runs the client
-//! against a loopback listener that records the raw requests.
+//! becomes a [`StoreError`] in `errors`; an `http://` endpoint is reached
+//! through `plain_http`'s client, an https one through the SDK's.
+//! `wire_tests` runs the client against a loopback listener that records
+//! the raw requests.
 
 pub mod credentials;
 mod endpoint;
 mod errors;
+mod plain_http;
 #[cfg(test)]
 mod wire_tests;
 
@@ -232,6 +235,10 @@ impl S3Store {
                 Arc::new(CredentialState::fixed(description, &secrets))
             }
         };
+        let http_client = http_client.or_else(|| {
+            let plain = resolved.url.as_deref()?.starts_with("http://");
+            plain.then(|| SharedHttpClient::new(plain_http::PlainHttpClient::default()))
+        });
         if let Some(http_client) = http_client {
             builder = builder.http_client(http_client);
         }
