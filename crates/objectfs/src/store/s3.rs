@@ -236,7 +236,8 @@ impl S3Store {
             }
         };
         let http_client = http_client.or_else(|| {
-            let plain = resolved.url.as_deref()?.starts_with("http://");
+            let url = resolved.url.as_deref()?;
+            let plain = url.starts_with("http://") && plain_http::reached_directly(url);
             plain.then(|| SharedHttpClient::new(plain_http::PlainHttpClient::default()))
         });
         if let Some(http_client) = http_client {

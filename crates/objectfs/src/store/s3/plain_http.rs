@@ -11,13 +11,18 @@
 //! Setting TCP_QUICKACK after each write leaves that delayed-ACK mode for
 //! the answer that follows. The SDK's client gives no hook on its sockets,
 //! so this one wraps hyper-util's connector; https endpoints keep the
-//! SDK's client and its TLS set-up.
+//! SDK's client and its TLS set-up, and so does an endpoint the
+//! environment's proxy settings (`HTTP_PROXY`, `NO_PROXY`…) route through a
+//! proxy ([`reached_directly`]).
 //!
 //! What the SDK's client does and this one does too: TCP_NODELAY, the
-//! connect timeout and read timeout of the connector settings, a connection
-//! pool per setting, and errors sorted as the retry logic expects (I/O and
-//! connect failures retryable, timeouts as timeouts).
+//! connect timeout (over the name lookup and every address tried) and the
+//! read timeout of the connector settings, a connection pool per setting,
+//! errors sorted as the retry logic expects (I/O and connect failures
+//! retryable, timeouts as timeouts), and the connection handed to the SDK
+//! so that a retry after a transient error does not reuse it.
 
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
@@ -29,7 +34,10 @@ use aws_smithy_types::retry::ErrorKind;
 use hyper::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector as TcpConnector};
+use hyper_util::client::legacy::connect::{
+    CaptureConnection, Connected, Connection, HttpConnector as TcpConnector, capture_connection,
+};
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -42,6 +50,17 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Whether requests to `url` go straight to it: no proxy of the
+/// environment's settings applies (checked the way the SDK's client does).
+pub(super) fn reached_directly(url: &str) -> bool {
+    reached_directly_by(&Matcher::from_env(), url)
+}
+
+fn reached_directly_by(proxies: &Matcher, url: &str) -> bool {
+    url.parse::<Uri>()
+        .is_ok_and(|uri| proxies.intercept(&uri).is_none())
+}
 
 /// The connect timeout and read timeout a connector was built for.
 type Timeouts = (Option<Duration>, Option<Duration>);
@@ -88,10 +107,12 @@ impl Pooled {
     fn new(connect_timeout: Option<Duration>, read_timeout: Option<Duration>) -> Pooled {
         let mut tcp = TcpConnector::new();
         tcp.set_nodelay(true);
-        tcp.set_connect_timeout(connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .build(QuickAckConnector { tcp });
+            .build(QuickAckConnector {
+                tcp,
+                connect_timeout,
+            });
         Pooled {
             client,
             read_timeout,
@@ -101,10 +122,14 @@ impl Pooled {
 
 impl HttpConnector for Pooled {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let request = match request.try_into_http1x() {
+        let mut request = match request.try_into_http1x() {
             Ok(request) => request,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
+        let connection = capture_connection(&mut request);
+        if let Some(capture) = request.extensions().get::<CaptureSmithyConnection>() {
+            capture.set_connection_retriever(move || smithy_connection(&connection));
+        }
         let answer = self.client.request(request);
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
@@ -124,23 +149,43 @@ impl HttpConnector for Pooled {
     }
 }
 
+/// The connection a request went out on, as the SDK's retry logic sees it:
+/// after a transient error it poisons the connection, which the pool then
+/// drops instead of reusing it.
+fn smithy_connection(connection: &CaptureConnection) -> Option<ConnectionMetadata> {
+    connection.connection_metadata().as_ref()?;
+    let connection = connection.clone();
+    Some(
+        ConnectionMetadata::builder()
+            .proxied(false)
+            .poison_fn(move || {
+                if let Some(connected) = connection.connection_metadata().as_ref() {
+                    connected.poison();
+                }
+            })
+            .build(),
+    )
+}
+
 /// Sorts a failed request as the SDK's own client does: a connect failure,
-/// a closed connection or an I/O error can be retried; a timeout is one; a
-/// message cut short is transient.
+/// a closed connection or an I/O error can be retried; a timeout (hyper's,
+/// or the connect timeout's) is one; a message cut short is transient.
 fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
     let connect = err.is_connect();
     let boxed: BoxError = Box::new(err);
     let mut hyper_error = None;
     let mut io_error = false;
+    let mut connect_timeout = false;
     let mut next: Option<&(dyn StdError + 'static)> = Some(boxed.as_ref());
     while let Some(e) = next {
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             hyper_error.get_or_insert(h);
         }
         io_error |= e.is::<io::Error>();
+        connect_timeout |= e.is::<tokio::time::error::Elapsed>();
         next = e.source();
     }
-    let timeout = hyper_error.is_some_and(|h| h.is_timeout());
+    let timeout = connect_timeout || hyper_error.is_some_and(|h| h.is_timeout());
     let user = hyper_error.is_some_and(|h| h.is_user());
     let closed = hyper_error.is_some_and(|h| h.is_closed() || h.is_canceled());
     let incomplete = hyper_error.is_some_and(|h| h.is_incomplete_message());
@@ -157,10 +202,12 @@ fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
     }
 }
 
-/// hyper-util's TCP connector, its connections wrapped in [`QuickAck`].
+/// hyper-util's TCP connector, its connections wrapped in [`QuickAck`];
+/// the connect timeout covers the name lookup and every address tried.
 #[derive(Clone)]
 struct QuickAckConnector {
     tcp: TcpConnector,
+    connect_timeout: Option<Duration>,
 }
 
 impl tower_service::Service<Uri> for QuickAckConnector {
@@ -174,9 +221,13 @@ impl tower_service::Service<Uri> for QuickAckConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.tcp.call(uri);
+        let limit = self.connect_timeout;
         Box::pin(async move {
-            let io = connecting.await?;
-            Ok(QuickAck { stream: io })
+            let stream = match limit {
+                Some(limit) => tokio::time::timeout(limit, connecting).await??,
+                None => connecting.await?,
+            };
+            Ok(QuickAck { stream })
         })
     }
 }
@@ -260,6 +311,8 @@ mod tests {
     use super::*;
     use futures_util::future::poll_fn;
     use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncReadExt;
 
     /// A loopback server answering every read with a short reply, for
@@ -329,6 +382,129 @@ mod tests {
         }
     }
 
+    /// A loopback server answering every request on a connection with an
+    /// empty 200, and the number of connections it accepted.
+    fn http_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get(addr: impl std::fmt::Display) -> HttpRequest {
+        HttpRequest::try_from(
+            hyper::Request::get(format!("http://{addr}/bucket/key"))
+                .body(SdkBody::empty())
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Connections are kept alive and reused; the SDK learns which one a
+    /// request used, so that its retry after a transient error can take it
+    /// out of the pool.
+    #[tokio::test]
+    async fn the_sdk_can_poison_the_connection_a_request_used() {
+        let pooled = Pooled::new(Some(Duration::from_secs(2)), None);
+        let (addr, accepted) = http_server();
+        let ask = |poison: bool| {
+            let mut request = get(addr);
+            let capture = CaptureSmithyConnection::new();
+            request.add_extension(capture.clone());
+            let pooled = pooled.clone();
+            async move {
+                let answer = pooled.call(request).await.unwrap();
+                assert_eq!(answer.status().as_u16(), 200);
+                let connection = capture.get().expect("the connection should be known");
+                if poison {
+                    connection.poison();
+                }
+            }
+        };
+        ask(false).await;
+        ask(true).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the second request reuses the connection"
+        );
+        ask(false).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "a poisoned connection is not reused"
+        );
+    }
+
+    /// A connect that gets no answer ends at the connect timeout, as a
+    /// timeout: a listener whose backlog is full drops the SYN.
+    #[tokio::test]
+    async fn a_connect_without_answer_is_a_timeout() {
+        let listener =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        listener
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        // Fill the backlog with connections nobody accepts.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into());
+            held.push(s);
+        }
+        let pooled = Pooled::new(Some(Duration::from_millis(300)), None);
+        let started = std::time::Instant::now();
+        let err = pooled.call(get(addr)).await.unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// An endpoint the proxy settings route through a proxy keeps the SDK's
+    /// client (which uses the proxy); one they exempt is reached directly.
+    #[test]
+    fn a_proxied_endpoint_is_not_reached_directly() {
+        let proxies = Matcher::builder()
+            .http("http://proxy.example:3128")
+            .no("127.0.0.1,garage.internal")
+            .build();
+        assert!(!reached_directly_by(&proxies, "http://store.example:9000"));
+        assert!(reached_directly_by(&proxies, "http://127.0.0.1:3900"));
+        assert!(reached_directly_by(&proxies, "http://garage.internal:3900"));
+        assert!(reached_directly_by(
+            &Matcher::builder().build(),
+            "http://store.example:9000"
+        ));
+    }
+
     /// A store that is down: the error is one the SDK retries (I/O).
     #[tokio::test]
     async fn a_refused_connection_is_a_retryable_io_error() {
@@ -337,13 +513,10 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let pooled = Pooled::new(Some(Duration::from_secs(2)), None);
-        let request = HttpRequest::try_from(
-            hyper::Request::get(format!("http://127.0.0.1:{port}/bucket/key"))
-                .body(SdkBody::empty())
-                .unwrap(),
-        )
-        .unwrap();
-        let err = pooled.call(request).await.unwrap_err();
+        let err = pooled
+            .call(get(format!("127.0.0.1:{port}")))
+            .await
+            .unwrap_err();
         assert!(err.is_io(), "{err:?}");
     }
 }
