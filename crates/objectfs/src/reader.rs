@@ -3,8 +3,12 @@
 //! A small or random read fetches exactly the bytes asked for. Once reads
 //! run sequentially, the reader switches to fixed-size chunks fetched with
 //! parallel ranged GETs ahead of the reader, doubling the window on every
-//! sequential read up to [`MAX_WINDOW`] chunks. Memory per open file is
-//! thus bounded by `MAX_WINDOW * CHUNK` (64 MiB).
+//! sequential read up to [`MAX_WINDOW`] chunks. The kernel's read-ahead
+//! sends its reads concurrently, so they arrive out of order: a read up to
+//! [`REORDER`] behind the furthest one continues the run, and the chunks of
+//! the last [`KEEP_BEHIND`] bytes stay for such late reads. Memory per open
+//! file is thus bounded by `MAX_WINDOW * CHUNK` ahead (64 MiB) plus at most
+//! three chunks behind.
 
 use crate::store::{ObjectStore, Segments, StoreError, StoreResult};
 use crate::transfer::{RetryPolicy, retry};
@@ -18,6 +22,11 @@ pub const CHUNK: u64 = 4 * 1024 * 1024;
 pub const MAX_WINDOW: u64 = 16;
 /// Reads this close to the previous one count as sequential.
 const NEAR: u64 = 1024 * 1024;
+/// Once a run is under way, a read this far behind the furthest read is
+/// one the kernel sent earlier that arrived late, not a jump back.
+const REORDER: u64 = 4 * CHUNK;
+/// Chunks ending within this distance behind the furthest read are kept.
+const KEEP_BEHIND: u64 = 2 * CHUNK;
 
 enum Chunk {
     Pending(JoinHandle<StoreResult<Segments>>),
@@ -58,14 +67,17 @@ impl Reader {
             return Ok(Bytes::new());
         }
         let end = (offset + len).min(size);
-        // The kernel's own read-ahead issues 128 KiB reads slightly out of
-        // order: a read near the last one, or inside a chunk already fetched
-        // or in flight, continues the sequential run instead of resetting it
-        // (which would throw away, and fetch again, what is already here).
+        // The kernel's own read-ahead issues its reads out of order: a read
+        // near the last one, inside a chunk already fetched or in flight, or
+        // (once a run is under way) up to REORDER behind the furthest read
+        // continues the sequential run instead of resetting it (which would
+        // throw away, and fetch again, what is already here).
         let near = self.streak_started && offset.abs_diff(self.next_offset) <= NEAR;
         self.streak_started = true;
         let in_window = self.chunks.contains_key(&(offset / CHUNK));
-        let sequential = offset != 0 && (near || in_window);
+        let late =
+            self.streak > 0 && offset < self.next_offset && self.next_offset - offset <= REORDER;
+        let sequential = (offset != 0 && (near || in_window)) || late;
         self.next_offset = self.next_offset.max(end);
         if !sequential {
             self.next_offset = end;
@@ -80,8 +92,9 @@ impl Reader {
         let last = (end - 1) / CHUNK;
         let window = (1u64 << self.streak.min(6)).min(MAX_WINDOW);
         let last_chunk = (size - 1) / CHUNK;
-        // Chunks behind the reader are done with.
-        self.chunks.retain(|&i, _| i >= first);
+        // Chunks well behind the furthest read are done with.
+        let keep_from = self.next_offset.saturating_sub(KEEP_BEHIND) / CHUNK;
+        self.chunks.retain(|&i, _| i >= first.min(keep_from));
         for i in first..=(last + window).min(last_chunk) {
             self.chunks.entry(i).or_insert_with(|| {
                 let (store, key) = (store.clone(), key.to_string());
@@ -203,6 +216,57 @@ mod tests {
         }
         let fetched = mem.counters.bytes_read.load(Ordering::Relaxed);
         assert!(fetched <= size + 2 * step, "fetched {fetched} of {size}");
+    }
+
+    /// 1 MiB reads as the kernel sends them with a 4 MiB read-ahead: some
+    /// arrive up to 6 MiB behind the furthest one.
+    #[test]
+    fn late_reads_of_a_large_read_ahead_fetch_each_byte_once() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mem = Arc::new(MemoryStore::new());
+        let data: Vec<u8> = (0..(32 * CHUNK)).map(|i| (i % 233) as u8).collect();
+        mem.insert("k", data.clone(), PutMeta::default());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let size = data.len() as u64;
+        let step = 1024 * 1024;
+        let mut offsets: Vec<u64> = (0..size / step).map(|i| i * step).collect();
+        // Within every group of eight, the first two come last.
+        for group in offsets.chunks_mut(8) {
+            group.rotate_left(2);
+        }
+        let mut r = Reader::default();
+        for off in offsets {
+            let b = r.read(rt.handle(), &store, "k", size, off, step).unwrap();
+            assert_eq!(&b[..], &data[off as usize..(off + step) as usize]);
+        }
+        let fetched = mem.counters.bytes_read.load(Ordering::Relaxed);
+        assert!(fetched <= size + 2 * step, "fetched {fetched} of {size}");
+    }
+
+    /// Reads that jump around never start a run, however close together:
+    /// each fetches only its own bytes.
+    #[test]
+    fn random_reads_never_prefetch() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mem = Arc::new(MemoryStore::new());
+        let data: Vec<u8> = (0..(8 * CHUNK)).map(|i| (i % 229) as u8).collect();
+        mem.insert("k", data.clone(), PutMeta::default());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let size = data.len() as u64;
+        let mut r = Reader::default();
+        let offsets = [
+            10 * CHUNK / 4,
+            2 * CHUNK,
+            7 * CHUNK / 2,
+            CHUNK / 3,
+            5 * CHUNK,
+        ];
+        for off in offsets {
+            let b = r.read(rt.handle(), &store, "k", size, off, 4096).unwrap();
+            assert_eq!(&b[..], &data[off as usize..off as usize + 4096]);
+        }
+        let fetched = mem.counters.bytes_read.load(Ordering::Relaxed);
+        assert_eq!(fetched, 5 * 4096);
     }
 
     #[test]
