@@ -451,3 +451,98 @@ fn a_file_written_after_its_unlink_is_not_brought_back_by_a_crash() {
     assert!(mem.object("pre/tmp").is_none(), "brought back by the crash");
     assert_eq!(f.fs.pending_bytes(), 0);
 }
+
+/// Files another client wrote, `n` of them under `dir/`, with their data.
+fn outside_files(f: &Fixture, dir: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let name = format!("{dir}/f{i:03}");
+            let data = pattern(1000 + i * 37, i as u8);
+            f.mem
+                .insert(&format!("pre/{name}"), data.clone(), PutMeta::default());
+            (name, data)
+        })
+        .collect()
+}
+
+#[test]
+fn a_reader_walking_a_directory_in_name_order_finds_the_files_fetched_ahead() {
+    let f = fixture(UploadMode::Async);
+    let files = outside_files(&f, "d", 60);
+    assert_eq!(f.list("d").unwrap().len(), 60);
+    // Two files, next to each other in name order: a walk.
+    let gets0 = gets(&f);
+    for (name, data) in &files[..2] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    wait_until(|| gets(&f) >= gets0 + 2 + 32);
+    assert_eq!(
+        gets(&f) - gets0,
+        2 + 32,
+        "the next 32 fetched ahead without an open"
+    );
+    for (name, data) in &files[2..] {
+        assert_eq!(&f.read_file(name).unwrap(), data, "{name}");
+    }
+    // Every object was read once, ahead or by its reader, never twice.
+    let all: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    wait_until(|| f.fs.cache_bytes().0 == all);
+    assert_eq!(f.fs.cache_bytes().0, all);
+    assert_eq!(gets(&f) - gets0, 60);
+}
+
+#[test]
+fn files_opened_out_of_name_order_are_not_fetched_ahead() {
+    let f = fixture(UploadMode::Async);
+    let files = outside_files(&f, "d", 40);
+    f.list("d").unwrap();
+    let gets0 = gets(&f);
+    for i in [5, 9, 2, 30, 11, 17, 38] {
+        assert_eq!(f.read_file(&files[i].0).unwrap(), files[i].1);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(gets(&f) - gets0, 7, "one GET per file read, no more");
+}
+
+#[test]
+fn a_file_changed_after_its_fetch_ahead_is_read_fresh() {
+    let f = fixture(UploadMode::Async);
+    let files = outside_files(&f, "d", 10);
+    f.list("d").unwrap();
+    for (name, data) in &files[..2] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    let all: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    wait_until(|| f.fs.cache_bytes().0 == all);
+    assert_eq!(f.fs.cache_bytes().0, all, "all ten fetched");
+    // Another client rewrites one fetched ahead, at the same size.
+    let (name, data) = &files[6];
+    let newer: Vec<u8> = data.iter().map(|b| b ^ 0xff).collect();
+    f.mem
+        .insert(&format!("pre/{name}"), newer.clone(), PutMeta::default());
+    for (n, d) in &files[2..] {
+        let want = if n == name { &newer } else { d };
+        assert_eq!(&f.read_file(n).unwrap(), want, "{n}");
+    }
+}
+
+#[test]
+fn fetching_ahead_never_evicts_a_cached_copy() {
+    // Room for the two files read and a few more: the walk fetches
+    // ahead only what fits beside them.
+    let f = fixture_with(UploadMode::Async, |o| o.cache_size = 8 * 1024);
+    let files = outside_files(&f, "d", 30);
+    f.list("d").unwrap();
+    for (name, data) in &files[..2] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (used, _) = f.fs.cache_bytes();
+    assert!(used <= 8 * 1024, "the bound holds: {used}");
+    let gets0 = gets(&f);
+    // The first two are still cached: read again without a GET.
+    for (name, data) in &files[..2] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    assert_eq!(gets(&f), gets0);
+}

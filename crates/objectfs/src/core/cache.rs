@@ -72,6 +72,11 @@ impl CacheIndex {
         self.used.saturating_add(bytes) <= self.bound
     }
 
+    /// Whether a copy of `key` at `etag` is kept.
+    pub(super) fn holds(&self, key: &str, etag: &str) -> bool {
+        self.entries.get(key).is_some_and(|c| c.etag == etag)
+    }
+
     /// Keeps a clean copy of `key` (its bytes already counted, as an
     /// attached copy's are). Returns the copy it replaces, whose file the
     /// caller deletes.

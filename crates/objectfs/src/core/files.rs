@@ -257,9 +257,11 @@ impl ObjectFs {
         }
         let mut st = self.lock();
         if !flags.write {
+            st = self.wait_fetched_ahead(st, ino);
             let key = self.key_of(&st, ino);
             self.attach_cached(&mut st, ino, &key);
             st.node_mut(ino)?.open_handles += 1;
+            self.note_read_open(&mut st, ino);
         }
         let n = st.node_mut(ino)?;
         let keep_cache = !flags.truncate && !n.changed_remotely;

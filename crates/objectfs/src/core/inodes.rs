@@ -550,6 +550,12 @@ pub(super) struct InodeTable {
     /// running them.
     pub(super) ahead_queue: std::collections::VecDeque<(u64, String)>,
     pub(super) ahead_workers: usize,
+    /// Files being fetched ahead of a reader (`core/fetchahead.rs`): true
+    /// once the fetch has started, false while it is queued. The queue in
+    /// order, and the workers running it.
+    pub(super) data_ahead: HashMap<u64, bool>,
+    pub(super) data_ahead_queue: std::collections::VecDeque<u64>,
+    pub(super) data_ahead_workers: usize,
     /// Directories renamed so far: a subtree listing during which one was
     /// renamed may show it half copied, and is not applied.
     pub(super) dir_moves: u64,
@@ -579,6 +585,9 @@ impl InodeTable {
             ahead: HashMap::new(),
             ahead_queue: std::collections::VecDeque::new(),
             ahead_workers: 0,
+            data_ahead: HashMap::new(),
+            data_ahead_queue: std::collections::VecDeque::new(),
+            data_ahead_workers: 0,
             dir_moves: 0,
             next_ino: 1 << 32,
         }

@@ -12,8 +12,10 @@
 //! (names, directory listings, file data), and `subtree` the one listing
 //! of a whole subtree that a walk over many stale directories takes instead
 //! of a probe and a listing per directory; `ahead` lists sibling
-//! directories ahead of a walk of readdirs; `prefetch` fetches the metadata
-//! of listed entries in the background, a lookup's first. Store failures
+//! directories ahead of a walk of readdirs; `fetchahead` fetches the small
+//! files of a directory ahead of a reader opening them in name order;
+//! `prefetch` fetches the metadata of listed entries in the background, a
+//! lookup's first. Store failures
 //! become errnos in one place, `errno_of`.
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
@@ -29,6 +31,7 @@
 mod ahead;
 mod cache;
 mod copies;
+mod fetchahead;
 mod files;
 mod health;
 mod inodes;
@@ -102,7 +105,7 @@ struct Inner {
     oplog: OpLog,
     staging: StagingArea,
     state: Mutex<InodeTable>,
-    /// Signalled whenever an upload ends.
+    /// Signalled whenever an upload or a fetch ahead ends.
     changed: Condvar,
     handles: Mutex<HashMap<u64, Arc<HandleKind>>>,
     next_fh: AtomicU64,
@@ -121,6 +124,8 @@ struct Inner {
     ops: Mutex<OpQueue>,
     ops_notify: Arc<tokio::sync::Notify>,
     ops_urgent: AtomicUsize,
+    /// Directories being walked by a reader (lock order: `state` first).
+    walks: Mutex<fetchahead::Walks>,
 }
 
 /// The filesystem; cheap to clone (one shared core).
@@ -165,6 +170,7 @@ impl ObjectFs {
                 oplog,
                 ops_notify: Arc::new(tokio::sync::Notify::new()),
                 ops_urgent: AtomicUsize::new(0),
+                walks: Mutex::new(fetchahead::Walks::default()),
             }),
         };
         // Namespace changes first: data staged later may depend on them (a

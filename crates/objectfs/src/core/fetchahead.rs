@@ -1,0 +1,402 @@
+//! Small files fetched ahead of a reader walking a directory. `diff -r`,
+//! `grep -r`, `git add` or `tar c` on a new mount open a directory's files
+//! one after another in name order, and each waits for the GET of its
+//! whole object. When two files of one directory are opened one after the
+//! other, next to each other in name order, the next [`AHEAD_FILES`] small
+//! files of that directory are fetched into the cache in the background,
+//! [`AHEAD_IN_FLIGHT`] at a time for the whole mount, and the window moves
+//! on with the reader. An open of a file being fetched so waits for it (one
+//! GET either way); one still queued is taken out and read as usual.
+//!
+//! Speculation never costs what is there: a file is fetched ahead only
+//! while it fits in the cache bound without evicting anything, and its copy
+//! is kept only when the GET read the object the node knows (same ETag and
+//! size). [`Walks`] is the plain bookkeeping of which directories are being
+//! walked; the fetching is `ObjectFs`'s.
+
+use super::super::layout::Kind;
+use super::super::staging::CacheTag;
+use super::super::transfer::{RetryPolicy, download_to_file};
+use super::ObjectFs;
+use super::inodes::InodeTable;
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Files fetched ahead of a walk's reader, at most.
+pub(super) const AHEAD_FILES: usize = 32;
+/// Only files up to this size are fetched ahead.
+pub(super) const AHEAD_FILE_MAX: u64 = 1024 * 1024;
+/// Fetches ahead under way at once, in the whole mount.
+const AHEAD_IN_FLIGHT: usize = 8;
+/// Two opens further apart than this are not one walk.
+const WALK_GAP: Duration = Duration::from_secs(1);
+/// A walk's name order is read from the table again after this long.
+const ORDER_MAX_AGE: Duration = Duration::from_secs(10);
+/// Directories whose walks are followed at once, at most.
+const WALKS_MAX: usize = 64;
+/// An open waits this long at most for its file's fetch ahead.
+const AHEAD_WAIT: Duration = Duration::from_secs(5);
+
+/// One directory's walk: the last file opened in it and when, and (once a
+/// walk is seen) its files in name order and how far into them fetches
+/// have been queued.
+struct Walk {
+    last: String,
+    at: Instant,
+    order: Vec<String>,
+    order_at: Option<Instant>,
+    /// Index in `order` past the last name queued.
+    queued_end: usize,
+}
+
+/// The directories being walked (plain data).
+#[derive(Default)]
+pub(super) struct Walks {
+    dirs: HashMap<u64, Walk>,
+}
+
+impl Walks {
+    /// File `name` of directory `parent` is opened for reading at `now`.
+    /// Returns the names to fetch ahead: none unless the file opened before
+    /// it in `parent`, within [`WALK_GAP`], is the one just before it in
+    /// name order; then those after it not queued yet, up to
+    /// [`AHEAD_FILES`] beyond it, once fewer than half that are queued.
+    /// `files` gives the directory's file names in name order, asked once
+    /// per walk.
+    pub(super) fn open(
+        &mut self,
+        parent: u64,
+        name: &str,
+        now: Instant,
+        files: impl FnOnce() -> Vec<String>,
+    ) -> Vec<String> {
+        if !self.dirs.contains_key(&parent) && self.dirs.len() >= WALKS_MAX {
+            self.dirs
+                .retain(|_, w| now.saturating_duration_since(w.at) <= WALK_GAP);
+            if self.dirs.len() >= WALKS_MAX {
+                self.dirs.clear();
+            }
+        }
+        let w = self.dirs.entry(parent).or_insert_with(|| Walk {
+            last: String::new(),
+            at: now,
+            order: Vec::new(),
+            order_at: None,
+            queued_end: 0,
+        });
+        let prev = std::mem::replace(&mut w.last, name.to_string());
+        let gap = now.saturating_duration_since(w.at);
+        w.at = now;
+        if prev.is_empty() || prev.as_str() >= name || gap > WALK_GAP {
+            return Vec::new();
+        }
+        if w.order_at
+            .is_none_or(|t| now.saturating_duration_since(t) > ORDER_MAX_AGE)
+        {
+            w.order = files();
+            w.order_at = Some(now);
+            w.queued_end = 0;
+        }
+        let (Ok(i), Ok(p)) = (
+            w.order.binary_search_by(|n| n.as_str().cmp(name)),
+            w.order.binary_search(&prev),
+        ) else {
+            return Vec::new();
+        };
+        if p + 1 != i || w.queued_end >= i + 1 + AHEAD_FILES / 2 {
+            return Vec::new();
+        }
+        let from = w.queued_end.max(i + 1);
+        let to = w.order.len().min(i + 1 + AHEAD_FILES);
+        if from >= to {
+            return Vec::new();
+        }
+        w.queued_end = to;
+        w.order[from..to].to_vec()
+    }
+}
+
+/// A fetch ahead under way: the node, its key, size and ETag as queued.
+struct Job {
+    ino: u64,
+    key: String,
+    size: u64,
+    etag: String,
+}
+
+impl ObjectFs {
+    fn walks(&self) -> MutexGuard<'_, Walks> {
+        self.inner.walks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// File `ino` was opened for reading: a step of a walk over its
+    /// directory queues the next small files of it to be fetched ahead, and
+    /// starts workers for them.
+    pub(super) fn note_read_open(&self, st: &mut InodeTable, ino: u64) {
+        let Some(n) = st.nodes.get(&ino) else { return };
+        if n.kind != Kind::File {
+            return;
+        }
+        let (parent, name) = (n.parent, n.name.clone());
+        let names = self.walks().open(parent, &name, Instant::now(), || {
+            let mut files: Vec<String> = st
+                .children
+                .iter()
+                .filter(|((p, _), c)| {
+                    *p == parent && st.nodes.get(c).is_some_and(|n| n.kind == Kind::File)
+                })
+                .map(|((_, name), _)| name.clone())
+                .collect();
+            files.sort_unstable();
+            files
+        });
+        let mut queued = 0;
+        for name in names {
+            let Some(&c) = st.children.get(&(parent, name.clone())) else {
+                continue;
+            };
+            if st.data_ahead.contains_key(&c) || self.job_of(st, c).is_none() {
+                continue;
+            }
+            st.data_ahead.insert(c, false);
+            st.data_ahead_queue.push_back(c);
+            queued += 1;
+        }
+        let start = AHEAD_IN_FLIGHT
+            .saturating_sub(st.data_ahead_workers)
+            .min(queued);
+        st.data_ahead_workers += start;
+        for _ in 0..start {
+            let fs = self.clone();
+            self.inner
+                .rt
+                .spawn_blocking(move || fs.fetch_ahead_worker());
+        }
+    }
+
+    /// What fetching node `ino` ahead would be, when it is worth it: a
+    /// small file in the store, with a known ETag, not a local copy and not
+    /// in the cache, not being renamed or removed.
+    fn job_of(&self, st: &InodeTable, ino: u64) -> Option<Job> {
+        let n = st.nodes.get(&ino)?;
+        let etag = n.etag.clone()?;
+        if n.kind != Kind::File
+            || !n.remote
+            || n.unlinked
+            || n.busy
+            || n.staged.is_some()
+            || n.source.is_some()
+            || n.size == 0
+            || n.size > AHEAD_FILE_MAX
+        {
+            return None;
+        }
+        let key = self.key_of(st, ino);
+        if self.cache().holds(&key, &etag) {
+            return None;
+        }
+        Some(Job {
+            ino,
+            key,
+            size: n.size,
+            etag,
+        })
+    }
+
+    /// One worker: takes queued fetches until none is left.
+    fn fetch_ahead_worker(&self) {
+        loop {
+            let job = {
+                let mut st = self.lock();
+                loop {
+                    let Some(ino) = st.data_ahead_queue.pop_front() else {
+                        st.data_ahead_workers -= 1;
+                        return;
+                    };
+                    // (Taken out by an open meanwhile: that open reads it.)
+                    if st.data_ahead.get(&ino) != Some(&false) {
+                        continue;
+                    }
+                    let job = self.job_of(&st, ino).filter(|j| {
+                        // Room without evicting anything, or not at all.
+                        let mut cache = self.cache();
+                        let fits = cache.fits(j.size);
+                        if fits {
+                            cache.charge(j.size);
+                        }
+                        fits
+                    });
+                    match job {
+                        Some(job) => {
+                            st.data_ahead.insert(ino, true);
+                            break job;
+                        }
+                        None => {
+                            st.data_ahead.remove(&ino);
+                        }
+                    }
+                }
+            };
+            self.fetch_ahead(job);
+            self.inner.changed.notify_all();
+        }
+    }
+
+    /// Fetches `job`'s object into a new copy and keeps it in the cache,
+    /// if it is still the object the node knows.
+    fn fetch_ahead(&self, job: Job) {
+        let Ok((id, file)) = self.inner.staging.create() else {
+            self.lock().data_ahead.remove(&job.ino);
+            self.cache().credit(job.size);
+            return;
+        };
+        let file = Arc::new(file);
+        let fetched = self
+            .block_on(download_to_file(
+                &self.inner.store,
+                RetryPolicy::INTERACTIVE,
+                &job.key,
+                file.clone(),
+                job.size,
+            ))
+            .ok()
+            .flatten();
+        let mut st = self.lock();
+        st.data_ahead.remove(&job.ino);
+        let same = fetched.as_deref() == Some(job.etag.as_str())
+            && self.job_of(&st, job.ino).is_some_and(|now| {
+                now.key == job.key && now.size == job.size && now.etag == job.etag
+            });
+        if !same {
+            drop(st);
+            self.cache().credit(job.size);
+            self.inner.staging.discard(id, file, true);
+            return;
+        }
+        self.inner.staging.tag_clean(
+            &file,
+            &CacheTag {
+                key: job.key.clone(),
+                etag: job.etag.clone(),
+            },
+        );
+        let mut cache = self.cache();
+        let mut gone: Vec<_> = cache
+            .insert(&job.key, id, &job.etag, job.size)
+            .into_iter()
+            .collect();
+        gone.extend(cache.evict_for(0));
+        drop(cache);
+        drop(st);
+        for c in gone {
+            self.inner.staging.delete(c.id);
+        }
+    }
+
+    /// An open of `ino` for reading: waits (at most [`AHEAD_WAIT`]) for
+    /// its fetch ahead under way, or takes it out of the queue when it has
+    /// not started.
+    pub(super) fn wait_fetched_ahead<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        ino: u64,
+    ) -> MutexGuard<'a, InodeTable> {
+        let deadline = Instant::now() + AHEAD_WAIT;
+        loop {
+            match st.data_ahead.get(&ino) {
+                None => return st,
+                Some(false) => {
+                    st.data_ahead.remove(&ino);
+                    return st;
+                }
+                Some(true) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return st;
+                    }
+                    st = self
+                        .inner
+                        .changed
+                        .wait_timeout(st, left.min(Duration::from_millis(100)))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("f{i:03}")).collect()
+    }
+
+    #[test]
+    fn opens_in_name_order_queue_a_window_that_moves_with_the_reader() {
+        let mut w = Walks::default();
+        let t = Instant::now();
+        let all = names(100);
+        assert!(
+            w.open(1, "f000", t, || all.clone()).is_empty(),
+            "one open is no walk"
+        );
+        let got = w.open(1, "f001", t, || all.clone());
+        assert_eq!(got, all[2..2 + AHEAD_FILES].to_vec());
+        // Nothing more until fewer than half the window is left ahead.
+        for i in 2..=(AHEAD_FILES / 2 + 1) {
+            assert!(
+                w.open(1, &all[i], t, || unreachable!()).is_empty(),
+                "at {i}"
+            );
+        }
+        let i = AHEAD_FILES / 2 + 2;
+        let got = w.open(1, &all[i], t, || unreachable!());
+        assert_eq!(got, all[2 + AHEAD_FILES..i + 1 + AHEAD_FILES].to_vec());
+    }
+
+    #[test]
+    fn opens_out_of_order_or_far_apart_queue_nothing() {
+        let all = names(100);
+        let t = Instant::now();
+        let mut w = Walks::default();
+        // Forward, but not next to each other in name order.
+        w.open(1, "f010", t, || all.clone());
+        assert!(w.open(1, "f012", t, || all.clone()).is_empty());
+        // Backward.
+        assert!(w.open(1, "f011", t, || all.clone()).is_empty());
+        // Next to each other, but further apart in time than one walk.
+        let later = t + WALK_GAP + Duration::from_millis(1);
+        assert!(w.open(1, "f012", later, || all.clone()).is_empty());
+        // Another directory's opens are another walk.
+        w.open(2, "f000", later, || all.clone());
+        assert!(w.open(1, "f013", later, || all.clone()).len() == AHEAD_FILES);
+        // A name the order does not have (created since) stops nothing else.
+        assert!(w.open(3, "a", later, Vec::new).is_empty());
+        assert!(w.open(3, "b", later, Vec::new).is_empty());
+    }
+
+    #[test]
+    fn the_end_of_the_directory_ends_the_window() {
+        let all = names(5);
+        let t = Instant::now();
+        let mut w = Walks::default();
+        w.open(1, "f000", t, || all.clone());
+        assert_eq!(w.open(1, "f001", t, || all.clone()), all[2..].to_vec());
+        assert!(w.open(1, "f002", t, || unreachable!()).is_empty());
+        assert!(w.open(1, "f004", t, || unreachable!()).is_empty());
+    }
+
+    #[test]
+    fn walks_followed_are_bounded() {
+        let t = Instant::now();
+        let mut w = Walks::default();
+        for d in 0..(WALKS_MAX as u64 * 3) {
+            w.open(d, "a", t, Vec::new);
+        }
+        assert!(w.dirs.len() <= WALKS_MAX);
+    }
+}
