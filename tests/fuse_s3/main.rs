@@ -12,6 +12,7 @@ mod objectfs_crash_ops;
 mod objectfs_credentials;
 mod objectfs_disk_full;
 mod objectfs_faults;
+mod objectfs_fetch_ahead;
 mod objectfs_fuse;
 mod objectfs_interop;
 mod objectfs_mount_copies;
