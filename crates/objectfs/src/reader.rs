@@ -4,11 +4,12 @@
 //! run sequentially, the reader switches to fixed-size chunks fetched with
 //! parallel ranged GETs ahead of the reader, doubling the window on every
 //! sequential read up to [`MAX_WINDOW`] chunks. The kernel's read-ahead
-//! sends its reads concurrently, so they arrive out of order: a read up to
-//! [`REORDER`] behind the furthest one continues the run, and the chunks of
-//! the last [`KEEP_BEHIND`] bytes stay for such late reads. Memory per open
-//! file is thus bounded by `MAX_WINDOW * CHUNK` ahead (64 MiB) plus at most
-//! three chunks behind.
+//! sends its reads concurrently, so they arrive out of order: once a run
+//! has [`LATE_AFTER`] reads ahead, a read up to [`REORDER`] behind the
+//! furthest one (and not that far before the run began) continues the run
+//! without widening the window, and the chunks of the last [`REORDER`]
+//! bytes stay for such late reads. Memory per open file is thus bounded by
+//! `MAX_WINDOW * CHUNK` ahead (64 MiB) plus at most three chunks behind.
 
 use crate::store::{ObjectStore, Segments, StoreError, StoreResult};
 use crate::transfer::{RetryPolicy, retry};
@@ -23,10 +24,12 @@ pub const MAX_WINDOW: u64 = 16;
 /// Reads this close to the previous one count as sequential.
 const NEAR: u64 = 1024 * 1024;
 /// Once a run is under way, a read this far behind the furthest read is
-/// one the kernel sent earlier that arrived late, not a jump back.
-const REORDER: u64 = 4 * CHUNK;
-/// Chunks ending within this distance behind the furthest read are kept.
-const KEEP_BEHIND: u64 = 2 * CHUNK;
+/// one the kernel sent earlier that arrived late, not a jump back; the
+/// chunks of this much behind the furthest read are kept for it.
+const REORDER: u64 = 2 * CHUNK;
+/// Reads ahead it takes before a run has late reads: a pair of reads close
+/// together (a database reading neighbouring pages) is not yet one.
+const LATE_AFTER: u32 = 3;
 
 enum Chunk {
     Pending(JoinHandle<StoreResult<Segments>>),
@@ -38,6 +41,8 @@ pub struct Reader {
     /// Whether any read happened yet (a first read is never sequential).
     streak_started: bool,
     next_offset: u64,
+    /// Where the current sequential run began.
+    run_start: u64,
     streak: u32,
     chunks: BTreeMap<u64, Chunk>,
 }
@@ -70,16 +75,20 @@ impl Reader {
         // The kernel's own read-ahead issues its reads out of order: a read
         // near the last one, inside a chunk already fetched or in flight, or
         // (once a run is under way) up to REORDER behind the furthest read
-        // continues the sequential run instead of resetting it (which would
-        // throw away, and fetch again, what is already here).
+        // and not that far before the run began continues the run instead
+        // of resetting it (which would throw away, and fetch again, what is
+        // already here). Only reads ahead widen the window.
         let near = self.streak_started && offset.abs_diff(self.next_offset) <= NEAR;
         self.streak_started = true;
         let in_window = self.chunks.contains_key(&(offset / CHUNK));
-        let late =
-            self.streak > 0 && offset < self.next_offset && self.next_offset - offset <= REORDER;
-        let sequential = (offset != 0 && (near || in_window)) || late;
+        let ahead = offset != 0 && (near || in_window);
+        let late = self.streak >= LATE_AFTER
+            && offset + REORDER >= self.run_start
+            && offset < self.next_offset
+            && self.next_offset - offset <= REORDER;
         self.next_offset = self.next_offset.max(end);
-        if !sequential {
+        if !ahead && !late {
+            self.run_start = offset;
             self.next_offset = end;
             self.streak = 0;
             self.chunks.clear();
@@ -87,13 +96,15 @@ impl Reader {
                 store.get_range(key, offset, end - offset)
             }));
         }
-        self.streak = self.streak.saturating_add(1);
+        if ahead {
+            self.streak = self.streak.saturating_add(1);
+        }
         let first = offset / CHUNK;
         let last = (end - 1) / CHUNK;
         let window = (1u64 << self.streak.min(6)).min(MAX_WINDOW);
         let last_chunk = (size - 1) / CHUNK;
         // Chunks well behind the furthest read are done with.
-        let keep_from = self.next_offset.saturating_sub(KEEP_BEHIND) / CHUNK;
+        let keep_from = self.next_offset.saturating_sub(REORDER) / CHUNK;
         self.chunks.retain(|&i, _| i >= first.min(keep_from));
         for i in first..=(last + window).min(last_chunk) {
             self.chunks.entry(i).or_insert_with(|| {
@@ -267,6 +278,33 @@ mod tests {
         }
         let fetched = mem.counters.bytes_read.load(Ordering::Relaxed);
         assert_eq!(fetched, 5 * 4096);
+    }
+
+    /// Two reads close together, then jumps back before them (a database
+    /// probing pages): the jumps are not late reads of a run, and fetch
+    /// only their own bytes.
+    #[test]
+    fn jumps_back_before_a_run_fetch_only_their_bytes() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mem = Arc::new(MemoryStore::new());
+        let data: Vec<u8> = (0..(16 * CHUNK)).map(|i| (i % 227) as u8).collect();
+        mem.insert("k", data.clone(), PutMeta::default());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let size = data.len() as u64;
+        let mut r = Reader::default();
+        let base = 10 * CHUNK;
+        for off in [base, base + 65536] {
+            r.read(rt.handle(), &store, "k", size, off, 4096).unwrap();
+        }
+        // (What the pair started fetching ahead lands meanwhile.)
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let before = mem.counters.bytes_read.load(Ordering::Relaxed);
+        for off in [base - CHUNK / 2, base - 3 * CHUNK / 4, base - CHUNK] {
+            let b = r.read(rt.handle(), &store, "k", size, off, 4096).unwrap();
+            assert_eq!(&b[..], &data[off as usize..off as usize + 4096]);
+        }
+        let fetched = mem.counters.bytes_read.load(Ordering::Relaxed) - before;
+        assert_eq!(fetched, 3 * 4096);
     }
 
     #[test]

@@ -29,8 +29,13 @@ pub(super) struct CacheIndex {
     used: u64,
     entries: HashMap<String, Cached>,
     lru: BTreeMap<u64, String>,
+    /// Ticks of copies used count up from the middle of the range, those
+    /// of copies nobody asked for yet (fetched ahead) down from it.
     next_tick: u64,
+    cold_tick: u64,
 }
+
+const MID_TICK: u64 = u64::MAX / 2;
 
 impl CacheIndex {
     pub(super) fn new(bound: u64) -> CacheIndex {
@@ -39,7 +44,8 @@ impl CacheIndex {
             used: 0,
             entries: HashMap::new(),
             lru: BTreeMap::new(),
-            next_tick: 0,
+            next_tick: MID_TICK,
+            cold_tick: MID_TICK,
         }
     }
 
@@ -81,8 +87,34 @@ impl CacheIndex {
     /// attached copy's are). Returns the copy it replaces, whose file the
     /// caller deletes.
     pub(super) fn insert(&mut self, key: &str, id: u64, etag: &str, size: u64) -> Option<Cached> {
-        let old = self.remove(key);
         let tick = self.tick();
+        self.insert_at(key, id, etag, size, tick)
+    }
+
+    /// As [`Self::insert`], for a copy nobody has asked for yet (fetched
+    /// ahead of a reader): it goes before every other copy when space is
+    /// needed, the last one kept so before those kept so earlier.
+    pub(super) fn insert_cold(
+        &mut self,
+        key: &str,
+        id: u64,
+        etag: &str,
+        size: u64,
+    ) -> Option<Cached> {
+        self.cold_tick -= 1;
+        let tick = self.cold_tick;
+        self.insert_at(key, id, etag, size, tick)
+    }
+
+    fn insert_at(
+        &mut self,
+        key: &str,
+        id: u64,
+        etag: &str,
+        size: u64,
+        tick: u64,
+    ) -> Option<Cached> {
+        let old = self.remove(key);
         self.lru.insert(tick, key.to_string());
         self.entries.insert(
             key.to_string(),
@@ -212,6 +244,27 @@ mod tests {
         assert_eq!(c.evict_for(200).len(), 1);
         assert!(!c.fits(200));
         assert_eq!(c.used(), 5);
+    }
+
+    #[test]
+    fn copies_kept_cold_go_first_the_last_kept_first() {
+        let mut c = CacheIndex::new(40);
+        c.charge(40);
+        c.insert("used-early", 1, "e", 10);
+        c.insert_cold("ahead-1", 2, "e", 10);
+        c.insert("used-late", 3, "e", 10);
+        c.insert_cold("ahead-2", 4, "e", 10);
+        let order: Vec<u64> = c.evict_for(40).iter().map(|g| g.id).collect();
+        assert_eq!(order, vec![4, 2, 1, 3]);
+        // Taken by a reader and given back, a copy is an ordinary one.
+        c.charge(20);
+        c.insert_cold("a", 5, "e", 10);
+        c.insert("b", 6, "e", 10);
+        let a = c.take("a", "e", 10).unwrap().unwrap();
+        c.insert("a", a.id, "e", 10);
+        c.charge(10);
+        let gone: Vec<u64> = c.evict_for(20).iter().map(|g| g.id).collect();
+        assert_eq!(gone, vec![6]);
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! `grep -r`, `git add` or `tar c` on a new mount open a directory's files
 //! one after another in name order, and each waits for the GET of its
 //! whole object. When two files of one directory are opened one after the
-//! other, next to each other in name order, the next [`AHEAD_FILES`] small
-//! files of that directory are fetched into the cache in the background,
-//! [`AHEAD_IN_FLIGHT`] at a time for the whole mount, and the window moves
-//! on with the reader. An open of a file being fetched so waits for it (one
-//! GET either way); one still queued is taken out and read as usual.
+//! other, next to each other in name order, the small files among the next
+//! [`AHEAD_FILES`] of that directory are fetched into the cache in the
+//! background, [`AHEAD_IN_FLIGHT`] at a time for the whole mount, and the
+//! window moves on with the reader. An open of a file being fetched so
+//! waits for it (one GET either way, [`AHEAD_WAIT`] at most); one still
+//! queued is taken out and read as usual.
 //!
 //! Speculation never costs what is there: a file is fetched ahead only
-//! while it fits in the cache bound without evicting anything, and its copy
-//! is kept only when the GET read the object the node knows (same ETag and
+//! while it fits in the cache bound without evicting anything, its copy is
+//! the first to go when space is needed until a reader takes it, and it is
+//! kept only when the GET read the object the node knows (same ETag and
 //! size). [`Walks`] is the plain bookkeeping of which directories are being
 //! walked; the fetching is `ObjectFs`'s.
 
@@ -30,7 +32,7 @@ pub(super) const AHEAD_FILE_MAX: u64 = 1024 * 1024;
 /// Fetches ahead under way at once, in the whole mount.
 const AHEAD_IN_FLIGHT: usize = 8;
 /// Two opens further apart than this are not one walk.
-const WALK_GAP: Duration = Duration::from_secs(1);
+const WALK_GAP: Duration = Duration::from_secs(2);
 /// A walk's name order is read from the table again after this long.
 const ORDER_MAX_AGE: Duration = Duration::from_secs(10);
 /// Directories whose walks are followed at once, at most.
@@ -117,6 +119,25 @@ impl Walks {
     }
 }
 
+/// A worker that panics still leaves the count of workers and its file's
+/// entry right, so no open waits for a fetch that will never end.
+struct WorkerGuard<'a> {
+    fs: &'a ObjectFs,
+    job: Option<u64>,
+}
+
+impl Drop for WorkerGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.fs.lock();
+        st.data_ahead_workers = st.data_ahead_workers.saturating_sub(1);
+        if let Some(ino) = self.job {
+            st.data_ahead.remove(&ino);
+        }
+        drop(st);
+        self.fs.inner.changed.notify_all();
+    }
+}
+
 /// A fetch ahead under way: the node, its key, size and ETag as queued.
 struct Job {
     ino: u64,
@@ -131,12 +152,15 @@ impl ObjectFs {
     }
 
     /// File `ino` was opened for reading: a step of a walk over its
-    /// directory queues the next small files of it to be fetched ahead, and
-    /// starts workers for them.
-    pub(super) fn note_read_open(&self, st: &mut InodeTable, ino: u64) {
-        let Some(n) = st.nodes.get(&ino) else { return };
+    /// directory queues the next small files of it to be fetched ahead.
+    /// Returns how many workers to start for them ([`Self::fetch_ahead`],
+    /// once the table is let go).
+    pub(super) fn note_read_open(&self, st: &mut InodeTable, ino: u64) -> usize {
+        let Some(n) = st.nodes.get(&ino) else {
+            return 0;
+        };
         if n.kind != Kind::File {
-            return;
+            return 0;
         }
         let (parent, name) = (n.parent, n.name.clone());
         let names = self.walks().open(parent, &name, Instant::now(), || {
@@ -167,11 +191,19 @@ impl ObjectFs {
             .saturating_sub(st.data_ahead_workers)
             .min(queued);
         st.data_ahead_workers += start;
-        for _ in 0..start {
+        start
+    }
+
+    /// Starts `workers` (counted by [`Self::note_read_open`]) on the queue
+    /// of files to fetch ahead.
+    pub(super) fn fetch_ahead(&self, workers: usize) {
+        for _ in 0..workers {
             let fs = self.clone();
-            self.inner
-                .rt
-                .spawn_blocking(move || fs.fetch_ahead_worker());
+            self.inner.rt.spawn_blocking(move || {
+                let mut guard = WorkerGuard { fs: &fs, job: None };
+                fs.fetch_ahead_worker(&mut guard);
+                std::mem::forget(guard);
+            });
         }
     }
 
@@ -204,8 +236,9 @@ impl ObjectFs {
         })
     }
 
-    /// One worker: takes queued fetches until none is left.
-    fn fetch_ahead_worker(&self) {
+    /// One worker: takes queued fetches until none is left. (`guard`
+    /// tidies up after a panic.)
+    fn fetch_ahead_worker(&self, guard: &mut WorkerGuard<'_>) {
         loop {
             let job = {
                 let mut st = self.lock();
@@ -238,14 +271,16 @@ impl ObjectFs {
                     }
                 }
             };
-            self.fetch_ahead(job);
+            guard.job = Some(job.ino);
+            self.fetch_one(job);
+            guard.job = None;
             self.inner.changed.notify_all();
         }
     }
 
     /// Fetches `job`'s object into a new copy and keeps it in the cache,
     /// if it is still the object the node knows.
-    fn fetch_ahead(&self, job: Job) {
+    fn fetch_one(&self, job: Job) {
         let Ok((id, file)) = self.inner.staging.create() else {
             self.lock().data_ahead.remove(&job.ino);
             self.cache().credit(job.size);
@@ -283,7 +318,7 @@ impl ObjectFs {
         );
         let mut cache = self.cache();
         let mut gone: Vec<_> = cache
-            .insert(&job.key, id, &job.etag, job.size)
+            .insert_cold(&job.key, id, &job.etag, job.size)
             .into_iter()
             .collect();
         gone.extend(cache.evict_for(0));

@@ -256,12 +256,13 @@ impl ObjectFs {
             }
         }
         let mut st = self.lock();
+        let mut workers = 0;
         if !flags.write {
             st = self.wait_fetched_ahead(st, ino);
             let key = self.key_of(&st, ino);
             self.attach_cached(&mut st, ino, &key);
             st.node_mut(ino)?.open_handles += 1;
-            self.note_read_open(&mut st, ino);
+            workers = self.note_read_open(&mut st, ino);
         }
         let n = st.node_mut(ino)?;
         let keep_cache = !flags.truncate && !n.changed_remotely;
@@ -273,6 +274,7 @@ impl ObjectFs {
             true => None,
         };
         drop(st);
+        self.fetch_ahead(workers);
         Ok(Opened {
             fh: self.new_file_handle(ino, flags.write),
             keep_cache,
