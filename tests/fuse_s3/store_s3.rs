@@ -136,6 +136,33 @@ async fn get_range_middle_end_and_whole() {
     ));
 }
 
+/// One GET says what a HEAD says, and brings the body unless it is
+/// larger than asked for.
+#[tokio::test]
+async fn get_whole_is_a_head_and_the_body_in_one() {
+    require!(Moto);
+    let s = store("get-whole");
+    let body = pattern(70_000, 3);
+    s.put(
+        "f",
+        body.clone(),
+        &meta("text/plain", &[("mode", "33188"), ("UiD", "7")]),
+    )
+    .await
+    .unwrap();
+    let head = s.head("f").await.unwrap().unwrap();
+    let (got, data) = s.get_whole("f", 70_000).await.unwrap().unwrap();
+    assert_eq!(got, head);
+    assert_eq!(data.as_deref(), Some(&body[..]));
+    let (got, data) = s.get_whole("f", 69_999).await.unwrap().unwrap();
+    assert_eq!(got, head);
+    assert_eq!(data, None, "larger than asked for: the body is not read");
+    assert_eq!(s.get_whole("nope", 10).await.unwrap(), None);
+    // The connection the unread body was on is not reused half read.
+    let (_, data) = s.get_whole("f", 1 << 20).await.unwrap().unwrap();
+    assert_eq!(data.as_deref(), Some(&body[..]));
+}
+
 #[tokio::test]
 async fn list_with_delimiter_and_small_pages() {
     require!(Moto);

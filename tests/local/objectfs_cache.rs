@@ -8,7 +8,7 @@
 //! outside writes is in `objectfs_core`.
 
 use super::objectfs_fixture::{
-    Fixture, copy_dir, fixture, fixture_with, mount, options, wait_until,
+    Fixture, copy_dir, fixture, fixture_with, fixture_with_ttl, mount, options, wait_until,
 };
 use objectfs::store::memory::MemoryStore;
 use objectfs::store::{ObjectStore, PutMeta};
@@ -545,4 +545,36 @@ fn fetching_ahead_never_evicts_a_cached_copy() {
         assert_eq!(&f.read_file(name).unwrap(), data);
     }
     assert_eq!(gets(&f), gets0);
+}
+
+#[test]
+fn a_directory_listed_beside_a_walk_gets_its_small_files_whole_instead_of_heads() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(60));
+    let d0 = outside_files(&f, "d0", 6);
+    let d1 = outside_files(&f, "d1", 30);
+    f.list("d0").unwrap();
+    // Four in a row: a walk through the tree, not one file read after
+    // another.
+    for (name, data) in &d0[..4] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    // d0 is being walked: the listing of its sibling d1 fetches d1's
+    // files whole (one GET each, which says what a HEAD would).
+    let walked: u64 = d0.iter().map(|(_, d)| d.len() as u64).sum();
+    wait_until(|| f.fs.cache_bytes().0 == walked);
+    let all = walked + d1.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    let (gets0, heads0) = (gets(&f), heads(&f));
+    assert_eq!(f.list("d1").unwrap().len(), 30);
+    wait_until(|| gets(&f) >= gets0 + 30);
+    wait_until(|| f.fs.cache_bytes().0 == all);
+    assert_eq!(f.fs.cache_bytes().0, all, "every file of d1 kept");
+    assert_eq!(gets(&f) - gets0, 30);
+    let heads_d1 = heads(&f) - heads0;
+    assert!(heads_d1 <= 1, "no HEAD per file: {heads_d1}");
+    // Reading them costs nothing more, and each is the object.
+    for (name, data) in &d1 {
+        assert_eq!(&f.read_file(name).unwrap(), data, "{name}");
+    }
+    assert_eq!(gets(&f) - gets0, 30);
+    assert_eq!(heads(&f) - heads0, heads_d1);
 }

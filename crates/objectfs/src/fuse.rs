@@ -410,7 +410,9 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.metrics.fuse(FuseOp::Open);
-        let r = self.fs.open_file(ino.0, FsOpenFlags::from_libc(flags.0));
+        let r = self
+            .fs
+            .open_file_by(ino.0, FsOpenFlags::from_libc(flags.0), req.pid());
         self.reply_open(reply, ino.0, r, req.uid());
     }
 

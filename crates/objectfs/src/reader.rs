@@ -296,15 +296,14 @@ mod tests {
         for off in [base, base + 65536] {
             r.read(rt.handle(), &store, "k", size, off, 4096).unwrap();
         }
-        // (What the pair started fetching ahead lands meanwhile.)
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let before = mem.counters.bytes_read.load(Ordering::Relaxed);
+        assert!(!r.chunks.is_empty(), "the pair fetches ahead");
         for off in [base - CHUNK / 2, base - 3 * CHUNK / 4, base - CHUNK] {
             let b = r.read(rt.handle(), &store, "k", size, off, 4096).unwrap();
             assert_eq!(&b[..], &data[off as usize..off as usize + 4096]);
+            // (What the pair fetched ahead may still land in the store's
+            // counters: nothing is scheduled, and nothing kept, after each.)
+            assert!(r.chunks.is_empty(), "a chunk scheduled at {off}");
         }
-        let fetched = mem.counters.bytes_read.load(Ordering::Relaxed) - before;
-        assert_eq!(fetched, 3 * 4096);
     }
 
     #[test]

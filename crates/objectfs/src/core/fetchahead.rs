@@ -1,8 +1,8 @@
 //! Small files fetched ahead of a reader walking a directory. `diff -r`,
 //! `grep -r`, `git add` or `tar c` on a new mount open a directory's files
 //! one after another in name order, and each waits for the GET of its
-//! whole object. When two files of one directory are opened one after the
-//! other, next to each other in name order, the small files among the next
+//! whole object. When one process opens two files of one directory one
+//! after the other, next to each other in name order, the small files among the next
 //! [`AHEAD_FILES`] of that directory are fetched into the cache in the
 //! background, [`AHEAD_IN_FLIGHT`] at a time for the whole mount, and the
 //! window moves on with the reader. An open of a file being fetched so
@@ -21,6 +21,8 @@ use super::super::staging::CacheTag;
 use super::super::transfer::{RetryPolicy, download_to_file};
 use super::ObjectFs;
 use super::inodes::InodeTable;
+use crate::store::ObjectMeta;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
@@ -37,6 +39,9 @@ const WALK_GAP: Duration = Duration::from_secs(2);
 const ORDER_MAX_AGE: Duration = Duration::from_secs(10);
 /// Directories whose walks are followed at once, at most.
 const WALKS_MAX: usize = 64;
+/// Steps a walk takes before directories near it have their small files
+/// fetched whole instead of their metadata ([`Walks::walking_near`]).
+const NEAR_STEPS: u32 = 3;
 /// An open waits this long at most for its file's fetch ahead.
 const AHEAD_WAIT: Duration = Duration::from_secs(5);
 
@@ -44,52 +49,61 @@ const AHEAD_WAIT: Duration = Duration::from_secs(5);
 /// walk is seen) its files in name order and how far into them fetches
 /// have been queued.
 struct Walk {
+    /// The walked directory's own parent.
+    parent: u64,
     last: String,
     at: Instant,
     order: Vec<String>,
     order_at: Option<Instant>,
     /// Index in `order` past the last name queued.
     queued_end: usize,
+    /// Opens in a row so far, each of the file next to the one before.
+    steps: u32,
 }
 
-/// The directories being walked (plain data).
+/// The directories being walked, by directory and reader (the process
+/// that opens; plain data).
 #[derive(Default)]
 pub(super) struct Walks {
-    dirs: HashMap<u64, Walk>,
+    dirs: HashMap<(u64, u32), Walk>,
 }
 
 impl Walks {
-    /// File `name` of directory `parent` is opened for reading at `now`.
-    /// Returns the names to fetch ahead: none unless the file opened before
-    /// it in `parent`, within [`WALK_GAP`], is the one just before it in
+    /// File `name` of directory `parent` is opened for reading at `now` by
+    /// `reader`. Returns the names to fetch ahead: none unless the file
+    /// `reader` opened before it in `parent`, within [`WALK_GAP`], is the one just before it in
     /// name order; then those after it not queued yet, up to
     /// [`AHEAD_FILES`] beyond it, once fewer than half that are queued.
     /// `files` gives the directory's file names in name order, asked once
     /// per walk.
     pub(super) fn open(
         &mut self,
-        parent: u64,
+        (parent, grandparent): (u64, u64),
+        reader: u32,
         name: &str,
         now: Instant,
         files: impl FnOnce() -> Vec<String>,
     ) -> Vec<String> {
-        if !self.dirs.contains_key(&parent) && self.dirs.len() >= WALKS_MAX {
+        if !self.dirs.contains_key(&(parent, reader)) && self.dirs.len() >= WALKS_MAX {
             self.dirs
                 .retain(|_, w| now.saturating_duration_since(w.at) <= WALK_GAP);
             if self.dirs.len() >= WALKS_MAX {
                 self.dirs.clear();
             }
         }
-        let w = self.dirs.entry(parent).or_insert_with(|| Walk {
+        let w = self.dirs.entry((parent, reader)).or_insert_with(|| Walk {
+            parent: grandparent,
             last: String::new(),
             at: now,
             order: Vec::new(),
             order_at: None,
             queued_end: 0,
+            steps: 0,
         });
         let prev = std::mem::replace(&mut w.last, name.to_string());
         let gap = now.saturating_duration_since(w.at);
         w.at = now;
+        let steps = std::mem::take(&mut w.steps);
         if prev.is_empty() || prev.as_str() >= name || gap > WALK_GAP {
             return Vec::new();
         }
@@ -106,7 +120,11 @@ impl Walks {
         ) else {
             return Vec::new();
         };
-        if p + 1 != i || w.queued_end >= i + 1 + AHEAD_FILES / 2 {
+        if p + 1 != i {
+            return Vec::new();
+        }
+        w.steps = steps + 1;
+        if w.queued_end >= i + 1 + AHEAD_FILES / 2 {
             return Vec::new();
         }
         let from = w.queued_end.max(i + 1);
@@ -138,6 +156,21 @@ impl Drop for WorkerGuard<'_> {
     }
 }
 
+impl Walks {
+    /// Whether a reader walked, within [`WALK_GAP`] of `now`, directory
+    /// `dir` (whose parent is `parent`), its parent, or a sibling of it,
+    /// over at least [`NEAR_STEPS`] files in a row: `diff -r` or `grep -r`
+    /// going on through a tree (`git status` reading `.git/HEAD` and then
+    /// `.git/config` is not one).
+    pub(super) fn walking_near(&self, dir: u64, parent: u64, now: Instant) -> bool {
+        self.dirs.iter().any(|(&(walked, _), w)| {
+            w.steps >= NEAR_STEPS
+                && now.saturating_duration_since(w.at) <= WALK_GAP
+                && (walked == dir || walked == parent || w.parent == parent)
+        })
+    }
+}
+
 /// A fetch ahead under way: the node, its key, size and ETag as queued.
 struct Job {
     ino: u64,
@@ -151,11 +184,11 @@ impl ObjectFs {
         self.inner.walks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// File `ino` was opened for reading: a step of a walk over its
-    /// directory queues the next small files of it to be fetched ahead.
-    /// Returns how many workers to start for them ([`Self::fetch_ahead`],
-    /// once the table is let go).
-    pub(super) fn note_read_open(&self, st: &mut InodeTable, ino: u64) -> usize {
+    /// File `ino` was opened for reading by process `reader`: a step of
+    /// its walk over the directory queues the next small files of it to be
+    /// fetched ahead. Returns how many workers to start for them
+    /// ([`Self::fetch_ahead`], once the table is let go).
+    pub(super) fn note_read_open(&self, st: &mut InodeTable, ino: u64, reader: u32) -> usize {
         let Some(n) = st.nodes.get(&ino) else {
             return 0;
         };
@@ -163,7 +196,9 @@ impl ObjectFs {
             return 0;
         }
         let (parent, name) = (n.parent, n.name.clone());
-        let names = self.walks().open(parent, &name, Instant::now(), || {
+        let grandparent = st.nodes.get(&parent).map_or(parent, |p| p.parent);
+        let dirs = (parent, grandparent);
+        let names = self.walks().open(dirs, reader, &name, Instant::now(), || {
             let mut files: Vec<String> = st
                 .children
                 .iter()
@@ -297,9 +332,17 @@ impl ObjectFs {
             ))
             .ok()
             .flatten();
+        self.keep_copy(&job, id, file, fetched);
+    }
+
+    /// Keeps copy `id` (in `file`) of `job`'s object, read with ETag
+    /// `label`, in the cache as a copy nobody has opened yet, if it is
+    /// still the object the node knows; else gives it and its bytes back.
+    /// Either way the node is no longer being fetched ahead.
+    fn keep_copy(&self, job: &Job, id: u64, file: Arc<std::fs::File>, label: Option<String>) {
         let mut st = self.lock();
         st.data_ahead.remove(&job.ino);
-        let same = fetched.as_deref() == Some(job.etag.as_str())
+        let same = label.as_deref() == Some(job.etag.as_str())
             && self.job_of(&st, job.ino).is_some_and(|now| {
                 now.key == job.key && now.size == job.size && now.etag == job.etag
             });
@@ -327,6 +370,75 @@ impl ObjectFs {
         for c in gone {
             self.inner.staging.delete(c.id);
         }
+    }
+
+    /// Whether the metadata prefetch of entries of directory `dir` should
+    /// GET small files whole rather than HEAD them: a reader is walking
+    /// near it ([`Walks::walking_near`]), so it will read them too, and
+    /// one GET brings what the HEAD would and the data.
+    pub(super) fn whole_near_walk(&self, st: &InodeTable, dir: u64) -> bool {
+        let parent = st.nodes.get(&dir).map_or(dir, |n| n.parent);
+        self.walks().walking_near(dir, parent, Instant::now())
+    }
+
+    /// Node `ino`'s metadata prefetch is to GET it whole: when that is
+    /// worth it ([`Self::job_of`]), not under way already and fits in the
+    /// cache without evicting, marks it fetched ahead and charges its
+    /// size, which it returns (see [`Self::keep_fetched`]).
+    pub(super) fn start_whole(&self, st: &mut InodeTable, ino: u64) -> Option<u64> {
+        if st.data_ahead.contains_key(&ino) {
+            return None;
+        }
+        let job = self.job_of(st, ino)?;
+        {
+            let mut cache = self.cache();
+            if !cache.fits(job.size) {
+                return None;
+            }
+            cache.charge(job.size);
+        }
+        st.data_ahead.insert(ino, true);
+        Some(job.size)
+    }
+
+    /// The GET [`Self::start_whole`] began brought no body to keep: its
+    /// bytes go back and an open waiting for it goes on.
+    pub(super) fn drop_whole(&self, ino: u64, charged: u64) {
+        self.lock().data_ahead.remove(&ino);
+        self.cache().credit(charged);
+        self.inner.changed.notify_all();
+    }
+
+    /// Keeps `body`, the object `meta` describes, read whole by the GET
+    /// [`Self::start_whole`] began for node `ino` at `key` (`charged`
+    /// bytes), as a copy fetched ahead, when it is still the object the
+    /// node knows. Runs on a blocking thread (it writes the copy).
+    pub(super) fn keep_fetched(
+        &self,
+        ino: u64,
+        key: String,
+        meta: &ObjectMeta,
+        body: Bytes,
+        charged: u64,
+    ) {
+        let job = Job {
+            ino,
+            key,
+            size: charged,
+            etag: meta.etag.clone().unwrap_or_default(),
+        };
+        if meta.size != charged || body.len() as u64 != charged {
+            return self.drop_whole(ino, charged);
+        }
+        let Ok((id, file)) = self.inner.staging.create() else {
+            return self.drop_whole(ino, charged);
+        };
+        let label = match std::os::unix::fs::FileExt::write_all_at(&file, &body, 0) {
+            Ok(()) => meta.etag.clone(),
+            Err(_) => None,
+        };
+        self.keep_copy(&job, id, Arc::new(file), label);
+        self.inner.changed.notify_all();
     }
 
     /// An open of `ino` for reading: waits (at most [`AHEAD_WAIT`]) for
@@ -376,20 +488,20 @@ mod tests {
         let t = Instant::now();
         let all = names(100);
         assert!(
-            w.open(1, "f000", t, || all.clone()).is_empty(),
+            w.open((1, 0), 0, "f000", t, || all.clone()).is_empty(),
             "one open is no walk"
         );
-        let got = w.open(1, "f001", t, || all.clone());
+        let got = w.open((1, 0), 0, "f001", t, || all.clone());
         assert_eq!(got, all[2..2 + AHEAD_FILES].to_vec());
         // Nothing more until fewer than half the window is left ahead.
-        for i in 2..=(AHEAD_FILES / 2 + 1) {
+        for (i, name) in all.iter().enumerate().take(AHEAD_FILES / 2 + 2).skip(2) {
             assert!(
-                w.open(1, &all[i], t, || unreachable!()).is_empty(),
+                w.open((1, 0), 0, name, t, || unreachable!()).is_empty(),
                 "at {i}"
             );
         }
         let i = AHEAD_FILES / 2 + 2;
-        let got = w.open(1, &all[i], t, || unreachable!());
+        let got = w.open((1, 0), 0, &all[i], t, || unreachable!());
         assert_eq!(got, all[2 + AHEAD_FILES..i + 1 + AHEAD_FILES].to_vec());
     }
 
@@ -399,19 +511,21 @@ mod tests {
         let t = Instant::now();
         let mut w = Walks::default();
         // Forward, but not next to each other in name order.
-        w.open(1, "f010", t, || all.clone());
-        assert!(w.open(1, "f012", t, || all.clone()).is_empty());
+        w.open((1, 0), 0, "f010", t, || all.clone());
+        assert!(w.open((1, 0), 0, "f012", t, || all.clone()).is_empty());
         // Backward.
-        assert!(w.open(1, "f011", t, || all.clone()).is_empty());
+        assert!(w.open((1, 0), 0, "f011", t, || all.clone()).is_empty());
         // Next to each other, but further apart in time than one walk.
         let later = t + WALK_GAP + Duration::from_millis(1);
-        assert!(w.open(1, "f012", later, || all.clone()).is_empty());
+        assert!(w.open((1, 0), 0, "f012", later, || all.clone()).is_empty());
+        // Another process's open of the next file is not this walk's.
+        assert!(w.open((1, 0), 7, "f013", later, || all.clone()).is_empty());
         // Another directory's opens are another walk.
-        w.open(2, "f000", later, || all.clone());
-        assert!(w.open(1, "f013", later, || all.clone()).len() == AHEAD_FILES);
+        w.open((2, 0), 0, "f000", later, || all.clone());
+        assert!(w.open((1, 0), 0, "f013", later, || all.clone()).len() == AHEAD_FILES);
         // A name the order does not have (created since) stops nothing else.
-        assert!(w.open(3, "a", later, Vec::new).is_empty());
-        assert!(w.open(3, "b", later, Vec::new).is_empty());
+        assert!(w.open((3, 0), 0, "a", later, Vec::new).is_empty());
+        assert!(w.open((3, 0), 0, "b", later, Vec::new).is_empty());
     }
 
     #[test]
@@ -419,10 +533,38 @@ mod tests {
         let all = names(5);
         let t = Instant::now();
         let mut w = Walks::default();
-        w.open(1, "f000", t, || all.clone());
-        assert_eq!(w.open(1, "f001", t, || all.clone()), all[2..].to_vec());
-        assert!(w.open(1, "f002", t, || unreachable!()).is_empty());
-        assert!(w.open(1, "f004", t, || unreachable!()).is_empty());
+        w.open((1, 0), 0, "f000", t, || all.clone());
+        assert_eq!(
+            w.open((1, 0), 0, "f001", t, || all.clone()),
+            all[2..].to_vec()
+        );
+        assert!(w.open((1, 0), 0, "f002", t, || unreachable!()).is_empty());
+        assert!(w.open((1, 0), 0, "f004", t, || unreachable!()).is_empty());
+    }
+
+    #[test]
+    fn a_walk_is_near_its_directory_its_parent_and_their_siblings() {
+        let all = names(10);
+        let t = Instant::now();
+        let mut w = Walks::default();
+        // Directory 5, child of 1, is walked.
+        w.open((5, 1), 0, "f000", t, || all.clone());
+        w.open((5, 1), 0, "f001", t, || all.clone());
+        w.open((5, 1), 0, "f002", t, || all.clone());
+        assert!(
+            !w.walking_near(5, 1, t),
+            "two steps are not yet a walk near"
+        );
+        w.open((5, 1), 0, "f004", t, || all.clone());
+        w.open((5, 1), 0, "f005", t, || all.clone());
+        w.open((5, 1), 0, "f006", t, || all.clone());
+        assert!(!w.walking_near(5, 1, t), "steps in a row");
+        w.open((5, 1), 0, "f007", t, || all.clone());
+        assert!(w.walking_near(5, 1, t), "itself");
+        assert!(w.walking_near(6, 1, t), "a sibling");
+        assert!(w.walking_near(9, 5, t), "a child");
+        assert!(!w.walking_near(7, 2, t), "elsewhere");
+        assert!(!w.walking_near(6, 1, t + WALK_GAP * 2), "long ago");
     }
 
     #[test]
@@ -430,7 +572,7 @@ mod tests {
         let t = Instant::now();
         let mut w = Walks::default();
         for d in 0..(WALKS_MAX as u64 * 3) {
-            w.open(d, "a", t, Vec::new);
+            w.open((d, 0), 0, "a", t, Vec::new);
         }
         assert!(w.dirs.len() <= WALKS_MAX);
     }

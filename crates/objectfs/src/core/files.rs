@@ -226,6 +226,12 @@ impl ObjectFs {
     /// the kernel, which keeps its cache right; a node new to the table is
     /// new to the kernel too, which has nothing cached of it).
     pub fn open_file(&self, ino: u64, flags: OpenFlags) -> FsResult<Opened> {
+        self.open_file_by(ino, flags, 0)
+    }
+
+    /// As [`Self::open_file`], by process `reader` (whose opens in name
+    /// order are a walk that files are fetched ahead of: `fetchahead`).
+    pub fn open_file_by(&self, ino: u64, flags: OpenFlags, reader: u32) -> FsResult<Opened> {
         {
             let st = self.lock();
             let n = st.node(ino)?;
@@ -262,7 +268,7 @@ impl ObjectFs {
             let key = self.key_of(&st, ino);
             self.attach_cached(&mut st, ino, &key);
             st.node_mut(ino)?.open_handles += 1;
-            workers = self.note_read_open(&mut st, ino);
+            workers = self.note_read_open(&mut st, ino, reader);
         }
         let n = st.node_mut(ino)?;
         let keep_cache = !flags.truncate && !n.changed_remotely;

@@ -27,11 +27,20 @@ impl ObjectFs {
         targets: Vec<(u64, String)>,
     ) {
         let mut queued = Vec::with_capacity(targets.len());
+        let mut near_walk: Option<(u64, bool)> = None;
         for (ino, key) in targets {
+            let Some(dir) = st.nodes.get(&ino).map(|n| n.parent) else {
+                continue;
+            };
+            let whole = match near_walk {
+                Some((d, whole)) if d == dir => whole,
+                _ => self.whole_near_walk(&st, dir),
+            };
+            near_walk = Some((dir, whole));
             if let Some(n) = st.nodes.get_mut(&ino) {
                 n.prefetching = true;
                 n.prefetch_queued = Some(key);
-                queued.push(ino);
+                queued.push((ino, whole));
             }
         }
         drop(st);
@@ -43,25 +52,55 @@ impl ObjectFs {
             use futures_util::StreamExt;
             let store = fs.inner.store.clone();
             let mut heads = futures_util::stream::iter(queued)
-                .map(|ino| {
+                .map(|(ino, whole)| {
                     let store = store.clone();
                     // Taken when its turn comes; gone when a lookup took it
                     // (or another listing's prefetch asked it already).
-                    let key = fs
-                        .lock()
-                        .nodes
-                        .get_mut(&ino)
-                        .and_then(|n| n.prefetch_queued.take());
+                    let (key, whole) = {
+                        let mut st = fs.lock();
+                        let key = st
+                            .nodes
+                            .get_mut(&ino)
+                            .and_then(|n| n.prefetch_queued.take());
+                        let whole = match key.is_some() && whole {
+                            true => fs.start_whole(&mut st, ino),
+                            false => None,
+                        };
+                        (key, whole)
+                    };
+                    let fs = fs.clone();
                     async move {
                         let key = key?;
                         let asked = SystemTime::now();
-                        Some((ino, asked, store.head(&key).await))
+                        let Some(charged) = whole else {
+                            return Some((ino, asked, store.head(&key).await, None));
+                        };
+                        Some(match store.get_whole(&key, charged).await {
+                            Ok(Some((meta, Some(body)))) => {
+                                let keep = (key, meta.clone(), body, charged);
+                                (ino, asked, Ok(Some(meta)), Some(keep))
+                            }
+                            other => {
+                                fs.drop_whole(ino, charged);
+                                let meta = other.map(|found| found.map(|(meta, _)| meta));
+                                (ino, asked, meta, None)
+                            }
+                        })
                     }
                 })
                 .buffer_unordered(PREFETCH_PARALLEL);
             while let Some(done) = heads.next().await {
-                if let Some((ino, asked, result)) = done {
-                    fs.prefetched(ino, asked, result);
+                let Some((ino, asked, result, keep)) = done else {
+                    continue;
+                };
+                fs.prefetched(ino, asked, result);
+                // The metadata first: the copy is kept if it is of the
+                // object the node now knows (an open waits for it).
+                if let Some((key, meta, body, charged)) = keep {
+                    let fs = fs.clone();
+                    tokio::task::spawn_blocking(move || {
+                        fs.keep_fetched(ino, key, &meta, body, charged)
+                    });
                 }
             }
         });

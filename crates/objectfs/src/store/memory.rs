@@ -411,6 +411,27 @@ impl ObjectStore for MemoryStore {
         Ok((Segments::from(data), Some(etag)))
     }
 
+    async fn get_whole(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> StoreResult<Option<(ObjectMeta, Option<Bytes>)>> {
+        self.check("GetObject", key)?;
+        let objects = self.objects.lock().unwrap();
+        let Some(o) = objects.get(key) else {
+            return Ok(None);
+        };
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        let meta = Self::meta_of(key, o, true);
+        if meta.size > max {
+            return Ok(Some((meta, None)));
+        }
+        self.counters
+            .bytes_read
+            .fetch_add(meta.size, Ordering::Relaxed);
+        Ok(Some((meta, Some(o.data.clone()))))
+    }
+
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
         self.put_object(key, body, meta, None)
     }

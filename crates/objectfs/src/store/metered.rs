@@ -108,6 +108,28 @@ impl ObjectStore for Metered {
         Ok((body, etag))
     }
 
+    async fn get_whole(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> StoreResult<Option<(ObjectMeta, Option<Bytes>)>> {
+        let found = self
+            .count(
+                StoreOp::Get,
+                key,
+                self.inner.get_whole(key, max),
+                |found| match found {
+                    Some(_) => Outcome::Ok,
+                    None => Outcome::NotFound,
+                },
+            )
+            .await?;
+        if let Some((_, Some(body))) = &found {
+            self.metrics.read_bytes(body.len() as u64);
+        }
+        Ok(found)
+    }
+
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
         let len = body.len() as u64;
         let etag = self

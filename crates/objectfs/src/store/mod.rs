@@ -271,6 +271,15 @@ pub trait ObjectStore: Send + Sync + 'static {
         len: u64,
     ) -> StoreResult<(Segments, Option<String>)>;
 
+    /// A whole object and its metadata in one GET (the metadata is what a
+    /// HEAD would say); the body is left unread (`None`) when the object is
+    /// larger than `max`. `Ok(None)` when the object does not exist.
+    async fn get_whole(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> StoreResult<Option<(ObjectMeta, Option<Bytes>)>>;
+
     /// Writes an object; returns its ETag when the store says it.
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>>;
 

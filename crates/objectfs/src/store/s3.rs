@@ -730,6 +730,32 @@ fn size(len: Option<i64>) -> u64 {
     len.unwrap_or(0).max(0) as u64
 }
 
+/// What a HEAD or a GET says of an object: size, date, ETag, type, and
+/// the user metadata with lower-case names.
+fn object_meta(
+    key: &str,
+    content_length: Option<i64>,
+    last_modified: Option<&aws_sdk_s3::primitives::DateTime>,
+    e_tag: Option<&str>,
+    content_type: Option<&str>,
+    metadata: Option<&std::collections::HashMap<String, String>>,
+) -> ObjectMeta {
+    ObjectMeta {
+        key: key.to_string(),
+        size: size(content_length),
+        last_modified: to_system_time(last_modified),
+        etag: e_tag.map(str::to_string),
+        content_type: content_type.map(str::to_string),
+        metadata: metadata
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
@@ -751,22 +777,14 @@ impl ObjectStore for S3Store {
                 };
             }
         };
-        let metadata = out
-            .metadata()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Some(ObjectMeta {
-            key: key.to_string(),
-            size: size(out.content_length()),
-            last_modified: to_system_time(out.last_modified()),
-            etag: out.e_tag().map(str::to_string),
-            content_type: out.content_type().map(str::to_string),
-            metadata,
-        }))
+        Ok(Some(object_meta(
+            key,
+            out.content_length(),
+            out.last_modified(),
+            out.e_tag(),
+            out.content_type(),
+            out.metadata(),
+        )))
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> StoreResult<Bytes> {
@@ -827,6 +845,68 @@ impl ObjectStore for S3Store {
             return Ok((Segments::from(body.slice(from, to)), etag));
         }
         Ok((body, etag))
+    }
+
+    async fn get_whole(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> StoreResult<Option<(ObjectMeta, Option<Bytes>)>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .customize()
+            .config_override(read_timeouts())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                return match self.error("GetObject", key, e) {
+                    StoreError::NotFound { .. } => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        let meta = object_meta(
+            key,
+            out.content_length(),
+            out.last_modified(),
+            out.e_tag(),
+            out.content_type(),
+            out.metadata(),
+        );
+        if meta.size > max {
+            // Dropping the unread body closes its connection.
+            return Ok(Some((meta, None)));
+        }
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::transient(
+                "GetObject",
+                key,
+                self.scrub(format!(
+                    "GetObject {}/{key}: reading the body: {}",
+                    self.bucket,
+                    DisplayErrorContext(&e)
+                )),
+            )
+        })?;
+        let body = body.into_bytes();
+        if body.len() as u64 != meta.size {
+            return Err(StoreError::transient(
+                "GetObject",
+                key,
+                format!(
+                    "GetObject {}/{key}: {} bytes received of {}",
+                    self.bucket,
+                    body.len(),
+                    meta.size
+                ),
+            ));
+        }
+        Ok(Some((meta, Some(body))))
     }
 
     async fn put(&self, key: &str, body: Bytes, meta: &PutMeta) -> StoreResult<Option<String>> {
