@@ -1511,6 +1511,11 @@ fn check_bucket_and_reads(f: &Fixture, model: &Model) -> Result<(), TestCaseErro
 /// With everything uploaded and closed, every local copy is a clean cached
 /// one, and the count of bytes is what the cache directory holds.
 fn check_cache_settled(f: &Fixture) -> Result<(), TestCaseError> {
+    // (Reads in name order fetch the next files ahead, in the background.)
+    wait_until(|| {
+        let (used, clean) = f.fs.cache_bytes();
+        used == clean
+    });
     let (used, clean) = f.fs.cache_bytes();
     prop_assert_eq!(used, clean, "a copy neither cached nor dirty");
     // Copies given up are deleted in the background, soon.

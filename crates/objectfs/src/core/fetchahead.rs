@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 pub(super) const AHEAD_FILES: usize = 32;
 /// Only files up to this size are fetched ahead.
 pub(super) const AHEAD_FILE_MAX: u64 = 1024 * 1024;
+/// Only files up to this size are got whole instead of their metadata
+/// (the bodies of a listing's 32 requests in flight are in memory).
+const NEAR_WALK_FILE_MAX: u64 = 256 * 1024;
 /// Fetches ahead under way at once, in the whole mount.
 const AHEAD_IN_FLIGHT: usize = 8;
 /// Two opens further apart than this are not one walk.
@@ -389,7 +392,9 @@ impl ObjectFs {
         if st.data_ahead.contains_key(&ino) {
             return None;
         }
-        let job = self.job_of(st, ino)?;
+        let job = self
+            .job_of(st, ino)
+            .filter(|j| j.size <= NEAR_WALK_FILE_MAX)?;
         {
             let mut cache = self.cache();
             if !cache.fits(job.size) {
@@ -439,6 +444,13 @@ impl ObjectFs {
         };
         self.keep_copy(&job, id, Arc::new(file), label);
         self.inner.changed.notify_all();
+    }
+
+    /// Forgets the fetches ahead not started yet (everything is being
+    /// flushed: the mount is about to stop, or a test to look).
+    pub(super) fn drop_queued_fetches(st: &mut InodeTable) {
+        st.data_ahead.retain(|_, started| *started);
+        st.data_ahead_queue.clear();
     }
 
     /// An open of `ino` for reading: waits (at most [`AHEAD_WAIT`]) for

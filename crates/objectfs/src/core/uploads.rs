@@ -407,13 +407,15 @@ impl ObjectFs {
     }
 
     /// Uploads every dirty file and sends every queued namespace change,
-    /// waiting up to the flush timeout. Returns how many files and changes
-    /// are still not in the bucket (they stay journalled).
+    /// waiting up to the flush timeout; fetches ahead not started are
+    /// dropped and those under way waited for. Returns how many files and
+    /// changes are still not in the bucket (they stay journalled).
     pub fn flush_all(&self) -> usize {
         let deadline = Instant::now() + self.opts().flush_timeout;
         self.inner.uploads.hurry();
         {
             let mut st = self.lock();
+            Self::drop_queued_fetches(&mut st);
             let dirty: Vec<u64> = st.dirty_files().map(|(i, _)| i).collect();
             for ino in dirty {
                 self.enqueue_if_idle(&mut st, ino);
@@ -429,7 +431,10 @@ impl ObjectFs {
                 })
                 .count()
                 + self.ops().len();
-            if pending == 0 || Instant::now() >= deadline {
+            // (Fetches ahead under way end too: what the cache holds is
+            // then settled.)
+            let fetching = st.data_ahead.values().any(|started| *started);
+            if (pending == 0 && !fetching) || Instant::now() >= deadline {
                 return pending;
             }
             let wait = deadline
