@@ -206,26 +206,32 @@ mod tests {
         );
     }
 
-    #[test]
-    fn slightly_out_of_order_reads_fetch_each_byte_once() {
+    /// Reads `step` bytes at each of `offsets` of a `chunks`-chunk object,
+    /// checking every reply; returns the bytes fetched from the store.
+    fn read_in_order(chunks: u64, step: u64, offsets: Vec<u64>) -> u64 {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let mem = Arc::new(MemoryStore::new());
-        let data: Vec<u8> = (0..(8 * CHUNK)).map(|i| (i % 239) as u8).collect();
+        let data: Vec<u8> = (0..(chunks * CHUNK)).map(|i| (i % 239) as u8).collect();
         mem.insert("k", data.clone(), PutMeta::default());
         let store: Arc<dyn ObjectStore> = mem.clone();
         let size = data.len() as u64;
-        let step = 128 * 1024;
-        // Pairs of 128 KiB reads swapped, as the kernel's read-ahead does.
-        let mut offsets: Vec<u64> = (0..size / step).map(|i| i * step).collect();
-        for pair in offsets.chunks_mut(2) {
-            pair.reverse();
-        }
         let mut r = Reader::default();
         for off in offsets {
             let b = r.read(rt.handle(), &store, "k", size, off, step).unwrap();
             assert_eq!(&b[..], &data[off as usize..(off + step) as usize]);
         }
-        let fetched = mem.counters.bytes_read.load(Ordering::Relaxed);
+        mem.counters.bytes_read.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn slightly_out_of_order_reads_fetch_each_byte_once() {
+        let (size, step) = (8 * CHUNK, 128 * 1024);
+        // Pairs of 128 KiB reads swapped, as the kernel's read-ahead does.
+        let mut offsets: Vec<u64> = (0..size / step).map(|i| i * step).collect();
+        for pair in offsets.chunks_mut(2) {
+            pair.reverse();
+        }
+        let fetched = read_in_order(8, step, offsets);
         assert!(fetched <= size + 2 * step, "fetched {fetched} of {size}");
     }
 
@@ -233,24 +239,13 @@ mod tests {
     /// arrive up to 6 MiB behind the furthest one.
     #[test]
     fn late_reads_of_a_large_read_ahead_fetch_each_byte_once() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let mem = Arc::new(MemoryStore::new());
-        let data: Vec<u8> = (0..(32 * CHUNK)).map(|i| (i % 233) as u8).collect();
-        mem.insert("k", data.clone(), PutMeta::default());
-        let store: Arc<dyn ObjectStore> = mem.clone();
-        let size = data.len() as u64;
-        let step = 1024 * 1024;
+        let (size, step) = (32 * CHUNK, 1024 * 1024);
         let mut offsets: Vec<u64> = (0..size / step).map(|i| i * step).collect();
         // Within every group of eight, the first two come last.
         for group in offsets.chunks_mut(8) {
             group.rotate_left(2);
         }
-        let mut r = Reader::default();
-        for off in offsets {
-            let b = r.read(rt.handle(), &store, "k", size, off, step).unwrap();
-            assert_eq!(&b[..], &data[off as usize..(off + step) as usize]);
-        }
-        let fetched = mem.counters.bytes_read.load(Ordering::Relaxed);
+        let fetched = read_in_order(32, step, offsets);
         assert!(fetched <= size + 2 * step, "fetched {fetched} of {size}");
     }
 

@@ -266,6 +266,23 @@ impl S3Store {
         mapped
     }
 
+    /// As [`Self::error`] for a read that answers `None` when the object
+    /// does not exist (HEAD, a whole GET).
+    fn missing_is_none<E, T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        err: SdkError<E>,
+    ) -> StoreResult<Option<T>>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match self.error(op, key, err) {
+            StoreError::NotFound { .. } => Ok(None),
+            other => Err(other),
+        }
+    }
+
     fn scrub(&self, s: String) -> String {
         self.credentials.scrub(s)
     }
@@ -770,12 +787,7 @@ impl ObjectStore for S3Store {
             .await
         {
             Ok(out) => out,
-            Err(e) => {
-                return match self.error("HeadObject", key, e) {
-                    StoreError::NotFound { .. } => Ok(None),
-                    other => Err(other),
-                };
-            }
+            Err(e) => return self.missing_is_none("HeadObject", key, e),
         };
         Ok(Some(object_meta(
             key,
@@ -863,12 +875,7 @@ impl ObjectStore for S3Store {
             .await
         {
             Ok(out) => out,
-            Err(e) => {
-                return match self.error("GetObject", key, e) {
-                    StoreError::NotFound { .. } => Ok(None),
-                    other => Err(other),
-                };
-            }
+            Err(e) => return self.missing_is_none("GetObject", key, e),
         };
         let meta = object_meta(
             key,
