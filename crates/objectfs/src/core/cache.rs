@@ -78,6 +78,16 @@ impl CacheIndex {
         self.used.saturating_add(bytes) <= self.bound
     }
 
+    /// Counts `bytes` more when they fit under the bound without evicting
+    /// anything (what speculation may take); says whether they did.
+    pub(super) fn charge_if_fits(&mut self, bytes: u64) -> bool {
+        let fits = self.fits(bytes);
+        if fits {
+            self.charge(bytes);
+        }
+        fits
+    }
+
     /// Whether a copy of `key` at `etag` is kept.
     pub(super) fn holds(&self, key: &str, etag: &str) -> bool {
         self.entries.get(key).is_some_and(|c| c.etag == etag)

@@ -11,6 +11,7 @@ use super::super::transfer::{RetryPolicy, download_to_file};
 use super::cache::{CacheIndex, Cached};
 use super::inodes::{InodeTable, Node, Staged};
 use super::{ObjectFs, errno_of};
+use std::fs::File;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
@@ -98,18 +99,21 @@ impl ObjectFs {
             _ => return self.discard_staged(n),
         };
         let s = n.staged.take().expect("checked above");
-        self.inner.staging.tag_clean(
-            &s.file,
-            &CacheTag {
-                key: key.clone(),
-                etag: etag.clone(),
-            },
-        );
+        self.keep_clean(CacheTag { key, etag }, s.id, &s.file, s.charged, false);
+    }
+
+    /// Keeps copy `id` (in `file`, `size` bytes already counted) in the
+    /// cache as the clean copy of `tag`, tagged so a later mount finds it
+    /// too; `cold` for a copy nobody has opened yet (fetched ahead), which
+    /// goes first when space is needed. Trims the cache to its bound.
+    pub(super) fn keep_clean(&self, tag: CacheTag, id: u64, file: &File, size: u64, cold: bool) {
+        self.inner.staging.tag_clean(file, &tag);
         let mut cache = self.cache();
-        let mut gone: Vec<Cached> = cache
-            .insert(&key, s.id, &etag, s.charged)
-            .into_iter()
-            .collect();
+        let replaced = match cold {
+            true => cache.insert_cold(&tag.key, id, &tag.etag, size),
+            false => cache.insert(&tag.key, id, &tag.etag, size),
+        };
+        let mut gone: Vec<Cached> = replaced.into_iter().collect();
         gone.extend(cache.evict_for(0));
         drop(cache);
         self.delete_copies(gone);

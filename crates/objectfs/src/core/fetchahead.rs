@@ -83,7 +83,7 @@ impl Walks {
         &mut self,
         (parent, grandparent): (u64, u64),
         reader: u32,
-        name: &str,
+        name: String,
         now: Instant,
         files: impl FnOnce() -> Vec<String>,
     ) -> Vec<String> {
@@ -103,7 +103,8 @@ impl Walks {
             queued_end: 0,
             steps: 0,
         });
-        let prev = std::mem::replace(&mut w.last, name.to_string());
+        let prev = std::mem::replace(&mut w.last, name);
+        let name = w.last.as_str();
         let gap = now.saturating_duration_since(w.at);
         w.at = now;
         let steps = std::mem::take(&mut w.steps);
@@ -201,7 +202,7 @@ impl ObjectFs {
         let (parent, name) = (n.parent, n.name.clone());
         let grandparent = st.nodes.get(&parent).map_or(parent, |p| p.parent);
         let dirs = (parent, grandparent);
-        let names = self.walks().open(dirs, reader, &name, Instant::now(), || {
+        let names = self.walks().open(dirs, reader, name, Instant::now(), || {
             let mut files: Vec<String> = st
                 .children
                 .iter()
@@ -289,15 +290,10 @@ impl ObjectFs {
                     if st.data_ahead.get(&ino) != Some(&false) {
                         continue;
                     }
-                    let job = self.job_of(&st, ino).filter(|j| {
-                        // Room without evicting anything, or not at all.
-                        let mut cache = self.cache();
-                        let fits = cache.fits(j.size);
-                        if fits {
-                            cache.charge(j.size);
-                        }
-                        fits
-                    });
+                    // Room without evicting anything, or not at all.
+                    let job = self
+                        .job_of(&st, ino)
+                        .filter(|j| self.cache().charge_if_fits(j.size));
                     match job {
                         Some(job) => {
                             st.data_ahead.insert(ino, true);
@@ -355,24 +351,12 @@ impl ObjectFs {
             self.inner.staging.discard(id, file, true);
             return;
         }
-        self.inner.staging.tag_clean(
-            &file,
-            &CacheTag {
-                key: job.key.clone(),
-                etag: job.etag.clone(),
-            },
-        );
-        let mut cache = self.cache();
-        let mut gone: Vec<_> = cache
-            .insert_cold(&job.key, id, &job.etag, job.size)
-            .into_iter()
-            .collect();
-        gone.extend(cache.evict_for(0));
-        drop(cache);
+        let tag = CacheTag {
+            key: job.key.clone(),
+            etag: job.etag.clone(),
+        };
+        self.keep_clean(tag, id, &file, job.size, true);
         drop(st);
-        for c in gone {
-            self.inner.staging.delete(c.id);
-        }
     }
 
     /// Whether the metadata prefetch of entries of directory `dir` should
@@ -394,14 +378,7 @@ impl ObjectFs {
         }
         let job = self
             .job_of(st, ino)
-            .filter(|j| j.size <= NEAR_WALK_FILE_MAX)?;
-        {
-            let mut cache = self.cache();
-            if !cache.fits(job.size) {
-                return None;
-            }
-            cache.charge(job.size);
-        }
+            .filter(|j| j.size <= NEAR_WALK_FILE_MAX && self.cache().charge_if_fits(j.size))?;
         st.data_ahead.insert(ino, true);
         Some(job.size)
     }
@@ -500,20 +477,22 @@ mod tests {
         let t = Instant::now();
         let all = names(100);
         assert!(
-            w.open((1, 0), 0, "f000", t, || all.clone()).is_empty(),
+            w.open((1, 0), 0, "f000".into(), t, || all.clone())
+                .is_empty(),
             "one open is no walk"
         );
-        let got = w.open((1, 0), 0, "f001", t, || all.clone());
+        let got = w.open((1, 0), 0, "f001".into(), t, || all.clone());
         assert_eq!(got, all[2..2 + AHEAD_FILES].to_vec());
         // Nothing more until fewer than half the window is left ahead.
         for (i, name) in all.iter().enumerate().take(AHEAD_FILES / 2 + 2).skip(2) {
             assert!(
-                w.open((1, 0), 0, name, t, || unreachable!()).is_empty(),
+                w.open((1, 0), 0, name.clone(), t, || unreachable!())
+                    .is_empty(),
                 "at {i}"
             );
         }
         let i = AHEAD_FILES / 2 + 2;
-        let got = w.open((1, 0), 0, &all[i], t, || unreachable!());
+        let got = w.open((1, 0), 0, all[i].clone(), t, || unreachable!());
         assert_eq!(got, all[2 + AHEAD_FILES..i + 1 + AHEAD_FILES].to_vec());
     }
 
@@ -523,21 +502,37 @@ mod tests {
         let t = Instant::now();
         let mut w = Walks::default();
         // Forward, but not next to each other in name order.
-        w.open((1, 0), 0, "f010", t, || all.clone());
-        assert!(w.open((1, 0), 0, "f012", t, || all.clone()).is_empty());
+        w.open((1, 0), 0, "f010".into(), t, || all.clone());
+        assert!(
+            w.open((1, 0), 0, "f012".into(), t, || all.clone())
+                .is_empty()
+        );
         // Backward.
-        assert!(w.open((1, 0), 0, "f011", t, || all.clone()).is_empty());
+        assert!(
+            w.open((1, 0), 0, "f011".into(), t, || all.clone())
+                .is_empty()
+        );
         // Next to each other, but further apart in time than one walk.
         let later = t + WALK_GAP + Duration::from_millis(1);
-        assert!(w.open((1, 0), 0, "f012", later, || all.clone()).is_empty());
+        assert!(
+            w.open((1, 0), 0, "f012".into(), later, || all.clone())
+                .is_empty()
+        );
         // Another process's open of the next file is not this walk's.
-        assert!(w.open((1, 0), 7, "f013", later, || all.clone()).is_empty());
+        assert!(
+            w.open((1, 0), 7, "f013".into(), later, || all.clone())
+                .is_empty()
+        );
         // Another directory's opens are another walk.
-        w.open((2, 0), 0, "f000", later, || all.clone());
-        assert!(w.open((1, 0), 0, "f013", later, || all.clone()).len() == AHEAD_FILES);
+        w.open((2, 0), 0, "f000".into(), later, || all.clone());
+        assert!(
+            w.open((1, 0), 0, "f013".into(), later, || all.clone())
+                .len()
+                == AHEAD_FILES
+        );
         // A name the order does not have (created since) stops nothing else.
-        assert!(w.open((3, 0), 0, "a", later, Vec::new).is_empty());
-        assert!(w.open((3, 0), 0, "b", later, Vec::new).is_empty());
+        assert!(w.open((3, 0), 0, "a".into(), later, Vec::new).is_empty());
+        assert!(w.open((3, 0), 0, "b".into(), later, Vec::new).is_empty());
     }
 
     #[test]
@@ -545,13 +540,19 @@ mod tests {
         let all = names(5);
         let t = Instant::now();
         let mut w = Walks::default();
-        w.open((1, 0), 0, "f000", t, || all.clone());
+        w.open((1, 0), 0, "f000".into(), t, || all.clone());
         assert_eq!(
-            w.open((1, 0), 0, "f001", t, || all.clone()),
+            w.open((1, 0), 0, "f001".into(), t, || all.clone()),
             all[2..].to_vec()
         );
-        assert!(w.open((1, 0), 0, "f002", t, || unreachable!()).is_empty());
-        assert!(w.open((1, 0), 0, "f004", t, || unreachable!()).is_empty());
+        assert!(
+            w.open((1, 0), 0, "f002".into(), t, || unreachable!())
+                .is_empty()
+        );
+        assert!(
+            w.open((1, 0), 0, "f004".into(), t, || unreachable!())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -560,18 +561,18 @@ mod tests {
         let t = Instant::now();
         let mut w = Walks::default();
         // Directory 5, child of 1, is walked.
-        w.open((5, 1), 0, "f000", t, || all.clone());
-        w.open((5, 1), 0, "f001", t, || all.clone());
-        w.open((5, 1), 0, "f002", t, || all.clone());
+        w.open((5, 1), 0, "f000".into(), t, || all.clone());
+        w.open((5, 1), 0, "f001".into(), t, || all.clone());
+        w.open((5, 1), 0, "f002".into(), t, || all.clone());
         assert!(
             !w.walking_near(5, 1, t),
             "two steps are not yet a walk near"
         );
-        w.open((5, 1), 0, "f004", t, || all.clone());
-        w.open((5, 1), 0, "f005", t, || all.clone());
-        w.open((5, 1), 0, "f006", t, || all.clone());
+        w.open((5, 1), 0, "f004".into(), t, || all.clone());
+        w.open((5, 1), 0, "f005".into(), t, || all.clone());
+        w.open((5, 1), 0, "f006".into(), t, || all.clone());
         assert!(!w.walking_near(5, 1, t), "steps in a row");
-        w.open((5, 1), 0, "f007", t, || all.clone());
+        w.open((5, 1), 0, "f007".into(), t, || all.clone());
         assert!(w.walking_near(5, 1, t), "itself");
         assert!(w.walking_near(6, 1, t), "a sibling");
         assert!(w.walking_near(9, 5, t), "a child");
@@ -584,7 +585,7 @@ mod tests {
         let t = Instant::now();
         let mut w = Walks::default();
         for d in 0..(WALKS_MAX as u64 * 3) {
-            w.open((d, 0), 0, "a", t, Vec::new);
+            w.open((d, 0), 0, "a".into(), t, Vec::new);
         }
         assert!(w.dirs.len() <= WALKS_MAX);
     }

@@ -283,6 +283,20 @@ impl S3Store {
         }
     }
 
+    /// A GET whose answer began but whose body could not be read (the
+    /// connection broke): worth another try.
+    fn unreadable_body<E: std::error::Error>(&self, key: &str, err: E) -> StoreError {
+        StoreError::transient(
+            "GetObject",
+            key,
+            self.scrub(format!(
+                "GetObject {}/{key}: reading the body: {}",
+                self.bucket,
+                DisplayErrorContext(&err)
+            )),
+        )
+    }
+
     fn scrub(&self, s: String) -> String {
         self.credentials.scrub(s)
     }
@@ -838,17 +852,11 @@ impl ObjectStore for S3Store {
         };
         let etag = out.e_tag.clone();
         let ranged = out.content_range().is_some();
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::transient(
-                "GetObject",
-                key,
-                self.scrub(format!(
-                    "GetObject {}/{key}: reading the body: {}",
-                    self.bucket,
-                    DisplayErrorContext(&e)
-                )),
-            )
-        })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.unreadable_body(key, e))?;
         let body = Segments::new(body.into_segments());
         // A server that ignores Range sends the whole object.
         if !ranged && body.len() as u64 > len {
@@ -889,17 +897,11 @@ impl ObjectStore for S3Store {
             // Dropping the unread body closes its connection.
             return Ok(Some((meta, None)));
         }
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::transient(
-                "GetObject",
-                key,
-                self.scrub(format!(
-                    "GetObject {}/{key}: reading the body: {}",
-                    self.bucket,
-                    DisplayErrorContext(&e)
-                )),
-            )
-        })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.unreadable_body(key, e))?;
         let body = body.into_bytes();
         if body.len() as u64 != meta.size {
             return Err(StoreError::transient(
