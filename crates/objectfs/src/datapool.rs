@@ -217,8 +217,8 @@ impl DataPool {
         self.dispose_soon();
     }
 
-    /// Nothing left to delete or empty (tests wait for it).
-    #[cfg(test)]
+    /// Nothing left to delete or empty (a writer told ENOSPC asks whether
+    /// space is on its way back; tests wait for it).
     pub(crate) fn idle(&self) -> bool {
         let st = self.shared.state();
         st.doomed.is_empty() && st.returned.is_empty() && st.disposing == 0

@@ -365,6 +365,12 @@ impl StagingArea {
         self.pool.delete_later(id);
     }
 
+    /// Files given up are still being deleted or emptied in the background
+    /// (their disk space is on its way back).
+    pub fn freeing(&self) -> bool {
+        !self.pool.idle()
+    }
+
     /// Done with `id`: recycled when `recycle` allows it and nobody else
     /// holds the file (an upload still reading it keeps it), deleted
     /// otherwise. A file the kernel was given for passthrough is never

@@ -3,7 +3,9 @@
 //! given back to the cache once clean and closed, fetched whole for small
 //! objects at their first read, and every byte a copy grows by is charged
 //! against the bound (clean copies evicted first; then the writer waits for
-//! uploads, `FsOptions::dirty_wait` at most, and gets ENOSPC).
+//! uploads, `FsOptions::dirty_wait` at most, and gets ENOSPC). A write the
+//! cache directory's disk refuses (ENOSPC) is tried again while space given
+//! up a moment ago is on its way back ([`DISK_SPACE_WAIT`] at most).
 
 use super::super::FsResult;
 use super::super::staging::CacheTag;
@@ -12,12 +14,17 @@ use super::cache::{CacheIndex, Cached};
 use super::inodes::{InodeTable, Node, Staged};
 use super::{ObjectFs, errno_of};
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Objects up to this size are copied whole into the cache at their first
 /// read (one GET); larger ones are read in ranges and not cached.
 pub(super) const WHOLE_FILE_MAX: u64 = 8 * 1024 * 1024;
+
+/// How long a write the disk refused waits for space given up a moment ago
+/// (an `rm`, a close) before the writer gets ENOSPC.
+const DISK_SPACE_WAIT: Duration = Duration::from_secs(2);
 
 impl ObjectFs {
     pub(super) fn cache(&self) -> MutexGuard<'_, CacheIndex> {
@@ -172,6 +179,42 @@ impl ObjectFs {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Writes `data` at `offset` of a staged copy. The disk may refuse it
+    /// (ENOSPC) a moment before space given up comes back: files given up
+    /// are deleted by the data pool's thread, and the release of a file
+    /// removed while open may still be on its way from the kernel (FUSE
+    /// sends it after `close` has returned, and its request threads take
+    /// requests in parallel). While either is pending the write is tried
+    /// again, [`DISK_SPACE_WAIT`] at most; then the writer gets ENOSPC.
+    pub(super) fn write_staged(&self, file: &File, data: &[u8], offset: u64) -> FsResult<()> {
+        let deadline = Instant::now() + DISK_SPACE_WAIT;
+        loop {
+            match file.write_all_at(data, offset) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENOSPC)
+                        && Instant::now() < deadline
+                        && self.disk_space_coming() =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        }
+    }
+
+    /// Space on the cache directory's disk is on its way back: files given
+    /// up not yet deleted, or a removed file's copy that goes at its last
+    /// release.
+    fn disk_space_coming(&self) -> bool {
+        self.inner.staging.freeing()
+            || self
+                .lock()
+                .nodes
+                .values()
+                .any(|n| n.unlinked && n.open_handles > 0 && n.staged.is_some())
     }
 
     /// Grows node `ino`'s charged size to `size` (see [`Self::reserve`]);

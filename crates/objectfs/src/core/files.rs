@@ -480,9 +480,7 @@ impl ObjectFs {
             }
             file
         };
-        let written = file
-            .write_all_at(data, offset)
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
+        let written = self.write_staged(&file, data, offset);
         let mut st = self.lock();
         Self::write_done(&mut st, *ino, &file);
         if let Err(e) = written {
