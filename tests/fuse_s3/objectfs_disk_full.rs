@@ -2,12 +2,14 @@
 //! a full disk must reach the writer as ENOSPC, and nothing else (files
 //! written before, files written after space is freed) may suffer; a write
 //! right after an `rm` gets the space the removed file held, even when its
-//! release reaches the core after the write does.
+//! release reaches the core after the write does; reads of objects with no
+//! local copy go on while the disk is full.
 
 use crate::common;
 
 use common::objectfs_mount::{Bucket, Mounted};
 use common::s3server::moto;
+use objectfs::{OpenFlags, ROOT_INO};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -81,47 +83,90 @@ fn a_full_cache_disk_gives_enospc_to_the_writer_and_harms_nothing_else() {
     assert_eq!(bucket.get("big.bin"), None, "the failed, removed file");
 }
 
+/// The core over the in-memory store, its cache directory on a 4 MiB
+/// tmpfs (the disk, not the cache bound, is what fills).
+struct SmallCore {
+    fs: Arc<objectfs::ObjectFs>,
+    mem: Arc<objectfs::store::memory::MemoryStore>,
+    _disk: SmallDisk,
+    _rt: tokio::runtime::Runtime,
+    _base: tempfile::TempDir,
+}
+
+impl SmallCore {
+    fn start() -> SmallCore {
+        let base = tempfile::tempdir().unwrap();
+        let disk = SmallDisk::mount(&base.path().join("cache"));
+        let mem = Arc::new(objectfs::store::memory::MemoryStore::new());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let opts = objectfs::FsOptions {
+            prefix: String::new(),
+            defaults: objectfs::layout::Defaults {
+                uid: 0,
+                gid: 0,
+                umask: 0o022,
+            },
+            read_only: false,
+            upload: objectfs::UploadMode::Async,
+            cache_dir: base.path().join("cache"),
+            metadata_ttl: Duration::from_secs(1),
+            flush_timeout: Duration::from_secs(30),
+            upload_delay: Duration::from_secs(60),
+            attrs_from_listing: false,
+            cache_size: 1 << 30,
+            dirty_wait: Duration::from_secs(1),
+            label: "the disk-full test".into(),
+        };
+        let fs = objectfs::ObjectFs::new(mem.clone(), rt.handle().clone(), opts).unwrap();
+        SmallCore {
+            fs: Arc::new(fs),
+            mem,
+            _disk: disk,
+            _rt: rt,
+            _base: base,
+        }
+    }
+
+    /// Creates `name` and writes 1 MiB at a time into it until the disk
+    /// refuses: the handle, still open.
+    fn fill(&self, name: &str) -> u64 {
+        let (_, fh) = self.fs.create(ROOT_INO, name, 0o644, 0, 0, true).unwrap();
+        let chunk = vec![0x5au8; 1 << 20];
+        let mut offset = 0;
+        loop {
+            match self.fs.write(fh, offset, &chunk) {
+                Ok(n) => offset += u64::from(n),
+                Err(e) => {
+                    assert_eq!(e, libc::ENOSPC);
+                    return fh;
+                }
+            }
+            assert!(offset < 8 << 20, "a 4 MiB disk took 8 MiB");
+        }
+    }
+
+    fn read_all(&self, name: &str) -> Vec<u8> {
+        let ino = self.fs.lookup(ROOT_INO, name).unwrap().ino;
+        let fh = self.fs.open(ino, OpenFlags::default()).unwrap();
+        let mut out = Vec::new();
+        loop {
+            let got = self.fs.read(fh, out.len() as u64, 128 * 1024).unwrap();
+            if got.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&got);
+        }
+        self.fs.release(fh).unwrap();
+        out
+    }
+}
+
 #[test]
 fn a_write_right_after_an_rm_waits_for_the_removed_files_space_to_come_back() {
     require!(Root);
-    use objectfs::store::memory::MemoryStore;
-    use objectfs::{FsOptions, ROOT_INO, UploadMode};
-    let base = tempfile::tempdir().unwrap();
-    let _disk = SmallDisk::mount(&base.path().join("cache"));
-    let mem = Arc::new(MemoryStore::new());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let opts = FsOptions {
-        prefix: String::new(),
-        defaults: objectfs::layout::Defaults {
-            uid: 0,
-            gid: 0,
-            umask: 0o022,
-        },
-        read_only: false,
-        upload: UploadMode::Async,
-        cache_dir: base.path().join("cache"),
-        metadata_ttl: Duration::from_secs(1),
-        flush_timeout: Duration::from_secs(30),
-        upload_delay: Duration::from_secs(60),
-        attrs_from_listing: false,
-        cache_size: 1 << 30, // the disk, not the bound, is what fills
-        dirty_wait: Duration::from_secs(1),
-        label: "the disk-full test".into(),
-    };
-    let fs = Arc::new(objectfs::ObjectFs::new(mem.clone(), rt.handle().clone(), opts).unwrap());
-
-    // Fill the disk through one open file.
-    let (_, big) = fs.create(ROOT_INO, "big", 0o644, 0, 0, true).unwrap();
-    let chunk = vec![0x5au8; 1 << 20];
-    let mut offset = 0;
-    let err = loop {
-        match fs.write(big, offset, &chunk) {
-            Ok(n) => offset += u64::from(n),
-            Err(e) => break e,
-        }
-        assert!(offset < 8 << 20, "a 4 MiB disk took 8 MiB");
-    };
-    assert_eq!(err, libc::ENOSPC);
+    let core = SmallCore::start();
+    let (fs, mem) = (&core.fs, &core.mem);
+    let big = core.fill("big");
 
     // `rm` while the file is still open: its space comes back at the
     // release, which (as FUSE's may) arrives a moment after the next write.
@@ -147,15 +192,53 @@ fn a_write_right_after_an_rm_waits_for_the_removed_files_space_to_come_back() {
     assert_eq!(mem.object("big"), None);
 
     // With nothing on its way back, a full disk is ENOSPC at once.
-    let (_, fill) = fs.create(ROOT_INO, "fill", 0o644, 0, 0, true).unwrap();
-    let mut offset = 0;
-    let err = loop {
-        match fs.write(fill, offset, &chunk) {
-            Ok(n) => offset += u64::from(n),
-            Err(e) => break e,
-        }
-        assert!(offset < 8 << 20, "a 4 MiB disk took 8 MiB");
-    };
-    assert_eq!(err, libc::ENOSPC);
+    let fill = core.fill("fill");
     fs.release(fill).unwrap();
+}
+
+#[test]
+fn reads_of_uncached_objects_work_and_a_writer_gets_enospc_while_the_cache_disk_is_full() {
+    require!(Root);
+    let core = SmallCore::start();
+    let (fs, mem) = (&core.fs, &core.mem);
+    let objects: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            let body: Vec<u8> = (0..100_000u32).map(|b| (b * 7 + i) as u8).collect();
+            (format!("obj{i:02}"), body)
+        })
+        .collect();
+    for (key, body) in &objects {
+        mem.insert(key, body.clone(), Default::default());
+    }
+    let fh = core.fill("big");
+    // A listing, then every object read in name order: the reads that
+    // would copy them into the cache (whole, or fetched ahead) find no
+    // room on the disk, and must still return the object.
+    let dir = fs.opendir(ROOT_INO).unwrap();
+    let listed = fs.readdir_plus(dir, 0).unwrap().len();
+    fs.releasedir(dir);
+    assert!(listed >= objects.len(), "{listed} entries");
+    for (key, body) in &objects {
+        assert_eq!(&core.read_all(key), body, "{key}");
+    }
+    // A writer that needs the object copied first is told the disk is
+    // full (not EIO), and the object is untouched.
+    let ino = fs.lookup(ROOT_INO, "obj03").unwrap().ino;
+    let written = fs
+        .open(
+            ino,
+            OpenFlags {
+                write: true,
+                truncate: false,
+            },
+        )
+        .and_then(|w| {
+            let r = fs.write(w, 0, b"change");
+            fs.release(w).unwrap();
+            r
+        });
+    assert_eq!(written, Err(libc::ENOSPC));
+    fs.release(fh).unwrap();
+    assert_eq!(fs.flush_all(), 0);
+    assert_eq!(mem.object("obj03").as_deref(), Some(&objects[3].1[..]));
 }

@@ -263,6 +263,21 @@ async fn upload_parts(
 const DOWNLOAD_CHUNK: u64 = 8 * 1024 * 1024;
 const DOWNLOAD_PARALLEL: usize = 8;
 
+/// Why [`download_to_file`] failed: the store, or the local file.
+#[derive(Debug)]
+pub enum DownloadError {
+    /// The store's answer (or its absence).
+    Store(StoreError),
+    /// The local file refused the bytes (its disk full, say).
+    Local(std::io::Error),
+}
+
+impl From<StoreError> for DownloadError {
+    fn from(e: StoreError) -> Self {
+        DownloadError::Store(e)
+    }
+}
+
 /// Copies object `key` (`size` bytes) into `file` with parallel ranged
 /// GETs. Returns the ETag of the object the bytes came from, or `None` when
 /// the GETs disagree (it changed while being read) or the store says none.
@@ -272,9 +287,9 @@ pub async fn download_to_file(
     key: &str,
     file: Arc<File>,
     size: u64,
-) -> StoreResult<Option<String>> {
+) -> Result<Option<String>, DownloadError> {
     let count = size.div_ceil(DOWNLOAD_CHUNK);
-    let mut tasks: JoinSet<StoreResult<Option<String>>> = JoinSet::new();
+    let mut tasks: JoinSet<Result<Option<String>, DownloadError>> = JoinSet::new();
     let mut etags = std::collections::HashSet::new();
     let mut next = 0;
     while next < count || !tasks.is_empty() {
@@ -294,18 +309,13 @@ pub async fn download_to_file(
                             "object changed while reading: got {} of {len} bytes",
                             data.len()
                         ),
-                    ));
+                    )
+                    .into());
                 }
                 tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
                     .await
                     .map_err(|e| StoreError::permanent("download", key.clone(), e.to_string()))?
-                    .map_err(|e| {
-                        StoreError::permanent(
-                            "download",
-                            key,
-                            format!("writing the cache failed: {e}"),
-                        )
-                    })?;
+                    .map_err(DownloadError::Local)?;
                 Ok(etag)
             });
             next += 1;

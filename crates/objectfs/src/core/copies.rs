@@ -9,7 +9,7 @@
 
 use super::super::FsResult;
 use super::super::staging::CacheTag;
-use super::super::transfer::{RetryPolicy, download_to_file};
+use super::super::transfer::{DownloadError, RetryPolicy, download_to_file};
 use super::cache::{CacheIndex, Cached};
 use super::inodes::{InodeTable, Node, Staged};
 use super::{ObjectFs, errno_of};
@@ -284,7 +284,13 @@ impl ObjectFs {
         };
         let label = match fetched {
             Ok(label) => label,
-            Err(e) => {
+            // No room on the cache directory's disk: read in ranges.
+            Err(DownloadError::Local(e)) => {
+                tracing::debug!(key, error = %e, "no local copy");
+                give_back(file);
+                return Ok(false);
+            }
+            Err(DownloadError::Store(e)) => {
                 give_back(file);
                 return Err(errno_of(&e));
             }

@@ -11,7 +11,7 @@ use super::super::transfer::{RetryPolicy, download_to_file, retry};
 use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
 use super::copies::WHOLE_FILE_MAX;
 use super::inodes::{InodeTable, Staged};
-use super::{HandleKind, ObjectFs, errno_of};
+use super::{HandleKind, ObjectFs, errno_of, errno_of_download};
 use crate::store::PutMeta;
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
@@ -69,7 +69,7 @@ impl ObjectFs {
                 Ok(etag) => label = Some(etag),
                 Err(e) => {
                     give_back(id, file);
-                    return Err(errno_of(&e));
+                    return Err(errno_of_download(&e));
                 }
             }
         }

@@ -16,7 +16,8 @@
 //! files of a directory ahead of a reader opening them in name order;
 //! `prefetch` fetches the metadata of listed entries in the background, a
 //! lookup's first. Store failures
-//! become errnos in one place, `errno_of`.
+//! become errnos in one place, `errno_of` (downloads into a local file:
+//! `errno_of_download`, where the disk's own error is kept).
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
 //! across a store call. A node being uploaded is marked `uploading`;
@@ -49,7 +50,7 @@ use super::layout::{self, Kind, Posix};
 use super::oplog::OpLog;
 use super::reader::Reader;
 use super::staging::StagingArea;
-use super::transfer::{RetryPolicy, retry};
+use super::transfer::{DownloadError, RetryPolicy, retry};
 use super::{DirEntry, Errno, FsOptions, FsResult, ROOT_INO};
 use crate::store::{ObjectStore, StoreError};
 use cache::CacheIndex;
@@ -76,6 +77,15 @@ fn errno_of(e: &StoreError) -> Errno {
         | StoreError::Throttled { .. }
         | StoreError::Transient { .. }
         | StoreError::Permanent { .. } => libc::EIO,
+    }
+}
+
+/// A download's failure as an errno: the store's, or the local file's own
+/// (ENOSPC when the cache directory's disk is full).
+fn errno_of_download(e: &DownloadError) -> Errno {
+    match e {
+        DownloadError::Store(e) => errno_of(e),
+        DownloadError::Local(e) => e.raw_os_error().unwrap_or(libc::EIO),
     }
 }
 
