@@ -3,7 +3,8 @@
 //! written before, files written after space is freed) may suffer; a write
 //! right after an `rm` gets the space the removed file held, even when its
 //! release reaches the core after the write does; reads of objects with no
-//! local copy go on while the disk is full.
+//! local copy go on while the disk is full; a disk out of inodes is
+//! ENOSPC to a create, not EIO.
 
 use crate::common;
 
@@ -22,9 +23,13 @@ struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
     fn mount(dir: &Path) -> SmallDisk {
+        SmallDisk::mount_with(dir, "size=4m")
+    }
+
+    fn mount_with(dir: &Path, options: &str) -> SmallDisk {
         fs::create_dir_all(dir).unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir)
             .status()
             .unwrap();
@@ -95,8 +100,13 @@ struct SmallCore {
 
 impl SmallCore {
     fn start() -> SmallCore {
+        SmallCore::start_with("size=4m")
+    }
+
+    /// As [`Self::start`], the tmpfs mounted with `options`.
+    fn start_with(options: &str) -> SmallCore {
         let base = tempfile::tempdir().unwrap();
-        let disk = SmallDisk::mount(&base.path().join("cache"));
+        let disk = SmallDisk::mount_with(&base.path().join("cache"), options);
         let mem = Arc::new(objectfs::store::memory::MemoryStore::new());
         let rt = tokio::runtime::Runtime::new().unwrap();
         let opts = objectfs::FsOptions {
@@ -241,4 +251,33 @@ fn reads_of_uncached_objects_work_and_a_writer_gets_enospc_while_the_cache_disk_
     fs.release(fh).unwrap();
     assert_eq!(fs.flush_all(), 0);
     assert_eq!(mem.object("obj03").as_deref(), Some(&objects[3].1[..]));
+}
+
+#[test]
+fn a_cache_disk_out_of_inodes_gives_creates_enospc_not_eio() {
+    require!(Root);
+    // Room for bytes, not for files: each file created takes a data file.
+    let core = SmallCore::start_with("size=16m,nr_inodes=80");
+    let fs = &core.fs;
+    let mut made = 0;
+    let err = loop {
+        match fs.create(ROOT_INO, &format!("f{made}"), 0o644, 0, 0, true) {
+            Ok((_, fh)) => {
+                fs.write(fh, 0, b"a small file\n").unwrap();
+                fs.release(fh).unwrap();
+                made += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(made < 200, "80 inodes held {made} files");
+    };
+    assert_eq!(err, libc::ENOSPC, "after {made} files");
+    // What was created before is intact and reaches the store.
+    assert_eq!(fs.flush_all(), 0);
+    for i in 0..made {
+        assert_eq!(
+            core.mem.object(&format!("f{i}")).as_deref(),
+            Some(&b"a small file\n"[..])
+        );
+    }
 }

@@ -12,7 +12,7 @@ use super::super::staging::CacheTag;
 use super::super::transfer::{DownloadError, RetryPolicy, download_to_file};
 use super::cache::{CacheIndex, Cached};
 use super::inodes::{InodeTable, Node, Staged};
-use super::{ObjectFs, errno_of};
+use super::{ObjectFs, errno_of, errno_of_local};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, MutexGuard};
@@ -200,7 +200,7 @@ impl ObjectFs {
                 {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+                Err(e) => return Err(errno_of_local(&e)),
             }
         }
     }

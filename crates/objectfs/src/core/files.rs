@@ -11,7 +11,7 @@ use super::super::transfer::{RetryPolicy, download_to_file, retry};
 use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
 use super::copies::WHOLE_FILE_MAX;
 use super::inodes::{InodeTable, Staged};
-use super::{HandleKind, ObjectFs, errno_of, errno_of_download};
+use super::{HandleKind, ObjectFs, errno_of, errno_of_download, errno_of_local};
 use crate::store::PutMeta;
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
@@ -51,9 +51,9 @@ impl ObjectFs {
         };
         let (id, file) = match self.inner.staging.create() {
             Ok((id, file)) => (id, Arc::new(file)),
-            Err(_) => {
+            Err(e) => {
                 self.cache().credit(charged);
-                return Err(libc::EIO);
+                return Err(errno_of_local(&e));
             }
         };
         let mut label = None;
@@ -191,7 +191,11 @@ impl ObjectFs {
             Err(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        let (id, file) = self.inner.staging.create().map_err(|_| libc::EIO)?;
+        let (id, file) = self
+            .inner
+            .staging
+            .create()
+            .map_err(|e| errno_of_local(&e))?;
         let now = SystemTime::now();
         let posix = Posix {
             kind: Kind::File,
@@ -645,7 +649,7 @@ impl ObjectFs {
             }
             let n = st.node_mut(ino)?;
             let s = n.staged.as_ref().expect("staged above");
-            let resized = room.and_then(|()| s.file.set_len(size).map_err(|_| libc::EIO));
+            let resized = room.and_then(|()| s.file.set_len(size).map_err(|e| errno_of_local(&e)));
             n.open_handles -= 1; // unpin (ensure_staged pinned it)
             resized?;
             if let Some(s) = n.staged.as_mut() {

@@ -17,7 +17,7 @@
 //! `prefetch` fetches the metadata of listed entries in the background, a
 //! lookup's first. Store failures
 //! become errnos in one place, `errno_of` (downloads into a local file:
-//! `errno_of_download`, where the disk's own error is kept).
+//! `errno_of_download`; the cache directory's own failures: `errno_of_local`).
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
 //! across a store call. A node being uploaded is marked `uploading`;
@@ -80,12 +80,29 @@ fn errno_of(e: &StoreError) -> Errno {
     }
 }
 
-/// A download's failure as an errno: the store's, or the local file's own
-/// (ENOSPC when the cache directory's disk is full).
+/// A download's failure as an errno: the store's, or the local file's.
 fn errno_of_download(e: &DownloadError) -> Errno {
     match e {
         DownloadError::Store(e) => errno_of(e),
-        DownloadError::Local(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        DownloadError::Local(e) => errno_of_local(e),
+    }
+}
+
+/// The cache directory's failure as the caller's errno: a full disk or
+/// quota, a file too large for it, no file descriptor or memory left, say
+/// so (the caller can act on them); anything else is the mount's own I/O
+/// error.
+fn errno_of_local(e: &std::io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(
+            c @ (libc::ENOSPC
+            | libc::EDQUOT
+            | libc::EFBIG
+            | libc::EMFILE
+            | libc::ENFILE
+            | libc::ENOMEM),
+        ) => c,
+        _ => libc::EIO,
     }
 }
 
