@@ -578,3 +578,44 @@ fn a_directory_listed_beside_a_walk_gets_its_small_files_whole_instead_of_heads(
     assert_eq!(gets(&f) - gets0, 30);
     assert_eq!(heads(&f) - heads0, heads_d1);
 }
+
+#[test]
+fn directories_listed_ahead_of_a_reading_walk_have_their_first_files_fetched() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(60));
+    let size =
+        |files: &[(String, Vec<u8>)]| -> u64 { files.iter().map(|(_, d)| d.len() as u64).sum() };
+    let d0 = outside_files(&f, "top/d0", 6);
+    let d1 = outside_files(&f, "top/d1", 10);
+    let later: Vec<Vec<(String, Vec<u8>)>> = (2..8)
+        .map(|i| outside_files(&f, &format!("top/d{i}"), 80))
+        .collect();
+    assert_eq!(f.list("top").unwrap().len(), 8);
+    f.list("top/d0").unwrap();
+    for (name, data) in &d0[..4] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    wait_until(|| f.fs.cache_bytes().0 == size(&d0)); // the last two ahead
+    // A second directory of `top` listed: a walk through the tree. d2-d7
+    // are listed ahead; the first four of them have their first 64 files
+    // fetched at those listings.
+    let gets0 = gets(&f);
+    f.list("top/d1").unwrap();
+    let expected = 10 + 4 * 64; // and d1's ten at its own listing
+    wait_until(|| gets(&f) >= gets0 + expected);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gets(&f) - gets0, expected, "the bound holds");
+    let fetched = size(&d0) + size(&d1) + later[..4].iter().map(|d| size(&d[..64])).sum::<u64>();
+    assert_eq!(f.fs.cache_bytes().0, fetched, "which files were fetched");
+    let (gets1, heads1) = (gets(&f), heads(&f));
+    for d in &later[..4] {
+        assert_eq!(f.read_file(&d[63].0).unwrap(), d[63].1);
+    }
+    assert_eq!(
+        (gets(&f), heads(&f)),
+        (gets1, heads1),
+        "read from the cache"
+    );
+    // d6 was listed, not fetched: its files come from the store.
+    assert_eq!(f.read_file(&later[4][0].0).unwrap(), later[4][0].1);
+    assert!(gets(&f) > gets1);
+}

@@ -6,6 +6,11 @@
 //! few at a time, so the walk finds them listed (or waits for a listing
 //! already under way) instead of asking for each in turn. Each listing is
 //! one page at most ([`ObjectFs::list_small_dir`]), as a lookup's would be.
+//! Near a walk that reads files (`diff -r`, `grep -r`: `core/fetchahead.rs`)
+//! the listings ahead of the first [`FETCH_DIRS`] directories also start
+//! the metadata prefetch of their first [`FETCH_FILES`] files (a GET of
+//! each small one, `core/prefetch.rs`), so that the reader finds the next
+//! directories fetched instead of waiting for each in turn.
 
 use super::super::ROOT_INO;
 use super::super::layout::Kind;
@@ -18,6 +23,12 @@ const AHEAD_MAX: usize = 64;
 
 /// Listings ahead under way at once, in the whole mount.
 const AHEAD_IN_FLIGHT: usize = 8;
+
+/// Directories of a batch of listings ahead, the first in name order,
+/// whose files are fetched at their listing near a reading walk...
+const FETCH_DIRS: usize = 4;
+/// ... their first files in name order, this many at most.
+pub(super) const FETCH_FILES: usize = 64;
 
 impl ObjectFs {
     /// Directory `ino` is being listed past its TTL, at a readdir or a
@@ -63,6 +74,9 @@ impl ObjectFs {
         siblings.sort_unstable();
         siblings.truncate(AHEAD_MAX);
         let dirs: Vec<u64> = siblings.into_iter().map(|(_, c)| c).collect();
+        if !dirs.is_empty() {
+            st.ahead_fetch = dirs.iter().take(FETCH_DIRS).copied().collect();
+        }
         dirs.into_iter()
             .map(|c| {
                 st.ahead.insert(c, parent);

@@ -7,6 +7,7 @@
 
 use super::super::layout::{self, Kind};
 use super::super::{DirEntry, FsResult, PlusEntry, ROOT_INO};
+use super::ahead::FETCH_FILES;
 use super::inodes::{InodeTable, Listed};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
@@ -352,7 +353,7 @@ impl ObjectFs {
             Err(answer) => return Ok(answer),
         };
         self.list_ahead(ahead);
-        let result = self.list_small_dir_now(ino, prefix, walk);
+        let result = self.list_small_dir_now(ino, prefix, walk, !lead);
         self.end_listing(ino, |st| {
             if result == Ok(false) {
                 st.paged.insert(ino, asked);
@@ -400,7 +401,15 @@ impl ObjectFs {
         self.inner.changed.notify_all();
     }
 
-    fn list_small_dir_now(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {
+    /// `ahead`: a listing ahead of a walk (`core/ahead.rs`), whose files
+    /// are fetched at once near a reading walk.
+    fn list_small_dir_now(
+        &self,
+        ino: u64,
+        prefix: &str,
+        walk: bool,
+        ahead: bool,
+    ) -> FsResult<bool> {
         let store = &self.inner.store;
         let before = self.removals();
         let started = Instant::now();
@@ -425,7 +434,7 @@ impl ObjectFs {
         if now_at != prefix {
             // Renamed (and sent) while we listed: list where it is now.
             drop(st);
-            return self.list_small_dir_now(ino, &now_at, walk);
+            return self.list_small_dir_now(ino, &now_at, walk, ahead);
         }
         let mut seen = HashSet::new();
         self.apply_listing(
@@ -453,6 +462,25 @@ impl ObjectFs {
                     && stale.len() < REVALIDATE_MAX
                 {
                     stale.push((c, self.read_key(&st, c)));
+                }
+            }
+        }
+        if ahead && st.ahead_fetch.remove(&ino) && self.whole_near_walk(&st, ino) {
+            // The listing's objects come in key order: the files a walk
+            // in name order reads first.
+            let mut fetch = 0;
+            for o in &page.objects {
+                let name = &o.key[prefix.len()..];
+                let Some(&c) = st.children.get(&(ino, name.to_string())) else {
+                    continue;
+                };
+                let n = &st.nodes[&c];
+                if n.kind == Kind::File && !n.meta_known && !n.prefetching {
+                    stale.push((c, self.read_key(&st, c)));
+                    fetch += 1;
+                    if fetch == FETCH_FILES {
+                        break;
+                    }
                 }
             }
         }
