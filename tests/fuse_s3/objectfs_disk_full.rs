@@ -119,7 +119,7 @@ impl SmallCore {
             read_only: false,
             upload: objectfs::UploadMode::Async,
             cache_dir: base.path().join("cache"),
-            metadata_ttl: Duration::from_secs(1),
+            metadata_ttl: Duration::ZERO, // objects put behind its back are seen
             flush_timeout: Duration::from_secs(30),
             upload_delay: Duration::from_secs(60),
             attrs_from_listing: false,
@@ -181,15 +181,19 @@ fn a_write_right_after_an_rm_waits_for_the_removed_files_space_to_come_back() {
     // `rm` while the file is still open: its space comes back at the
     // release, which (as FUSE's may) arrives a moment after the next write.
     fs.unlink(ROOT_INO, "big").unwrap();
+    let (_, after) = fs.create(ROOT_INO, "after", 0o644, 0, 0, true).unwrap();
+    let (writing, write_begins) = std::sync::mpsc::channel();
     let releaser = {
         let fs = fs.clone();
         std::thread::spawn(move || {
+            // The release comes after the write has begun.
+            write_begins.recv().unwrap();
             std::thread::sleep(Duration::from_millis(300));
             fs.release(big).unwrap();
         })
     };
-    let (_, after) = fs.create(ROOT_INO, "after", 0o644, 0, 0, true).unwrap();
     let data = vec![0xa5u8; 64 * 1024];
+    writing.send(()).unwrap();
     assert_eq!(
         fs.write(after, 0, &data),
         Ok(data.len() as u32),
@@ -201,9 +205,49 @@ fn a_write_right_after_an_rm_waits_for_the_removed_files_space_to_come_back() {
     assert_eq!(mem.object("after").as_deref(), Some(&data[..]));
     assert_eq!(mem.object("big"), None);
 
-    // With nothing on its way back, a full disk is ENOSPC at once.
+    // With nothing on its way back, a full disk is ENOSPC.
     let fill = core.fill("fill");
     fs.release(fill).unwrap();
+}
+
+#[test]
+fn clean_copies_make_room_when_the_cache_disk_is_full_and_reads_download_once() {
+    require!(Root);
+    let core = SmallCore::start();
+    let (fs, mem) = (&core.fs, &core.mem);
+    // Twelve objects of 300 kB read once: their copies fill most of the
+    // 4 MiB disk (the bound, 1 GiB, says nothing of it).
+    let body = |i: u32| -> Vec<u8> { (0..300_000u32).map(|b| (b * 13 + i) as u8).collect() };
+    for i in 0..12 {
+        mem.insert(&format!("obj{i:02}"), body(i), Default::default());
+    }
+    for i in 0..12 {
+        assert_eq!(core.read_all(&format!("obj{i:02}")), body(i));
+    }
+    assert!(fs.cache_bytes().0 >= 12 * 300_000, "{:?}", fs.cache_bytes());
+    // A new file of 2 MiB does not fit beside them: the oldest copies go.
+    let (_, fh) = fs.create(ROOT_INO, "new", 0o644, 0, 0, true).unwrap();
+    let data: Vec<u8> = (0..2u32 << 20).map(|b| (b % 251) as u8).collect();
+    for (n, part) in data.chunks(128 * 1024).enumerate() {
+        assert_eq!(
+            fs.write(fh, (n * 128 * 1024) as u64, part),
+            Ok(part.len() as u32),
+            "at {n}"
+        );
+    }
+    fs.release(fh).unwrap();
+    assert_eq!(fs.flush_all(), 0);
+    assert_eq!(mem.object("new").as_deref(), Some(&data[..]));
+
+    // Disk full of data not uploaded: an uncached object of 1 MiB read in
+    // 128 KiB pieces is downloaded for a copy once, not at every read.
+    let hold = core.fill("hold");
+    mem.insert("one", body(99).repeat(4), Default::default());
+    let gets0 = mem.counters.gets.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(core.read_all("one"), body(99).repeat(4));
+    let gets = mem.counters.gets.load(std::sync::atomic::Ordering::Relaxed) - gets0;
+    assert!(gets <= 4, "{gets} GETs for 10 reads");
+    fs.release(hold).unwrap();
 }
 
 #[test]

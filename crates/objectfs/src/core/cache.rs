@@ -8,9 +8,17 @@
 //! (being written, dirty, uploading or open; never evicted) and detached
 //! clean copies kept here (evictable). A copy moves between the two without
 //! its bytes being counted twice: `take` hands a detached copy to a node,
-//! `insert` takes one back.
+//! `insert` takes one back. When the disk under the cache refuses bytes,
+//! clean copies are evicted to free it (`evict_bytes`), and no copy that
+//! only saves a later GET is made for a while (`disk_refused`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// After the disk refused a copy's bytes, copies made only to spare a
+/// later GET (whole-file copies of objects read, files fetched ahead) are
+/// not attempted for this long: each would download in vain.
+const DISK_FULL_PAUSE: Duration = Duration::from_secs(5);
 
 /// A detached clean copy of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +41,8 @@ pub(super) struct CacheIndex {
     /// of copies nobody asked for yet (fetched ahead) down from it.
     next_tick: u64,
     cold_tick: u64,
+    /// Until when copies to spare a GET are not made (`disk_refused`).
+    no_copies_until: Option<Instant>,
 }
 
 const MID_TICK: u64 = u64::MAX / 2;
@@ -46,7 +56,19 @@ impl CacheIndex {
             lru: BTreeMap::new(),
             next_tick: MID_TICK,
             cold_tick: MID_TICK,
+            no_copies_until: None,
         }
+    }
+
+    /// The disk refused a copy's bytes at `now` (full, or over quota).
+    pub(super) fn disk_refused(&mut self, now: Instant) {
+        self.no_copies_until = Some(now + DISK_FULL_PAUSE);
+    }
+
+    /// Whether a copy made only to spare a later GET is worth trying at
+    /// `now`: not within [`DISK_FULL_PAUSE`] of the disk refusing one.
+    pub(super) fn copies_welcome(&self, now: Instant) -> bool {
+        self.no_copies_until.is_none_or(|t| now >= t)
     }
 
     pub(super) fn used(&self) -> u64 {
@@ -190,14 +212,31 @@ impl CacheIndex {
     pub(super) fn evict_for(&mut self, bytes: u64) -> Vec<Cached> {
         let mut out = Vec::new();
         while !self.fits(bytes) {
-            let Some((_, key)) = self.lru.pop_first() else {
-                break;
-            };
-            let c = self.entries.remove(&key).expect("indexed");
-            self.used = self.used.saturating_sub(c.size);
+            let Some(c) = self.evict_oldest() else { break };
             out.push(c);
         }
         out
+    }
+
+    /// Evicts clean copies, least recently used first, until they held
+    /// `bytes` or none is left: the disk under the cache is full, whatever
+    /// the bound says.
+    pub(super) fn evict_bytes(&mut self, bytes: u64) -> Vec<Cached> {
+        let mut out = Vec::new();
+        let mut freed = 0;
+        while freed < bytes {
+            let Some(c) = self.evict_oldest() else { break };
+            freed += c.size;
+            out.push(c);
+        }
+        out
+    }
+
+    fn evict_oldest(&mut self) -> Option<Cached> {
+        let (_, key) = self.lru.pop_first()?;
+        let c = self.entries.remove(&key).expect("indexed");
+        self.used = self.used.saturating_sub(c.size);
+        Some(c)
     }
 
     fn tick(&mut self) -> u64 {
@@ -209,6 +248,25 @@ impl CacheIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_evicts_the_oldest_copies_and_pauses_copies_for_a_while() {
+        let mut c = CacheIndex::new(1000);
+        for (i, key) in ["a", "b", "c"].iter().enumerate() {
+            c.charge(100);
+            assert_eq!(c.insert(key, i as u64, "e", 100), None);
+        }
+        let gone: Vec<u64> = c.evict_bytes(150).iter().map(|g| g.id).collect();
+        assert_eq!(gone, vec![0, 1], "the two oldest, 200 bytes for 150");
+        assert_eq!(c.used(), 100);
+        assert_eq!(c.evict_bytes(1000).len(), 1, "all that is left");
+        assert!(c.evict_bytes(1).is_empty());
+        let now = Instant::now();
+        assert!(c.copies_welcome(now));
+        c.disk_refused(now);
+        assert!(!c.copies_welcome(now + Duration::from_secs(1)));
+        assert!(c.copies_welcome(now + DISK_FULL_PAUSE));
+    }
 
     #[test]
     fn take_hands_over_a_matching_copy_and_drops_a_stale_one() {

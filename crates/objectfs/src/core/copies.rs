@@ -4,8 +4,8 @@
 //! objects at their first read, and every byte a copy grows by is charged
 //! against the bound (clean copies evicted first; then the writer waits for
 //! uploads, `FsOptions::dirty_wait` at most, and gets ENOSPC). A write the
-//! cache directory's disk refuses (ENOSPC) is tried again while space given
-//! up a moment ago is on its way back ([`DISK_SPACE_WAIT`] at most).
+//! cache directory's disk refuses is tried again as
+//! [`ObjectFs::write_staged`] says.
 
 use super::super::FsResult;
 use super::super::staging::CacheTag;
@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 /// read (one GET); larger ones are read in ranges and not cached.
 pub(super) const WHOLE_FILE_MAX: u64 = 8 * 1024 * 1024;
 
-/// How long a write the disk refused waits for space given up a moment ago
-/// (an `rm`, a close) before the writer gets ENOSPC.
+/// How long a write the disk refused waits for space on its way back
+/// ([`ObjectFs::write_staged`]).
 const DISK_SPACE_WAIT: Duration = Duration::from_secs(2);
+/// Clean copies evicted when the disk refuses a write: at least this much.
+const DISK_EVICT_MIN: u64 = 1024 * 1024;
 
 impl ObjectFs {
     pub(super) fn cache(&self) -> MutexGuard<'_, CacheIndex> {
@@ -181,40 +183,74 @@ impl ObjectFs {
         }
     }
 
-    /// Writes `data` at `offset` of a staged copy. The disk may refuse it
-    /// (ENOSPC) a moment before space given up comes back: files given up
-    /// are deleted by the data pool's thread, and the release of a file
-    /// removed while open may still be on its way from the kernel (FUSE
-    /// sends it after `close` has returned, and its request threads take
-    /// requests in parallel). While either is pending the write is tried
-    /// again, [`DISK_SPACE_WAIT`] at most; then the writer gets ENOSPC.
-    pub(super) fn write_staged(&self, file: &File, data: &[u8], offset: u64) -> FsResult<()> {
+    /// Writes `data` at `offset` of node `ino`'s staged copy. When the
+    /// disk refuses (full, or over quota) and the cache holds clean copies,
+    /// the least recently used of them go (at least the bytes refused, and
+    /// [`DISK_EVICT_MIN`]). Space also comes back a moment after it is
+    /// given up: files given up are deleted by the data pool's thread, and
+    /// the release of a file removed while open may still be on its way
+    /// from the kernel (FUSE sends it after `close` has returned, and its
+    /// request threads take requests in parallel). While any of that is
+    /// pending the write is tried again, [`DISK_SPACE_WAIT`] at most; then
+    /// the writer gets the disk's error.
+    pub(super) fn write_staged(
+        &self,
+        ino: u64,
+        file: &File,
+        data: &[u8],
+        offset: u64,
+    ) -> FsResult<()> {
         let deadline = Instant::now() + DISK_SPACE_WAIT;
+        let mut evicted = false;
         loop {
-            match file.write_all_at(data, offset) {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if e.raw_os_error() == Some(libc::ENOSPC)
-                        && Instant::now() < deadline
-                        && self.disk_space_coming() =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(errno_of_local(&e)),
+            let Err(e) = file.write_all_at(data, offset) else {
+                return Ok(());
+            };
+            if !out_of_space(&e) || Instant::now() >= deadline {
+                return Err(self.local_failure(&e));
             }
+            if !evicted {
+                evicted = true;
+                let mut cache = self.cache();
+                cache.disk_refused(Instant::now());
+                let gone = cache.evict_bytes((data.len() as u64).max(DISK_EVICT_MIN));
+                drop(cache);
+                self.delete_copies(gone);
+            }
+            if !self.disk_space_coming(ino) {
+                // One last try: space may have come back since.
+                return file
+                    .write_all_at(data, offset)
+                    .map_err(|e| self.local_failure(&e));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    /// Space on the cache directory's disk is on its way back: files given
-    /// up not yet deleted, or a removed file's copy that goes at its last
-    /// release.
-    fn disk_space_coming(&self) -> bool {
-        self.inner.staging.freeing()
-            || self
-                .lock()
-                .nodes
-                .values()
-                .any(|n| n.unlinked && n.open_handles > 0 && n.staged.is_some())
+    /// Disk space is on its way back to a writer of node `writer`: files
+    /// given up not yet deleted, or the copy of another file removed while
+    /// open within [`DISK_SPACE_WAIT`], which goes at its last release.
+    /// (Nodes first: a release that hands its copy to the pool meanwhile
+    /// is then seen in the pool.)
+    fn disk_space_coming(&self, writer: u64) -> bool {
+        let now = Instant::now();
+        let removed = self.lock().nodes.iter().any(|(&i, n)| {
+            i != writer
+                && n.open_handles > 0
+                && n.staged.is_some()
+                && n.unlinked_at
+                    .is_some_and(|t| now.saturating_duration_since(t) < DISK_SPACE_WAIT)
+        });
+        removed || self.inner.staging.freeing()
+    }
+
+    /// A local I/O error as the caller's errno; one that says the disk is
+    /// full also pauses copies made only to spare a GET.
+    pub(super) fn local_failure(&self, e: &std::io::Error) -> super::Errno {
+        if out_of_space(e) {
+            self.cache().disk_refused(Instant::now());
+        }
+        errno_of_local(e)
     }
 
     /// Grows node `ino`'s charged size to `size` (see [`Self::reserve`]);
@@ -261,6 +297,9 @@ impl ObjectFs {
         if n.staged.is_some() || n.etag.is_none() || !n.remote || size > WHOLE_FILE_MAX {
             return Ok(n.staged.is_some());
         }
+        if !self.cache().copies_welcome(Instant::now()) {
+            return Ok(false);
+        }
         let (st, room) = self.reserve(st, size, false);
         drop(st);
         if room.is_err() {
@@ -287,6 +326,7 @@ impl ObjectFs {
             // No room on the cache directory's disk: read in ranges.
             Err(DownloadError::Local(e)) => {
                 tracing::debug!(key, error = %e, "no local copy");
+                self.local_failure(&e);
                 give_back(file);
                 return Ok(false);
             }
@@ -319,6 +359,11 @@ impl ObjectFs {
 
 /// Whether waiting can free cache space: some dirty copy is closed (its
 /// upload will make it clean and evictable) or being uploaded.
+/// The disk (or the quota) has no room for the bytes.
+fn out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 fn uploads_will_free_space(st: &InodeTable) -> bool {
     st.nodes.values().any(|n: &Node| {
         n.staged

@@ -18,7 +18,7 @@
 
 use super::super::layout::Kind;
 use super::super::staging::CacheTag;
-use super::super::transfer::{RetryPolicy, download_to_file};
+use super::super::transfer::{DownloadError, RetryPolicy, download_to_file};
 use super::ObjectFs;
 use super::inodes::InodeTable;
 use crate::store::ObjectMeta;
@@ -264,9 +264,11 @@ impl ObjectFs {
             return None;
         }
         let key = self.key_of(st, ino);
-        if self.cache().holds(&key, &etag) {
+        let cache = self.cache();
+        if cache.holds(&key, &etag) || !cache.copies_welcome(Instant::now()) {
             return None;
         }
+        drop(cache);
         Some(Job {
             ino,
             key,
@@ -321,16 +323,20 @@ impl ObjectFs {
             return;
         };
         let file = Arc::new(file);
-        let fetched = self
-            .block_on(download_to_file(
-                &self.inner.store,
-                RetryPolicy::INTERACTIVE,
-                &job.key,
-                file.clone(),
-                job.size,
-            ))
-            .ok()
-            .flatten();
+        let fetched = match self.block_on(download_to_file(
+            &self.inner.store,
+            RetryPolicy::INTERACTIVE,
+            &job.key,
+            file.clone(),
+            job.size,
+        )) {
+            Ok(label) => label,
+            Err(DownloadError::Local(e)) => {
+                self.local_failure(&e);
+                None
+            }
+            Err(DownloadError::Store(_)) => None,
+        };
         self.keep_copy(&job, id, file, fetched);
     }
 
@@ -417,7 +423,10 @@ impl ObjectFs {
         };
         let label = match std::os::unix::fs::FileExt::write_all_at(&file, &body, 0) {
             Ok(()) => meta.etag.clone(),
-            Err(_) => None,
+            Err(e) => {
+                self.local_failure(&e);
+                None
+            }
         };
         self.keep_copy(&job, id, Arc::new(file), label);
         self.inner.changed.notify_all();

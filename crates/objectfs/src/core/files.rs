@@ -7,11 +7,11 @@ use super::super::layout::{self, Kind, Posix};
 use super::super::oplog::NsOp;
 use super::super::reader::Reader;
 use super::super::staging::{Base, JournalEntry};
-use super::super::transfer::{RetryPolicy, download_to_file, retry};
+use super::super::transfer::{DownloadError, RetryPolicy, download_to_file, retry};
 use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
 use super::copies::WHOLE_FILE_MAX;
 use super::inodes::{InodeTable, Staged};
-use super::{HandleKind, ObjectFs, errno_of, errno_of_download, errno_of_local};
+use super::{HandleKind, ObjectFs, errno_of, errno_of_local};
 use crate::store::PutMeta;
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
@@ -69,7 +69,10 @@ impl ObjectFs {
                 Ok(etag) => label = Some(etag),
                 Err(e) => {
                     give_back(id, file);
-                    return Err(errno_of_download(&e));
+                    return Err(match &e {
+                        DownloadError::Store(e) => errno_of(e),
+                        DownloadError::Local(e) => self.local_failure(e),
+                    });
                 }
             }
         }
@@ -257,7 +260,10 @@ impl ObjectFs {
                 }
                 if n.size != 0 {
                     let s = n.staged.as_ref().expect("staged above");
-                    s.file.set_len(0).map_err(|_| libc::EIO)?;
+                    if let Err(e) = s.file.set_len(0) {
+                        n.open_handles -= 1; // unpin (ensure_staged pinned it)
+                        return Err(errno_of_local(&e));
+                    }
                     n.size = 0;
                     n.mtime = SystemTime::now();
                     n.ctime = n.mtime;
@@ -429,7 +435,9 @@ impl ObjectFs {
         };
         if let Some(file) = staged {
             let mut buf = vec![0u8; len as usize];
-            let n = file.read_at(&mut buf, offset).map_err(|_| libc::EIO)?;
+            let n = file
+                .read_at(&mut buf, offset)
+                .map_err(|e| errno_of_local(&e))?;
             buf.truncate(n);
             return Ok(Bytes::from(buf));
         }
@@ -484,7 +492,7 @@ impl ObjectFs {
             }
             file
         };
-        let written = self.write_staged(&file, data, offset);
+        let written = self.write_staged(*ino, &file, data, offset);
         let mut st = self.lock();
         Self::write_done(&mut st, *ino, &file);
         if let Err(e) = written {

@@ -142,6 +142,9 @@ pub(super) struct Node {
     pub(super) staged: Option<Staged>,
     pub(super) open_handles: u32,
     pub(super) unlinked: bool,
+    /// When the name went while handles were open (`mark_unlinked`): the
+    /// copy's disk space comes back at the last release.
+    pub(super) unlinked_at: Option<Instant>,
     /// Claimed by a namespace operation (rename, unlink) that is changing
     /// this node's key: no upload may start until it is done.
     pub(super) busy: bool,
@@ -208,6 +211,7 @@ impl Node {
             staged: None,
             open_handles: 0,
             unlinked: false,
+            unlinked_at: None,
             busy: false,
             prefetching: false,
             prefetch_queued: None,

@@ -16,8 +16,8 @@
 //! files of a directory ahead of a reader opening them in name order;
 //! `prefetch` fetches the metadata of listed entries in the background, a
 //! lookup's first. Store failures
-//! become errnos in one place, `errno_of` (downloads into a local file:
-//! `errno_of_download`; the cache directory's own failures: `errno_of_local`).
+//! become errnos in one place, `errno_of` (the cache directory's own
+//! failures: `errno_of_local`).
 //!
 //! Concurrency: one mutex (`state`) guards the inode table and is never held
 //! across a store call. A node being uploaded is marked `uploading`;
@@ -50,7 +50,7 @@ use super::layout::{self, Kind, Posix};
 use super::oplog::OpLog;
 use super::reader::Reader;
 use super::staging::StagingArea;
-use super::transfer::{DownloadError, RetryPolicy, retry};
+use super::transfer::{RetryPolicy, retry};
 use super::{DirEntry, Errno, FsOptions, FsResult, ROOT_INO};
 use crate::store::{ObjectStore, StoreError};
 use cache::CacheIndex;
@@ -77,14 +77,6 @@ fn errno_of(e: &StoreError) -> Errno {
         | StoreError::Throttled { .. }
         | StoreError::Transient { .. }
         | StoreError::Permanent { .. } => libc::EIO,
-    }
-}
-
-/// A download's failure as an errno: the store's, or the local file's.
-fn errno_of_download(e: &DownloadError) -> Errno {
-    match e {
-        DownloadError::Store(e) => errno_of(e),
-        DownloadError::Local(e) => errno_of_local(e),
     }
 }
 
@@ -427,6 +419,7 @@ impl ObjectFs {
         if node.open_handles == 0 {
             self.discard_staged(node);
         } else if let Some(s) = node.staged.as_mut() {
+            node.unlinked_at = Some(Instant::now());
             s.stream.stop();
             s.forget_changes();
             self.inner.staging.clear_journal(s.id, &s.file);
