@@ -225,6 +225,25 @@ fn clean_copies_make_room_when_the_cache_disk_is_full_and_reads_download_once() 
         assert_eq!(core.read_all(&format!("obj{i:02}")), body(i));
     }
     assert!(fs.cache_bytes().0 >= 12 * 300_000, "{:?}", fs.cache_bytes());
+    // An object of 900 kB opened for writing without truncation must be
+    // copied first: the oldest copies make room for it.
+    mem.insert("edit", body(50).repeat(3), Default::default());
+    let ino = fs.lookup(ROOT_INO, "edit").unwrap().ino;
+    let w = fs
+        .open(
+            ino,
+            OpenFlags {
+                write: true,
+                truncate: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(fs.write(w, 900_000, b"appended"), Ok(8));
+    fs.release(w).unwrap();
+    assert_eq!(fs.flush_all(), 0);
+    let mut edited = body(50).repeat(3);
+    edited.extend_from_slice(b"appended");
+    assert_eq!(mem.object("edit").as_deref(), Some(&edited[..]));
     // A new file of 2 MiB does not fit beside them: the oldest copies go.
     let (_, fh) = fs.create(ROOT_INO, "new", 0o644, 0, 0, true).unwrap();
     let data: Vec<u8> = (0..2u32 << 20).map(|b| (b % 251) as u8).collect();
@@ -239,7 +258,7 @@ fn clean_copies_make_room_when_the_cache_disk_is_full_and_reads_download_once() 
     assert_eq!(fs.flush_all(), 0);
     assert_eq!(mem.object("new").as_deref(), Some(&data[..]));
 
-    // Disk full of data not uploaded: an uncached object of 1 MiB read in
+    // Disk full of data not uploaded: an uncached object of 1.2 MB read in
     // 128 KiB pieces is downloaded for a copy once, not at every read.
     let hold = core.fill("hold");
     mem.insert("one", body(99).repeat(4), Default::default());

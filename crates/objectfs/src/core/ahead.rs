@@ -30,6 +30,24 @@ const FETCH_DIRS: usize = 4;
 /// ... their first files in name order, this many at most.
 pub(super) const FETCH_FILES: usize = 64;
 
+/// A directory to list ahead of a walk: its node, its prefix, and whether
+/// its first files are to be fetched at its listing (near a reading walk).
+pub(super) struct Ahead {
+    dir: u64,
+    prefix: String,
+    fetch: bool,
+}
+
+/// Who lists a directory ([`ObjectFs::list_small_dir_as`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lister {
+    /// A readdir or lookup: may start listings ahead of a walk.
+    Caller,
+    /// A listing ahead of a walk; `fetch`: its first [`FETCH_FILES`]
+    /// files are fetched at once near a walk reading files.
+    Ahead { fetch: bool },
+}
+
 impl ObjectFs {
     /// Directory `ino` is being listed past its TTL, at a readdir or a
     /// lookup of a name it had (not of a new name, which is no walk). When
@@ -38,7 +56,7 @@ impl ObjectFs {
     /// listed within the TTL, [`AHEAD_MAX`] at most in name order, as
     /// waiting to be listed ahead and returns them with their prefixes:
     /// the caller lets the table go and calls [`Self::list_ahead`].
-    pub(super) fn siblings_to_list(&self, st: &mut InodeTable, ino: u64) -> Vec<(u64, String)> {
+    pub(super) fn siblings_to_list(&self, st: &mut InodeTable, ino: u64) -> Vec<Ahead> {
         let Some(parent) = st.nodes.get(&ino).map(|n| n.parent) else {
             return Vec::new();
         };
@@ -74,13 +92,15 @@ impl ObjectFs {
         siblings.sort_unstable();
         siblings.truncate(AHEAD_MAX);
         let dirs: Vec<u64> = siblings.into_iter().map(|(_, c)| c).collect();
-        if !dirs.is_empty() {
-            st.ahead_fetch = dirs.iter().take(FETCH_DIRS).copied().collect();
-        }
         dirs.into_iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 st.ahead.insert(c, parent);
-                (c, self.dir_prefix_of(st, c))
+                Ahead {
+                    dir: c,
+                    prefix: self.dir_prefix_of(st, c),
+                    fetch: i < FETCH_DIRS,
+                }
             })
             .collect()
     }
@@ -89,7 +109,7 @@ impl ObjectFs {
     /// in their order, [`AHEAD_IN_FLIGHT`] at a time for the whole mount. A
     /// directory listed meanwhile by a readdir or lookup is not listed
     /// again; a failed listing is left to the walk's own request.
-    pub(super) fn list_ahead(&self, dirs: Vec<(u64, String)>) {
+    pub(super) fn list_ahead(&self, dirs: Vec<Ahead>) {
         if dirs.is_empty() {
             return;
         }
@@ -114,9 +134,10 @@ impl ObjectFs {
                         }
                         next
                     };
-                    let Some((dir, prefix)) = next else { break };
-                    let _ = fs.list_small_dir_as(dir, &prefix, false, false);
-                    fs.lock().ahead.remove(&dir);
+                    let Some(a) = next else { break };
+                    let lister = Lister::Ahead { fetch: a.fetch };
+                    let _ = fs.list_small_dir_as(a.dir, &a.prefix, false, lister);
+                    fs.lock().ahead.remove(&a.dir);
                 }
             });
         }

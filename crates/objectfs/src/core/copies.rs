@@ -211,11 +211,7 @@ impl ObjectFs {
             }
             if !evicted {
                 evicted = true;
-                let mut cache = self.cache();
-                cache.disk_refused(Instant::now());
-                let gone = cache.evict_bytes((data.len() as u64).max(DISK_EVICT_MIN));
-                drop(cache);
-                self.delete_copies(gone);
+                self.evict_for_disk(data.len() as u64);
             }
             if !self.disk_space_coming(ino) {
                 // One last try: space may have come back since.
@@ -225,6 +221,32 @@ impl ObjectFs {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The disk refused `bytes` (full, or over quota): pauses copies that
+    /// only spare a GET, and evicts clean copies, least recently used first,
+    /// at least `bytes` and [`DISK_EVICT_MIN`] of them (their files go on
+    /// the pool's thread: see [`Self::disk_space_coming`]).
+    fn evict_for_disk(&self, bytes: u64) {
+        let mut cache = self.cache();
+        cache.disk_refused(Instant::now());
+        let gone = cache.evict_bytes(bytes.max(DISK_EVICT_MIN));
+        drop(cache);
+        self.delete_copies(gone);
+    }
+
+    /// A copy of `bytes` for node `writer` found the disk full: makes room
+    /// as a refused write does ([`Self::write_staged`]) and waits while it
+    /// comes back. Whether the copy is worth trying again.
+    pub(super) fn room_for_copy(&self, writer: u64, bytes: u64) -> bool {
+        self.evict_for_disk(bytes);
+        let deadline = Instant::now() + DISK_SPACE_WAIT;
+        let mut coming = false;
+        while Instant::now() < deadline && self.disk_space_coming(writer) {
+            coming = true;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        coming
     }
 
     /// Disk space is on its way back to a writer of node `writer`: files
@@ -357,13 +379,13 @@ impl ObjectFs {
     }
 }
 
-/// Whether waiting can free cache space: some dirty copy is closed (its
-/// upload will make it clean and evictable) or being uploaded.
 /// The disk (or the quota) has no room for the bytes.
-fn out_of_space(e: &std::io::Error) -> bool {
+pub(super) fn out_of_space(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
+/// Whether waiting can free cache space: some dirty copy is closed (its
+/// upload will make it clean and evictable) or being uploaded.
 fn uploads_will_free_space(st: &InodeTable) -> bool {
     st.nodes.values().any(|n: &Node| {
         n.staged

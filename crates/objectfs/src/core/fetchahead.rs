@@ -215,11 +215,12 @@ impl ObjectFs {
             files
         });
         let mut queued = 0;
+        let welcome = self.cache().copies_welcome(Instant::now());
         for name in names {
             let Some(&c) = st.children.get(&(parent, name.clone())) else {
                 continue;
             };
-            if st.data_ahead.contains_key(&c) || self.job_of(st, c).is_none() {
+            if st.data_ahead.contains_key(&c) || !welcome || self.job_of(st, c).is_none() {
                 continue;
             }
             st.data_ahead.insert(c, false);
@@ -264,11 +265,9 @@ impl ObjectFs {
             return None;
         }
         let key = self.key_of(st, ino);
-        let cache = self.cache();
-        if cache.holds(&key, &etag) || !cache.copies_welcome(Instant::now()) {
+        if self.cache().holds(&key, &etag) {
             return None;
         }
-        drop(cache);
         Some(Job {
             ino,
             key,
@@ -293,9 +292,10 @@ impl ObjectFs {
                         continue;
                     }
                     // Room without evicting anything, or not at all.
-                    let job = self
-                        .job_of(&st, ino)
-                        .filter(|j| self.cache().charge_if_fits(j.size));
+                    let job = self.job_of(&st, ino).filter(|j| {
+                        let mut cache = self.cache();
+                        cache.copies_welcome(Instant::now()) && cache.charge_if_fits(j.size)
+                    });
                     match job {
                         Some(job) => {
                             st.data_ahead.insert(ino, true);
@@ -382,9 +382,12 @@ impl ObjectFs {
         if st.data_ahead.contains_key(&ino) {
             return None;
         }
-        let job = self
-            .job_of(st, ino)
-            .filter(|j| j.size <= NEAR_WALK_FILE_MAX && self.cache().charge_if_fits(j.size))?;
+        let job = self.job_of(st, ino).filter(|j| {
+            let mut cache = self.cache();
+            j.size <= NEAR_WALK_FILE_MAX
+                && cache.copies_welcome(Instant::now())
+                && cache.charge_if_fits(j.size)
+        })?;
         st.data_ahead.insert(ino, true);
         Some(job.size)
     }

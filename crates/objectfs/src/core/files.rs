@@ -9,7 +9,7 @@ use super::super::reader::Reader;
 use super::super::staging::{Base, JournalEntry};
 use super::super::transfer::{DownloadError, RetryPolicy, download_to_file, retry};
 use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
-use super::copies::WHOLE_FILE_MAX;
+use super::copies::{WHOLE_FILE_MAX, out_of_space};
 use super::inodes::{InodeTable, Staged};
 use super::{HandleKind, ObjectFs, errno_of, errno_of_local};
 use crate::store::PutMeta;
@@ -59,13 +59,23 @@ impl ObjectFs {
         let mut label = None;
         if fetch {
             let store = &self.inner.store;
-            match self.block_on(download_to_file(
-                store,
-                RetryPolicy::INTERACTIVE,
-                &key,
-                file.clone(),
-                size,
-            )) {
+            let download = || {
+                self.block_on(download_to_file(
+                    store,
+                    RetryPolicy::INTERACTIVE,
+                    &key,
+                    file.clone(),
+                    size,
+                ))
+            };
+            let mut fetched = download();
+            if let Err(DownloadError::Local(e)) = &fetched
+                && out_of_space(e)
+                && self.room_for_copy(ino, size)
+            {
+                fetched = download();
+            }
+            match fetched {
                 Ok(etag) => label = Some(etag),
                 Err(e) => {
                     give_back(id, file);

@@ -552,12 +552,8 @@ pub(super) struct InodeTable {
     pub(super) ahead: HashMap<u64, u64>,
     /// The listings ahead not started yet, in order, and the workers
     /// running them.
-    pub(super) ahead_queue: std::collections::VecDeque<(u64, String)>,
+    pub(super) ahead_queue: std::collections::VecDeque<super::ahead::Ahead>,
     pub(super) ahead_workers: usize,
-    /// The directories of the last batch of listings ahead whose files
-    /// are fetched at their listing near a walk reading files (the first
-    /// few in name order: `core/ahead.rs`).
-    pub(super) ahead_fetch: HashSet<u64>,
     /// Files being fetched ahead of a reader (`core/fetchahead.rs`): true
     /// once the fetch has started, false while it is queued. The queue in
     /// order, and the workers running it.
@@ -593,7 +589,6 @@ impl InodeTable {
             ahead: HashMap::new(),
             ahead_queue: std::collections::VecDeque::new(),
             ahead_workers: 0,
-            ahead_fetch: HashSet::new(),
             data_ahead: HashMap::new(),
             data_ahead_queue: std::collections::VecDeque::new(),
             data_ahead_workers: 0,

@@ -7,7 +7,7 @@
 
 use super::super::layout::{self, Kind};
 use super::super::{DirEntry, FsResult, PlusEntry, ROOT_INO};
-use super::ahead::FETCH_FILES;
+use super::ahead::{FETCH_FILES, Lister};
 use super::inodes::{InodeTable, Listed};
 use super::opqueue::Removals;
 use super::{HandleKind, ObjectFs};
@@ -317,18 +317,19 @@ impl ObjectFs {
     /// the background, [`REVALIDATE_MAX`] at most, instead of by one HEAD
     /// per lookup, one after the other.
     pub(super) fn list_small_dir(&self, ino: u64, prefix: &str, walk: bool) -> FsResult<bool> {
-        self.list_small_dir_as(ino, prefix, walk, true)
+        self.list_small_dir_as(ino, prefix, walk, Lister::Caller)
     }
 
-    /// [`Self::list_small_dir`]; `lead`: this listing may start listings
-    /// ahead of a walk (`core/ahead.rs`), which those listings do not.
+    /// [`Self::list_small_dir`], by `lister`: a caller's listing may start
+    /// listings ahead of a walk (`core/ahead.rs`), which those do not.
     pub(super) fn list_small_dir_as(
         &self,
         ino: u64,
         prefix: &str,
         walk: bool,
-        lead: bool,
+        lister: Lister,
     ) -> FsResult<bool> {
+        let lead = lister == Lister::Caller;
         let asked = Instant::now();
         let skip = |st: &InodeTable| {
             // A listing ahead whose directory a readdir or lookup took.
@@ -353,7 +354,8 @@ impl ObjectFs {
             Err(answer) => return Ok(answer),
         };
         self.list_ahead(ahead);
-        let result = self.list_small_dir_now(ino, prefix, walk, !lead);
+        let fetch = lister == Lister::Ahead { fetch: true };
+        let result = self.list_small_dir_now(ino, prefix, walk, fetch);
         self.end_listing(ino, |st| {
             if result == Ok(false) {
                 st.paged.insert(ino, asked);
@@ -401,14 +403,14 @@ impl ObjectFs {
         self.inner.changed.notify_all();
     }
 
-    /// `ahead`: a listing ahead of a walk (`core/ahead.rs`), whose files
-    /// are fetched at once near a reading walk.
+    /// `fetch`: a listing ahead of a walk (`core/ahead.rs`) whose first
+    /// files are fetched at once near a walk reading files.
     fn list_small_dir_now(
         &self,
         ino: u64,
         prefix: &str,
         walk: bool,
-        ahead: bool,
+        fetch: bool,
     ) -> FsResult<bool> {
         let store = &self.inner.store;
         let before = self.removals();
@@ -434,7 +436,7 @@ impl ObjectFs {
         if now_at != prefix {
             // Renamed (and sent) while we listed: list where it is now.
             drop(st);
-            return self.list_small_dir_now(ino, &now_at, walk, ahead);
+            return self.list_small_dir_now(ino, &now_at, walk, fetch);
         }
         let mut seen = HashSet::new();
         self.apply_listing(
@@ -465,10 +467,10 @@ impl ObjectFs {
                 }
             }
         }
-        if ahead && st.ahead_fetch.remove(&ino) && self.whole_near_walk(&st, ino) {
+        if fetch && self.whole_near_walk(&st, ino) {
             // The listing's objects come in key order: the files a walk
             // in name order reads first.
-            let mut fetch = 0;
+            let mut taken = 0;
             for o in &page.objects {
                 let name = &o.key[prefix.len()..];
                 let Some(&c) = st.children.get(&(ino, name.to_string())) else {
@@ -477,8 +479,8 @@ impl ObjectFs {
                 let n = &st.nodes[&c];
                 if n.kind == Kind::File && !n.meta_known && !n.prefetching {
                     stale.push((c, self.read_key(&st, c)));
-                    fetch += 1;
-                    if fetch == FETCH_FILES {
+                    taken += 1;
+                    if taken == FETCH_FILES {
                         break;
                     }
                 }
