@@ -155,6 +155,17 @@ impl SmallCore {
         }
     }
 
+    /// Opens `name` for writing without truncation (its object is copied
+    /// first).
+    fn open_to_change(&self, name: &str) -> Result<u64, i32> {
+        let ino = self.fs.lookup(ROOT_INO, name).unwrap().ino;
+        let flags = OpenFlags {
+            write: true,
+            truncate: false,
+        };
+        self.fs.open(ino, flags)
+    }
+
     fn read_all(&self, name: &str) -> Vec<u8> {
         let ino = self.fs.lookup(ROOT_INO, name).unwrap().ino;
         let fh = self.fs.open(ino, OpenFlags::default()).unwrap();
@@ -228,16 +239,7 @@ fn clean_copies_make_room_when_the_cache_disk_is_full_and_reads_download_once() 
     // An object of 900 kB opened for writing without truncation must be
     // copied first: the oldest copies make room for it.
     mem.insert("edit", body(50).repeat(3), Default::default());
-    let ino = fs.lookup(ROOT_INO, "edit").unwrap().ino;
-    let w = fs
-        .open(
-            ino,
-            OpenFlags {
-                write: true,
-                truncate: false,
-            },
-        )
-        .unwrap();
+    let w = core.open_to_change("edit").unwrap();
     assert_eq!(fs.write(w, 900_000, b"appended"), Ok(8));
     fs.release(w).unwrap();
     assert_eq!(fs.flush_all(), 0);
@@ -296,20 +298,11 @@ fn reads_of_uncached_objects_work_and_a_writer_gets_enospc_while_the_cache_disk_
     }
     // A writer that needs the object copied first is told the disk is
     // full (not EIO), and the object is untouched.
-    let ino = fs.lookup(ROOT_INO, "obj03").unwrap().ino;
-    let written = fs
-        .open(
-            ino,
-            OpenFlags {
-                write: true,
-                truncate: false,
-            },
-        )
-        .and_then(|w| {
-            let r = fs.write(w, 0, b"change");
-            fs.release(w).unwrap();
-            r
-        });
+    let written = core.open_to_change("obj03").and_then(|w| {
+        let r = fs.write(w, 0, b"change");
+        fs.release(w).unwrap();
+        r
+    });
     assert_eq!(written, Err(libc::ENOSPC));
     fs.release(fh).unwrap();
     assert_eq!(fs.flush_all(), 0);
