@@ -553,6 +553,26 @@ fn fetching_ahead_never_evicts_a_cached_copy() {
 }
 
 #[test]
+fn a_readers_copy_waits_for_fetches_ahead_in_flight_rather_than_evict_a_used_one() {
+    // Room for a few files: the first two read in name order are the walk
+    // itself, so the fetches ahead of it are in flight while the second
+    // file's own copy looks for room. That copy must not push out the
+    // first file's (used) copy while the fetches ahead could go instead.
+    let f = fixture_with(UploadMode::Async, |o| o.cache_size = 8 * 1024);
+    let files = outside_files(&f, "d", 30);
+    f.list("d").unwrap();
+    for (name, data) in &files[..2] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let gets0 = gets(&f);
+    for (name, data) in &files[..2] {
+        assert_eq!(&f.read_file(name).unwrap(), data);
+    }
+    assert_eq!(gets(&f), gets0, "both still cached");
+}
+
+#[test]
 fn a_directory_listed_beside_a_walk_gets_its_small_files_whole_instead_of_heads() {
     let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(60));
     let d0 = outside_files(&f, "d0", 6);

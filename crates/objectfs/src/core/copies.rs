@@ -27,6 +27,9 @@ pub(super) const WHOLE_FILE_MAX: u64 = 8 * 1024 * 1024;
 const DISK_SPACE_WAIT: Duration = Duration::from_secs(2);
 /// Clean copies evicted when the disk refuses a write: at least this much.
 const DISK_EVICT_MIN: u64 = 1024 * 1024;
+/// How long a reader's copy waits for fetches ahead in flight to land
+/// before it evicts used copies to fit ([`ObjectFs::wait_for_speculation`]).
+const SPECULATION_WAIT: Duration = Duration::from_millis(500);
 
 impl ObjectFs {
     pub(super) fn cache(&self) -> MutexGuard<'_, CacheIndex> {
@@ -275,6 +278,32 @@ impl ObjectFs {
         errno_of_local(e)
     }
 
+    /// A reader's copy of `bytes` does not fit while fetches ahead are in
+    /// flight: they hold their share of the bound but cannot be evicted
+    /// until they land (as copies nobody opened, evicted first). Waits for
+    /// them ([`SPECULATION_WAIT`] at most) rather than let the reader's
+    /// copy evict a copy that was used.
+    fn wait_for_speculation<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        bytes: u64,
+    ) -> MutexGuard<'a, InodeTable> {
+        let deadline = Instant::now() + SPECULATION_WAIT;
+        loop {
+            let in_flight = st.data_ahead.values().any(|started| *started);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !in_flight || left.is_zero() || self.cache().fits(bytes) {
+                return st;
+            }
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Grows node `ino`'s charged size to `size` (see [`Self::reserve`]);
     /// a smaller size gives the difference back.
     pub(super) fn charge_to<'a>(
@@ -322,6 +351,7 @@ impl ObjectFs {
         if !self.cache().copies_welcome(Instant::now()) {
             return Ok(false);
         }
+        let st = self.wait_for_speculation(st, size);
         let (st, room) = self.reserve(st, size, false);
         drop(st);
         if room.is_err() {

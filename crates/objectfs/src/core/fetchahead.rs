@@ -35,7 +35,7 @@ pub(super) const AHEAD_FILE_MAX: u64 = 1024 * 1024;
 /// (the bodies of a listing's 32 requests in flight are in memory).
 const NEAR_WALK_FILE_MAX: u64 = 256 * 1024;
 /// Fetches ahead under way at once, in the whole mount.
-const AHEAD_IN_FLIGHT: usize = 8;
+const AHEAD_IN_FLIGHT: usize = 16;
 /// Two opens further apart than this are not one walk.
 const WALK_GAP: Duration = Duration::from_secs(2);
 /// A walk's name order is read from the table again after this long.
