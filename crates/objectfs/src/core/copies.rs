@@ -285,23 +285,12 @@ impl ObjectFs {
     /// copy evict a copy that was used.
     fn wait_for_speculation<'a>(
         &'a self,
-        mut st: MutexGuard<'a, InodeTable>,
+        st: MutexGuard<'a, InodeTable>,
         bytes: u64,
     ) -> MutexGuard<'a, InodeTable> {
-        let deadline = Instant::now() + SPECULATION_WAIT;
-        loop {
-            let in_flight = st.data_ahead.values().any(|started| *started);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !in_flight || left.is_zero() || self.cache().fits(bytes) {
-                return st;
-            }
-            st = self
-                .inner
-                .changed
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.wait_while_for(st, SPECULATION_WAIT, |st| {
+            st.data_ahead.values().any(|started| *started) && !self.cache().fits(bytes)
+        })
     }
 
     /// Grows node `ino`'s charged size to `size` (see [`Self::reserve`]);

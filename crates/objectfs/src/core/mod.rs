@@ -300,10 +300,20 @@ impl ObjectFs {
     /// (a prefetch that never reports must not hang a caller).
     fn wait_while<'a>(
         &'a self,
-        mut st: MutexGuard<'a, InodeTable>,
+        st: MutexGuard<'a, InodeTable>,
         pending: impl Fn(&InodeTable) -> bool,
     ) -> MutexGuard<'a, InodeTable> {
-        let deadline = Instant::now() + PREFETCH_WAIT;
+        self.wait_while_for(st, PREFETCH_WAIT, pending)
+    }
+
+    /// Waits on `changed` while `pending` holds, `bound` at most.
+    fn wait_while_for<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        bound: Duration,
+        pending: impl Fn(&InodeTable) -> bool,
+    ) -> MutexGuard<'a, InodeTable> {
+        let deadline = Instant::now() + bound;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if !pending(&st) || left.is_zero() {
