@@ -319,6 +319,60 @@ fn a_copy_fetched_after_a_change_is_not_kept_as_the_older_version() {
     assert_eq!(f.read_file("t").unwrap(), b"AAAA");
 }
 
+/// An object rewritten elsewhere at another size within the TTL: a copy
+/// made for writing is of the object as it is now, revalidated (never the
+/// new version cut to the old size, which an append would then extend).
+#[test]
+fn a_copy_for_writing_is_of_the_object_as_it_is_now_after_a_change_of_size() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(60));
+    let cases = [
+        ("grew", "AAAA", "BBBBBBBB", 4, "x", "BBBBxBBB"),
+        ("shrank", "AAAAAAAA", "BB", 2, "x", "BBx"),
+    ];
+    for (name, before, ..) in cases {
+        f.mem
+            .insert(&format!("pre/{name}"), before, PutMeta::default());
+    }
+    for (name, before, now, at, wrote, after) in cases {
+        let key = format!("pre/{name}");
+        let ino = f.ino(name).unwrap();
+        assert_eq!(f.fs.getattr(ino).unwrap().size, before.len() as u64);
+        f.mem.insert(&key, now, PutMeta::default());
+        let write = OpenFlags {
+            write: true,
+            truncate: false,
+        };
+        let fh = f.fs.open(ino, write).unwrap();
+        assert_eq!(f.fs.getattr(ino).unwrap().size, now.len() as u64);
+        f.fs.write(fh, at, wrote.as_bytes()).unwrap();
+        f.fs.release(fh).unwrap();
+        f.fs.flush_all();
+        assert_eq!(f.mem.object(&key).unwrap(), after.as_bytes());
+    }
+}
+
+/// A first read's whole-file copy of an object rewritten elsewhere at
+/// another size within the TTL is not kept (it would be the new version
+/// cut to the old size, or a read failing on a short body): the read goes
+/// by ranges and the next open revalidates.
+#[test]
+fn a_whole_file_copy_of_an_object_changed_in_size_is_not_kept() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(60));
+    f.mem.insert("pre/grew", "AAAA", PutMeta::default());
+    f.mem.insert("pre/shrank", "AAAAAAAA", PutMeta::default());
+    for (name, now, read) in [("grew", "BBBBBBBB", "BBBB"), ("shrank", "BB", "BB")] {
+        let ino = f.ino(name).unwrap();
+        let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
+        f.mem
+            .insert(&format!("pre/{name}"), now, PutMeta::default());
+        // What this open reads is the store's, within the size it knew.
+        assert_eq!(&f.fs.read(fh, 0, 100).unwrap()[..], read.as_bytes());
+        f.fs.release(fh).unwrap();
+        assert_eq!(f.read_file(name).unwrap(), now.as_bytes());
+    }
+    assert_eq!(f.fs.cache_bytes().0, 10, "only whole versions are kept");
+}
+
 #[test]
 fn data_recovered_at_mount_is_kept_within_the_bound() {
     let mem = Arc::new(MemoryStore::new());

@@ -263,13 +263,18 @@ async fn upload_parts(
 const DOWNLOAD_CHUNK: u64 = 8 * 1024 * 1024;
 const DOWNLOAD_PARALLEL: usize = 8;
 
-/// Why [`download_to_file`] failed: the store, or the local file.
+/// Why [`download_to_file`] made no copy: the store, the local file, or
+/// the object changed.
 #[derive(Debug)]
 pub enum DownloadError {
     /// The store's answer (or its absence).
     Store(StoreError),
     /// The local file refused the bytes (its disk full, say).
     Local(std::io::Error),
+    /// The object is no longer the one of the size asked for: it is larger
+    /// or smaller now, or the GETs saw different versions of it (another
+    /// client rewrote it meanwhile). No copy of one version of it was made.
+    Changed,
 }
 
 impl From<StoreError> for DownloadError {
@@ -279,8 +284,11 @@ impl From<StoreError> for DownloadError {
 }
 
 /// Copies object `key` (`size` bytes) into `file` with parallel ranged
-/// GETs. Returns the ETag of the object the bytes came from, or `None` when
-/// the GETs disagree (it changed while being read) or the store says none.
+/// GETs. Returns the ETag of the object the bytes came from (`None` when
+/// the store says none), or [`DownloadError::Changed`] when they are not
+/// one whole version of `size` bytes: the GETs saw different ETags, or
+/// another size (the last GET asks for one byte past the end, so an object
+/// that grew is caught as well as one that shrank).
 pub async fn download_to_file(
     store: &Arc<dyn ObjectStore>,
     policy: RetryPolicy,
@@ -297,21 +305,16 @@ pub async fn download_to_file(
             let (store, file, key) = (store.clone(), file.clone(), key.to_string());
             let offset = next * DOWNLOAD_CHUNK;
             let len = DOWNLOAD_CHUNK.min(size - offset);
+            let asked = if offset + len == size { len + 1 } else { len };
             tasks.spawn(async move {
-                let (data, etag) =
-                    retry(policy, "get", || store.get_range_tagged(&key, offset, len)).await?;
-                let data = data.slice(0, data.len());
+                let (data, etag) = retry(policy, "get", || {
+                    store.get_range_tagged(&key, offset, asked)
+                })
+                .await?;
                 if data.len() as u64 != len {
-                    return Err(StoreError::transient(
-                        "download",
-                        key,
-                        format!(
-                            "object changed while reading: got {} of {len} bytes",
-                            data.len()
-                        ),
-                    )
-                    .into());
+                    return Err(DownloadError::Changed);
                 }
+                let data = data.slice(0, data.len());
                 tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
                     .await
                     .map_err(|e| StoreError::permanent("download", key.clone(), e.to_string()))?
@@ -321,15 +324,22 @@ pub async fn download_to_file(
             next += 1;
         }
         if let Some(joined) = tasks.join_next().await {
-            etags.insert(
-                joined.map_err(|e| StoreError::permanent("download", key, e.to_string()))??,
-            );
+            let joined = joined.map_err(|e| StoreError::permanent("download", key, e.to_string()));
+            match joined? {
+                Ok(etag) => {
+                    etags.insert(etag);
+                }
+                Err(e) => {
+                    tasks.abort_all();
+                    return Err(e);
+                }
+            }
         }
     }
-    Ok(match etags.len() {
-        1 => etags.into_iter().next().flatten(),
-        _ => None,
-    })
+    match etags.len() {
+        0 | 1 => Ok(etags.into_iter().next().flatten()),
+        _ => Err(DownloadError::Changed),
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +440,30 @@ mod tests {
         let mut back = vec![0u8; data.len()];
         out.read_exact_at(&mut back, 0).unwrap();
         assert_eq!(back, data);
+    }
+
+    #[tokio::test]
+    async fn a_download_of_another_size_than_the_object_makes_no_copy() {
+        let mem = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let fast = RetryPolicy {
+            attempts: 2,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        };
+        mem.insert("k", b"0123456789".to_vec(), PutMeta::default());
+        let out = Arc::new(tempfile::tempfile().unwrap());
+        // Exactly its size: the copy, labelled.
+        let label = download_to_file(&store, fast, "k", out.clone(), 10).await;
+        assert!(matches!(label, Ok(Some(_))), "{label:?}");
+        // The object grew past what the caller knows, or shrank below it.
+        for known in [4, 9, 11, 20] {
+            let got = download_to_file(&store, fast, "k", out.clone(), known).await;
+            assert!(
+                matches!(got, Err(DownloadError::Changed)),
+                "{known}: {got:?}"
+            );
+        }
     }
 
     #[tokio::test]

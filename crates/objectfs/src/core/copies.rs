@@ -375,6 +375,16 @@ impl ObjectFs {
                 give_back(file);
                 return Err(errno_of(&e));
             }
+            // Rewritten elsewhere since the mount last looked: no copy of
+            // a size the node does not describe. This read goes by ranges;
+            // the next lookup or open revalidates.
+            Err(DownloadError::Changed) => {
+                give_back(file);
+                if let Some(n) = self.lock().nodes.get_mut(&ino) {
+                    self.expire(n);
+                }
+                return Ok(false);
+            }
         };
         let mut st = self.lock();
         let usable = label.is_some()

@@ -335,7 +335,7 @@ impl ObjectFs {
                 self.local_failure(&e);
                 None
             }
-            Err(DownloadError::Store(_)) => None,
+            Err(DownloadError::Store(_) | DownloadError::Changed) => None,
         };
         self.keep_copy(&job, id, file, fetched);
     }

@@ -19,12 +19,56 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+/// Copies made for writing before a file rewritten elsewhere meanwhile
+/// gets EIO (each attempt revalidates the node first).
+const COPY_ATTEMPTS: u32 = 3;
+
+/// What one attempt of giving a node its staged copy came to.
+enum Staging {
+    /// The node has its copy, pinned.
+    Done,
+    /// The object is not the one the node describes: nothing was kept.
+    Changed,
+}
+
 impl ObjectFs {
     /// Gives `ino` a staging file holding its current content, and pins it
     /// (counts as an open handle) so a finishing upload cannot drop it; the
-    /// caller unpins with `release` or `unpin`.
+    /// caller unpins with `release` or `unpin`. The content copied is one
+    /// whole version of the object, the one the node describes: when the
+    /// GETs find another (rewritten elsewhere since the mount last looked,
+    /// or during the copy), the node is revalidated and the copy made
+    /// again, [`COPY_ATTEMPTS`] times at most.
     fn ensure_staged(&self, ino: u64, truncate: bool) -> FsResult<()> {
-        let (key, size, remote) = {
+        let mut attempt = 1;
+        loop {
+            match self.try_staged(ino, truncate)? {
+                Staging::Done => return Ok(()),
+                Staging::Changed if attempt < COPY_ATTEMPTS => {
+                    attempt += 1;
+                    {
+                        let mut st = self.lock();
+                        let n = st.node_mut(ino)?;
+                        self.expire(n);
+                    }
+                    self.getattr(ino)?;
+                }
+                Staging::Changed => {
+                    let key = self.key_of(&self.lock(), ino);
+                    tracing::warn!(
+                        key,
+                        attempts = COPY_ATTEMPTS,
+                        "the object changed in the bucket during each copy for writing"
+                    );
+                    return Err(libc::EIO);
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Self::ensure_staged`].
+    fn try_staged(&self, ino: u64, truncate: bool) -> FsResult<Staging> {
+        let (key, size, remote, etag) = {
             let mut st = self.lock();
             let key = self.key_of(&st, ino);
             if !truncate {
@@ -34,9 +78,9 @@ impl ObjectFs {
             let n = st.node_mut(ino)?;
             if n.staged.is_some() {
                 n.open_handles += 1;
-                return Ok(());
+                return Ok(Staging::Done);
             }
-            (key, n.size, n.remote)
+            (key, n.size, n.remote, n.etag.clone())
         };
         let fetch = remote && !truncate && size > 0;
         let charged = if fetch { size } else { 0 };
@@ -76,13 +120,20 @@ impl ObjectFs {
                 fetched = download();
             }
             match fetched {
-                Ok(etag) => label = Some(etag),
+                // Another version than the node's: not the content to
+                // write over.
+                Ok(got) if etag.is_some() && got != etag => {
+                    give_back(id, file);
+                    return Ok(Staging::Changed);
+                }
+                Ok(got) => label = got,
                 Err(e) => {
                     give_back(id, file);
-                    return Err(match &e {
-                        DownloadError::Store(e) => errno_of(e),
-                        DownloadError::Local(e) => self.local_failure(e),
-                    });
+                    return match &e {
+                        DownloadError::Changed => Ok(Staging::Changed),
+                        DownloadError::Store(e) => Err(errno_of(e)),
+                        DownloadError::Local(e) => Err(self.local_failure(e)),
+                    };
                 }
             }
         }
@@ -91,22 +142,27 @@ impl ObjectFs {
             give_back(id, file);
             return Err(libc::ENOENT);
         };
-        n.open_handles += 1;
         if n.staged.is_some() {
             // Another opener won the race; use theirs.
+            n.open_handles += 1;
             give_back(id, file);
-            return Ok(());
+            return Ok(Staging::Done);
         }
+        if fetch && (n.size != size || n.etag != etag) {
+            // A lookup learned of a newer object during the copy.
+            give_back(id, file);
+            return Ok(Staging::Changed);
+        }
+        n.open_handles += 1;
         let mut staged = Staged::from_pool(id, file);
         staged.charged = charged;
         n.staged = Some(staged);
-        match label {
-            // The copy is of the object the GETs saw (none when they saw
-            // different versions: then it is never kept as a clean copy).
-            Some(etag) => n.note_etag(etag),
-            None => n.size = 0,
+        if fetch {
+            n.note_etag(label);
+        } else {
+            n.size = 0;
         }
-        Ok(())
+        Ok(Staging::Done)
     }
 
     /// Marks content or attributes changed: bumps the generation and makes

@@ -254,6 +254,15 @@ impl ObjectFs {
         at.elapsed() < self.opts().metadata_ttl
     }
 
+    /// Makes what the mount knows of `n` stale: its next lookup, getattr
+    /// or open asks the store.
+    fn expire(&self, n: &mut Node) {
+        match Instant::now().checked_sub(self.opts().metadata_ttl) {
+            Some(t) => n.validated = n.validated.min(t),
+            None => n.meta_known = false,
+        }
+    }
+
     fn check_writable(&self) -> FsResult<()> {
         if self.opts().read_only {
             Err(libc::EROFS)
