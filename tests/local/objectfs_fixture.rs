@@ -100,6 +100,30 @@ impl Fixture {
         mount(mem, cache, opts)
     }
 
+    /// The mount process dies (nothing flushed, nothing unmounted) and the
+    /// next one starts on a copy of its cache directory (the dead core,
+    /// leaked, keeps the original's lock).
+    pub(crate) fn crash(self) -> Fixture {
+        let Fixture {
+            fs,
+            mem,
+            rt,
+            cache,
+            mut opts,
+        } = self;
+        std::mem::forget(fs);
+        std::mem::forget(rt);
+        let next = tempfile::tempdir().unwrap();
+        for dir in ["staging", "ops"] {
+            let from = cache.path().join(dir);
+            if from.exists() {
+                copy_dir(&from, &next.path().join(dir));
+            }
+        }
+        opts.cache_dir = next.path().to_path_buf();
+        mount(mem, next, opts)
+    }
+
     /// Inode of a path like "a/b" ("" is the root).
     pub(crate) fn ino(&self, path: &str) -> Result<u64, i32> {
         let mut ino = ROOT_INO;

@@ -1,6 +1,7 @@
 //! Queued namespace changes (`upload=async`) against the in-memory store,
 //! where they meet failures: an upload that fails after it dropped a
-//! queued delete, a marker written for chmod then removed, and an fsync
+//! queued delete (then unlinked, renamed, or the process killed), a
+//! marker written for chmod then removed, and an fsync
 //! waiting for a change the store cannot take.
 
 use super::objectfs_fixture::{Fixture, fixture_with};
@@ -44,6 +45,16 @@ fn a_failed_upload_keeps_the_name_deletable_by_rename() {
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.object("pre/y").as_deref(), Some(&b"new"[..]));
     assert_eq!(f.mem.object("pre/x"), None, "old x is back in the bucket");
+}
+
+/// The process dies instead: the next mount puts the new data at the name
+/// (not beside the old object, as if the name had been free when the new
+/// file was begun: the old object is still there, its delete dropped).
+#[test]
+fn a_crash_after_the_failed_upload_puts_the_new_data_at_the_name() {
+    let f = old_x_then_a_new_x_whose_upload_failed().crash();
+    assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
+    assert_eq!(f.mem.keys(), ["pre/x"], "only the new x");
 }
 
 /// A directory known from a listing (its marker not seen) is chmod'ed:

@@ -8,6 +8,7 @@
 //! mount replays what a crash left in the journal before anything else.
 
 use super::super::oplog::NsOp;
+use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{FsResult, UploadMode};
 use super::inodes::InodeTable;
@@ -131,6 +132,20 @@ impl ObjectFs {
                     && let Some(n) = st.nodes.get_mut(&ino)
                 {
                     n.remote = true;
+                    // Nor may the journal say the key was free (a new file
+                    // begun after the unlink): after a crash the next mount
+                    // would find the old object and put the data beside it.
+                    // Journalled before the deletes leave the op log.
+                    let posix = n.posix();
+                    if let Some(s) = n.staged.as_ref().filter(|s| s.journaled)
+                        && let Err(e) = self.inner.staging.journal(
+                            s.id,
+                            &s.file,
+                            &JournalEntry::new(key, &posix),
+                        )
+                    {
+                        tracing::error!(key, error = %e, "could not journal a staged file");
+                    }
                 }
                 self.release_dropped(&mut st, dropped);
                 Ok(st)
