@@ -373,6 +373,44 @@ fn a_whole_file_copy_of_an_object_changed_in_size_is_not_kept() {
     assert_eq!(f.fs.cache_bytes().0, 10, "only whole versions are kept");
 }
 
+/// A HEAD sent before this mount's own upload of a file and answered after
+/// it (a slow store) tells nothing newer: the file keeps what the upload
+/// made of it (not the old size and ETag, which would drop the new copy as
+/// stale and read the new object cut to the old size), and so does a
+/// lookup's probe.
+#[test]
+fn a_slow_head_answered_after_the_mounts_own_upload_does_not_bring_the_old_object_back() {
+    let f = fixture_with_ttl(UploadMode::Sync, Duration::from_millis(100));
+    // Another client's object, dated within the last 2 s: a listing cannot
+    // confirm its metadata, its revalidation is a HEAD; answered more than a
+    // TTL after the upload below.
+    f.mem.insert("pre/f", "old", PutMeta::default());
+    let ino = f.ino("f").unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    f.mem.slow_heads(Duration::from_millis(500));
+    let heads0 = heads(&f);
+    std::thread::scope(|s| {
+        let stat = s.spawn(|| f.fs.getattr(ino));
+        wait_until(|| heads(&f) > heads0); // its HEAD is out
+        f.mem.slow_heads(Duration::ZERO);
+        let write = OpenFlags {
+            write: true,
+            truncate: true,
+        };
+        let fh = f.fs.open(ino, write).unwrap();
+        f.fs.write(fh, 0, b"brand new content").unwrap();
+        f.fs.flush(fh).unwrap();
+        f.fs.release(fh).unwrap();
+        // Answered before the write, or after it with the new size.
+        let size = stat.join().unwrap().unwrap().size;
+        assert!(size == 3 || size == 17, "{size}");
+    });
+    assert_eq!(f.fs.getattr(ino).unwrap().size, 17);
+    let gets0 = gets(&f);
+    assert_eq!(f.read_file("f").unwrap(), b"brand new content");
+    assert_eq!(gets(&f), gets0, "read from the copy the upload left");
+}
+
 #[test]
 fn data_recovered_at_mount_is_kept_within_the_bound() {
     let mem = Arc::new(MemoryStore::new());

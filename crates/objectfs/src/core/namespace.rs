@@ -368,9 +368,13 @@ impl ObjectFs {
                 // A listed directory's attributes are on its marker.
                 Some(ino) if st.nodes[&ino].kind == Kind::Dir => {
                     drop(st);
+                    let asked = Instant::now();
                     let found = self.probe_marker(key)?;
                     let mut st = self.lock();
-                    st.node_mut(ino)?.apply(&found);
+                    let node = st.node_mut(ino)?;
+                    if asked >= node.validated {
+                        node.apply(&found);
+                    }
                     return Ok(ino);
                 }
                 Some(_) => {}
@@ -385,6 +389,7 @@ impl ObjectFs {
                 .is_some_and(|n| n.source.as_deref() == Some(key))
         };
         let source = reads_source(&self.lock(), key);
+        let asked = Instant::now();
         let mut found = self.probe(key, known_kind, source)?;
         let mut st = self.lock();
         if st.being_filled(parent) {
@@ -409,8 +414,11 @@ impl ObjectFs {
         match found {
             None => {
                 if let Some(&ino) = st.children.get(&entry) {
-                    if st.nodes[&ino].authoritative() {
-                        return Ok(ino); // created locally meanwhile
+                    let n = &st.nodes[&ino];
+                    if n.authoritative() || asked < n.validated {
+                        // Created locally meanwhile, or uploaded since the
+                        // probe was sent.
+                        return Ok(ino);
                     }
                     st.detach_name(ino);
                     st.prune(ino);
@@ -424,6 +432,11 @@ impl ObjectFs {
                     None => (st.new_node(parent, name, found.kind, found.posix), true),
                 };
                 let node = st.node_mut(ino)?;
+                // Known as of later than the probe was sent (an upload of
+                // this mount landed meanwhile): the probe tells nothing newer.
+                if !new && asked < node.validated {
+                    return Ok(ino);
+                }
                 node.apply(&found);
                 if new {
                     node.ctime = found.posix.ctime; // the object's, not a change

@@ -11,7 +11,7 @@ use super::ObjectFs;
 use super::inodes::{Found, InodeTable, settled};
 use crate::store::{ObjectMeta, StoreResult};
 use std::sync::MutexGuard;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// HEADs in flight per listing's prefetch.
 const PREFETCH_PARALLEL: usize = 32;
@@ -71,7 +71,7 @@ impl ObjectFs {
                     let fs = fs.clone();
                     async move {
                         let key = key?;
-                        let asked = SystemTime::now();
+                        let asked = (SystemTime::now(), Instant::now());
                         let Some(charged) = whole else {
                             return Some((ino, asked, store.head(&key).await, None));
                         };
@@ -121,15 +121,21 @@ impl ObjectFs {
         };
         let fs = self.clone();
         self.inner.rt.spawn(async move {
-            let asked = SystemTime::now();
+            let asked = (SystemTime::now(), Instant::now());
             let result = fs.inner.store.head(&key).await;
             fs.prefetched(ino, asked, result);
         });
     }
 
-    /// Records what the prefetch HEAD of `ino` (asked at `asked`) found,
-    /// unless the table knows better by then, and wakes its waiters.
-    fn prefetched(&self, ino: u64, asked: SystemTime, result: StoreResult<Option<ObjectMeta>>) {
+    /// Records what the prefetch HEAD of `ino` (asked at `asked`, by the
+    /// clock and by the monotonic clock) found, unless the table knows
+    /// better by then, and wakes its waiters.
+    fn prefetched(
+        &self,
+        ino: u64,
+        (asked, asked_at): (SystemTime, Instant),
+        result: StoreResult<Option<ObjectMeta>>,
+    ) {
         let defaults = self.opts().defaults;
         let mut st = self.lock();
         if let Some(n) = st.nodes.get_mut(&ino) {
@@ -143,8 +149,13 @@ impl ObjectFs {
             n.head_failed = true;
             return;
         };
-        // Known already: by local state, or by a lookup's own probe.
-        if n.authoritative() || (n.meta_known && self.attrs_current(ino, n)) {
+        // Known already: by local state, or by a lookup's own probe; or
+        // known as of later than this HEAD was sent (an upload of this
+        // mount that landed meanwhile, a listing begun since).
+        if n.authoritative()
+            || (n.meta_known && self.attrs_current(ino, n))
+            || asked_at < n.validated
+        {
             return;
         }
         // A directory whose marker is gone may be gone as a whole
