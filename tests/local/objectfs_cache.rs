@@ -411,6 +411,32 @@ fn a_slow_head_answered_after_the_mounts_own_upload_does_not_bring_the_old_objec
     assert_eq!(gets(&f), gets0, "read from the copy the upload left");
 }
 
+/// A file open for writing, clean, is renamed; it is written while the
+/// rename's copy runs (the write journals the old name), and the process
+/// dies: the next mount puts the data at the new name, not beside the old.
+#[test]
+fn a_write_during_a_renames_copy_goes_to_the_new_name_after_a_crash() {
+    let f = fixture(UploadMode::Async);
+    f.write_file("f", b"old").unwrap();
+    f.fs.flush_all();
+    let ino = f.ino("f").unwrap();
+    let write = OpenFlags {
+        write: true,
+        truncate: false,
+    };
+    let fh = f.fs.open(ino, write).unwrap();
+    f.mem.slow_copies(Duration::from_millis(400));
+    std::thread::scope(|s| {
+        let rename = s.spawn(|| f.rename("f", "g"));
+        std::thread::sleep(Duration::from_millis(100)); // the copy is out
+        f.fs.write(fh, 0, b"NEW").unwrap();
+        rename.join().unwrap().unwrap();
+    });
+    let f = f.crash();
+    assert_eq!(f.mem.object("pre/g").as_deref(), Some(&b"NEW"[..]));
+    assert_eq!(f.mem.keys(), ["pre/g"]);
+}
+
 #[test]
 fn data_recovered_at_mount_is_kept_within_the_bound() {
     let mem = Arc::new(MemoryStore::new());

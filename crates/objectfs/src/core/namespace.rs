@@ -861,8 +861,11 @@ impl ObjectFs {
         st.move_node(src, new_parent, new_name);
         // A dirty file goes to its new key with its next upload; point its
         // journal there first so a crash cannot put it back at the old key.
-        if dirty {
-            let node = st.node_mut(src)?;
+        // Dirty now, not only when the rename began: a write during the
+        // copy journalled the old key (so did a journal kept for a writer).
+        let node = st.node_mut(src)?;
+        let dirty_now = node.staged.as_ref().is_some_and(|s| s.dirty());
+        if dirty_now || node.staged.as_ref().is_some_and(|s| s.journaled) {
             let posix = node.posix();
             if let Some(s) = node.staged.as_mut() {
                 s.touch();
@@ -870,6 +873,8 @@ impl ObjectFs {
                 let _ = self.inner.staging.journal(s.id, &s.file, &entry);
                 s.journaled = true;
             }
+        }
+        if dirty_now {
             self.enqueue_if_idle(&mut st, src);
         }
         if let Ok(n) = st.node_mut(src) {
