@@ -1,8 +1,8 @@
 //! Queued namespace changes (`upload=async`) against the in-memory store,
 //! where they meet failures: an upload that fails after it dropped a
 //! queued delete (then unlinked, renamed, or the process killed), a
-//! marker written for chmod then removed, and an fsync
-//! waiting for a change the store cannot take.
+//! marker written for chmod then removed, an fsync waiting for a change
+//! the store cannot take, and a truncate by path whose upload failed.
 
 use super::objectfs_fixture::{Fixture, fixture_with};
 use objectfs::store::{PutMeta, StoreError};
@@ -55,6 +55,26 @@ fn a_crash_after_the_failed_upload_puts_the_new_data_at_the_name() {
     let f = old_x_then_a_new_x_whose_upload_failed().crash();
     assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
     assert_eq!(f.mem.keys(), ["pre/x"], "only the new x");
+}
+
+/// truncate(2) by path in sync mode while the store is down: EIO, and the
+/// new size is uploaded once the store is back, without waiting for an
+/// open of the file to close.
+#[test]
+fn a_failed_upload_of_a_truncate_by_path_is_retried_in_the_background() {
+    let f = fixture_with(UploadMode::Sync, |_| {});
+    f.write_file("f", b"abc").unwrap();
+    let ino = f.ino("f").unwrap();
+    f.mem.set_down(true);
+    let cut = SetAttr {
+        size: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(f.fs.setattr(ino, cut).map(drop), Err(libc::EIO));
+    f.mem.set_down(false);
+    let landed = || f.mem.object("pre/f").as_deref() == Some(&b"a"[..]);
+    super::objectfs_fixture::wait_until(landed);
+    assert!(landed(), "{:?}", f.mem.object("pre/f"));
 }
 
 /// A directory known from a listing (its marker not seen) is chmod'ed:

@@ -328,6 +328,7 @@ impl ObjectFs {
                     let s = n.staged.as_ref().expect("staged above");
                     if let Err(e) = s.file.set_len(0) {
                         n.open_handles -= 1; // unpin (ensure_staged pinned it)
+                        self.enqueue_if_idle(&mut st, ino);
                         return Err(errno_of_local(&e));
                     }
                     n.size = 0;
@@ -725,7 +726,12 @@ impl ObjectFs {
             let s = n.staged.as_ref().expect("staged above");
             let resized = room.and_then(|()| s.file.set_len(size).map_err(|e| errno_of_local(&e)));
             n.open_handles -= 1; // unpin (ensure_staged pinned it)
-            resized?;
+            if let Err(e) = resized {
+                // Journalled as changed: goes up (unchanged) as any closed
+                // file does, rather than wait for an open to close.
+                self.enqueue_if_idle(&mut st, ino);
+                return Err(e);
+            }
             if let Some(s) = n.staged.as_mut() {
                 s.stream.stop();
             }
@@ -812,7 +818,15 @@ impl ObjectFs {
             // upload now (sync) or queue it (async).
             if idle {
                 match self.opts().upload {
-                    UploadMode::Sync => self.upload_now(ino, RetryPolicy::INTERACTIVE)?,
+                    UploadMode::Sync => {
+                        if let Err(e) = self.upload_now(ino, RetryPolicy::INTERACTIVE) {
+                            // Retried in the background, as a closed
+                            // file's failed upload is.
+                            let mut st = self.lock();
+                            self.enqueue_if_idle(&mut st, ino);
+                            return Err(e);
+                        }
+                    }
                     UploadMode::Async => {
                         let mut st = self.lock();
                         self.enqueue_if_idle(&mut st, ino);
