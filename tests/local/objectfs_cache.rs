@@ -437,6 +437,40 @@ fn a_write_during_a_renames_copy_goes_to_the_new_name_after_a_crash() {
     assert_eq!(f.mem.keys(), ["pre/g"]);
 }
 
+/// A copy lent to the kernel for passthrough reads goes to the cache when
+/// its last open closes (a mapping of it may live on); opened again from
+/// the cache for writing and then unlinked, it is deleted, never reused
+/// for another file's data, which that mapping would see.
+#[test]
+fn a_copy_once_lent_to_the_kernel_is_never_reused_for_another_file() {
+    let f = fixture(UploadMode::Sync);
+    f.write_file("x", &pattern(5000, 1)).unwrap();
+    let ino = f.ino("x").unwrap();
+    let o = f.fs.open_file(ino, OpenFlags::default()).unwrap();
+    let local = o.local.expect("a local copy after the upload");
+    f.fs.lend_to_kernel(ino);
+    // The kernel's own reference to the file (a mapping), not the mount's.
+    let mapped = local.try_clone().unwrap();
+    drop(local);
+    f.fs.release(o.fh).unwrap();
+    let write = OpenFlags {
+        write: true,
+        truncate: false,
+    };
+    let fh = f.fs.open(ino, write).unwrap();
+    f.unlink("x").unwrap();
+    f.fs.release(fh).unwrap();
+    // (The pool's thread empties files given up for reuse.)
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..4 {
+        f.write_file(&format!("y{i}"), &pattern(5000, 2)).unwrap();
+    }
+    let mut seen = vec![0u8; 5000];
+    use std::os::unix::fs::FileExt;
+    mapped.read_exact_at(&mut seen, 0).unwrap();
+    assert!(seen == pattern(5000, 1), "the lent copy was reused");
+}
+
 #[test]
 fn data_recovered_at_mount_is_kept_within_the_bound() {
     let mem = Arc::new(MemoryStore::new());

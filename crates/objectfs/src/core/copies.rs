@@ -83,6 +83,10 @@ impl ObjectFs {
             Ok(file) => {
                 let mut s = Staged::new(c.id, Arc::new(file));
                 s.charged = c.size;
+                // An earlier open may have lent it to the kernel, whose
+                // mapping can outlive that open (the cache does not keep
+                // the flag): never recycled.
+                s.lent = true;
                 n.staged = Some(s);
                 true
             }
