@@ -4,7 +4,8 @@
 //! right after an `rm` gets the space the removed file held, even when its
 //! release reaches the core after the write does; reads of objects with no
 //! local copy go on while the disk is full; a disk out of inodes is
-//! ENOSPC to a create, not EIO.
+//! ENOSPC to a create or a write, not EIO; a write whose journal entry finds no room
+//! is refused, never acknowledged and then lost to a crash.
 
 use crate::common;
 
@@ -18,10 +19,36 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A 4 MiB tmpfs at `dir`, unmounted when dropped.
+/// A small disk at `dir` (a 4 MiB tmpfs, or an ext4 image), unmounted
+/// when dropped.
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
+    /// An 8 MiB ext4 image at `image`, mounted at `dir`: 1 KiB blocks,
+    /// none reserved, and inodes too small to hold an extended attribute,
+    /// so the first one a file gets (its journal entry) takes a block.
+    fn ext4(dir: &Path, image: &Path) -> SmallDisk {
+        fs::create_dir_all(dir).unwrap();
+        fs::File::create(image).unwrap().set_len(8 << 20).unwrap();
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0", "-I", "128", "-b", "1024"])
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "mkfs.ext4: {made:?}");
+        let status = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting an ext4 image (needs root and a loop device)"
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+
     fn mount(dir: &Path) -> SmallDisk {
         SmallDisk::mount_with(dir, "size=4m")
     }
@@ -107,9 +134,36 @@ impl SmallCore {
     fn start_with(options: &str) -> SmallCore {
         let base = tempfile::tempdir().unwrap();
         let disk = SmallDisk::mount_with(&base.path().join("cache"), options);
+        SmallCore::start_on(base, disk)
+    }
+
+    /// As [`Self::start`], on an ext4 image ([`SmallDisk::ext4`]).
+    fn start_ext4() -> SmallCore {
+        let base = tempfile::tempdir().unwrap();
+        let disk = SmallDisk::ext4(&base.path().join("cache"), &base.path().join("disk.img"));
+        SmallCore::start_on(base, disk)
+    }
+
+    fn start_on(base: tempfile::TempDir, disk: SmallDisk) -> SmallCore {
         let mem = Arc::new(objectfs::store::memory::MemoryStore::new());
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let opts = objectfs::FsOptions {
+        let fs = objectfs::ObjectFs::new(
+            mem.clone(),
+            rt.handle().clone(),
+            SmallCore::options(&base.path().join("cache")),
+        )
+        .unwrap();
+        SmallCore {
+            fs: Arc::new(fs),
+            mem,
+            _disk: disk,
+            _rt: rt,
+            _base: base,
+        }
+    }
+
+    fn options(cache_dir: &Path) -> objectfs::FsOptions {
+        objectfs::FsOptions {
             prefix: String::new(),
             defaults: objectfs::layout::Defaults {
                 uid: 0,
@@ -118,7 +172,7 @@ impl SmallCore {
             },
             read_only: false,
             upload: objectfs::UploadMode::Async,
-            cache_dir: base.path().join("cache"),
+            cache_dir: cache_dir.to_path_buf(),
             metadata_ttl: Duration::ZERO, // objects put behind its back are seen
             flush_timeout: Duration::from_secs(30),
             upload_delay: Duration::from_secs(60),
@@ -126,15 +180,48 @@ impl SmallCore {
             cache_size: 1 << 30,
             dirty_wait: Duration::from_secs(1),
             label: "the disk-full test".into(),
-        };
-        let fs = objectfs::ObjectFs::new(mem.clone(), rt.handle().clone(), opts).unwrap();
-        SmallCore {
-            fs: Arc::new(fs),
-            mem,
-            _disk: disk,
-            _rt: rt,
-            _base: base,
         }
+    }
+
+    /// Fills what is left of the disk with a file outside the cache's
+    /// own, down to its last block; removing it gives the room back.
+    fn fill_outside(&self) -> std::path::PathBuf {
+        let path = self._base.path().join("cache").join("filler");
+        let mut f = fs::File::create(&path).unwrap();
+        for size in [64 * 1024, 1024, 1] {
+            let chunk = vec![0u8; size];
+            while f.write_all(&chunk).is_ok() {}
+        }
+        path
+    }
+
+    /// The next mount process after this one died, on a copy of its
+    /// cache directory's files (this core keeps the lock of the original):
+    /// what it finds journalled it uploads at start.
+    fn next_after_a_crash(
+        &self,
+    ) -> (
+        objectfs::ObjectFs,
+        tokio::runtime::Runtime,
+        tempfile::TempDir,
+    ) {
+        let copy = tempfile::tempdir().unwrap();
+        // `cp -a` keeps the extended attributes: journal entries, cache tags.
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(self._base.path().join("cache").join("staging"))
+            .arg(copy.path().join("staging"))
+            .status()
+            .unwrap();
+        assert!(copied.success(), "cp -a of the staging directory");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let fs = objectfs::ObjectFs::new(
+            self.mem.clone(),
+            rt.handle().clone(),
+            SmallCore::options(copy.path()),
+        )
+        .unwrap();
+        (fs, rt, copy)
     }
 
     /// Creates `name` and writes 1 MiB at a time into it until the disk
@@ -309,8 +396,40 @@ fn reads_of_uncached_objects_work_and_a_writer_gets_enospc_while_the_cache_disk_
     assert_eq!(mem.object("obj03").as_deref(), Some(&objects[3].1[..]));
 }
 
+/// A write is told done only once its journal entry is written (an
+/// extended attribute of the copy), so that a crash cannot lose it: on a
+/// full ext4 disk where that entry needs a block of its own, the write to
+/// a copy fetched for writing gets ENOSPC (it was acknowledged, then lost
+/// at the next mount, which deletes a copy neither journalled nor tagged);
+/// once there is room, the write is journalled and a crash leaves it to
+/// the next mount.
 #[test]
-fn a_cache_disk_out_of_inodes_gives_creates_enospc_not_eio() {
+fn a_write_whose_journal_entry_the_full_disk_refuses_gets_enospc() {
+    require!(Root);
+    let core = SmallCore::start_ext4();
+    let (fs, mem) = (&core.fs, &core.mem);
+    let before: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    mem.insert("db", before.clone(), Default::default());
+    let fh = core.open_to_change("db").unwrap();
+    let filler = core.fill_outside();
+    // An overwrite in place needs no new data block; the journal entry does.
+    assert_eq!(fs.write(fh, 0, b"CHANGED"), Err(libc::ENOSPC));
+    fs::remove_file(filler).unwrap();
+    assert_eq!(fs.write(fh, 0, b"CHANGED"), Ok(7));
+    // The process dies here, the file still open and not uploaded.
+    let (next, _rt, _copy) = core.next_after_a_crash();
+    let mut after = before.clone();
+    after[..7].copy_from_slice(b"CHANGED");
+    assert!(
+        mem.object("db").as_deref() == Some(&after[..]),
+        "the acknowledged write is in the bucket after the next mount"
+    );
+    drop(next);
+    fs.release(fh).unwrap();
+}
+
+#[test]
+fn a_cache_disk_out_of_inodes_gives_enospc_not_eio() {
     require!(Root);
     // Room for bytes, not for files: each file created takes a data file.
     let core = SmallCore::start_with("size=16m,nr_inodes=80");
@@ -318,10 +437,16 @@ fn a_cache_disk_out_of_inodes_gives_creates_enospc_not_eio() {
     let mut made = 0;
     let err = loop {
         match fs.create(ROOT_INO, &format!("f{made}"), 0o644, 0, 0, true) {
+            // The journal entry a write needs (an extended attribute) is
+            // counted against tmpfs's inodes too: a write may be refused
+            // first.
             Ok((_, fh)) => {
-                fs.write(fh, 0, b"a small file\n").unwrap();
+                let written = fs.write(fh, 0, b"a small file\n");
                 fs.release(fh).unwrap();
-                made += 1;
+                match written {
+                    Ok(_) => made += 1,
+                    Err(e) => break e,
+                }
             }
             Err(e) => break e,
         }

@@ -166,12 +166,12 @@ impl ObjectFs {
     }
 
     /// Marks content or attributes changed: bumps the generation and makes
-    /// sure the journal knows where the data belongs.
-    fn mark_dirty(&self, st: &mut InodeTable, ino: u64) {
+    /// sure the journal knows where the data belongs. Returns the error of
+    /// a journal entry that could not be written (logged here; a write
+    /// must not go on without it, see `write_by`).
+    fn mark_dirty(&self, st: &mut InodeTable, ino: u64) -> Option<std::io::Error> {
         let key = self.key_of(st, ino);
-        let Some(n) = st.nodes.get_mut(&ino) else {
-            return;
-        };
+        let n = st.nodes.get_mut(&ino)?;
         let posix = n.posix();
         // What the bucket has at the key, as far as this mount knows: a
         // recovery after a crash checks it is still so before uploading.
@@ -181,7 +181,7 @@ impl ObjectFs {
             (true, None) => None,
         };
         let unlinked = n.unlinked;
-        let Some(s) = n.staged.as_mut() else { return };
+        let s = n.staged.as_mut()?;
         s.touch();
         if unlinked {
             // Kept for its open handles only, never uploaded: nothing to
@@ -191,8 +191,9 @@ impl ObjectFs {
                 self.inner.staging.untag_clean(&s.file);
                 s.maybe_tagged = false;
             }
-            return;
+            return None;
         }
+        let mut failed = None;
         if !s.journaled {
             match self.inner.staging.journal(
                 s.id,
@@ -204,7 +205,8 @@ impl ObjectFs {
             ) {
                 Ok(()) => s.journaled = true,
                 Err(e) => {
-                    tracing::error!(key = %key, error = %e, "could not journal a staged file")
+                    tracing::error!(key = %key, error = %e, "could not journal a staged file");
+                    failed = Some(e);
                 }
             }
             // No longer a copy of the object its cache tag names. Untagged
@@ -216,6 +218,7 @@ impl ObjectFs {
                 s.maybe_tagged = false;
             }
         }
+        failed
     }
 
     fn new_file_handle(&self, ino: u64, write: bool) -> u64 {
@@ -538,10 +541,21 @@ impl ObjectFs {
         let file = {
             let mut st = self.lock();
             let journaled = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?.journaled;
-            if !journaled {
+            if !journaled && let Some(e) = self.mark_dirty(&mut st, *ino) {
                 // Before the bytes change: a crash after the write must
                 // find the journal entry, never a clean copy's cache tag.
-                self.mark_dirty(&mut st, *ino);
+                // Without it the write is refused (a write told done must
+                // survive a crash); a full disk first gets the room clean
+                // copies hold.
+                if !out_of_space(&e) {
+                    return Err(self.local_failure(&e));
+                }
+                drop(st);
+                self.evict_for_disk(0);
+                st = self.lock();
+                if let Some(e) = self.mark_dirty(&mut st, *ino) {
+                    return Err(self.local_failure(&e));
+                }
             }
             // Counted from here, before any wait for room, until the bytes
             // are in: an upload that finishes meanwhile leaves the journal
