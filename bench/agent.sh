@@ -52,22 +52,10 @@ set -euo pipefail
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 OUT="" KEEP=0 NO_BUILD=0 BEFORE=""
-while (($#)); do
-    case $1 in
-    --out) OUT=${2:?--out needs a file}; shift ;;
-    --out=*) OUT=${1#--out=} ;;
-    --keep) KEEP=1 ;;
-    --no-build) NO_BUILD=1 ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
-    esac
-    shift
-done
-[[ -n $OUT ]] && OUT=$(realpath -m -- "$OUT")
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+parse_args "$@"
 # shellcheck source=bench/workloads.sh
 source "$ROOT/bench/workloads.sh"
 STEP_TIMEOUT=300

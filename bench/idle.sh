@@ -23,23 +23,19 @@ set -euo pipefail
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 OUT="" KEEP=0 NO_BUILD=0 BEFORE="" N=40
-while (($#)); do
+# The options of this script only (bench/lib.sh parse_args has the common ones).
+own_arg() {
     case $1 in
-    --mounts) N=${2:?--mounts needs a number}; shift ;;
-    --out) OUT=${2:?--out needs a file}; shift ;;
-    --keep) KEEP=1 ;;
-    --no-build) NO_BUILD=1 ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    --mounts) N=${2:?--mounts needs a number}; TAKEN=2 ;;
     esac
-    shift
-done
-[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "--mounts must be a positive number" >&2; exit 2; }
-[[ -n $OUT ]] && OUT=$(realpath -m -- "$OUT")
+}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+parse_args "$@"
+[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "--mounts must be a positive number" >&2; exit 2; }
+
 
 # Idle time before memory is read: past the first release of start-up pages
 # (src/residency.rs, RELEASE_EVERY = 30 s), so the figures are a mount's steady state.

@@ -24,24 +24,20 @@ set -euo pipefail
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 OUT="" KEEP=0 NO_BUILD=0 BEFORE="" DELAY_MS=10 ROUNDS=3
-while (($#)); do
+# The options of this script only (bench/lib.sh parse_args has the common ones).
+own_arg() {
     case $1 in
-    --delay) DELAY_MS=${2:?--delay needs milliseconds}; shift ;;
-    --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
-    --out) OUT=${2:?--out needs a file}; shift ;;
-    --keep) KEEP=1 ;;
-    --no-build) NO_BUILD=1 ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    --delay) DELAY_MS=${2:?--delay needs milliseconds}; TAKEN=2 ;;
+    --rounds) ROUNDS=${2:?--rounds needs a number}; TAKEN=2 ;;
     esac
-    shift
-done
-[[ $DELAY_MS =~ ^[0-9]+$ && $ROUNDS =~ ^[1-9][0-9]*$ ]] || { usage >&2; exit 2; }
-[[ -n $OUT ]] && OUT=$(realpath -m -- "$OUT")
+}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+parse_args "$@"
+[[ $DELAY_MS =~ ^[0-9]+$ && $ROUNDS =~ ^[1-9][0-9]*$ ]] || { usage >&2; exit 2; }
+
 # shellcheck source=bench/workloads.sh
 source "$ROOT/bench/workloads.sh"
 BIG_MIB=1 # make_inputs' large file is not read here

@@ -2,8 +2,8 @@
 # arithmetic helpers, packages, builds, the work directory and its cleanup,
 # one Garage server on loopback with a key and buckets, the s3fs and rclone
 # credentials, and mounting/unmounting each client.
-# The sourcing script sets ROOT, and NO_BUILD, KEEP, BEFORE before calling
-# these functions. Every step waits for Garage to be idle where it says so.
+# The sourcing script sets ROOT first, then its options with parse_args
+# (NO_BUILD, KEEP, OUT, BEFORE) before calling the other functions. Every step waits for Garage to be idle where it says so.
 
 GARAGE_VERSION=2.5.0
 # A script that reads Garage's request counters (bench/requests.sh) sets
@@ -23,6 +23,31 @@ BIN=$ROOT/target/release/opensandbox-volume
 BASE=$ROOT/target/release/examples/s3_baseline
 # Seconds any single workload command may take before it counts as hung.
 STEP_TIMEOUT=${STEP_TIMEOUT:-600}
+
+# parse_args ARGS...: the options every bench script takes, `--out FILE`
+# (or `--out=FILE`, made absolute), `--keep`, `--no-build` and `-h`/`--help`
+# (the script's `usage`); any other is offered to the script's `own_arg`
+# function, when it has one, which sets TAKEN to the number of arguments it
+# used. An argument nobody takes prints the usage and exits with status 2.
+parse_args() {
+    while (($#)); do
+        TAKEN=1
+        case $1 in
+        --out) OUT=${2:?--out needs a file}; TAKEN=2 ;;
+        --out=*) OUT=${1#--out=} ;;
+        --keep) KEEP=1 ;;
+        --no-build) NO_BUILD=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *)
+            TAKEN=0
+            if declare -F own_arg >/dev/null; then own_arg "$@"; fi
+            ((TAKEN)) || { echo "unknown argument: $1" >&2; usage >&2; exit 2; }
+            ;;
+        esac
+        shift "$TAKEN"
+    done
+    if [[ -n $OUT ]]; then OUT=$(realpath -m -- "$OUT"); fi
+}
 
 # log MSG: a timestamped line on stderr.
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }

@@ -32,29 +32,23 @@ set -euo pipefail
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 QUICK=0 OUT="" KEEP=0 NO_BUILD=0 BEFORE=""
-while (($#)); do
+# The options of this script only (bench/lib.sh parse_args has the common ones).
+own_arg() {
     case $1 in
-    --quick) QUICK=1 ;;
-    --out) OUT=${2:?--out needs a file}; shift ;;
-    --out=*) OUT=${1#--out=} ;;
-    --keep) KEEP=1 ;;
-    --no-build) NO_BUILD=1 ;;
-    --before) BEFORE=${2:?--before needs a binary}; shift ;;
-    --before=*) BEFORE=${1#--before=} ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    --quick) QUICK=1; TAKEN=1 ;;
+    --before) BEFORE=${2:?--before needs a binary}; TAKEN=2 ;;
+    --before=*) BEFORE=${1#--before=}; TAKEN=1 ;;
     esac
-    shift
-done
-[[ -n $OUT ]] && OUT=$(realpath -m -- "$OUT")
-if [[ -n $BEFORE ]]; then
-    BEFORE=$(realpath -- "$BEFORE")
-    [[ -x $BEFORE ]] || { echo "--before $BEFORE: not an executable" >&2; exit 2; }
-fi
+}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+parse_args "$@"
+if [[ -n $BEFORE ]]; then
+    BEFORE=$(realpath -- "$BEFORE")
+    [[ -x $BEFORE ]] || { echo "--before $BEFORE: not an executable" >&2; exit 2; }
+fi
 
 if ((QUICK)); then SIZE_MIB=256 SMALL_N=200 LIST_N=500; else SIZE_MIB=1024 SMALL_N=1000 LIST_N=2000; fi
 SIZE=$((SIZE_MIB * 1024 * 1024))

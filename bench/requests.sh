@@ -44,29 +44,24 @@ set -euo pipefail
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 OUT="" KEEP=0 NO_BUILD=0 BEFORE="" IDLE_S=60 IDLE_N=5 QUIET_S=7
-while (($#)); do
+# The options of this script only (bench/lib.sh parse_args has the common ones).
+own_arg() {
     case $1 in
-    --out) OUT=${2:?--out needs a file}; shift ;;
-    --out=*) OUT=${1#--out=} ;;
-    --keep) KEEP=1 ;;
-    --no-build) NO_BUILD=1 ;;
-    --idle) IDLE_S=${2:?--idle needs seconds}; shift ;;
-    --mounts) IDLE_N=${2:?--mounts needs a number}; shift ;;
-    --quiet) QUIET_S=${2:?--quiet needs seconds}; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    --idle) IDLE_S=${2:?--idle needs seconds}; TAKEN=2 ;;
+    --mounts) IDLE_N=${2:?--mounts needs a number}; TAKEN=2 ;;
+    --quiet) QUIET_S=${2:?--quiet needs seconds}; TAKEN=2 ;;
     esac
-    shift
-done
-for v in "$IDLE_S" "$IDLE_N" "$QUIET_S"; do
-    [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "--idle, --mounts and --quiet take positive whole numbers" >&2; exit 2; }
-done
-[[ -n $OUT ]] && OUT=$(realpath -m -- "$OUT")
+}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GARAGE_METRICS=1
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+parse_args "$@"
+for v in "$IDLE_S" "$IDLE_N" "$QUIET_S"; do
+    [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "--idle, --mounts and --quiet take positive whole numbers" >&2; exit 2; }
+done
+
 # shellcheck source=bench/workloads.sh
 source "$ROOT/bench/workloads.sh"
 STEP_TIMEOUT=300
