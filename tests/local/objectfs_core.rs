@@ -1661,6 +1661,24 @@ fn attributes_from_listings_skip_the_head_except_for_possible_symlinks() {
     }
 }
 
+/// With attributes from listings, a name a listing showed is as fresh as
+/// the listing's start, not its end: after a listing slower than the TTL
+/// the next lookup asks the store again.
+#[test]
+fn a_name_new_to_a_slow_listing_is_stale_from_the_listings_start() {
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.metadata_ttl = Duration::from_millis(300);
+        o.attrs_from_listing = true;
+    });
+    f.mem.insert("pre/big", vec![7u8; 2000], PutMeta::default());
+    f.mem.slow_listings("pre/", Duration::from_millis(400));
+    assert_eq!(f.list("").unwrap(), ["big"]);
+    f.mem.slow_listings("pre/", Duration::ZERO);
+    assert_eq!(f.fs.lookup(ROOT_INO, "big").unwrap().size, 2000);
+    // By the listing's background HEAD, or the lookup's own.
+    assert_eq!(f.lists_and_heads().1, 1, "the stale name was revalidated");
+}
+
 /// A directory removed while its creation is still on its way to the store
 /// stays removed for every later lookup, whatever the sender does
 /// meanwhile (a LIST begun before the delete landed may still show it).

@@ -569,6 +569,9 @@ impl ObjectFs {
         n.etag = o.etag.clone();
         n.remote = true;
         n.meta_known = enough;
+        // As of the listing's start, as for the names it confirms: a
+        // listing of many pages must not stretch the TTL.
+        n.validated = at;
         c
     }
 
