@@ -471,6 +471,33 @@ fn a_copy_once_lent_to_the_kernel_is_never_reused_for_another_file() {
     assert!(seen == pattern(5000, 1), "the lent copy was reused");
 }
 
+/// A directory renamed while a file below it has a writer the kernel lets
+/// write the local copy itself: the file's journal entry, kept after its
+/// fsync made it clean, follows it to its new key, so a crash puts what is
+/// written next there (not beside the old name, bringing it back).
+#[test]
+fn a_directory_rename_moves_the_journal_entry_a_direct_writer_keeps() {
+    let f = fixture(UploadMode::Async);
+    f.mkdir("d").unwrap();
+    f.write_file("d/f", b"v1").unwrap();
+    f.fs.flush_all();
+    let ino = f.ino("d/f").unwrap();
+    let write = OpenFlags {
+        write: true,
+        truncate: false,
+    };
+    let fh = f.fs.open(ino, write).unwrap();
+    f.fs.writes_directly(fh, false).unwrap();
+    f.fs.write(fh, 2, b"v2").unwrap();
+    f.fs.fsync(fh).unwrap();
+    f.rename("d", "e").unwrap();
+    f.fs.write(fh, 4, b"v3").unwrap();
+    let f = f.crash();
+    assert_eq!(f.mem.object("pre/e/f").as_deref(), Some(&b"v1v2v3"[..]));
+    let keys = f.mem.keys();
+    assert!(!keys.iter().any(|k| k.starts_with("pre/d")), "{keys:?}");
+}
+
 #[test]
 fn data_recovered_at_mount_is_kept_within_the_bound() {
     let mem = Arc::new(MemoryStore::new());

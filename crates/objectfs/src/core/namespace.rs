@@ -925,15 +925,17 @@ impl ObjectFs {
             let key = self.key_of(st, ino);
             if let Some(n) = st.nodes.get_mut(&ino) {
                 let posix = n.posix();
+                // Dirty, or journalled clean (kept for a writer the kernel
+                // lets write the copy itself): the entry follows the file.
                 if let Some(s) = n.staged.as_mut()
-                    && s.dirty()
+                    && (s.dirty() || s.journaled)
                 {
                     let _ =
                         self.inner
                             .staging
                             .journal(s.id, &s.file, &JournalEntry::new(&key, &posix));
                 }
-                n.validated = Instant::now() - self.opts().metadata_ttl;
+                self.expire(n);
             }
         }
     }
