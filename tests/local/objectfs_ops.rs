@@ -57,6 +57,26 @@ fn a_crash_after_the_failed_upload_puts_the_new_data_at_the_name() {
     assert_eq!(f.mem.keys(), ["pre/x"], "only the new x");
 }
 
+/// A queued change the store refuses for good when the next mount replays
+/// it (after a crash) is dropped, as the live sender drops it: the mount
+/// starts (it failed, and so would every later one).
+#[test]
+fn a_replayed_change_the_store_refuses_for_good_does_not_stop_the_mount() {
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    f.mem.insert("pre/x", b"data".to_vec(), PutMeta::default());
+    let ino = f.ino("x").unwrap();
+    let chmod = SetAttr {
+        perm: Some(0o600),
+        ..Default::default()
+    };
+    f.fs.setattr(ino, chmod).unwrap(); // queued for an hour
+    f.mem
+        .fail_next(1, StoreError::permanent("CopyObject", "pre/x", "refused"));
+    let f = f.crash();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"data"[..]));
+}
+
 /// truncate(2) by path in sync mode while the store is down: EIO, and the
 /// new size is uploaded once the store is back, without waiting for an
 /// open of the file to close.

@@ -20,6 +20,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+/// Logged when the store refuses a queued namespace change for good (live
+/// or at a replay): it is dropped rather than retried forever.
+const REFUSED_FOR_GOOD: &str = "the store refused a namespace change for good; it is dropped";
+
 /// Changes sent to the store at once.
 const OP_PARALLEL: usize = 16;
 /// Retries of one change before its round is counted as failed.
@@ -344,12 +348,18 @@ impl ObjectFs {
             );
         }
         for (seq, op) in left {
-            self.block_on(self.apply_op(&op)).map_err(|e| {
-                anyhow::anyhow!(
+            match self.block_on(self.apply_op(&op)) {
+                Ok(()) => {}
+                // As the sender does: a change the store will never take
+                // must not keep every later mount from starting.
+                Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
+                    tracing::error!(key = %op.key(), error = %e, "{REFUSED_FOR_GOOD}");
+                }
+                Err(e) => anyhow::bail!(
                     "could not apply a namespace change to {:?} journalled by an earlier mount ({e}); it stays journalled and is retried at the next mount",
                     op.key()
-                )
-            })?;
+                ),
+            }
             self.inner.oplog.remove(seq);
         }
         Ok(last)
@@ -419,8 +429,7 @@ impl ObjectFs {
             match result {
                 Ok(()) => return Some(answered),
                 Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
-                    tracing::error!(key = %q.op.key(), error = %e,
-                        "the store refused a namespace change for good; it is dropped");
+                    tracing::error!(key = %q.op.key(), error = %e, "{REFUSED_FOR_GOOD}");
                     return None;
                 }
                 Err(e) => {
