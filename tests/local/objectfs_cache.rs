@@ -411,6 +411,29 @@ fn a_slow_head_answered_after_the_mounts_own_upload_does_not_bring_the_old_objec
     assert_eq!(gets(&f), gets0, "read from the copy the upload left");
 }
 
+/// A lookup's HEAD answered after a listing put the name in the table
+/// (with the listing's guess: its date for mtime, no metadata) is applied:
+/// the listing began later but knew less. The lookup returns the object's
+/// own mtime, to the nanosecond.
+#[test]
+fn a_lookups_head_answered_after_a_listing_of_the_name_still_gives_its_metadata() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(1));
+    let mut meta = PutMeta::default();
+    meta.metadata
+        .insert("mtime".into(), "1000000000.123456789".into());
+    f.mem.insert("pre/k", "data", meta);
+    let exact = std::time::UNIX_EPOCH + Duration::new(1_000_000_000, 123_456_789);
+    f.mem.slow_heads(Duration::from_millis(300));
+    let heads0 = heads(&f);
+    std::thread::scope(|s| {
+        let lookup = s.spawn(|| f.fs.lookup(ROOT_INO, "k"));
+        wait_until(|| heads(&f) > heads0); // its HEAD is out
+        assert_eq!(f.list("").unwrap(), ["k"]);
+        assert_eq!(lookup.join().unwrap().unwrap().mtime, exact);
+    });
+    assert_eq!(f.fs.getattr(f.ino("k").unwrap()).unwrap().mtime, exact);
+}
+
 /// A file open for writing, clean, is renamed; it is written while the
 /// rename's copy runs (the write journals the old name), and the process
 /// dies: the next mount puts the data at the new name, not beside the old.

@@ -372,7 +372,7 @@ impl ObjectFs {
                     let found = self.probe_marker(key)?;
                     let mut st = self.lock();
                     let node = st.node_mut(ino)?;
-                    if asked >= node.validated {
+                    if !node.meta_known || asked >= node.validated {
                         node.apply(&found);
                     }
                     return Ok(ino);
@@ -432,9 +432,10 @@ impl ObjectFs {
                     None => (st.new_node(parent, name, found.kind, found.posix), true),
                 };
                 let node = st.node_mut(ino)?;
-                // Known as of later than the probe was sent (an upload of
-                // this mount landed meanwhile): the probe tells nothing newer.
-                if !new && asked < node.validated {
+                // Its metadata known as of later than the probe was sent (an
+                // upload of this mount landed meanwhile): the probe tells
+                // nothing newer. (A listing's guess is no such knowledge.)
+                if !new && node.meta_known && asked < node.validated {
                     return Ok(ino);
                 }
                 node.apply(&found);

@@ -150,11 +150,11 @@ impl ObjectFs {
             return;
         };
         // Known already: by local state, or by a lookup's own probe; or
-        // known as of later than this HEAD was sent (an upload of this
-        // mount that landed meanwhile, a listing begun since).
+        // its metadata known as of later than this HEAD was sent (an upload
+        // of this mount that landed meanwhile, a listing begun since that
+        // confirmed it; not a listing's guess).
         if n.authoritative()
-            || (n.meta_known && self.attrs_current(ino, n))
-            || asked_at < n.validated
+            || (n.meta_known && (self.attrs_current(ino, n) || asked_at < n.validated))
         {
             return;
         }
