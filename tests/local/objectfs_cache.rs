@@ -17,6 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// An open for writing that keeps the content (the object is copied first).
+const TO_CHANGE: OpenFlags = OpenFlags {
+    write: true,
+    truncate: false,
+};
+
 fn gets(f: &Fixture) -> u64 {
     f.mem.counters.gets.load(Ordering::Relaxed)
 }
@@ -280,15 +286,7 @@ fn open_keeps_the_page_cache_only_while_the_object_is_unchanged() {
     );
     assert_eq!(open_read(), (true, b"other".to_vec()), "unchanged again");
     // A copy being written: every change went through the kernel.
-    let w =
-        f.fs.open_file(
-            ino,
-            OpenFlags {
-                write: true,
-                truncate: false,
-            },
-        )
-        .unwrap();
+    let w = f.fs.open_file(ino, TO_CHANGE).unwrap();
     f.fs.write(w.fh, 0, b"O").unwrap();
     let r = f.fs.open_file(ino, OpenFlags::default()).unwrap();
     assert!(r.keep_cache);
@@ -338,10 +336,7 @@ fn a_copy_for_writing_is_of_the_object_as_it_is_now_after_a_change_of_size() {
         let ino = f.ino(name).unwrap();
         assert_eq!(f.fs.getattr(ino).unwrap().size, before.len() as u64);
         f.mem.insert(&key, now, PutMeta::default());
-        let write = OpenFlags {
-            write: true,
-            truncate: false,
-        };
+        let write = TO_CHANGE;
         let fh = f.fs.open(ino, write).unwrap();
         assert_eq!(f.fs.getattr(ino).unwrap().size, now.len() as u64);
         f.fs.write(fh, at, wrote.as_bytes()).unwrap();
@@ -443,10 +438,7 @@ fn a_write_during_a_renames_copy_goes_to_the_new_name_after_a_crash() {
     f.write_file("f", b"old").unwrap();
     f.fs.flush_all();
     let ino = f.ino("f").unwrap();
-    let write = OpenFlags {
-        write: true,
-        truncate: false,
-    };
+    let write = TO_CHANGE;
     let fh = f.fs.open(ino, write).unwrap();
     f.mem.slow_copies(Duration::from_millis(400));
     std::thread::scope(|s| {
@@ -476,10 +468,7 @@ fn a_copy_once_lent_to_the_kernel_is_never_reused_for_another_file() {
     let mapped = local.try_clone().unwrap();
     drop(local);
     f.fs.release(o.fh).unwrap();
-    let write = OpenFlags {
-        write: true,
-        truncate: false,
-    };
+    let write = TO_CHANGE;
     let fh = f.fs.open(ino, write).unwrap();
     f.unlink("x").unwrap();
     f.fs.release(fh).unwrap();
@@ -505,10 +494,7 @@ fn a_directory_rename_moves_the_journal_entry_a_direct_writer_keeps() {
     f.write_file("d/f", b"v1").unwrap();
     f.fs.flush_all();
     let ino = f.ino("d/f").unwrap();
-    let write = OpenFlags {
-        write: true,
-        truncate: false,
-    };
+    let write = TO_CHANGE;
     let fh = f.fs.open(ino, write).unwrap();
     f.fs.writes_directly(fh, false).unwrap();
     f.fs.write(fh, 2, b"v2").unwrap();
