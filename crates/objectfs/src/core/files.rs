@@ -786,16 +786,25 @@ impl ObjectFs {
             let size = (kind == Kind::File).then_some(n.size);
             (n.staged.is_some(), key, n.posix(), n.remote, size)
         };
-        if meta_change && ino != ROOT_INO {
-            if staged {
-                // The attributes travel with the next upload.
-                let mut st = self.lock();
-                if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
-                    s.journaled = false;
-                    s.stream.stop(); // the upload begun while writing has the old ones
-                }
+        // The attributes travel with the next upload of the staged copy,
+        // if it is still there: since the first look its upload may have
+        // landed and its last open closed, sending it to the cache; then
+        // they go on their own, as for a file without one.
+        let travels = meta_change && ino != ROOT_INO && staged && {
+            let mut st = self.lock();
+            let copy = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut());
+            let found = copy.is_some();
+            if let Some(s) = copy {
+                s.journaled = false;
+                s.stream.stop(); // the upload begun while writing has the old ones
+            }
+            if found {
                 self.mark_dirty(&mut st, ino);
-            } else if self.queued_namespace() {
+            }
+            found
+        };
+        if meta_change && ino != ROOT_INO && !travels {
+            if self.queued_namespace() {
                 let meta = layout::encode(&posix);
                 let mut st = self.lock();
                 let pending = st.node(ino)?.ops > 0;
@@ -823,7 +832,7 @@ impl ObjectFs {
                 n.validated = Instant::now();
             }
         }
-        if set.size.is_some() || (meta_change && staged) {
+        if set.size.is_some() || travels {
             let idle = {
                 let st = self.lock();
                 st.node(ino)?.open_handles == 0
