@@ -180,6 +180,7 @@ fn a_crash_while_the_kernel_writes_the_copy_itself_loses_nothing() {
     let mut m = Mounted::start(base.path(), &config, "vol", &[]);
     let first = pattern(100_000, 1);
     fs::write(m.path("data.bin"), &first).unwrap();
+    wait_for_releases(&m, 1);
     let reader = fs::File::open(m.path("data.bin")).unwrap();
     wait_for_passthrough_opens(&m, 1);
     let mut writer = fs::OpenOptions::new()
