@@ -177,7 +177,10 @@ fn a_crash_while_the_kernel_writes_the_copy_itself_loses_nothing() {
     let base = tempfile::tempdir().unwrap();
     let config = moto().new_bucket("passthrough-crash");
     let bucket = Bucket::new(&config);
-    let mut m = Mounted::start(base.path(), &config, "vol", &[]);
+    // The first write's upload, queued at its release, runs after the
+    // writer below has written (the waits for the status take up to a
+    // second or two each).
+    let mut m = Mounted::start(base.path(), &config, "vol", &["--upload-delay", "4s"]);
     let first = pattern(100_000, 1);
     fs::write(m.path("data.bin"), &first).unwrap();
     wait_for_releases(&m, 1);
