@@ -414,6 +414,13 @@ fn a_write_whose_journal_entry_the_full_disk_refuses_gets_enospc() {
     let filler = core.fill_outside();
     // An overwrite in place needs no new data block; the journal entry does.
     assert_eq!(fs.write(fh, 0, b"CHANGED"), Err(libc::ENOSPC));
+    // So does a truncation (shrinking needs no block either).
+    let ino = fs.lookup(ROOT_INO, "db").unwrap().ino;
+    let shrink = objectfs::SetAttr {
+        size: Some(10),
+        ..Default::default()
+    };
+    assert_eq!(fs.setattr(ino, shrink).map(drop), Err(libc::ENOSPC));
     fs::remove_file(filler).unwrap();
     assert_eq!(fs.write(fh, 0, b"CHANGED"), Ok(7));
     // The process dies here, the file still open and not uploaded.

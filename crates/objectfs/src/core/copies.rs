@@ -234,7 +234,7 @@ impl ObjectFs {
     /// only spare a GET, and evicts clean copies, least recently used first,
     /// at least `bytes` and [`DISK_EVICT_MIN`] of them (their files go on
     /// the pool's thread: see [`Self::disk_space_coming`]).
-    pub(super) fn evict_for_disk(&self, bytes: u64) {
+    fn evict_for_disk(&self, bytes: u64) {
         let mut cache = self.cache();
         cache.disk_refused(Instant::now());
         let gone = cache.evict_bytes(bytes.max(DISK_EVICT_MIN));

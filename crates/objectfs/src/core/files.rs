@@ -120,12 +120,10 @@ impl ObjectFs {
                 fetched = download();
             }
             match fetched {
-                // Another version than the node's: not the content to
-                // write over.
-                Ok(got) if etag.is_some() && got != etag => {
-                    give_back(id, file);
-                    return Ok(Staging::Changed);
-                }
+                // Of the node's size, whole: the object the GETs saw, which
+                // may be newer than the node knew (or the node's ETag stale
+                // after a copy of this mount's, which gives a multipart
+                // object a new one): labelled with what was read.
                 Ok(got) => label = got,
                 Err(e) => {
                     give_back(id, file);
@@ -219,6 +217,32 @@ impl ObjectFs {
             }
         }
         failed
+    }
+
+    /// [`Self::mark_dirty`] before the bytes of `ino` change (a write, a
+    /// truncation, a writer the kernel lets write the copy itself). When
+    /// the journal entry cannot be written, a full disk first gets the room
+    /// clean copies hold and any space on its way back; then the change is
+    /// refused: a change told done must survive a crash.
+    fn journal_before_change<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, InodeTable>,
+        ino: u64,
+    ) -> (MutexGuard<'a, InodeTable>, FsResult<()>) {
+        let Some(e) = self.mark_dirty(&mut st, ino) else {
+            return (st, Ok(()));
+        };
+        if !out_of_space(&e) {
+            return (st, Err(self.local_failure(&e)));
+        }
+        drop(st);
+        self.room_for_copy(ino, 0);
+        let mut st = self.lock();
+        let journalled = match self.mark_dirty(&mut st, ino) {
+            None => Ok(()),
+            Some(e) => Err(self.local_failure(&e)),
+        };
+        (st, journalled)
     }
 
     fn new_file_handle(&self, ino: u64, write: bool) -> u64 {
@@ -322,7 +346,13 @@ impl ObjectFs {
             if flags.truncate {
                 st = self.wait_uploads(st, &[ino]);
                 // Journalled (and no longer tagged clean) before it changes.
-                self.mark_dirty(&mut st, ino);
+                let journalled;
+                (st, journalled) = self.journal_before_change(st, ino);
+                if let Err(e) = journalled {
+                    st.node_mut(ino)?.open_handles -= 1; // unpin (ensure_staged pinned it)
+                    self.enqueue_if_idle(&mut st, ino);
+                    return Err(e);
+                }
                 let n = st.node_mut(ino)?;
                 if let Some(s) = n.staged.as_mut() {
                     s.stream.stop();
@@ -414,8 +444,9 @@ impl ObjectFs {
         if drop_set_ids {
             st.node_mut(*ino)?.drop_set_ids();
         }
-        self.mark_dirty(&mut st, *ino);
-        Ok(())
+        // (On an error the caller releases the handle, which undoes the
+        // count above.)
+        self.journal_before_change(st, *ino).1
     }
 
     /// After writes the kernel made to `ino`'s copy itself: the node takes
@@ -541,21 +572,12 @@ impl ObjectFs {
         let file = {
             let mut st = self.lock();
             let journaled = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?.journaled;
-            if !journaled && let Some(e) = self.mark_dirty(&mut st, *ino) {
+            if !journaled {
                 // Before the bytes change: a crash after the write must
                 // find the journal entry, never a clean copy's cache tag.
-                // Without it the write is refused (a write told done must
-                // survive a crash); a full disk first gets the room clean
-                // copies hold.
-                if !out_of_space(&e) {
-                    return Err(self.local_failure(&e));
-                }
-                drop(st);
-                self.evict_for_disk(0);
-                st = self.lock();
-                if let Some(e) = self.mark_dirty(&mut st, *ino) {
-                    return Err(self.local_failure(&e));
-                }
+                let journalled;
+                (st, journalled) = self.journal_before_change(st, *ino);
+                journalled?;
             }
             // Counted from here, before any wait for room, until the bytes
             // are in: an upload that finishes meanwhile leaves the journal
@@ -731,10 +753,10 @@ impl ObjectFs {
             self.ensure_staged(ino, size == 0)?;
             let st = self.lock();
             let st = self.wait_uploads(st, &[ino]);
-            let (mut st, room) = self.charge_to(st, ino, size, true);
+            let (mut st, mut room) = self.charge_to(st, ino, size, true);
             if room.is_ok() {
                 // Journalled (and no longer tagged clean) before it changes.
-                self.mark_dirty(&mut st, ino);
+                (st, room) = self.journal_before_change(st, ino);
             }
             let n = st.node_mut(ino)?;
             let s = n.staged.as_ref().expect("staged above");
