@@ -193,20 +193,11 @@ impl ObjectFs {
         }
         let mut failed = None;
         if !s.journaled {
-            match self.inner.staging.journal(
-                s.id,
-                &s.file,
-                &JournalEntry {
-                    base,
-                    ..JournalEntry::new(&key, &posix)
-                },
-            ) {
-                Ok(()) => s.journaled = true,
-                Err(e) => {
-                    tracing::error!(key = %key, error = %e, "could not journal a staged file");
-                    failed = Some(e);
-                }
-            }
+            let entry = JournalEntry {
+                base,
+                ..JournalEntry::new(&key, &posix)
+            };
+            failed = self.journal_copy(s, &entry);
             // No longer a copy of the object its cache tag names. Untagged
             // after the journal entry is written, so that the file keeps an
             // extended attribute throughout (see `upload_now`); a crash in
@@ -217,6 +208,27 @@ impl ObjectFs {
             }
         }
         failed
+    }
+
+    /// Writes staged copy `s`'s journal entry (the key its data belongs
+    /// at, its attributes, what the bucket had there). Logged when it
+    /// cannot be written; the error is returned for the callers that must
+    /// not go on without it.
+    pub(super) fn journal_copy(
+        &self,
+        s: &mut Staged,
+        entry: &JournalEntry,
+    ) -> Option<std::io::Error> {
+        match self.inner.staging.journal(s.id, &s.file, entry) {
+            Ok(()) => {
+                s.journaled = true;
+                None
+            }
+            Err(e) => {
+                tracing::error!(key = %entry.key, error = %e, "could not journal a staged file");
+                Some(e)
+            }
+        }
     }
 
     /// [`Self::mark_dirty`] before the bytes of `ino` change (a write, a

@@ -865,15 +865,15 @@ impl ObjectFs {
         // Dirty now, not only when the rename began: a write during the
         // copy journalled the old key (so did a journal kept for a writer).
         let node = st.node_mut(src)?;
+        let entry = JournalEntry::new(&new_key, &node.posix());
         let dirty_now = node.staged.as_ref().is_some_and(|s| s.dirty());
-        if dirty_now || node.staged.as_ref().is_some_and(|s| s.journaled) {
-            let posix = node.posix();
-            if let Some(s) = node.staged.as_mut() {
+        if let Some(s) = node.staged.as_mut()
+            && (dirty_now || s.journaled)
+        {
+            if dirty_now {
                 s.touch();
-                let entry = JournalEntry::new(&new_key, &posix);
-                let _ = self.inner.staging.journal(s.id, &s.file, &entry);
-                s.journaled = true;
             }
+            self.journal_copy(s, &entry);
         }
         if dirty_now {
             self.enqueue_if_idle(&mut st, src);
@@ -925,16 +925,13 @@ impl ObjectFs {
         for ino in st.descendants(src) {
             let key = self.key_of(st, ino);
             if let Some(n) = st.nodes.get_mut(&ino) {
-                let posix = n.posix();
+                let entry = JournalEntry::new(&key, &n.posix());
                 // Dirty, or journalled clean (kept for a writer the kernel
                 // lets write the copy itself): the entry follows the file.
                 if let Some(s) = n.staged.as_mut()
                     && (s.dirty() || s.journaled)
                 {
-                    let _ =
-                        self.inner
-                            .staging
-                            .journal(s.id, &s.file, &JournalEntry::new(&key, &posix));
+                    self.journal_copy(s, &entry);
                 }
                 self.expire(n);
             }

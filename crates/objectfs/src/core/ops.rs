@@ -140,15 +140,9 @@ impl ObjectFs {
                     // begun after the unlink): after a crash the next mount
                     // would find the old object and put the data beside it.
                     // Journalled before the deletes leave the op log.
-                    let posix = n.posix();
-                    if let Some(s) = n.staged.as_ref().filter(|s| s.journaled)
-                        && let Err(e) = self.inner.staging.journal(
-                            s.id,
-                            &s.file,
-                            &JournalEntry::new(key, &posix),
-                        )
-                    {
-                        tracing::error!(key, error = %e, "could not journal a staged file");
+                    let entry = JournalEntry::new(key, &n.posix());
+                    if let Some(s) = n.staged.as_mut().filter(|s| s.journaled) {
+                        self.journal_copy(s, &entry);
                     }
                 }
                 self.release_dropped(&mut st, dropped);

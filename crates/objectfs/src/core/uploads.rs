@@ -337,14 +337,12 @@ impl ObjectFs {
                             // now starts from this upload: a recovery must
                             // not take this mount's own object for another
                             // client's.
-                            if let Some(s) = n.staged.as_ref().filter(|s| s.journaled) {
-                                let entry = JournalEntry {
-                                    base: etag.clone().map(Base::Etag),
-                                    ..JournalEntry::new(&key, &n.posix())
-                                };
-                                if let Err(e) = self.inner.staging.journal(s.id, &s.file, &entry) {
-                                    tracing::error!(key = %key, error = %e, "could not journal a staged file");
-                                }
+                            let entry = JournalEntry {
+                                base: etag.clone().map(Base::Etag),
+                                ..JournalEntry::new(&key, &n.posix())
+                            };
+                            if let Some(s) = n.staged.as_mut().filter(|s| s.journaled) {
+                                self.journal_copy(s, &entry);
                             }
                             // Clean and closed: kept as a cached copy.
                             self.retire_copy(&mut st, ino);
