@@ -192,6 +192,8 @@ command -v s3fs >/dev/null 2>&1 || missing+=(s3fs)
 # on loopback; plugin/build.sh puts the CA bundle into the plugin's rootfs.
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+# tests/fuse_s3/objectfs_disk_full.rs formats a small ext4 image (mounted on a loop device).
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 # tests/docker_serial/docker_swarm.rs makes a bridge for the second dockerd with `ip link`.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # tests/fuse_s3/plugin_metrics.rs scrapes the daemon with a real Prometheus server and checks
