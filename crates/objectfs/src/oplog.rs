@@ -86,6 +86,17 @@ impl NsOp {
             _ => self.key().starts_with(prefix),
         }
     }
+
+    /// Whether the two changes affect a key in common, so that the store
+    /// must see them in the order they were made.
+    pub fn overlaps(&self, other: &NsOp) -> bool {
+        match (self, other) {
+            (NsOp::RenameDir { from, to, .. }, o) | (o, NsOp::RenameDir { from, to, .. }) => {
+                o.touches_under(from) || o.touches_under(to)
+            }
+            (a, b) => a.key() == b.key(),
+        }
+    }
 }
 
 /// A segment grows to about this size before the next record starts a
@@ -393,6 +404,26 @@ impl OpLog {
         self.compact(&mut st);
     }
 
+    /// Whether a change that reached the store, but whose line saying so
+    /// could not be written yet (a full disk), is one `concerns` picks:
+    /// nothing that change affects may go to the store until the line is
+    /// written, or a crash would replay it after what came later (a delete
+    /// after a new file's upload at the key). The line is tried again first.
+    pub fn holds_back(&self, concerns: impl Fn(&NsOp) -> bool) -> bool {
+        let mut st = self.lock();
+        if st.undone.is_empty() {
+            return false;
+        }
+        if self.catch_up(&mut st).is_ok() {
+            self.drop_done(&mut st);
+            return false;
+        }
+        let st = &*st;
+        st.undone
+            .iter()
+            .any(|seq| st.home.get(seq).is_some_and(|(_, op)| concerns(op)))
+    }
+
     /// Deletes the oldest segments while every change in them is done
     /// (their lines saying so are in later segments, or in these), and
     /// empties the active segment once nothing at all is left to do and
@@ -548,6 +579,66 @@ mod tests {
                 "the emptied segment lost its room"
             );
         }
+    }
+
+    /// The active segment refuses the next line (a read-only handle in its
+    /// place), as a full disk past the room kept for done lines would.
+    fn jam(log: &OpLog) {
+        let mut st = log.lock();
+        let n = st.next_segment - 1;
+        let path = segment_path(&log.dir, n);
+        let len = fs::metadata(&path).unwrap().len();
+        st.active = Some((n, File::open(&path).unwrap(), len));
+    }
+
+    /// A change done in the store whose line saying so could not be
+    /// written holds back what overlaps it, and only that, until the line
+    /// is written; meanwhile a crash would send it again.
+    #[test]
+    fn a_change_whose_done_line_failed_holds_back_what_it_overlaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OpLog::open(dir.path()).unwrap();
+        log.write(1, &NsOp::Delete { key: "p/k".into() }).unwrap();
+        jam(&log);
+        log.remove(1);
+        assert_eq!(recorded(dir.path()).unwrap(), 1, "a crash sends it again");
+        let moved = NsOp::RenameDir {
+            from: "p/".into(),
+            to: "q/".into(),
+            names: Vec::new(),
+            marker: None,
+            list: true,
+        };
+        for (what, overlaps) in [
+            (NsOp::Delete { key: "p/k".into() }, true),
+            (NsOp::Delete { key: "p/j".into() }, false),
+            (moved, true),
+        ] {
+            jam(&log);
+            assert_eq!(log.holds_back(|u| u.overlaps(&what)), overlaps, "{what:?}");
+        }
+        // The next try writes the line: nothing held back, nothing to replay.
+        assert!(!log.holds_back(|u| u.covers("p/k")));
+        assert_eq!(recorded(dir.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn changes_overlap_when_they_share_a_key() {
+        let del = |k: &str| NsOp::Delete { key: k.into() };
+        let moved = |from: &str, to: &str| NsOp::RenameDir {
+            from: from.into(),
+            to: to.into(),
+            names: Vec::new(),
+            marker: None,
+            list: false,
+        };
+        assert!(del("p/a").overlaps(&del("p/a")));
+        assert!(!del("p/a").overlaps(&del("p/b")));
+        assert!(moved("p/d/", "p/e/").overlaps(&del("p/d/x")));
+        assert!(del("p/e/x").overlaps(&moved("p/d/", "p/e/")));
+        assert!(!del("p/f/x").overlaps(&moved("p/d/", "p/e/")));
+        assert!(moved("p/d/", "p/e/").overlaps(&moved("p/e/s/", "q/")));
+        assert!(!moved("p/d/", "p/e/").overlaps(&moved("p/f/", "q/")));
     }
 
     /// A change recorded again replaces what was recorded for it, in this

@@ -24,7 +24,7 @@ pub(super) const WHOLE_FILE_MAX: u64 = 8 * 1024 * 1024;
 
 /// How long a write the disk refused waits for space on its way back
 /// ([`ObjectFs::write_staged`]).
-const DISK_SPACE_WAIT: Duration = Duration::from_secs(2);
+pub(super) const DISK_SPACE_WAIT: Duration = Duration::from_secs(2);
 /// Clean copies evicted when the disk refuses a write: at least this much.
 const DISK_EVICT_MIN: u64 = 1024 * 1024;
 /// How long a reader's copy waits for fetches ahead in flight to land

@@ -803,6 +803,9 @@ impl ObjectFs {
             ]
         };
         self.drain_ops(&names)?;
+        // Copies and deletes of these keys may follow at once.
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.settle_journal(&names)?;
         if src_kind == Kind::Dir {
             self.rename_dir(src, new_parent, new_name, dst)
         } else {

@@ -11,6 +11,7 @@ use super::super::oplog::NsOp;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{FsResult, UploadMode};
+use super::copies::DISK_SPACE_WAIT;
 use super::inodes::InodeTable;
 use super::opqueue::{OpQueue, Pushed, Queued, Removals};
 use super::{ObjectFs, errno_of};
@@ -23,6 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// Logged when the store refuses a queued namespace change for good (live
 /// or at a replay): it is dropped rather than retried forever.
 const REFUSED_FOR_GOOD: &str = "the store refused a namespace change for good; it is dropped";
+
+/// Logged when a change waits for the journal to say an earlier one is done.
+pub(super) const JOURNAL_FULL: &str = "the cache directory's disk is full: the journal cannot yet record that a namespace change reached the store, so later changes of its keys wait";
 
 /// Changes sent to the store at once.
 const OP_PARALLEL: usize = 16;
@@ -146,6 +150,12 @@ impl ObjectFs {
                     }
                 }
                 self.release_dropped(&mut st, dropped);
+                // A change of the key that reached the store while the
+                // journal could not say so would be replayed after this
+                // upload by the next mount after a crash.
+                if live && self.journal_holds_back(&[key]) {
+                    return Err(self.wait_for_sender(st, SENDER_POLL));
+                }
                 Ok(st)
             }
             None => Err(self.wait_for_sender(st, SENDER_POLL)),
@@ -195,6 +205,29 @@ impl ObjectFs {
             }
             st = self.wait_for_sender(st, left);
         }
+    }
+
+    /// Whether a change that reached the store but is not journalled as
+    /// done yet (a full cache disk, see `OpLog::holds_back`) affects a key
+    /// starting with one of `prefixes`: nothing else may go there yet.
+    pub(super) fn journal_holds_back(&self, prefixes: &[&str]) -> bool {
+        self.inner
+            .oplog
+            .holds_back(|op| prefixes.iter().any(|p| op.touches_under(p)))
+    }
+
+    /// Waits, [`DISK_SPACE_WAIT`] at most, until [`Self::journal_holds_back`]
+    /// no longer holds for `prefixes`; then ENOSPC.
+    pub(super) fn settle_journal(&self, prefixes: &[&str]) -> FsResult<()> {
+        let deadline = Instant::now() + DISK_SPACE_WAIT;
+        while self.journal_holds_back(prefixes) {
+            if Instant::now() >= deadline {
+                tracing::error!(key = %prefixes.first().copied().unwrap_or_default(), "{JOURNAL_FULL}");
+                return Err(libc::ENOSPC);
+            }
+            std::thread::sleep(SENDER_POLL);
+        }
+        Ok(())
     }
 
     /// Removals pending now; take it before a store request, and join it
@@ -416,6 +449,12 @@ impl ObjectFs {
     /// When it landed: the time its answer came, taken at once (None when
     /// it was refused for good).
     async fn send_op(&self, q: &Queued) -> Option<SystemTime> {
+        // An earlier change of these keys the journal does not say is done
+        // yet would be replayed after this one (see `OpLog::holds_back`).
+        while self.inner.oplog.holds_back(|u| u.overlaps(&q.op)) {
+            tracing::debug!(key = %q.op.key(), "{JOURNAL_FULL}");
+            tokio::time::sleep(OP_ROUND_PAUSE).await;
+        }
         loop {
             let result = self.apply_op(&q.op).await;
             let answered = SystemTime::now();

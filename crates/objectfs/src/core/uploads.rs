@@ -9,8 +9,9 @@ use super::super::staging::{Base, CacheTag, JournalEntry};
 use super::super::store::{StoreError, StoreResult, WriteCondition};
 use super::super::transfer::{RetryPolicy, retry, upload_file_if};
 use super::super::{FsResult, UploadMode};
+use super::copies::DISK_SPACE_WAIT;
 use super::inodes::{InodeTable, Staged};
-use super::ops::DRAIN_WAIT;
+use super::ops::{DRAIN_WAIT, JOURNAL_FULL};
 use super::streaming;
 use super::{ObjectFs, errno_of};
 use std::fs::File;
@@ -240,7 +241,8 @@ impl ObjectFs {
         loop {
             let (key, posix, size, file, gen_, stream) = {
                 let mut st = self.lock();
-                let deadline = Instant::now() + DRAIN_WAIT;
+                let began = Instant::now();
+                let deadline = began + DRAIN_WAIT;
                 let key = loop {
                     st = self.wait_uploads(st, &[ino]);
                     let key = self.key_of(&st, ino);
@@ -251,6 +253,14 @@ impl ObjectFs {
                         Ok(ready) => {
                             st = ready;
                             break key;
+                        }
+                        Err(waited)
+                            if began.elapsed() >= DISK_SPACE_WAIT
+                                && self.journal_holds_back(&[key.as_str()]) =>
+                        {
+                            drop(waited);
+                            tracing::error!(key = %key, "{JOURNAL_FULL}");
+                            return Err(libc::ENOSPC);
                         }
                         Err(waited) if Instant::now() < deadline => st = waited,
                         Err(_) => {
