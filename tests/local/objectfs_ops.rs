@@ -187,6 +187,7 @@ impl Drop for FrozenOpLog {
 /// ENOSPC, and after a crash the new data is at the name.
 #[test]
 fn a_delete_not_journalled_as_done_holds_back_a_new_upload_of_its_key() {
+    require!(Root); // chattr
     let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
     f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
     f.unlink("x").unwrap(); // queued for an hour, journalled

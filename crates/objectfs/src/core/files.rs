@@ -299,6 +299,7 @@ impl ObjectFs {
             Err(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
+        self.check_new_name(parent, name, false)?;
         let (id, file) = self
             .inner
             .staging

@@ -263,6 +263,19 @@ impl ObjectFs {
         }
     }
 
+    /// ENAMETOOLONG when `name` in `parent` (a directory: `dir`) would get a
+    /// key longer than the store takes: its upload would be refused for good.
+    fn check_new_name(&self, parent: u64, name: &str, dir: bool) -> FsResult<()> {
+        let len = {
+            let st = self.lock();
+            self.child_key(&st, parent, name).len() + usize::from(dir)
+        };
+        if len > crate::store::KEY_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        Ok(())
+    }
+
     fn check_writable(&self) -> FsResult<()> {
         if self.opts().read_only {
             Err(libc::EROFS)

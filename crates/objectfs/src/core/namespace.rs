@@ -511,6 +511,7 @@ impl ObjectFs {
     pub fn mkdir(&self, parent: u64, name: &str, perm: u32, uid: u32, gid: u32) -> FsResult<Attr> {
         self.check_writable()?;
         self.ensure_absent(parent, name)?;
+        self.check_new_name(parent, name, true)?;
         let now = SystemTime::now();
         let posix = Posix {
             kind: Kind::Dir,
@@ -563,6 +564,7 @@ impl ObjectFs {
     ) -> FsResult<Attr> {
         self.check_writable()?;
         self.ensure_absent(parent, name)?;
+        self.check_new_name(parent, name, false)?;
         let now = SystemTime::now();
         let posix = Posix {
             kind: Kind::Symlink,
@@ -772,6 +774,7 @@ impl ObjectFs {
             }
             st.node(src)?.kind
         };
+        self.check_new_name(new_parent, new_name, src_kind == Kind::Dir)?;
         if let Some(d) = dst {
             let dst_kind = {
                 let st = self.lock();

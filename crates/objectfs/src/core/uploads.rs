@@ -150,7 +150,17 @@ impl ObjectFs {
                     upload(&entry.key, None)
                 }
             };
-            let etag = uploaded.map_err(|e| {
+            let etag = match uploaded {
+                // A key the store will never take (longer than it allows):
+                // failing would stop every later mount of the volume too.
+                Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
+                    tracing::error!(key = %entry.key, error = %e, path = %path.display(),
+                        "the store refused for good to take data an earlier mount staged; it stays in the cache directory, and the mount goes on without it");
+                    continue;
+                }
+                other => other,
+            };
+            let etag = etag.map_err(|e| {
                 anyhow::anyhow!(
                     "could not upload {:?}, staged by an earlier mount ({e}); it stays in the cache directory and is retried at the next mount",
                     entry.key
@@ -221,16 +231,29 @@ impl ObjectFs {
                             _ = hurry.wait_for(|h| *h) => {}
                         }
                     }
-                    // The semaphore is fair: uploads start in queue order.
-                    let Ok(permit) = permits.acquire_owned().await else {
-                        return;
-                    };
-                    let Some(inner) = weak.upgrade() else { return };
-                    let fs = ObjectFs { inner };
-                    tokio::task::spawn_blocking(move || {
-                        fs.background_upload(ino);
-                        drop(permit);
-                    });
+                    let mut first = true;
+                    loop {
+                        // The semaphore is fair: uploads start in queue
+                        // order, and a retry goes to the back.
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let Some(inner) = weak.upgrade() else { return };
+                        let fs = ObjectFs { inner };
+                        let again = tokio::task::spawn_blocking(move || {
+                            let again = fs.background_upload(ino, first);
+                            drop(permit);
+                            again
+                        });
+                        if !again.await.unwrap_or(false) {
+                            return;
+                        }
+                        first = false;
+                        // Between rounds the worker is free: files the
+                        // store keeps refusing (a key a bucket policy
+                        // denies) do not hold up the others.
+                        tokio::time::sleep(BACKGROUND_ROUND_PAUSE).await;
+                    }
                 });
             }
         });
@@ -390,26 +413,26 @@ impl ObjectFs {
         }
     }
 
-    /// One background upload, retried in rounds until it lands, the file is
-    /// gone, or unmount gives up (the data stays journalled).
-    fn background_upload(&self, ino: u64) {
-        {
+    /// One round of a background upload (`first`: the round the queue
+    /// started); whether another round is due. Rounds go on until it
+    /// lands, the file is gone, or unmount gives up (the data stays
+    /// journalled).
+    fn background_upload(&self, ino: u64, first: bool) -> bool {
+        if first {
             let mut st = self.lock();
             if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
                 s.queued = false;
             }
             if !self.inner.uploads.hurried() && self.stream_defers(&st, ino) {
-                return;
+                return false;
             }
         }
-        loop {
-            match self.upload_now(ino, BACKGROUND) {
-                Ok(()) => return,
-                Err(errno) => {
-                    // The run of failures is logged once (`note_store_result`).
-                    tracing::debug!(ino, errno, "background upload failed; retrying");
-                    std::thread::sleep(BACKGROUND_ROUND_PAUSE);
-                }
+        match self.upload_now(ino, BACKGROUND) {
+            Ok(()) => false,
+            Err(errno) => {
+                // The run of failures is logged once (`note_store_result`).
+                tracing::debug!(ino, errno, "background upload failed; retrying");
+                true
             }
         }
     }

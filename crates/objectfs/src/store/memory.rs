@@ -42,6 +42,8 @@ struct Faults {
     slow_copy: Option<std::time::Duration>,
     /// HEADs answer this much later.
     slow_head: Option<std::time::Duration>,
+    /// Writes of keys under this prefix fail with this (a bucket policy).
+    refused_writes: Option<(String, StoreError)>,
 }
 
 /// Counters a test can assert on.
@@ -119,6 +121,13 @@ impl MemoryStore {
         self.faults.lock().unwrap().slow_head = Some(delay);
     }
 
+    /// Writes (puts, uploads, copies to, deletes) of keys under `prefix`
+    /// fail with `err` from now on, every time (as a bucket policy denies
+    /// them); `None` lifts it.
+    pub fn refuse_writes_under(&self, refusal: Option<(&str, StoreError)>) {
+        self.faults.lock().unwrap().refused_writes = refusal.map(|(p, e)| (p.to_string(), e));
+    }
+
     /// While down, every call fails as a refused connection would.
     pub fn set_down(&self, down: bool) {
         self.faults.lock().unwrap().down = down;
@@ -185,6 +194,21 @@ impl MemoryStore {
         match f.queued.iter().position(|e| e.op() == op) {
             Some(i) => Err(f.queued.remove(i).expect("found above")),
             None => Ok(()),
+        }
+    }
+
+    /// As [`Self::check`], for a request that writes `key`: a key longer
+    /// than the store takes is refused for good, and a refusal set for its
+    /// prefix applies.
+    fn check_write(&self, op: &'static str, key: &str) -> StoreResult<()> {
+        self.check(op, key)?;
+        if key.len() > super::KEY_MAX {
+            return Err(StoreError::permanent(op, key, "KeyTooLongError"));
+        }
+        let f = self.faults.lock().unwrap();
+        match &f.refused_writes {
+            Some((p, e)) if key.starts_with(p.as_str()) => Err(e.clone()),
+            _ => Ok(()),
         }
     }
 
@@ -292,7 +316,7 @@ impl MemoryStore {
         meta: &PutMeta,
         condition: Option<&WriteCondition>,
     ) -> StoreResult<Option<String>> {
-        self.check("PutObject", key)?;
+        self.check_write("PutObject", key)?;
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
         let etag = self.write("PutObject", key, body, meta.clone(), condition)?;
         Ok(Some(etag))
@@ -447,7 +471,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn create_multipart(&self, key: &str, meta: &PutMeta) -> StoreResult<String> {
-        self.check("CreateMultipartUpload", key)?;
+        self.check_write("CreateMultipartUpload", key)?;
         let id = format!(
             "upload-{}",
             self.next_upload.fetch_add(1, Ordering::Relaxed)
@@ -542,7 +566,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.check("DeleteObject", key)?;
+        self.check_write("DeleteObject", key)?;
         self.objects.lock().unwrap().remove(key);
         Ok(())
     }
@@ -555,6 +579,7 @@ impl ObjectStore for MemoryStore {
         meta: Option<&PutMeta>,
     ) -> StoreResult<()> {
         self.check("CopyObject", src)?;
+        self.check_write("CopyObject", dst)?;
         let slow = self.faults.lock().unwrap().slow_copy;
         if let Some(delay) = slow {
             tokio::time::sleep(delay).await;

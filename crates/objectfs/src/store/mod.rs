@@ -247,6 +247,9 @@ pub const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 pub const OSS_MAX_COPY_SIZE: u64 = 1_000_000_000 - 1;
 /// DeleteObjects takes at most this many keys per request.
 pub const MAX_DELETE_KEYS: usize = 1000;
+/// The longest key, in bytes, every store objectfs speaks to takes (OSS:
+/// 1023, S3: 1024).
+pub const KEY_MAX: usize = 1023;
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
