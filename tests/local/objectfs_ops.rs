@@ -206,3 +206,48 @@ fn a_delete_not_journalled_as_done_holds_back_a_new_upload_of_its_key() {
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
 }
+
+/// An object from long ago (mtime 1,000,000,000, set-uid) rewritten in
+/// place by a caller who is not root, then the process dies before the
+/// upload: the next mount uploads the new bytes with the write's mtime and
+/// without the set-uid bit, as the mount showed them (it uploaded the
+/// attributes from before the write: the file looked unchanged to tools
+/// that compare size and mtime, and kept set-uid on new content).
+#[test]
+fn a_crash_after_a_write_uploads_the_attributes_the_write_gave() {
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    let old = objectfs::layout::encode(&objectfs::layout::Posix {
+        kind: objectfs::Kind::File,
+        perm: 0o4755,
+        uid: 1000,
+        gid: 1000,
+        mtime: std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000),
+        ctime: std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000),
+    });
+    f.mem.insert("pre/x", b"old".to_vec(), old);
+    let ino = f.ino("x").unwrap();
+    let fh =
+        f.fs.open(
+            ino,
+            objectfs::OpenFlags {
+                write: true,
+                truncate: false,
+            },
+        )
+        .unwrap();
+    let before = std::time::SystemTime::now();
+    f.fs.write_by(fh, 0, b"new", false).unwrap();
+    f.fs.release(fh).unwrap();
+    let shown = f.fs.getattr(ino).unwrap();
+    assert_eq!(shown.perm, 0o755);
+    let f = f.crash();
+    assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
+    let meta = f.mem.object_meta("pre/x").unwrap().metadata;
+    let mtime: f64 = meta["mtime"].parse().unwrap();
+    let since = before
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(mtime as u64 >= since, "mtime {mtime}, the write at {since}");
+    assert_eq!(meta["mode"], (libc::S_IFREG | 0o755).to_string());
+}

@@ -61,18 +61,27 @@ pub enum Base {
 impl JournalEntry {
     /// An entry for `key` with `posix`'s attributes, its base not known.
     pub fn new(key: &str, posix: &Posix) -> Self {
+        let (perm, mtime) = JournalEntry::changing(posix);
         JournalEntry {
             base: None,
             key: key.to_string(),
-            perm: posix.perm,
+            perm,
             uid: posix.uid,
             gid: posix.gid,
-            mtime: posix
-                .mtime
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            mtime,
         }
+    }
+
+    /// What an entry holds of the attributes a write changes by itself
+    /// (the mtime, in seconds; the mode, set-ID bits cleared): an entry
+    /// whose differ from the node's is out of date.
+    pub fn changing(posix: &Posix) -> (u32, u64) {
+        let mtime = posix
+            .mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        (posix.perm, mtime)
     }
 
     pub fn posix(&self) -> Posix {

@@ -192,7 +192,10 @@ impl ObjectFs {
             return None;
         }
         let mut failed = None;
-        if !s.journaled {
+        // Rewritten too when a write moved the mtime past the second the
+        // entry holds, or cleared set-ID bits: a crash would otherwise
+        // upload the new bytes with the attributes from before them.
+        if !s.journaled || s.journaled_as != JournalEntry::changing(&posix) {
             let entry = JournalEntry {
                 base,
                 ..JournalEntry::new(&key, &posix)
@@ -222,6 +225,7 @@ impl ObjectFs {
         match self.inner.staging.journal(s.id, &s.file, entry) {
             Ok(()) => {
                 s.journaled = true;
+                s.journaled_as = (entry.perm, entry.mtime);
                 None
             }
             Err(e) => {
@@ -380,6 +384,7 @@ impl ObjectFs {
                     n.size = 0;
                     n.mtime = SystemTime::now();
                     n.ctime = n.mtime;
+                    self.mark_dirty(&mut st, ino); // (the entry's mtime)
                 }
                 drop(self.charge_to(st, ino, 0, false));
             }
@@ -587,10 +592,19 @@ impl ObjectFs {
             let journaled = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?.journaled;
             if !journaled {
                 // Before the bytes change: a crash after the write must
-                // find the journal entry, never a clean copy's cache tag.
+                // find the journal entry, never a clean copy's cache tag;
+                // with the mtime the write gives (else it is written again
+                // after the write).
+                let n = st.node_mut(*ino)?;
+                let before = (n.mtime, n.ctime);
+                n.mtime = SystemTime::now();
                 let journalled;
                 (st, journalled) = self.journal_before_change(st, *ino);
-                journalled?;
+                if let Err(e) = journalled {
+                    let n = st.node_mut(*ino)?;
+                    (n.mtime, n.ctime) = before;
+                    return Err(e);
+                }
             }
             // Counted from here, before any wait for room, until the bytes
             // are in: an upload that finishes meanwhile leaves the journal
@@ -625,7 +639,11 @@ impl ObjectFs {
         n.size = n.size.max(offset + data.len() as u64);
         n.mtime = SystemTime::now();
         n.ctime = n.mtime;
-        let needs_journal = n.staged.as_ref().is_some_and(|s| !s.journaled);
+        let changing = JournalEntry::changing(&n.posix());
+        let needs_journal = n
+            .staged
+            .as_ref()
+            .is_some_and(|s| !s.journaled || s.journaled_as != changing);
         if let Some(s) = n.staged.as_mut()
             && !needs_journal
         {

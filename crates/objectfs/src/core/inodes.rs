@@ -28,6 +28,9 @@ pub(super) struct Staged {
     /// time, as the status file reports it).
     pub(super) dirty_since: Option<SystemTime>,
     pub(super) journaled: bool,
+    /// The mode and mtime (seconds) the journal entry holds
+    /// (`JournalEntry::changing`), when `journaled`.
+    pub(super) journaled_as: (u32, u64),
     pub(super) uploading: bool,
     pub(super) queued: bool,
     /// Bytes of this copy counted against the cache bound.
@@ -62,6 +65,7 @@ impl Staged {
             clean_gen: 0,
             dirty_since: None,
             journaled: false,
+            journaled_as: (0, 0),
             uploading: false,
             queued: false,
             charged: 0,
