@@ -421,6 +421,25 @@ fn a_write_whose_journal_entry_the_full_disk_refuses_gets_enospc() {
         ..Default::default()
     };
     assert_eq!(fs.setattr(ino, shrink).map(drop), Err(libc::ENOSPC));
+    // An object with no copy here, emptied by O_TRUNC or truncate(2): the
+    // refused truncation changes nothing, here or in the bucket (the empty
+    // copy it began with was uploaded over the object, and shown).
+    mem.insert("other", b"twelve bytes".to_vec(), Default::default());
+    let other = fs.lookup(ROOT_INO, "other").unwrap().ino;
+    let emptying = OpenFlags {
+        write: true,
+        truncate: true,
+    };
+    assert_eq!(fs.open(other, emptying).map(drop), Err(libc::ENOSPC));
+    assert_eq!(fs.getattr(other).unwrap().size, 12);
+    let cut = objectfs::SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(fs.setattr(other, cut).map(drop), Err(libc::ENOSPC));
+    assert_eq!(fs.getattr(other).unwrap().size, 12);
+    assert_eq!(fs.flush_all(), 0);
+    assert_eq!(mem.object("other").as_deref(), Some(&b"twelve bytes"[..]));
     fs::remove_file(filler).unwrap();
     assert_eq!(fs.write(fh, 0, b"CHANGED"), Ok(7));
     // The process dies here, the file still open and not uploaded.

@@ -165,9 +165,20 @@ impl ObjectFs {
 
     /// Marks content or attributes changed: bumps the generation and makes
     /// sure the journal knows where the data belongs. Returns the error of
-    /// a journal entry that could not be written (logged here; a write
-    /// must not go on without it, see `write_by`).
+    /// a journal entry that could not be written (logged here; the change
+    /// is made already, and uploads as any other).
     fn mark_dirty(&self, st: &mut InodeTable, ino: u64) -> Option<std::io::Error> {
+        if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
+            s.touch();
+        }
+        self.write_entry(st, ino)
+    }
+
+    /// Makes sure the journal entry of `ino`'s copy says where its data
+    /// belongs and with which attributes (and that the copy carries no
+    /// cache tag). Returns the error of an entry that could not be written
+    /// (logged here).
+    fn write_entry(&self, st: &mut InodeTable, ino: u64) -> Option<std::io::Error> {
         let key = self.key_of(st, ino);
         let n = st.nodes.get_mut(&ino)?;
         let posix = n.posix();
@@ -180,7 +191,6 @@ impl ObjectFs {
         };
         let unlinked = n.unlinked;
         let s = n.staged.as_mut()?;
-        s.touch();
         if unlinked {
             // Kept for its open handles only, never uploaded: nothing to
             // journal (a crash must not bring the name back), and no longer
@@ -235,17 +245,19 @@ impl ObjectFs {
         }
     }
 
-    /// [`Self::mark_dirty`] before the bytes of `ino` change (a write, a
-    /// truncation, a writer the kernel lets write the copy itself). When
-    /// the journal entry cannot be written, a full disk first gets the room
-    /// clean copies hold and any space on its way back; then the change is
-    /// refused: a change told done must survive a crash.
+    /// [`Self::write_entry`] before the bytes of `ino` change (a write, a
+    /// truncation, a writer the kernel lets write the copy itself; the
+    /// caller marks the copy dirty once it changed). When the journal entry
+    /// cannot be written, a full disk first gets the room clean copies hold
+    /// and any space on its way back; then the change is refused, the copy
+    /// not marked changed: a change told done must survive a crash, and
+    /// one refused must change nothing.
     fn journal_before_change<'a>(
         &'a self,
         mut st: MutexGuard<'a, InodeTable>,
         ino: u64,
     ) -> (MutexGuard<'a, InodeTable>, FsResult<()>) {
-        let Some(e) = self.mark_dirty(&mut st, ino) else {
+        let Some(e) = self.write_entry(&mut st, ino) else {
             return (st, Ok(()));
         };
         if !out_of_space(&e) {
@@ -254,7 +266,7 @@ impl ObjectFs {
         drop(st);
         self.room_for_copy(ino, 0);
         let mut st = self.lock();
-        let journalled = match self.mark_dirty(&mut st, ino) {
+        let journalled = match self.write_entry(&mut st, ino) {
             None => Ok(()),
             Some(e) => Err(self.local_failure(&e)),
         };
@@ -366,8 +378,7 @@ impl ObjectFs {
                 let journalled;
                 (st, journalled) = self.journal_before_change(st, ino);
                 if let Err(e) = journalled {
-                    st.node_mut(ino)?.open_handles -= 1; // unpin (ensure_staged pinned it)
-                    self.enqueue_if_idle(&mut st, ino);
+                    self.refused_change(&mut st, ino);
                     return Err(e);
                 }
                 let n = st.node_mut(ino)?;
@@ -377,15 +388,15 @@ impl ObjectFs {
                 if n.size != 0 {
                     let s = n.staged.as_ref().expect("staged above");
                     if let Err(e) = s.file.set_len(0) {
-                        n.open_handles -= 1; // unpin (ensure_staged pinned it)
-                        self.enqueue_if_idle(&mut st, ino);
+                        self.refused_change(&mut st, ino);
                         return Err(errno_of_local(&e));
                     }
                     n.size = 0;
                     n.mtime = SystemTime::now();
                     n.ctime = n.mtime;
-                    self.mark_dirty(&mut st, ino); // (the entry's mtime)
                 }
+                // (An object with no copy here got an empty one: changed.)
+                self.mark_dirty(&mut st, ino);
                 drop(self.charge_to(st, ino, 0, false));
             }
         }
@@ -464,7 +475,28 @@ impl ObjectFs {
         }
         // (On an error the caller releases the handle, which undoes the
         // count above.)
-        self.journal_before_change(st, *ino).1
+        let (mut st, journalled) = self.journal_before_change(st, *ino);
+        journalled?;
+        self.mark_dirty(&mut st, *ino);
+        Ok(())
+    }
+
+    /// A truncation of `ino` (pinned by `ensure_staged`, unpinned here)
+    /// refused before its copy changed: a copy changed before stays queued
+    /// for upload; one nobody else holds goes, and the node is read again
+    /// (an object with no copy here got an empty one for the truncation,
+    /// which must not stand for it).
+    fn refused_change(&self, st: &mut InodeTable, ino: u64) {
+        let Some(n) = st.nodes.get_mut(&ino) else {
+            return;
+        };
+        n.open_handles -= 1;
+        if n.staged.as_ref().is_some_and(|s| s.dirty() || s.uploading) {
+            self.enqueue_if_idle(st, ino);
+        } else if n.open_handles == 0 {
+            self.discard_staged(n);
+            self.expire(n);
+        }
     }
 
     /// After writes the kernel made to `ino`'s copy itself: the node takes
@@ -792,13 +824,12 @@ impl ObjectFs {
             let n = st.node_mut(ino)?;
             let s = n.staged.as_ref().expect("staged above");
             let resized = room.and_then(|()| s.file.set_len(size).map_err(|e| errno_of_local(&e)));
-            n.open_handles -= 1; // unpin (ensure_staged pinned it)
             if let Err(e) = resized {
-                // Journalled as changed: goes up (unchanged) as any closed
-                // file does, rather than wait for an open to close.
-                self.enqueue_if_idle(&mut st, ino);
+                self.refused_change(&mut st, ino);
                 return Err(e);
             }
+            let n = st.node_mut(ino)?;
+            n.open_handles -= 1; // unpin (ensure_staged pinned it)
             if let Some(s) = n.staged.as_mut() {
                 s.stream.stop();
             }
