@@ -64,6 +64,8 @@ const SDK_MAX_ATTEMPTS: u32 = 3;
 const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
 /// UploadPartCopy requests in flight per copy.
 const COPY_CONCURRENCY: usize = 4;
+/// Copies by parts begun again when the source changes during one.
+const COPY_ATTEMPTS: u32 = 3;
 
 /// Where and how to reach one bucket. Deserialized from volume options, so
 /// every field but the bucket is optional.
@@ -517,6 +519,7 @@ impl S3Store {
                 let store = self.clone();
                 let (src_key, dst, upload_id) =
                     (src.key.clone(), dst.to_string(), upload_id.to_string());
+                let src_etag = src.etag.clone();
                 tasks.spawn(async move {
                     let out = store
                         .client
@@ -527,6 +530,10 @@ impl S3Store {
                         .part_number(number)
                         .copy_source(copy_source(&store.bucket, &src_key))
                         .copy_source_range(format!("bytes={first}-{last}"))
+                        // Every part of the one version the HEAD saw: a
+                        // rewrite meanwhile fails the part (412), never
+                        // splices two versions.
+                        .set_copy_source_if_match(src_etag.clone())
                         .customize()
                         .config_override(slow_attempts())
                         .send()
@@ -1118,14 +1125,24 @@ impl ObjectStore for S3Store {
                 done => return done,
             }
         }
-        let source = self
-            .head(src)
-            .await?
-            .ok_or_else(|| StoreError::not_found("CopyObject", src))?;
-        if source.size > self.max_copy_object_size {
-            self.copy_multipart(&source, dst, meta).await
-        } else {
-            self.copy_object(src, dst, meta).await
+        let mut attempt = 1;
+        loop {
+            let source = self
+                .head(src)
+                .await?
+                .ok_or_else(|| StoreError::not_found("CopyObject", src))?;
+            if source.size <= self.max_copy_object_size {
+                return self.copy_object(src, dst, meta).await;
+            }
+            match self.copy_multipart(&source, dst, meta).await {
+                // The source was rewritten during the copy: again, whole,
+                // from the version there now.
+                Err(StoreError::PreconditionFailed { .. }) if attempt < COPY_ATTEMPTS => {
+                    tracing::debug!(src, "the source of a copy by parts changed; copying again");
+                    attempt += 1;
+                }
+                done => return done,
+            }
         }
     }
 }

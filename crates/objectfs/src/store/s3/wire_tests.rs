@@ -608,6 +608,8 @@ async fn oss_copy_of_a_large_object_on_the_wire() {
             assert!(r.line().starts_with("PUT /dst?"), "{}", r.head);
             assert!(r.line().contains("uploadId=UP1"), "{}", r.head);
             assert_eq!(r.header("x-amz-copy-source"), Some("mybucket/src"));
+            // Of the version the HEAD saw, every part.
+            assert_eq!(r.header("x-amz-copy-source-if-match"), Some("\"src-etag\""));
             let number = r
                 .line()
                 .split(['?', '&', ' '])

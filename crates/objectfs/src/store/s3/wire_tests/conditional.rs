@@ -276,3 +276,62 @@ async fn a_refused_multipart_upload_is_aborted() {
     assert!(lines[5].starts_with("DELETE /big?"), "{lines:#?}");
     assert!(lines[5].contains("uploadId=UP1"), "{lines:#?}");
 }
+
+/// A copy by parts whose source is rewritten under it: the part copied
+/// from the newer version is refused (412, its `x-amz-copy-source-if-match`
+/// names the version the HEAD saw), the upload is aborted, and the copy
+/// starts again from a new HEAD; it spliced the two versions before.
+#[tokio::test]
+async fn a_copy_by_parts_whose_source_changes_starts_again() {
+    let initiated = |id: &str| {
+        xml(&format!(
+            "<InitiateMultipartUploadResult><Bucket>mybucket</Bucket><Key>dst</Key>\
+             <UploadId>{id}</UploadId></InitiateMultipartUploadResult>"
+        ))
+    };
+    let replies = vec![
+        head_of(10),
+        initiated("UP1"),
+        error("412 Precondition Failed", "PreconditionFailed"),
+        reply("204 No Content", &[], ""),
+        head_of(10),
+        initiated("UP2"),
+        xml("<CopyPartResult><ETag>\"part\"</ETag></CopyPartResult>"),
+        xml(
+            "<CompleteMultipartUploadResult><Bucket>mybucket</Bucket><Key>dst</Key>\
+             <ETag>\"dst-1\"</ETag></CompleteMultipartUploadResult>",
+        ),
+    ];
+    let (requests, _, out) = capture(
+        signed("http://storage.example.com"),
+        replies,
+        async |s: &S3Store| {
+            let s = s.clone().with_multipart_copy(5, 100);
+            s.copy("src", None, "dst", None).await
+        },
+    )
+    .await;
+    assert_eq!(out, Ok(()));
+    let lines: Vec<&str> = requests.iter().map(|r| r.line()).collect();
+    assert_eq!(requests.len(), 8, "{lines:#?}");
+    for part in [&requests[2], &requests[6]] {
+        assert!(part.line().starts_with("PUT /dst?"), "{}", part.head);
+        assert_eq!(
+            part.header("x-amz-copy-source-if-match"),
+            Some("\"src-etag\""),
+            "{}",
+            part.head
+        );
+        assert!(signs(part, "x-amz-copy-source-if-match"), "{}", part.head);
+    }
+    assert!(
+        requests[3].line().starts_with("DELETE /dst?")
+            && requests[3].line().contains("uploadId=UP1"),
+        "{lines:#?}"
+    );
+    assert!(requests[4].line().starts_with("HEAD /src "), "{lines:#?}");
+    assert!(
+        requests[7].line().starts_with("POST /dst?uploadId=UP2"),
+        "{lines:#?}"
+    );
+}
