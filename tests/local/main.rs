@@ -11,6 +11,7 @@ mod common;
 
 mod fuzz_protocol;
 mod objectfs_cache;
+mod objectfs_copy_etags;
 mod objectfs_core;
 mod objectfs_fixture;
 mod objectfs_ops;

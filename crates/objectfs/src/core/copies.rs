@@ -7,9 +7,9 @@
 //! cache directory's disk refuses is tried again as
 //! [`ObjectFs::write_staged`] says.
 
-use super::super::FsResult;
 use super::super::staging::CacheTag;
 use super::super::transfer::{DownloadError, RetryPolicy, download_to_file};
+use super::super::{FsResult, Kind};
 use super::cache::{CacheIndex, Cached};
 use super::inodes::{InodeTable, Node, Staged};
 use super::{ObjectFs, errno_of, errno_of_local};
@@ -56,6 +56,50 @@ impl ObjectFs {
             tracing::debug!(evicted = gone.len(), "cache trimmed to its bound");
         }
         self.delete_copies(gone);
+    }
+
+    /// This mount rewrote node `n`'s object at `key` with the same bytes
+    /// (its metadata copied onto itself, a marker or link written) and the
+    /// store gave it `etag`: the node takes it (S3 gives a copy of an
+    /// object uploaded in parts another one), and so does a cached copy.
+    pub(super) fn rewrote(&self, n: &mut Node, key: &str, etag: Option<String>) {
+        let Some(new) = etag else { return };
+        let size = n.size;
+        if let Some(old) = n.etag.replace(new.clone())
+            && n.kind == Kind::File
+        {
+            self.relabel_cached(key, &old, &new, size);
+        }
+    }
+
+    /// This mount copied the object at `key` onto itself (its metadata
+    /// rewritten) and the store gave the copy ETag `to`: a cached copy of
+    /// it at `from` holds the same bytes and is labelled `to` (else the
+    /// next open would fetch them again).
+    fn relabel_cached(&self, key: &str, from: &str, to: &str, size: u64) {
+        if from == to {
+            return;
+        }
+        let c = match self.cache().take(key, from, size) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(stale) => return self.delete_copies(vec![stale]),
+        };
+        let tag = CacheTag {
+            key: key.to_string(),
+            etag: to.to_string(),
+        };
+        match self.inner.staging.reopen(c.id) {
+            Ok(file) => {
+                self.inner.staging.tag_clean(&file, &tag);
+                let replaced = self.cache().insert(key, c.id, to, c.size);
+                self.delete_copies(replaced.into_iter().collect());
+            }
+            Err(_) => {
+                self.cache().credit(c.size);
+                self.inner.staging.delete(c.id);
+            }
+        }
     }
 
     /// Gives node `ino` (at `key`, without a local copy) the cached copy of

@@ -184,7 +184,11 @@ impl ObjectFs {
         let posix = n.posix();
         // What the bucket has at the key, as far as this mount knows: a
         // recovery after a crash checks it is still so before uploading.
+        // Not known while a change of the object is queued: a metadata
+        // rewrite (a copy onto itself) the next mount replays first may
+        // give it another ETag, and the data would go beside it.
         let base = match (n.remote, &n.etag) {
+            _ if n.ops > 0 => None,
             (false, _) => Some(Base::Absent),
             (true, Some(etag)) => Some(Base::Etag(etag.clone())),
             (true, None) => None,
@@ -905,12 +909,13 @@ impl ObjectFs {
                 // seen: never cancelled by a later rmdir.
                 self.queue_op_with(&mut st, op, Some(ino), false);
             } else {
-                self.store_attrs(&key, &posix, remote, kind, size)?;
+                let etag = self.store_attrs(&key, &posix, remote, kind, size)?;
                 // Rewritten here: the object's date is new, and its
                 // attributes are known as of now (a HEAD sent before the
                 // change must not bring the old ones back).
                 let mut st = self.lock();
                 let n = st.node_mut(ino)?;
+                self.rewrote(n, &key, etag);
                 n.remote_modified = None;
                 n.own_write = Some(SystemTime::now());
                 n.validated = Instant::now();
@@ -947,7 +952,7 @@ impl ObjectFs {
 
     /// Rewrites an object's metadata in place (copy onto itself; `size`,
     /// when known, spares it a HEAD), or writes a marker for a directory
-    /// that had none.
+    /// that had none; the store's ETag for it, when it says.
     fn store_attrs(
         &self,
         key: &str,
@@ -955,7 +960,7 @@ impl ObjectFs {
         remote: bool,
         kind: Kind,
         size: Option<u64>,
-    ) -> FsResult<()> {
+    ) -> FsResult<Option<String>> {
         let meta: PutMeta = layout::encode(posix);
         let store = &self.inner.store;
         let policy = RetryPolicy::INTERACTIVE;
@@ -963,7 +968,6 @@ impl ObjectFs {
             self.block_on(retry(policy, "mkdir", || {
                 store.put(key, Bytes::new(), &meta)
             }))
-            .map(drop)
         } else {
             self.block_on(retry(policy, "set attributes", || {
                 store.copy(key, size, key, Some(&meta))

@@ -271,6 +271,16 @@ impl Node {
     /// The node's content is now a copy of the object with `etag` (read
     /// from the store just now); another version than the one known means
     /// the kernel's page cache of it is stale.
+    /// This mount copied the node's object (a rename, a metadata rewrite):
+    /// the ETag the store gave the copy, when it said, which S3 makes new
+    /// for an object uploaded in parts or encrypted with KMS. The content
+    /// is the same: not a change by another client.
+    pub(super) fn own_copy(&mut self, etag: Option<String>) {
+        if etag.is_some() {
+            self.etag = etag;
+        }
+    }
+
     pub(super) fn note_etag(&mut self, etag: Option<String>) {
         if self.etag != etag {
             self.changed_remotely = true;

@@ -849,9 +849,10 @@ impl ObjectFs {
         self.forget_cached(&old_key);
         self.forget_cached(&new_key);
         let store = &self.inner.store;
+        let mut copied = None;
         if !dirty && remote {
             // Server-side copy keeps the data; then drop the old key.
-            self.call("copy", || {
+            copied = self.call("copy", || {
                 store.copy(&old_key, Some(size), &new_key, meta.as_ref())
             })?;
         }
@@ -891,6 +892,8 @@ impl ObjectFs {
                 // Copied just now: a listing begun before cannot show it,
                 // and must not drop it.
                 n.validated = Instant::now();
+                // Its ETag may be another than the source's.
+                n.own_copy(copied);
             }
         }
         if let Some(d) = dst {
@@ -1009,19 +1012,21 @@ impl ObjectFs {
         }
         let copy_all = async {
             use futures_util::StreamExt;
-            let results: Vec<Result<(), StoreError>> =
-                futures_util::stream::iter(objects.iter())
-                    .map(|o| {
-                        let (k, size) = (&o.key, Some(o.size));
-                        let new_key = format!("{new_prefix}{}", &k[old_prefix.len()..]);
-                        let store = store.clone();
-                        async move {
-                            retry(policy, "copy", || store.copy(k, size, &new_key, None)).await
-                        }
-                    })
-                    .buffer_unordered(16)
-                    .collect()
-                    .await;
+            let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(objects.iter())
+                .map(|o| {
+                    let (k, size) = (&o.key, Some(o.size));
+                    let new_key = format!("{new_prefix}{}", &k[old_prefix.len()..]);
+                    let store = store.clone();
+                    async move {
+                        // (The nodes below are looked up again after.)
+                        retry(policy, "copy", || store.copy(k, size, &new_key, None))
+                            .await
+                            .map(drop)
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
             results.into_iter().collect::<Result<(), _>>()
         };
         self.block_on(copy_all).map_err(|e| errno_of(&e))?;

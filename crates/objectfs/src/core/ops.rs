@@ -248,17 +248,18 @@ impl ObjectFs {
         self.ops().len()
     }
 
-    /// Sends one change to the store.
-    async fn apply_op(&self, op: &NsOp) -> StoreResult<()> {
+    /// Sends one change to the store; the ETag the store gave the object a
+    /// Put or SetMeta wrote, when it said.
+    async fn apply_op(&self, op: &NsOp) -> StoreResult<Option<String>> {
         let store = &self.inner.store;
         match op {
             NsOp::Put { key, meta, body } => {
                 let body = Bytes::from(body.clone());
-                retry(OP_RETRY, "put", || store.put(key, body.clone(), meta))
-                    .await
-                    .map(drop)
+                retry(OP_RETRY, "put", || store.put(key, body.clone(), meta)).await
             }
-            NsOp::Delete { key } => retry(OP_RETRY, "delete", || store.delete(key)).await,
+            NsOp::Delete { key } => retry(OP_RETRY, "delete", || store.delete(key))
+                .await
+                .map(|()| None),
             NsOp::SetMeta { key, meta, size } => {
                 match retry(OP_RETRY, "set attributes", || {
                     store.copy(key, *size, key, Some(meta))
@@ -267,7 +268,7 @@ impl ObjectFs {
                 {
                     // Gone meanwhile (another client deleted it): nothing
                     // left to change.
-                    Err(StoreError::NotFound { .. }) => Ok(()),
+                    Err(StoreError::NotFound { .. }) => Ok(None),
                     other => other,
                 }
             }
@@ -312,8 +313,8 @@ impl ObjectFs {
                 match marker {
                     Some(meta) => retry(OP_RETRY, "mkdir", || store.put(to, Bytes::new(), meta))
                         .await
-                        .map(drop),
-                    None => Ok(()),
+                        .map(|_| None),
+                    None => Ok(None),
                 }
             }
         }
@@ -330,8 +331,8 @@ impl ObjectFs {
     ) -> StoreResult<Option<String>> {
         let store = self.inner.store.clone();
         match retry(OP_RETRY, "copy", || store.copy(&src, size, &dst, None)).await {
-            Ok(()) => {
-                self.moved(&src);
+            Ok(etag) => {
+                self.moved(&src, etag);
                 Ok(Some(src))
             }
             // Moved already (a repeat after a crash), or deleted by another
@@ -346,12 +347,15 @@ impl ObjectFs {
     /// while it has its name there, as a listing's nodes do: the renamed
     /// directory's content is whole in the table, and stays so for a TTL
     /// once the rename is done. (One removed meanwhile goes.)
-    fn moved(&self, src: &str) {
+    fn moved(&self, src: &str, etag: Option<String>) {
         let mut st = self.lock();
         if let Some(ino) = st.sourced.remove(src) {
             let named = match st.nodes.get_mut(&ino) {
                 Some(n) => {
                     n.source = None;
+                    // (A dirty file's upload, waiting for the rename, gives
+                    // it the ETag of its own data after.)
+                    n.own_copy(etag);
                     let entry = (n.parent, n.name.clone());
                     st.children.get(&entry) == Some(&ino)
                 }
@@ -376,7 +380,7 @@ impl ObjectFs {
         }
         for (seq, op) in left {
             match self.block_on(self.apply_op(&op)) {
-                Ok(()) => {}
+                Ok(_) => {}
                 // As the sender does: a change the store will never take
                 // must not keep every later mount from starting.
                 Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
@@ -446,9 +450,9 @@ impl ObjectFs {
     /// including access denied (credentials can be fixed), are retried in
     /// rounds for as long as the mount lives; unmount stops waiting after
     /// the flush timeout, and the change stays journalled.
-    /// When it landed: the time its answer came, taken at once (None when
-    /// it was refused for good).
-    async fn send_op(&self, q: &Queued) -> Option<SystemTime> {
+    /// When it landed: the time its answer came, taken at once, and the
+    /// ETag of what it wrote (None when it was refused for good).
+    async fn send_op(&self, q: &Queued) -> Option<(SystemTime, Option<String>)> {
         // An earlier change of these keys the journal does not say is done
         // yet would be replayed after this one (see `OpLog::holds_back`).
         while self.inner.oplog.holds_back(|u| u.overlaps(&q.op)) {
@@ -460,7 +464,7 @@ impl ObjectFs {
             let answered = SystemTime::now();
             self.note_store_result(result.as_ref().map(|_| ()));
             match result {
-                Ok(()) => return Some(answered),
+                Ok(etag) => return Some((answered, etag)),
                 Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
                     tracing::error!(key = %q.op.key(), error = %e, "{REFUSED_FOR_GOOD}");
                     return None;
@@ -475,9 +479,13 @@ impl ObjectFs {
         }
     }
 
-    /// Change `seq` is in the store (`landed`: when its answer came), or
-    /// was refused for good.
-    fn op_done(&self, seq: u64, landed: Option<SystemTime>) {
+    /// Change `seq` is in the store (`landed`: when its answer came, and
+    /// the ETag of what it wrote), or was refused for good.
+    fn op_done(&self, seq: u64, landed: Option<(SystemTime, Option<String>)>) {
+        let (landed, etag) = match landed {
+            Some((at, etag)) => (Some(at), etag),
+            None => (None, None),
+        };
         let mut st = self.lock();
         // Out of the journal before later changes can be sent: a replay
         // must never repeat it after them (a rename that lists its old
@@ -501,6 +509,9 @@ impl ObjectFs {
             if matches!(q.op, NsOp::Put { .. }) {
                 n.remote = true;
                 n.validated = Instant::now();
+            }
+            if let NsOp::SetMeta { key, .. } | NsOp::Put { key, .. } = &q.op {
+                self.rewrote(n, key, etag);
             }
             st.prune(ino);
         }

@@ -14,6 +14,15 @@ struct Object {
     data: Bytes,
     meta: PutMeta,
     modified: SystemTime,
+    /// Parts it was uploaded in (0: one PUT or a copy), which S3's ETag
+    /// shows: a copy of an object uploaded in parts gets another ETag.
+    parts: usize,
+}
+
+impl Object {
+    fn etag(&self) -> String {
+        etag_of(&self.data, self.parts)
+    }
 }
 
 #[derive(Default)]
@@ -212,6 +221,11 @@ impl MemoryStore {
         }
     }
 
+    /// Test helper: an object's ETag, bypassing faults.
+    pub fn etag(&self, key: &str) -> Option<String> {
+        self.objects.lock().unwrap().get(key).map(Object::etag)
+    }
+
     /// Test helper: the bytes of an object, bypassing faults.
     pub fn object(&self, key: &str) -> Option<Bytes> {
         self.objects
@@ -249,6 +263,7 @@ impl MemoryStore {
                 data: data.into(),
                 meta,
                 modified: SystemTime::now(),
+                parts: 0,
             },
         );
     }
@@ -268,7 +283,7 @@ impl MemoryStore {
             .bytes_read
             .fetch_add(end - start, Ordering::Relaxed);
         let data = o.data.slice(start as usize..end as usize);
-        Ok((data, etag_of(&o.data)))
+        Ok((data, o.etag()))
     }
 
     /// Writes `data` at `key` if `condition` (when given) holds there,
@@ -280,10 +295,11 @@ impl MemoryStore {
         data: Bytes,
         meta: PutMeta,
         condition: Option<&WriteCondition>,
+        parts: usize,
     ) -> StoreResult<String> {
         let mut objects = self.objects.lock().unwrap();
         if let Some(condition) = condition {
-            let now = objects.get(key).map(|o| etag_of(&o.data));
+            let now = objects.get(key).map(Object::etag);
             let holds = match condition {
                 WriteCondition::Absent => now.is_none(),
                 WriteCondition::Etag(etag) => now.as_ref() == Some(etag),
@@ -296,15 +312,14 @@ impl MemoryStore {
                 ));
             }
         }
-        let etag = etag_of(&data);
-        objects.insert(
-            key.to_string(),
-            Object {
-                data,
-                meta,
-                modified: SystemTime::now(),
-            },
-        );
+        let object = Object {
+            data,
+            meta,
+            modified: SystemTime::now(),
+            parts,
+        };
+        let etag = object.etag();
+        objects.insert(key.to_string(), object);
         Ok(etag)
     }
 
@@ -318,7 +333,7 @@ impl MemoryStore {
     ) -> StoreResult<Option<String>> {
         self.check_write("PutObject", key)?;
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
-        let etag = self.write("PutObject", key, body, meta.clone(), condition)?;
+        let etag = self.write("PutObject", key, body, meta.clone(), condition, 0)?;
         Ok(Some(etag))
     }
 
@@ -364,7 +379,14 @@ impl MemoryStore {
             data.extend_from_slice(part);
         }
         let meta = u.meta.clone();
-        let written = self.write("CompleteMultipartUpload", key, data.into(), meta, condition);
+        let written = self.write(
+            "CompleteMultipartUpload",
+            key,
+            data.into(),
+            meta,
+            condition,
+            parts.len(),
+        );
         if written.is_err() {
             self.uploads
                 .lock()
@@ -379,7 +401,7 @@ impl MemoryStore {
             key: key.to_string(),
             size: o.data.len() as u64,
             last_modified: Some(o.modified),
-            etag: Some(etag_of(&o.data)),
+            etag: Some(o.etag()),
             content_type: o.meta.content_type.clone(),
             metadata: if with_user_meta {
                 o.meta.metadata.clone()
@@ -577,7 +599,7 @@ impl ObjectStore for MemoryStore {
         _size: Option<u64>,
         dst: &str,
         meta: Option<&PutMeta>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         self.check("CopyObject", src)?;
         self.check_write("CopyObject", dst)?;
         let slow = self.faults.lock().unwrap().slow_copy;
@@ -590,24 +612,28 @@ impl ObjectStore for MemoryStore {
             .ok_or_else(|| StoreError::not_found("CopyObject", src))?
             .clone();
         let meta = meta.cloned().unwrap_or(o.meta);
-        objects.insert(
-            dst.to_string(),
-            Object {
-                data: o.data,
-                meta,
-                modified: SystemTime::now(),
-            },
-        );
-        Ok(())
+        let copy = Object {
+            data: o.data,
+            meta,
+            modified: SystemTime::now(),
+            parts: 0,
+        };
+        let etag = copy.etag();
+        objects.insert(dst.to_string(), copy);
+        Ok(Some(etag))
     }
 }
 
 /// An ETag that changes with the content, as S3's MD5 ETags do.
-fn etag_of(data: &[u8]) -> String {
+/// (`parts`: as S3 ends a multipart upload's ETag with its part count.)
+fn etag_of(data: &[u8], parts: usize) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     data.hash(&mut h);
-    format!("\"{:016x}-{}\"", h.finish(), data.len())
+    match parts {
+        0 => format!("\"{:016x}-{}\"", h.finish(), data.len()),
+        n => format!("\"{:016x}-{}-{n}\"", h.finish(), data.len()),
+    }
 }
 
 /// The greatest key or prefix in a page, where the next page resumes.

@@ -268,7 +268,7 @@ impl ObjectStore for Metered {
         size: Option<u64>,
         dst: &str,
         meta: Option<&PutMeta>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         self.count(
             StoreOp::Copy,
             dst,

@@ -352,12 +352,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Server-side copy; `meta` replaces the metadata (else it is copied).
     /// `size` is the source's size when the caller knows it (from a
     /// listing, or the mount's table): S3 then sends no HEAD to choose how
-    /// to copy, unless CopyObject is refused.
+    /// to copy, unless CopyObject is refused. Returns the copy's ETag when
+    /// the store gives it: not always the source's (S3 gives the copy of an
+    /// object uploaded in parts, or encrypted with KMS, a new one).
     async fn copy(
         &self,
         src: &str,
         size: Option<u64>,
         dst: &str,
         meta: Option<&PutMeta>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<String>>;
 }

@@ -439,7 +439,12 @@ impl S3Store {
     }
 
     /// CopyObject with the directive and headers `meta` asks for.
-    async fn copy_object(&self, src: &str, dst: &str, meta: Option<&PutMeta>) -> StoreResult<()> {
+    async fn copy_object(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&PutMeta>,
+    ) -> StoreResult<Option<String>> {
         let mut request = self
             .client
             .copy_object()
@@ -453,13 +458,16 @@ impl S3Store {
                 .set_metadata(Some(to_hash_map(&meta.metadata))),
             None => request.metadata_directive(MetadataDirective::Copy),
         };
-        request
+        let out = request
             .customize()
             .config_override(slow_attempts())
             .send()
             .await
             .map_err(|e| self.error("CopyObject", src, e))?;
-        Ok(())
+        Ok(out
+            .copy_object_result()
+            .and_then(|r| r.e_tag())
+            .map(str::to_string))
     }
 
     /// A copy part by part with UploadPartCopy, for objects CopyObject
@@ -469,7 +477,7 @@ impl S3Store {
         src: &ObjectMeta,
         dst: &str,
         meta: Option<&PutMeta>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         let headers = match meta {
             Some(meta) => meta.clone(),
             None => PutMeta {
@@ -481,7 +489,7 @@ impl S3Store {
         let upload_id = self.create_multipart(dst, &headers).await?;
         match self.copy_parts(src, dst, &upload_id, part_size).await {
             Ok(parts) => match self.complete_multipart(dst, &upload_id, parts).await {
-                Ok(_) => Ok(()),
+                Ok(etag) => Ok(etag),
                 Err(e) => {
                     let _ = self.abort_multipart(dst, &upload_id).await;
                     Err(e)
@@ -1112,7 +1120,7 @@ impl ObjectStore for S3Store {
         size: Option<u64>,
         dst: &str,
         meta: Option<&PutMeta>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         // A known size spares the HEAD. Should the object have grown past
         // the limit since (S3 refuses CopyObject with a 400; a store may
         // say it another way), the copy is done as without a size: only a

@@ -311,7 +311,7 @@ async fn a_copy_by_parts_whose_source_changes_starts_again() {
         },
     )
     .await;
-    assert_eq!(out, Ok(()));
+    assert_eq!(out, Ok(Some("\"dst-1\"".to_string())));
     let lines: Vec<&str> = requests.iter().map(|r| r.line()).collect();
     assert_eq!(requests.len(), 8, "{lines:#?}");
     for part in [&requests[2], &requests[6]] {

@@ -1,0 +1,112 @@
+//! Server-side copies (a rename, a metadata rewrite) against the in-memory
+//! store, which gives the copy of an object uploaded in parts a new ETag as
+//! S3 does: the mount takes the copy's ETag, so a cached copy of the same
+//! bytes is still used, and data written after the copy reaches the name
+//! after a crash rather than going beside it as a conflict.
+
+use super::objectfs_fixture::{Fixture, fixture_with};
+use objectfs::{OpenFlags, SetAttr, UploadMode};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Past the size uploaded in one PUT: this file goes up in parts.
+const BIG: usize = 17 * 1024 * 1024;
+
+fn big() -> Vec<u8> {
+    (0..BIG).map(|i| (i % 251) as u8).collect()
+}
+
+fn gets(f: &Fixture) -> u64 {
+    f.mem.counters.gets.load(Ordering::Relaxed)
+}
+
+fn etag(f: &Fixture, key: &str) -> String {
+    f.mem.etag(key).unwrap()
+}
+
+const CHMOD_600: SetAttr = SetAttr {
+    perm: Some(0o600),
+    uid: None,
+    gid: None,
+    size: None,
+    mtime: None,
+    kill_set_ids: false,
+};
+
+/// chmod of a file uploaded in parts whose clean copy is cached: the copy
+/// onto itself gets a new ETag, and the next open still reads the cached
+/// copy (no GET; it fetched the 17 MiB again).
+#[test]
+fn a_cached_copy_is_still_used_after_a_metadata_rewrite_changes_the_etag() {
+    let f = fixture_with(UploadMode::Sync, |_| {});
+    let data = big();
+    f.write_file("big", &data).unwrap();
+    let before = etag(&f, "pre/big");
+    let ino = f.ino("big").unwrap();
+    f.fs.setattr(ino, CHMOD_600).unwrap();
+    assert_ne!(
+        etag(&f, "pre/big"),
+        before,
+        "the store's copy kept its ETag"
+    );
+    let got = gets(&f);
+    assert_eq!(f.read_file("big").unwrap(), data);
+    assert_eq!(gets(&f), got, "the cached copy was fetched again");
+}
+
+/// A queued chmod of a file uploaded in parts, then a write to it; the
+/// process dies before either reaches the store. The next mount replays the
+/// chmod (the object gets a new ETag) and puts the data at the name (it
+/// went beside it, as a conflict with another writer).
+#[test]
+fn a_write_after_a_queued_chmod_reaches_the_name_after_a_crash() {
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    let mut data = big();
+    f.write_file("big", &data).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let ino = f.ino("big").unwrap();
+    f.fs.setattr(ino, CHMOD_600).unwrap(); // queued for an hour
+    let fh =
+        f.fs.open(
+            ino,
+            OpenFlags {
+                write: true,
+                truncate: false,
+            },
+        )
+        .unwrap();
+    f.fs.write(fh, 0, b"CHANGED").unwrap();
+    let f = f.crash();
+    data[..7].copy_from_slice(b"CHANGED");
+    assert_eq!(f.mem.keys(), ["pre/big"], "the data went beside the name");
+    assert!(f.mem.object("pre/big").unwrap() == data);
+    let mode = &f.mem.object_meta("pre/big").unwrap().metadata["mode"];
+    assert_eq!(mode, &(libc::S_IFREG | 0o600).to_string());
+}
+
+/// A file uploaded in parts renamed (the copy gets a new ETag), then
+/// emptied and written within the metadata TTL (no HEAD or GET tells the
+/// mount the new ETag); the process dies. The next mount puts the data at
+/// the new name (it went beside it).
+#[test]
+fn a_write_after_a_rename_reaches_the_new_name_after_a_crash() {
+    let f = fixture_with(UploadMode::Sync, |o| o.metadata_ttl = HOUR);
+    f.write_file("big", &big()).unwrap();
+    f.rename("big", "moved").unwrap();
+    let ino = f.ino("moved").unwrap();
+    let fh =
+        f.fs.open(
+            ino,
+            OpenFlags {
+                write: true,
+                truncate: true,
+            },
+        )
+        .unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    let f = f.crash();
+    assert_eq!(f.mem.keys(), ["pre/moved"], "the data went beside the name");
+    assert_eq!(f.mem.object("pre/moved").as_deref(), Some(&b"new"[..]));
+}
