@@ -385,8 +385,10 @@ async fn copy_keeps_or_replaces_metadata() {
     .await
     .unwrap();
 
-    s.copy("src", None, "kept", None).await.unwrap();
+    let etag = s.copy("src", None, "kept", None).await.unwrap();
     let h = s.head("kept").await.unwrap().unwrap();
+    // The copy's ETag as a HEAD shows it (the mount keeps it as the node's).
+    assert!(etag.is_some() && etag == h.etag, "{etag:?} {:?}", h.etag);
     assert_eq!(h.content_type.as_deref(), Some("text/x-src"));
     assert_eq!(h.metadata.get("mode").map(String::as_str), Some("33188"));
     assert_eq!(h.metadata.get("mtime").map(String::as_str), Some("1"));
@@ -429,8 +431,9 @@ async fn multipart_copy_for_large_objects() {
     )
     .await
     .unwrap();
-    s.copy(src, None, "odd/big copy%", None).await.unwrap();
+    let etag = s.copy(src, None, "odd/big copy%", None).await.unwrap();
     let h = s.head("odd/big copy%").await.unwrap().unwrap();
+    assert!(etag.is_some() && etag == h.etag, "{etag:?} {:?}", h.etag);
     assert_eq!(h.size, data.len() as u64);
     assert_eq!(h.content_type.as_deref(), Some("video/x-big"));
     assert_eq!(h.metadata.get("mode").map(String::as_str), Some("33188"));
