@@ -387,6 +387,7 @@ impl S3Store {
     ) -> StoreResult<Option<String>> {
         parts.sort_by_key(|(n, _)| *n);
         let count = parts.len();
+        let expected = multipart_etag(&parts);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -414,14 +415,19 @@ impl S3Store {
             // Some servers (moto 5) answer 200 with a body whose root
             // element the SDK does not expect. A 200 without an error code
             // means the upload was assembled; check that the object is
-            // there as a multipart object of this many parts.
+            // there as this upload made it: the ETag these parts give
+            // (where their ETags are MD5s), else one of this many parts.
             Err(SdkError::ServiceError(e))
                 if e.raw().status().is_success() && e.err().code().is_none() =>
             {
                 let etag = self.head(key).await?.and_then(|m| m.etag);
-                let assembled = etag
-                    .as_deref()
-                    .is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{count}")));
+                let assembled = etag.as_deref().is_some_and(|t| {
+                    let t = t.trim_matches('"');
+                    match &expected {
+                        Some(want) => t == want,
+                        None => t.ends_with(&format!("-{count}")),
+                    }
+                });
                 if assembled {
                     Ok(etag)
                 } else {
@@ -716,6 +722,26 @@ fn read_timeouts() -> aws_sdk_s3::config::Builder {
             .operation_timeout(READ_TIMEOUT)
             .build(),
     )
+}
+
+/// The ETag S3 gives an object assembled from parts with these ETags
+/// (without quotes): the MD5 of their MD5s, a dash, their count. None
+/// when a part's ETag is not an MD5 (SSE-KMS, some servers).
+fn multipart_etag(parts: &[(i32, String)]) -> Option<String> {
+    use md5::Digest;
+    let mut md5s = Vec::with_capacity(parts.len() * 16);
+    for (_, etag) in parts {
+        let hex = etag.trim_matches('"');
+        if hex.len() != 32 {
+            return None;
+        }
+        for i in (0..32).step_by(2) {
+            md5s.push(u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()?);
+        }
+    }
+    let digest = md5::Md5::digest(&md5s);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{hex}-{}", parts.len()))
 }
 
 /// `x-amz-copy-source`: `bucket/key`, every byte of the key percent-encoded
@@ -1158,6 +1184,20 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_etag_of_an_object_assembled_from_parts() {
+        let parts = vec![
+            (1, "\"0cc175b9c0f1b6a831c399e269772661\"".to_string()), // MD5 of "a"
+            (2, "92eb5ffee6ae2fec3ad71c777531578f".to_string()),     // of "b"
+        ];
+        assert_eq!(
+            multipart_etag(&parts).as_deref(),
+            Some("96e024ba2074fe77e8e965ba43a704be-2")
+        );
+        let kms = vec![(1, "\"not-an-md5\"".to_string())];
+        assert_eq!(multipart_etag(&kms), None);
+    }
 
     fn config(endpoint: Option<&str>) -> S3Config {
         S3Config {
