@@ -424,14 +424,19 @@ fn a_write_whose_journal_entry_the_full_disk_refuses_gets_enospc() {
     // An object with no copy here, emptied by O_TRUNC or truncate(2): the
     // refused truncation changes nothing, here or in the bucket (the empty
     // copy it began with was uploaded over the object, and shown).
+    // A reader has it open meanwhile (ranged reads: no copy fits): it
+    // still reads the object (the empty copy stayed while it was open).
     mem.insert("other", b"twelve bytes".to_vec(), Default::default());
     let other = fs.lookup(ROOT_INO, "other").unwrap().ino;
+    let reader = fs.open(other, OpenFlags::default()).unwrap();
     let emptying = OpenFlags {
         write: true,
         truncate: true,
     };
     assert_eq!(fs.open(other, emptying).map(drop), Err(libc::ENOSPC));
     assert_eq!(fs.getattr(other).unwrap().size, 12);
+    assert_eq!(&fs.read(reader, 0, 64).unwrap()[..], b"twelve bytes");
+    fs.release(reader).unwrap();
     let cut = objectfs::SetAttr {
         size: Some(0),
         ..Default::default()

@@ -14,6 +14,7 @@ mod objectfs_cache;
 mod objectfs_copy_etags;
 mod objectfs_core;
 mod objectfs_fixture;
+mod objectfs_journal_refused;
 mod objectfs_ops;
 mod objectfs_refusals;
 mod objectfs_streaming;

@@ -832,3 +832,28 @@ fn directories_listed_ahead_of_a_reading_walk_have_their_first_files_fetched() {
     assert_eq!(f.read_file(&later[4][0].0).unwrap(), later[4][0].1);
     assert!(gets(&f) > gets1);
 }
+
+/// A write to a clean copy refused for want of room in a cache full of
+/// dirty data changes nothing: its journal entry (written before the room
+/// was asked) goes again. It stayed on the clean copy, and the next mount
+/// took the copy for data a crash had left: another client's newer object
+/// at the name got the old bytes beside it as a conflict.
+#[test]
+fn a_write_refused_for_room_leaves_no_journal_entry_on_a_clean_copy() {
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.cache_size = 1000;
+        o.dirty_wait = Duration::from_millis(100);
+        o.upload_delay = Duration::from_secs(3600);
+    });
+    f.mem.insert("pre/x", pattern(100, 1), PutMeta::default());
+    assert_eq!(f.read_file("x").unwrap(), pattern(100, 1)); // a clean copy
+    f.write_file("fill", &pattern(850, 2)).unwrap(); // dirty, an hour
+    let ino = f.ino("x").unwrap();
+    let fh = f.fs.open(ino, TO_CHANGE).unwrap();
+    assert_eq!(f.fs.write(fh, 100, &pattern(200, 3)), Err(libc::ENOSPC));
+    f.fs.release(fh).unwrap();
+    f.mem.insert("pre/x", pattern(100, 4), PutMeta::default()); // another client
+    let f = f.crash();
+    assert_eq!(f.mem.keys(), ["pre/fill", "pre/x"]);
+    assert_eq!(f.mem.object("pre/x").as_deref(), Some(&pattern(100, 4)[..]));
+}

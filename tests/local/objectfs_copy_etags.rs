@@ -110,3 +110,17 @@ fn a_write_after_a_rename_reaches_the_new_name_after_a_crash() {
     assert_eq!(f.mem.keys(), ["pre/moved"], "the data went beside the name");
     assert_eq!(f.mem.object("pre/moved").as_deref(), Some(&b"new"[..]));
 }
+
+/// Another client rewrote a cached file (same size) and this mount, not
+/// knowing yet, chmods it: the copy onto itself is of the other client's
+/// version, so its ETag is not taken for the cached bytes (they were
+/// relabelled with it and served as the new version).
+#[test]
+fn a_chmod_after_another_clients_rewrite_does_not_relabel_the_old_copy() {
+    let f = fixture_with(UploadMode::Sync, |_| {});
+    f.write_file("x", b"AAAA").unwrap();
+    let ino = f.ino("x").unwrap();
+    f.mem.insert("pre/x", b"BBBB".to_vec(), Default::default());
+    f.fs.setattr(ino, CHMOD_600).unwrap();
+    assert_eq!(f.read_file("x").unwrap(), b"BBBB");
+}

@@ -247,3 +247,36 @@ pub(crate) fn wait_until(done: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// `chattr +i` on a directory of the cache directory and everything in it:
+/// writes there fail (EPERM), extended attributes (journal entries)
+/// included, as they would on a full or failing disk. Undone at drop, so
+/// the directory can go. Needs root and a cache directory on ext4.
+pub(crate) struct Frozen(std::path::PathBuf);
+
+impl Frozen {
+    pub(crate) fn new(dir: &std::path::Path) -> Frozen {
+        let frozen = Frozen(dir.to_path_buf());
+        frozen.chattr("+i");
+        frozen
+    }
+
+    fn chattr(&self, flag: &str) {
+        let status = std::process::Command::new("chattr")
+            .args(["-R", flag])
+            .arg(&self.0)
+            .status()
+            .expect("chattr (e2fsprogs) runs");
+        assert!(
+            status.success(),
+            "chattr {flag} on {:?}: this test needs a cache directory on ext4 and root",
+            self.0
+        );
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.chattr("-i");
+    }
+}

@@ -4,7 +4,7 @@
 //! marker written for chmod then removed, an fsync waiting for a change
 //! the store cannot take, and a truncate by path whose upload failed.
 
-use super::objectfs_fixture::{Fixture, fixture_with};
+use super::objectfs_fixture::{Fixture, Frozen, fixture_with};
 use objectfs::store::{PutMeta, StoreError};
 use objectfs::{ROOT_INO, SetAttr, UploadMode};
 use std::time::Duration;
@@ -149,38 +149,6 @@ fn fsync_gives_eio_when_a_change_of_its_name_cannot_land() {
     assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
 }
 
-/// `chattr +i` on the op log's files and directory: writes to them fail
-/// (EPERM), as they would on a disk full past the room kept for lines
-/// saying a change is done. Undone at drop, so the directory can go.
-struct FrozenOpLog(std::path::PathBuf);
-
-impl FrozenOpLog {
-    fn new(cache: &std::path::Path) -> FrozenOpLog {
-        let frozen = FrozenOpLog(cache.join("ops"));
-        frozen.chattr("+i");
-        frozen
-    }
-
-    fn chattr(&self, flag: &str) {
-        let status = std::process::Command::new("chattr")
-            .args(["-R", flag])
-            .arg(&self.0)
-            .status()
-            .expect("chattr (e2fsprogs) runs");
-        assert!(
-            status.success(),
-            "chattr {flag} on {:?}: this test needs a cache directory on ext4 and root",
-            self.0
-        );
-    }
-}
-
-impl Drop for FrozenOpLog {
-    fn drop(&mut self) {
-        self.chattr("-i");
-    }
-}
-
 /// The store deleted `x`, but the journal could not say so (a full disk):
 /// a new `x` is not uploaded until it can, for a crash now would make the
 /// next mount replay the delete after the new data. Its fsync fails with
@@ -190,14 +158,21 @@ fn a_delete_not_journalled_as_done_holds_back_a_new_upload_of_its_key() {
     require!(Root); // chattr
     let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
     f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
+    f.mem.insert("pre/yy", b"old".to_vec(), PutMeta::default());
     f.unlink("x").unwrap(); // queued for an hour, journalled
-    let frozen = FrozenOpLog::new(f.cache.path());
-    assert_eq!(f.fs.flush_all(), 0, "the delete is sent");
+    f.unlink("yy").unwrap();
+    let frozen = Frozen::new(&f.cache.path().join("ops"));
+    assert_eq!(f.fs.flush_all(), 0, "the deletes are sent");
     assert_eq!(f.mem.object("pre/x"), None);
     let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
     f.fs.write(fh, 0, b"new").unwrap();
     assert_eq!(f.fs.fsync(fh), Err(libc::ENOSPC));
     assert_eq!(f.mem.object("pre/x"), None, "uploaded before the journal");
+    // Only the keys of those changes wait: "y" is not "yy".
+    let (_, other) = f.fs.create(ROOT_INO, "y", 0o644, 0, 0, true).unwrap();
+    f.fs.write(other, 0, b"y").unwrap();
+    assert_eq!(f.fs.fsync(other), Ok(()));
+    f.fs.release(other).unwrap();
     f.fs.release(fh).unwrap();
     let old_cache = f.cache.path().to_path_buf();
     let f = f.crash();

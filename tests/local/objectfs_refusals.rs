@@ -37,6 +37,39 @@ fn files_the_store_keeps_refusing_do_not_hold_up_the_others() {
     }
 }
 
+/// A file whose upload keeps failing in long rounds (a prefix the store
+/// throttles: each round retries for about a minute), flushed again and
+/// again meanwhile through its open handle (each close does the same): the
+/// flushes start no uploads of their own, which waited for that round
+/// holding the upload workers, so another file still lands at once.
+#[test]
+fn closes_of_a_file_whose_upload_keeps_failing_hold_no_workers() {
+    let f = fixture_with(UploadMode::Async, |_| {});
+    f.mkdir("slow").unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let throttled = StoreError::transient("PutObject", "pre/slow/", "SlowDown");
+    f.mem.refuse_writes_under(Some(("pre/slow/", throttled)));
+    let slow = f.ino("slow").unwrap();
+    let (_, fh) = f.fs.create(slow, "f", 0o644, 0, 0, true).unwrap();
+    for i in 0..12u8 {
+        f.fs.write(fh, 0, &[b'0' + i]).unwrap();
+        f.fs.flush(fh).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f.write_file("ok", b"fine").unwrap();
+    let landed = || f.mem.object("pre/ok").is_some();
+    wait_until(landed);
+    let in_time = landed();
+    f.mem.refuse_writes_under(None);
+    assert!(
+        in_time,
+        "an upload waited behind the flushes of another file"
+    );
+    f.fs.release(fh).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/slow/f").as_deref(), Some(&b";"[..]));
+}
+
 /// A name whose key would pass the store's limit gets ENAMETOOLONG from
 /// create, mkdir, symlink and rename (its upload would be refused for
 /// good); one byte shorter is taken.

@@ -8,7 +8,8 @@
 //! [`ObjectFs::write_staged`] says.
 
 use super::super::staging::CacheTag;
-use super::super::transfer::{DownloadError, RetryPolicy, download_to_file};
+use super::super::store::{PutMeta, StoreError};
+use super::super::transfer::{DownloadError, RetryPolicy, download_to_file, retry};
 use super::super::{FsResult, Kind};
 use super::cache::{CacheIndex, Cached};
 use super::inodes::{InodeTable, Node, Staged};
@@ -56,6 +57,34 @@ impl ObjectFs {
             tracing::debug!(evicted = gone.len(), "cache trimmed to its bound");
         }
         self.delete_copies(gone);
+    }
+
+    /// A server-side copy a process waits for (a rename, a metadata
+    /// rewrite) of `src`, of size `size`, whose ETag the node knows as
+    /// `etag`: the copy's ETag when it is of that version (the same bytes
+    /// the mount may hold); when another client rewrote `src` since, it is
+    /// copied all the same and the ETag is not given.
+    pub(super) fn copy_known(
+        &self,
+        src: &str,
+        size: u64,
+        dst: &str,
+        meta: Option<&PutMeta>,
+        etag: Option<&str>,
+    ) -> FsResult<Option<String>> {
+        let store = &self.inner.store;
+        if let Some(etag) = etag {
+            let policy = RetryPolicy::INTERACTIVE;
+            let copied = self.block_on(retry(policy, "copy", || {
+                store.copy_if(src, Some(size), dst, meta, etag)
+            }));
+            match copied {
+                Err(StoreError::PreconditionFailed { .. }) => {}
+                other => return other.map_err(|e| errno_of(&e)),
+            }
+        }
+        self.call("copy", || store.copy(src, Some(size), dst, meta))
+            .map(|_| None)
     }
 
     /// This mount rewrote node `n`'s object at `key` with the same bytes

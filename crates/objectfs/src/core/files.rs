@@ -25,8 +25,9 @@ const COPY_ATTEMPTS: u32 = 3;
 
 /// What one attempt of giving a node its staged copy came to.
 enum Staging {
-    /// The node has its copy, pinned.
-    Done,
+    /// The node has its copy, pinned; `Some(size)`: an empty one this call
+    /// attached for a truncation, in place of the object of that size.
+    Done(Option<u64>),
     /// The object is not the one the node describes: nothing was kept.
     Changed,
 }
@@ -39,11 +40,11 @@ impl ObjectFs {
     /// GETs find another (rewritten elsewhere since the mount last looked,
     /// or during the copy), the node is revalidated and the copy made
     /// again, [`COPY_ATTEMPTS`] times at most.
-    fn ensure_staged(&self, ino: u64, truncate: bool) -> FsResult<()> {
+    fn ensure_staged(&self, ino: u64, truncate: bool) -> FsResult<Option<u64>> {
         let mut attempt = 1;
         loop {
             match self.try_staged(ino, truncate)? {
-                Staging::Done => return Ok(()),
+                Staging::Done(emptied) => return Ok(emptied),
                 Staging::Changed if attempt < COPY_ATTEMPTS => {
                     attempt += 1;
                     {
@@ -78,7 +79,7 @@ impl ObjectFs {
             let n = st.node_mut(ino)?;
             if n.staged.is_some() {
                 n.open_handles += 1;
-                return Ok(Staging::Done);
+                return Ok(Staging::Done(None));
             }
             (key, n.size, n.remote, n.etag.clone())
         };
@@ -144,7 +145,7 @@ impl ObjectFs {
             // Another opener won the race; use theirs.
             n.open_handles += 1;
             give_back(id, file);
-            return Ok(Staging::Done);
+            return Ok(Staging::Done(None));
         }
         if fetch && (n.size != size || n.etag != etag) {
             // A lookup learned of a newer object during the copy.
@@ -155,12 +156,14 @@ impl ObjectFs {
         let mut staged = Staged::from_pool(id, file);
         staged.charged = charged;
         n.staged = Some(staged);
+        let mut emptied = None;
         if fetch {
             n.note_etag(label);
         } else {
+            emptied = Some(n.size);
             n.size = 0;
         }
-        Ok(Staging::Done)
+        Ok(Staging::Done(emptied))
     }
 
     /// Marks content or attributes changed: bumps the generation and makes
@@ -374,7 +377,7 @@ impl ObjectFs {
         }
         if flags.write {
             self.check_writable()?;
-            self.ensure_staged(ino, flags.truncate)?;
+            let emptied = self.ensure_staged(ino, flags.truncate)?;
             let mut st = self.lock();
             if flags.truncate {
                 st = self.wait_uploads(st, &[ino]);
@@ -382,7 +385,7 @@ impl ObjectFs {
                 let journalled;
                 (st, journalled) = self.journal_before_change(st, ino);
                 if let Err(e) = journalled {
-                    self.refused_change(&mut st, ino);
+                    self.refused_change(&mut st, ino, emptied);
                     return Err(e);
                 }
                 let n = st.node_mut(ino)?;
@@ -392,9 +395,11 @@ impl ObjectFs {
                 if n.size != 0 {
                     let s = n.staged.as_ref().expect("staged above");
                     if let Err(e) = s.file.set_len(0) {
-                        self.refused_change(&mut st, ino);
+                        self.refused_change(&mut st, ino, emptied);
                         return Err(errno_of_local(&e));
                     }
+                }
+                if n.size != 0 || emptied.is_some_and(|was| was != 0) {
                     n.size = 0;
                     n.mtime = SystemTime::now();
                     n.ctime = n.mtime;
@@ -470,36 +475,74 @@ impl ObjectFs {
             return Ok(());
         }
         let mut st = self.lock();
-        let s = st.node_mut(*ino)?.staged.as_mut().ok_or(libc::EIO)?;
+        let n = st.node_mut(*ino)?;
+        let mode_before = (n.perm, n.ctime);
+        let s = n.staged.as_mut().ok_or(libc::EIO)?;
         s.direct_writers += 1;
         s.stream.stop();
         direct.store(true, Ordering::Relaxed);
         if drop_set_ids {
             st.node_mut(*ino)?.drop_set_ids();
         }
-        // (On an error the caller releases the handle, which undoes the
-        // count above.)
         let (mut st, journalled) = self.journal_before_change(st, *ino);
-        journalled?;
+        if let Err(e) = journalled {
+            // Refused: nothing changed, the mode included, and no writer
+            // of the copy for the release to upload.
+            direct.store(false, Ordering::Relaxed);
+            if let Ok(n) = st.node_mut(*ino) {
+                (n.perm, n.ctime) = mode_before;
+                if let Some(s) = n.staged.as_mut() {
+                    s.direct_writers -= 1;
+                    self.unjournal_if_clean(s);
+                }
+            }
+            return Err(e);
+        }
         self.mark_dirty(&mut st, *ino);
         Ok(())
     }
 
     /// A truncation of `ino` (pinned by `ensure_staged`, unpinned here)
-    /// refused before its copy changed: a copy changed before stays queued
-    /// for upload; one nobody else holds goes, and the node is read again
-    /// (an object with no copy here got an empty one for the truncation,
-    /// which must not stand for it).
-    fn refused_change(&self, st: &mut InodeTable, ino: u64) {
+    /// refused before its copy changed. A copy changed before stays queued
+    /// for upload. A clean one loses the journal entry written for the
+    /// change; the empty copy `ensure_staged` attached in place of an
+    /// object of size `emptied` goes, whoever has the file open (readers
+    /// would see it empty), and the node has the object's size again; any
+    /// other clean copy nobody holds goes to the cache.
+    fn refused_change(&self, st: &mut InodeTable, ino: u64, emptied: Option<u64>) {
         let Some(n) = st.nodes.get_mut(&ino) else {
             return;
         };
         n.open_handles -= 1;
-        if n.staged.as_ref().is_some_and(|s| s.dirty() || s.uploading) {
+        let Some(s) = n.staged.as_mut() else { return };
+        if s.dirty() || s.uploading {
             self.enqueue_if_idle(st, ino);
-        } else if n.open_handles == 0 {
-            self.discard_staged(n);
-            self.expire(n);
+            return;
+        }
+        self.unjournal_if_clean(s);
+        match emptied {
+            Some(size) => {
+                n.size = size;
+                self.discard_staged(n);
+            }
+            None if n.open_handles == 0 => self.retire_copy(st, ino),
+            None => {}
+        }
+    }
+
+    /// A change refused after `journal_before_change` wrote its entry left
+    /// the copy as it was: the entry of a copy that is clean goes again,
+    /// else the next mount would upload the copy as data left by a crash
+    /// (over another client's newer object, when the entry has no base).
+    fn unjournal_if_clean(&self, s: &mut Staged) {
+        if s.journaled
+            && !s.dirty()
+            && !s.uploading
+            && s.direct_writers == 0
+            && s.writes_in_flight == 0
+        {
+            self.inner.staging.clear_journal(s.id, &s.file);
+            s.journaled = false;
         }
     }
 
@@ -626,19 +669,20 @@ impl ObjectFs {
         let file = {
             let mut st = self.lock();
             let journaled = st.node(*ino)?.staged.as_ref().ok_or(libc::EIO)?.journaled;
+            // The mtime before a first write set it, for a refusal to undo.
+            let mut undo_mtime = None;
             if !journaled {
                 // Before the bytes change: a crash after the write must
                 // find the journal entry, never a clean copy's cache tag;
                 // with the mtime the write gives (else it is written again
                 // after the write).
                 let n = st.node_mut(*ino)?;
-                let before = (n.mtime, n.ctime);
+                undo_mtime = Some(n.mtime);
                 n.mtime = SystemTime::now();
                 let journalled;
                 (st, journalled) = self.journal_before_change(st, *ino);
                 if let Err(e) = journalled {
-                    let n = st.node_mut(*ino)?;
-                    (n.mtime, n.ctime) = before;
+                    self.refused_write(&mut st, *ino, undo_mtime);
                     return Err(e);
                 }
             }
@@ -653,6 +697,7 @@ impl ObjectFs {
                 (st, room) = self.charge_to(st, *ino, end, true);
                 if let Err(e) = room {
                     Self::write_done(&mut st, *ino, &file);
+                    self.refused_write(&mut st, *ino, undo_mtime);
                     return Err(e);
                 }
             }
@@ -689,6 +734,21 @@ impl ObjectFs {
         }
         self.stream_after_write(&mut st, *ino, offset, data.len() as u64, size_before);
         Ok(data.len() as u32)
+    }
+
+    /// A write refused before its bytes went in changes nothing: the
+    /// mtime it set (`undo_mtime`: the one before) and the journal entry
+    /// written for it on a clean copy go again.
+    fn refused_write(&self, st: &mut InodeTable, ino: u64, undo_mtime: Option<SystemTime>) {
+        let Some(n) = st.nodes.get_mut(&ino) else {
+            return;
+        };
+        if let Some(mtime) = undo_mtime {
+            n.mtime = mtime;
+        }
+        if let Some(s) = n.staged.as_mut() {
+            self.unjournal_if_clean(s);
+        }
     }
 
     /// A write into `file` (the copy of `ino` it began on) is over.
@@ -817,7 +877,7 @@ impl ObjectFs {
             if kind == Kind::Dir {
                 return Err(libc::EISDIR);
             }
-            self.ensure_staged(ino, size == 0)?;
+            let emptied = self.ensure_staged(ino, size == 0)?;
             let st = self.lock();
             let st = self.wait_uploads(st, &[ino]);
             let (mut st, mut room) = self.charge_to(st, ino, size, true);
@@ -829,7 +889,7 @@ impl ObjectFs {
             let s = n.staged.as_ref().expect("staged above");
             let resized = room.and_then(|()| s.file.set_len(size).map_err(|e| errno_of_local(&e)));
             if let Err(e) = resized {
-                self.refused_change(&mut st, ino);
+                self.refused_change(&mut st, ino, emptied);
                 return Err(e);
             }
             let n = st.node_mut(ino)?;
@@ -849,7 +909,7 @@ impl ObjectFs {
         }
         let meta_change =
             set.perm.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some();
-        let (staged, key, posix, remote, size) = {
+        let (staged, key, posix, remote, size, etag) = {
             let mut st = self.lock();
             let key = if kind == Kind::Dir {
                 self.dir_prefix_of(&st, ino)
@@ -872,7 +932,8 @@ impl ObjectFs {
             n.ctime = SystemTime::now();
             // A file's object is as large as the file (it is not staged).
             let size = (kind == Kind::File).then_some(n.size);
-            (n.staged.is_some(), key, n.posix(), n.remote, size)
+            let etag = n.etag.clone();
+            (n.staged.is_some(), key, n.posix(), n.remote, size, etag)
         };
         // The attributes travel with the next upload of the staged copy,
         // if it is still there: since the first look its upload may have
@@ -909,13 +970,16 @@ impl ObjectFs {
                 // seen: never cancelled by a later rmdir.
                 self.queue_op_with(&mut st, op, Some(ino), false);
             } else {
-                let etag = self.store_attrs(&key, &posix, remote, kind, size)?;
+                let written =
+                    self.store_attrs(&key, &posix, remote, kind, size, etag.as_deref())?;
                 // Rewritten here: the object's date is new, and its
                 // attributes are known as of now (a HEAD sent before the
                 // change must not bring the old ones back).
                 let mut st = self.lock();
                 let n = st.node_mut(ino)?;
-                self.rewrote(n, &key, etag);
+                if n.etag == etag {
+                    self.rewrote(n, &key, written);
+                }
                 n.remote_modified = None;
                 n.own_write = Some(SystemTime::now());
                 n.validated = Instant::now();
@@ -952,7 +1016,8 @@ impl ObjectFs {
 
     /// Rewrites an object's metadata in place (copy onto itself; `size`,
     /// when known, spares it a HEAD), or writes a marker for a directory
-    /// that had none; the store's ETag for it, when it says.
+    /// that had none; the store's ETag for it, when it says and (for a
+    /// copy) it is of the version with ETag `etag`.
     fn store_attrs(
         &self,
         key: &str,
@@ -960,19 +1025,23 @@ impl ObjectFs {
         remote: bool,
         kind: Kind,
         size: Option<u64>,
+        etag: Option<&str>,
     ) -> FsResult<Option<String>> {
         let meta: PutMeta = layout::encode(posix);
         let store = &self.inner.store;
         let policy = RetryPolicy::INTERACTIVE;
-        let result = if kind == Kind::Dir && !remote {
-            self.block_on(retry(policy, "mkdir", || {
-                store.put(key, Bytes::new(), &meta)
-            }))
-        } else {
-            self.block_on(retry(policy, "set attributes", || {
-                store.copy(key, size, key, Some(&meta))
-            }))
-        };
-        result.map_err(|e| errno_of(&e))
+        if kind == Kind::Dir && !remote {
+            return self
+                .block_on(retry(policy, "mkdir", || {
+                    store.put(key, Bytes::new(), &meta)
+                }))
+                .map_err(|e| errno_of(&e));
+        }
+        match size {
+            Some(size) => self.copy_known(key, size, key, Some(&meta), etag),
+            None => self
+                .call("set attributes", || store.copy(key, None, key, Some(&meta)))
+                .map(|_| None),
+        }
     }
 }

@@ -33,6 +33,9 @@ pub(super) struct Staged {
     pub(super) journaled_as: (u32, u64),
     pub(super) uploading: bool,
     pub(super) queued: bool,
+    /// A background upload's rounds are running for this copy (they go
+    /// on until it is clean or gone).
+    pub(super) background: bool,
     /// Bytes of this copy counted against the cache bound.
     pub(super) charged: u64,
     /// Its append run and the upload begun while writing (`streaming`).
@@ -68,6 +71,7 @@ impl Staged {
             journaled_as: (0, 0),
             uploading: false,
             queued: false,
+            background: false,
             charged: 0,
             stream: Stream::Off,
             direct_writers: 0,

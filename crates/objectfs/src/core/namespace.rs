@@ -828,7 +828,7 @@ impl ObjectFs {
         // known (else the copy keeps the source's, guessed attributes are
         // never written).
         let now = SystemTime::now();
-        let (old_key, new_key, dirty, remote, size, meta) = {
+        let (old_key, new_key, dirty, remote, size, etag, meta) = {
             let st = self.lock();
             let n = st.node(src)?;
             let dirty = n.staged.as_ref().is_some_and(|s| s.dirty());
@@ -838,6 +838,7 @@ impl ObjectFs {
                 dirty,
                 n.remote,
                 n.size,
+                n.etag.clone(),
                 n.meta_known.then(|| {
                     layout::encode(&Posix {
                         ctime: now,
@@ -852,9 +853,7 @@ impl ObjectFs {
         let mut copied = None;
         if !dirty && remote {
             // Server-side copy keeps the data; then drop the old key.
-            copied = self.call("copy", || {
-                store.copy(&old_key, Some(size), &new_key, meta.as_ref())
-            })?;
+            copied = self.copy_known(&old_key, size, &new_key, meta.as_ref(), etag.as_deref())?;
         }
         let mut st = self.lock();
         // A replaced object stays in the store until the moved file's data

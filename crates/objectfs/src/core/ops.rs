@@ -25,6 +25,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// or at a replay): it is dropped rather than retried forever.
 const REFUSED_FOR_GOOD: &str = "the store refused a namespace change for good; it is dropped";
 
+/// What a change wrote: the ETag the store gave it and, for a metadata
+/// rewrite, the ETag of the version it was asked to copy.
+type Written = (String, Option<String>);
+
 /// Logged when a change waits for the journal to say an earlier one is done.
 pub(super) const JOURNAL_FULL: &str = "the cache directory's disk is full: the journal cannot yet record that a namespace change reached the store, so later changes of its keys wait";
 
@@ -208,12 +212,16 @@ impl ObjectFs {
     }
 
     /// Whether a change that reached the store but is not journalled as
-    /// done yet (a full cache disk, see `OpLog::holds_back`) affects a key
-    /// starting with one of `prefixes`: nothing else may go there yet.
-    pub(super) fn journal_holds_back(&self, prefixes: &[&str]) -> bool {
-        self.inner
-            .oplog
-            .holds_back(|op| prefixes.iter().any(|p| op.touches_under(p)))
+    /// done yet (a full cache disk, see `OpLog::holds_back`) affects one of
+    /// `keys` (one ending in `/`: a key below it): nothing else may go
+    /// there yet.
+    pub(super) fn journal_holds_back(&self, keys: &[&str]) -> bool {
+        self.inner.oplog.holds_back(|op| {
+            keys.iter().any(|k| match k.ends_with('/') {
+                true => op.touches_under(k),
+                false => op.covers(k),
+            })
+        })
     }
 
     /// Waits, [`DISK_SPACE_WAIT`] at most, until [`Self::journal_holds_back`]
@@ -249,8 +257,9 @@ impl ObjectFs {
     }
 
     /// Sends one change to the store; the ETag the store gave the object a
-    /// Put or SetMeta wrote, when it said.
-    async fn apply_op(&self, op: &NsOp) -> StoreResult<Option<String>> {
+    /// Put wrote, or a SetMeta of the version with ETag `expect` (the one
+    /// whose bytes this mount may hold), when it said.
+    async fn apply_op(&self, op: &NsOp, expect: Option<&str>) -> StoreResult<Option<String>> {
         let store = &self.inner.store;
         match op {
             NsOp::Put { key, meta, body } => {
@@ -261,11 +270,23 @@ impl ObjectFs {
                 .await
                 .map(|()| None),
             NsOp::SetMeta { key, meta, size } => {
-                match retry(OP_RETRY, "set attributes", || {
-                    store.copy(key, *size, key, Some(meta))
-                })
-                .await
-                {
+                let copy = || store.copy(key, *size, key, Some(meta));
+                let copied = match expect {
+                    Some(etag) => {
+                        let copy_if = || store.copy_if(key, *size, key, Some(meta), etag);
+                        match retry(OP_RETRY, "set attributes", copy_if).await {
+                            // Rewritten by another client since: the change
+                            // applies to it all the same, but the copy's
+                            // ETag is not of bytes this mount has.
+                            Err(StoreError::PreconditionFailed { .. }) => {
+                                retry(OP_RETRY, "set attributes", copy).await.map(|_| None)
+                            }
+                            other => other,
+                        }
+                    }
+                    None => retry(OP_RETRY, "set attributes", copy).await.map(|_| None),
+                };
+                match copied {
                     // Gone meanwhile (another client deleted it): nothing
                     // left to change.
                     Err(StoreError::NotFound { .. }) => Ok(None),
@@ -331,8 +352,8 @@ impl ObjectFs {
     ) -> StoreResult<Option<String>> {
         let store = self.inner.store.clone();
         match retry(OP_RETRY, "copy", || store.copy(&src, size, &dst, None)).await {
-            Ok(etag) => {
-                self.moved(&src, etag);
+            Ok(_) => {
+                self.moved(&src);
                 Ok(Some(src))
             }
             // Moved already (a repeat after a crash), or deleted by another
@@ -347,15 +368,12 @@ impl ObjectFs {
     /// while it has its name there, as a listing's nodes do: the renamed
     /// directory's content is whole in the table, and stays so for a TTL
     /// once the rename is done. (One removed meanwhile goes.)
-    fn moved(&self, src: &str, etag: Option<String>) {
+    fn moved(&self, src: &str) {
         let mut st = self.lock();
         if let Some(ino) = st.sourced.remove(src) {
             let named = match st.nodes.get_mut(&ino) {
                 Some(n) => {
                     n.source = None;
-                    // (A dirty file's upload, waiting for the rename, gives
-                    // it the ETag of its own data after.)
-                    n.own_copy(etag);
                     let entry = (n.parent, n.name.clone());
                     st.children.get(&entry) == Some(&ino)
                 }
@@ -379,7 +397,7 @@ impl ObjectFs {
             );
         }
         for (seq, op) in left {
-            match self.block_on(self.apply_op(&op)) {
+            match self.block_on(self.apply_op(&op, None)) {
                 Ok(_) => {}
                 // As the sender does: a change the store will never take
                 // must not keep every later mount from starting.
@@ -451,20 +469,31 @@ impl ObjectFs {
     /// rounds for as long as the mount lives; unmount stops waiting after
     /// the flush timeout, and the change stays journalled.
     /// When it landed: the time its answer came, taken at once, and the
-    /// ETag of what it wrote (None when it was refused for good).
-    async fn send_op(&self, q: &Queued) -> Option<(SystemTime, Option<String>)> {
+    /// ETag of what it wrote with, for a metadata rewrite, the ETag of the
+    /// version it copied (None when it was refused for good).
+    async fn send_op(&self, q: &Queued) -> Option<(SystemTime, Option<Written>)> {
         // An earlier change of these keys the journal does not say is done
         // yet would be replayed after this one (see `OpLog::holds_back`).
         while self.inner.oplog.holds_back(|u| u.overlaps(&q.op)) {
             tracing::debug!(key = %q.op.key(), "{JOURNAL_FULL}");
             tokio::time::sleep(OP_ROUND_PAUSE).await;
         }
+        // A metadata rewrite's copy is of the version whose bytes this
+        // mount has, or its ETag is not taken (`op_done`).
+        let expect = match (&q.op, q.ino) {
+            (NsOp::SetMeta { .. }, Some(ino)) => {
+                self.lock().nodes.get(&ino).and_then(|n| n.etag.clone())
+            }
+            _ => None,
+        };
         loop {
-            let result = self.apply_op(&q.op).await;
+            let result = self.apply_op(&q.op, expect.as_deref()).await;
             let answered = SystemTime::now();
             self.note_store_result(result.as_ref().map(|_| ()));
             match result {
-                Ok(etag) => return Some((answered, etag)),
+                // (A metadata rewrite's ETag stands for the version it was
+                // asked to copy, and only while the node still has that.)
+                Ok(etag) => return Some((answered, etag.map(|e| (e, expect.clone())))),
                 Err(e @ (StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. })) => {
                     tracing::error!(key = %q.op.key(), error = %e, "{REFUSED_FOR_GOOD}");
                     return None;
@@ -480,10 +509,10 @@ impl ObjectFs {
     }
 
     /// Change `seq` is in the store (`landed`: when its answer came, and
-    /// the ETag of what it wrote), or was refused for good.
-    fn op_done(&self, seq: u64, landed: Option<(SystemTime, Option<String>)>) {
-        let (landed, etag) = match landed {
-            Some((at, etag)) => (Some(at), etag),
+    /// what it wrote), or was refused for good.
+    fn op_done(&self, seq: u64, landed: Option<(SystemTime, Option<Written>)>) {
+        let (landed, written) = match landed {
+            Some((at, written)) => (Some(at), written),
             None => (None, None),
         };
         let mut st = self.lock();
@@ -510,8 +539,14 @@ impl ObjectFs {
                 n.remote = true;
                 n.validated = Instant::now();
             }
-            if let NsOp::SetMeta { key, .. } | NsOp::Put { key, .. } = &q.op {
-                self.rewrote(n, key, etag);
+            match (&q.op, written) {
+                (NsOp::Put { key, .. }, Some((etag, _))) => self.rewrote(n, key, Some(etag)),
+                // Copied from the version the node still describes: the
+                // same bytes, under the copy's ETag.
+                (NsOp::SetMeta { key, .. }, Some((etag, of))) if of.is_some() && n.etag == of => {
+                    self.rewrote(n, key, Some(etag))
+                }
+                _ => {}
             }
             st.prune(ino);
         }

@@ -418,23 +418,43 @@ impl ObjectFs {
     /// lands, the file is gone, or unmount gives up (the data stays
     /// journalled).
     fn background_upload(&self, ino: u64, first: bool) -> bool {
-        if first {
+        {
             let mut st = self.lock();
-            if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
-                s.queued = false;
-            }
-            if !self.inner.uploads.hurried() && self.stream_defers(&st, ino) {
+            let defers = first && !self.inner.uploads.hurried() && self.stream_defers(&st, ino);
+            let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) else {
                 return false;
+            };
+            // A close from now on queues another upload (this one may have
+            // read the copy before its last change).
+            s.queued = false;
+            if first {
+                // Another task's rounds go on till the copy is clean (each
+                // upload goes round again while it changed): this close
+                // needs no rounds of its own, which would hold a worker
+                // while they wait for that task's.
+                if s.background || defers {
+                    return false;
+                }
+                s.background = true;
             }
         }
-        match self.upload_now(ino, BACKGROUND) {
+        let again = match self.upload_now(ino, BACKGROUND) {
             Ok(()) => false,
             Err(errno) => {
                 // The run of failures is logged once (`note_store_result`).
                 tracing::debug!(ino, errno, "background upload failed; retrying");
                 true
             }
+        };
+        let mut st = self.lock();
+        if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) {
+            match again {
+                // Queued till the next round: closes meanwhile queue none.
+                true => s.queued = true,
+                false => s.background = false,
+            }
         }
+        again
     }
 
     /// Uploads every dirty file and sends every queued namespace change,

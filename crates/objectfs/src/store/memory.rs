@@ -600,6 +600,30 @@ impl ObjectStore for MemoryStore {
         dst: &str,
         meta: Option<&PutMeta>,
     ) -> StoreResult<Option<String>> {
+        self.copy_of(src, dst, meta, None).await
+    }
+
+    async fn copy_if(
+        &self,
+        src: &str,
+        _size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+        etag: &str,
+    ) -> StoreResult<Option<String>> {
+        self.copy_of(src, dst, meta, Some(etag)).await
+    }
+}
+
+impl MemoryStore {
+    /// CopyObject, of the version with ETag `if_match` only when given.
+    async fn copy_of(
+        &self,
+        src: &str,
+        dst: &str,
+        meta: Option<&PutMeta>,
+        if_match: Option<&str>,
+    ) -> StoreResult<Option<String>> {
         self.check("CopyObject", src)?;
         self.check_write("CopyObject", dst)?;
         let slow = self.faults.lock().unwrap().slow_copy;
@@ -611,6 +635,13 @@ impl ObjectStore for MemoryStore {
             .get(src)
             .ok_or_else(|| StoreError::not_found("CopyObject", src))?
             .clone();
+        if if_match.is_some_and(|want| o.etag() != want) {
+            return Err(StoreError::precondition_failed(
+                "CopyObject",
+                src,
+                "PreconditionFailed: x-amz-copy-source-if-match does not hold (HTTP 412)",
+            ));
+        }
         let meta = meta.cloned().unwrap_or(o.meta);
         let copy = Object {
             data: o.data,

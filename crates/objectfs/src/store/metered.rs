@@ -277,6 +277,23 @@ impl ObjectStore for Metered {
         )
         .await
     }
+
+    async fn copy_if(
+        &self,
+        src: &str,
+        size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+        etag: &str,
+    ) -> StoreResult<Option<String>> {
+        self.count(
+            StoreOp::Copy,
+            dst,
+            self.inner.copy_if(src, size, dst, meta, etag),
+            ok,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -362,4 +362,16 @@ pub trait ObjectStore: Send + Sync + 'static {
         dst: &str,
         meta: Option<&PutMeta>,
     ) -> StoreResult<Option<String>>;
+
+    /// [`Self::copy`] of the version of `src` whose ETag is `etag` only:
+    /// another (rewritten since) is a `PreconditionFailed`, nothing copied.
+    /// So the copy's ETag may stand for bytes the caller has.
+    async fn copy_if(
+        &self,
+        src: &str,
+        size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+        etag: &str,
+    ) -> StoreResult<Option<String>>;
 }

@@ -450,13 +450,15 @@ impl S3Store {
         src: &str,
         dst: &str,
         meta: Option<&PutMeta>,
+        if_match: Option<&str>,
     ) -> StoreResult<Option<String>> {
         let mut request = self
             .client
             .copy_object()
             .bucket(&self.bucket)
             .key(dst)
-            .copy_source(copy_source(&self.bucket, src));
+            .copy_source(copy_source(&self.bucket, src))
+            .set_copy_source_if_match(if_match.map(str::to_string));
         request = match meta {
             Some(meta) => request
                 .metadata_directive(MetadataDirective::Replace)
@@ -1147,12 +1149,39 @@ impl ObjectStore for S3Store {
         dst: &str,
         meta: Option<&PutMeta>,
     ) -> StoreResult<Option<String>> {
+        self.copy_checked(src, size, dst, meta, None).await
+    }
+
+    async fn copy_if(
+        &self,
+        src: &str,
+        size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+        etag: &str,
+    ) -> StoreResult<Option<String>> {
+        self.copy_checked(src, size, dst, meta, Some(etag)).await
+    }
+}
+
+impl S3Store {
+    /// A server-side copy, of the version with ETag `if_match` only when
+    /// given (`x-amz-copy-source-if-match`; a copy by parts checks it
+    /// against its HEAD, and sends the HEAD's on every part).
+    async fn copy_checked(
+        &self,
+        src: &str,
+        size: Option<u64>,
+        dst: &str,
+        meta: Option<&PutMeta>,
+        if_match: Option<&str>,
+    ) -> StoreResult<Option<String>> {
         // A known size spares the HEAD. Should the object have grown past
         // the limit since (S3 refuses CopyObject with a 400; a store may
         // say it another way), the copy is done as without a size: only a
         // missing source and a retryable failure are answers.
         if size.is_some_and(|s| s <= self.max_copy_object_size) {
-            match self.copy_object(src, dst, meta).await {
+            match self.copy_object(src, dst, meta, if_match).await {
                 Err(e) if !matches!(e, StoreError::NotFound { .. }) && !e.is_transient() => {
                     tracing::debug!(error = %e, "CopyObject with a known size refused; asking the size");
                 }
@@ -1165,8 +1194,17 @@ impl ObjectStore for S3Store {
                 .head(src)
                 .await?
                 .ok_or_else(|| StoreError::not_found("CopyObject", src))?;
+            if let Some(want) = if_match
+                && source.etag.as_deref() != Some(want)
+            {
+                return Err(StoreError::precondition_failed(
+                    "CopyObject",
+                    src,
+                    "the source is another version than the one to copy",
+                ));
+            }
             if source.size <= self.max_copy_object_size {
-                return self.copy_object(src, dst, meta).await;
+                return self.copy_object(src, dst, meta, if_match).await;
             }
             match self.copy_multipart(&source, dst, meta).await {
                 // The source was rewritten during the copy: again, whole,
