@@ -8,7 +8,8 @@
 //! outside writes is in `objectfs_core`.
 
 use super::objectfs_fixture::{
-    Fixture, copy_dir, fixture, fixture_with, fixture_with_ttl, mount, options, wait_until,
+    Fixture, TO_CHANGE, copy_dir, fixture, fixture_with, fixture_with_ttl, mount, options,
+    wait_until,
 };
 use objectfs::store::memory::MemoryStore;
 use objectfs::store::{ObjectStore, PutMeta};
@@ -16,12 +17,6 @@ use objectfs::{ObjectFs, OpenFlags, ROOT_INO, UploadMode};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// An open for writing that keeps the content (the object is copied first).
-const TO_CHANGE: OpenFlags = OpenFlags {
-    write: true,
-    truncate: false,
-};
 
 fn gets(f: &Fixture) -> u64 {
     f.mem.counters.gets.load(Ordering::Relaxed)

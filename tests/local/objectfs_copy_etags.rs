@@ -4,7 +4,7 @@
 //! bytes is still used, and data written after the copy reaches the name
 //! after a crash rather than going beside it as a conflict.
 
-use super::objectfs_fixture::{Fixture, fixture_with};
+use super::objectfs_fixture::{Fixture, TO_CHANGE, fixture_with};
 use objectfs::{OpenFlags, SetAttr, UploadMode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -68,15 +68,7 @@ fn a_write_after_a_queued_chmod_reaches_the_name_after_a_crash() {
     assert_eq!(f.fs.flush_all(), 0);
     let ino = f.ino("big").unwrap();
     f.fs.setattr(ino, CHMOD_600).unwrap(); // queued for an hour
-    let fh =
-        f.fs.open(
-            ino,
-            OpenFlags {
-                write: true,
-                truncate: false,
-            },
-        )
-        .unwrap();
+    let fh = f.fs.open(ino, TO_CHANGE).unwrap();
     f.fs.write(fh, 0, b"CHANGED").unwrap();
     let f = f.crash();
     data[..7].copy_from_slice(b"CHANGED");

@@ -9,6 +9,12 @@ use objectfs::{FsOptions, Kind, ObjectFs, OpenFlags, ROOT_INO, UploadMode};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// An open for writing that keeps the content (the object is copied first).
+pub(crate) const TO_CHANGE: OpenFlags = OpenFlags {
+    write: true,
+    truncate: false,
+};
+
 pub(crate) struct Fixture {
     pub(crate) fs: ObjectFs,
     pub(crate) mem: Arc<MemoryStore>,

@@ -4,9 +4,9 @@
 //! the kernel would make itself (passthrough). (A full disk's refusals:
 //! `tests/fuse_s3/objectfs_disk_full.rs`.)
 
-use super::objectfs_fixture::{Frozen, fixture_with};
+use super::objectfs_fixture::{Frozen, TO_CHANGE, fixture_with};
 use objectfs::layout::Posix;
-use objectfs::{Kind, OpenFlags, UploadMode};
+use objectfs::{Kind, UploadMode};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// An open for writing the kernel would serve itself (passthrough) is
@@ -27,11 +27,7 @@ fn a_refused_passthrough_writer_changes_nothing() {
     f.mem
         .insert("pre/x", b"data".to_vec(), objectfs::layout::encode(&posix));
     let ino = f.ino("x").unwrap();
-    let to_change = OpenFlags {
-        write: true,
-        truncate: false,
-    };
-    let fh = f.fs.open(ino, to_change).unwrap();
+    let fh = f.fs.open(ino, TO_CHANGE).unwrap();
     let puts = f
         .mem
         .counters

@@ -4,7 +4,7 @@
 //! marker written for chmod then removed, an fsync waiting for a change
 //! the store cannot take, and a truncate by path whose upload failed.
 
-use super::objectfs_fixture::{Fixture, Frozen, fixture_with};
+use super::objectfs_fixture::{Fixture, Frozen, TO_CHANGE, fixture_with};
 use objectfs::store::{PutMeta, StoreError};
 use objectfs::{ROOT_INO, SetAttr, UploadMode};
 use std::time::Duration;
@@ -201,15 +201,7 @@ fn a_crash_after_a_write_uploads_the_attributes_the_write_gave() {
     });
     f.mem.insert("pre/x", b"old".to_vec(), old);
     let ino = f.ino("x").unwrap();
-    let fh =
-        f.fs.open(
-            ino,
-            objectfs::OpenFlags {
-                write: true,
-                truncate: false,
-            },
-        )
-        .unwrap();
+    let fh = f.fs.open(ino, TO_CHANGE).unwrap();
     let before = std::time::SystemTime::now();
     f.fs.write_by(fh, 0, b"new", false).unwrap();
     f.fs.release(fh).unwrap();
