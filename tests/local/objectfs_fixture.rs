@@ -110,24 +110,26 @@ impl Fixture {
     /// next one starts on a copy of its cache directory (the dead core,
     /// leaked, keeps the original's lock).
     pub(crate) fn crash(self) -> Fixture {
+        let next = tempfile::tempdir().unwrap();
+        snapshot(self.cache.path(), next.path());
+        self.crash_onto(next)
+    }
+
+    /// The mount process dies and the next one starts on `earlier`, a
+    /// [`snapshot`] of the cache directory taken at the moment of the crash
+    /// (while a request was in flight, say).
+    pub(crate) fn crash_onto(self, earlier: tempfile::TempDir) -> Fixture {
         let Fixture {
             fs,
             mem,
             rt,
-            cache,
             mut opts,
+            ..
         } = self;
         std::mem::forget(fs);
         std::mem::forget(rt);
-        let next = tempfile::tempdir().unwrap();
-        for dir in ["staging", "ops"] {
-            let from = cache.path().join(dir);
-            if from.exists() {
-                copy_dir(&from, &next.path().join(dir));
-            }
-        }
-        opts.cache_dir = next.path().to_path_buf();
-        mount(mem, next, opts)
+        opts.cache_dir = earlier.path().to_path_buf();
+        mount(mem, earlier, opts)
     }
 
     /// Inode of a path like "a/b" ("" is the root).
@@ -230,6 +232,16 @@ impl Fixture {
         self.fs.releasedir(fh);
         names.sort();
         Ok(names)
+    }
+}
+
+/// Copies what a mount keeps across a crash in cache directory `from`
+/// (its staged files and its journal of namespace changes) to `to`.
+pub(crate) fn snapshot(from: &std::path::Path, to: &std::path::Path) {
+    for dir in ["staging", "ops"] {
+        if from.join(dir).exists() {
+            copy_dir(&from.join(dir), &to.join(dir));
+        }
     }
 }
 

@@ -181,7 +181,7 @@ impl ObjectFs {
     /// belongs and with which attributes (and that the copy carries no
     /// cache tag). Returns the error of an entry that could not be written
     /// (logged here).
-    fn write_entry(&self, st: &mut InodeTable, ino: u64) -> Option<std::io::Error> {
+    pub(super) fn write_entry(&self, st: &mut InodeTable, ino: u64) -> Option<std::io::Error> {
         let key = self.key_of(st, ino);
         let n = st.nodes.get_mut(&ino)?;
         let posix = n.posix();
@@ -196,7 +196,7 @@ impl ObjectFs {
             (true, Some(etag)) => Some(Base::Etag(etag.clone())),
             (true, None) => None,
         };
-        let unlinked = n.unlinked;
+        let unlinked = n.unlinked || n.unlinking;
         let s = n.staged.as_mut()?;
         if unlinked {
             // Kept for its open handles only, never uploaded: nothing to

@@ -150,6 +150,11 @@ pub(super) struct Node {
     pub(super) staged: Option<Staged>,
     pub(super) open_handles: u32,
     pub(super) unlinked: bool,
+    /// A sync unlink's delete is in flight: the copy's changes are not
+    /// journalled meanwhile (a crash once the object is gone must not let
+    /// the next mount upload them at the name); a failed delete journals
+    /// them.
+    pub(super) unlinking: bool,
     /// When the name went while handles were open (`mark_unlinked`): the
     /// copy's disk space comes back at the last release.
     pub(super) unlinked_at: Option<Instant>,
@@ -219,6 +224,7 @@ impl Node {
             staged: None,
             open_handles: 0,
             unlinked: false,
+            unlinking: false,
             unlinked_at: None,
             busy: false,
             prefetching: false,

@@ -638,13 +638,13 @@ impl ObjectFs {
         };
         let queued = self.queued_namespace();
         if remote && !queued {
-            let store = &self.inner.store;
-            self.call("delete", || store.delete(&key))?;
+            self.delete_unjournalled(ino, &key)?;
         }
         self.forget_cached(&key);
         let mut st = self.lock();
-        // The staged data's journal goes first: a crash between the two
-        // must not let the next mount upload what the delete removes.
+        // The staged data's journal goes before the name (queued: before
+        // the delete is sent): a crash must not let the next mount upload
+        // what the delete removes.
         if let Some(node) = st.nodes.get_mut(&ino) {
             self.mark_unlinked(node);
         }
@@ -653,6 +653,37 @@ impl ObjectFs {
         }
         st.forget_name(parent, name, ino);
         Ok(())
+    }
+
+    /// Deletes file `ino`'s object now (sync mode), its staged changes out
+    /// of the journal while the delete is in flight: a crash once the
+    /// object is gone must not let the next mount upload them at the name.
+    /// A failed delete journals them again.
+    fn delete_unjournalled(&self, ino: u64, key: &str) -> FsResult<()> {
+        {
+            let mut st = self.lock();
+            let n = st.node_mut(ino)?;
+            n.unlinking = true;
+            if let Some(s) = n.staged.as_mut().filter(|s| s.journaled) {
+                self.inner.staging.clear_journal(s.id, &s.file);
+                s.journaled = false;
+            }
+        }
+        let store = &self.inner.store;
+        let deleted = self.call("delete", || store.delete(key));
+        let mut st = self.lock();
+        if let Ok(n) = st.node_mut(ino) {
+            n.unlinking = false;
+        }
+        if deleted.is_err()
+            && st
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| n.staged.as_ref().is_some_and(|s| s.dirty()))
+        {
+            self.write_entry(&mut st, ino);
+        }
+        deleted
     }
 
     /// Whether a directory has any entry, locally or in the store.

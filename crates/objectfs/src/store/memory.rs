@@ -53,7 +53,12 @@ struct Faults {
     slow_head: Option<std::time::Duration>,
     /// Writes of keys under this prefix fail with this (a bucket policy).
     refused_writes: Option<(String, StoreError)>,
+    /// Called with the key once a delete has landed, before it answers.
+    after_delete: Option<DeleteHook>,
 }
+
+/// What a test runs between a delete landing and its answer.
+pub type DeleteHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Counters a test can assert on.
 #[derive(Debug, Default)]
@@ -135,6 +140,13 @@ impl MemoryStore {
     /// them); `None` lifts it.
     pub fn refuse_writes_under(&self, refusal: Option<(&str, StoreError)>) {
         self.faults.lock().unwrap().refused_writes = refusal.map(|(p, e)| (p.to_string(), e));
+    }
+
+    /// Runs `hook` with the key after each delete has landed, before the
+    /// delete answers: the moment a crash would leave the bucket changed
+    /// and the caller not told; `None` removes it.
+    pub fn after_deletes(&self, hook: Option<DeleteHook>) {
+        self.faults.lock().unwrap().after_delete = hook;
     }
 
     /// While down, every call fails as a refused connection would.
@@ -590,6 +602,10 @@ impl ObjectStore for MemoryStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.check_write("DeleteObject", key)?;
         self.objects.lock().unwrap().remove(key);
+        let hook = self.faults.lock().unwrap().after_delete.clone();
+        if let Some(hook) = hook {
+            hook(key);
+        }
         Ok(())
     }
 

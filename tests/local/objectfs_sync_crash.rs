@@ -1,0 +1,54 @@
+//! `upload=sync` against a crash at the moment the bucket changed and the
+//! mount had not yet done its own bookkeeping: the next mount must not undo
+//! the change the store already made.
+
+use super::objectfs_fixture::{Fixture, fixture, snapshot};
+use objectfs::store::StoreError;
+use objectfs::{ROOT_INO, UploadMode};
+use std::sync::Arc;
+
+/// `x` uploaded, then written again and not yet flushed (its new bytes
+/// journalled for the next mount), with the handle left open.
+fn x_with_unsent_bytes() -> (Fixture, u64) {
+    let f = fixture(UploadMode::Sync);
+    let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
+    f.fs.write(fh, 0, b"first").unwrap();
+    f.fs.fsync(fh).unwrap();
+    f.fs.write(fh, 5, b" second").unwrap();
+    (f, fh)
+}
+
+/// The process dies once the unlink's delete has landed, before the
+/// unlink returned: the next mount must not upload the unsent bytes at
+/// the name the user removed.
+#[test]
+fn a_crash_once_a_sync_unlink_deleted_the_object_does_not_bring_it_back() {
+    let (f, _fh) = x_with_unsent_bytes();
+    let earlier = tempfile::tempdir().unwrap();
+    let (cache, to) = (f.cache.path().to_path_buf(), earlier.path().to_path_buf());
+    f.mem
+        .after_deletes(Some(Arc::new(move |_| snapshot(&cache, &to))));
+    f.unlink("x").unwrap();
+    f.mem.after_deletes(None);
+    assert!(
+        earlier.path().join("staging").exists(),
+        "taken at the delete"
+    );
+    let f = f.crash_onto(earlier);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), Vec::<String>::new(), "x came back");
+}
+
+/// The store refuses the delete: the unlink fails, the file stays, and its
+/// unsent bytes are still journalled (a crash then uploads them).
+#[test]
+fn a_sync_unlink_the_store_refuses_keeps_the_unsent_bytes_journalled() {
+    let (f, _fh) = x_with_unsent_bytes();
+    f.mem
+        .fail_next(1, StoreError::access_denied("DeleteObject", "pre/x", "no"));
+    assert_eq!(f.unlink("x"), Err(libc::EACCES));
+    assert_eq!(f.list("").unwrap(), ["x"]);
+    let f = f.crash();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"first second"[..]));
+}
