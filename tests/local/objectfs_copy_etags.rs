@@ -116,3 +116,59 @@ fn a_chmod_after_another_clients_rewrite_does_not_relabel_the_old_copy() {
     f.fs.setattr(ino, CHMOD_600).unwrap();
     assert_eq!(f.read_file("x").unwrap(), b"BBBB");
 }
+
+/// `d/big` (uploaded in parts) in a directory renamed to `e`, the rename
+/// queued and then sent (its copy of `big` gets a new ETag); the file is
+/// then emptied and written, and the process dies. The next mount puts the
+/// data at the new name (it went beside it, as a conflict).
+#[test]
+fn a_write_after_a_directory_rename_reaches_the_new_name_after_a_crash() {
+    let f = fixture_with(UploadMode::Async, |o| o.metadata_ttl = HOUR);
+    f.mkdir("d").unwrap();
+    f.write_file("d/big", &big()).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    f.rename("d", "e").unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let ino = f.ino("e/big").unwrap();
+    let truncate = OpenFlags {
+        write: true,
+        truncate: true,
+    };
+    let fh = f.fs.open(ino, truncate).unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    let f = f.crash();
+    assert_eq!(f.mem.keys(), ["pre/e/", "pre/e/big"], "beside the name");
+    assert_eq!(f.mem.object("pre/e/big").as_deref(), Some(&b"new"[..]));
+}
+
+/// The same directory rename, then a read of the file past the TTL: its
+/// cached copy is still used (the HEAD showed the copy's new ETag, and the
+/// 17 MiB were fetched again).
+#[test]
+fn a_cached_copy_is_still_used_after_a_directory_rename() {
+    let f = fixture_with(UploadMode::Async, |_| {});
+    let data = big();
+    f.mkdir("d").unwrap();
+    f.write_file("d/big", &data).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    f.rename("d", "e").unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_ne!(etag(&f, "pre/e/big"), "", "copied");
+    let got = gets(&f);
+    assert_eq!(f.read_file("e/big").unwrap(), data);
+    assert_eq!(gets(&f), got, "the cached copy was fetched again");
+}
+
+/// A file whose clean copy is cached renamed, then read past the TTL: the
+/// cached copy moved with the rename (it was dropped, and the file fetched
+/// again).
+#[test]
+fn a_cached_copy_is_still_used_after_a_file_rename() {
+    let f = fixture_with(UploadMode::Sync, |_| {});
+    let data = big();
+    f.write_file("big", &data).unwrap();
+    f.rename("big", "moved").unwrap();
+    let got = gets(&f);
+    assert_eq!(f.read_file("moved").unwrap(), data);
+    assert_eq!(gets(&f), got, "the cached copy was fetched again");
+}

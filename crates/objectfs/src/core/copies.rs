@@ -106,28 +106,81 @@ impl ObjectFs {
     /// it at `from` holds the same bytes and is labelled `to` (else the
     /// next open would fetch them again).
     fn relabel_cached(&self, key: &str, from: &str, to: &str, size: u64) {
-        if from == to {
-            return;
+        if from != to {
+            self.move_cached((key, from), (key, to), size);
         }
-        let c = match self.cache().take(key, from, size) {
+    }
+
+    /// A server-side copy of object `src` at version `was` landed at `dst`
+    /// as version `now` (a rename, a metadata rewrite): a cached copy of
+    /// `src` at `was` (`size` bytes) holds the copy's bytes and becomes the
+    /// cached copy of `dst` (else the next open would fetch them again).
+    pub(super) fn move_cached(
+        &self,
+        (src, was): (&str, &str),
+        (dst, now): (&str, &str),
+        size: u64,
+    ) {
+        let c = match self.cache().take(src, was, size) {
             Ok(Some(c)) => c,
             Ok(None) => return,
             Err(stale) => return self.delete_copies(vec![stale]),
         };
         let tag = CacheTag {
-            key: key.to_string(),
-            etag: to.to_string(),
+            key: dst.to_string(),
+            etag: now.to_string(),
         };
         match self.inner.staging.reopen(c.id) {
             Ok(file) => {
                 self.inner.staging.tag_clean(&file, &tag);
-                let replaced = self.cache().insert(key, c.id, to, c.size);
+                let replaced = self.cache().insert(dst, c.id, now, c.size);
                 self.delete_copies(replaced.into_iter().collect());
             }
             Err(_) => {
                 self.cache().credit(c.size);
                 self.inner.staging.delete(c.id);
             }
+        }
+    }
+
+    /// A directory rename's copy of object `src`, listed with `size` and
+    /// `etag`, to `dst`: of that version when the ETag is known, and then
+    /// its ETags are returned (the version copied, the copy's: S3 gives a
+    /// copy of an object uploaded in parts a new one); another client's
+    /// rewrite since is copied all the same, without them.
+    pub(super) async fn copy_listed(
+        &self,
+        (src, size, etag): (&str, Option<u64>, Option<&str>),
+        dst: &str,
+        policy: RetryPolicy,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let store = &self.inner.store;
+        if let Some(etag) = etag {
+            let copy = || store.copy_if(src, size, dst, None, etag);
+            match retry(policy, "copy", copy).await {
+                Ok(now) => return Ok(now.map(|now| (etag.to_string(), now))),
+                Err(StoreError::PreconditionFailed { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        retry(policy, "copy", || store.copy(src, size, dst, None))
+            .await
+            .map(|_| None)
+    }
+
+    /// Object `src` (`size` bytes) was copied to `dst` by a rename, as
+    /// version `etags.1` of version `etags.0` when known: its cached copy
+    /// goes with it, or away.
+    pub(super) fn renamed_cached(
+        &self,
+        src: &str,
+        dst: &str,
+        size: u64,
+        etags: Option<(&str, &str)>,
+    ) {
+        match etags {
+            Some((was, now)) => self.move_cached((src, was), (dst, now), size),
+            None => self.forget_cached(src),
         }
     }
 

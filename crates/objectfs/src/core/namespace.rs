@@ -878,7 +878,6 @@ impl ObjectFs {
                 }),
             )
         };
-        self.forget_cached(&old_key);
         self.forget_cached(&new_key);
         let store = &self.inner.store;
         let mut copied = None;
@@ -886,6 +885,9 @@ impl ObjectFs {
             // Server-side copy keeps the data; then drop the old key.
             copied = self.copy_known(&old_key, size, &new_key, meta.as_ref(), etag.as_deref())?;
         }
+        // A cached copy of the version copied moves with it.
+        let etags = etag.as_deref().zip(copied.as_deref());
+        self.renamed_cached(&old_key, &new_key, size, etags);
         let mut st = self.lock();
         // A replaced object stays in the store until the moved file's data
         // lands on it: until then the name still has an object to delete.
@@ -1011,7 +1013,7 @@ impl ObjectFs {
                 layout::dir_prefix(&self.opts().prefix, &new_path),
             )
         };
-        self.forget_cached(&old_prefix);
+        // (The old prefix's cached copies move with each copy, or go.)
         self.forget_cached(&new_prefix);
         let store = self.inner.store.clone();
         let policy = RetryPolicy::INTERACTIVE;
@@ -1042,27 +1044,40 @@ impl ObjectFs {
         }
         let copy_all = async {
             use futures_util::StreamExt;
-            let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(objects.iter())
+            type Copied = Result<(String, Option<(String, String)>), StoreError>;
+            let results: Vec<Copied> = futures_util::stream::iter(objects.iter())
                 .map(|o| {
-                    let (k, size) = (&o.key, Some(o.size));
-                    let new_key = format!("{new_prefix}{}", &k[old_prefix.len()..]);
-                    let store = store.clone();
+                    let new_key = format!("{new_prefix}{}", &o.key[old_prefix.len()..]);
+                    let listed = (o.key.as_str(), Some(o.size), o.etag.as_deref());
                     async move {
-                        // (The nodes below are looked up again after.)
-                        retry(policy, "copy", || store.copy(k, size, &new_key, None))
-                            .await
-                            .map(drop)
+                        let etags = self.copy_listed(listed, &new_key, policy).await?;
+                        let pair = (etags.as_ref()).map(|(was, now)| (was.as_str(), now.as_str()));
+                        self.renamed_cached(&o.key, &new_key, o.size, pair);
+                        Ok((new_key, etags))
                     }
                 })
                 .buffer_unordered(16)
                 .collect()
                 .await;
-            results.into_iter().collect::<Result<(), _>>()
+            results.into_iter().collect::<Result<Vec<_>, _>>()
         };
-        self.block_on(copy_all).map_err(|e| errno_of(&e))?;
+        let copied = self.block_on(copy_all).map_err(|e| errno_of(&e))?;
         {
             let mut st = self.lock();
             self.move_dir_node(&mut st, src, (new_parent, new_name), dst);
+            // Files that still describe the version copied take the copy's
+            // ETag (looked up again, they would fetch their data again).
+            let copied: std::collections::HashMap<String, (String, String)> = (copied.into_iter())
+                .filter_map(|(key, etags)| Some((key, etags?)))
+                .collect();
+            for ino in st.descendants(src) {
+                let key = self.key_of(&st, ino);
+                if let (Some((was, now)), Some(n)) = (copied.get(&key), st.nodes.get_mut(&ino))
+                    && n.etag.as_ref() == Some(was)
+                {
+                    n.own_copy(Some(now.clone()));
+                }
+            }
         }
         // Every copy exists now: the sources go, 1,000 a request.
         self.block_on(retry(policy, "delete", || store.delete_many(&keys)))

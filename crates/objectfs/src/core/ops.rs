@@ -48,6 +48,10 @@ pub(super) const DRAIN_WAIT: Duration = Duration::from_secs(20);
 /// How often a caller waiting for the sender looks again.
 const SENDER_POLL: Duration = Duration::from_millis(100);
 
+/// What a listing said of an object a directory rename copies: its size
+/// and ETag.
+type Listed<'a> = Option<(u64, Option<&'a str>)>;
+
 impl ObjectFs {
     pub(super) fn ops(&self) -> MutexGuard<'_, OpQueue> {
         self.inner.ops.lock().unwrap_or_else(|e| e.into_inner())
@@ -301,14 +305,15 @@ impl ObjectFs {
                 list,
             } => {
                 use futures_util::StreamExt;
-                // Each name below `from`, with its size when a listing
-                // gave it (a copy then needs no HEAD).
-                let (names, marker): (Vec<(&str, Option<u64>)>, _);
+                // Each name below `from`, with its size and ETag when a
+                // listing gave them (a copy then needs no HEAD, and its
+                // ETag is known to be of that version).
+                let (names, marker): (Vec<(&str, Listed)>, _);
                 let listed;
                 if *list {
                     listed = self.list_subtree(from, OP_RETRY).await?;
                     names = (listed.iter())
-                        .map(|o| (&o.key[from.len()..], Some(o.size)))
+                        .map(|o| (&o.key[from.len()..], Some((o.size, o.etag.as_deref()))))
                         .collect();
                     // The old marker is copied; else one is written.
                     let has_marker = names.iter().any(|(name, _)| name.is_empty());
@@ -318,8 +323,8 @@ impl ObjectFs {
                     marker = marker_meta.as_ref();
                 }
                 let copies: Vec<_> = (names.iter())
-                    .map(|&(name, size)| {
-                        self.copy_one(format!("{from}{name}"), size, format!("{to}{name}"))
+                    .map(|&(name, listed)| {
+                        self.copy_one(format!("{from}{name}"), listed, format!("{to}{name}"))
                     })
                     .collect();
                 let copied = futures_util::stream::iter(copies)
@@ -343,17 +348,22 @@ impl ObjectFs {
 
     /// Copies one object of a renamed directory to its new name; returns
     /// the source to delete once every copy exists, or none when there is
-    /// nothing to move.
+    /// nothing to move. Of the version listed when there was a listing: the
+    /// node and a cached copy then take the copy's ETag
+    /// ([`ObjectFs::copy_listed`]).
     async fn copy_one(
         &self,
         src: String,
-        size: Option<u64>,
+        listed: Listed<'_>,
         dst: String,
     ) -> StoreResult<Option<String>> {
-        let store = self.inner.store.clone();
-        match retry(OP_RETRY, "copy", || store.copy(&src, size, &dst, None)).await {
-            Ok(_) => {
-                self.moved(&src);
+        let size = listed.map(|(size, _)| size);
+        let etag = listed.and_then(|(_, etag)| etag);
+        match self.copy_listed((&src, size, etag), &dst, OP_RETRY).await {
+            Ok(etags) => {
+                let etags = (etags.as_ref()).map(|(was, now)| (was.as_str(), now.as_str()));
+                self.renamed_cached(&src, &dst, size.unwrap_or(0), etags);
+                self.moved(&src, etags);
                 Ok(Some(src))
             }
             // Moved already (a repeat after a crash), or deleted by another
@@ -364,16 +374,23 @@ impl ObjectFs {
     }
 
     /// A renamed directory's object `src` has its copy at the new name:
-    /// its node reads from its own key from now on. It stays in the table
+    /// its node reads from its own key from now on, and takes the copy's
+    /// ETag (`etags`: the version copied, the copy's) while it still
+    /// describes the version copied. It stays in the table
     /// while it has its name there, as a listing's nodes do: the renamed
     /// directory's content is whole in the table, and stays so for a TTL
     /// once the rename is done. (One removed meanwhile goes.)
-    fn moved(&self, src: &str) {
+    fn moved(&self, src: &str, etags: Option<(&str, &str)>) {
         let mut st = self.lock();
         if let Some(ino) = st.sourced.remove(src) {
             let named = match st.nodes.get_mut(&ino) {
                 Some(n) => {
                     n.source = None;
+                    if let Some((was, now)) = etags
+                        && n.etag.as_deref() == Some(was)
+                    {
+                        n.own_copy(Some(now.to_string()));
+                    }
                     let entry = (n.parent, n.name.clone());
                     st.children.get(&entry) == Some(&ino)
                 }
