@@ -172,3 +172,29 @@ fn a_cached_copy_is_still_used_after_a_file_rename() {
     assert_eq!(f.read_file("moved").unwrap(), data);
     assert_eq!(gets(&f), got, "the cached copy was fetched again");
 }
+
+/// The same write made while the directory rename is still queued (the
+/// file still read from its old key); the process dies before either is
+/// sent. The next mount replays the rename (the copy gets a new ETag) and
+/// puts the data at the new name (it went beside it, as a conflict).
+#[test]
+fn a_write_during_a_queued_directory_rename_reaches_the_new_name_after_a_crash() {
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.metadata_ttl = HOUR;
+        o.upload_delay = HOUR;
+    });
+    f.mkdir("d").unwrap();
+    f.write_file("d/big", &big()).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    f.rename("d", "e").unwrap(); // queued for an hour
+    let ino = f.ino("e/big").unwrap();
+    let truncate = OpenFlags {
+        write: true,
+        truncate: true,
+    };
+    let fh = f.fs.open(ino, truncate).unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    let f = f.crash();
+    assert_eq!(f.mem.keys(), ["pre/e/", "pre/e/big"], "beside the name");
+    assert_eq!(f.mem.object("pre/e/big").as_deref(), Some(&b"new"[..]));
+}

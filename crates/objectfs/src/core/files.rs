@@ -189,9 +189,10 @@ impl ObjectFs {
         // recovery after a crash checks it is still so before uploading.
         // Not known while a change of the object is queued: a metadata
         // rewrite (a copy onto itself) the next mount replays first may
-        // give it another ETag, and the data would go beside it.
+        // give it another ETag, and the data would go beside it; so may a
+        // queued directory rename's copy of it (`source`: not copied yet).
         let base = match (n.remote, &n.etag) {
-            _ if n.ops > 0 => None,
+            _ if n.ops > 0 || n.source.is_some() => None,
             (false, _) => Some(Base::Absent),
             (true, Some(etag)) => Some(Base::Etag(etag.clone())),
             (true, None) => None,
