@@ -18,7 +18,7 @@ mod objectfs_journal_refused;
 mod objectfs_ops;
 mod objectfs_refusals;
 mod objectfs_streaming;
-mod objectfs_sync_crash;
+mod objectfs_sync;
 mod path_attacks;
 mod plugin_config;
 mod protocol;

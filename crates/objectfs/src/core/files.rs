@@ -937,12 +937,14 @@ impl ObjectFs {
             (n.staged.is_some(), key, n.posix(), n.remote, size, etag)
         };
         // The attributes travel with the next upload of the staged copy,
-        // if it is still there: since the first look its upload may have
-        // landed and its last open closed, sending it to the cache; then
-        // they go on their own, as for a file without one.
+        // if it still has one to make: since the first look its upload may
+        // have landed and its last open closed, sending it to the cache;
+        // then they go on their own, as for a file without one (or with a
+        // clean copy, a reader's: nothing to upload until it changes).
         let travels = meta_change && ino != ROOT_INO && staged && {
             let mut st = self.lock();
-            let copy = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut());
+            let copy = (st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()))
+                .filter(|s| s.dirty() || s.direct_writers > 0);
             let found = copy.is_some();
             if let Some(s) = copy {
                 s.journaled = false;

@@ -1,11 +1,12 @@
-//! `upload=sync` against a crash at the moment the bucket changed and the
-//! mount had not yet done its own bookkeeping: the next mount must not undo
-//! the change the store already made.
+//! `upload=sync`'s promise that a change is in the bucket when it returns,
+//! and that a crash at the moment the bucket changed (before the mount's own
+//! bookkeeping) does not let the next mount undo it.
 
 use super::objectfs_fixture::{Fixture, fixture, snapshot};
 use objectfs::store::StoreError;
-use objectfs::{ROOT_INO, UploadMode};
+use objectfs::{OpenFlags, ROOT_INO, SetAttr, UploadMode};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// `x` uploaded, then written again and not yet flushed (its new bytes
 /// journalled for the next mount), with the handle left open.
@@ -51,4 +52,36 @@ fn a_sync_unlink_the_store_refuses_keeps_the_unsent_bytes_journalled() {
     let f = f.crash();
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"first second"[..]));
+}
+
+/// chmod of a file open for reading (its clean copy attached to the open
+/// file) is in the bucket when chmod returns, as a metadata rewrite (it
+/// waited for a whole upload after the last close, which a reader kept open
+/// holds back).
+#[test]
+fn a_sync_chmod_of_a_file_open_for_reading_reaches_the_bucket_at_once() {
+    let f = fixture(UploadMode::Sync);
+    f.write_file("x", b"data").unwrap();
+    let ino = f.ino("x").unwrap();
+    let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
+    assert_eq!(f.fs.read(fh, 0, 4).unwrap(), &b"data"[..]);
+    let puts = f.mem.counters.puts.load(Ordering::Relaxed);
+    f.fs.setattr(ino, chmod(0o600)).unwrap();
+    let mode = &f.mem.object_meta("pre/x").unwrap().metadata["mode"];
+    assert_eq!(mode, &(libc::S_IFREG | 0o600).to_string());
+    f.fs.release(fh).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    let puts_after = f.mem.counters.puts.load(Ordering::Relaxed);
+    assert_eq!(puts_after, puts, "the data was uploaded again");
+}
+
+fn chmod(perm: u32) -> SetAttr {
+    SetAttr {
+        perm: Some(perm),
+        uid: None,
+        gid: None,
+        size: None,
+        mtime: None,
+        kill_set_ids: false,
+    }
 }
