@@ -15,6 +15,7 @@ mod objectfs_copy_etags;
 mod objectfs_core;
 mod objectfs_fixture;
 mod objectfs_journal_refused;
+mod objectfs_open_versions;
 mod objectfs_ops;
 mod objectfs_refusals;
 mod objectfs_streaming;

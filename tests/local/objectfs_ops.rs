@@ -218,3 +218,48 @@ fn a_crash_after_a_write_uploads_the_attributes_the_write_gave() {
     assert!(mtime as u64 >= since, "mtime {mtime}, the write at {since}");
     assert_eq!(meta["mode"], (libc::S_IFREG | 0o755).to_string());
 }
+
+/// The journal refuses the records of an unlink and a mkdir (a full disk):
+/// each returns once its change is in the bucket, as in sync mode (they
+/// returned with the change queued and not journalled: a crash then
+/// brought `x` back and lost `d`).
+#[test]
+fn changes_the_journal_cannot_record_return_once_in_the_bucket() {
+    require!(Root); // chattr
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
+    f.mkdir("a").unwrap(); // the journal's segment exists
+    assert_eq!(f.fs.flush_all(), 0);
+    let frozen = Frozen::new(&f.cache.path().join("ops"));
+    f.unlink("x").unwrap();
+    assert_eq!(f.mem.object("pre/x"), None, "the delete is only queued");
+    f.mkdir("d").unwrap();
+    assert!(
+        f.mem.object("pre/d/").is_some(),
+        "the marker is only queued"
+    );
+    let old_cache = f.cache.path().to_path_buf();
+    let f = f.crash();
+    drop(frozen);
+    let _ = std::fs::remove_dir_all(old_cache);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/a/", "pre/d/"]);
+}
+
+/// A file rename whose copy landed and whose old key's delete fails: the
+/// rename is done (it returned EIO with the table already showing the new
+/// name, and nothing sent the delete again: the old name came back after
+/// the TTL); the delete is queued, retried, and the old name stays gone.
+#[test]
+fn a_file_renames_delete_the_store_refuses_for_a_while_is_retried() {
+    let f = fixture_with(UploadMode::Async, |_| {});
+    f.mem.insert("pre/a", b"data".to_vec(), PutMeta::default());
+    let slow_down = StoreError::transient("DeleteObject", "pre/a", "503 Slow Down");
+    f.mem.refuse_writes_under(Some(("pre/a", slow_down)));
+    assert_eq!(f.rename("a", "b"), Ok(()));
+    assert_eq!(f.list("").unwrap(), ["b"]);
+    f.mem.refuse_writes_under(None);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/b"]);
+    assert_eq!(f.list("").unwrap(), ["b"], "the old name is back");
+}

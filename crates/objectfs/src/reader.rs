@@ -10,6 +10,11 @@
 //! without widening the window, and the chunks of the last [`REORDER`]
 //! bytes stay for such late reads. Memory per open file is thus bounded by
 //! `MAX_WINDOW * CHUNK` ahead (64 MiB) plus at most three chunks behind.
+//!
+//! An open file reads one version of its object ([`Reader::pin`]): bytes
+//! that come from another (the object rewritten or replaced meanwhile) fail
+//! the read with [`StoreError::PreconditionFailed`] instead of being mixed
+//! with the version read so far.
 
 use crate::store::{ObjectStore, Segments, StoreError, StoreResult};
 use crate::transfer::{RetryPolicy, retry};
@@ -45,6 +50,8 @@ pub struct Reader {
     run_start: u64,
     streak: u32,
     chunks: BTreeMap<u64, Chunk>,
+    /// The ETag of the version this open file reads.
+    version: Option<Arc<str>>,
 }
 
 impl Drop for Reader {
@@ -57,7 +64,33 @@ impl Drop for Reader {
     }
 }
 
+/// Bytes of `key` from `start`, failing when they are not of `version`.
+async fn fetch(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    (start, len): (u64, u64),
+    version: Option<&str>,
+) -> StoreResult<Segments> {
+    let (data, etag) = store.get_range_tagged(key, start, len).await?;
+    match (version, etag) {
+        (Some(want), Some(got)) if want != got => Err(StoreError::precondition_failed(
+            "GetObject",
+            key,
+            "the object was replaced while the file was open",
+        )),
+        _ => Ok(data),
+    }
+}
+
 impl Reader {
+    /// The version (ETag) this open file reads, from its first read on;
+    /// later calls change nothing.
+    pub fn pin(&mut self, etag: Option<&str>) {
+        if self.version.is_none() {
+            self.version = etag.map(Arc::from);
+        }
+    }
+
     /// Reads `[offset, offset+len)` of `key`, an object of `size` bytes.
     pub fn read(
         &mut self,
@@ -92,9 +125,11 @@ impl Reader {
             self.next_offset = end;
             self.streak = 0;
             self.chunks.clear();
-            return rt.block_on(retry(RetryPolicy::INTERACTIVE, "read", || {
-                store.get_range(key, offset, end - offset)
-            }));
+            let version = self.version.as_deref();
+            let data = rt.block_on(retry(RetryPolicy::INTERACTIVE, "read", || {
+                fetch(store, key, (offset, end - offset), version)
+            }))?;
+            return Ok(data.slice(0, data.len()));
         }
         if ahead {
             self.streak = self.streak.saturating_add(1);
@@ -109,11 +144,12 @@ impl Reader {
         for i in first..=(last + window).min(last_chunk) {
             self.chunks.entry(i).or_insert_with(|| {
                 let (store, key) = (store.clone(), key.to_string());
+                let version = self.version.clone();
                 let start = i * CHUNK;
                 let len = CHUNK.min(size - start);
                 Chunk::Pending(rt.spawn(async move {
                     retry(RetryPolicy::INTERACTIVE, "read ahead", || {
-                        store.get_range_segments(&key, start, len)
+                        fetch(&store, &key, (start, len), version.as_deref())
                     })
                     .await
                 }))

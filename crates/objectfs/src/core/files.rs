@@ -12,7 +12,7 @@ use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadM
 use super::copies::{WHOLE_FILE_MAX, out_of_space};
 use super::inodes::{InodeTable, Staged};
 use super::{HandleKind, ObjectFs, errno_of, errno_of_local};
-use crate::store::PutMeta;
+use crate::store::{PutMeta, StoreError};
 use bytes::Bytes;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -22,6 +22,9 @@ use std::time::{Instant, SystemTime};
 /// Copies made for writing before a file rewritten elsewhere meanwhile
 /// gets EIO (each attempt revalidates the node first).
 const COPY_ATTEMPTS: u32 = 3;
+
+/// Logged when an open file's object is no longer the version it reads.
+const STALE_READ: &str = "an open file's object was replaced or deleted in the store and no local copy of the version it reads is left; the read fails with ESTALE (open the file again for the current version)";
 
 /// What one attempt of giving a node its staged copy came to.
 enum Staging {
@@ -612,13 +615,14 @@ impl ObjectFs {
         let HandleKind::File { ino, reader, .. } = h.as_ref() else {
             unreachable!()
         };
-        let (staged, key, size) = {
+        let (staged, key, size, etag) = {
             let st = self.lock();
             let n = st.node(*ino)?;
             (
                 n.staged.as_ref().map(|s| s.file.clone()),
                 self.read_key(&st, *ino),
                 n.size,
+                n.etag.clone(),
             )
         };
         if offset >= size {
@@ -641,9 +645,24 @@ impl ObjectFs {
             return Ok(Bytes::from(buf));
         }
         let mut reader = reader.lock().unwrap();
-        reader
-            .read(&self.inner.rt, &self.inner.store, &key, size, offset, len)
-            .map_err(|e| errno_of(&e))
+        reader.pin(etag.as_deref());
+        let read = reader.read(&self.inner.rt, &self.inner.store, &key, size, offset, len);
+        match read {
+            Ok(data) => Ok(data),
+            // The version this file reads is no longer in the store (another
+            // client rewrote it, this mount replaced or deleted the name):
+            // a stale handle, never another version's bytes. The next open
+            // looks again.
+            Err(e @ (StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. })) => {
+                tracing::warn!(key = %key, error = %e, "{STALE_READ}");
+                let mut st = self.lock();
+                if let Some(n) = st.nodes.get_mut(ino) {
+                    self.expire(n);
+                }
+                Err(libc::ESTALE)
+            }
+            Err(e) => Err(errno_of(&e)),
+        }
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
@@ -971,7 +990,9 @@ impl ObjectFs {
                 };
                 // A marker written here may replace one the mount has not
                 // seen: never cancelled by a later rmdir.
-                self.queue_op_with(&mut st, op, Some(ino), false);
+                let missed = self.queue_op_with(&mut st, op, Some(ino), false);
+                drop(st);
+                self.settle(missed)?;
             } else {
                 let written =
                     self.store_attrs(&key, &posix, remote, kind, size, etag.as_deref())?;

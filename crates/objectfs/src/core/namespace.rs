@@ -9,6 +9,7 @@ use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
 use super::super::{Attr, FsResult, ROOT_INO};
 use super::inodes::{Found, InodeTable, settled};
+use super::ops::NotJournalled;
 use super::{ObjectFs, errno_of};
 use crate::store::StoreError;
 use bytes::Bytes;
@@ -535,13 +536,14 @@ impl ObjectFs {
         let ino = st.new_node(parent, name, Kind::Dir, posix);
         // Just created: its complete listing is "empty".
         st.listed.insert(ino, Instant::now());
+        let mut missed = NotJournalled::none();
         if queued {
             let op = NsOp::Put {
                 key,
                 meta,
                 body: Vec::new(),
             };
-            self.queue_op(&mut st, op, Some(ino));
+            missed = self.queue_op(&mut st, op, Some(ino));
         }
         let node = st.node_mut(ino)?;
         node.remote = !queued;
@@ -551,7 +553,11 @@ impl ObjectFs {
             node.own_write = Some(SystemTime::now());
         }
         node.lookups += 1;
-        Ok(node.attr(ino))
+        let attr = node.attr(ino);
+        drop(st);
+        // (The reply counted a lookup; an error gives it back.)
+        self.settle(missed).inspect_err(|_| self.forget(ino, 1))?;
+        Ok(attr)
     }
 
     pub fn symlink(
@@ -587,20 +593,25 @@ impl ObjectFs {
         }
         let mut st = self.lock();
         let ino = st.new_node(parent, name, Kind::Symlink, posix);
+        let mut missed = NotJournalled::none();
         if queued {
             let op = NsOp::Put {
                 key,
                 meta,
                 body: target.to_vec(),
             };
-            self.queue_op(&mut st, op, Some(ino));
+            missed = self.queue_op(&mut st, op, Some(ino));
         }
         let node = st.node_mut(ino)?;
         node.remote = !queued;
         node.size = target.len() as u64;
         node.link_target = Some(body);
         node.lookups += 1;
-        Ok(node.attr(ino))
+        let attr = node.attr(ino);
+        drop(st);
+        // (The reply counted a lookup; an error gives it back.)
+        self.settle(missed).inspect_err(|_| self.forget(ino, 1))?;
+        Ok(attr)
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<Bytes> {
@@ -648,11 +659,13 @@ impl ObjectFs {
         if let Some(node) = st.nodes.get_mut(&ino) {
             self.mark_unlinked(node);
         }
+        let mut missed = NotJournalled::none();
         if queued && (remote || queued_ops) {
-            self.queue_op(&mut st, NsOp::Delete { key }, None);
+            missed = self.queue_op(&mut st, NsOp::Delete { key }, None);
         }
         st.forget_name(parent, name, ino);
-        Ok(())
+        drop(st);
+        self.settle(missed)
     }
 
     /// Deletes file `ino`'s object now (sync mode), its staged changes out
@@ -750,17 +763,19 @@ impl ObjectFs {
             self.call("rmdir", || store.delete(&marker))?;
         }
         let mut st = self.lock();
+        let mut missed = NotJournalled::none();
         if queued {
             // Also for a directory without a marker: the pending delete
             // hides the name from listings until its entries' deletes land.
-            self.queue_op(&mut st, NsOp::Delete { key: marker }, None);
+            missed = self.queue_op(&mut st, NsOp::Delete { key: marker }, None);
         }
         if let Some(n) = st.nodes.get_mut(&ino) {
             n.unlinked = true;
             n.remote = false;
         }
         st.forget_name(parent, name, ino);
-        Ok(())
+        drop(st);
+        self.settle(missed)
     }
 
     pub fn rename(
@@ -931,11 +946,23 @@ impl ObjectFs {
         if let Some(d) = dst {
             st.prune(d);
         }
+        // The old key goes: queued (async; a failure is retried, and a
+        // listing meanwhile does not show the old name), or now (sync).
+        let mut missed = NotJournalled::none();
+        if remote && self.queued_namespace() {
+            missed = self.queue_op(
+                &mut st,
+                NsOp::Delete {
+                    key: old_key.clone(),
+                },
+                None,
+            );
+        }
         drop(st);
-        if remote {
+        if remote && !self.queued_namespace() {
             self.call("delete", || store.delete(&old_key))?;
         }
-        Ok(())
+        self.settle(missed)
     }
 
     /// Gives directory `src` its new name in the table, replacing the empty
@@ -1021,15 +1048,14 @@ impl ObjectFs {
             // A change inside still queued (the kernel does not lock the
             // directory's content for a rename in one parent) would be
             // missed by the listing of the old prefix: send it first.
-            while !self.queue_dir_rename(
-                src,
-                (new_parent, new_name),
-                dst,
-                (&old_prefix, &new_prefix),
-            ) {
-                self.drain_ops(std::slice::from_ref(&old_prefix))?;
-            }
-            return Ok(());
+            let missed = loop {
+                let to = (new_parent, new_name);
+                match self.queue_dir_rename(src, to, dst, (&old_prefix, &new_prefix)) {
+                    Some(missed) => break missed,
+                    None => self.drain_ops(std::slice::from_ref(&old_prefix))?,
+                }
+            };
+            return self.settle(missed);
         }
         // Every key below the old prefix, then the copies and deletes.
         let objects = self

@@ -52,6 +52,26 @@ const SENDER_POLL: Duration = Duration::from_millis(100);
 /// and ETag.
 type Listed<'a> = Option<(u64, Option<&'a str>)>;
 
+/// Logged when the journal refuses a namespace change's record.
+const NOT_JOURNALLED: &str = "could not journal a namespace change (is the cache directory's disk full?); the call returns once the change is in the store, as with --upload sync";
+
+/// A queued change whose record the journal refused, named by its key;
+/// none when it was recorded.
+#[must_use]
+pub(super) struct NotJournalled(Vec<String>);
+
+impl NotJournalled {
+    pub(super) fn none() -> NotJournalled {
+        NotJournalled(Vec::new())
+    }
+
+    /// Both `self`'s changes and `other`'s.
+    pub(super) fn and(mut self, other: NotJournalled) -> NotJournalled {
+        self.0.extend(other.0);
+        self
+    }
+}
+
 impl ObjectFs {
     pub(super) fn ops(&self) -> MutexGuard<'_, OpQueue> {
         self.inner.ops.lock().unwrap_or_else(|e| e.into_inner())
@@ -64,10 +84,17 @@ impl ObjectFs {
     }
 
     /// Queues change `op` for node `ino` (if it waits for it), journalled
-    /// before this returns. `st` is the locked inode table.
-    pub(super) fn queue_op(&self, st: &mut InodeTable, op: NsOp, ino: Option<u64>) {
+    /// before this returns. `st` is the locked inode table. What the
+    /// journal could not record, the caller waits for once `st` is
+    /// released ([`Self::settle`]).
+    pub(super) fn queue_op(
+        &self,
+        st: &mut InodeTable,
+        op: NsOp,
+        ino: Option<u64>,
+    ) -> NotJournalled {
         let creates = matches!(op, NsOp::Put { .. });
-        self.queue_op_with(st, op, ino, creates);
+        self.queue_op_with(st, op, ino, creates)
     }
 
     /// As `queue_op`, for a Put that may replace an object (`creates`
@@ -78,32 +105,48 @@ impl ObjectFs {
         op: NsOp,
         ino: Option<u64>,
         creates: bool,
-    ) {
+    ) -> NotJournalled {
         let ready_at = Instant::now() + self.opts().upload_delay;
         let pushed = self.ops().push_with(op.clone(), ino, ready_at, creates);
+        let mut missed = NotJournalled::none();
         let dropped = match pushed {
             Pushed::Queued { seq, dropped } => {
-                self.journal_op(seq, &op);
+                missed = self.journal_op(seq, &op);
                 if let Some(n) = ino.and_then(|i| st.nodes.get_mut(&i)) {
                     n.ops += 1;
                 }
                 dropped
             }
             Pushed::Merged { seq, op } => {
-                self.journal_op(seq, &op);
+                missed = self.journal_op(seq, &op);
                 Vec::new()
             }
             Pushed::Cancelled { dropped } => dropped,
         };
         self.release_dropped(st, dropped);
         self.inner.ops_notify.notify_one();
+        missed
     }
 
-    fn journal_op(&self, seq: u64, op: &NsOp) {
-        if let Err(e) = self.inner.oplog.write(seq, op) {
-            tracing::error!(key = %op.key(), error = %e,
-                "could not journal a namespace change; it is sent, but a crash before then loses it");
+    fn journal_op(&self, seq: u64, op: &NsOp) -> NotJournalled {
+        match self.inner.oplog.write(seq, op) {
+            Ok(()) => NotJournalled::none(),
+            Err(e) => {
+                tracing::error!(key = %op.key(), error = %e, "{NOT_JOURNALLED}");
+                NotJournalled(vec![op.key().to_string()])
+            }
         }
+    }
+
+    /// Waits until a change the journal could not record is in the store,
+    /// as sync mode would have before returning: a crash before then would
+    /// lose it. ENOSPC when it is not sent within [`DRAIN_WAIT`] (it stays
+    /// queued).
+    pub(super) fn settle(&self, missed: NotJournalled) -> FsResult<()> {
+        if missed.0.is_empty() {
+            return Ok(());
+        }
+        self.drain_ops(&missed.0).map_err(|_| libc::ENOSPC)
     }
 
     fn release_dropped(&self, st: &mut InodeTable, dropped: Vec<Queued>) {

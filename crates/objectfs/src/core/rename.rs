@@ -13,6 +13,7 @@ use super::super::layout::{self, Kind};
 use super::super::oplog::NsOp;
 use super::super::transfer::{RetryPolicy, retry};
 use super::inodes::InodeTable;
+use super::ops::NotJournalled;
 use super::{Inner, ObjectFs};
 use crate::store::{ObjectMeta, StoreResult};
 use std::sync::{Arc, Weak};
@@ -24,25 +25,27 @@ const FILL_PAUSE: Duration = Duration::from_secs(2);
 
 impl ObjectFs {
     /// Renames directory `src` to `new_name` in `new_parent`, at prefix
-    /// `new` (from `old`), replacing the empty directory `dst`; true once
-    /// the table has the new name and the change is journalled, its content
-    /// being read in the background. False, with nothing done, when a
-    /// change below `old` is queued (it must reach the store first).
+    /// `new` (from `old`), replacing the empty directory `dst`; once the
+    /// table has the new name and the change is queued, its content being
+    /// read in the background, what the journal could not record (see
+    /// [`ObjectFs::settle`]). None, with nothing done, when a change below
+    /// `old` is queued (it must reach the store first).
     pub(super) fn queue_dir_rename(
         &self,
         src: u64,
         to: (u64, &str),
         dst: Option<u64>,
         (old, new): (&str, &str),
-    ) -> bool {
+    ) -> Option<NotJournalled> {
         let mut st = self.lock();
         if self.ops().pending_under(old) {
-            return false;
+            return None;
         }
+        let mut missed = NotJournalled::none();
         if let Some(d) = dst {
             // Sent before the rename, which copies the old marker there.
             let key = self.dir_prefix_of(&st, d);
-            self.queue_op(&mut st, NsOp::Delete { key }, None);
+            missed = self.queue_op(&mut st, NsOp::Delete { key }, None);
         }
         // Files known below read from their old keys until copied; the
         // directories known below are whole in the table once it is filled.
@@ -79,7 +82,7 @@ impl ObjectFs {
             marker,
             list: true,
         };
-        self.queue_op(&mut st, op, Some(src));
+        let missed = missed.and(self.queue_op(&mut st, op, Some(src)));
         drop(st);
         // (Weak: a mount going away while the store fails stops it.)
         let weak = Arc::downgrade(&self.inner);
@@ -91,7 +94,7 @@ impl ObjectFs {
             let _ = tokio::task::spawn_blocking(move || fs.fill_renamed(src, &old, &new, &objects))
                 .await;
         });
-        true
+        Some(missed)
     }
 
     /// Every object below `prefix` (the whole subtree, every page), each

@@ -451,12 +451,7 @@ impl ObjectStore for MemoryStore {
     /// Split as an HTTP body arrives, in uneven pieces, so that readers
     /// are tested on replies that straddle two of them.
     async fn get_range_segments(&self, key: &str, start: u64, len: u64) -> StoreResult<Segments> {
-        const PIECE: usize = 100_003;
-        let data = self.get_range(key, start, len).await?;
-        let pieces = (0..data.len())
-            .step_by(PIECE)
-            .map(|at| data.slice(at..(at + PIECE).min(data.len())));
-        Ok(Segments::new(pieces))
+        Ok(self.get_range_tagged(key, start, len).await?.0)
     }
 
     async fn get_range_tagged(
@@ -465,8 +460,12 @@ impl ObjectStore for MemoryStore {
         start: u64,
         len: u64,
     ) -> StoreResult<(Segments, Option<String>)> {
+        const PIECE: usize = 100_003;
         let (data, etag) = self.read(key, start, len)?;
-        Ok((Segments::from(data), Some(etag)))
+        let pieces = (0..data.len())
+            .step_by(PIECE)
+            .map(|at| data.slice(at..(at + PIECE).min(data.len())));
+        Ok((Segments::new(pieces), Some(etag)))
     }
 
     async fn get_whole(

@@ -1,0 +1,53 @@
+//! What a file open for reading, without a local copy, reads when its object
+//! is replaced under it: the version it began reading, or ESTALE, never the
+//! other version's bytes (alone or mixed with the first's).
+
+use super::objectfs_fixture::{fixture, fixture_with};
+use objectfs::store::PutMeta;
+use objectfs::{OpenFlags, ROOT_INO, UploadMode};
+use std::time::Duration;
+
+const MIB: usize = 1024 * 1024;
+
+/// A 20 MiB object (read in ranges, never copied whole) rewritten by
+/// another client between two reads of one open file: the second read
+/// fails with ESTALE (it returned the new version's bytes after the old
+/// one's); the next open reads the new version.
+#[test]
+fn a_file_rewritten_elsewhere_while_open_fails_rather_than_mix_versions() {
+    let f = fixture_with(UploadMode::Async, |o| {
+        o.metadata_ttl = Duration::from_secs(3600)
+    });
+    f.mem
+        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
+    let ino = f.ino("big").unwrap();
+    let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
+    assert_eq!(f.fs.read(fh, 0, 4096).unwrap(), vec![b'a'; 4096]);
+    f.mem
+        .insert("pre/big", vec![b'b'; 20 * MIB], PutMeta::default());
+    assert_eq!(f.fs.read(fh, (12 * MIB) as u64, 4096), Err(libc::ESTALE));
+    f.fs.release(fh).unwrap();
+    let fh =
+        f.fs.open(f.ino("big").unwrap(), OpenFlags::default())
+            .unwrap();
+    assert_eq!(
+        f.fs.read(fh, (12 * MIB) as u64, 4096).unwrap(),
+        vec![b'b'; 4096]
+    );
+}
+
+/// A file open for reading (nothing read yet, so no local copy) replaced
+/// through this mount by a rename over it: its reads fail with ESTALE (they
+/// returned the new file's bytes).
+#[test]
+fn a_file_replaced_by_a_rename_while_open_reads_estale_not_the_new_file() {
+    let f = fixture(UploadMode::Sync);
+    f.mem.insert("pre/x", vec![b'a'; 4096], PutMeta::default());
+    let fh =
+        f.fs.open(f.ino("x").unwrap(), OpenFlags::default())
+            .unwrap();
+    f.write_file("y", &[b'b'; 4096]).unwrap();
+    f.fs.rename(ROOT_INO, "y", ROOT_INO, "x", 0).unwrap();
+    assert_eq!(f.fs.read(fh, 0, 4096), Err(libc::ESTALE));
+    assert_eq!(f.read_file("x").unwrap(), vec![b'b'; 4096]);
+}
