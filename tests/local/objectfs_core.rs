@@ -1764,3 +1764,22 @@ fn a_directory_rename_cut_short_is_finished_by_the_next_mount() {
         );
     }
 }
+
+/// Attributes come with when the store last confirmed them (a lookup's
+/// HEAD or listing), not when they are asked for: the kernel keeps them
+/// only for what is left of the TTL from then (it kept them a whole TTL
+/// from each look, so another host's change could show two TTLs late). A
+/// file being written has no such time: the store cannot contradict it.
+#[test]
+fn attributes_carry_when_the_store_confirmed_them() {
+    let f = fixture_with_ttl(UploadMode::Async, Duration::from_secs(60));
+    f.mem.insert("pre/a", b"a".to_vec(), PutMeta::default());
+    let ino = f.ino("a").unwrap();
+    let looked = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(50));
+    let attr = f.fs.getattr(ino).unwrap();
+    assert!(attr.confirmed.is_some_and(|at| at <= looked), "{attr:?}");
+    let (created, fh) = f.fs.create(ROOT_INO, "b", 0o644, 0, 0, true).unwrap();
+    assert_eq!(created.confirmed, None);
+    f.fs.release(fh).unwrap();
+}

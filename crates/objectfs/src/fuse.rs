@@ -157,6 +157,7 @@ fn unlinked_attr(kind: Kind) -> FileAttr {
         gid: 0,
         mtime: SystemTime::UNIX_EPOCH,
         ctime: SystemTime::UNIX_EPOCH,
+        confirmed: None,
     });
     attr.ino = INodeNo(0);
     attr
@@ -182,10 +183,21 @@ fn time_of(t: TimeOrNow) -> SystemTime {
     }
 }
 
+/// How long the kernel may keep attributes `a` (and the name they came
+/// with): what is left of the metadata TTL `ttl` since the store confirmed
+/// them, so that another host's change shows within one TTL of the mount's
+/// own look, not two.
+fn kernel_ttl(ttl: Duration, a: &Attr) -> Duration {
+    match a.confirmed {
+        Some(at) => ttl.saturating_sub(at.elapsed()),
+        None => ttl,
+    }
+}
+
 impl FuseAdapter {
     fn entry(&self, reply: ReplyEntry, r: FsResult<Attr>) {
         match r {
-            Ok(a) => reply.entry(&self.ttl, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&kernel_ttl(self.ttl, &a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -264,7 +276,7 @@ impl Filesystem for FuseAdapter {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.metrics.fuse(FuseOp::Getattr);
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&kernel_ttl(self.ttl, &a), &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -297,7 +309,7 @@ impl Filesystem for FuseAdapter {
             kill_set_ids: uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0),
         };
         match self.fs.setattr(ino.0, set) {
-            Ok(a) => reply.attr(&self.ttl, &file_attr(&a)),
+            Ok(a) => reply.attr(&kernel_ttl(self.ttl, &a), &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -535,7 +547,7 @@ impl Filesystem for FuseAdapter {
                     // The kernel never links "." and "..".
                     let linked = e.name != "." && e.name != "..";
                     let (attr, ttl) = match &p.attr {
-                        Some(a) if p.exact && linked => (file_attr(a), self.ttl),
+                        Some(a) if p.exact && linked => (file_attr(a), kernel_ttl(self.ttl, a)),
                         Some(a) => (file_attr(a), Duration::ZERO),
                         // Node id 0: listed without being linked; the name
                         // is looked up when used.
@@ -661,7 +673,7 @@ impl Filesystem for FuseAdapter {
         }
         io.modes.opened(fh, a.ino, mode);
         let flush = self.flush_flag(fh);
-        let (ttl, attr, fh) = (&self.ttl, &file_attr(&a), FileHandle(fh));
+        let (ttl, attr, fh) = (&kernel_ttl(self.ttl, &a), &file_attr(&a), FileHandle(fh));
         match mode {
             IoMode::Passthrough => {
                 self.fs.lend_to_kernel(a.ino);
@@ -670,5 +682,40 @@ impl Filesystem for FuseAdapter {
             }
             IoMode::Cached => reply.created(ttl, attr, Generation(0), fh, flush),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn attr(confirmed: Option<Instant>) -> Attr {
+        Attr {
+            ino: 2,
+            kind: Kind::File,
+            size: 0,
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: SystemTime::UNIX_EPOCH,
+            ctime: SystemTime::UNIX_EPOCH,
+            confirmed,
+        }
+    }
+
+    /// Attributes the store confirmed 3 s ago, with a 4 s TTL, may be kept
+    /// for what is left (about 1 s), not a whole TTL more; local state for
+    /// the whole TTL; confirmed longer ago than the TTL, not at all.
+    #[test]
+    fn the_kernel_keeps_attributes_for_what_is_left_of_the_ttl() {
+        let ttl = Duration::from_secs(4);
+        let three_s_ago = Instant::now() - Duration::from_secs(3);
+        let left = kernel_ttl(ttl, &attr(Some(three_s_ago)));
+        assert!(left <= Duration::from_secs(1), "{left:?}");
+        assert!(left > Duration::from_millis(500), "{left:?}");
+        assert_eq!(kernel_ttl(ttl, &attr(None)), ttl);
+        let long_ago = Instant::now() - Duration::from_secs(10);
+        assert_eq!(kernel_ttl(ttl, &attr(Some(long_ago))), Duration::ZERO);
     }
 }

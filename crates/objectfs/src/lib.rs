@@ -162,6 +162,11 @@ pub struct Attr {
     pub gid: u32,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
+    /// When the store last confirmed these attributes; `None` for state the
+    /// store cannot contradict (a file being written, open or with a change
+    /// queued; the root). The kernel may keep them only for what is left of
+    /// the metadata TTL from then.
+    pub confirmed: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -268,6 +268,8 @@ impl Node {
             gid: self.gid,
             mtime: self.mtime,
             ctime: self.ctime,
+            confirmed: (ino != ROOT_INO && !self.authoritative() && !self.unlinked)
+                .then_some(self.validated),
         }
     }
 
