@@ -263,3 +263,44 @@ fn a_file_renames_delete_the_store_refuses_for_a_while_is_retried() {
     assert_eq!(f.mem.keys(), ["pre/b"]);
     assert_eq!(f.list("").unwrap(), ["b"], "the old name is back");
 }
+
+/// A file with data not uploaded yet renamed while the cache directory
+/// refuses to rewrite its journal entry (a full disk): the rename is
+/// refused and changes nothing (it returned 0 with the entry still naming
+/// the old key, and after a crash the next mount put the data back there).
+#[test]
+fn a_rename_whose_journal_entry_cannot_follow_is_refused() {
+    require!(Root); // chattr
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    f.write_file("a", b"data").unwrap(); // staged, its upload an hour away
+    let frozen = Frozen::new(&f.cache.path().join("staging"));
+    assert_eq!(f.rename("a", "b"), Err(libc::EIO));
+    assert_eq!(f.list("").unwrap(), ["a"]);
+    let old_cache = f.cache.path().to_path_buf();
+    let f = f.crash();
+    drop(frozen);
+    let _ = std::fs::remove_dir_all(old_cache);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/a"]);
+}
+
+/// The same for a directory whose file has data not uploaded yet: the
+/// rename of the directory is refused and changes nothing (it was queued,
+/// the file's entry still named its old key, and after a crash the next
+/// mount moved the directory, then put the file back under the old name).
+#[test]
+fn a_directory_rename_whose_files_journal_cannot_follow_is_refused() {
+    require!(Root); // chattr
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    f.mkdir("d").unwrap();
+    f.write_file("d/f", b"data").unwrap(); // staged, its upload an hour away
+    let frozen = Frozen::new(&f.cache.path().join("staging"));
+    assert_eq!(f.rename("d", "e"), Err(libc::EIO));
+    assert_eq!(f.list("").unwrap(), ["d"]);
+    let old_cache = f.cache.path().to_path_buf();
+    let f = f.crash();
+    drop(frozen);
+    let _ = std::fs::remove_dir_all(old_cache);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/d/", "pre/d/f"]);
+}

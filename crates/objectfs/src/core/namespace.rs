@@ -7,7 +7,8 @@ use super::super::layout::{self, Kind, Posix};
 use super::super::oplog::NsOp;
 use super::super::staging::JournalEntry;
 use super::super::transfer::{RetryPolicy, retry};
-use super::super::{Attr, FsResult, ROOT_INO};
+use super::super::{Attr, Errno, FsResult, ROOT_INO};
+use super::copies::out_of_space;
 use super::inodes::{Found, InodeTable, settled};
 use super::ops::NotJournalled;
 use super::{ObjectFs, errno_of};
@@ -893,12 +894,18 @@ impl ObjectFs {
                 }),
             )
         };
+        self.journal_at(src, &new_key)?;
         self.forget_cached(&new_key);
         let store = &self.inner.store;
         let mut copied = None;
         if !dirty && remote {
             // Server-side copy keeps the data; then drop the old key.
-            copied = self.copy_known(&old_key, size, &new_key, meta.as_ref(), etag.as_deref())?;
+            let copy = self.copy_known(&old_key, size, &new_key, meta.as_ref(), etag.as_deref());
+            // Failed: the rename did not happen, the journal names the old
+            // key again.
+            copied = copy.inspect_err(|_| {
+                let _ = self.journal_at(src, &old_key);
+            })?;
         }
         // A cached copy of the version copied moves with it.
         let etags = etag.as_deref().zip(copied.as_deref());
@@ -963,6 +970,67 @@ impl ObjectFs {
             self.call("delete", || store.delete(&old_key))?;
         }
         self.settle(missed)
+    }
+
+    /// A file with data still to upload (or journalled for a writer the
+    /// kernel lets write its copy) is journalled at `key`, its new name,
+    /// before a rename changes anything: a crash must not put the data back
+    /// at the old name. Refused when the cache directory cannot write the
+    /// entry (a full disk first gets the room clean copies hold).
+    fn journal_at(&self, ino: u64, key: &str) -> FsResult<()> {
+        for attempt in 0..2 {
+            let mut st = self.lock();
+            let n = st.node_mut(ino)?;
+            let entry = JournalEntry::new(key, &n.posix());
+            let Some(s) = n.staged.as_mut().filter(|s| s.dirty() || s.journaled) else {
+                return Ok(());
+            };
+            let Some(e) = self.journal_copy(s, &entry) else {
+                return Ok(());
+            };
+            drop(st);
+            if attempt == 1 || !out_of_space(&e) {
+                return Err(self.local_failure(&e));
+            }
+            self.room_for_copy(ino, 0);
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// [`Self::journal_at`] for every file below directory `src` (at
+    /// prefix `old`) that has one, at its key below `new`; returns them with
+    /// their old keys. Refused, with every entry back at its old key, when
+    /// one cannot be written.
+    fn journal_below(&self, src: u64, old: &str, new: &str) -> FsResult<Vec<(u64, String)>> {
+        let files: Vec<(u64, String)> = {
+            let st = self.lock();
+            (st.descendants(src).into_iter())
+                .filter(|i| {
+                    let staged = st.nodes.get(i).and_then(|n| n.staged.as_ref());
+                    staged.is_some_and(|s| s.dirty() || s.journaled)
+                })
+                .map(|i| (i, self.key_of(&st, i)))
+                .collect()
+        };
+        let mut done = Vec::new();
+        for (ino, key) in files {
+            let Some(rel) = key.strip_prefix(old) else {
+                continue;
+            };
+            if let Err(e) = self.journal_at(ino, &format!("{new}{rel}")) {
+                self.journal_back(&done);
+                return Err(e);
+            }
+            done.push((ino, key));
+        }
+        Ok(done)
+    }
+
+    /// Journals `files` at their old keys again (a rename that failed).
+    fn journal_back(&self, files: &[(u64, String)]) {
+        for (ino, key) in files {
+            let _ = self.journal_at(*ino, key);
+        }
     }
 
     /// Gives directory `src` its new name in the table, replacing the empty
@@ -1040,6 +1108,14 @@ impl ObjectFs {
                 layout::dir_prefix(&self.opts().prefix, &new_path),
             )
         };
+        // Files below with data still to upload follow to their new keys
+        // in the journal first, and back should the rename fail before the
+        // table has the new name.
+        let moving = self.journal_below(src, &old_prefix, &new_prefix)?;
+        let undo = |e: Errno| {
+            self.journal_back(&moving);
+            e
+        };
         // (The old prefix's cached copies move with each copy, or go.)
         self.forget_cached(&new_prefix);
         let store = self.inner.store.clone();
@@ -1052,7 +1128,7 @@ impl ObjectFs {
                 let to = (new_parent, new_name);
                 match self.queue_dir_rename(src, to, dst, (&old_prefix, &new_prefix)) {
                     Some(missed) => break missed,
-                    None => self.drain_ops(std::slice::from_ref(&old_prefix))?,
+                    None => (self.drain_ops(std::slice::from_ref(&old_prefix))).map_err(undo)?,
                 }
             };
             return self.settle(missed);
@@ -1060,13 +1136,14 @@ impl ObjectFs {
         // Every key below the old prefix, then the copies and deletes.
         let objects = self
             .block_on(self.list_subtree(&old_prefix, policy))
-            .map_err(|e| errno_of(&e))?;
+            .map_err(|e| undo(errno_of(&e)))?;
         let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
         if let Some(d) = dst {
             let st = self.lock();
             let marker = self.dir_prefix_of(&st, d);
             drop(st);
-            self.call("delete", || store.delete(&marker))?;
+            self.call("delete", || store.delete(&marker))
+                .map_err(undo)?;
         }
         let copy_all = async {
             use futures_util::StreamExt;
@@ -1087,7 +1164,7 @@ impl ObjectFs {
                 .await;
             results.into_iter().collect::<Result<Vec<_>, _>>()
         };
-        let copied = self.block_on(copy_all).map_err(|e| errno_of(&e))?;
+        let copied = self.block_on(copy_all).map_err(|e| undo(errno_of(&e)))?;
         {
             let mut st = self.lock();
             self.move_dir_node(&mut st, src, (new_parent, new_name), dst);
