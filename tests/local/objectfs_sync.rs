@@ -2,11 +2,12 @@
 //! and that a crash at the moment the bucket changed (before the mount's own
 //! bookkeeping) does not let the next mount undo it.
 
-use super::objectfs_fixture::{Fixture, fixture, snapshot};
-use objectfs::store::StoreError;
+use super::objectfs_fixture::{Fixture, fixture, snapshot, wait_until};
+use objectfs::store::{PutMeta, StoreError};
 use objectfs::{OpenFlags, ROOT_INO, SetAttr, UploadMode};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// `x` uploaded, then written again and not yet flushed (its new bytes
 /// journalled for the next mount), with the handle left open.
@@ -84,4 +85,22 @@ fn chmod(perm: u32) -> SetAttr {
         mtime: None,
         kill_set_ids: false,
     }
+}
+
+/// A listing that begins after a sync rename moved the name in the table,
+/// while the old key's delete is still on its way, does not bring the old
+/// name back (it showed `a` beside `b`).
+#[test]
+fn a_listing_during_a_sync_renames_delete_does_not_bring_back_the_old_name() {
+    let f = fixture(UploadMode::Sync);
+    f.mem.insert("pre/a", b"data".to_vec(), PutMeta::default());
+    f.mem.slow_deletes(Duration::from_millis(300));
+    let listed = std::thread::scope(|s| {
+        let renamed = s.spawn(|| f.rename("a", "b"));
+        wait_until(|| f.fs.lookup(ROOT_INO, "b").is_ok());
+        let listed = f.list("");
+        assert_eq!(renamed.join().unwrap(), Ok(()));
+        listed
+    });
+    assert_eq!(listed.unwrap(), ["b"], "the old name is back");
 }

@@ -920,6 +920,10 @@ impl ObjectFs {
             self.mark_unlinked(dn);
             st.detach_name(d);
         }
+        // (Announced with the table's change: a listing begun after it
+        // must not show the old key while its delete is under way.)
+        let _removing =
+            (remote && !self.queued_namespace()).then(|| self.removing(&old_key, false));
         st.move_node(src, new_parent, new_name);
         // A dirty file goes to its new key with its next upload; point its
         // journal there first so a crash cannot put it back at the old key.
@@ -1165,8 +1169,11 @@ impl ObjectFs {
             results.into_iter().collect::<Result<Vec<_>, _>>()
         };
         let copied = self.block_on(copy_all).map_err(|e| undo(errno_of(&e)))?;
+        let _removing;
         {
             let mut st = self.lock();
+            // (With the table's change, as for a file.)
+            _removing = self.removing(&old_prefix, true);
             self.move_dir_node(&mut st, src, (new_parent, new_name), dst);
             // Files that still describe the version copied take the copy's
             // ETag (looked up again, they would fetch their data again).

@@ -44,6 +44,11 @@ pub(super) struct OpQueue {
     /// still reading into its table: not sent until it has (once sent,
     /// the old prefix would no longer show it).
     held: HashSet<String>,
+    /// Deletes made outside the queue (sync mode) after the table dropped
+    /// their names, by key, and whole prefixes (a directory renamed), each
+    /// counted while under way.
+    removing: HashMap<String, usize>,
+    removing_prefixes: HashMap<String, usize>,
 }
 
 impl OpQueue {
@@ -94,10 +99,37 @@ impl OpQueue {
         self.all().any(|q| q.op.touches_under(prefix))
     }
 
-    /// The removals pending now (deletes, renamed-away prefixes): what a
-    /// store request started now may still show, and must not.
+    /// A delete of `key` (or, with `prefix`, of every key below it) made
+    /// outside the queue is under way until [`Self::removed`].
+    pub(super) fn removing(&mut self, key: &str, prefix: bool) {
+        let set = match prefix {
+            true => &mut self.removing_prefixes,
+            false => &mut self.removing,
+        };
+        *set.entry(key.to_string()).or_default() += 1;
+    }
+
+    /// The delete [`Self::removing`] announced is done (or failed).
+    pub(super) fn removed(&mut self, key: &str, prefix: bool) {
+        let set = match prefix {
+            true => &mut self.removing_prefixes,
+            false => &mut self.removing,
+        };
+        if let Some(n) = set.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                set.remove(key);
+            }
+        }
+    }
+
+    /// The removals pending now (deletes, renamed-away prefixes, queued or
+    /// under way outside the queue): what a store request started now may
+    /// still show, and must not.
     pub(super) fn removals(&self) -> Removals {
         let mut r = Removals::default();
+        r.keys.extend(self.removing.keys().cloned());
+        r.prefixes.extend(self.removing_prefixes.keys().cloned());
         for q in self.all() {
             match &q.op {
                 NsOp::Delete { key } => {

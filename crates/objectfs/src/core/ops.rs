@@ -72,6 +72,19 @@ impl NotJournalled {
     }
 }
 
+/// A delete announced by [`ObjectFs::removing`], under way until dropped.
+pub(super) struct Removing<'a> {
+    fs: &'a ObjectFs,
+    key: String,
+    prefix: bool,
+}
+
+impl Drop for Removing<'_> {
+    fn drop(&mut self) {
+        self.fs.ops().removed(&self.key, self.prefix);
+    }
+}
+
 impl ObjectFs {
     pub(super) fn ops(&self) -> MutexGuard<'_, OpQueue> {
         self.inner.ops.lock().unwrap_or_else(|e| e.into_inner())
@@ -289,6 +302,19 @@ impl ObjectFs {
     /// with [`Self::gone_since`] after.
     pub(super) fn removals(&self) -> Removals {
         self.ops().removals()
+    }
+
+    /// Announces a delete of `key` (with `prefix`: of every key below it)
+    /// that this mount makes itself (sync mode) once the table has dropped
+    /// the name: listings hide it until the guard goes, as they hide queued
+    /// deletes (a listing begun in between brought the name back).
+    pub(super) fn removing(&self, key: &str, prefix: bool) -> Removing<'_> {
+        self.ops().removing(key, prefix);
+        Removing {
+            fs: self,
+            key: key.to_string(),
+            prefix,
+        }
     }
 
     /// What a store answer begun at `before` must not show: objects whose

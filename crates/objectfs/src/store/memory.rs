@@ -49,6 +49,8 @@ struct Faults {
     slow_walks: Vec<(String, std::time::Duration)>,
     /// Copies wait this long before they happen.
     slow_copy: Option<std::time::Duration>,
+    /// Deletes wait this long before they happen.
+    slow_delete: Option<std::time::Duration>,
     /// HEADs answer this much later.
     slow_head: Option<std::time::Duration>,
     /// Writes of keys under this prefix fail with this (a bucket policy).
@@ -127,6 +129,11 @@ impl MemoryStore {
     /// Copies (a rename's first half) happen `delay` after they are asked.
     pub fn slow_copies(&self, delay: std::time::Duration) {
         self.faults.lock().unwrap().slow_copy = Some(delay);
+    }
+
+    /// Deletes happen `delay` after they are asked.
+    pub fn slow_deletes(&self, delay: std::time::Duration) {
+        self.faults.lock().unwrap().slow_delete = Some(delay);
     }
 
     /// HEADs answer `delay` after they are asked (with what the bucket
@@ -600,6 +607,10 @@ impl ObjectStore for MemoryStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.check_write("DeleteObject", key)?;
+        let slow = self.faults.lock().unwrap().slow_delete;
+        if let Some(delay) = slow {
+            tokio::time::sleep(delay).await;
+        }
         self.objects.lock().unwrap().remove(key);
         let hook = self.faults.lock().unwrap().after_delete.clone();
         if let Some(hook) = hook {
