@@ -4,8 +4,8 @@
 //! bytes is still used, and data written after the copy reaches the name
 //! after a crash rather than going beside it as a conflict.
 
-use super::objectfs_fixture::{Fixture, TO_CHANGE, fixture_with};
-use objectfs::{OpenFlags, SetAttr, UploadMode};
+use super::objectfs_fixture::{Fixture, TO_CHANGE, chmod, fixture_with};
+use objectfs::{OpenFlags, UploadMode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -26,15 +26,6 @@ fn etag(f: &Fixture, key: &str) -> String {
     f.mem.etag(key).unwrap()
 }
 
-const CHMOD_600: SetAttr = SetAttr {
-    perm: Some(0o600),
-    uid: None,
-    gid: None,
-    size: None,
-    mtime: None,
-    kill_set_ids: false,
-};
-
 /// chmod of a file uploaded in parts whose clean copy is cached: the copy
 /// onto itself gets a new ETag, and the next open still reads the cached
 /// copy (no GET; it fetched the 17 MiB again).
@@ -45,7 +36,7 @@ fn a_cached_copy_is_still_used_after_a_metadata_rewrite_changes_the_etag() {
     f.write_file("big", &data).unwrap();
     let before = etag(&f, "pre/big");
     let ino = f.ino("big").unwrap();
-    f.fs.setattr(ino, CHMOD_600).unwrap();
+    f.fs.setattr(ino, chmod(0o600)).unwrap();
     assert_ne!(
         etag(&f, "pre/big"),
         before,
@@ -67,7 +58,7 @@ fn a_write_after_a_queued_chmod_reaches_the_name_after_a_crash() {
     f.write_file("big", &data).unwrap();
     assert_eq!(f.fs.flush_all(), 0);
     let ino = f.ino("big").unwrap();
-    f.fs.setattr(ino, CHMOD_600).unwrap(); // queued for an hour
+    f.fs.setattr(ino, chmod(0o600)).unwrap(); // queued for an hour
     let fh = f.fs.open(ino, TO_CHANGE).unwrap();
     f.fs.write(fh, 0, b"CHANGED").unwrap();
     let f = f.crash();
@@ -113,7 +104,7 @@ fn a_chmod_after_another_clients_rewrite_does_not_relabel_the_old_copy() {
     f.write_file("x", b"AAAA").unwrap();
     let ino = f.ino("x").unwrap();
     f.mem.insert("pre/x", b"BBBB".to_vec(), Default::default());
-    f.fs.setattr(ino, CHMOD_600).unwrap();
+    f.fs.setattr(ino, chmod(0o600)).unwrap();
     assert_eq!(f.read_file("x").unwrap(), b"BBBB");
 }
 
@@ -124,21 +115,7 @@ fn a_chmod_after_another_clients_rewrite_does_not_relabel_the_old_copy() {
 #[test]
 fn a_write_after_a_directory_rename_reaches_the_new_name_after_a_crash() {
     let f = fixture_with(UploadMode::Async, |o| o.metadata_ttl = HOUR);
-    f.mkdir("d").unwrap();
-    f.write_file("d/big", &big()).unwrap();
-    assert_eq!(f.fs.flush_all(), 0);
-    f.rename("d", "e").unwrap();
-    assert_eq!(f.fs.flush_all(), 0);
-    let ino = f.ino("e/big").unwrap();
-    let truncate = OpenFlags {
-        write: true,
-        truncate: true,
-    };
-    let fh = f.fs.open(ino, truncate).unwrap();
-    f.fs.write(fh, 0, b"new").unwrap();
-    let f = f.crash();
-    assert_eq!(f.mem.keys(), ["pre/e/", "pre/e/big"], "beside the name");
-    assert_eq!(f.mem.object("pre/e/big").as_deref(), Some(&b"new"[..]));
+    rewrite_after_a_directory_rename(f, true);
 }
 
 /// The same directory rename, then a read of the file past the TTL: its
@@ -183,10 +160,21 @@ fn a_write_during_a_queued_directory_rename_reaches_the_new_name_after_a_crash()
         o.metadata_ttl = HOUR;
         o.upload_delay = HOUR;
     });
+    rewrite_after_a_directory_rename(f, false);
+}
+
+/// `d/big` (in parts) uploaded, `d` renamed to `e` (the rename sent when
+/// `sent`, else still queued), `e/big` emptied and written, and the
+/// process dies: the next mount has the data at the new name (it went
+/// beside it, as a conflict).
+fn rewrite_after_a_directory_rename(f: Fixture, sent: bool) {
     f.mkdir("d").unwrap();
     f.write_file("d/big", &big()).unwrap();
     assert_eq!(f.fs.flush_all(), 0);
-    f.rename("d", "e").unwrap(); // queued for an hour
+    f.rename("d", "e").unwrap();
+    if sent {
+        assert_eq!(f.fs.flush_all(), 0);
+    }
     let ino = f.ino("e/big").unwrap();
     let truncate = OpenFlags {
         write: true,

@@ -132,6 +132,16 @@ impl Fixture {
         mount(mem, earlier, opts)
     }
 
+    /// [`Self::crash`] while `frozen` holds part of the cache directory:
+    /// the next mount starts on a copy of it, the original freed after.
+    pub(crate) fn crash_frozen(self, frozen: Frozen) -> Fixture {
+        let old_cache = self.cache.path().to_path_buf();
+        let next = self.crash();
+        drop(frozen);
+        let _ = std::fs::remove_dir_all(old_cache); // (frozen when crash() dropped it)
+        next
+    }
+
     /// Inode of a path like "a/b" ("" is the root).
     pub(crate) fn ino(&self, path: &str) -> Result<u64, i32> {
         let mut ino = ROOT_INO;
@@ -232,6 +242,18 @@ impl Fixture {
         self.fs.releasedir(fh);
         names.sort();
         Ok(names)
+    }
+}
+
+/// A chmod to `perm`, nothing else changed.
+pub(crate) fn chmod(perm: u32) -> objectfs::SetAttr {
+    objectfs::SetAttr {
+        perm: Some(perm),
+        uid: None,
+        gid: None,
+        size: None,
+        mtime: None,
+        kill_set_ids: false,
     }
 }
 

@@ -174,10 +174,7 @@ fn a_delete_not_journalled_as_done_holds_back_a_new_upload_of_its_key() {
     assert_eq!(f.fs.fsync(other), Ok(()));
     f.fs.release(other).unwrap();
     f.fs.release(fh).unwrap();
-    let old_cache = f.cache.path().to_path_buf();
-    let f = f.crash();
-    drop(frozen);
-    let _ = std::fs::remove_dir_all(old_cache); // (frozen when crash() dropped it)
+    let f = f.crash_frozen(frozen);
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
 }
@@ -238,10 +235,7 @@ fn changes_the_journal_cannot_record_return_once_in_the_bucket() {
         f.mem.object("pre/d/").is_some(),
         "the marker is only queued"
     );
-    let old_cache = f.cache.path().to_path_buf();
-    let f = f.crash();
-    drop(frozen);
-    let _ = std::fs::remove_dir_all(old_cache);
+    let f = f.crash_frozen(frozen);
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.keys(), ["pre/a/", "pre/d/"]);
 }
@@ -270,18 +264,7 @@ fn a_file_renames_delete_the_store_refuses_for_a_while_is_retried() {
 /// the old key, and after a crash the next mount put the data back there).
 #[test]
 fn a_rename_whose_journal_entry_cannot_follow_is_refused() {
-    require!(Root); // chattr
-    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
-    f.write_file("a", b"data").unwrap(); // staged, its upload an hour away
-    let frozen = Frozen::new(&f.cache.path().join("staging"));
-    assert_eq!(f.rename("a", "b"), Err(libc::EIO));
-    assert_eq!(f.list("").unwrap(), ["a"]);
-    let old_cache = f.cache.path().to_path_buf();
-    let f = f.crash();
-    drop(frozen);
-    let _ = std::fs::remove_dir_all(old_cache);
-    assert_eq!(f.fs.flush_all(), 0);
-    assert_eq!(f.mem.keys(), ["pre/a"]);
+    refused_rename(&[], "a", "a", &["pre/a"]);
 }
 
 /// The same for a directory whose file has data not uploaded yet: the
@@ -290,17 +273,24 @@ fn a_rename_whose_journal_entry_cannot_follow_is_refused() {
 /// mount moved the directory, then put the file back under the old name).
 #[test]
 fn a_directory_rename_whose_files_journal_cannot_follow_is_refused() {
+    refused_rename(&["d"], "d/f", "d", &["pre/d/", "pre/d/f"]);
+}
+
+/// Directories `dirs` made, then `file` written (staged, its upload an hour
+/// away); `from` renamed while the cache directory refuses to rewrite
+/// journal entries: EIO, nothing changed, and after a crash the bucket has
+/// `keys`.
+fn refused_rename(dirs: &[&str], file: &str, from: &str, keys: &[&str]) {
     require!(Root); // chattr
     let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
-    f.mkdir("d").unwrap();
-    f.write_file("d/f", b"data").unwrap(); // staged, its upload an hour away
+    for d in dirs {
+        f.mkdir(d).unwrap();
+    }
+    f.write_file(file, b"data").unwrap();
     let frozen = Frozen::new(&f.cache.path().join("staging"));
-    assert_eq!(f.rename("d", "e"), Err(libc::EIO));
-    assert_eq!(f.list("").unwrap(), ["d"]);
-    let old_cache = f.cache.path().to_path_buf();
-    let f = f.crash();
-    drop(frozen);
-    let _ = std::fs::remove_dir_all(old_cache);
+    assert_eq!(f.rename(from, "renamed"), Err(libc::EIO));
+    assert_eq!(f.list("").unwrap(), [from]);
+    let f = f.crash_frozen(frozen);
     assert_eq!(f.fs.flush_all(), 0);
-    assert_eq!(f.mem.keys(), ["pre/d/", "pre/d/f"]);
+    assert_eq!(f.mem.keys(), keys);
 }

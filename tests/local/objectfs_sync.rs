@@ -2,9 +2,9 @@
 //! and that a crash at the moment the bucket changed (before the mount's own
 //! bookkeeping) does not let the next mount undo it.
 
-use super::objectfs_fixture::{Fixture, fixture, snapshot, wait_until};
+use super::objectfs_fixture::{Fixture, chmod, fixture, snapshot, wait_until};
 use objectfs::store::{PutMeta, StoreError};
-use objectfs::{OpenFlags, ROOT_INO, SetAttr, UploadMode};
+use objectfs::{OpenFlags, ROOT_INO, UploadMode};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -74,17 +74,6 @@ fn a_sync_chmod_of_a_file_open_for_reading_reaches_the_bucket_at_once() {
     assert_eq!(f.fs.flush_all(), 0);
     let puts_after = f.mem.counters.puts.load(Ordering::Relaxed);
     assert_eq!(puts_after, puts, "the data was uploaded again");
-}
-
-fn chmod(perm: u32) -> SetAttr {
-    SetAttr {
-        perm: Some(perm),
-        uid: None,
-        gid: None,
-        size: None,
-        mtime: None,
-        kill_set_ids: false,
-    }
 }
 
 /// A listing that begins after a sync rename moved the name in the table,
