@@ -4,8 +4,8 @@
 //! bytes is still used, and data written after the copy reaches the name
 //! after a crash rather than going beside it as a conflict.
 
-use super::objectfs_fixture::{Fixture, TO_CHANGE, chmod, fixture_with};
-use objectfs::{OpenFlags, UploadMode};
+use super::objectfs_fixture::{Fixture, TO_CHANGE, chmod, fixture_with, mount, options};
+use objectfs::{OpenFlags, ROOT_INO, UploadMode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -185,4 +185,48 @@ fn rewrite_after_a_directory_rename(f: Fixture, sent: bool) {
     let f = f.crash();
     assert_eq!(f.mem.keys(), ["pre/e/", "pre/e/big"], "beside the name");
     assert_eq!(f.mem.object("pre/e/big").as_deref(), Some(&b"new"[..]));
+}
+
+/// A file uploaded in parts, open for reading on a second mount that has no
+/// copy of it, and there chmod-ed or renamed: the copy in the store has a
+/// new ETag but the same bytes, so the open file reads on (its reads after
+/// the copy failed with ESTALE, as if another client had rewritten it).
+#[test]
+fn an_open_file_reads_on_after_this_mounts_own_copy_changes_its_etag() {
+    for (upload, change) in [
+        (UploadMode::Sync, "chmod"),
+        (UploadMode::Sync, "rename"),
+        (UploadMode::Async, "chmod"),
+        (UploadMode::Async, "rename"),
+    ] {
+        let writer = fixture_with(UploadMode::Sync, |_| {});
+        let data = big();
+        writer.write_file("big", &data).unwrap();
+        let before = etag(&writer, "pre/big");
+        let cache = tempfile::tempdir().unwrap();
+        let opts = options(cache.path(), upload);
+        let f = mount(writer.mem.clone(), cache, opts);
+        let ino = f.ino("big").unwrap();
+        let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
+        assert_eq!(f.fs.read(fh, 0, 4096).unwrap(), data[..4096]);
+        let key = match change {
+            "chmod" => {
+                f.fs.setattr(ino, chmod(0o600)).unwrap();
+                "pre/big"
+            }
+            _ => {
+                f.fs.rename(ROOT_INO, "big", ROOT_INO, "moved", 0).unwrap();
+                "pre/moved"
+            }
+        };
+        assert_eq!(f.fs.flush_all(), 0);
+        assert_ne!(etag(&f, key), before, "{change}: the copy kept its ETag");
+        let at = 12 * 1024 * 1024;
+        assert_eq!(
+            f.fs.read(fh, at as u64, 4096),
+            Ok(data[at..at + 4096].to_vec().into()),
+            "{upload:?} {change}"
+        );
+        f.fs.release(fh).unwrap();
+    }
 }

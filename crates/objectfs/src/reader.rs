@@ -14,7 +14,9 @@
 //! An open file reads one version of its object ([`Reader::pin`]): bytes
 //! that come from another (the object rewritten or replaced meanwhile) fail
 //! the read with [`StoreError::PreconditionFailed`] instead of being mixed
-//! with the version read so far.
+//! with the version read so far. The mount's own copies of the object (a
+//! rename, a metadata rewrite) keep its bytes but may give it a new ETag,
+//! which the open file then reads by.
 
 use crate::store::{ObjectStore, Segments, StoreError, StoreResult};
 use crate::transfer::{RetryPolicy, retry};
@@ -50,8 +52,10 @@ pub struct Reader {
     run_start: u64,
     streak: u32,
     chunks: BTreeMap<u64, Chunk>,
-    /// The ETag of the version this open file reads.
+    /// The ETag of the version this open file reads, and the node's count
+    /// of content changes it was read at.
     version: Option<Arc<str>>,
+    content: Option<u64>,
 }
 
 impl Drop for Reader {
@@ -83,11 +87,22 @@ async fn fetch(
 }
 
 impl Reader {
-    /// The version (ETag) this open file reads, from its first read on;
-    /// later calls change nothing.
-    pub fn pin(&mut self, etag: Option<&str>) {
-        if self.version.is_none() {
-            self.version = etag.map(Arc::from);
+    /// The version this open file reads: the object with `etag` at the
+    /// node's `content` count of content changes, from its first read on.
+    /// Later calls at the same count (the mount copied the object and
+    /// gave it a new ETag, the bytes unchanged) take their ETag; at another
+    /// count they change nothing. Says whether the ETag read by changed.
+    pub fn pin(&mut self, content: u64, etag: Option<&str>) -> bool {
+        if self.content.is_some_and(|c| c != content) {
+            return false;
+        }
+        self.content = Some(content);
+        match etag {
+            Some(etag) if self.version.as_deref() != Some(etag) => {
+                self.version = Some(Arc::from(etag));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -207,6 +222,20 @@ mod tests {
     use crate::store::PutMeta;
     use crate::store::memory::MemoryStore;
     use std::sync::atomic::Ordering;
+
+    /// The first pin sets the version; one at the same content count takes
+    /// a new ETag (the mount's own copy), one at another count does not.
+    #[test]
+    fn a_pin_follows_own_copies_but_not_other_content() {
+        let mut r = Reader::default();
+        assert!(r.pin(3, Some("e1")));
+        assert!(!r.pin(3, Some("e1")));
+        assert!(!r.pin(3, None));
+        assert!(r.pin(3, Some("e2")));
+        assert!(!r.pin(4, Some("e3")));
+        assert_eq!(r.version.as_deref(), Some("e2"));
+        assert!(!r.pin(3, Some("e2")));
+    }
 
     #[test]
     fn sequential_reads_prefetch_and_random_reads_fetch_only_what_they_need() {

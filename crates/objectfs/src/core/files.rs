@@ -615,14 +615,14 @@ impl ObjectFs {
         let HandleKind::File { ino, reader, .. } = h.as_ref() else {
             unreachable!()
         };
-        let (staged, key, size, etag) = {
+        let (staged, key, size, version) = {
             let st = self.lock();
             let n = st.node(*ino)?;
             (
                 n.staged.as_ref().map(|s| s.file.clone()),
                 self.read_key(&st, *ino),
                 n.size,
-                n.etag.clone(),
+                (n.content, n.etag.clone()),
             )
         };
         if offset >= size {
@@ -645,8 +645,20 @@ impl ObjectFs {
             return Ok(Bytes::from(buf));
         }
         let mut reader = reader.lock().unwrap();
-        reader.pin(etag.as_deref());
-        let read = reader.read(&self.inner.rt, &self.inner.store, &key, size, offset, len);
+        reader.pin(version.0, version.1.as_deref());
+        let mut read = reader.read(&self.inner.rt, &self.inner.store, &key, size, offset, len);
+        if let Err(StoreError::PreconditionFailed { .. }) = read {
+            // A copy of this mount's (a rename, a metadata rewrite) may have
+            // given the object a new ETag meanwhile: the same bytes.
+            let (key, (content, etag)) = {
+                let st = self.lock();
+                let n = st.node(*ino)?;
+                (self.read_key(&st, *ino), (n.content, n.etag.clone()))
+            };
+            if reader.pin(content, etag.as_deref()) {
+                read = reader.read(&self.inner.rt, &self.inner.store, &key, size, offset, len);
+            }
+        }
         match read {
             Ok(data) => Ok(data),
             // The version this file reads is no longer in the store (another

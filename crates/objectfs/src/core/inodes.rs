@@ -174,8 +174,13 @@ pub(super) struct Node {
     pub(super) head_failed: bool,
     pub(super) link_target: Option<Bytes>,
     /// The ETag of the node's object as last seen (probe, listing or this
-    /// mount's upload); a clean local copy equals this object.
+    /// mount's upload); a clean local copy equals this object. Changed
+    /// only by [`Node::other_bytes`] and [`Node::own_copy`].
     pub(super) etag: Option<String>,
+    /// Counts the changes of `etag` to another content; this mount's own
+    /// copies of the object (same bytes, maybe a new ETag) leave it, so an
+    /// open file's reads follow them ([`crate::reader::Reader::pin`]).
+    pub(super) content: u64,
     /// The LastModified of the object whose metadata the node holds (read
     /// by a HEAD, or by a listing of this mount's own write), when that
     /// read came at least [`DATE_SETTLED`] after it: a rewrite after the
@@ -232,6 +237,7 @@ impl Node {
             head_failed: false,
             link_target: None,
             etag: None,
+            content: 0,
             remote_modified: None,
             own_write: None,
             changed_remotely: false,
@@ -293,11 +299,20 @@ impl Node {
         }
     }
 
+    /// The node's object is now the one with `etag`: other bytes than the
+    /// ETag it had, unless the same.
+    pub(super) fn other_bytes(&mut self, etag: Option<String>) {
+        if self.etag != etag {
+            self.etag = etag;
+            self.content += 1;
+        }
+    }
+
     pub(super) fn note_etag(&mut self, etag: Option<String>) {
         if self.etag != etag {
             self.changed_remotely = true;
             self.changed_at(SystemTime::now()); // its date is not known here
-            self.etag = etag;
+            self.other_bytes(etag);
             self.remote_modified = None;
             self.own_write = None;
         }
@@ -354,7 +369,7 @@ impl Node {
             self.link_target = None;
             if self.etag != found.etag {
                 self.changed_remotely = true;
-                self.etag = found.etag.clone();
+                self.other_bytes(found.etag.clone());
             }
             self.remote_modified = found.last_modified;
             self.own_write = None;
@@ -406,7 +421,7 @@ impl Node {
             }
             self.changed_remotely = true;
             self.size = o.size;
-            self.etag = o.etag.map(str::to_string);
+            self.other_bytes(o.etag.map(str::to_string));
             if let Some(m) = o.modified {
                 self.mtime = m;
             }

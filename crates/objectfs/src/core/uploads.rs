@@ -363,7 +363,7 @@ impl ObjectFs {
                             n.remote = true;
                             n.validated = Instant::now();
                             n.meta_known = true;
-                            n.etag = etag.clone();
+                            n.other_bytes(etag.clone());
                             n.remote_modified = None;
                             n.own_write = Some(answered);
                             // An entry that stays (changed again meanwhile)
