@@ -51,3 +51,30 @@ fn a_file_replaced_by_a_rename_while_open_reads_estale_not_the_new_file() {
     assert_eq!(f.fs.read(fh, 0, 4096), Err(libc::ESTALE));
     assert_eq!(f.read_file("x").unwrap(), vec![b'b'; 4096]);
 }
+
+/// A 20 MiB object rewritten by another client while one open file reads
+/// it: a file opened after that (the TTL past) reads the new version, at
+/// its new size (it failed with ESTALE until the first file was closed,
+/// the node keeping the old version while open); the first file fails.
+#[test]
+fn a_file_opened_after_a_rewrite_elsewhere_reads_the_new_version_while_another_is_open() {
+    let f = fixture(UploadMode::Async);
+    f.mem
+        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
+    let first =
+        f.fs.open(f.ino("big").unwrap(), OpenFlags::default())
+            .unwrap();
+    assert_eq!(f.fs.read(first, 0, 4096).unwrap(), vec![b'a'; 4096]);
+    f.mem
+        .insert("pre/big", vec![b'b'; 21 * MIB], PutMeta::default());
+    let ino = f.ino("big").unwrap();
+    assert_eq!(f.fs.getattr(ino).unwrap().size, (21 * MIB) as u64);
+    let second = f.fs.open(ino, OpenFlags::default()).unwrap();
+    assert_eq!(
+        f.fs.read(second, (20 * MIB) as u64, 4096).unwrap(),
+        vec![b'b'; 4096]
+    );
+    assert_eq!(f.fs.read(first, (12 * MIB) as u64, 4096), Err(libc::ESTALE));
+    f.fs.release(first).unwrap();
+    f.fs.release(second).unwrap();
+}

@@ -333,13 +333,16 @@ impl Node {
         }
     }
 
-    /// Local state the store cannot contradict.
+    /// Local state the store cannot contradict: a local copy, or queued
+    /// changes. (A file open without a copy reads the store's object and
+    /// follows its changes: each open file reads one version of it,
+    /// [`crate::reader::Reader::pin`].)
     pub(super) fn authoritative(&self) -> bool {
-        self.staged.is_some() || self.open_handles > 0 || self.ops > 0
+        self.staged.is_some() || self.ops > 0
     }
 
     /// Takes what a probe of the store found, keeping local state that is
-    /// newer (a staged or open file's own size and attributes).
+    /// newer (a staged file's own size and attributes).
     pub(super) fn apply(&mut self, found: &Found) {
         self.kind = found.kind;
         if !self.authoritative() {
@@ -1150,13 +1153,13 @@ mod tests {
         let n = t.node_mut(f).unwrap();
         let before = n.validated;
         let now = Instant::now();
-        n.open_handles = 1;
+        n.ops = 1;
         assert_eq!(
             n.relisted(&listed("e9", 1, 1), now, false),
             Relisted::Unknown
         );
         assert_eq!(n.size, 5);
-        n.open_handles = 0;
+        n.ops = 0;
         let no_etag = Listed {
             etag: None,
             size: 5,
@@ -1216,7 +1219,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_keeps_local_attributes_of_an_open_file() {
+    fn apply_keeps_local_attributes_of_a_file_with_queued_changes_only() {
         let mut t = table();
         let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
         let found = Found {
@@ -1232,11 +1235,13 @@ mod tests {
             last_modified: None,
         };
         let n = t.node_mut(f).unwrap();
-        n.open_handles = 1;
+        n.ops = 1;
         n.size = 3;
         n.apply(&found);
         assert_eq!((n.size, n.perm, n.remote), (3, 0o755, true));
-        n.open_handles = 0;
+        // Open, without a copy here: the store's object is the file's.
+        n.ops = 0;
+        n.open_handles = 1;
         n.apply(&found);
         assert_eq!((n.size, n.perm), (9, 0o600));
     }
