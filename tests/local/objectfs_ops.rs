@@ -294,3 +294,31 @@ fn refused_rename(dirs: &[&str], file: &str, from: &str, keys: &[&str]) {
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.keys(), keys);
 }
+
+/// `upload=sync`: `d/f` (in the bucket) written through a file still open,
+/// then `d` renamed while the store refuses the copy: the rename fails and the
+/// file's journal entry goes back to `d/f` with what the bucket had there.
+/// The process dies; another client rewrote `d/f` meanwhile: the next
+/// mount puts the data beside it as a conflict (the entry had lost what the
+/// bucket had, and the data went over the other client's object).
+#[test]
+fn a_failed_directory_rename_keeps_what_the_bucket_had_under_its_files() {
+    let f = fixture_with(UploadMode::Sync, |_| {});
+    f.mem.insert("pre/d/f", b"old".to_vec(), PutMeta::default());
+    let fh = f.fs.open(f.ino("d/f").unwrap(), TO_CHANGE).unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    let no = StoreError::access_denied("CopyObject", "pre/e/f", "no");
+    f.mem.refuse_writes_under(Some(("pre/e/", no)));
+    assert_eq!(f.rename("d", "e"), Err(libc::EACCES));
+    f.mem.refuse_writes_under(None);
+    f.mem
+        .insert("pre/d/f", b"other".to_vec(), PutMeta::default());
+    let f = f.crash();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/d/f").unwrap(), &b"other"[..]);
+    let beside: Vec<String> = (f.mem.keys().into_iter())
+        .filter(|k| k.starts_with("pre/d/f.conflict-"))
+        .collect();
+    assert_eq!(beside.len(), 1, "{:?}", f.mem.keys());
+    assert_eq!(f.mem.object(&beside[0]).unwrap(), &b"new"[..]);
+}

@@ -2,7 +2,7 @@
 //! and that a crash at the moment the bucket changed (before the mount's own
 //! bookkeeping) does not let the next mount undo it.
 
-use super::objectfs_fixture::{Fixture, chmod, fixture, snapshot, wait_until};
+use super::objectfs_fixture::{Fixture, TO_CHANGE, chmod, fixture, snapshot, wait_until};
 use objectfs::store::{PutMeta, StoreError};
 use objectfs::{OpenFlags, ROOT_INO, UploadMode};
 use std::sync::Arc;
@@ -92,4 +92,39 @@ fn a_listing_during_a_sync_renames_delete_does_not_bring_back_the_old_name() {
         listed
     });
     assert_eq!(listed.unwrap(), ["b"], "the old name is back");
+}
+
+/// A file whose writer the kernel lets write the local copy itself
+/// (passthrough), fsynced (clean, its journal entry kept for the writer),
+/// then unlinked while the store refuses the delete: the unlink fails, the
+/// entry is back, and what the kernel writes to the copy next reaches the
+/// bucket after a crash (the entry stayed dropped and those bytes were
+/// lost).
+#[test]
+fn a_failed_sync_unlink_gives_back_the_journal_entry_a_direct_writer_keeps() {
+    let f = fixture(UploadMode::Sync);
+    f.write_file("f", b"v1").unwrap();
+    let fh = f.fs.open(f.ino("f").unwrap(), TO_CHANGE).unwrap();
+    f.fs.writes_directly(fh, false).unwrap();
+    f.fs.fsync(fh).unwrap();
+    let no = StoreError::access_denied("DeleteObject", "pre/f", "no");
+    f.mem.refuse_writes_under(Some(("pre/f", no)));
+    assert_eq!(f.unlink("f"), Err(libc::EACCES));
+    f.mem.refuse_writes_under(None);
+    // The kernel writes to the copy itself, the mount told nothing.
+    let copies: Vec<_> = std::fs::read_dir(f.cache.path().join("staging"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b == b"v1"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let copy = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&copies[0])
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&copy, b"v2", 2).unwrap();
+    drop(copy);
+    let f = f.crash();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.object("pre/f").as_deref(), Some(&b"v1v2"[..]));
 }

@@ -659,6 +659,7 @@ impl ObjectFs {
         // what the delete removes.
         if let Some(node) = st.nodes.get_mut(&ino) {
             self.mark_unlinked(node);
+            node.unlinking = false; // (unlinked from now on)
         }
         let mut missed = NotJournalled::none();
         if queued && (remote || queued_ops) {
@@ -672,30 +673,35 @@ impl ObjectFs {
     /// Deletes file `ino`'s object now (sync mode), its staged changes out
     /// of the journal while the delete is in flight: a crash once the
     /// object is gone must not let the next mount upload them at the name.
-    /// A failed delete journals them again.
+    /// The node stays `unlinking` (nothing journals it) until the caller
+    /// marks it unlinked. A failed delete journals it again when it was
+    /// journalled (a writer the kernel lets write the copy itself keeps
+    /// the entry while clean) or has changes.
     fn delete_unjournalled(&self, ino: u64, key: &str) -> FsResult<()> {
-        {
+        let was_journaled = {
             let mut st = self.lock();
             let n = st.node_mut(ino)?;
             n.unlinking = true;
-            if let Some(s) = n.staged.as_mut().filter(|s| s.journaled) {
-                self.inner.staging.clear_journal(s.id, &s.file);
-                s.journaled = false;
+            match n.staged.as_mut().filter(|s| s.journaled) {
+                Some(s) => {
+                    self.inner.staging.clear_journal(s.id, &s.file);
+                    s.journaled = false;
+                    true
+                }
+                None => false,
             }
-        }
+        };
         let store = &self.inner.store;
         let deleted = self.call("delete", || store.delete(key));
-        let mut st = self.lock();
-        if let Ok(n) = st.node_mut(ino) {
+        if deleted.is_err() {
+            let mut st = self.lock();
+            let Ok(n) = st.node_mut(ino) else {
+                return deleted;
+            };
             n.unlinking = false;
-        }
-        if deleted.is_err()
-            && st
-                .nodes
-                .get(&ino)
-                .is_some_and(|n| n.staged.as_ref().is_some_and(|s| s.dirty()))
-        {
-            self.write_entry(&mut st, ino);
+            if was_journaled || n.staged.as_ref().is_some_and(|s| s.dirty()) {
+                self.write_entry(&mut st, ino);
+            }
         }
         deleted
     }
@@ -903,9 +909,7 @@ impl ObjectFs {
             let copy = self.copy_known(&old_key, size, &new_key, meta.as_ref(), etag.as_deref());
             // Failed: the rename did not happen, the journal names the old
             // key again.
-            copied = copy.inspect_err(|_| {
-                let _ = self.journal_at(src, &old_key);
-            })?;
+            copied = copy.inspect_err(|_| self.journal_back(&[src]))?;
         }
         // A cached copy of the version copied moves with it.
         let etags = etag.as_deref().zip(copied.as_deref());
@@ -1002,10 +1006,10 @@ impl ObjectFs {
     }
 
     /// [`Self::journal_at`] for every file below directory `src` (at
-    /// prefix `old`) that has one, at its key below `new`; returns them with
-    /// their old keys. Refused, with every entry back at its old key, when
-    /// one cannot be written.
-    fn journal_below(&self, src: u64, old: &str, new: &str) -> FsResult<Vec<(u64, String)>> {
+    /// prefix `old`) that has one, at its key below `new`; returns them.
+    /// Refused, with every entry back at its old key, when one cannot be
+    /// written.
+    fn journal_below(&self, src: u64, old: &str, new: &str) -> FsResult<Vec<u64>> {
         let files: Vec<(u64, String)> = {
             let st = self.lock();
             (st.descendants(src).into_iter())
@@ -1025,15 +1029,25 @@ impl ObjectFs {
                 self.journal_back(&done);
                 return Err(e);
             }
-            done.push((ino, key));
+            done.push(ino);
         }
         Ok(done)
     }
 
-    /// Journals `files` at their old keys again (a rename that failed).
-    fn journal_back(&self, files: &[(u64, String)]) {
-        for (ino, key) in files {
-            let _ = self.journal_at(*ino, key);
+    /// Journals `files` at their keys in the table again, after a rename
+    /// that failed before changing it: with what the bucket has there as
+    /// far as this mount knows ([`Self::write_entry`]), so that a recovery
+    /// still checks it (a rename's entry at the new key does not know).
+    fn journal_back(&self, files: &[u64]) {
+        let mut st = self.lock();
+        for &ino in files {
+            let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut()) else {
+                continue;
+            };
+            if s.dirty() || s.journaled {
+                s.journaled = false; // rewritten whatever it holds
+                let _ = self.write_entry(&mut st, ino);
+            }
         }
     }
 
