@@ -802,7 +802,8 @@ fn directories_listed_ahead_of_a_reading_walk_have_their_first_files_fetched() {
     for (name, data) in &d0[..4] {
         assert_eq!(&f.read_file(name).unwrap(), data);
     }
-    wait_until(|| f.fs.cache_bytes().0 == size(&d0)); // the last two ahead
+    // The last two fetched ahead: charged to the cache before their GETs.
+    wait_until(|| gets(&f) == d0.len() as u64 && f.fs.cache_bytes().0 == size(&d0));
     // A second directory of `top` listed: a walk through the tree. d2-d7
     // are listed ahead; the first four of them have their first 64 files
     // fetched at those listings.
