@@ -2,7 +2,7 @@
 //! is replaced under it: the version it began reading, or ESTALE, never the
 //! other version's bytes (alone or mixed with the first's).
 
-use super::objectfs_fixture::{fixture, fixture_with};
+use super::objectfs_fixture::{TO_CHANGE, fixture, fixture_with};
 use objectfs::store::PutMeta;
 use objectfs::{OpenFlags, ROOT_INO, UploadMode};
 use std::time::Duration;
@@ -77,4 +77,49 @@ fn a_file_opened_after_a_rewrite_elsewhere_reads_the_new_version_while_another_i
     assert_eq!(f.fs.read(first, (12 * MIB) as u64, 4096), Err(libc::ESTALE));
     f.fs.release(first).unwrap();
     f.fs.release(second).unwrap();
+}
+
+/// A 20 MiB object read in ranges by an open file, then replaced by
+/// another client with 10 MiB, which a lookup learns: the open file's read
+/// past 10 MiB fails with ESTALE (it returned an empty read, a clean end
+/// of file, so a copy of it ended short without an error).
+#[test]
+fn an_open_file_whose_object_shrank_elsewhere_fails_rather_than_end_early() {
+    let f = fixture(UploadMode::Async);
+    f.mem
+        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
+    let fh =
+        f.fs.open(f.ino("big").unwrap(), OpenFlags::default())
+            .unwrap();
+    assert_eq!(f.fs.read(fh, 0, 4096).unwrap(), vec![b'a'; 4096]);
+    f.mem
+        .insert("pre/big", vec![b'b'; 10 * MIB], PutMeta::default());
+    let ino = f.ino("big").unwrap();
+    assert_eq!(f.fs.getattr(ino).unwrap().size, (10 * MIB) as u64);
+    assert_eq!(f.fs.read(fh, (15 * MIB) as u64, 4096), Err(libc::ESTALE));
+    f.fs.release(fh).unwrap();
+}
+
+/// The same, the object rewritten at the same size and then copied here
+/// by a writer's open: the first file's next read fails with ESTALE (it
+/// read the new version from that copy, after the old one's bytes).
+#[test]
+fn an_open_file_does_not_read_a_later_versions_copy() {
+    let f = fixture(UploadMode::Async);
+    f.mem
+        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
+    let ino = f.ino("big").unwrap();
+    let reader = f.fs.open(ino, OpenFlags::default()).unwrap();
+    assert_eq!(f.fs.read(reader, 0, 4096).unwrap(), vec![b'a'; 4096]);
+    f.mem
+        .insert("pre/big", vec![b'b'; 20 * MIB], PutMeta::default());
+    assert_eq!(f.ino("big").unwrap(), ino);
+    let writer = f.fs.open(ino, TO_CHANGE).unwrap();
+    assert_eq!(f.fs.read(writer, 0, 4).unwrap(), b"bbbb".to_vec());
+    assert_eq!(
+        f.fs.read(reader, (12 * MIB) as u64, 4096),
+        Err(libc::ESTALE)
+    );
+    f.fs.release(reader).unwrap();
+    f.fs.release(writer).unwrap();
 }

@@ -99,11 +99,28 @@ impl Reader {
         self.content = Some(content);
         match etag {
             Some(etag) if self.version.as_deref() != Some(etag) => {
+                // Chunks still in flight ask for the ETag read by so far
+                // (the bytes of those here are the same).
+                if self.version.is_some() {
+                    self.chunks.retain(|_, chunk| match chunk {
+                        Chunk::Ready(_) => true,
+                        Chunk::Pending(task) => {
+                            task.abort();
+                            false
+                        }
+                    });
+                }
                 self.version = Some(Arc::from(etag));
                 true
             }
             _ => false,
         }
+    }
+
+    /// The node's count of content changes this open file reads at, once
+    /// it has read from the store.
+    pub fn content(&self) -> Option<u64> {
+        self.content
     }
 
     /// Reads `[offset, offset+len)` of `key`, an object of `size` bytes.
@@ -235,6 +252,22 @@ mod tests {
         assert!(!r.pin(4, Some("e3")));
         assert_eq!(r.version.as_deref(), Some("e2"));
         assert!(!r.pin(3, Some("e2")));
+    }
+
+    /// A new ETag taken at the same count drops the chunks still in flight
+    /// (they ask for the old one, which the store no longer answers) and
+    /// keeps those here (the same bytes).
+    #[test]
+    fn a_new_etag_drops_the_chunks_in_flight_and_keeps_the_ready_ones() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut r = Reader::default();
+        r.pin(0, Some("e1"));
+        let ready = Segments::new(vec![Bytes::from_static(b"x")]);
+        r.chunks.insert(0, Chunk::Ready(ready));
+        let never = rt.spawn(std::future::pending::<StoreResult<Segments>>());
+        r.chunks.insert(1, Chunk::Pending(never));
+        assert!(r.pin(0, Some("e2")));
+        assert_eq!(r.chunks.keys().copied().collect::<Vec<_>>(), [0]);
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl ObjectFs {
                 // mapping can outlive that open (the cache does not keep
                 // the flag): never recycled.
                 s.lent = true;
-                n.staged = Some(s);
+                n.stage(s);
                 true
             }
             Err(e) => {
@@ -533,7 +533,7 @@ impl ObjectFs {
         n.note_etag(label);
         let mut s = Staged::new(id, file);
         s.charged = size;
-        n.staged = Some(s);
+        n.stage(s);
         Ok(true)
     }
 }

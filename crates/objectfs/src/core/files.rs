@@ -8,7 +8,7 @@ use super::super::oplog::NsOp;
 use super::super::reader::Reader;
 use super::super::staging::{Base, JournalEntry};
 use super::super::transfer::{DownloadError, RetryPolicy, download_to_file, retry};
-use super::super::{Attr, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
+use super::super::{Attr, Errno, FsResult, OpenFlags, Opened, ROOT_INO, SetAttr, UploadMode};
 use super::copies::{WHOLE_FILE_MAX, out_of_space};
 use super::inodes::{InodeTable, Staged};
 use super::{HandleKind, ObjectFs, errno_of, errno_of_local};
@@ -156,9 +156,6 @@ impl ObjectFs {
             return Ok(Staging::Changed);
         }
         n.open_handles += 1;
-        let mut staged = Staged::from_pool(id, file);
-        staged.charged = charged;
-        n.staged = Some(staged);
         let mut emptied = None;
         if fetch {
             n.note_etag(label);
@@ -166,6 +163,9 @@ impl ObjectFs {
             emptied = Some(n.size);
             n.size = 0;
         }
+        let mut staged = Staged::from_pool(id, file);
+        staged.charged = charged;
+        n.stage(staged);
         Ok(Staging::Done(emptied))
     }
 
@@ -347,7 +347,7 @@ impl ObjectFs {
             let n = st.node_mut(ino)?;
             n.lookups += 1;
             n.open_handles += 1;
-            n.staged = Some(Staged::from_pool(id, Arc::new(file)));
+            n.stage(Staged::from_pool(id, Arc::new(file)));
         }
         // A new empty file must reach the bucket too.
         self.mark_dirty(&mut st, ino);
@@ -619,12 +619,20 @@ impl ObjectFs {
             let st = self.lock();
             let n = st.node(*ino)?;
             (
-                n.staged.as_ref().map(|s| s.file.clone()),
+                n.staged.as_ref().map(|s| (s.file.clone(), s.content)),
                 self.read_key(&st, *ino),
                 n.size,
                 (n.content, n.etag.clone()),
             )
         };
+        // A file that began reading the store's object reads no other
+        // version: neither the store's once the node learnt of another
+        // (its size, too, is the other's), nor a local copy of another.
+        let pinned = reader.lock().unwrap().content();
+        let other = |made: u64| pinned.is_some_and(|c| c != made);
+        if other(staged.as_ref().map_or(version.0, |s| s.1)) {
+            return Err(self.stale_read(*ino, &key, None));
+        }
         if offset >= size {
             return Ok(Bytes::new());
         }
@@ -632,11 +640,14 @@ impl ObjectFs {
         let staged = match staged {
             None if size <= WHOLE_FILE_MAX && self.fetch_whole(*ino, &key)? => {
                 let st = self.lock();
-                st.node(*ino)?.staged.as_ref().map(|s| s.file.clone())
+                (st.node(*ino)?.staged.as_ref()).map(|s| (s.file.clone(), s.content))
             }
             staged => staged,
         };
-        if let Some(file) = staged {
+        if let Some((file, made)) = staged {
+            if other(made) {
+                return Err(self.stale_read(*ino, &key, None));
+            }
             let mut buf = vec![0u8; len as usize];
             let n = file
                 .read_at(&mut buf, offset)
@@ -647,16 +658,25 @@ impl ObjectFs {
         let mut reader = reader.lock().unwrap();
         reader.pin(version.0, version.1.as_deref());
         let mut read = reader.read(&self.inner.rt, &self.inner.store, &key, size, offset, len);
-        if let Err(StoreError::PreconditionFailed { .. }) = read {
+        if let Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) = read {
             // A copy of this mount's (a rename, a metadata rewrite) may have
-            // given the object a new ETag meanwhile: the same bytes.
-            let (key, (content, etag)) = {
+            // given the object a new ETag, or moved it to another key,
+            // meanwhile: the same bytes.
+            let (now_at, (content, etag)) = {
                 let st = self.lock();
                 let n = st.node(*ino)?;
                 (self.read_key(&st, *ino), (n.content, n.etag.clone()))
             };
-            if reader.pin(content, etag.as_deref()) {
-                read = reader.read(&self.inner.rt, &self.inner.store, &key, size, offset, len);
+            let repinned = reader.pin(content, etag.as_deref());
+            if repinned || (now_at != key && reader.content() == Some(content)) {
+                read = reader.read(
+                    &self.inner.rt,
+                    &self.inner.store,
+                    &now_at,
+                    size,
+                    offset,
+                    len,
+                );
             }
         }
         match read {
@@ -666,15 +686,25 @@ impl ObjectFs {
             // a stale handle, never another version's bytes. The next open
             // looks again.
             Err(e @ (StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. })) => {
-                tracing::warn!(key = %key, error = %e, "{STALE_READ}");
-                let mut st = self.lock();
-                if let Some(n) = st.nodes.get_mut(ino) {
-                    self.expire(n);
-                }
-                Err(libc::ESTALE)
+                Err(self.stale_read(*ino, &key, Some(&e)))
             }
             Err(e) => Err(errno_of(&e)),
         }
+    }
+
+    /// An open file's read of another version than the one it reads
+    /// (`error`: the store's answer, when it told): logged, the node looked
+    /// up again at its next use, and ESTALE.
+    fn stale_read(&self, ino: u64, key: &str, error: Option<&StoreError>) -> Errno {
+        match error {
+            Some(e) => tracing::warn!(key, error = %e, "{STALE_READ}"),
+            None => tracing::warn!(key, "{STALE_READ}"),
+        }
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(&ino) {
+            self.expire(n);
+        }
+        libc::ESTALE
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {

@@ -54,6 +54,10 @@ pub(super) struct Staged {
     /// not held): until they are done, an upload that finishes leaves the
     /// journal entry in place and tags nothing.
     pub(super) writes_in_flight: u32,
+    /// The node's count of content changes ([`Node::content`]) when the
+    /// copy was made ([`Node::stage`]): an open file that read another
+    /// version from the store does not read this copy.
+    pub(super) content: u64,
 }
 
 impl Staged {
@@ -78,6 +82,7 @@ impl Staged {
             lent: false,
             maybe_tagged: true,
             writes_in_flight: 0,
+            content: 0,
         }
     }
 
@@ -306,6 +311,12 @@ impl Node {
             self.etag = etag;
             self.content += 1;
         }
+    }
+
+    /// The node's local copy is now `s`, made of its content as of now.
+    pub(super) fn stage(&mut self, mut s: Staged) {
+        s.content = self.content;
+        self.staged = Some(s);
     }
 
     pub(super) fn note_etag(&mut self, etag: Option<String>) {

@@ -954,8 +954,16 @@ impl ObjectFs {
                 // Copied just now: a listing begun before cannot show it,
                 // and must not drop it.
                 n.validated = Instant::now();
-                // Its ETag may be another than the source's.
-                n.own_copy(copied);
+                // Its ETag may be another than the source's. A copy of the
+                // version the node no longer describes (another client's
+                // rewrite learnt during the copy) is other bytes: looked
+                // up again.
+                if n.etag == etag {
+                    n.own_copy(copied);
+                } else if copied.is_some() {
+                    n.other_bytes(copied);
+                    self.expire(n);
+                }
             }
         }
         if let Some(d) = dst {
@@ -1046,7 +1054,17 @@ impl ObjectFs {
             };
             if s.dirty() || s.journaled {
                 s.journaled = false; // rewritten whatever it holds
-                let _ = self.write_entry(&mut st, ino);
+                let Some(_) = self.write_entry(&mut st, ino) else {
+                    continue;
+                };
+                // Left naming the new key. Changes get the entry written
+                // again at their next write; a clean copy's entry is still
+                // there, to go when it is no longer needed.
+                if let Some(s) = st.nodes.get_mut(&ino).and_then(|n| n.staged.as_mut())
+                    && !s.dirty()
+                {
+                    s.journaled = true;
+                }
             }
         }
     }
