@@ -2,12 +2,26 @@
 //! is replaced under it: the version it began reading, or ESTALE, never the
 //! other version's bytes (alone or mixed with the first's).
 
-use super::objectfs_fixture::{TO_CHANGE, fixture, fixture_with};
+use super::objectfs_fixture::{Fixture, TO_CHANGE, fixture, fixture_with};
 use objectfs::store::PutMeta;
 use objectfs::{OpenFlags, ROOT_INO, UploadMode};
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
+
+/// A 20 MiB object of `a`s (read in ranges, never copied whole) opened
+/// and read from; then another client replaces it with `mib` MiB of `b`s.
+/// Returns the file's inode and the open file.
+fn open_then_rewritten_elsewhere(f: &Fixture, mib: usize) -> (u64, u64) {
+    f.mem
+        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
+    let ino = f.ino("big").unwrap();
+    let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
+    assert_eq!(f.fs.read(fh, 0, 4096).unwrap(), vec![b'a'; 4096]);
+    f.mem
+        .insert("pre/big", vec![b'b'; mib * MIB], PutMeta::default());
+    (ino, fh)
+}
 
 /// A 20 MiB object (read in ranges, never copied whole) rewritten by
 /// another client between two reads of one open file: the second read
@@ -18,13 +32,7 @@ fn a_file_rewritten_elsewhere_while_open_fails_rather_than_mix_versions() {
     let f = fixture_with(UploadMode::Async, |o| {
         o.metadata_ttl = Duration::from_secs(3600)
     });
-    f.mem
-        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
-    let ino = f.ino("big").unwrap();
-    let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
-    assert_eq!(f.fs.read(fh, 0, 4096).unwrap(), vec![b'a'; 4096]);
-    f.mem
-        .insert("pre/big", vec![b'b'; 20 * MIB], PutMeta::default());
+    let (_, fh) = open_then_rewritten_elsewhere(&f, 20);
     assert_eq!(f.fs.read(fh, (12 * MIB) as u64, 4096), Err(libc::ESTALE));
     f.fs.release(fh).unwrap();
     let fh =
@@ -59,15 +67,8 @@ fn a_file_replaced_by_a_rename_while_open_reads_estale_not_the_new_file() {
 #[test]
 fn a_file_opened_after_a_rewrite_elsewhere_reads_the_new_version_while_another_is_open() {
     let f = fixture(UploadMode::Async);
-    f.mem
-        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
-    let first =
-        f.fs.open(f.ino("big").unwrap(), OpenFlags::default())
-            .unwrap();
-    assert_eq!(f.fs.read(first, 0, 4096).unwrap(), vec![b'a'; 4096]);
-    f.mem
-        .insert("pre/big", vec![b'b'; 21 * MIB], PutMeta::default());
-    let ino = f.ino("big").unwrap();
+    let (ino, first) = open_then_rewritten_elsewhere(&f, 21);
+    assert_eq!(f.ino("big").unwrap(), ino);
     assert_eq!(f.fs.getattr(ino).unwrap().size, (21 * MIB) as u64);
     let second = f.fs.open(ino, OpenFlags::default()).unwrap();
     assert_eq!(
@@ -86,15 +87,8 @@ fn a_file_opened_after_a_rewrite_elsewhere_reads_the_new_version_while_another_i
 #[test]
 fn an_open_file_whose_object_shrank_elsewhere_fails_rather_than_end_early() {
     let f = fixture(UploadMode::Async);
-    f.mem
-        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
-    let fh =
-        f.fs.open(f.ino("big").unwrap(), OpenFlags::default())
-            .unwrap();
-    assert_eq!(f.fs.read(fh, 0, 4096).unwrap(), vec![b'a'; 4096]);
-    f.mem
-        .insert("pre/big", vec![b'b'; 10 * MIB], PutMeta::default());
-    let ino = f.ino("big").unwrap();
+    let (ino, fh) = open_then_rewritten_elsewhere(&f, 10);
+    assert_eq!(f.ino("big").unwrap(), ino);
     assert_eq!(f.fs.getattr(ino).unwrap().size, (10 * MIB) as u64);
     assert_eq!(f.fs.read(fh, (15 * MIB) as u64, 4096), Err(libc::ESTALE));
     f.fs.release(fh).unwrap();
@@ -106,13 +100,7 @@ fn an_open_file_whose_object_shrank_elsewhere_fails_rather_than_end_early() {
 #[test]
 fn an_open_file_does_not_read_a_later_versions_copy() {
     let f = fixture(UploadMode::Async);
-    f.mem
-        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
-    let ino = f.ino("big").unwrap();
-    let reader = f.fs.open(ino, OpenFlags::default()).unwrap();
-    assert_eq!(f.fs.read(reader, 0, 4096).unwrap(), vec![b'a'; 4096]);
-    f.mem
-        .insert("pre/big", vec![b'b'; 20 * MIB], PutMeta::default());
+    let (ino, reader) = open_then_rewritten_elsewhere(&f, 20);
     assert_eq!(f.ino("big").unwrap(), ino);
     let writer = f.fs.open(ino, TO_CHANGE).unwrap();
     assert_eq!(f.fs.read(writer, 0, 4).unwrap(), b"bbbb".to_vec());
