@@ -322,3 +322,29 @@ fn a_failed_directory_rename_keeps_what_the_bucket_had_under_its_files() {
     assert_eq!(beside.len(), 1, "{:?}", f.mem.keys());
     assert_eq!(f.mem.object(&beside[0]).unwrap(), &b"new"[..]);
 }
+
+/// `x` in the bucket, unlinked (its delete queued for an hour) and made
+/// again; its upload, which would drop the delete, comes while the cache
+/// directory refuses to rewrite the journal entry (a full disk) and the
+/// store refuses the PutObject; the process dies. The delete was sent
+/// instead of dropped, so the next mount puts the data at `x` (the entry
+/// still said the key was free, the old object was there, and the data
+/// went beside it as a conflict with the old `x` back).
+#[test]
+fn an_upload_that_cannot_journal_over_a_queued_delete_sends_the_delete() {
+    require!(Root); // chattr
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    f.mem.insert("pre/x", b"old".to_vec(), PutMeta::default());
+    f.unlink("x").unwrap();
+    let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
+    f.fs.write(fh, 0, b"new").unwrap();
+    let no = StoreError::access_denied("PutObject", "pre/x", "no");
+    f.mem.refuse_puts_under(Some(("pre/x", no)));
+    let frozen = Frozen::new(&f.cache.path().join("staging"));
+    assert_eq!(f.fs.fsync(fh), Err(libc::EACCES));
+    f.mem.refuse_puts_under(None);
+    let f = f.crash_frozen(frozen);
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/x"]);
+    assert_eq!(f.mem.object("pre/x").unwrap(), &b"new"[..]);
+}

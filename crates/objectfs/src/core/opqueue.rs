@@ -210,19 +210,23 @@ impl OpQueue {
         }
     }
 
+    /// Whether [`Self::clear_for_upload`] of `key` would drop waiting
+    /// deletes (`None`: it would wait for other changes of the key).
+    pub(super) fn upload_drops(&self, key: &str) -> Option<bool> {
+        let blocked = self.running.values().any(|q| q.op.covers(key))
+            || (self.waiting.iter())
+                .any(|q| q.op.covers(key) && !matches!(q.op, NsOp::Delete { .. }));
+        (!blocked).then(|| {
+            (self.waiting.iter()).any(|q| q.op.key() == key && matches!(q.op, NsOp::Delete { .. }))
+        })
+    }
+
     /// File data is about to be uploaded to `key`, replacing the object.
     /// When every pending change of the key is a waiting delete, those are
     /// pointless: they are dropped and returned. `None` while any other
     /// change of the key is pending (the upload waits for it).
     pub(super) fn clear_for_upload(&mut self, key: &str) -> Option<Vec<Queued>> {
-        let blocked = self.running.values().any(|q| q.op.covers(key))
-            || self
-                .waiting
-                .iter()
-                .any(|q| q.op.covers(key) && !matches!(q.op, NsOp::Delete { .. }));
-        if blocked {
-            return None;
-        }
+        self.upload_drops(key)?;
         let mut dropped = Vec::new();
         self.waiting.retain(|q| {
             let gone = q.op.key() == key && matches!(q.op, NsOp::Delete { .. });

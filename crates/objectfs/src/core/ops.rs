@@ -190,6 +190,22 @@ impl ObjectFs {
         let live = st.nodes.get(&ino).is_some_and(|n| {
             !n.unlinked && n.staged.as_ref().is_some_and(|s| s.dirty() && !s.uploading)
         });
+        // Nor may the journal say the key was free (a new file begun
+        // after the unlink) once its deletes are dropped: after a crash the
+        // next mount would find the old object and put the data beside
+        // it. Journalled first; when the entry cannot be rewritten (a full
+        // disk), the deletes are sent instead of dropped.
+        if live
+            && self.ops().upload_drops(key) == Some(true)
+            && let Some(n) = st.nodes.get_mut(&ino)
+        {
+            let entry = JournalEntry::new(key, &n.posix());
+            if let Some(s) = n.staged.as_mut().filter(|s| s.journaled)
+                && self.journal_copy(s, &entry).is_some()
+            {
+                return Err(self.wait_for_sender(st, SENDER_POLL));
+            }
+        }
         let cleared = if live {
             self.ops().clear_for_upload(key)
         } else {
@@ -204,14 +220,6 @@ impl ObjectFs {
                     && let Some(n) = st.nodes.get_mut(&ino)
                 {
                     n.remote = true;
-                    // Nor may the journal say the key was free (a new file
-                    // begun after the unlink): after a crash the next mount
-                    // would find the old object and put the data beside it.
-                    // Journalled before the deletes leave the op log.
-                    let entry = JournalEntry::new(key, &n.posix());
-                    if let Some(s) = n.staged.as_mut().filter(|s| s.journaled) {
-                        self.journal_copy(s, &entry);
-                    }
                 }
                 self.release_dropped(&mut st, dropped);
                 // A change of the key that reached the store while the

@@ -55,6 +55,8 @@ struct Faults {
     slow_head: Option<std::time::Duration>,
     /// Writes of keys under this prefix fail with this (a bucket policy).
     refused_writes: Option<(String, StoreError)>,
+    /// PutObjects of keys under this prefix fail with this.
+    refused_puts: Option<(String, StoreError)>,
     /// Called with the key once a delete has landed, before it answers.
     after_delete: Option<DeleteHook>,
 }
@@ -149,6 +151,12 @@ impl MemoryStore {
         self.faults.lock().unwrap().refused_writes = refusal.map(|(p, e)| (p.to_string(), e));
     }
 
+    /// As [`Self::refuse_writes_under`], for PutObject alone (deletes and
+    /// copies go through).
+    pub fn refuse_puts_under(&self, refusal: Option<(&str, StoreError)>) {
+        self.faults.lock().unwrap().refused_puts = refusal.map(|(p, e)| (p.to_string(), e));
+    }
+
     /// Runs `hook` with the key after each delete has landed, before the
     /// delete answers: the moment a crash would leave the bucket changed
     /// and the caller not told; `None` removes it.
@@ -234,8 +242,9 @@ impl MemoryStore {
             return Err(StoreError::permanent(op, key, "KeyTooLongError"));
         }
         let f = self.faults.lock().unwrap();
-        match &f.refused_writes {
-            Some((p, e)) if key.starts_with(p.as_str()) => Err(e.clone()),
+        match (&f.refused_writes, &f.refused_puts) {
+            (Some((p, e)), _) if key.starts_with(p.as_str()) => Err(e.clone()),
+            (_, Some((p, e))) if op == "PutObject" && key.starts_with(p.as_str()) => Err(e.clone()),
             _ => Ok(()),
         }
     }
