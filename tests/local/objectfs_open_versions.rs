@@ -111,3 +111,19 @@ fn an_open_file_does_not_read_a_later_versions_copy() {
     f.fs.release(reader).unwrap();
     f.fs.release(writer).unwrap();
 }
+
+/// A file open without a local copy, its attributes past the TTL, while
+/// the store is down: its getattr (an fstat) answers the last attributes
+/// (it failed, since an open file is revalidated like any other).
+#[test]
+fn an_open_files_getattr_answers_while_the_store_is_down() {
+    let f = fixture(UploadMode::Async);
+    f.mem
+        .insert("pre/big", vec![b'a'; 20 * MIB], PutMeta::default());
+    let ino = f.ino("big").unwrap();
+    let fh = f.fs.open(ino, OpenFlags::default()).unwrap();
+    f.mem.set_down(true);
+    assert_eq!(f.fs.getattr(ino).unwrap().size, (20 * MIB) as u64);
+    f.mem.set_down(false);
+    f.fs.release(fh).unwrap();
+}

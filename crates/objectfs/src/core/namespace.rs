@@ -492,10 +492,13 @@ impl ObjectFs {
             (n.parent, n.name.clone())
         };
         // Re-validate through the parent; a node that vanished remotely
-        // keeps its last attributes for the kernel's sake.
+        // keeps its last attributes for the kernel's sake, and so does an
+        // open file the store cannot be asked about now (its fstat does
+        // not fail while the store stalls).
         match self.resolve(parent, &name) {
             Ok(_) | Err(libc::ENOENT) => {}
-            Err(e) => return Err(e),
+            Err(e) if self.lock().node(ino)?.open_handles == 0 => return Err(e),
+            Err(_) => {}
         }
         let st = self.lock();
         Ok(st.node(ino)?.attr(ino))
