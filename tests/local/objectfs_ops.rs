@@ -2,7 +2,8 @@
 //! where they meet failures: an upload that fails after it dropped a
 //! queued delete (then unlinked, renamed, or the process killed), a
 //! marker written for chmod then removed, an fsync waiting for a change
-//! the store cannot take, and a truncate by path whose upload failed.
+//! the store cannot take (and not for one of another name), and a
+//! truncate by path whose upload failed.
 
 use super::objectfs_fixture::{Fixture, Frozen, TO_CHANGE, fixture_with};
 use objectfs::store::{PutMeta, StoreError};
@@ -147,6 +148,30 @@ fn fsync_gives_eio_when_a_change_of_its_name_cannot_land() {
     assert_eq!(r, Ok(Err(libc::EIO)), "fsync with the store down");
     assert_eq!(f.fs.flush_all(), 0);
     assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"new"[..]));
+}
+
+/// fsync of `x` waits for queued changes of `x` only, not for those of
+/// names that merely begin with it: a directory `x.tmp` whose marker the
+/// store keeps refusing does not hold up `x` (it waited the whole bound,
+/// then failed with EIO).
+#[test]
+fn fsync_does_not_wait_for_a_name_that_only_begins_with_its_own() {
+    let f = fixture_with(UploadMode::Async, |o| o.upload_delay = HOUR);
+    let busy = StoreError::transient("PutObject", "pre/x.tmp/", "busy");
+    f.mem.refuse_puts_under(Some(("pre/x.tmp", busy)));
+    f.mkdir("x.tmp").unwrap(); // its marker queued, and refused when sent
+    let (_, fh) = f.fs.create(ROOT_INO, "x", 0o644, 0, 0, true).unwrap();
+    f.fs.write(fh, 0, b"data").unwrap();
+    let fs = f.fs.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(fs.fsync(fh)).unwrap());
+    let r = rx.recv_timeout(Duration::from_secs(10));
+    f.mem.refuse_puts_under(None);
+    assert_eq!(r, Ok(Ok(())), "fsync of x");
+    assert_eq!(f.mem.object("pre/x").as_deref(), Some(&b"data"[..]));
+    f.fs.release(fh).unwrap();
+    assert_eq!(f.fs.flush_all(), 0);
+    assert_eq!(f.mem.keys(), ["pre/x", "pre/x.tmp/"]);
 }
 
 /// The store deleted `x`, but the journal could not say so (a full disk):

@@ -89,7 +89,6 @@ impl OpQueue {
     }
 
     /// Whether a change of `key` is waiting or running.
-    #[cfg(test)]
     pub(super) fn pending_on(&self, key: &str) -> bool {
         self.all().any(|q| q.op.covers(key))
     }

@@ -253,16 +253,19 @@ impl ObjectFs {
         st
     }
 
-    /// Waits until no change whose key starts with one of `prefixes` is
-    /// pending (all of them when `prefixes` is empty): what a rename or an
-    /// fsync of a directory needs in the store. EIO after [`DRAIN_WAIT`].
-    pub(super) fn drain_ops(&self, prefixes: &[String]) -> FsResult<()> {
+    /// Waits until no change of one of `keys` is pending (all of them when
+    /// `keys` is empty): what an fsync or a rename needs in the store. A
+    /// key ending in `/` stands for every key below it too; any other for
+    /// itself only (`x`, not `x.tmp`). EIO after [`DRAIN_WAIT`].
+    pub(super) fn drain_ops(&self, keys: &[String]) -> FsResult<()> {
         let pending = |q: &OpQueue| {
-            if prefixes.is_empty() {
-                !q.is_empty()
-            } else {
-                prefixes.iter().any(|p| q.pending_under(p))
+            if keys.is_empty() {
+                return !q.is_empty();
             }
+            keys.iter().any(|k| match k.ends_with('/') {
+                true => q.pending_under(k),
+                false => q.pending_on(k),
+            })
         };
         let deadline = Instant::now() + DRAIN_WAIT;
         let mut st = self.lock();
