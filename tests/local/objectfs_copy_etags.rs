@@ -2,11 +2,13 @@
 //! store, which gives the copy of an object uploaded in parts a new ETag as
 //! S3 does: the mount takes the copy's ETag, so a cached copy of the same
 //! bytes is still used, and data written after the copy reaches the name
-//! after a crash rather than going beside it as a conflict.
+//! after a crash rather than going beside it as a conflict; a copy of a
+//! version the mount learnt was replaced meanwhile is not taken for it.
 
 use super::objectfs_fixture::{Fixture, TO_CHANGE, chmod, fixture_with, mount, options};
 use objectfs::{OpenFlags, ROOT_INO, UploadMode};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -229,4 +231,42 @@ fn an_open_file_reads_on_after_this_mounts_own_copy_changes_its_etag() {
         );
         f.fs.release(fh).unwrap();
     }
+}
+
+/// Another client rewrites `x` (longer) just after a rename's copy of it
+/// landed, and this mount learns of that before the rename changes its
+/// table: `y` then holds the copied bytes, the version before the rewrite,
+/// and is read as such, at that version's size (the node took the copy's
+/// ETag with the rewrite's attributes and read the old bytes at the new
+/// size). The copy takes longer than the TTL, so the stat made during it
+/// asks the store; `y` is checked within the TTL after the rename, before
+/// anything else would ask again (a slower machine only weakens the test).
+#[test]
+fn a_rewrite_learnt_between_a_renames_copy_and_its_end_is_not_taken_for_the_copy() {
+    let ttl = Duration::from_millis(500);
+    let f = fixture_with(UploadMode::Sync, |o| o.metadata_ttl = ttl);
+    f.mem.insert("pre/x", b"old".to_vec(), Default::default());
+    let ino = f.ino("x").unwrap();
+    f.mem.slow_copies(ttl + Duration::from_millis(200));
+    let newer = b"another client's longer version".to_vec();
+    let (mem, fs, once) = (f.mem.clone(), f.fs.clone(), AtomicBool::new(false));
+    let learnt = Arc::new(Mutex::new(None));
+    let seen = learnt.clone();
+    f.mem.after_copies(Some(Arc::new(move |src: &str| {
+        if src != "pre/x" || once.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        mem.insert("pre/x", newer.clone(), Default::default());
+        // What a stat of the file at this moment makes the mount learn.
+        let (fs, (tx, rx)) = (fs.clone(), std::sync::mpsc::channel());
+        std::thread::spawn(move || tx.send(fs.getattr(ino).map(|a| a.size)));
+        *seen.lock().unwrap() = Some(rx.recv_timeout(Duration::from_secs(10)));
+    })));
+    f.rename("x", "y").unwrap();
+    f.mem.after_copies(None);
+    let learnt = learnt.lock().unwrap().take();
+    assert_eq!(learnt, Some(Ok(Ok(31))), "the stat during the rename");
+    assert_eq!(f.fs.getattr(ino).unwrap().size, 3, "y's size");
+    assert_eq!(f.read_file("y").unwrap(), b"old");
+    assert_eq!(f.mem.object("pre/y").as_deref(), Some(&b"old"[..]));
 }

@@ -58,11 +58,14 @@ struct Faults {
     /// PutObjects of keys under this prefix fail with this.
     refused_puts: Option<(String, StoreError)>,
     /// Called with the key once a delete has landed, before it answers.
-    after_delete: Option<DeleteHook>,
+    after_delete: Option<KeyHook>,
+    /// Called with the source key once a copy has landed, before it
+    /// answers.
+    after_copy: Option<KeyHook>,
 }
 
-/// What a test runs between a delete landing and its answer.
-pub type DeleteHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+/// What a test runs between a change landing and its answer, with the key.
+pub type KeyHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Counters a test can assert on.
 #[derive(Debug, Default)]
@@ -160,8 +163,15 @@ impl MemoryStore {
     /// Runs `hook` with the key after each delete has landed, before the
     /// delete answers: the moment a crash would leave the bucket changed
     /// and the caller not told; `None` removes it.
-    pub fn after_deletes(&self, hook: Option<DeleteHook>) {
+    pub fn after_deletes(&self, hook: Option<KeyHook>) {
         self.faults.lock().unwrap().after_delete = hook;
+    }
+
+    /// Runs `hook` with the source key after each copy has landed, before
+    /// the copy answers: the moment between a rename's copy and what the
+    /// mount makes of it; `None` removes it.
+    pub fn after_copies(&self, hook: Option<KeyHook>) {
+        self.faults.lock().unwrap().after_copy = hook;
     }
 
     /// While down, every call fails as a refused connection would.
@@ -686,6 +696,11 @@ impl MemoryStore {
         };
         let etag = copy.etag();
         objects.insert(dst.to_string(), copy);
+        drop(objects);
+        let hook = self.faults.lock().unwrap().after_copy.clone();
+        if let Some(hook) = hook {
+            hook(src);
+        }
         Ok(Some(etag))
     }
 }
