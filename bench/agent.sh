@@ -38,11 +38,17 @@
 # files on local disk (counted with strace, not timed; the fsyncs of their
 # directory are left out) times the latency of one raw
 # PutObject of 8 KiB (s3_baseline small, one in flight); and, for dd, the
-# raw multipart upload's own time. A third says what FUSE alone costs: every
-# workload also runs on bindfs over local disk (a FUSE filesystem that only
-# passes each call on to the disk, with bindfs's default options; its rename
-# fixture is copied in beneath it): what a FUSE client doing no work of its
-# own takes on this machine.
+# raw multipart upload's own time. Two more say what no client of a new
+# mount can beat while file modes and times live in object headers (as
+# they do for objectfs and s3fs): for `git status`, one listing and a HEAD
+# of each of 300 objects of 8 KiB (s3_baseline stat, 32 in flight);
+# for the first read, one listing and a GET of each (s3_baseline fetch);
+# the objects are those of the PutObject latency, in one prefix (the
+# workloads' files are in 6 directories: a lower bound). A fifth says what
+# FUSE alone costs: every workload also runs on bindfs over local disk (a
+# FUSE filesystem that only passes each call on to the disk, with bindfs's
+# default options; its rename fixture is copied in beneath it): what a FUSE
+# client doing no work of its own takes on this machine.
 #
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse; Garage as for
 # bench/objectfs.sh (bench/lib.sh). Installs s3fs, rclone, fuse3, bindfs,
@@ -199,8 +205,15 @@ r=$(base --bucket raw seq-write --key big --size $((DD_MIB * 1024 * 1024)) --par
 RAW_MIBS=$(field mib_per_s "$r") RAW_S=$(field seconds "$r")
 log "raw: 300 PutObjects of 8 KiB, one at a time"
 settle
-r=$(base --bucket raw small --prefix lat/ --count 300 --size 8192 --jobs 1)
+r=$(base --bucket raw small --prefix lat/ --count "$SMALL_N" --size 8192 --jobs 1)
 PUT_MS=$(calc "1000 / $(field ops_per_s "$r")" %.2f)
+log "raw: a listing and a HEAD, then a listing and a GET, of each of those (32 in flight)"
+settle
+r=$(base --bucket raw stat --prefix lat/ --jobs 32)
+STAT_S=$(field seconds "$r")
+settle
+r=$(base --bucket raw fetch --prefix lat/ --jobs 32)
+FETCH_S=$(field seconds "$r")
 log "local disk: the SQLite workload's fsync calls (strace, not timed)"
 mkdir -p "$WORK/fsyncs"
 FSYNCS=? DIR_FSYNCS=?
@@ -265,9 +278,15 @@ verdict() {
     case $w in
     sqlite) echo -n "; floor for a durable fsync: $SQLITE_FLOOR s ($FSYNCS fsyncs of a file × $PUT_MS ms), $(isnum "$l" && isnum "$SQLITE_FLOOR" && calc "$SQLITE_FLOOR / $l" %.2f || echo ?)× local" ;;
     dd) echo -n "; floor: the raw multipart upload, $RAW_S s" ;;
+    status-new | status-again) floor_of "$STAT_S" "a HEAD" "$l" ;;
+    coldread) floor_of "$FETCH_S" "a GET" "$l" ;;
     esac
     local b=${SECS[$w,bindfs]:-}
     if isnum "$b" && isnum "$l"; then echo "; FUSE alone (bindfs): $(calc "$b / $l" %.2f)× local"; else echo; fi
+}
+# floor_of SECONDS WHAT LOCAL: the new-mount floor's part of a verdict.
+floor_of() {
+    echo -n "; floor for a new mount: a listing and $2 of each of $SMALL_N objects, $1 s, $(isnum "$1" && isnum "$3" && calc "$1 / $3" %.2f || echo ?)× local"
 }
 target() {
     case $1 in
@@ -303,7 +322,7 @@ table() {
 header() {
     echo "agent workloads (issue 14) — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
     echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && echo ' (working tree has uncommitted changes)'), server: Garage $("$GARAGE" --version 2>/dev/null | awk '{ sub(/^cargo:/, "", $2); print $2 }') on $ENDPOINT (lmdb, 1 node, no compression); s3fs $(s3fs --version 2>/dev/null | grep -o 'V[0-9.]*' | head -1); $(rclone version 2>/dev/null | head -1); $("$PY" --version 2>&1); $(git --version)"
-    echo "each workload run once (1 run, no medians), seconds from start to exit of the command; raw multipart upload of $DD_MIB MiB (s3_baseline seq-write, 8 MiB parts, 8 in flight): $RAW_MIBS MiB/s ($RAW_S s); one raw PutObject of 8 KiB (1 in flight): $PUT_MS ms; the SQLite workload's fsync calls on local disk: $FSYNCS of its files, $DIR_FSYNCS of their directory; page cache dropped before the first read: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "each workload run once (1 run, no medians), seconds from start to exit of the command; raw multipart upload of $DD_MIB MiB (s3_baseline seq-write, 8 MiB parts, 8 in flight): $RAW_MIBS MiB/s ($RAW_S s); one raw PutObject of 8 KiB (1 in flight): $PUT_MS ms; a listing and a HEAD of each of $SMALL_N such objects (32 in flight): $STAT_S s, and a GET of each: $FETCH_S s; the SQLite workload's fsync calls on local disk: $FSYNCS of its files, $DIR_FSYNCS of their directory; page cache dropped before the first read: $([[ $DROP_OK == 1 ]] && echo yes || echo NO); whole run ${TOTAL_S} s; load average at start ${LOAD_START}, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 emit_report

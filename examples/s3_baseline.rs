@@ -18,6 +18,9 @@
 //!   count      counts the objects under --prefix (paginated ListObjectsV2)
 //!   stat       lists --prefix (with delimiter) and HEADs every object,
 //!              --jobs in flight (default 32): what `ls -l` costs over S3
+//!   fetch      lists --prefix (with delimiter) and GETs every object whole
+//!              (metadata with it), --jobs in flight (default 32): what a
+//!              first read of each file costs over S3
 //! ```
 //!
 //! Each mode prints one machine-readable line on stdout, e.g.
@@ -52,7 +55,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: s3_baseline --endpoint URL --bucket B [--region R] \
-         (seq-write|seq-read|small|head|count|stat) [--key K] [--prefix P] [--size BYTES] \
+         (seq-write|seq-read|small|head|count|stat|fetch) [--key K] [--prefix P] [--size BYTES] \
          [--part-size BYTES] [--jobs N] [--count N]\n\
          credentials: OSV_ACCESS_KEY_ID / OSV_ACCESS_KEY_SECRET"
     );
@@ -268,7 +271,9 @@ async fn count(store: Arc<S3Store>, o: &Opts) -> anyhow::Result<()> {
 
 /// What `ls -l` needs from S3 when metadata lives in headers: one LIST of
 /// the prefix, then a HEAD of every key, --jobs in flight.
-async fn stat(store: Arc<S3Store>, o: &Opts) -> anyhow::Result<()> {
+/// `stat` (`whole`: false) or `fetch` (true): the listing of --prefix,
+/// then a HEAD or a whole GET of every object, --jobs in flight.
+async fn stat(store: Arc<S3Store>, o: &Opts, whole: bool) -> anyhow::Result<()> {
     let jobs = o.jobs.unwrap_or(32);
     let start = Instant::now();
     let mut keys = Vec::new();
@@ -284,14 +289,21 @@ async fn stat(store: Arc<S3Store>, o: &Opts) -> anyhow::Result<()> {
     let found: u64 = stream::iter(keys.clone())
         .map(|k| {
             let store = store.clone();
-            async move { store.head(&k).await.map(|m| m.is_some() as u64) }
+            async move {
+                match whole {
+                    true => store.get_whole(&k, u64::MAX).await.map(|m| m.is_some()),
+                    false => store.head(&k).await.map(|m| m.is_some()),
+                }
+                .map(u64::from)
+            }
         })
         .buffer_unordered(jobs)
         .try_fold(0, |a, b| async move { Ok(a + b) })
         .await?;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "RESULT mode=stat prefix={} objects={found} seconds={secs:.3} ops_per_s={:.1}",
+        "RESULT mode={} prefix={} objects={found} seconds={secs:.3} ops_per_s={:.1}",
+        o.mode,
         o.prefix,
         keys.len() as f64 / secs.max(1e-9)
     );
@@ -325,7 +337,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         "count" => count(store, &o).await,
-        "stat" => stat(store, &o).await,
+        "stat" => stat(store, &o, false).await,
+        "fetch" => stat(store, &o, true).await,
         m => bail!("unknown mode {m:?}"),
     }
 }
