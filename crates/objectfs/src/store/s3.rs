@@ -19,6 +19,7 @@ pub mod credentials;
 mod endpoint;
 mod errors;
 mod plain_http;
+mod renewing;
 #[cfg(test)]
 mod wire_tests;
 
@@ -237,14 +238,13 @@ impl S3Store {
                 Arc::new(CredentialState::fixed(description, &secrets))
             }
         };
-        let http_client = http_client.or_else(|| {
-            let url = resolved.url.as_deref()?;
+        let http_client = http_client.unwrap_or_else(|| {
+            let url = resolved.url.as_deref().unwrap_or_default();
             let plain = url.starts_with("http://") && plain_http::reached_directly(url);
-            plain.then(|| SharedHttpClient::new(plain_http::PlainHttpClient::default()))
+            let make = if plain { plain_client } else { sdk_client };
+            SharedHttpClient::new(renewing::RenewingClient::new(make))
         });
-        if let Some(http_client) = http_client {
-            builder = builder.http_client(http_client);
-        }
+        builder = builder.http_client(http_client);
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
             bucket: bucket.to_string(),
@@ -712,6 +712,31 @@ fn static_keys(
         }
         // Anonymous: no credentials provider, requests go unsigned.
         (None, None) => builder.allow_no_auth(),
+    })
+}
+
+/// The client of `http://` endpoints reached directly (`plain_http`), with
+/// a connection pool of its own.
+fn plain_client() -> SharedHttpClient {
+    SharedHttpClient::new(plain_http::PlainHttpClient::default())
+}
+
+/// The SDK's default client (hyper 1 with rustls on aws-lc, the proxy of
+/// the environment's settings), as the SDK builds it for this behaviour
+/// version, with a connection pool of its own: built here so that it can
+/// be renewed (`renewing`).
+fn sdk_client() -> SharedHttpClient {
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
     })
 }
 

@@ -20,10 +20,7 @@
 //! read timeout of the connector settings, a connection pool per setting,
 //! errors sorted as the retry logic expects (I/O and connect failures
 //! retryable, timeouts as timeouts), and the connection handed to the SDK
-//! so that a retry after a transient error does not reuse it. One thing
-//! more: a request given up after [`STUCK_AFTER`] without an answer takes
-//! the pool's idle connections with it ([`Pool`]), so that the retry opens
-//! a new one instead of waiting on the next dead one.
+//! so that a retry after a transient error does not reuse it.
 
 use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::http::{
@@ -47,7 +44,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -91,19 +88,11 @@ impl HttpClient for PlainHttpClient {
     }
 }
 
-/// How long a request may go without an answer before, once it is given
-/// up (its timeout, or the SDK's), the pool's other connections are taken
-/// for dead too ([`Pool::renew`]).
-const STUCK_AFTER: Duration = Duration::from_secs(5);
-/// The pool is renewed at most once in this long.
-const RENEW_GAP: Duration = Duration::from_secs(1);
-
 /// A pool of connections with the given timeouts.
 #[derive(Clone)]
 struct Pooled {
-    pool: Arc<Pool>,
+    client: Client<QuickAckConnector, SdkBody>,
     read_timeout: Option<Duration>,
-    stuck_after: Duration,
 }
 
 impl std::fmt::Debug for Pooled {
@@ -118,92 +107,15 @@ impl Pooled {
     fn new(connect_timeout: Option<Duration>, read_timeout: Option<Duration>) -> Pooled {
         let mut tcp = TcpConnector::new();
         tcp.set_nodelay(true);
-        let connector = QuickAckConnector {
-            tcp,
-            connect_timeout,
-        };
-        Pooled {
-            pool: Arc::new(Pool::new(connector)),
-            read_timeout,
-            stuck_after: STUCK_AFTER,
-        }
-    }
-}
-
-/// hyper-util's client and its kept-alive connections, replaced by a new
-/// one when a request goes unanswered for long: a path that stopped
-/// carrying anything (a hung server, a load balancer or NAT that lost the
-/// connections) leaves every idle connection of the pool as dead as the one
-/// that timed out, and each retry would take the next one and wait out its
-/// whole timeout again (a read then failed after 6 tries, a minute after
-/// the store had come back).
-struct Pool {
-    connector: QuickAckConnector,
-    /// The client new requests use, and when it replaced another.
-    current: Mutex<(
-        Client<QuickAckConnector, SdkBody>,
-        Option<std::time::Instant>,
-    )>,
-}
-
-impl Pool {
-    fn new(connector: QuickAckConnector) -> Pool {
-        let client = Self::client_of(&connector);
-        Pool {
-            connector,
-            current: Mutex::new((client, None)),
-        }
-    }
-
-    fn client_of(connector: &QuickAckConnector) -> Client<QuickAckConnector, SdkBody> {
-        Client::builder(TokioExecutor::new())
+        let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .build(connector.clone())
-    }
-
-    fn client(&self) -> Client<QuickAckConnector, SdkBody> {
-        self.current.lock().unwrap().0.clone()
-    }
-
-    /// New requests go out on new connections; the old pool's idle ones
-    /// close once the requests still using it are done. At most once per
-    /// [`RENEW_GAP`], for the requests stuck together end together.
-    fn renew(&self, waited: Duration) {
-        let mut current = self.current.lock().unwrap();
-        if current.1.is_some_and(|at| at.elapsed() < RENEW_GAP) {
-            return;
-        }
-        *current = (
-            Self::client_of(&self.connector),
-            Some(std::time::Instant::now()),
-        );
-        tracing::warn!(
-            waited_s = waited.as_secs(),
-            "the store left a request unanswered; its other kept-alive connections are dropped and new ones opened"
-        );
-    }
-}
-
-/// A request waiting for its answer: given up unanswered after
-/// `stuck_after` or more, it renews the pool.
-struct Unanswered {
-    pool: Arc<Pool>,
-    since: std::time::Instant,
-    stuck_after: Duration,
-    answered: bool,
-}
-
-impl Unanswered {
-    fn answered(&mut self) {
-        self.answered = true;
-    }
-}
-
-impl Drop for Unanswered {
-    fn drop(&mut self) {
-        let waited = self.since.elapsed();
-        if !self.answered && waited >= self.stuck_after {
-            self.pool.renew(waited);
+            .build(QuickAckConnector {
+                tcp,
+                connect_timeout,
+            });
+        Pooled {
+            client,
+            read_timeout,
         }
     }
 }
@@ -218,14 +130,8 @@ impl HttpConnector for Pooled {
         if let Some(capture) = request.extensions().get::<CaptureSmithyConnection>() {
             capture.set_connection_retriever(move || smithy_connection(&connection));
         }
-        let answer = self.pool.client().request(request);
+        let answer = self.client.request(request);
         let read_timeout = self.read_timeout;
-        let mut waiting = Unanswered {
-            pool: self.pool.clone(),
-            since: std::time::Instant::now(),
-            stuck_after: self.stuck_after,
-            answered: false,
-        };
         HttpConnectorFuture::new(async move {
             let answer = match read_timeout {
                 Some(limit) => match tokio::time::timeout(limit, answer).await {
@@ -234,7 +140,6 @@ impl HttpConnector for Pooled {
                 },
                 None => answer.await,
             };
-            waiting.answered();
             match answer {
                 Ok(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
                     .map_err(|e| ConnectorError::other(e.into(), None)),
@@ -545,61 +450,6 @@ mod tests {
             2,
             "a poisoned connection is not reused"
         );
-    }
-
-    /// A loopback server like [`http_server`] whose connections go silent
-    /// (what they are sent is read and dropped) once the returned counter
-    /// is raised past the value it had when they were accepted; later
-    /// connections are answered. Also returns the connections accepted.
-    fn silencing_server() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (accepted, silenced) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (counter, generation) = (accepted.clone(), silenced.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let (generation, born) = (generation.clone(), generation.load(Ordering::SeqCst));
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {
-                        if generation.load(Ordering::SeqCst) != born {
-                            continue;
-                        }
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                        if stream.write_all(answer).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        (addr, accepted, silenced)
-    }
-
-    /// Kept-alive connections that all went silent: the request that found
-    /// one is given up (as the SDK's timeout does), and the next goes out
-    /// on a new connection instead of the next silent one.
-    #[tokio::test]
-    async fn a_request_given_up_unanswered_leaves_the_silent_connections_behind() {
-        let (addr, accepted, silenced) = silencing_server();
-        let mut pooled = Pooled::new(Some(Duration::from_secs(2)), None);
-        pooled.stuck_after = Duration::from_millis(200);
-        let asks: Vec<_> = (0..3).map(|_| pooled.call(get(addr))).collect();
-        for answer in futures_util::future::join_all(asks).await {
-            assert_eq!(answer.unwrap().status().as_u16(), 200);
-        }
-        let kept = accepted.load(Ordering::SeqCst);
-        assert!(kept >= 2, "{kept} connection(s) kept alive");
-        silenced.fetch_add(1, Ordering::SeqCst);
-        let limit = Duration::from_millis(500);
-        let first = tokio::time::timeout(limit, pooled.call(get(addr))).await;
-        assert!(first.is_err(), "a silent connection answered");
-        let second = tokio::time::timeout(Duration::from_secs(3), pooled.call(get(addr))).await;
-        let second = second.expect("the next request went out on a silent connection too");
-        assert_eq!(second.unwrap().status().as_u16(), 200);
-        assert_eq!(accepted.load(Ordering::SeqCst), kept + 1);
     }
 
     /// A connect that gets no answer ends at the connect timeout, as a
