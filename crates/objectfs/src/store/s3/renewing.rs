@@ -225,6 +225,16 @@ mod tests {
         (addr, accepted, silenced)
     }
 
+    /// What the SDK hands a client's connector: the real clock, tokio's
+    /// sleep.
+    fn components() -> RuntimeComponents {
+        RuntimeComponentsBuilder::for_tests()
+            .with_time_source(Some(aws_smithy_async::time::SystemTimeSource::new()))
+            .with_sleep_impl(Some(aws_smithy_async::rt::sleep::TokioSleep::new()))
+            .build()
+            .unwrap()
+    }
+
     fn get(addr: std::net::SocketAddr) -> HttpRequest {
         HttpRequest::try_from(
             hyper::Request::get(format!("http://{addr}/bucket/key"))
@@ -241,11 +251,7 @@ mod tests {
     async fn silent_connections_are_left_behind(make: fn() -> SharedHttpClient) {
         let (addr, accepted, silenced) = silencing_server();
         let client = RenewingClient::renewed_after(make, Duration::from_millis(200));
-        let components = RuntimeComponentsBuilder::for_tests()
-            .with_time_source(Some(aws_smithy_async::time::SystemTimeSource::new()))
-            .with_sleep_impl(Some(aws_smithy_async::rt::sleep::TokioSleep::new()))
-            .build()
-            .unwrap();
+        let components = components();
         let settings = HttpConnectorSettings::builder()
             .connect_timeout(Duration::from_secs(2))
             .build();
@@ -275,5 +281,43 @@ mod tests {
     #[tokio::test]
     async fn the_sdks_client_leaves_silent_connections_behind() {
         silent_connections_are_left_behind(super::super::sdk_client).await;
+    }
+
+    /// The SDK's client as the store builds it speaks TLS to an https
+    /// endpoint: what reaches the server first is a TLS handshake record
+    /// (0x16), not a plain request, and a server that answers in plain
+    /// text is an error.
+    #[tokio::test]
+    async fn the_sdks_client_speaks_tls_to_https_endpoints() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, first) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let _ = tx.send(byte[0]);
+        });
+        let client = RenewingClient::new(super::super::sdk_client);
+        let components = components();
+        let settings = HttpConnectorSettings::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build();
+        let request = HttpRequest::try_from(
+            hyper::Request::get(format!("https://{addr}/bucket/key"))
+                .body(SdkBody::empty())
+                .unwrap(),
+        )
+        .unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.http_connector(&settings, &components).call(request),
+        )
+        .await
+        .expect("no answer within 5 s");
+        assert!(answer.is_err(), "a plain-text answer was taken over https");
+        let first = first.recv_timeout(Duration::from_secs(5));
+        assert_eq!(first, Ok(0x16), "not a TLS handshake");
     }
 }
