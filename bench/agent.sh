@@ -203,7 +203,7 @@ log "raw: seq-write ${DD_MIB} MiB (8 MiB parts, 8 in flight)"
 settle
 r=$(base --bucket raw seq-write --key big --size $((DD_MIB * 1024 * 1024)) --part-size 8M --jobs 8)
 RAW_MIBS=$(field mib_per_s "$r") RAW_S=$(field seconds "$r")
-log "raw: 300 PutObjects of 8 KiB, one at a time"
+log "raw: $SMALL_N PutObjects of 8 KiB, one at a time"
 settle
 r=$(base --bucket raw small --prefix lat/ --count "$SMALL_N" --size 8192 --jobs 1)
 PUT_MS=$(calc "1000 / $(field ops_per_s "$r")" %.2f)

@@ -26,7 +26,7 @@
 //! Each mode prints one machine-readable line on stdout, e.g.
 //! `RESULT mode=seq-read bytes=1073741824 ops=128 seconds=1.234 mib_per_s=829.9 ops_per_s=103.7`
 //! (`head`: `RESULT mode=head key=K size=N` or `size=missing`;
-//! `count`: `RESULT mode=count prefix=P objects=N seconds=S ops_per_s=R`).
+//! `count`, `stat` and `fetch`: `RESULT mode=M prefix=P objects=N seconds=S ops_per_s=R`).
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -269,10 +269,9 @@ async fn count(store: Arc<S3Store>, o: &Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `ls -l` needs from S3 when metadata lives in headers: one LIST of
-/// the prefix, then a HEAD of every key, --jobs in flight.
-/// `stat` (`whole`: false) or `fetch` (true): the listing of --prefix,
-/// then a HEAD or a whole GET of every object, --jobs in flight.
+/// `stat` (`whole`: false): what `ls -l` needs from S3 when metadata lives
+/// in headers, one listing of --prefix, then a HEAD of every key; `fetch`
+/// (true): the listing, then a whole GET of every object. --jobs in flight.
 async fn stat(store: Arc<S3Store>, o: &Opts, whole: bool) -> anyhow::Result<()> {
     let jobs = o.jobs.unwrap_or(32);
     let start = Instant::now();
@@ -286,7 +285,8 @@ async fn stat(store: Arc<S3Store>, o: &Opts, whole: bool) -> anyhow::Result<()> 
             break;
         }
     }
-    let found: u64 = stream::iter(keys.clone())
+    let listed = keys.len();
+    let found: u64 = stream::iter(keys)
         .map(|k| {
             let store = store.clone();
             async move {
@@ -305,7 +305,7 @@ async fn stat(store: Arc<S3Store>, o: &Opts, whole: bool) -> anyhow::Result<()> 
         "RESULT mode={} prefix={} objects={found} seconds={secs:.3} ops_per_s={:.1}",
         o.mode,
         o.prefix,
-        keys.len() as f64 / secs.max(1e-9)
+        listed as f64 / secs.max(1e-9)
     );
     Ok(())
 }

@@ -4,12 +4,16 @@
 //! connections) leaves every idle connection of the pool as dead as the one
 //! that timed out, and each retry would take the next one and wait out its
 //! whole timeout again: a read failed with EIO after its 6 tries, a minute
-//! after the store had come back. A request given up after [`STUCK_AFTER`]
-//! without an answer (by its own timeout or the SDK's) sends the requests
-//! that follow through a new client, on new connections; the old client's
-//! idle connections close once the requests still using it are done.
-//! Wraps both the client of `http://` endpoints (`plain_http`) and the
-//! SDK's own (https).
+//! after the store had come back. A request dropped after [`STUCK_AFTER`]
+//! without an answer's head (the SDK's timeout, or a caller giving it up)
+//! sends the requests that follow through a new client, on new
+//! connections; the old client's idle connections close once the requests
+//! still using it are done. Only a request of the current client renews
+//! it: one still hanging on a client replaced already (an upload part with
+//! a long timeout) leaves the new one alone. A request cancelled on purpose
+//! after 5 s (read-ahead or parts dropped) renews it too, which costs new
+//! connections, nothing more. Wraps both the client of `http://` endpoints
+//! (`plain_http`) and the SDK's own (https).
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
@@ -28,9 +32,6 @@ use std::time::{Duration, Instant};
 /// How long a request may go without an answer before, once it is given
 /// up, the client's other connections are taken for dead too.
 const STUCK_AFTER: Duration = Duration::from_secs(5);
-/// The client is replaced at most once in this long: requests stuck
-/// together are given up together.
-const RENEW_GAP: Duration = Duration::from_secs(1);
 
 /// Makes a client with a pool of its own.
 type Make = Box<dyn Fn() -> SharedHttpClient + Send + Sync>;
@@ -43,8 +44,8 @@ pub(super) struct RenewingClient {
 
 struct State {
     make: Make,
-    /// The client new requests use, and when it replaced another.
-    current: Mutex<(SharedHttpClient, Option<Instant>)>,
+    /// The client new requests use, and how many clients came before it.
+    current: Mutex<(SharedHttpClient, u64)>,
     stuck_after: Duration,
 }
 
@@ -67,7 +68,7 @@ impl RenewingClient {
         RenewingClient {
             state: Arc::new(State {
                 make: Box::new(make),
-                current: Mutex::new((first, None)),
+                current: Mutex::new((first, 0)),
                 stuck_after,
             }),
         }
@@ -75,16 +76,19 @@ impl RenewingClient {
 }
 
 impl State {
-    fn client(&self) -> SharedHttpClient {
-        self.current.lock().unwrap().0.clone()
+    /// The current client and its generation.
+    fn client(&self) -> (SharedHttpClient, u64) {
+        self.current.lock().unwrap().clone()
     }
 
-    fn renew(&self, waited: Duration) {
+    /// Replaces the client of `generation` (requests stuck together are
+    /// given up together: the first replaces it, the others find it gone).
+    fn renew(&self, generation: u64, waited: Duration) {
         let mut current = self.current.lock().unwrap();
-        if current.1.is_some_and(|at| at.elapsed() < RENEW_GAP) {
+        if current.1 != generation {
             return;
         }
-        *current = ((self.make)(), Some(Instant::now()));
+        *current = ((self.make)(), generation + 1);
         tracing::warn!(
             waited_s = waited.as_secs(),
             "the store left a request unanswered; its other kept-alive connections are dropped and new ones opened"
@@ -98,9 +102,10 @@ impl HttpClient for RenewingClient {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        let inner = self.state.client().http_connector(settings, components);
+        let (client, generation) = self.state.client();
         Watched {
-            inner,
+            inner: client.http_connector(settings, components),
+            generation,
             state: self.state.clone(),
         }
         .into_shared()
@@ -113,6 +118,7 @@ impl HttpClient for RenewingClient {
     ) -> Result<(), BoxError> {
         self.state
             .client()
+            .0
             .validate_base_client_config(components, cfg)
     }
 
@@ -121,19 +127,21 @@ impl HttpClient for RenewingClient {
         components: &RuntimeComponents,
         cfg: &ConfigBag,
     ) -> Result<(), BoxError> {
-        self.state.client().validate_final_config(components, cfg)
+        self.state.client().0.validate_final_config(components, cfg)
     }
 
     fn connector_metadata(
         &self,
     ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
-        self.state.client().connector_metadata()
+        self.state.client().0.connector_metadata()
     }
 }
 
-/// The current client's connector, each request watched until answered.
+/// A client's connector (of that `generation`), each request watched
+/// until answered.
 struct Watched {
     inner: SharedHttpConnector,
+    generation: u64,
     state: Arc<State>,
 }
 
@@ -149,6 +157,7 @@ impl HttpConnector for Watched {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let mut waiting = Unanswered {
             state: self.state.clone(),
+            generation: self.generation,
             since: Instant::now(),
             answered: false,
         };
@@ -162,9 +171,11 @@ impl HttpConnector for Watched {
 }
 
 /// A request waiting for its answer (its head): given up unanswered after
-/// the state's `stuck_after` or more, it renews the client.
+/// the state's `stuck_after` or more, it renews the client it went through
+/// (of `generation`), if that is still the current one.
 struct Unanswered {
     state: Arc<State>,
+    generation: u64,
     since: Instant,
     answered: bool,
 }
@@ -179,7 +190,7 @@ impl Drop for Unanswered {
     fn drop(&mut self) {
         let waited = self.since.elapsed();
         if !self.answered && waited >= self.state.stuck_after {
-            self.state.renew(waited);
+            self.state.renew(self.generation, waited);
         }
     }
 }
@@ -270,7 +281,44 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(3), connector().call(get(addr))).await;
         let second = second.expect("the next request went out on a silent connection too");
         assert_eq!(second.unwrap().status().as_u16(), 200);
-        assert_eq!(accepted.load(Ordering::SeqCst), kept + 1);
+        assert!(accepted.load(Ordering::SeqCst) > kept, "no new connection");
+    }
+
+    /// Two requests stuck on one client: the first given up replaces it;
+    /// the second, given up later, leaves the new client alone.
+    #[tokio::test]
+    async fn only_a_request_of_the_current_client_renews_it() {
+        // A server that accepts and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().collect();
+            drop(held);
+        });
+        let made = Arc::new(AtomicUsize::new(0));
+        let count = made.clone();
+        let make = move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            super::super::plain_client()
+        };
+        let client = RenewingClient::renewed_after(make, Duration::from_millis(100));
+        let (components, settings) = (components(), HttpConnectorSettings::builder().build());
+        let connector = client.http_connector(&settings, &components);
+        let (first, second) = (connector.call(get(addr)), connector.call(get(addr)));
+        let first = tokio::time::timeout(Duration::from_millis(300), first).await;
+        assert!(first.is_err(), "answered");
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            2,
+            "the first renewed the client"
+        );
+        let second = tokio::time::timeout(Duration::from_millis(300), second).await;
+        assert!(second.is_err(), "answered");
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            2,
+            "the second renewed it again"
+        );
     }
 
     #[tokio::test]
