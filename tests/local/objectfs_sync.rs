@@ -86,7 +86,10 @@ fn a_listing_during_a_sync_renames_delete_does_not_bring_back_the_old_name() {
     f.mem.slow_deletes(Duration::from_millis(300));
     let listed = std::thread::scope(|s| {
         let renamed = s.spawn(|| f.rename("a", "b"));
-        wait_until(|| f.fs.lookup(ROOT_INO, "b").is_ok());
+        // Moved in the table (`b` alone is found once its copy landed,
+        // before the move, when both names are still there).
+        wait_until(|| f.fs.lookup(ROOT_INO, "a").err() == Some(libc::ENOENT));
+        assert!(f.fs.lookup(ROOT_INO, "b").is_ok());
         let listed = f.list("");
         assert_eq!(renamed.join().unwrap(), Ok(()));
         listed

@@ -782,6 +782,14 @@ impl InodeTable {
     /// remembered as absent.
     pub(super) fn move_node(&mut self, ino: u64, new_parent: u64, new_name: &str) {
         self.detach_name(ino);
+        // A node that took the new name meanwhile (a lookup of the
+        // rename's copy, already in the store) gives it up.
+        let taken = (new_parent, new_name.to_string());
+        if let Some(&other) = self.children.get(&taken)
+            && other != ino
+        {
+            self.detach_name(other);
+        }
         let old = self.nodes.get(&ino).map(|n| (n.parent, n.name.clone()));
         if let Some((p, n)) = old {
             self.negative.insert((p, n), Instant::now());
@@ -973,6 +981,20 @@ mod tests {
         assert_eq!(t.node(a).unwrap().children, 1);
         assert_eq!(t.descendants(ROOT_INO).len(), 2);
         assert_eq!(t.descendants(a), vec![f]);
+    }
+
+    #[test]
+    fn move_node_onto_a_name_looked_up_meanwhile_counts_it_once() {
+        let mut t = table();
+        let f = t.new_node(ROOT_INO, "f", Kind::File, posix(Kind::File));
+        let g = t.new_node(ROOT_INO, "g", Kind::File, posix(Kind::File));
+        t.move_node(f, ROOT_INO, "g");
+        assert_eq!(t.children.get(&(ROOT_INO, "g".into())), Some(&f));
+        assert_eq!(t.node(ROOT_INO).unwrap().children, 1);
+        // The node that held the name goes without undoing the count.
+        t.prune(g);
+        assert!(!t.nodes.contains_key(&g));
+        assert_eq!(t.node(ROOT_INO).unwrap().children, 1);
     }
 
     #[test]
